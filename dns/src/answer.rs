@@ -1,0 +1,555 @@
+//! The authoritative answer logic: query bytes in, response bytes out (sans-IO).
+//!
+//! ```text
+//! query ──▶ parse header, question, EDNS ──▶ Catalog: longest zone ──▶ lookup (RFC 1034 4.3.2)
+//!                                                                     ├─ referral below a cut
+//!                                                                     ├─ answer (CNAME chain)
+//!                                                                     ├─ wildcard (RFC 4592)
+//!                                                                     └─ NODATA / NXDOMAIN + SOA
+//!                                              ──▶ Writer (compression, size limit, TC) ──▶ bytes
+//! ```
+//!
+//! This is the product's own job: stock in-memory handlers get referrals, wildcards, empty
+//! non-terminals and EDNS wrong, and the hot path must not allocate.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use crate::{
+    catalog::Catalog,
+    message::{AA, CD, Full, OPT_LEN, Owner, QR, RD, Section, TC, Writer, rcode},
+    name::{self, MAX_KEY},
+    zone::{NodeId, RRset, Zone, rdata_name_offset, rtype},
+};
+
+/// Largest UDP payload we send with EDNS (the DNS flag day 2020 value, no fragmentation).
+pub const MAX_UDP_PAYLOAD: u16 = 1232;
+/// Largest UDP payload without EDNS (RFC 1035).
+const PLAIN_UDP_PAYLOAD: usize = 512;
+/// Most CNAMEs followed inside a zone before the chain is cut short.
+const MAX_CHAIN: usize = 8;
+
+/// The transport a query arrived on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+/// What to do with a query.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Send the bytes written to the output buffer.
+    Reply,
+    /// Send nothing (not a query, or too broken to answer).
+    Drop,
+    /// Zone transfer allowed: send the messages of [`transfer`] for the zone at this origin key.
+    Transfer(Vec<u8>),
+}
+
+/// Answers queries from a catalog; shared by every listener.
+#[derive(Debug, Clone, Default)]
+pub struct Responder {
+    allow_transfer: Vec<IpNet>,
+}
+
+/// The parts of a query the answer depends on.
+#[derive(Debug, Clone, Copy)]
+pub struct Query<'q> {
+    pub id: u16,
+    flags: u16,
+    /// The question name exactly as received.
+    pub qname: &'q [u8],
+    pub qtype: u16,
+    pub qclass: u16,
+    edns: Option<Edns>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Edns {
+    payload: u16,
+    version: u8,
+    dnssec_ok: bool,
+}
+
+enum Malformed {
+    Drop,
+    FormErr { id: u16, flags: u16 },
+}
+
+impl Query<'_> {
+    fn opcode(&self) -> u16 {
+        (self.flags >> 11) & 0xF
+    }
+
+    /// Flags every response to this query starts with.
+    fn response_flags(&self) -> u16 {
+        QR | (self.flags & (0xF << 11 | RD | CD))
+    }
+}
+
+/// Reads the header, question and EDNS of a query.
+fn parse(packet: &[u8]) -> Result<Query<'_>, Malformed> {
+    if packet.len() < 12 {
+        return Err(Malformed::Drop);
+    }
+    let word = |at: usize| u16::from_be_bytes([packet[at], packet[at + 1]]);
+    let (id, flags) = (word(0), word(2));
+    if flags & QR != 0 {
+        return Err(Malformed::Drop);
+    }
+    let formerr = Malformed::FormErr { id, flags };
+    let (qdcount, ancount, nscount, arcount) = (word(4), word(6), word(8), word(10));
+    if qdcount != 1 {
+        return Err(formerr);
+    }
+    let Some(name_len) = name::wire_len(&packet[12..]) else {
+        return Err(formerr);
+    };
+    let qname = &packet[12..12 + name_len];
+    let mut at = 12 + name_len;
+    let Some(fixed) = packet.get(at..at + 4) else {
+        return Err(formerr);
+    };
+    let qtype = u16::from_be_bytes([fixed[0], fixed[1]]);
+    let qclass = u16::from_be_bytes([fixed[2], fixed[3]]);
+    at += 4;
+    let mut edns = None;
+    for i in 0..u32::from(ancount) + u32::from(nscount) + u32::from(arcount) {
+        let Some(record) = skip_record(packet, at) else {
+            return Err(formerr);
+        };
+        let additional = i >= u32::from(ancount) + u32::from(nscount);
+        if additional && record.rtype == rtype::OPT {
+            // RFC 6891 section 6.1.1: one OPT, owned by the root.
+            if edns.is_some() || packet[at] != 0 {
+                return Err(formerr);
+            }
+            let ttl = record.ttl.to_be_bytes();
+            edns = Some(Edns {
+                payload: record.class,
+                version: ttl[1],
+                dnssec_ok: ttl[2] & 0x80 != 0,
+            });
+        }
+        at = record.end;
+    }
+    Ok(Query {
+        id,
+        flags,
+        qname,
+        qtype,
+        qclass,
+        edns,
+    })
+}
+
+struct Skipped {
+    rtype: u16,
+    class: u16,
+    ttl: u32,
+    end: usize,
+}
+
+/// Steps over one resource record of a received message.
+fn skip_record(packet: &[u8], mut at: usize) -> Option<Skipped> {
+    loop {
+        let len = *packet.get(at)?;
+        match len {
+            0 => {
+                at += 1;
+                break;
+            }
+            0xC0..=0xFF => {
+                at += 2;
+                break;
+            }
+            1..=63 => at += 1 + usize::from(len),
+            _ => return None,
+        }
+    }
+    let fixed = packet.get(at..at + 10)?;
+    let rdlen = usize::from(u16::from_be_bytes([fixed[8], fixed[9]]));
+    let end = at + 10 + rdlen;
+    (end <= packet.len()).then_some(Skipped {
+        rtype: u16::from_be_bytes([fixed[0], fixed[1]]),
+        class: u16::from_be_bytes([fixed[2], fixed[3]]),
+        ttl: u32::from_be_bytes([fixed[4], fixed[5], fixed[6], fixed[7]]),
+        end,
+    })
+}
+
+impl Responder {
+    /// A responder that allows zone transfers to these networks (none when empty).
+    pub fn new(allow_transfer: Vec<IpNet>) -> Self {
+        Responder { allow_transfer }
+    }
+
+    /// Answers one query into `out`.
+    pub fn respond(
+        &self,
+        catalog: &Catalog,
+        packet: &[u8],
+        transport: Transport,
+        peer: IpAddr,
+        out: &mut Vec<u8>,
+    ) -> Outcome {
+        let query = match parse(packet) {
+            Ok(query) => query,
+            Err(Malformed::Drop) => return Outcome::Drop,
+            Err(Malformed::FormErr { id, flags }) => {
+                let flags = QR | (flags & (0xF << 11 | RD | CD)) | u16::from(rcode::FORMERR);
+                Writer::new(out, id, flags, PLAIN_UDP_PAYLOAD);
+                return Outcome::Reply;
+            }
+        };
+        let limit = match (transport, query.edns) {
+            (Transport::Tcp, _) => usize::from(u16::MAX),
+            (Transport::Udp, None) => PLAIN_UDP_PAYLOAD,
+            (Transport::Udp, Some(edns)) => usize::from(
+                edns.payload
+                    .clamp(PLAIN_UDP_PAYLOAD as u16, MAX_UDP_PAYLOAD),
+            ),
+        };
+        let mut w = Writer::new(out, query.id, query.response_flags(), limit);
+        w.question(query.qname, query.qtype, query.qclass);
+        if query.edns.is_some() {
+            w.reserve(OPT_LEN);
+        }
+        let mut extended = 0u8;
+        let outcome = if query.edns.is_some_and(|e| e.version > 0) {
+            extended = (rcode::BADVERS >> 4) as u8;
+            Outcome::Reply
+        } else if query.opcode() != 0 {
+            w.set_rcode(rcode::NOTIMP);
+            Outcome::Reply
+        } else {
+            self.query(catalog, &query, transport, peer, &mut w)
+        };
+        if let Some(edns) = query.edns {
+            w.unreserve(OPT_LEN);
+            w.opt(MAX_UDP_PAYLOAD, extended, edns.dnssec_ok);
+        }
+        outcome
+    }
+
+    fn query(
+        &self,
+        catalog: &Catalog,
+        query: &Query<'_>,
+        transport: Transport,
+        peer: IpAddr,
+        w: &mut Writer<'_>,
+    ) -> Outcome {
+        let mut qkey = KeyBuf::new();
+        qkey.set(query.qname);
+        let zone = match (query.qclass, catalog.find(qkey.get())) {
+            (1 | 255, Some(zone)) => zone,
+            _ => {
+                w.set_rcode(rcode::REFUSED);
+                return Outcome::Reply;
+            }
+        };
+        match query.qtype {
+            rtype::OPT => {
+                w.set_rcode(rcode::FORMERR);
+                return Outcome::Reply;
+            }
+            rtype::MAILA | rtype::MAILB => {
+                w.set_rcode(rcode::NOTIMP);
+                return Outcome::Reply;
+            }
+            rtype::AXFR | rtype::IXFR => {
+                let at_apex = qkey.get() == zone.origin_key();
+                let allowed = self.allow_transfer.iter().any(|net| net.contains(&peer));
+                if !at_apex || !allowed {
+                    w.set_rcode(rcode::REFUSED);
+                } else if transport == Transport::Udp {
+                    // Transfers need TCP (RFC 5936 section 4.2); tell the client to retry there.
+                    w.set_flags(w.flags() | TC);
+                } else {
+                    return Outcome::Transfer(zone.origin_key().to_vec());
+                }
+                return Outcome::Reply;
+            }
+            _ => {}
+        }
+        let after_question = w.mark();
+        match lookup(zone, &qkey, query.qtype, w) {
+            Ok((code, authoritative)) => {
+                w.set_rcode(code);
+                if authoritative {
+                    w.set_flags(w.flags() | AA);
+                }
+            }
+            Err(Full) => {
+                w.rollback(after_question);
+                w.set_flags(w.flags() | TC | AA);
+            }
+        }
+        Outcome::Reply
+    }
+}
+
+/// A name's key in a stack buffer, so lookups do not allocate.
+struct KeyBuf {
+    bytes: [u8; MAX_KEY],
+    len: usize,
+}
+
+impl KeyBuf {
+    fn new() -> Self {
+        KeyBuf {
+            bytes: [0; MAX_KEY],
+            len: 0,
+        }
+    }
+
+    fn set(&mut self, wire: &[u8]) {
+        let mut key = Vec::new();
+        // Fast path without allocation for the common case of plain labels.
+        self.len = 0;
+        let mut starts = [0u8; 128];
+        let mut count = 0;
+        for start in name::label_starts(wire) {
+            starts[count] = start as u8;
+            count += 1;
+        }
+        for &start in starts[..count].iter().rev() {
+            let start = usize::from(start);
+            let len = usize::from(wire[start]);
+            for &byte in &wire[start + 1..start + 1 + len] {
+                if byte == 0 {
+                    key.clear();
+                    name::push_key(wire, &mut key);
+                    self.bytes[..key.len()].copy_from_slice(&key);
+                    self.len = key.len();
+                    return;
+                }
+                self.bytes[self.len] = byte.to_ascii_lowercase();
+                self.len += 1;
+            }
+            self.bytes[self.len] = 0;
+            self.bytes[self.len + 1] = 0;
+            self.len += 2;
+        }
+    }
+
+    fn get(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+/// Finds the answer for `qkey`/`qtype` in `zone` and writes it. Returns the RCODE and whether
+/// the answer is authoritative (false only for a referral at the first step).
+fn lookup(zone: &Zone, qkey: &KeyBuf, qtype: u16, w: &mut Writer<'_>) -> Result<(u8, bool), Full> {
+    let mut key = KeyBuf::new();
+    key.bytes[..qkey.len].copy_from_slice(qkey.get());
+    key.len = qkey.len;
+    // The question name sits right after the header.
+    let mut owner = Owner::At(12);
+    let mut owner_wire: Option<&[u8]> = None;
+
+    for hop in 0..=MAX_CHAIN {
+        if let Some(cut) = zone.cut_above(key.get())
+            && !(qtype == rtype::DS && zone.key(cut) == key.get())
+        {
+            referral(zone, cut, w)?;
+            return Ok((rcode::NOERROR, hop > 0));
+        }
+        let node = match zone.find(key.get()) {
+            Ok(node) => node,
+            Err(at) if zone.has_descendant_at(at, key.get()) => {
+                // An empty non-terminal exists: NODATA, and no wildcard may match it.
+                negative(zone, w)?;
+                return Ok((rcode::NOERROR, true));
+            }
+            Err(_) => match wildcard(zone, key.get()) {
+                Some(node) => node,
+                None => {
+                    negative(zone, w)?;
+                    return Ok((rcode::NXDOMAIN, true));
+                }
+            },
+        };
+
+        if qtype != rtype::CNAME
+            && let Some(cname) = zone.rrset(node, rtype::CNAME)
+        {
+            w.rrset(Section::Answer, owner, &cname)?;
+            let Some(target) = cname.rdatas().next() else {
+                return Ok((rcode::NOERROR, true));
+            };
+            if !name::is_subdomain(target, zone.origin()) || hop == MAX_CHAIN {
+                return Ok((rcode::NOERROR, true));
+            }
+            key.set(target);
+            owner = Owner::Wire(target);
+            owner_wire = Some(target);
+            continue;
+        }
+
+        let set = if qtype == rtype::ANY {
+            // RFC 8482: answer ANY with one RRset rather than everything.
+            zone.rrsets(node).next()
+        } else {
+            zone.rrset(node, qtype)
+        };
+        let Some(set) = set else {
+            negative(zone, w)?;
+            return Ok((rcode::NOERROR, true));
+        };
+        w.rrset(Section::Answer, owner, &set)?;
+        let self_name = owner_wire.unwrap_or(zone.name(node));
+        additional(zone, &set, self_name, w, false);
+        return Ok((rcode::NOERROR, true));
+    }
+    Ok((rcode::NOERROR, true))
+}
+
+/// RFC 4592: the source of synthesis `*.<closest encloser>` for a name that does not exist.
+fn wildcard(zone: &Zone, key: &[u8]) -> Option<NodeId> {
+    let apex_len = zone.origin_key().len();
+    let mut encloser = apex_len;
+    for len in name::key_prefixes(key).filter(|&len| len > apex_len && len < key.len()) {
+        if zone.exists(&key[..len]) {
+            encloser = len;
+        } else {
+            break;
+        }
+    }
+    let mut star = KeyBuf::new();
+    star.bytes[..encloser].copy_from_slice(&key[..encloser]);
+    star.bytes[encloser..encloser + 3].copy_from_slice(b"*\0\0");
+    star.len = encloser + 3;
+    zone.find(star.get()).ok()
+}
+
+/// The SOA in the authority section, with the negative-caching TTL (RFC 2308 section 3).
+fn negative(zone: &Zone, w: &mut Writer<'_>) -> Result<(), Full> {
+    let Some(soa) = zone.apex().and_then(|apex| zone.rrset(apex, rtype::SOA)) else {
+        return Ok(());
+    };
+    for rdata in soa.rdatas() {
+        w.record(
+            Section::Authority,
+            Owner::Wire(zone.origin()),
+            rtype::SOA,
+            zone.negative_ttl(),
+            rdata,
+        )?;
+    }
+    Ok(())
+}
+
+/// A referral to the child zone at `cut`: its NS set in authority, glue in additional.
+fn referral(zone: &Zone, cut: NodeId, w: &mut Writer<'_>) -> Result<(), Full> {
+    let Some(ns) = zone.rrset(cut, rtype::NS) else {
+        return Ok(());
+    };
+    w.rrset(Section::Authority, Owner::Wire(zone.name(cut)), &ns)?;
+    // RFC 9471: glue for name servers inside the delegated zone must fit, else TC.
+    if additional(zone, &ns, zone.name(cut), w, true) {
+        w.set_flags(w.flags() | TC);
+    }
+    Ok(())
+}
+
+/// Adds A and AAAA records of the in-zone names that `set` points at. Returns true when
+/// required glue (names below `owner` in a referral) did not fit.
+fn additional(zone: &Zone, set: &RRset<'_>, owner: &[u8], w: &mut Writer<'_>, glue: bool) -> bool {
+    let Some((offset, _)) = rdata_name_offset(set.rtype) else {
+        return false;
+    };
+    if set.rtype == rtype::CNAME {
+        return false;
+    }
+    let mut missing_glue = false;
+    let mut done: [&[u8]; 16] = [&[]; 16];
+    let mut done_count = 0;
+    for rdata in set.rdatas() {
+        let Some(len) = rdata.get(offset..).and_then(name::wire_len) else {
+            continue;
+        };
+        let mut target = &rdata[offset..offset + len];
+        if target == [0] && matches!(set.rtype, rtype::SVCB | rtype::HTTPS) {
+            // RFC 9460: target "." in service mode means the owner itself.
+            target = owner;
+        }
+        if !name::is_subdomain(target, zone.origin())
+            || done[..done_count]
+                .iter()
+                .any(|d| name::eq_ignore_case(d, target))
+        {
+            continue;
+        }
+        if done_count < done.len() {
+            done[done_count] = target;
+            done_count += 1;
+        }
+        let mut key = KeyBuf::new();
+        key.set(target);
+        let Ok(node) = zone.find(key.get()) else {
+            continue;
+        };
+        for rtype in [rtype::A, rtype::AAAA] {
+            if let Some(addresses) = zone.rrset(node, rtype)
+                && w.rrset(Section::Additional, Owner::Wire(target), &addresses)
+                    .is_err()
+            {
+                missing_glue |= glue && name::is_subdomain(target, owner);
+            }
+        }
+    }
+    missing_glue
+}
+
+/// A zone transfer (RFC 5936): the messages answering `query` for `zone`, each at most
+/// `max_len` bytes. SOA first and last, every other record in between.
+pub fn transfer(zone: &Zone, packet: &[u8], max_len: usize) -> Vec<Vec<u8>> {
+    let Ok(query) = parse(packet) else {
+        return Vec::new();
+    };
+    let flags = query.response_flags() | AA;
+    let mut messages = Vec::new();
+    let mut buf = Vec::with_capacity(max_len);
+    let mut w = Writer::new(&mut buf, query.id, flags, max_len);
+    w.question(query.qname, query.qtype, query.qclass);
+
+    let Some(apex) = zone.apex() else {
+        return messages;
+    };
+    let soa: Vec<(u32, &[u8])> = zone
+        .rrset(apex, rtype::SOA)
+        .iter()
+        .flat_map(|set| set.rdatas().map(move |r| (set.ttl, r)))
+        .collect();
+    let origin = zone.origin();
+    let mut records: Vec<(&[u8], u16, u32, &[u8])> = Vec::new();
+    records.extend(soa.iter().map(|&(ttl, r)| (origin, rtype::SOA, ttl, r)));
+    for node in zone.nodes() {
+        for set in zone.rrsets(node) {
+            if node == apex && set.rtype == rtype::SOA {
+                continue;
+            }
+            for rdata in set.rdatas() {
+                records.push((zone.name(node), set.rtype, set.ttl, rdata));
+            }
+        }
+    }
+    records.extend(soa.iter().map(|&(ttl, r)| (origin, rtype::SOA, ttl, r)));
+
+    for (owner, rtype, ttl, rdata) in records {
+        if w.record(Section::Answer, Owner::Wire(owner), rtype, ttl, rdata)
+            .is_err()
+        {
+            messages.push(std::mem::replace(&mut buf, Vec::with_capacity(max_len)));
+            w = Writer::new(&mut buf, query.id, flags, max_len);
+            // A single record always fits in an empty 64 KiB message.
+            let _ = w.record(Section::Answer, Owner::Wire(owner), rtype, ttl, rdata);
+        }
+    }
+    messages.push(buf);
+    messages
+}

@@ -1,0 +1,254 @@
+//! The set of zones served, and how it is replaced when zone files change.
+//!
+//! Queries read the current [`Catalog`] through an `ArcSwap`: no lock, and a reload publishes a
+//! whole new catalog at once, so no query ever sees half a zone. Reloads parse changed files off
+//! to the side; a file that fails keeps its previous version serving.
+
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+};
+
+use arc_swap::ArcSwap;
+use tracing::{error, info, warn};
+
+use crate::{
+    error::{Error, ZoneError},
+    load::{Loaded, Stamp, load_zone, stamp},
+    name,
+    zone::Zone,
+};
+
+/// Zones by origin key; immutable once published.
+#[derive(Debug, Default)]
+pub struct Catalog {
+    zones: HashMap<Box<[u8]>, Arc<Zone>>,
+}
+
+impl Catalog {
+    /// A catalog of these zones. Origins must be distinct.
+    pub fn new(zones: impl IntoIterator<Item = Arc<Zone>>) -> Self {
+        Catalog {
+            zones: zones
+                .into_iter()
+                .map(|zone| (zone.origin_key().into(), zone))
+                .collect(),
+        }
+    }
+
+    /// The zone that `key` falls in: the one with the longest origin at or above it.
+    pub fn find(&self, key: &[u8]) -> Option<&Zone> {
+        let mut found = self.zones.get(&key[..0]);
+        for len in name::key_prefixes(key) {
+            if let Some(zone) = self.zones.get(&key[..len]) {
+                found = Some(zone);
+            }
+        }
+        found.map(|zone| &**zone)
+    }
+
+    pub fn get(&self, origin_key: &[u8]) -> Option<&Arc<Zone>> {
+        self.zones.get(origin_key)
+    }
+
+    pub fn zones(&self) -> impl Iterator<Item = &Arc<Zone>> {
+        self.zones.values()
+    }
+
+    pub fn len(&self) -> usize {
+        self.zones.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.zones.is_empty()
+    }
+}
+
+#[derive(Debug)]
+struct Served {
+    zone: Arc<Zone>,
+    /// The zone file and every file it includes, as they were when loaded.
+    sources: Vec<(PathBuf, Stamp)>,
+}
+
+impl Served {
+    fn new(loaded: Loaded) -> Self {
+        Served {
+            zone: Arc::new(loaded.zone),
+            sources: loaded.files,
+        }
+    }
+
+    fn unchanged(&self) -> bool {
+        self.sources.iter().all(|(path, was)| stamp(path) == *was)
+    }
+}
+
+/// The zones folder and what is served from it.
+#[derive(Debug)]
+pub struct Zones {
+    folder: PathBuf,
+    live: Arc<ArcSwap<Catalog>>,
+    /// What each zone file currently serves; the lock only orders reloads, queries never take it.
+    served: Mutex<HashMap<PathBuf, Served>>,
+}
+
+/// What a reload changed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Reloaded {
+    pub loaded: usize,
+    pub removed: usize,
+    pub failed: usize,
+}
+
+impl Zones {
+    /// Loads every `*.zone` file in `folder`. Any error is returned: at start-up a broken zone is
+    /// a reason not to start.
+    pub fn load(folder: &Path) -> Result<Zones, Error> {
+        let mut served = HashMap::new();
+        let mut by_origin: HashMap<Vec<u8>, PathBuf> = HashMap::new();
+        for path in zone_files(folder)? {
+            let loaded = load_zone(&path, None)?;
+            let origin = loaded.zone.origin_key().to_vec();
+            if let Some(first) = by_origin.insert(origin, path.clone()) {
+                return Err(Error::DuplicateZone {
+                    origin: loaded.zone.origin_text(),
+                    first,
+                    second: path,
+                });
+            }
+            log_loaded(&path, &loaded.zone);
+            served.insert(path, Served::new(loaded));
+        }
+        let catalog = Catalog::new(served.values().map(|s| s.zone.clone()));
+        Ok(Zones {
+            folder: folder.to_path_buf(),
+            live: Arc::new(ArcSwap::from_pointee(catalog)),
+            served: Mutex::new(served),
+        })
+    }
+
+    /// The live catalog, for the listeners.
+    pub fn catalog(&self) -> Arc<ArcSwap<Catalog>> {
+        self.live.clone()
+    }
+
+    pub fn folder(&self) -> &Path {
+        &self.folder
+    }
+
+    /// Re-reads the zones folder: new files add zones, deleted files remove them, changed files
+    /// (or all, with `force`) are parsed again. A file that fails to load keeps its previous
+    /// version serving; the error is logged with file, line and reason.
+    pub fn reload(&self, force: bool) -> Reloaded {
+        let mut served = match self.served.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let mut report = Reloaded::default();
+        let files = match zone_files(&self.folder) {
+            Ok(files) => files,
+            Err(e) => {
+                error!(error = %e, "zone reload failed; serving the previous zones");
+                report.failed += 1;
+                return report;
+            }
+        };
+        let mut next: HashMap<PathBuf, Served> = HashMap::new();
+        let mut origins: HashMap<Vec<u8>, PathBuf> = HashMap::new();
+        for path in files {
+            let previous = served.remove(&path);
+            let keep = previous.as_ref().is_some_and(|p| !force && p.unchanged());
+            let entry = if keep {
+                previous
+            } else {
+                match load_zone(&path, None) {
+                    Ok(loaded) => {
+                        if let Some(old) = &previous {
+                            warn_serial(&path, &old.zone, &loaded.zone);
+                        }
+                        log_loaded(&path, &loaded.zone);
+                        report.loaded += 1;
+                        Some(Served::new(loaded))
+                    }
+                    Err(e) => {
+                        report.failed += 1;
+                        log_rejected(&e, previous.is_some());
+                        previous
+                    }
+                }
+            };
+            let Some(entry) = entry else { continue };
+            let origin = entry.zone.origin_key().to_vec();
+            if let Some(first) = origins.get(&origin) {
+                report.failed += 1;
+                error!(
+                    zone = %entry.zone.origin_text(),
+                    file = %path.display(),
+                    first = %first.display(),
+                    "zone defined twice; the second file is not served"
+                );
+                continue;
+            }
+            origins.insert(origin, path.clone());
+            next.insert(path, entry);
+        }
+        for (path, gone) in served.drain() {
+            report.removed += 1;
+            info!(zone = %gone.zone.origin_text(), file = %path.display(), "zone removed");
+        }
+        self.live.store(Arc::new(Catalog::new(
+            next.values().map(|s| s.zone.clone()),
+        )));
+        *served = next;
+        report
+    }
+}
+
+fn log_loaded(path: &Path, zone: &Zone) {
+    info!(
+        zone = %zone.origin_text(),
+        serial = zone.serial(),
+        records = zone.record_count(),
+        file = %path.display(),
+        "zone loaded"
+    );
+}
+
+fn log_rejected(e: &ZoneError, kept: bool) {
+    if kept {
+        error!("{e}; the previous version keeps serving");
+    } else {
+        error!("{e}; the zone is not served");
+    }
+}
+
+fn warn_serial(path: &Path, old: &Zone, new: &Zone) {
+    // RFC 1982 serial arithmetic: new must be "greater" than old.
+    let increased =
+        new.serial() != old.serial() && new.serial().wrapping_sub(old.serial()) < 1 << 31;
+    if !increased {
+        warn!(
+            zone = %new.origin_text(),
+            file = %path.display(),
+            old = old.serial(),
+            new = new.serial(),
+            "zone changed but its serial did not increase; secondaries will not notice"
+        );
+    }
+}
+
+/// The `*.zone` files directly in `folder`, sorted.
+pub fn zone_files(folder: &Path) -> Result<Vec<PathBuf>, Error> {
+    let entries = std::fs::read_dir(folder).map_err(|source| Error::ZonesFolder {
+        path: folder.to_path_buf(),
+        source,
+    })?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.extension().is_some_and(|ext| ext == "zone") && path.is_file())
+        .collect();
+    files.sort();
+    Ok(files)
+}

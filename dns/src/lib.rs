@@ -1,0 +1,126 @@
+//! foobar's authoritative DNS: zone files in, answers out.
+//!
+//! ```text
+//!  dig, resolvers ──UDP/TCP──▶ listener ──▶ Responder::respond (answer) ──▶ Catalog ──▶ Zone
+//!                                                                            ▲
+//!  zones/*.zone ──▶ load (lexer, checks) ──▶ Zone::build ──▶ Zones::reload ──┘ swapped whole
+//!                     ▲ watch (notify, debounced) and SIGHUP
+//! ```
+//!
+//! The crate knows nothing of HTTP or SQL. [`Dns::load`] reads zones before any port is bound;
+//! [`bind`] binds; [`Dns::run`] serves until the shutdown token fires.
+
+pub mod answer;
+pub mod catalog;
+mod config;
+mod error;
+pub mod load;
+
+pub mod listener;
+pub mod message;
+pub mod name;
+mod watch;
+pub mod zone;
+
+use std::{sync::Arc, time::Duration};
+
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info};
+
+pub use crate::{
+    answer::{Responder, Transport},
+    catalog::{Catalog, Reloaded, Zones},
+    config::Config,
+    error::{Error, ZoneError},
+    listener::{Sockets, bind},
+    load::load_zone,
+    zone::Zone,
+};
+
+/// The DNS service: its zones and how it answers.
+#[derive(Debug, Clone)]
+pub struct Dns {
+    zones: Arc<Zones>,
+    shared: listener::Shared,
+}
+
+impl Dns {
+    /// Loads every zone named by the configuration; fails on the first broken one.
+    pub fn load(config: &Config) -> Result<Dns, Error> {
+        let Config {
+            listen: _,
+            zones,
+            allow_transfer,
+            max_tcp_connections,
+            tcp_idle_timeout,
+        } = config;
+        let zones = Arc::new(Zones::load(zones)?);
+        let shared = listener::Shared {
+            catalog: zones.catalog(),
+            responder: Arc::new(Responder::new(allow_transfer.clone())),
+            max_tcp_connections: *max_tcp_connections,
+            tcp_idle_timeout: Duration::from_secs(*tcp_idle_timeout),
+        };
+        Ok(Dns { zones, shared })
+    }
+
+    pub fn zones(&self) -> &Arc<Zones> {
+        &self.zones
+    }
+
+    /// Re-reads every zone file (SIGHUP), keeping the previous version of any that fails.
+    pub async fn reload(&self) -> Reloaded {
+        let zones = self.zones.clone();
+        tokio::task::spawn_blocking(move || zones.reload(true))
+            .await
+            .unwrap_or_default()
+    }
+
+    /// Serves on the bound sockets and watches the zones folder until `shutdown`.
+    pub async fn run(
+        self,
+        sockets: Vec<Sockets>,
+        shutdown: CancellationToken,
+    ) -> Result<(), Error> {
+        let mut tasks = tokio::task::JoinSet::new();
+        for Sockets { udp, tcp } in sockets {
+            let addr = udp.local_addr().ok();
+            let udp = tokio::net::UdpSocket::from_std(udp);
+            let tcp = tokio::net::TcpListener::from_std(tcp);
+            let (udp, tcp) = match (udp, tcp, addr) {
+                (Ok(udp), Ok(tcp), Some(addr)) => {
+                    info!(%addr, "dns listening on udp");
+                    info!(%addr, "dns listening on tcp");
+                    (udp, tcp)
+                }
+                (Err(e), _, _) | (_, Err(e), _) => {
+                    return Err(Error::Bind {
+                        proto: "udp/tcp",
+                        addr: addr.unwrap_or_else(|| ([0, 0, 0, 0], 0).into()),
+                        source: e,
+                    });
+                }
+                (_, _, None) => continue,
+            };
+            tasks.spawn(listener::serve_udp(
+                udp,
+                self.shared.clone(),
+                shutdown.clone(),
+            ));
+            tasks.spawn(listener::serve_tcp(
+                tcp,
+                self.shared.clone(),
+                shutdown.clone(),
+            ));
+        }
+        let zones = self.zones.clone();
+        let watch_shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            if let Err(e) = watch::watch(zones, watch_shutdown).await {
+                error!(error = %e, "zone files are not watched; SIGHUP still reloads");
+            }
+        });
+        while tasks.join_next().await.is_some() {}
+        Ok(())
+    }
+}

@@ -1,0 +1,214 @@
+//! UDP and TCP listeners: bytes off the socket, through the [`Responder`], back out.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use arc_swap::ArcSwap;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream, UdpSocket},
+    sync::Semaphore,
+    task::JoinSet,
+};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use crate::{
+    answer::{Outcome, Responder, Transport, transfer},
+    catalog::Catalog,
+    error::Error,
+};
+
+/// Largest message a query may be: the UDP datagrams we accept and TCP frames we read.
+const MAX_MESSAGE: usize = u16::MAX as usize;
+/// Time a client gets to send a whole TCP message once it started one.
+const TCP_READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One listen address, bound on UDP and TCP with the same port.
+#[derive(Debug)]
+pub struct Sockets {
+    pub udp: std::net::UdpSocket,
+    pub tcp: std::net::TcpListener,
+}
+
+impl Sockets {
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.udp.local_addr()
+    }
+}
+
+/// Binds UDP and TCP on `addr`. With port 0 the system picks a port for UDP and TCP is bound
+/// to the same one (retrying with another port if TCP's is taken).
+pub fn bind(addr: SocketAddr) -> Result<Sockets, Error> {
+    let bind_err = |proto, addr, source| Error::Bind {
+        proto,
+        addr,
+        source,
+    };
+    let attempts = if addr.port() == 0 { 16 } else { 1 };
+    let mut last = None;
+    for _ in 0..attempts {
+        let udp = std::net::UdpSocket::bind(addr).map_err(|e| bind_err("udp", addr, e))?;
+        let bound = udp.local_addr().map_err(|e| bind_err("udp", addr, e))?;
+        match std::net::TcpListener::bind(bound) {
+            Ok(tcp) => {
+                udp.set_nonblocking(true)
+                    .map_err(|e| bind_err("udp", bound, e))?;
+                tcp.set_nonblocking(true)
+                    .map_err(|e| bind_err("tcp", bound, e))?;
+                return Ok(Sockets { udp, tcp });
+            }
+            Err(e) => last = Some(bind_err("tcp", bound, e)),
+        }
+    }
+    Err(last.unwrap_or(bind_err(
+        "tcp",
+        addr,
+        std::io::Error::other("no port free for both UDP and TCP"),
+    )))
+}
+
+/// What every listener task shares.
+#[derive(Debug, Clone)]
+pub struct Shared {
+    pub catalog: Arc<ArcSwap<Catalog>>,
+    pub responder: Arc<Responder>,
+    pub max_tcp_connections: usize,
+    pub tcp_idle_timeout: Duration,
+}
+
+/// Serves UDP with one task per core reading from the same socket.
+pub async fn serve_udp(socket: UdpSocket, shared: Shared, shutdown: CancellationToken) {
+    let socket = Arc::new(socket);
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let mut tasks = JoinSet::new();
+    for _ in 0..workers {
+        let socket = socket.clone();
+        let shared = shared.clone();
+        let shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            let mut packet = vec![0u8; MAX_MESSAGE];
+            let mut out = Vec::with_capacity(MAX_MESSAGE);
+            loop {
+                let (len, peer) = tokio::select! {
+                    received = socket.recv_from(&mut packet) => match received {
+                        Ok(received) => received,
+                        Err(e) => {
+                            // ICMP errors from earlier sends surface here; keep serving.
+                            debug!(error = %e, "udp receive");
+                            continue;
+                        }
+                    },
+                    () = shutdown.cancelled() => return,
+                };
+                let catalog = shared.catalog.load();
+                let outcome = shared.responder.respond(
+                    &catalog,
+                    &packet[..len],
+                    Transport::Udp,
+                    peer.ip(),
+                    &mut out,
+                );
+                if outcome == Outcome::Reply
+                    && let Err(e) = socket.send_to(&out, peer).await
+                {
+                    debug!(error = %e, %peer, "udp send");
+                }
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+/// Accepts TCP connections (RFC 7766) up to the configured bound.
+pub async fn serve_tcp(listener: TcpListener, shared: Shared, shutdown: CancellationToken) {
+    let limit = Arc::new(Semaphore::new(shared.max_tcp_connections));
+    let mut connections = JoinSet::new();
+    loop {
+        let permit = tokio::select! {
+            permit = limit.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            () = shutdown.cancelled() => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    warn!(error = %e, "tcp accept");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = shutdown.cancelled() => break,
+        };
+        let shared = shared.clone();
+        let shutdown = shutdown.clone();
+        connections.spawn(async move {
+            if let Err(e) = connection(stream, peer, &shared, &shutdown).await {
+                debug!(error = %e, %peer, "tcp connection");
+            }
+            drop(permit);
+        });
+        while connections.try_join_next().is_some() {}
+    }
+    // Let connections finish the query they are answering; they stop at their next read.
+    while connections.join_next().await.is_some() {}
+}
+
+async fn connection(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    shared: &Shared,
+    shutdown: &CancellationToken,
+) -> std::io::Result<()> {
+    stream.set_nodelay(true)?;
+    let mut packet = vec![0u8; MAX_MESSAGE];
+    let mut out = Vec::with_capacity(4096);
+    loop {
+        let len = tokio::select! {
+            len = tokio::time::timeout(shared.tcp_idle_timeout, stream.read_u16()) => match len {
+                Ok(Ok(len)) => usize::from(len),
+                Ok(Err(_)) | Err(_) => return Ok(()),
+            },
+            () = shutdown.cancelled() => return Ok(()),
+        };
+        match tokio::time::timeout(TCP_READ_TIMEOUT, stream.read_exact(&mut packet[..len])).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Ok(()),
+        }
+        let catalog = shared.catalog.load_full();
+        let outcome = shared.responder.respond(
+            &catalog,
+            &packet[..len],
+            Transport::Tcp,
+            peer.ip(),
+            &mut out,
+        );
+        match outcome {
+            Outcome::Reply => write_message(&mut stream, &out).await?,
+            Outcome::Drop => return Ok(()),
+            Outcome::Transfer(origin_key) => {
+                let Some(zone) = catalog.get(&origin_key).cloned() else {
+                    return Ok(());
+                };
+                let query = packet[..len].to_vec();
+                let messages =
+                    tokio::task::spawn_blocking(move || transfer(&zone, &query, MAX_MESSAGE))
+                        .await
+                        .map_err(std::io::Error::other)?;
+                for message in messages {
+                    write_message(&mut stream, &message).await?;
+                }
+            }
+        }
+    }
+}
+
+async fn write_message(stream: &mut TcpStream, message: &[u8]) -> std::io::Result<()> {
+    let mut framed = Vec::with_capacity(message.len() + 2);
+    framed.extend_from_slice(&(message.len() as u16).to_be_bytes());
+    framed.extend_from_slice(message);
+    stream.write_all(&framed).await
+}

@@ -1,0 +1,744 @@
+//! Reading zone files: RFC 1035 master format into a validated [`Zone`].
+//!
+//! ```text
+//! file ──▶ Lexer (entries: tokens + line) ──▶ directives ($ORIGIN $TTL $INCLUDE) / records
+//!      ──▶ RDATA to wire (hickory-proto's type parsers) ──▶ checks ──▶ Zone::build
+//! ```
+//!
+//! The lexer is written here rather than taken from hickory-proto because errors must name the
+//! file and line (including inside `$INCLUDE`d files) and the checks after parsing must point at
+//! the offending record's line; hickory's zone parser reports neither. The per-type RDATA parsers
+//! are hickory's.
+
+use std::{
+    collections::HashMap,
+    net::{Ipv4Addr, Ipv6Addr},
+    path::{Path, PathBuf},
+    str::FromStr,
+    time::SystemTime,
+};
+
+pub use hickory_proto::rr::Name;
+use hickory_proto::{
+    rr::{RData, RecordType},
+    serialize::{
+        binary::{BinEncodable, BinEncoder, NameEncoding},
+        txt::parse_ttl,
+    },
+};
+
+use crate::{
+    error::ZoneError,
+    name,
+    zone::{Record, Zone, rtype},
+};
+
+/// Deepest `$INCLUDE` nesting accepted.
+const MAX_INCLUDE_DEPTH: usize = 16;
+
+/// A zone read from its file, with the files it was read from (for reload checks).
+#[derive(Debug)]
+pub struct Loaded {
+    pub zone: Zone,
+    /// The zone file and every file it includes, stamped just before they were read.
+    pub files: Vec<(PathBuf, Stamp)>,
+}
+
+/// Size and modification time of a file, to notice edits without reading it.
+pub type Stamp = (Option<SystemTime>, u64);
+
+pub fn stamp(path: &Path) -> Stamp {
+    match std::fs::metadata(path) {
+        Ok(meta) => (meta.modified().ok(), meta.len()),
+        Err(_) => (None, u64::MAX),
+    }
+}
+
+/// Reads and validates the zone in `path`. The origin is `origin` where given; else a `$ORIGIN`
+/// before the first record; else the file name without `.zone`.
+pub fn load_zone(path: &Path, origin: Option<&Name>) -> Result<Loaded, ZoneError> {
+    let origin = origin.cloned();
+    let mut loader = Loader {
+        files: Vec::new(),
+        records: Vec::new(),
+        sources: Vec::new(),
+        origin: origin.clone(),
+        fixed_origin: origin,
+        default_ttl: None,
+        last_ttl: None,
+        soa_minimum: None,
+        last_owner: None,
+        default_from_file: default_origin(path),
+    };
+    loader.read_file(path, 0)?;
+    loader.finish(path)
+}
+
+/// The origin a zone file gets from its name: `zones/foobar.com.zone` is `foobar.com.`.
+pub fn default_origin(path: &Path) -> Option<Name> {
+    let file = path.file_name()?.to_str()?;
+    let stem = file.strip_suffix(".zone").unwrap_or(file);
+    let mut name = Name::from_ascii(stem).ok()?;
+    name.set_fqdn(true);
+    Some(name)
+}
+
+/// Where a record came from.
+#[derive(Debug, Clone, Copy)]
+struct Source {
+    file: u16,
+    line: u32,
+}
+
+struct Loader {
+    files: Vec<(PathBuf, Stamp)>,
+    records: Vec<Record>,
+    sources: Vec<Source>,
+    /// The current origin; `None` until `$ORIGIN` or the first record fixes it.
+    origin: Option<Name>,
+    /// The zone's origin once known: given, or fixed by the first `$ORIGIN`/record.
+    fixed_origin: Option<Name>,
+    default_ttl: Option<u32>,
+    last_ttl: Option<u32>,
+    soa_minimum: Option<u32>,
+    last_owner: Option<Vec<u8>>,
+    default_from_file: Option<Name>,
+}
+
+impl Loader {
+    fn read_file(&mut self, path: &Path, depth: usize) -> Result<(), ZoneError> {
+        let stamp = stamp(path);
+        let text = std::fs::read_to_string(path).map_err(|source| ZoneError::Read {
+            file: path.to_path_buf(),
+            source,
+        })?;
+        let file = self.files.len() as u16;
+        self.files.push((path.to_path_buf(), stamp));
+        let mut lexer = Lexer::new(&text);
+        let mut tokens = Vec::new();
+        let syntax = |line, reason: String| ZoneError::Syntax {
+            file: path.to_path_buf(),
+            line,
+            reason,
+        };
+        while let Some(entry) = lexer
+            .next_entry(&mut tokens)
+            .map_err(|(line, reason)| syntax(line, reason))?
+        {
+            let source = Source {
+                file,
+                line: entry.line,
+            };
+            let result = if !entry.blank_owner && tokens[0].text.starts_with('$') {
+                self.directive(path, &tokens, depth)
+            } else {
+                self.record(&tokens, entry.blank_owner, source)
+                    .map_err(Fault::Here)
+            };
+            match result {
+                Ok(()) => {}
+                Err(Fault::Here(reason)) => return Err(syntax(entry.line, reason)),
+                Err(Fault::Included(error)) => return Err(error),
+            }
+        }
+        Ok(())
+    }
+
+    fn current_origin(&mut self) -> Result<Name, String> {
+        if self.origin.is_none() {
+            let origin = self.default_from_file.clone().ok_or_else(|| {
+                "no origin: use --origin, $ORIGIN, or a file named after the zone".to_string()
+            })?;
+            self.fixed_origin = Some(origin.clone());
+            self.origin = Some(origin);
+        }
+        self.origin.clone().ok_or_else(|| "no origin".to_string())
+    }
+
+    fn directive(&mut self, path: &Path, tokens: &[Token<'_>], depth: usize) -> Result<(), Fault> {
+        let word = tokens[0].text;
+        let arg = |i: usize| {
+            tokens
+                .get(i)
+                .map(|t| t.text)
+                .ok_or_else(|| format!("{word} needs an argument"))
+        };
+        match word.to_ascii_uppercase().as_str() {
+            "$ORIGIN" => {
+                let name = parse_name(arg(1)?, self.origin.as_ref())?;
+                if self.fixed_origin.is_none() {
+                    self.fixed_origin = Some(name.clone());
+                }
+                self.origin = Some(name);
+                Ok(())
+            }
+            "$TTL" => {
+                let ttl = parse_ttl_text(arg(1)?)?;
+                self.default_ttl = Some(ttl);
+                Ok(())
+            }
+            "$INCLUDE" => {
+                if depth >= MAX_INCLUDE_DEPTH {
+                    return Err(format!("$INCLUDE nested deeper than {MAX_INCLUDE_DEPTH}").into());
+                }
+                let target = unquote(arg(1)?);
+                let target = Path::new(&target);
+                let target = match path.parent() {
+                    Some(folder) if target.is_relative() => folder.join(target),
+                    _ => target.to_path_buf(),
+                };
+                let saved_origin = self.origin.clone();
+                if let Some(origin) = tokens.get(2) {
+                    let origin = parse_name(origin.text, self.origin.as_ref())?;
+                    if self.fixed_origin.is_none() {
+                        self.fixed_origin = Some(origin.clone());
+                    }
+                    self.origin = Some(origin);
+                }
+                let result = self.read_file(&target, depth + 1);
+                self.origin = saved_origin;
+                // An error inside the included file keeps that file's name and line.
+                result.map_err(Fault::Included)
+            }
+            _ => Err(format!("unknown directive \"{word}\"").into()),
+        }
+    }
+
+    fn record(
+        &mut self,
+        tokens: &[Token<'_>],
+        blank_owner: bool,
+        source: Source,
+    ) -> Result<(), String> {
+        let origin = self.current_origin()?;
+        let mut rest = tokens;
+        let owner = if blank_owner {
+            self.last_owner
+                .clone()
+                .ok_or_else(|| "record has no owner name".to_string())?
+        } else {
+            let text = rest[0].text;
+            rest = &rest[1..];
+            let owner = if text == "@" {
+                origin.clone()
+            } else {
+                parse_name(text, Some(&origin))?
+            };
+            let wire = name_to_wire(&owner)?;
+            self.last_owner = Some(wire.clone());
+            wire
+        };
+
+        let mut ttl = None;
+        let mut class_seen = false;
+        let record_type = loop {
+            let Some(token) = rest.first() else {
+                return Err("record has no type".to_string());
+            };
+            rest = &rest[1..];
+            let text = token.text;
+            if ttl.is_none() && text.starts_with(|c: char| c.is_ascii_digit()) {
+                ttl = Some(parse_ttl_text(text)?);
+                continue;
+            }
+            let upper = text.to_ascii_uppercase();
+            if !class_seen && is_class(&upper) {
+                if upper != "IN" {
+                    return Err(format!("class {upper} is not served; only IN"));
+                }
+                class_seen = true;
+                continue;
+            }
+            break parse_type(&upper).ok_or_else(|| format!("unknown record type \"{text}\""))?;
+        };
+
+        let rdata = rdata_to_wire(record_type, rest, &origin)?;
+        let rtype = u16::from(record_type);
+
+        if rtype == rtype::SOA
+            && let Some((_, minimum)) = crate::zone::soa_serial_minimum(&rdata)
+        {
+            self.soa_minimum.get_or_insert(minimum);
+        }
+        let ttl = match ttl {
+            Some(ttl) => {
+                self.last_ttl = Some(ttl);
+                ttl
+            }
+            None => self
+                .default_ttl
+                .or(self.last_ttl)
+                .or(self.soa_minimum)
+                .ok_or_else(|| "no TTL: add $TTL or a TTL to the record".to_string())?,
+        };
+
+        let zone_origin = self.fixed_origin.clone().unwrap_or(origin);
+        let zone_wire = name_to_wire(&zone_origin)?;
+        if !name::is_subdomain(&owner, &zone_wire) {
+            return Err(format!(
+                "\"{}\" is outside the zone \"{}\"",
+                name::to_text(&owner),
+                name::to_text(&zone_wire)
+            ));
+        }
+        self.records.push(Record {
+            owner,
+            rtype,
+            ttl,
+            rdata,
+        });
+        self.sources.push(source);
+        Ok(())
+    }
+
+    fn finish(self, path: &Path) -> Result<Loaded, ZoneError> {
+        let Loader {
+            files,
+            records,
+            sources,
+            fixed_origin,
+            ..
+        } = self;
+        let whole = |reason: String| ZoneError::Zone {
+            file: path.to_path_buf(),
+            reason,
+        };
+        let origin = fixed_origin.ok_or_else(|| whole("no records".to_string()))?;
+        let origin = name_to_wire(&origin).map_err(whole)?;
+        let at = |i: usize, reason: String| ZoneError::Syntax {
+            file: files[usize::from(sources[i].file)].0.clone(),
+            line: sources[i].line,
+            reason,
+        };
+        check(&origin, &records).map_err(|(i, reason)| match i {
+            Some(i) => at(i, reason),
+            None => whole(reason),
+        })?;
+        let zone = Zone::build(&origin, records);
+        Ok(Loaded { zone, files })
+    }
+}
+
+/// A problem on the current line, or an error already located in an included file.
+enum Fault {
+    Here(String),
+    Included(ZoneError),
+}
+
+impl From<String> for Fault {
+    fn from(reason: String) -> Self {
+        Fault::Here(reason)
+    }
+}
+
+/// Checks beyond syntax, as named-checkzone and kzonecheck make them. Returns the index of the
+/// offending record (for its file and line) and the reason.
+fn check(origin: &[u8], records: &[Record]) -> Result<(), (Option<usize>, String)> {
+    let mut by_owner: HashMap<Vec<u8>, Vec<usize>> = HashMap::new();
+    for (i, record) in records.iter().enumerate() {
+        by_owner
+            .entry(name::key_of(&record.owner))
+            .or_default()
+            .push(i);
+    }
+    let origin_key = name::key_of(origin);
+    let apex = by_owner.get(&origin_key).cloned().unwrap_or_default();
+    let soas: Vec<usize> = apex
+        .iter()
+        .copied()
+        .filter(|&i| records[i].rtype == rtype::SOA)
+        .collect();
+    match soas.as_slice() {
+        [] => return Err((None, "no SOA record at the zone apex".to_string())),
+        [_] => {}
+        [_, second, ..] => {
+            return Err((Some(*second), "a second SOA record at the apex".to_string()));
+        }
+    }
+    if !apex.iter().any(|&i| records[i].rtype == rtype::NS) {
+        return Err((None, "no NS records at the zone apex".to_string()));
+    }
+    let has_address = |owner: &[u8]| {
+        by_owner.get(&name::key_of(owner)).is_some_and(|list| {
+            list.iter()
+                .any(|&i| matches!(records[i].rtype, rtype::A | rtype::AAAA))
+        })
+    };
+    for (i, record) in records.iter().enumerate() {
+        let text = || name::to_text(&record.owner);
+        match record.rtype {
+            rtype::SOA if name::key_of(&record.owner) != origin_key => {
+                return Err((
+                    Some(i),
+                    format!("SOA record at \"{}\", not the apex", text()),
+                ));
+            }
+            rtype::CNAME => {
+                let same = &by_owner[&name::key_of(&record.owner)];
+                if let Some(&other) = same
+                    .iter()
+                    .find(|&&j| j != i && !matches!(records[j].rtype, rtype::RRSIG | rtype::NSEC))
+                {
+                    let what = if records[other].rtype == rtype::CNAME {
+                        "a second CNAME"
+                    } else {
+                        "other data"
+                    };
+                    return Err((Some(i), format!("CNAME and {what} at \"{}\"", text())));
+                }
+            }
+            rtype::NS => {
+                let Some(target) = name::wire_len(&record.rdata).map(|n| &record.rdata[..n]) else {
+                    continue;
+                };
+                if name::is_subdomain(target, origin) && !has_address(target) {
+                    return Err((
+                        Some(i),
+                        format!(
+                            "name server \"{}\" is inside the zone but has no A or AAAA record (missing glue)",
+                            name::to_text(target)
+                        ),
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn is_class(upper: &str) -> bool {
+    matches!(upper, "IN" | "CH" | "CS" | "HS" | "NONE" | "ANY")
+        || upper
+            .strip_prefix("CLASS")
+            .is_some_and(|n| n.parse::<u16>().is_ok())
+}
+
+fn parse_type(upper: &str) -> Option<RecordType> {
+    if let Some(number) = upper.strip_prefix("TYPE") {
+        return number.parse::<u16>().ok().map(RecordType::from);
+    }
+    match RecordType::from_str(upper) {
+        Ok(RecordType::Unknown(_)) | Err(_) => None,
+        Ok(t) => Some(t),
+    }
+}
+
+fn parse_ttl_text(text: &str) -> Result<u32, String> {
+    let ttl = parse_ttl(text).map_err(|_| format!("invalid TTL \"{text}\""))?;
+    // RFC 2181 section 8: values with the top bit set are treated as zero; refuse them instead.
+    if ttl > i32::MAX as u32 {
+        return Err(format!("TTL \"{text}\" is larger than 2^31-1"));
+    }
+    Ok(ttl)
+}
+
+fn parse_name(text: &str, origin: Option<&Name>) -> Result<Name, String> {
+    let text = unquote(text);
+    if text == "@" {
+        return origin
+            .cloned()
+            .ok_or_else(|| "\"@\" used before any origin is known".to_string());
+    }
+    let name = Name::parse(&text, origin).map_err(|e| format!("invalid name \"{text}\": {e}"))?;
+    if !name.is_fqdn() {
+        return Err(format!("relative name \"{text}\" with no origin"));
+    }
+    Ok(name)
+}
+
+fn name_to_wire(name: &Name) -> Result<Vec<u8>, String> {
+    let mut out = Vec::with_capacity(name.len() + 2);
+    let mut encoder = BinEncoder::new(&mut out);
+    encoder.set_name_encoding(NameEncoding::Uncompressed);
+    name.emit(&mut encoder)
+        .map_err(|e| format!("name \"{name}\": {e}"))?;
+    Ok(out)
+}
+
+fn unquote(text: &str) -> String {
+    text.strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .unwrap_or(text)
+        .to_string()
+}
+
+fn number<T: FromStr>(tokens: &[Token<'_>], i: usize, what: &str) -> Result<T, String> {
+    let text = tokens
+        .get(i)
+        .map(|t| t.text)
+        .ok_or_else(|| format!("missing {what}"))?;
+    text.parse()
+        .map_err(|_| format!("invalid {what} \"{text}\""))
+}
+
+fn expect_len(tokens: &[Token<'_>], n: usize, rtype: RecordType) -> Result<(), String> {
+    if tokens.len() == n {
+        Ok(())
+    } else {
+        Err(format!(
+            "{rtype} takes {n} field{}, found {}",
+            if n == 1 { "" } else { "s" },
+            tokens.len()
+        ))
+    }
+}
+
+/// RDATA in uncompressed wire form. The common types are read here directly (they dominate large
+/// zones and need the origin for relative names); the rest go through hickory-proto's parsers.
+fn rdata_to_wire(
+    rtype: RecordType,
+    tokens: &[Token<'_>],
+    origin: &Name,
+) -> Result<Vec<u8>, String> {
+    if tokens.first().is_some_and(|t| t.text == "\\#") {
+        return generic_rdata(tokens);
+    }
+    let name_at = |i: usize| -> Result<Vec<u8>, String> {
+        let text = tokens
+            .get(i)
+            .map(|t| t.text)
+            .ok_or_else(|| format!("{rtype} is missing a name"))?;
+        name_to_wire(&parse_name(text, Some(origin))?)
+    };
+    let mut out = Vec::new();
+    match rtype {
+        RecordType::A => {
+            expect_len(tokens, 1, rtype)?;
+            let addr: Ipv4Addr = number(tokens, 0, "IPv4 address")?;
+            out.extend_from_slice(&addr.octets());
+        }
+        RecordType::AAAA => {
+            expect_len(tokens, 1, rtype)?;
+            let addr: Ipv6Addr = number(tokens, 0, "IPv6 address")?;
+            out.extend_from_slice(&addr.octets());
+        }
+        RecordType::NS | RecordType::CNAME | RecordType::PTR => {
+            expect_len(tokens, 1, rtype)?;
+            out = name_at(0)?;
+        }
+        RecordType::MX => {
+            expect_len(tokens, 2, rtype)?;
+            out.extend_from_slice(&number::<u16>(tokens, 0, "MX preference")?.to_be_bytes());
+            out.extend_from_slice(&name_at(1)?);
+        }
+        RecordType::SRV => {
+            expect_len(tokens, 4, rtype)?;
+            for (i, what) in ["priority", "weight", "port"].iter().enumerate() {
+                out.extend_from_slice(&number::<u16>(tokens, i, what)?.to_be_bytes());
+            }
+            out.extend_from_slice(&name_at(3)?);
+        }
+        RecordType::SOA => {
+            expect_len(tokens, 7, rtype)?;
+            out.extend_from_slice(&name_at(0)?);
+            out.extend_from_slice(&name_at(1)?);
+            out.extend_from_slice(&number::<u32>(tokens, 2, "SOA serial")?.to_be_bytes());
+            for token in &tokens[3..7] {
+                out.extend_from_slice(&parse_ttl_text(token.text)?.to_be_bytes());
+            }
+        }
+        _ => {
+            let text: Vec<&str> = tokens.iter().map(|t| t.raw).collect();
+            let rdata = RData::try_from_str(rtype, &text.join(" "))
+                .map_err(|e| format!("invalid {rtype} data: {e}"))?;
+            let rdata = qualify(rdata, origin)?;
+            let mut encoder = BinEncoder::new(&mut out);
+            encoder.set_name_encoding(NameEncoding::Uncompressed);
+            rdata
+                .emit(&mut encoder)
+                .map_err(|e| format!("invalid {rtype} data: {e}"))?;
+        }
+    }
+    Ok(out)
+}
+
+/// hickory's text parsers for these types take no origin: make their relative names absolute.
+fn qualify(rdata: RData, origin: &Name) -> Result<RData, String> {
+    let absolute = |name: &Name| -> Result<Name, String> {
+        if name.is_fqdn() {
+            Ok(name.clone())
+        } else {
+            name.clone()
+                .append_domain(origin)
+                .map_err(|e| format!("name \"{name}\": {e}"))
+        }
+    };
+    Ok(match rdata {
+        RData::SVCB(mut svcb) => {
+            svcb.target_name = absolute(&svcb.target_name)?;
+            RData::SVCB(svcb)
+        }
+        RData::HTTPS(mut https) => {
+            https.0.target_name = absolute(&https.0.target_name)?;
+            RData::HTTPS(https)
+        }
+        other => other,
+    })
+}
+
+/// RFC 3597 generic RDATA: `\# LENGTH HEX...`.
+fn generic_rdata(tokens: &[Token<'_>]) -> Result<Vec<u8>, String> {
+    let len: usize = number(tokens, 1, "RDATA length")?;
+    let hex: String = tokens[2..].iter().map(|t| t.text).collect();
+    if !hex.len().is_multiple_of(2) || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err("invalid hex in generic RDATA".to_string());
+    }
+    let bytes: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .filter_map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok())
+        .collect();
+    if bytes.len() != len {
+        return Err(format!(
+            "generic RDATA says {len} bytes but holds {}",
+            bytes.len()
+        ));
+    }
+    Ok(bytes)
+}
+
+/// One token of an entry: `text` without surrounding quotes, `raw` as written.
+#[derive(Debug, Clone, Copy)]
+struct Token<'a> {
+    text: &'a str,
+    raw: &'a str,
+}
+
+struct EntryStart {
+    line: u32,
+    blank_owner: bool,
+}
+
+/// Splits master-file text into entries: one line, or several joined by parentheses.
+struct Lexer<'a> {
+    src: &'a str,
+    at: usize,
+    line: u32,
+}
+
+impl<'a> Lexer<'a> {
+    fn new(src: &'a str) -> Self {
+        Lexer {
+            src,
+            at: 0,
+            line: 1,
+        }
+    }
+
+    /// The next entry's tokens into `tokens`; `None` at the end of the file.
+    fn next_entry(
+        &mut self,
+        tokens: &mut Vec<Token<'a>>,
+    ) -> Result<Option<EntryStart>, (u32, String)> {
+        let bytes = self.src.as_bytes();
+        loop {
+            tokens.clear();
+            if self.at >= bytes.len() {
+                return Ok(None);
+            }
+            let start = EntryStart {
+                line: self.line,
+                blank_owner: matches!(bytes[self.at], b' ' | b'\t'),
+            };
+            let mut depth = 0u32;
+            let mut open_line = self.line;
+            loop {
+                let Some(&byte) = bytes.get(self.at) else {
+                    if depth > 0 {
+                        return Err((open_line, "unbalanced parentheses".to_string()));
+                    }
+                    break;
+                };
+                match byte {
+                    b' ' | b'\t' | b'\r' => self.at += 1,
+                    b';' => {
+                        while self.at < bytes.len() && bytes[self.at] != b'\n' {
+                            self.at += 1;
+                        }
+                    }
+                    b'\n' => {
+                        self.at += 1;
+                        self.line += 1;
+                        if depth == 0 {
+                            break;
+                        }
+                    }
+                    b'(' => {
+                        if depth == 0 {
+                            open_line = self.line;
+                        }
+                        depth += 1;
+                        self.at += 1;
+                    }
+                    b')' => {
+                        if depth == 0 {
+                            return Err((self.line, "\")\" without \"(\"".to_string()));
+                        }
+                        depth -= 1;
+                        self.at += 1;
+                    }
+                    b'"' => {
+                        let begin = self.at;
+                        self.at += 1;
+                        loop {
+                            match bytes.get(self.at) {
+                                None | Some(b'\n') => {
+                                    return Err((self.line, "unterminated quoted string".into()));
+                                }
+                                Some(b'\\') => self.at += 2,
+                                Some(b'"') => break,
+                                Some(_) => self.at += 1,
+                            }
+                        }
+                        self.at += 1;
+                        let raw = self.slice(begin, self.at)?;
+                        tokens.push(Token {
+                            text: self.slice(begin + 1, self.at - 1)?,
+                            raw,
+                        });
+                    }
+                    _ => {
+                        let begin = self.at;
+                        while let Some(&b) = bytes.get(self.at) {
+                            match b {
+                                b'\\' => self.at += 2,
+                                // `key="quoted value"` (SVCB parameters) stays one token.
+                                b'"' => {
+                                    self.at += 1;
+                                    while let Some(&q) = bytes.get(self.at) {
+                                        match q {
+                                            b'\\' => self.at += 2,
+                                            b'"' => break,
+                                            b'\n' => {
+                                                return Err((
+                                                    self.line,
+                                                    "unterminated quoted string".into(),
+                                                ));
+                                            }
+                                            _ => self.at += 1,
+                                        }
+                                    }
+                                    self.at += 1;
+                                }
+                                b' ' | b'\t' | b'\r' | b'\n' | b';' | b'(' | b')' => break,
+                                _ => self.at += 1,
+                            }
+                        }
+                        self.at = self.at.min(bytes.len());
+                        let text = self.slice(begin, self.at)?;
+                        tokens.push(Token { text, raw: text });
+                    }
+                }
+            }
+            if !tokens.is_empty() {
+                return Ok(Some(start));
+            }
+        }
+    }
+
+    fn slice(&self, from: usize, to: usize) -> Result<&'a str, (u32, String)> {
+        self.src
+            .get(from..to)
+            .ok_or_else(|| (self.line, "invalid UTF-8 escape".to_string()))
+    }
+}

@@ -1,0 +1,356 @@
+//! One zone's data, stored for fast lookups and a small footprint.
+//!
+//! Every name, key and RDATA lives in one byte arena; nodes and record sets are small fixed-size
+//! structs in sorted arrays that point into it. A lookup is a binary search over the nodes by
+//! canonical key (see [`crate::name`]), with no locks and no allocation.
+
+use std::ops::Range;
+
+use crate::name;
+
+/// Record types this module needs by number.
+pub mod rtype {
+    pub const A: u16 = 1;
+    pub const NS: u16 = 2;
+    pub const CNAME: u16 = 5;
+    pub const SOA: u16 = 6;
+    pub const PTR: u16 = 12;
+    pub const MX: u16 = 15;
+    pub const AAAA: u16 = 28;
+    pub const SRV: u16 = 33;
+    pub const DNAME: u16 = 39;
+    pub const OPT: u16 = 41;
+    pub const DS: u16 = 43;
+    pub const RRSIG: u16 = 46;
+    pub const NSEC: u16 = 47;
+    pub const SVCB: u16 = 64;
+    pub const HTTPS: u16 = 65;
+    pub const IXFR: u16 = 251;
+    pub const AXFR: u16 = 252;
+    pub const MAILB: u16 = 253;
+    pub const MAILA: u16 = 254;
+    pub const ANY: u16 = 255;
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Node {
+    key: u32,
+    key_len: u16,
+    name_len: u16,
+    rrsets: u32,
+    rrset_count: u16,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct StoredSet {
+    rtype: u16,
+    count: u16,
+    ttl: u32,
+    data: u32,
+}
+
+/// A zone, immutable once built; replaced whole on reload.
+#[derive(Debug)]
+pub struct Zone {
+    origin: Range<usize>,
+    origin_key: Range<usize>,
+    serial: u32,
+    negative_ttl: u32,
+    nodes: Vec<Node>,
+    sets: Vec<StoredSet>,
+    arena: Vec<u8>,
+    /// Nodes other than the apex that hold NS records: the zone cuts, in key order.
+    cuts: Vec<u32>,
+    records: usize,
+}
+
+/// Index of a node in its zone.
+pub type NodeId = usize;
+
+/// One record of a zone as the loader hands it over.
+#[derive(Debug)]
+pub struct Record {
+    pub owner: Vec<u8>,
+    pub rtype: u16,
+    pub ttl: u32,
+    pub rdata: Vec<u8>,
+}
+
+/// A record set of a node: one type, one TTL, one or more RDATAs in wire form.
+#[derive(Debug, Clone, Copy)]
+pub struct RRset<'z> {
+    pub rtype: u16,
+    pub ttl: u32,
+    count: u16,
+    data: &'z [u8],
+}
+
+impl<'z> RRset<'z> {
+    /// Each RDATA in wire form, names uncompressed.
+    pub fn rdatas(&self) -> impl Iterator<Item = &'z [u8]> + 'z {
+        let mut rest = self.data;
+        (0..self.count).map(move |_| {
+            let len = usize::from(u16::from_be_bytes([rest[0], rest[1]]));
+            let rdata = &rest[2..2 + len];
+            rest = &rest[2 + len..];
+            rdata
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        usize::from(self.count)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+}
+
+impl Zone {
+    /// Builds a zone from records already checked by the loader: every owner at or below
+    /// `origin`, exactly one SOA at the apex. Duplicate records are dropped (RFC 2181 section 5);
+    /// records of one set with different TTLs take the first TTL.
+    pub fn build(origin: &[u8], mut records: Vec<Record>) -> Zone {
+        let count = records.len();
+        let mut keyed: Vec<(Vec<u8>, Record)> = records
+            .drain(..)
+            .map(|record| (name::key_of(&record.owner), record))
+            .collect();
+        // Stable, so that the first TTL in file order wins within a set.
+        keyed.sort_by(|(ka, a), (kb, b)| ka.cmp(kb).then(a.rtype.cmp(&b.rtype)));
+
+        let mut zone = Zone {
+            origin: 0..0,
+            origin_key: 0..0,
+            serial: 0,
+            negative_ttl: 0,
+            nodes: Vec::new(),
+            sets: Vec::new(),
+            arena: Vec::with_capacity(count * 40),
+            cuts: Vec::new(),
+            records: 0,
+        };
+        zone.origin = zone.push_bytes(origin);
+        let origin_key = name::key_of(origin);
+        zone.origin_key = zone.push_bytes(&origin_key);
+
+        let mut at = 0;
+        while at < keyed.len() {
+            let key = &keyed[at].0;
+            let mut end = at;
+            while end < keyed.len() && keyed[end].0 == *key {
+                end += 1;
+            }
+            let node_key = zone.push_bytes(key);
+            let node_name = zone.push_bytes(&keyed[at].1.owner);
+            let first_set = zone.sets.len();
+            let mut set_at = at;
+            while set_at < end {
+                let rtype = keyed[set_at].1.rtype;
+                let ttl = keyed[set_at].1.ttl;
+                let mut set_end = set_at;
+                while set_end < end && keyed[set_end].1.rtype == rtype {
+                    set_end += 1;
+                }
+                let mut rdatas: Vec<&[u8]> = keyed[set_at..set_end]
+                    .iter()
+                    .map(|(_, r)| &r.rdata[..])
+                    .collect();
+                rdatas.sort_unstable();
+                rdatas.dedup();
+                let data = zone.arena.len() as u32;
+                for rdata in &rdatas {
+                    zone.arena
+                        .extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+                    zone.arena.extend_from_slice(rdata);
+                }
+                zone.records += rdatas.len();
+                zone.sets.push(StoredSet {
+                    rtype,
+                    count: rdatas.len() as u16,
+                    ttl,
+                    data,
+                });
+                set_at = set_end;
+            }
+            let id = zone.nodes.len() as u32;
+            zone.nodes.push(Node {
+                key: node_key.start as u32,
+                key_len: node_key.len() as u16,
+                name_len: node_name.len() as u16,
+                rrsets: first_set as u32,
+                rrset_count: (zone.sets.len() - first_set) as u16,
+            });
+            if *key != origin_key && zone.sets[first_set..].iter().any(|s| s.rtype == rtype::NS) {
+                zone.cuts.push(id);
+            }
+            at = end;
+        }
+        let soa = zone
+            .apex()
+            .and_then(|apex| zone.rrset(apex, rtype::SOA))
+            .and_then(|soa| {
+                let (serial, minimum) = soa_serial_minimum(soa.rdatas().next()?)?;
+                Some((serial, soa.ttl.min(minimum)))
+            });
+        if let Some((serial, negative_ttl)) = soa {
+            zone.serial = serial;
+            zone.negative_ttl = negative_ttl;
+        }
+        zone.arena.shrink_to_fit();
+        zone
+    }
+
+    fn push_bytes(&mut self, bytes: &[u8]) -> Range<usize> {
+        let start = self.arena.len();
+        self.arena.extend_from_slice(bytes);
+        start..self.arena.len()
+    }
+
+    /// The origin in wire form.
+    pub fn origin(&self) -> &[u8] {
+        &self.arena[self.origin.clone()]
+    }
+
+    pub fn origin_key(&self) -> &[u8] {
+        &self.arena[self.origin_key.clone()]
+    }
+
+    pub fn origin_text(&self) -> String {
+        name::to_text(self.origin())
+    }
+
+    pub fn serial(&self) -> u32 {
+        self.serial
+    }
+
+    /// TTL for negative answers: the smaller of the SOA's TTL and its MINIMUM (RFC 2308).
+    pub fn negative_ttl(&self) -> u32 {
+        self.negative_ttl
+    }
+
+    /// Number of records, duplicates removed.
+    pub fn record_count(&self) -> usize {
+        self.records
+    }
+
+    /// Bytes of memory the zone data occupies.
+    pub fn heap_size(&self) -> usize {
+        self.arena.capacity()
+            + self.nodes.capacity() * size_of::<Node>()
+            + self.sets.capacity() * size_of::<StoredSet>()
+            + self.cuts.capacity() * size_of::<u32>()
+    }
+
+    pub fn apex(&self) -> Option<NodeId> {
+        self.find(self.origin_key()).ok()
+    }
+
+    /// The node with exactly this key, or the index where it would be inserted.
+    pub fn find(&self, key: &[u8]) -> Result<NodeId, usize> {
+        self.nodes
+            .binary_search_by(|node| self.node_key(node).cmp(key))
+    }
+
+    /// Whether a node exists at or below `key`, starting the search at the index `find` gave.
+    pub fn exists(&self, key: &[u8]) -> bool {
+        match self.find(key) {
+            Ok(_) => true,
+            Err(at) => self.has_descendant_at(at, key),
+        }
+    }
+
+    /// Whether the node at `at` (an insertion point for `key`) lies below `key`: then `key` is
+    /// an empty non-terminal.
+    pub fn has_descendant_at(&self, at: usize, key: &[u8]) -> bool {
+        self.nodes
+            .get(at)
+            .is_some_and(|node| self.node_key(node).starts_with(key))
+    }
+
+    fn node_key(&self, node: &Node) -> &[u8] {
+        let start = node.key as usize;
+        &self.arena[start..start + usize::from(node.key_len)]
+    }
+
+    /// The owner name of a node, in wire form as written in the zone file.
+    pub fn name(&self, id: NodeId) -> &[u8] {
+        let node = &self.nodes[id];
+        let start = node.key as usize + usize::from(node.key_len);
+        &self.arena[start..start + usize::from(node.name_len)]
+    }
+
+    pub fn key(&self, id: NodeId) -> &[u8] {
+        self.node_key(&self.nodes[id])
+    }
+
+    /// Record sets of a node, in type order.
+    pub fn rrsets(&self, id: NodeId) -> impl Iterator<Item = RRset<'_>> + '_ {
+        let node = &self.nodes[id];
+        let start = node.rrsets as usize;
+        self.sets[start..start + usize::from(node.rrset_count)]
+            .iter()
+            .map(|set| self.view(set))
+    }
+
+    pub fn rrset(&self, id: NodeId, rtype: u16) -> Option<RRset<'_>> {
+        let node = &self.nodes[id];
+        let start = node.rrsets as usize;
+        let sets = &self.sets[start..start + usize::from(node.rrset_count)];
+        sets.iter()
+            .find(|set| set.rtype == rtype)
+            .map(|set| self.view(set))
+    }
+
+    fn view(&self, set: &StoredSet) -> RRset<'_> {
+        RRset {
+            rtype: set.rtype,
+            ttl: set.ttl,
+            count: set.count,
+            data: &self.arena[set.data as usize..],
+        }
+    }
+
+    /// The highest zone cut at or above `key` (a delegation point other than the apex).
+    pub fn cut_above(&self, key: &[u8]) -> Option<NodeId> {
+        if self.cuts.is_empty() {
+            return None;
+        }
+        let apex_len = self.origin_key.len();
+        name::key_prefixes(key)
+            .filter(|&len| len > apex_len)
+            .find_map(|len| {
+                let prefix = &key[..len];
+                self.cuts
+                    .binary_search_by(|&id| self.key(id as usize).cmp(prefix))
+                    .ok()
+                    .map(|at| self.cuts[at] as usize)
+            })
+    }
+
+    /// Every node, in canonical order.
+    pub fn nodes(&self) -> Range<NodeId> {
+        0..self.nodes.len()
+    }
+}
+
+/// The SERIAL and MINIMUM fields of SOA RDATA in wire form.
+pub fn soa_serial_minimum(rdata: &[u8]) -> Option<(u32, u32)> {
+    let mname = name::wire_len(rdata)?;
+    let rname = name::wire_len(rdata.get(mname..)?)?;
+    let fixed = rdata.get(mname + rname..mname + rname + 20)?;
+    let field = |i: usize| u32::from_be_bytes([fixed[i], fixed[i + 1], fixed[i + 2], fixed[i + 3]]);
+    Some((field(0), field(16)))
+}
+
+/// Where a name sits inside RDATA of a type that holds one for additional-section processing
+/// or compression: `(offset, compressible)`.
+pub fn rdata_name_offset(rtype: u16) -> Option<(usize, bool)> {
+    match rtype {
+        rtype::NS | rtype::CNAME | rtype::PTR => Some((0, true)),
+        rtype::MX => Some((2, true)),
+        rtype::SRV => Some((6, false)),
+        rtype::SVCB | rtype::HTTPS => Some((2, false)),
+        _ => None,
+    }
+}
