@@ -244,7 +244,12 @@ impl Responder {
     ) -> Outcome {
         let mut qkey = KeyBuf::new();
         qkey.set(query.qname);
-        let zone = match (query.qclass, catalog.find(qkey.get())) {
+        let zone = if query.qtype == rtype::DS {
+            catalog.find_for_ds(qkey.get())
+        } else {
+            catalog.find(qkey.get())
+        };
+        let zone = match (query.qclass, zone) {
             (1 | 255, Some(zone)) => zone,
             _ => {
                 w.set_rcode(rcode::REFUSED);
@@ -462,7 +467,7 @@ fn additional(zone: &Zone, set: &RRset<'_>, owner: &[u8], w: &mut Writer<'_>, gl
     let Some((offset, _)) = rdata_name_offset(set.rtype) else {
         return false;
     };
-    if set.rtype == rtype::CNAME {
+    if matches!(set.rtype, rtype::CNAME | rtype::PTR) {
         return false;
     }
     let mut missing_glue = false;

@@ -39,8 +39,24 @@ impl Catalog {
 
     /// The zone that `key` falls in: the one with the longest origin at or above it.
     pub fn find(&self, key: &[u8]) -> Option<&Zone> {
+        self.find_within(key, key.len())
+    }
+
+    /// The zone for a DS query: DS records live on the parent side of a cut (RFC 4035 section
+    /// 3.1.4.1), so a zone's own apex is looked up in the zone above it where we have that.
+    pub fn find_for_ds(&self, key: &[u8]) -> Option<&Zone> {
+        match self.find(key) {
+            Some(zone) if zone.origin_key() == key && !key.is_empty() => {
+                self.find_within(key, key.len() - 1).or(Some(zone))
+            }
+            found => found,
+        }
+    }
+
+    /// The zone with the longest origin at or above `key` whose key is at most `max_len` long.
+    fn find_within(&self, key: &[u8], max_len: usize) -> Option<&Zone> {
         let mut found = self.zones.get(&key[..0]);
-        for len in name::key_prefixes(key) {
+        for len in name::key_prefixes(key).take_while(|&len| len <= max_len) {
             if let Some(zone) = self.zones.get(&key[..len]) {
                 found = Some(zone);
             }

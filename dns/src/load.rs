@@ -440,11 +440,14 @@ fn parse_name(text: &str, origin: Option<&Name>) -> Result<Name, String> {
             .cloned()
             .ok_or_else(|| "\"@\" used before any origin is known".to_string());
     }
-    let name = Name::parse(&text, origin).map_err(|e| format!("invalid name \"{text}\": {e}"))?;
-    if !name.is_fqdn() {
-        return Err(format!("relative name \"{text}\" with no origin"));
+    // ASCII, not IDNA: names keep the case they were written in.
+    let name = Name::from_ascii(&text).map_err(|e| format!("invalid name \"{text}\": {e}"))?;
+    if name.is_fqdn() {
+        return Ok(name);
     }
-    Ok(name)
+    let origin = origin.ok_or_else(|| format!("relative name \"{text}\" with no origin"))?;
+    name.append_domain(origin)
+        .map_err(|e| format!("invalid name \"{text}\": {e}"))
 }
 
 fn name_to_wire(name: &Name) -> Result<Vec<u8>, String> {
