@@ -745,3 +745,221 @@ impl<'a> Lexer<'a> {
             .ok_or_else(|| (self.line, "invalid UTF-8 escape".to_string()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    const HEAD: &str =
+        "$TTL 300\n@ SOA ns1 hostmaster 1 3600 900 604800 300\n  NS ns1\nns1 A 192.0.2.1\n";
+
+    /// Loads `text` as `example.com.zone` (plus extra files) and returns the error text.
+    fn error_of(text: &str, extra: &[(&str, &str)]) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, body) in extra {
+            let path = dir.path().join(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, body).unwrap();
+        }
+        let path = dir.path().join("example.com.zone");
+        std::fs::write(&path, text).unwrap();
+        let error = load_zone(&path, None).expect_err("the zone is rejected");
+        error
+            .to_string()
+            .replace(&format!("{}/", dir.path().display()), "")
+    }
+
+    fn load(text: &str) -> Zone {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("example.com.zone");
+        std::fs::write(&path, text).unwrap();
+        load_zone(&path, None).unwrap().zone
+    }
+
+    #[test]
+    fn errors_name_file_line_and_reason() {
+        let cases = [
+            (
+                "www A 192.0.2.1\nwww AAA ::1\n",
+                6,
+                "unknown record type \"AAA\"",
+            ),
+            (
+                "www A 192.0.2.300\n",
+                5,
+                "invalid IPv4 address \"192.0.2.300\"",
+            ),
+            ("www MX mail\n", 5, "MX takes 2 fields, found 1"),
+            (
+                "www CNAME a\nwww A 192.0.2.1\n",
+                5,
+                "CNAME and other data at \"www.example.com.\"",
+            ),
+            ("www CNAME a\nwww CNAME b\n", 5, "CNAME and a second CNAME"),
+            (
+                "www.example.org. A 192.0.2.1\n",
+                5,
+                "\"www.example.org.\" is outside the zone \"example.com.\"",
+            ),
+            (
+                "sub NS ns.sub\n",
+                5,
+                "name server \"ns.sub.example.com.\" is inside the zone but has no A or AAAA",
+            ),
+            (
+                "@ SOA ns1 h 2 1 1 1 1\n",
+                5,
+                "a second SOA record at the apex",
+            ),
+            (
+                "www SOA ns1 h 2 1 1 1 1\n",
+                5,
+                "SOA record at \"www.example.com.\", not the apex",
+            ),
+            ("www CH A 192.0.2.1\n", 5, "class CH is not served; only IN"),
+            ("www A ( 192.0.2.1\n", 5, "unbalanced parentheses"),
+            ("www TXT \"open\n", 5, "unterminated quoted string"),
+            ("$FOO bar\n", 5, "unknown directive \"$FOO\""),
+            ("www 99999999999 A 192.0.2.1\n", 5, "invalid TTL"),
+            ("www HTTPS 1 . alpn\n", 5, "invalid HTTPS data"),
+        ];
+        for (tail, line, reason) in cases {
+            let error = error_of(&format!("{HEAD}{tail}"), &[]);
+            let want = format!("example.com.zone:{line}: {reason}");
+            assert!(
+                error.starts_with(&want),
+                "{tail:?}\n  got  {error}\n  want {want}"
+            );
+        }
+    }
+
+    #[test]
+    fn whole_zone_errors_name_the_file() {
+        assert_eq!(
+            error_of("$TTL 1\nwww A 192.0.2.1\n", &[]),
+            "example.com.zone: no SOA record at the zone apex"
+        );
+        assert_eq!(
+            error_of("$TTL 1\n@ SOA ns1 h 1 1 1 1 1\nns1 A 192.0.2.1\n", &[]),
+            "example.com.zone: no NS records at the zone apex"
+        );
+    }
+
+    #[test]
+    fn errors_inside_includes_name_the_included_file() {
+        let error = error_of(
+            &format!("{HEAD}$INCLUDE sub/hosts.inc\n"),
+            &[("sub/hosts.inc", "; hosts\nok A 192.0.2.2\nbad AAA ::1\n")],
+        );
+        assert_eq!(error, "sub/hosts.inc:3: unknown record type \"AAA\"");
+        let error = error_of(&format!("{HEAD}$INCLUDE missing.inc\n"), &[]);
+        assert!(error.starts_with("missing.inc: "), "{error}");
+    }
+
+    #[test]
+    fn include_paths_are_relative_to_the_including_file_and_take_an_origin() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("inc")).unwrap();
+        std::fs::write(
+            dir.path().join("inc/a.inc"),
+            "www A 192.0.2.7\n$INCLUDE b.inc\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("inc/b.inc"), "deep A 192.0.2.8\n").unwrap();
+        let path = dir.path().join("example.com.zone");
+        std::fs::write(
+            &path,
+            format!("{HEAD}$INCLUDE inc/a.inc sub\nafter A 192.0.2.9\n"),
+        )
+        .unwrap();
+        let loaded = load_zone(&path, None).unwrap();
+        assert_eq!(loaded.files.len(), 3);
+        let zone = loaded.zone;
+        for name in [
+            "www.sub.example.com.",
+            "deep.sub.example.com.",
+            "after.example.com.",
+        ] {
+            let wire = name_to_wire(&Name::from_ascii(name).unwrap()).unwrap();
+            assert!(zone.find(&name::key_of(&wire)).is_ok(), "{name}");
+        }
+    }
+
+    #[test]
+    fn master_file_syntax() {
+        let zone = load(
+            "$ORIGIN example.com.\n\
+             $TTL 1h\n\
+             @ IN SOA ns1.example.com. hostmaster ( 7 ; serial\n 1h 15m 1w 5m )\n\
+             \t\tNS ns1 ; comment\n\
+             ns1 IN 60 A 192.0.2.1\n\
+             ns1 60 IN AAAA 2001:db8::1\n\
+             txt TXT \"with ; semicolon\" \"and \\\"quotes\\\"\"\n\
+             esc\\.aped A 192.0.2.3\n\
+             generic TYPE65280 \\# 3 abcdef\n\
+             caa CAA 0 issue \"ca.example.net\"\n\
+             tlsa._tcp TLSA 3 1 1 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\n\
+             ssh SSHFP 4 2 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\n\
+             naptr NAPTR 100 10 \"u\" \"E2U+sip\" \"!^.*$!sip:info@example.com!\" .\n\
+             svc SVCB 1 svc-target port=8443\n\
+             ptr PTR @\n",
+        );
+        assert_eq!(zone.serial(), 7);
+        // min(SOA TTL 3600, MINIMUM 300)
+        assert_eq!(zone.negative_ttl(), 300);
+        assert_eq!(zone.record_count(), 13);
+        let apex = zone.apex().unwrap();
+        assert_eq!(zone.rrset(apex, rtype::SOA).unwrap().ttl, 3600);
+        let key =
+            |text: &str| name::key_of(&name_to_wire(&Name::from_ascii(text).unwrap()).unwrap());
+        let ns1 = zone.find(&key("ns1.example.com.")).unwrap();
+        assert_eq!(zone.rrset(ns1, rtype::A).unwrap().ttl, 60);
+        let generic = zone.find(&key("generic.example.com.")).unwrap();
+        let set = zone.rrset(generic, 65280).unwrap();
+        assert_eq!(set.rdatas().next().unwrap(), [0xab, 0xcd, 0xef]);
+        let svc = zone.find(&key("svc.example.com.")).unwrap();
+        let target = zone
+            .rrset(svc, rtype::SVCB)
+            .unwrap()
+            .rdatas()
+            .next()
+            .unwrap();
+        assert_eq!(
+            name::to_text(&target[2..]).split(' ').next(),
+            Some("svc-target.example.com.")
+        );
+        assert!(zone.find(&key("esc\\.aped.example.com.")).is_ok());
+    }
+
+    #[test]
+    fn origin_comes_from_flag_then_origin_directive_then_file_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("named.zone");
+        std::fs::write(&path, HEAD).unwrap();
+        assert_eq!(load_zone(&path, None).unwrap().zone.origin_text(), "named.");
+        let flag = Name::from_ascii("flag.example.").unwrap();
+        assert_eq!(
+            load_zone(&path, Some(&flag)).unwrap().zone.origin_text(),
+            "flag.example."
+        );
+        std::fs::write(&path, format!("$ORIGIN directive.example.\n{HEAD}")).unwrap();
+        assert_eq!(
+            load_zone(&path, None).unwrap().zone.origin_text(),
+            "directive.example."
+        );
+    }
+
+    #[test]
+    fn duplicates_collapse_and_sets_take_the_first_ttl() {
+        let zone = load(&format!(
+            "{HEAD}www 60 A 192.0.2.1\nwww 120 A 192.0.2.1\nwww 90 A 192.0.2.2\n"
+        ));
+        let key =
+            name::key_of(&name_to_wire(&Name::from_ascii("www.example.com.").unwrap()).unwrap());
+        let set = zone.rrset(zone.find(&key).unwrap(), rtype::A).unwrap();
+        assert_eq!(set.len(), 2);
+        assert_eq!(set.ttl, 60);
+    }
+}

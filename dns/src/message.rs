@@ -124,6 +124,10 @@ impl<'b> Writer<'b> {
         self.buf.truncate(mark.0);
         self.counts = mark.1;
         self.name_count = mark.2;
+        for section in 0..3 {
+            self.buf[6 + 2 * section..8 + 2 * section]
+                .copy_from_slice(&self.counts[section].to_be_bytes());
+        }
     }
 
     /// Writes a whole RRset, or nothing of it if it does not fit.

@@ -75,6 +75,23 @@ impl Server {
         }
     }
 
+    /// Sends `packet`, then a valid query from the same socket: true if the first reply is the
+    /// valid query's, i.e. `packet` got no answer.
+    pub async fn udp_dropped(&self, packet: &[u8]) -> bool {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        socket.connect(self.addr).await.unwrap();
+        socket.send(packet).await.unwrap();
+        let mut probe = query("probe.invalid.", RecordType::A);
+        probe.metadata.id = 0x4321;
+        socket.send(&probe.to_vec().unwrap()).await.unwrap();
+        let mut buf = vec![0u8; 65535];
+        let len = tokio::time::timeout(WAIT, socket.recv(&mut buf))
+            .await
+            .expect("a reply to the probe")
+            .unwrap();
+        len >= 2 && buf[..2] == [0x43, 0x21]
+    }
+
     pub async fn udp(&self, query: &Message) -> Message {
         let reply = self
             .udp_raw(&query.to_vec().unwrap())

@@ -1,0 +1,329 @@
+//! Wire-level behaviour: EDNS(0), truncation, the question echo, malformed packets, opcodes,
+//! transfers. Packets are built with hickory-proto and, for the broken ones, edited by hand.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use hickory_proto::{
+    op::{Edns, Message, OpCode, ResponseCode},
+    rr::{
+        RecordType,
+        rdata::opt::{EdnsCode, EdnsOption},
+    },
+};
+use support::{Server, plain_query, query, render};
+
+const EXAMPLE: &str = include_str!("data/example.com.zone");
+
+async fn example() -> Server {
+    Server::start(&[("example.com.zone", EXAMPLE)]).await
+}
+
+fn with_payload(name: &str, rtype: RecordType, payload: u16) -> Message {
+    let mut message = plain_query(name, rtype);
+    let mut edns = Edns::new();
+    edns.set_max_payload(payload);
+    message.set_edns(edns);
+    message
+}
+
+#[tokio::test]
+async fn without_edns_udp_answers_are_at_most_512_bytes() {
+    let server = example().await;
+    // "big" holds about 850 bytes of TXT.
+    let message = plain_query("big.example.com.", RecordType::TXT);
+    let raw = server.udp_raw(&message.to_vec().unwrap()).await.unwrap();
+    assert!(raw.len() <= 512, "{} bytes", raw.len());
+    let reply = Message::from_vec(&raw).unwrap();
+    assert!(reply.metadata.truncation);
+    assert!(reply.answers.is_empty());
+    assert!(
+        reply.edns.is_none(),
+        "no OPT in reply to a query without one"
+    );
+    // TCP returns it whole.
+    let reply = server.tcp(&message).await;
+    assert!(!reply.metadata.truncation);
+    assert_eq!(reply.answers.len(), 8);
+}
+
+#[tokio::test]
+async fn edns_buffer_size_is_honoured_and_capped_at_1232() {
+    let server = example().await;
+    // Fits in 1232: whole answer.
+    let reply = server
+        .udp(&with_payload("big.example.com.", RecordType::TXT, 4096))
+        .await;
+    assert!(!reply.metadata.truncation);
+    assert_eq!(reply.answers.len(), 8);
+    assert_eq!(reply.edns.as_ref().unwrap().max_payload(), 1232);
+    // A smaller buffer than the answer: truncated, and the message fits the buffer.
+    let message = with_payload("big.example.com.", RecordType::TXT, 700);
+    let raw = server.udp_raw(&message.to_vec().unwrap()).await.unwrap();
+    assert!(raw.len() <= 700);
+    assert!(Message::from_vec(&raw).unwrap().metadata.truncation);
+    // About 2 KB: more than 1232 even though the client offers 4096.
+    let message = with_payload("huge.example.com.", RecordType::TXT, 4096);
+    let raw = server.udp_raw(&message.to_vec().unwrap()).await.unwrap();
+    assert!(raw.len() <= 1232, "{} bytes", raw.len());
+    let reply = Message::from_vec(&raw).unwrap();
+    assert!(reply.metadata.truncation);
+    assert!(reply.edns.is_some(), "OPT kept in a truncated reply");
+    let reply = server.tcp(&message).await;
+    assert!(!reply.metadata.truncation);
+    assert_eq!(reply.answers.len(), 10);
+    // Buffers below 512 count as 512 (RFC 6891 section 6.2.5).
+    let message = with_payload("x.wild.example.com.", RecordType::MX, 100);
+    let raw = server.udp_raw(&message.to_vec().unwrap()).await.unwrap();
+    assert!(raw.len() > 100, "{} bytes", raw.len());
+    assert!(!Message::from_vec(&raw).unwrap().metadata.truncation);
+}
+
+#[tokio::test]
+async fn edns_version_above_zero_gets_badvers() {
+    let server = example().await;
+    let mut message = query("www.example.com.", RecordType::A);
+    message.edns.as_mut().unwrap().set_version(1);
+    let reply = server.udp(&message).await;
+    // BADVERS is 16, which hickory decodes under its other name, BADSIG.
+    assert_eq!(u16::from(reply.metadata.response_code), 16);
+    assert!(reply.answers.is_empty());
+    assert_eq!(reply.edns.as_ref().unwrap().version(), 0);
+}
+
+#[tokio::test]
+async fn do_bit_is_echoed_and_unknown_options_ignored() {
+    let server = example().await;
+    let mut message = query("www.example.com.", RecordType::A);
+    message.edns.as_mut().unwrap().set_dnssec_ok(true);
+    message
+        .edns
+        .as_mut()
+        .unwrap()
+        .options_mut()
+        .insert(EdnsOption::Unknown(65001, vec![1, 2, 3]));
+    let reply = server.udp(&message).await;
+    assert!(reply.edns.as_ref().unwrap().flags().dnssec_ok);
+    assert_eq!(
+        render(&reply.answers),
+        ["www.example.com. 3600 A 192.0.2.80"]
+    );
+    assert!(
+        reply
+            .edns
+            .as_ref()
+            .unwrap()
+            .option(EdnsCode::Unknown(65001))
+            .is_none()
+    );
+
+    let reply = server.udp(&query("www.example.com.", RecordType::A)).await;
+    assert!(!reply.edns.as_ref().unwrap().flags().dnssec_ok);
+}
+
+#[tokio::test]
+async fn question_is_echoed_byte_for_byte() {
+    let server = example().await;
+    let message = query("wWw.EXample.CoM.", RecordType::A);
+    let bytes = message.to_vec().unwrap();
+    let raw = server.udp_raw(&bytes).await.unwrap();
+    let question_len = "wWw.EXample.CoM.".len() + 1 + 4;
+    assert_eq!(raw[12..12 + question_len], bytes[12..12 + question_len]);
+    let reply = Message::from_vec(&raw).unwrap();
+    // The answer's owner points at the question, so it carries the same case.
+    assert_eq!(reply.answers[0].name.to_string(), "wWw.EXample.CoM.");
+}
+
+/// Flags and the ID of a reply, read by hand (hickory would reject some of these packets).
+fn header(raw: &[u8]) -> (u16, u16) {
+    (
+        u16::from_be_bytes([raw[0], raw[1]]),
+        u16::from_be_bytes([raw[2], raw[3]]),
+    )
+}
+
+#[tokio::test]
+async fn malformed_packets_get_formerr_or_nothing() {
+    let server = example().await;
+    let good = query("www.example.com.", RecordType::A).to_vec().unwrap();
+
+    // Too short for a header: dropped.
+    assert!(server.udp_dropped(&good[..5]).await);
+    // A response (QR set): dropped, never answered.
+    let mut response = good.clone();
+    response[2] |= 0x80;
+    assert!(server.udp_dropped(&response).await);
+
+    let formerr = |raw: Option<Vec<u8>>| {
+        let raw = raw.expect("a reply");
+        let (id, flags) = header(&raw);
+        assert_eq!(id, 0x1234);
+        assert_eq!(flags & 0x8000, 0x8000, "QR");
+        assert_eq!(flags & 0xF, 1, "FORMERR");
+    };
+    // Header only, QDCOUNT 1 but no question.
+    formerr(server.udp_raw(&good[..12]).await);
+    // Question cut in the middle of the name.
+    formerr(server.udp_raw(&good[..16]).await);
+    // QDCOUNT 0.
+    let mut none = good.clone();
+    none[5] = 0;
+    formerr(server.udp_raw(&none).await);
+    // QDCOUNT 2.
+    let mut two = good.clone();
+    two[5] = 2;
+    formerr(server.udp_raw(&two).await);
+    // A label length over 63.
+    let mut long = good.clone();
+    long[12] = 64;
+    formerr(server.udp_raw(&long).await);
+    // A compression pointer in the question (there is nothing before it to point at).
+    let mut pointer = good[..12].to_vec();
+    pointer.extend_from_slice(&[0xC0, 0x0C, 0, 1, 0, 1]);
+    formerr(server.udp_raw(&pointer).await);
+    // ARCOUNT says one record but none follows.
+    let mut missing = plain_query("www.example.com.", RecordType::A)
+        .to_vec()
+        .unwrap();
+    missing[11] = 1;
+    formerr(server.udp_raw(&missing).await);
+    // Two OPT records (RFC 6891 section 6.1.1).
+    let mut twice = good.clone();
+    let opt = good[good.len() - 11..].to_vec();
+    twice.extend_from_slice(&opt);
+    twice[11] = 2;
+    formerr(server.udp_raw(&twice).await);
+
+    // The server is still answering.
+    let reply = server.udp(&query("www.example.com.", RecordType::A)).await;
+    assert_eq!(reply.answers.len(), 1);
+}
+
+#[tokio::test]
+async fn random_garbage_never_stops_the_server() {
+    let server = example().await;
+    // A fixed-seed generator keeps the run reproducible.
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let good = query("www.example.com.", RecordType::A).to_vec().unwrap();
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    for i in 0..3000 {
+        let mut packet = if i % 2 == 0 {
+            good.clone()
+        } else {
+            vec![0u8; (next() % 80) as usize]
+        };
+        for _ in 0..(next() % 6 + 1) {
+            if packet.is_empty() {
+                break;
+            }
+            let at = (next() as usize) % packet.len();
+            packet[at] = next() as u8;
+        }
+        socket.send_to(&packet, server.addr).unwrap();
+    }
+    // Garbage over TCP too: a frame with a broken message, then one that claims more bytes
+    // than are sent before the connection closes.
+    let replies = server.tcp_raw(&[vec![0xFF; 7]], 1).await;
+    assert!(replies.len() <= 1);
+    let reply = server.udp(&query("www.example.com.", RecordType::A)).await;
+    assert_eq!(
+        render(&reply.answers),
+        ["www.example.com. 3600 A 192.0.2.80"]
+    );
+    let reply = server.tcp(&query("www.example.com.", RecordType::A)).await;
+    assert_eq!(reply.answers.len(), 1);
+}
+
+#[tokio::test]
+async fn unknown_opcodes_get_notimp() {
+    let server = example().await;
+    for opcode in [
+        OpCode::Status,
+        OpCode::Notify,
+        OpCode::Update,
+        OpCode::Unknown(7),
+    ] {
+        let mut message = query("example.com.", RecordType::SOA);
+        message.metadata.op_code = opcode;
+        let raw = server.udp_raw(&message.to_vec().unwrap()).await.unwrap();
+        let (_, flags) = header(&raw);
+        assert_eq!(flags & 0xF, 4, "{opcode:?} gets NOTIMP");
+        assert_eq!((flags >> 11) & 0xF, u16::from(u8::from(opcode)));
+    }
+}
+
+#[tokio::test]
+async fn tcp_answers_pipelined_queries_in_order() {
+    let server = example().await;
+    let mut first = query("www.example.com.", RecordType::A);
+    first.metadata.id = 1;
+    let mut second = query("mail.example.com.", RecordType::AAAA);
+    second.metadata.id = 2;
+    let replies = server
+        .tcp_raw(&[first.to_vec().unwrap(), second.to_vec().unwrap()], 2)
+        .await;
+    let ids: Vec<u16> = replies
+        .iter()
+        .map(|r| Message::from_vec(r).unwrap().metadata.id)
+        .collect();
+    assert_eq!(ids, [1, 2]);
+}
+
+#[tokio::test]
+async fn axfr_is_refused_unless_allowed() {
+    let server = example().await;
+    let message = query("example.com.", RecordType::AXFR);
+    let reply = server.tcp(&message).await;
+    assert_eq!(reply.metadata.response_code, ResponseCode::Refused);
+    assert!(reply.answers.is_empty());
+    let reply = server.udp(&message).await;
+    assert_eq!(reply.metadata.response_code, ResponseCode::Refused);
+}
+
+#[tokio::test]
+async fn axfr_from_an_allowed_address_sends_the_zone() {
+    let server = Server::start_with(&[("example.com.zone", EXAMPLE)], |config| {
+        config.allow_transfer = vec!["127.0.0.0/8".parse().unwrap()];
+    })
+    .await;
+    let message = query("example.com.", RecordType::AXFR);
+    // The fixture fits one message; a second read would wait for a message that never comes.
+    let replies = server.tcp_raw(&[message.to_vec().unwrap()], 1).await;
+    let records: Vec<_> = replies
+        .iter()
+        .flat_map(|raw| Message::from_vec(raw).unwrap().answers)
+        .collect();
+    assert!(records.len() > 40, "{} records", records.len());
+    assert_eq!(records.first().unwrap().record_type(), RecordType::SOA);
+    assert_eq!(records.last().unwrap().record_type(), RecordType::SOA);
+    assert_eq!(
+        records
+            .iter()
+            .filter(|r| r.record_type() == RecordType::SOA)
+            .count(),
+        2
+    );
+    // Over UDP an allowed transfer is sent to TCP.
+    let reply = server.udp(&message).await;
+    assert!(reply.metadata.truncation);
+    // Not at a zone apex: refused.
+    let reply = server
+        .tcp(&query("www.example.com.", RecordType::AXFR))
+        .await;
+    assert_eq!(reply.metadata.response_code, ResponseCode::Refused);
+}
+
+#[tokio::test]
+async fn other_classes_are_refused() {
+    let server = example().await;
+    let mut message = query("www.example.com.", RecordType::A);
+    message.queries[0].set_query_class(hickory_proto::rr::DNSClass::CH);
+    let reply = server.udp(&message).await;
+    assert_eq!(reply.metadata.response_code, ResponseCode::Refused);
+}
