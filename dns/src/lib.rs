@@ -83,6 +83,15 @@ impl Dns {
         shutdown: CancellationToken,
     ) -> Result<(), Error> {
         let mut tasks = tokio::task::JoinSet::new();
+        match watch::Watch::start(self.zones.clone()) {
+            Ok(watch) => {
+                tasks.spawn(watch.run(shutdown.clone()));
+                // Catch edits made between loading and the start of the watch.
+                let zones = self.zones.clone();
+                tokio::task::spawn_blocking(move || zones.reload(false));
+            }
+            Err(e) => error!(error = %e, "zone files are not watched; SIGHUP still reloads"),
+        }
         for Sockets { udp, tcp } in sockets {
             let addr = udp.local_addr().ok();
             let udp = tokio::net::UdpSocket::from_std(udp);
@@ -113,13 +122,6 @@ impl Dns {
                 shutdown.clone(),
             ));
         }
-        let zones = self.zones.clone();
-        let watch_shutdown = shutdown.clone();
-        tasks.spawn(async move {
-            if let Err(e) = watch::watch(zones, watch_shutdown).await {
-                error!(error = %e, "zone files are not watched; SIGHUP still reloads");
-            }
-        });
         while tasks.join_next().await.is_some() {}
         Ok(())
     }

@@ -1,0 +1,367 @@
+//! The binary as a DNS server: start-up, live zone edits, signals, check-zone, and dig.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::{path::Path, process::Command, time::SystemTime};
+
+use hickory_proto::{op::ResponseCode, rr::RecordType};
+use support::{Foobar, addresses, binary, save_by_rename, shipped_zone};
+
+#[test]
+fn serves_www_foobar_com_from_the_shipped_zone() {
+    let server = Foobar::start(&[("foobar.com.zone", &shipped_zone())]);
+    let reply = server.query("www.foobar.com.", RecordType::A);
+    assert_eq!(reply.metadata.response_code, ResponseCode::NoError);
+    assert!(reply.metadata.authoritative);
+    assert_eq!(addresses(&reply), ["8.8.8.8"]);
+
+    // The site's records: HTTPS advertising h3, MX with its address, CAA, SPF, two NS with glue.
+    let https = server.query("www.foobar.com.", RecordType::HTTPS);
+    assert!(https.answers[0].data.to_string().contains("alpn=h3,h2"));
+    let mx = server.query("foobar.com.", RecordType::MX);
+    assert_eq!(mx.answers.len(), 1);
+    assert_eq!(mx.additionals.len(), 2, "A and AAAA: {mx:?}");
+    let ns = server.query("foobar.com.", RecordType::NS);
+    assert_eq!(ns.answers.len(), 2);
+    assert!(ns.additionals.len() >= 4);
+    assert_eq!(
+        server.query("foobar.com.", RecordType::CAA).answers.len(),
+        2
+    );
+    let txt = server.query("foobar.com.", RecordType::TXT);
+    assert!(txt.answers[0].data.to_string().contains("v=spf1"));
+    // _tcp.foobar.com is an empty non-terminal.
+    let ent = server.query("_tcp.foobar.com.", RecordType::A);
+    assert_eq!(ent.metadata.response_code, ResponseCode::NoError);
+    assert!(ent.answers.is_empty());
+}
+
+#[test]
+fn logs_name_every_bound_address() {
+    let server = Foobar::start(&[("foobar.com.zone", &shipped_zone())]);
+    let udp = server.wait_for_log("dns listening on udp");
+    let tcp = server.wait_for_log("dns listening on tcp");
+    assert!(udp.contains(&server.dns.to_string()), "{udp}");
+    assert!(tcp.contains(&server.dns.to_string()), "{tcp}");
+}
+
+fn with_www(zone: &str, serial: &str, address: &str) -> String {
+    let edited = zone
+        .replace("2026112901", serial)
+        .replace("IN A    8.8.8.8", &format!("IN A    {address}"));
+    assert_ne!(edited, zone);
+    edited
+}
+
+#[test]
+fn an_edit_saved_by_rename_is_served_without_a_restart() {
+    let zone = shipped_zone();
+    let server = Foobar::start(&[("foobar.com.zone", &zone)]);
+    assert_eq!(
+        addresses(&server.query("www.foobar.com.", RecordType::A)),
+        ["8.8.8.8"]
+    );
+    save_by_rename(
+        &server.zone_path("foobar.com.zone"),
+        &with_www(&zone, "2026112902", "8.8.4.4"),
+    );
+    let took = server.until("www.foobar.com.", RecordType::A, |r| {
+        addresses(r) == ["8.8.4.4"]
+    });
+    eprintln!("edit served after {took:?}");
+}
+
+#[test]
+fn an_edit_written_in_place_is_served_too() {
+    let zone = shipped_zone();
+    let server = Foobar::start(&[("foobar.com.zone", &zone)]);
+    std::fs::write(
+        server.zone_path("foobar.com.zone"),
+        with_www(&zone, "2026112902", "9.9.9.9"),
+    )
+    .unwrap();
+    server.until("www.foobar.com.", RecordType::A, |r| {
+        addresses(r) == ["9.9.9.9"]
+    });
+}
+
+#[test]
+fn a_broken_edit_keeps_the_previous_zone_serving() {
+    let zone = shipped_zone();
+    let server = Foobar::start(&[("foobar.com.zone", &zone)]);
+    let path = server.zone_path("foobar.com.zone");
+    let broken = format!(
+        "{}oops            IN AAA  ::1\n",
+        with_www(&zone, "2026112902", "1.1.1.1")
+    );
+    let line = broken.lines().count();
+    let skip = server.log_len();
+    save_by_rename(&path, &broken);
+    let error = server.wait_for_log_after(skip, "unknown record type");
+    assert!(
+        error.contains(&format!(
+            "foobar.com.zone:{line}: unknown record type \"AAA\""
+        )),
+        "{error}"
+    );
+    assert!(error.contains("previous version keeps serving"), "{error}");
+    assert_eq!(
+        addresses(&server.query("www.foobar.com.", RecordType::A)),
+        ["8.8.8.8"]
+    );
+
+    // Fixing the file brings the edit in.
+    save_by_rename(&path, &with_www(&zone, "2026112902", "1.1.1.1"));
+    server.until("www.foobar.com.", RecordType::A, |r| {
+        addresses(r) == ["1.1.1.1"]
+    });
+}
+
+#[test]
+fn new_files_add_zones_and_deleted_files_remove_them() {
+    let server = Foobar::start(&[("foobar.com.zone", &shipped_zone())]);
+    let refused =
+        |r: &hickory_proto::op::Message| r.metadata.response_code == ResponseCode::Refused;
+    assert!(refused(&server.query("www.example.net.", RecordType::A)));
+    let other = "$TTL 60\n@ SOA ns1 h 1 1 1 1 1\n NS ns1\nns1 A 192.0.2.1\nwww A 192.0.2.44\n";
+    save_by_rename(&server.zone_path("example.net.zone"), other);
+    server.until("www.example.net.", RecordType::A, |r| {
+        addresses(r) == ["192.0.2.44"]
+    });
+    std::fs::remove_file(server.zone_path("example.net.zone")).unwrap();
+    server.until("www.example.net.", RecordType::A, refused);
+    // The other zone was untouched throughout.
+    assert_eq!(
+        addresses(&server.query("www.foobar.com.", RecordType::A)),
+        ["8.8.8.8"]
+    );
+}
+
+#[test]
+fn an_edit_to_an_included_file_reloads_its_zone() {
+    let zone = format!("{}$INCLUDE hosts/extra.inc\n", shipped_zone());
+    let server = Foobar::start(&[
+        ("foobar.com.zone", &zone),
+        ("hosts/extra.inc", "extra IN A 192.0.2.77\n"),
+    ]);
+    let hosts = server.zone_path("hosts");
+    assert_eq!(
+        addresses(&server.query("extra.foobar.com.", RecordType::A)),
+        ["192.0.2.77"]
+    );
+    std::fs::write(hosts.join("extra.inc"), "extra IN A 192.0.2.78\n").unwrap();
+    server.until("extra.foobar.com.", RecordType::A, |r| {
+        addresses(r) == ["192.0.2.78"]
+    });
+}
+
+#[test]
+fn sighup_reloads_even_what_the_watcher_cannot_see() {
+    let zone = shipped_zone();
+    let server = Foobar::start(&[("foobar.com.zone", &zone)]);
+    let path = server.zone_path("foobar.com.zone");
+    let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
+    // Same length and, after this, the same modification time: only a forced reload sees it.
+    let edited = with_www(&zone, "2026112902", "8.8.8.9");
+    assert_eq!(edited.len(), zone.len());
+    let skip = server.log_len();
+    std::fs::write(&path, &edited).unwrap();
+    set_modified(&path, modified);
+    // Past the watcher's debounce window its reload has run and, seeing the same size and time,
+    // kept the loaded version: only SIGHUP's forced reload brings the edit in.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(
+        addresses(&server.query("www.foobar.com.", RecordType::A)),
+        ["8.8.8.8"]
+    );
+    server.signal("HUP");
+    server.wait_for_log_after(skip, "SIGHUP");
+    server.until("www.foobar.com.", RecordType::A, |r| {
+        addresses(r) == ["8.8.8.9"]
+    });
+}
+
+fn set_modified(path: &Path, time: SystemTime) {
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(time)
+        .unwrap();
+}
+
+#[test]
+fn an_unchanged_serial_is_loaded_with_a_warning() {
+    let zone = shipped_zone();
+    let server = Foobar::start(&[("foobar.com.zone", &zone)]);
+    let skip = server.log_len();
+    save_by_rename(
+        &server.zone_path("foobar.com.zone"),
+        &with_www(&zone, "2026112901", "4.4.4.4"),
+    );
+    server.until("www.foobar.com.", RecordType::A, |r| {
+        addresses(r) == ["4.4.4.4"]
+    });
+    let warning = server.wait_for_log_after(skip, "serial did not increase");
+    assert!(warning.contains("WARN"), "{warning}");
+}
+
+#[test]
+fn sigterm_stops_with_exit_code_zero() {
+    let mut server = Foobar::start(&[("foobar.com.zone", &shipped_zone())]);
+    server.signal("TERM");
+    let status = server.wait();
+    assert!(status.success(), "{status:?}");
+    server.wait_for_log("stopped");
+}
+
+#[test]
+fn a_broken_zone_at_start_is_an_error_before_binding() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("zones")).unwrap();
+    let broken = shipped_zone().replace("IN MX   10 mail", "IN MX   mail");
+    let line = 1 + broken
+        .lines()
+        .position(|l| l.contains("IN MX   mail"))
+        .unwrap();
+    std::fs::write(dir.path().join("zones/foobar.com.zone"), broken).unwrap();
+    let config = dir.path().join("foobar.toml");
+    // A fixed port here is never bound: the zone error stops start-up first.
+    std::fs::write(
+        &config,
+        format!("[dns]\nzones = \"{}/zones\"\n", dir.path().display()),
+    )
+    .unwrap();
+    let output = Command::new(binary())
+        .args(["serve", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let want = format!("foobar.com.zone:{line}: MX takes 2 fields, found 1");
+    assert!(stderr.contains(&want), "{stderr}");
+    assert!(!stderr.contains("listening"), "{stderr}");
+}
+
+#[test]
+fn an_invalid_config_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("foobar.toml");
+    std::fs::write(
+        &config,
+        "[dns]\nlisten = [\"127.0.0.1:0\"]\nzone = \"zones\"\n",
+    )
+    .unwrap();
+    let output = Command::new(binary())
+        .args(["--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("invalid config"), "{stderr}");
+    assert!(stderr.contains("unknown field `zone`"), "{stderr}");
+}
+
+#[test]
+fn check_zone_validates_like_named_checkzone() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("foobar.com.zone");
+    std::fs::write(&good, shipped_zone()).unwrap();
+    let output = Command::new(binary())
+        .arg("check-zone")
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("zone foobar.com. serial 2026112901"),
+        "{stdout}"
+    );
+
+    let bad = dir.path().join("broken.zone");
+    let text = format!("$ORIGIN foobar.com.\n{}", shipped_zone())
+        .replace("IN A    8.8.8.8", "IN AAA  8.8.8.8");
+    std::fs::write(&bad, &text).unwrap();
+    let output = Command::new(binary())
+        .args(["check-zone", "--origin", "foobar.com"])
+        .arg(&good)
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let line = 1 + text.lines().position(|l| l.contains("IN AAA  ")).unwrap();
+    let want = format!("{}:{line}: unknown record type \"AAA\"", bad.display());
+    assert!(stderr.contains(&want), "{stderr}\nwant {want}");
+
+    // --origin overrides the file name; records under another $ORIGIN are then out of zone.
+    let moved = dir.path().join("moved.zone");
+    std::fs::write(&moved, format!("$ORIGIN foobar.com.\n{}", shipped_zone())).unwrap();
+    let output = Command::new(binary())
+        .args(["check-zone", "--origin", "example.org"])
+        .arg(&moved)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("is outside the zone \"example.org.\""),
+        "{stderr}"
+    );
+}
+
+/// Interoperability with the real `dig`. Skipped with a message when dig is not installed,
+/// unless FOOBAR_REQUIRE_INTEROP=1 (as in CI) makes it required.
+#[test]
+fn dig_gets_authoritative_answers() {
+    if Command::new("dig").arg("-v").output().is_err() {
+        assert!(
+            std::env::var("FOOBAR_REQUIRE_INTEROP").as_deref() != Ok("1"),
+            "dig is required (FOOBAR_REQUIRE_INTEROP=1) but not installed"
+        );
+        eprintln!(
+            "SKIPPED dig_gets_authoritative_answers: `dig` not installed (apt-get install bind9-dnsutils)"
+        );
+        return;
+    }
+    let server = Foobar::start(&[("foobar.com.zone", &shipped_zone())]);
+    let port = server.dns.port().to_string();
+    let dig = |args: &[&str]| {
+        let output = Command::new("dig")
+            .args(["@127.0.0.1", "-p", &port, "+time=3", "+tries=1"])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    for transport in ["+notcp", "+tcp"] {
+        let out = dig(&[transport, "www.foobar.com"]);
+        assert!(out.contains("status: NOERROR"), "{out}");
+        assert!(out.contains("flags: qr aa rd;"), "{out}");
+        assert!(
+            out.contains("www.foobar.com.\t\t3600\tIN\tA\t8.8.8.8"),
+            "{out}"
+        );
+    }
+    let out = dig(&["+dnssec", "nothere.foobar.com"]);
+    assert!(out.contains("status: NXDOMAIN"), "{out}");
+    assert!(out.contains("flags: do;"), "{out}");
+    assert!(
+        out.contains("IN\tSOA\tns1.foobar.com. hostmaster.foobar.com. 2026112901"),
+        "{out}"
+    );
+    // dig retries with version 0 when the server answers BADVERS, and says so.
+    let out = dig(&["+edns=1", "www.foobar.com"]);
+    assert!(
+        out.contains("BADVERS, retrying with EDNS version 0"),
+        "{out}"
+    );
+    let out = dig(&["+short", "foobar.com", "MX"]);
+    assert_eq!(out.trim(), "10 mail.foobar.com.");
+    let out = dig(&["example.org"]);
+    assert!(out.contains("status: REFUSED"), "{out}");
+}

@@ -1,0 +1,223 @@
+//! Harness for end-to-end tests: the real `foobar` binary on port 0, its log, and a DNS client.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::{
+    io::{BufRead, BufReader},
+    net::{SocketAddr, UdpSocket},
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::{Arc, Condvar, Mutex},
+    time::{Duration, Instant},
+};
+
+use hickory_proto::{
+    op::{Edns, Message, Query},
+    rr::{Name, RecordType},
+};
+
+/// How long anything the server should do quickly may take before a test gives up.
+pub const DEADLINE: Duration = Duration::from_secs(10);
+
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_foobar")
+}
+
+/// The zone shipped in `zones/`.
+pub fn shipped_zone() -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("zones/foobar.com.zone"))
+        .unwrap()
+}
+
+/// A running `foobar serve` with its own folder, config and zones.
+pub struct Foobar {
+    pub dir: tempfile::TempDir,
+    pub dns: SocketAddr,
+    child: Child,
+    log: Arc<(Mutex<Vec<String>>, Condvar)>,
+}
+
+impl Foobar {
+    /// Starts the binary serving these zone files (name, text).
+    pub fn start(zones: &[(&str, &str)]) -> Foobar {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("zones")).unwrap();
+        for (name, text) in zones {
+            let path = dir.path().join("zones").join(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        }
+        let config = dir.path().join("foobar.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "state_dir = \"{dir}/data\"\n[dns]\nlisten = [\"127.0.0.1:0\"]\nzones = \"{dir}/zones\"\n",
+                dir = dir.path().display()
+            ),
+        )
+        .unwrap();
+        let mut child = Command::new(binary())
+            .args(["serve", "--config"])
+            .arg(&config)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                eprintln!("[foobar] {line}");
+                sink.0.lock().unwrap().push(line);
+                sink.1.notify_all();
+            }
+        });
+        let mut server = Foobar {
+            dir,
+            dns: "127.0.0.1:1".parse().unwrap(),
+            child,
+            log,
+        };
+        let line = server.wait_for_log("dns listening on udp");
+        server.dns = line
+            .split("addr=")
+            .nth(1)
+            .and_then(|a| a.split_whitespace().next())
+            .unwrap()
+            .parse()
+            .unwrap();
+        server
+    }
+
+    pub fn zone_path(&self, name: &str) -> PathBuf {
+        self.dir.path().join("zones").join(name)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Every log line so far.
+    pub fn log(&self) -> Vec<String> {
+        self.log.0.lock().unwrap().clone()
+    }
+
+    /// Waits for a log line containing `needle` and returns it.
+    pub fn wait_for_log(&self, needle: &str) -> String {
+        self.wait_for_log_after(0, needle)
+    }
+
+    /// Waits for a log line containing `needle` among the lines after the first `skip`.
+    pub fn wait_for_log_after(&self, skip: usize, needle: &str) -> String {
+        let (lines, changed) = &*self.log;
+        let start = Instant::now();
+        let mut guard = lines.lock().unwrap();
+        loop {
+            if let Some(line) = guard.iter().skip(skip).find(|l| l.contains(needle)) {
+                return line.clone();
+            }
+            let left = DEADLINE.checked_sub(start.elapsed()).unwrap_or_else(|| {
+                panic!(
+                    "no log line with {needle:?} within {DEADLINE:?}; log:\n{}",
+                    guard.join("\n")
+                )
+            });
+            guard = changed.wait_timeout(guard, left).unwrap().0;
+        }
+    }
+
+    pub fn log_len(&self) -> usize {
+        self.log.0.lock().unwrap().len()
+    }
+
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit.
+    pub fn wait(&mut self) -> ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(start.elapsed() < DEADLINE, "foobar did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn query(&self, name: &str, rtype: RecordType) -> Message {
+        query_udp(self.dns, name, rtype)
+    }
+
+    /// Queries until `check` holds for the reply; returns how long it took.
+    pub fn until(
+        &self,
+        name: &str,
+        rtype: RecordType,
+        check: impl Fn(&Message) -> bool,
+    ) -> Duration {
+        let start = Instant::now();
+        loop {
+            if check(&self.query(name, rtype)) {
+                return start.elapsed();
+            }
+            assert!(
+                start.elapsed() < DEADLINE,
+                "{name} {rtype} never changed; log:\n{}",
+                self.log().join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Foobar {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One query over UDP with EDNS, as a stub resolver sends it.
+pub fn query_udp(server: SocketAddr, name: &str, rtype: RecordType) -> Message {
+    let mut message = Message::query();
+    message.metadata.id = 0xBEEF;
+    message.add_query(Query::query(Name::from_ascii(name).unwrap(), rtype));
+    let mut edns = Edns::new();
+    edns.set_max_payload(1232);
+    message.set_edns(edns);
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    socket.send_to(&message.to_vec().unwrap(), server).unwrap();
+    let mut buf = [0u8; 4096];
+    let (len, _) = socket.recv_from(&mut buf).unwrap();
+    Message::from_vec(&buf[..len]).unwrap()
+}
+
+/// The A or AAAA addresses in the answer section, as text.
+pub fn addresses(reply: &Message) -> Vec<String> {
+    reply
+        .answers
+        .iter()
+        .filter(|r| matches!(r.record_type(), RecordType::A | RecordType::AAAA))
+        .map(|r| r.data.to_string())
+        .collect()
+}
+
+/// Replaces a file the way most editors save: write a sibling, then rename over.
+pub fn save_by_rename(path: &Path, text: &str) {
+    let tmp = path.with_extension("swp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
