@@ -11,7 +11,6 @@
 //! are hickory's.
 
 use std::{
-    collections::HashMap,
     net::{Ipv4Addr, Ipv6Addr},
     path::{Path, PathBuf},
     str::FromStr,
@@ -30,7 +29,7 @@ use hickory_proto::{
 use crate::{
     error::ZoneError,
     name,
-    zone::{Record, Zone, rtype},
+    zone::{Records, Sorted, Zone, rtype},
 };
 
 /// Deepest `$INCLUDE` nesting accepted.
@@ -57,17 +56,24 @@ pub fn stamp(path: &Path) -> Stamp {
 /// Reads and validates the zone in `path`. The origin is `origin` where given; else a `$ORIGIN`
 /// before the first record; else the file name without `.zone`.
 pub fn load_zone(path: &Path, origin: Option<&Name>) -> Result<Loaded, ZoneError> {
-    let origin = origin.cloned();
+    let origin = origin
+        .map(Origin::new)
+        .transpose()
+        .map_err(|reason| ZoneError::Zone {
+            file: path.to_path_buf(),
+            reason,
+        })?;
     let mut loader = Loader {
         files: Vec::new(),
-        records: Vec::new(),
+        records: Records::default(),
         sources: Vec::new(),
         origin: origin.clone(),
-        fixed_origin: origin,
+        zone_origin: origin,
         default_ttl: None,
         last_ttl: None,
         soa_minimum: None,
-        last_owner: None,
+        owner: None,
+        rdata: Vec::new(),
         default_from_file: default_origin(path),
     };
     loader.read_file(path, 0)?;
@@ -90,18 +96,37 @@ struct Source {
     line: u32,
 }
 
+/// A name used as origin, in both forms the parsers need.
+#[derive(Debug, Clone)]
+struct Origin {
+    name: Name,
+    wire: Vec<u8>,
+}
+
+impl Origin {
+    fn new(name: &Name) -> Result<Origin, String> {
+        let mut name = name.clone();
+        name.set_fqdn(true);
+        let wire = name_to_wire(&name)?;
+        Ok(Origin { name, wire })
+    }
+}
+
 struct Loader {
     files: Vec<(PathBuf, Stamp)>,
-    records: Vec<Record>,
+    records: Records,
     sources: Vec<Source>,
     /// The current origin; `None` until `$ORIGIN` or the first record fixes it.
-    origin: Option<Name>,
+    origin: Option<Origin>,
     /// The zone's origin once known: given, or fixed by the first `$ORIGIN`/record.
-    fixed_origin: Option<Name>,
+    zone_origin: Option<Origin>,
     default_ttl: Option<u32>,
     last_ttl: Option<u32>,
     soa_minimum: Option<u32>,
-    last_owner: Option<Vec<u8>>,
+    /// The last owner name, in wire form, for records that leave it blank.
+    owner: Option<Vec<u8>>,
+    /// Scratch space for one record's RDATA.
+    rdata: Vec<u8>,
     default_from_file: Option<Name>,
 }
 
@@ -144,15 +169,22 @@ impl Loader {
         Ok(())
     }
 
-    fn current_origin(&mut self) -> Result<Name, String> {
+    /// Sets the origin from the file name if nothing set it yet.
+    fn ensure_origin(&mut self) -> Result<(), String> {
         if self.origin.is_none() {
-            let origin = self.default_from_file.clone().ok_or_else(|| {
+            let name = self.default_from_file.clone().ok_or_else(|| {
                 "no origin: use --origin, $ORIGIN, or a file named after the zone".to_string()
             })?;
-            self.fixed_origin = Some(origin.clone());
-            self.origin = Some(origin);
+            self.set_origin(Origin::new(&name)?);
         }
-        self.origin.clone().ok_or_else(|| "no origin".to_string())
+        Ok(())
+    }
+
+    fn set_origin(&mut self, origin: Origin) {
+        if self.zone_origin.is_none() {
+            self.zone_origin = Some(origin.clone());
+        }
+        self.origin = Some(origin);
     }
 
     fn directive(&mut self, path: &Path, tokens: &[Token<'_>], depth: usize) -> Result<(), Fault> {
@@ -165,11 +197,8 @@ impl Loader {
         };
         match word.to_ascii_uppercase().as_str() {
             "$ORIGIN" => {
-                let name = parse_name(arg(1)?, self.origin.as_ref())?;
-                if self.fixed_origin.is_none() {
-                    self.fixed_origin = Some(name.clone());
-                }
-                self.origin = Some(name);
+                let name = parse_name(arg(1)?, self.origin.as_ref().map(|o| &o.name))?;
+                self.set_origin(Origin::new(&name)?);
                 Ok(())
             }
             "$TTL" => {
@@ -189,11 +218,8 @@ impl Loader {
                 };
                 let saved_origin = self.origin.clone();
                 if let Some(origin) = tokens.get(2) {
-                    let origin = parse_name(origin.text, self.origin.as_ref())?;
-                    if self.fixed_origin.is_none() {
-                        self.fixed_origin = Some(origin.clone());
-                    }
-                    self.origin = Some(origin);
+                    let name = parse_name(origin.text, self.origin.as_ref().map(|o| &o.name))?;
+                    self.set_origin(Origin::new(&name)?);
                 }
                 let result = self.read_file(&target, depth + 1);
                 self.origin = saved_origin;
@@ -210,24 +236,32 @@ impl Loader {
         blank_owner: bool,
         source: Source,
     ) -> Result<(), String> {
-        let origin = self.current_origin()?;
-        let mut rest = tokens;
-        let owner = if blank_owner {
-            self.last_owner
-                .clone()
-                .ok_or_else(|| "record has no owner name".to_string())?
-        } else {
-            let text = rest[0].text;
-            rest = &rest[1..];
-            let owner = if text == "@" {
-                origin.clone()
-            } else {
-                parse_name(text, Some(&origin))?
-            };
-            let wire = name_to_wire(&owner)?;
-            self.last_owner = Some(wire.clone());
-            wire
+        self.ensure_origin()?;
+        let Loader {
+            records,
+            sources,
+            origin: Some(origin),
+            zone_origin: Some(zone_origin),
+            default_ttl,
+            last_ttl,
+            soa_minimum,
+            owner,
+            rdata,
+            ..
+        } = self
+        else {
+            return Err("no origin".to_string());
         };
+        let mut rest = tokens;
+        if !blank_owner {
+            let wire = owner.get_or_insert_with(Vec::new);
+            wire.clear();
+            push_name(rest[0].text, origin, wire)?;
+            rest = &rest[1..];
+        }
+        let owner = owner
+            .as_deref()
+            .ok_or_else(|| "record has no owner name".to_string())?;
 
         let mut ttl = None;
         let mut class_seen = false;
@@ -252,42 +286,35 @@ impl Loader {
             break parse_type(&upper).ok_or_else(|| format!("unknown record type \"{text}\""))?;
         };
 
-        let rdata = rdata_to_wire(record_type, rest, &origin)?;
+        rdata.clear();
+        rdata_to_wire(record_type, rest, origin, rdata)?;
         let rtype = u16::from(record_type);
 
         if rtype == rtype::SOA
-            && let Some((_, minimum)) = crate::zone::soa_serial_minimum(&rdata)
+            && let Some((_, minimum)) = crate::zone::soa_serial_minimum(rdata)
         {
-            self.soa_minimum.get_or_insert(minimum);
+            soa_minimum.get_or_insert(minimum);
         }
         let ttl = match ttl {
             Some(ttl) => {
-                self.last_ttl = Some(ttl);
+                *last_ttl = Some(ttl);
                 ttl
             }
-            None => self
-                .default_ttl
-                .or(self.last_ttl)
-                .or(self.soa_minimum)
+            None => default_ttl
+                .or(*last_ttl)
+                .or(*soa_minimum)
                 .ok_or_else(|| "no TTL: add $TTL or a TTL to the record".to_string())?,
         };
 
-        let zone_origin = self.fixed_origin.clone().unwrap_or(origin);
-        let zone_wire = name_to_wire(&zone_origin)?;
-        if !name::is_subdomain(&owner, &zone_wire) {
+        if !name::is_subdomain(owner, &zone_origin.wire) {
             return Err(format!(
                 "\"{}\" is outside the zone \"{}\"",
-                name::to_text(&owner),
-                name::to_text(&zone_wire)
+                name::to_text(owner),
+                name::to_text(&zone_origin.wire)
             ));
         }
-        self.records.push(Record {
-            owner,
-            rtype,
-            ttl,
-            rdata,
-        });
-        self.sources.push(source);
+        records.push(owner, rtype, ttl, rdata);
+        sources.push(source);
         Ok(())
     }
 
@@ -296,25 +323,26 @@ impl Loader {
             files,
             records,
             sources,
-            fixed_origin,
+            zone_origin,
             ..
         } = self;
         let whole = |reason: String| ZoneError::Zone {
             file: path.to_path_buf(),
             reason,
         };
-        let origin = fixed_origin.ok_or_else(|| whole("no records".to_string()))?;
-        let origin = name_to_wire(&origin).map_err(whole)?;
-        let at = |i: usize, reason: String| ZoneError::Syntax {
-            file: files[usize::from(sources[i].file)].0.clone(),
-            line: sources[i].line,
-            reason,
-        };
-        check(&origin, &records).map_err(|(i, reason)| match i {
-            Some(i) => at(i, reason),
+        let origin = zone_origin
+            .ok_or_else(|| whole("no records".to_string()))?
+            .wire;
+        let sorted = records.sort();
+        check(&origin, &records, &sorted).map_err(|(i, reason)| match i {
+            Some(i) => ZoneError::Syntax {
+                file: files[usize::from(sources[i].file)].0.clone(),
+                line: sources[i].line,
+                reason,
+            },
             None => whole(reason),
         })?;
-        let zone = Zone::build(&origin, records);
+        let zone = Zone::build(&origin, &records, &sorted);
         Ok(Loaded { zone, files })
     }
 }
@@ -331,80 +359,96 @@ impl From<String> for Fault {
     }
 }
 
-/// Checks beyond syntax, as named-checkzone and kzonecheck make them. Returns the index of the
-/// offending record (for its file and line) and the reason.
-fn check(origin: &[u8], records: &[Record]) -> Result<(), (Option<usize>, String)> {
-    let mut by_owner: HashMap<Vec<u8>, Vec<usize>> = HashMap::new();
-    for (i, record) in records.iter().enumerate() {
-        by_owner
-            .entry(name::key_of(&record.owner))
-            .or_default()
-            .push(i);
-    }
+/// Checks beyond syntax, as named-checkzone and kzonecheck make them, over the records in
+/// canonical order. Returns the offending record's index (for its file and line; the first in
+/// file order when there are several) and the reason.
+fn check(origin: &[u8], records: &Records, sorted: &Sorted) -> Result<(), (Option<usize>, String)> {
     let origin_key = name::key_of(origin);
-    let apex = by_owner.get(&origin_key).cloned().unwrap_or_default();
-    let soas: Vec<usize> = apex
-        .iter()
-        .copied()
-        .filter(|&i| records[i].rtype == rtype::SOA)
-        .collect();
-    match soas.as_slice() {
-        [] => return Err((None, "no SOA record at the zone apex".to_string())),
-        [_] => {}
-        [_, second, ..] => {
-            return Err((Some(*second), "a second SOA record at the apex".to_string()));
+    let order: Vec<usize> = sorted.order.iter().map(|&i| i as usize).collect();
+    let group_of = |key: &[u8]| {
+        let start = order.partition_point(|&i| sorted.key(i) < key);
+        let end = start + order[start..].partition_point(|&i| sorted.key(i) == key);
+        &order[start..end]
+    };
+    let mut first: Option<(usize, String)> = None;
+    let mut fail = |i: usize, reason: String| {
+        if first.as_ref().is_none_or(|(j, _)| i < *j) {
+            first = Some((i, reason));
+        }
+    };
+    let mut apex_soa = false;
+    let mut apex_ns = false;
+    let mut at = 0;
+    while at < order.len() {
+        let key = sorted.key(order[at]);
+        let group = group_of(key);
+        at += group.len();
+        let owner = || name::to_text(records.owner(group[0]));
+        let of_type = |rtype: u16| {
+            group
+                .iter()
+                .copied()
+                .filter(move |&i| records.rtype(i) == rtype)
+        };
+        if key == origin_key {
+            let mut soas = of_type(rtype::SOA);
+            apex_soa = soas.next().is_some();
+            if let Some(second) = soas.next() {
+                fail(second, "a second SOA record at the apex".to_string());
+            }
+            apex_ns = of_type(rtype::NS).next().is_some();
+        } else if let Some(soa) = of_type(rtype::SOA).next() {
+            fail(soa, format!("SOA record at \"{}\", not the apex", owner()));
+        }
+        let cnames: Vec<usize> = of_type(rtype::CNAME).collect();
+        if let Some(&cname) = cnames.first() {
+            let other = group
+                .iter()
+                .any(|&i| !matches!(records.rtype(i), rtype::CNAME | rtype::RRSIG | rtype::NSEC));
+            if other {
+                fail(cname, format!("CNAME and other data at \"{}\"", owner()));
+            } else if let Some(&second) = cnames
+                .iter()
+                .find(|&&i| records.rdata(i) != records.rdata(cname))
+            {
+                fail(
+                    second,
+                    format!("CNAME and a second CNAME at \"{}\"", owner()),
+                );
+            }
+        }
+        for ns in of_type(rtype::NS) {
+            let Some(len) = name::wire_len(records.rdata(ns)) else {
+                continue;
+            };
+            let target = &records.rdata(ns)[..len];
+            if !name::is_subdomain(target, origin) {
+                continue;
+            }
+            let has_address = group_of(&name::key_of(target))
+                .iter()
+                .any(|&i| matches!(records.rtype(i), rtype::A | rtype::AAAA));
+            if !has_address {
+                fail(
+                    ns,
+                    format!(
+                        "name server \"{}\" is inside the zone but has no A or AAAA record (missing glue)",
+                        name::to_text(target)
+                    ),
+                );
+            }
         }
     }
-    if !apex.iter().any(|&i| records[i].rtype == rtype::NS) {
+    if !apex_soa {
+        return Err((None, "no SOA record at the zone apex".to_string()));
+    }
+    if !apex_ns {
         return Err((None, "no NS records at the zone apex".to_string()));
     }
-    let has_address = |owner: &[u8]| {
-        by_owner.get(&name::key_of(owner)).is_some_and(|list| {
-            list.iter()
-                .any(|&i| matches!(records[i].rtype, rtype::A | rtype::AAAA))
-        })
-    };
-    for (i, record) in records.iter().enumerate() {
-        let text = || name::to_text(&record.owner);
-        match record.rtype {
-            rtype::SOA if name::key_of(&record.owner) != origin_key => {
-                return Err((
-                    Some(i),
-                    format!("SOA record at \"{}\", not the apex", text()),
-                ));
-            }
-            rtype::CNAME => {
-                let same = &by_owner[&name::key_of(&record.owner)];
-                if let Some(&other) = same
-                    .iter()
-                    .find(|&&j| j != i && !matches!(records[j].rtype, rtype::RRSIG | rtype::NSEC))
-                {
-                    let what = if records[other].rtype == rtype::CNAME {
-                        "a second CNAME"
-                    } else {
-                        "other data"
-                    };
-                    return Err((Some(i), format!("CNAME and {what} at \"{}\"", text())));
-                }
-            }
-            rtype::NS => {
-                let Some(target) = name::wire_len(&record.rdata).map(|n| &record.rdata[..n]) else {
-                    continue;
-                };
-                if name::is_subdomain(target, origin) && !has_address(target) {
-                    return Err((
-                        Some(i),
-                        format!(
-                            "name server \"{}\" is inside the zone but has no A or AAAA record (missing glue)",
-                            name::to_text(target)
-                        ),
-                    ));
-                }
-            }
-            _ => {}
-        }
+    match first {
+        Some((i, reason)) => Err((Some(i), reason)),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 fn is_class(upper: &str) -> bool {
@@ -450,6 +494,50 @@ fn parse_name(text: &str, origin: Option<&Name>) -> Result<Name, String> {
         .map_err(|e| format!("invalid name \"{text}\": {e}"))
 }
 
+/// Appends the wire form of a name as written in a zone file. Plain names (the vast majority)
+/// are converted here without allocating; names with escapes go through hickory-proto.
+fn push_name(text: &str, origin: &Origin, out: &mut Vec<u8>) -> Result<(), String> {
+    if text == "@" {
+        out.extend_from_slice(&origin.wire);
+        return Ok(());
+    }
+    if text == "." {
+        out.push(0);
+        return Ok(());
+    }
+    let plain = text
+        .bytes()
+        .all(|b| b.is_ascii_graphic() && b != b'\\' && b != b'"');
+    if !plain {
+        let name = parse_name(text, Some(&origin.name))?;
+        out.extend_from_slice(&name_to_wire(&name)?);
+        return Ok(());
+    }
+    let start = out.len();
+    let (body, absolute) = match text.strip_suffix('.') {
+        Some(body) => (body, true),
+        None => (text, false),
+    };
+    for label in body.split('.') {
+        if label.is_empty() || label.len() > 63 {
+            return Err(format!(
+                "invalid name \"{text}\": labels must be 1 to 63 bytes long"
+            ));
+        }
+        out.push(label.len() as u8);
+        out.extend_from_slice(label.as_bytes());
+    }
+    if absolute {
+        out.push(0);
+    } else {
+        out.extend_from_slice(&origin.wire);
+    }
+    if out.len() - start > name::MAX_NAME {
+        return Err(format!("invalid name \"{text}\": longer than 255 bytes"));
+    }
+    Ok(())
+}
+
 fn name_to_wire(name: &Name) -> Result<Vec<u8>, String> {
     let mut out = Vec::with_capacity(name.len() + 2);
     let mut encoder = BinEncoder::new(&mut out);
@@ -492,19 +580,20 @@ fn expect_len(tokens: &[Token<'_>], n: usize, rtype: RecordType) -> Result<(), S
 fn rdata_to_wire(
     rtype: RecordType,
     tokens: &[Token<'_>],
-    origin: &Name,
-) -> Result<Vec<u8>, String> {
+    origin: &Origin,
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
     if tokens.first().is_some_and(|t| t.text == "\\#") {
-        return generic_rdata(tokens);
+        out.extend_from_slice(&generic_rdata(tokens)?);
+        return Ok(());
     }
-    let name_at = |i: usize| -> Result<Vec<u8>, String> {
+    let name_at = |i: usize, out: &mut Vec<u8>| -> Result<(), String> {
         let text = tokens
             .get(i)
             .map(|t| t.text)
             .ok_or_else(|| format!("{rtype} is missing a name"))?;
-        name_to_wire(&parse_name(text, Some(origin))?)
+        push_name(text, origin, out)
     };
-    let mut out = Vec::new();
     match rtype {
         RecordType::A => {
             expect_len(tokens, 1, rtype)?;
@@ -518,24 +607,24 @@ fn rdata_to_wire(
         }
         RecordType::NS | RecordType::CNAME | RecordType::PTR => {
             expect_len(tokens, 1, rtype)?;
-            out = name_at(0)?;
+            name_at(0, out)?;
         }
         RecordType::MX => {
             expect_len(tokens, 2, rtype)?;
             out.extend_from_slice(&number::<u16>(tokens, 0, "MX preference")?.to_be_bytes());
-            out.extend_from_slice(&name_at(1)?);
+            name_at(1, out)?;
         }
         RecordType::SRV => {
             expect_len(tokens, 4, rtype)?;
             for (i, what) in ["priority", "weight", "port"].iter().enumerate() {
                 out.extend_from_slice(&number::<u16>(tokens, i, what)?.to_be_bytes());
             }
-            out.extend_from_slice(&name_at(3)?);
+            name_at(3, out)?;
         }
         RecordType::SOA => {
             expect_len(tokens, 7, rtype)?;
-            out.extend_from_slice(&name_at(0)?);
-            out.extend_from_slice(&name_at(1)?);
+            name_at(0, out)?;
+            name_at(1, out)?;
             out.extend_from_slice(&number::<u32>(tokens, 2, "SOA serial")?.to_be_bytes());
             for token in &tokens[3..7] {
                 out.extend_from_slice(&parse_ttl_text(token.text)?.to_be_bytes());
@@ -545,15 +634,15 @@ fn rdata_to_wire(
             let text: Vec<&str> = tokens.iter().map(|t| t.raw).collect();
             let rdata = RData::try_from_str(rtype, &text.join(" "))
                 .map_err(|e| format!("invalid {rtype} data: {e}"))?;
-            let rdata = qualify(rdata, origin)?;
-            let mut encoder = BinEncoder::new(&mut out);
+            let rdata = qualify(rdata, &origin.name)?;
+            let mut encoder = BinEncoder::new(out);
             encoder.set_name_encoding(NameEncoding::Uncompressed);
             rdata
                 .emit(&mut encoder)
                 .map_err(|e| format!("invalid {rtype} data: {e}"))?;
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// hickory's text parsers for these types take no origin: make their relative names absolute.
@@ -797,7 +886,7 @@ mod tests {
                 5,
                 "CNAME and other data at \"www.example.com.\"",
             ),
-            ("www CNAME a\nwww CNAME b\n", 5, "CNAME and a second CNAME"),
+            ("www CNAME a\nwww CNAME b\n", 6, "CNAME and a second CNAME"),
             (
                 "www.example.org. A 192.0.2.1\n",
                 5,

@@ -67,13 +67,125 @@ pub struct Zone {
 /// Index of a node in its zone.
 pub type NodeId = usize;
 
-/// One record of a zone as the loader hands it over.
+/// Records waiting to become a zone: owner names and RDATA in one byte buffer, fixed-size entries
+/// beside it. Consecutive records with the same owner share its bytes.
+#[derive(Debug, Default)]
+pub struct Records {
+    bytes: Vec<u8>,
+    items: Vec<Item>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Item {
+    owner: u32,
+    owner_len: u16,
+    rtype: u16,
+    rdata_len: u16,
+    ttl: u32,
+    rdata: u32,
+}
+
+/// Records in canonical order: each record's key, and the record indices sorted by
+/// (key, type, position in the file).
 #[derive(Debug)]
-pub struct Record {
-    pub owner: Vec<u8>,
-    pub rtype: u16,
-    pub ttl: u32,
-    pub rdata: Vec<u8>,
+pub struct Sorted {
+    keys: Vec<u8>,
+    key_at: Vec<(u32, u16)>,
+    pub order: Vec<u32>,
+}
+
+impl Sorted {
+    pub fn key(&self, record: usize) -> &[u8] {
+        let (start, len) = self.key_at[record];
+        &self.keys[start as usize..start as usize + usize::from(len)]
+    }
+}
+
+impl Records {
+    /// Adds a record; `owner` is a wire name, `rdata` uncompressed wire RDATA.
+    pub fn push(&mut self, owner: &[u8], rtype: u16, ttl: u32, rdata: &[u8]) {
+        let owner_at = match self.items.last() {
+            Some(last) if self.owner(self.items.len() - 1) == owner => last.owner,
+            _ => {
+                let at = self.bytes.len() as u32;
+                self.bytes.extend_from_slice(owner);
+                at
+            }
+        };
+        let rdata_at = self.bytes.len() as u32;
+        self.bytes.extend_from_slice(rdata);
+        self.items.push(Item {
+            owner: owner_at,
+            owner_len: owner.len() as u16,
+            rtype,
+            rdata_len: rdata.len() as u16,
+            ttl,
+            rdata: rdata_at,
+        });
+    }
+
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    pub fn owner(&self, i: usize) -> &[u8] {
+        let item = &self.items[i];
+        &self.bytes[item.owner as usize..item.owner as usize + usize::from(item.owner_len)]
+    }
+
+    pub fn rdata(&self, i: usize) -> &[u8] {
+        let item = &self.items[i];
+        &self.bytes[item.rdata as usize..item.rdata as usize + usize::from(item.rdata_len)]
+    }
+
+    pub fn rtype(&self, i: usize) -> u16 {
+        self.items[i].rtype
+    }
+
+    pub fn ttl(&self, i: usize) -> u32 {
+        self.items[i].ttl
+    }
+
+    /// Computes every record's key and sorts the records canonically.
+    pub fn sort(&self) -> Sorted {
+        let mut keys = Vec::with_capacity(self.bytes.len());
+        let mut key_at = Vec::with_capacity(self.items.len());
+        let mut previous: Option<(u32, (u32, u16))> = None;
+        for item in &self.items {
+            let at = match previous {
+                Some((owner, at)) if owner == item.owner => at,
+                _ => {
+                    let start = keys.len();
+                    let owner = &self.bytes
+                        [item.owner as usize..item.owner as usize + usize::from(item.owner_len)];
+                    name::push_key(owner, &mut keys);
+                    (start as u32, (keys.len() - start) as u16)
+                }
+            };
+            previous = Some((item.owner, at));
+            key_at.push(at);
+        }
+        let mut sorted = Sorted {
+            keys,
+            key_at,
+            order: (0..self.items.len() as u32).collect(),
+        };
+        let mut order = std::mem::take(&mut sorted.order);
+        order.sort_unstable_by(|&a, &b| {
+            let (a, b) = (a as usize, b as usize);
+            sorted
+                .key(a)
+                .cmp(sorted.key(b))
+                .then(self.items[a].rtype.cmp(&self.items[b].rtype))
+                .then(a.cmp(&b))
+        });
+        sorted.order = order;
+        sorted
+    }
 }
 
 /// A record set of a node: one type, one TTL, one or more RDATAs in wire form.
@@ -109,16 +221,8 @@ impl<'z> RRset<'z> {
 impl Zone {
     /// Builds a zone from records already checked by the loader: every owner at or below
     /// `origin`, exactly one SOA at the apex. Duplicate records are dropped (RFC 2181 section 5);
-    /// records of one set with different TTLs take the first TTL.
-    pub fn build(origin: &[u8], mut records: Vec<Record>) -> Zone {
-        let count = records.len();
-        let mut keyed: Vec<(Vec<u8>, Record)> = records
-            .drain(..)
-            .map(|record| (name::key_of(&record.owner), record))
-            .collect();
-        // Stable, so that the first TTL in file order wins within a set.
-        keyed.sort_by(|(ka, a), (kb, b)| ka.cmp(kb).then(a.rtype.cmp(&b.rtype)));
-
+    /// records of one set with different TTLs take the first TTL in file order.
+    pub fn build(origin: &[u8], records: &Records, sorted: &Sorted) -> Zone {
         let mut zone = Zone {
             origin: 0..0,
             origin_key: 0..0,
@@ -126,7 +230,7 @@ impl Zone {
             negative_ttl: 0,
             nodes: Vec::new(),
             sets: Vec::new(),
-            arena: Vec::with_capacity(count * 40),
+            arena: Vec::with_capacity(records.bytes.len() * 2 + sorted.keys.len()),
             cuts: Vec::new(),
             records: 0,
         };
@@ -134,28 +238,30 @@ impl Zone {
         let origin_key = name::key_of(origin);
         zone.origin_key = zone.push_bytes(&origin_key);
 
+        let order: Vec<usize> = sorted.order.iter().map(|&i| i as usize).collect();
+        let mut rdatas: Vec<&[u8]> = Vec::new();
         let mut at = 0;
-        while at < keyed.len() {
-            let key = &keyed[at].0;
-            let mut end = at;
-            while end < keyed.len() && keyed[end].0 == *key {
-                end += 1;
-            }
+        while at < order.len() {
+            let key = sorted.key(order[at]);
+            let end = at
+                + order[at..]
+                    .iter()
+                    .position(|&i| sorted.key(i) != key)
+                    .unwrap_or(order.len() - at);
             let node_key = zone.push_bytes(key);
-            let node_name = zone.push_bytes(&keyed[at].1.owner);
+            let node_name = zone.push_bytes(records.owner(order[at]));
             let first_set = zone.sets.len();
             let mut set_at = at;
             while set_at < end {
-                let rtype = keyed[set_at].1.rtype;
-                let ttl = keyed[set_at].1.ttl;
-                let mut set_end = set_at;
-                while set_end < end && keyed[set_end].1.rtype == rtype {
-                    set_end += 1;
-                }
-                let mut rdatas: Vec<&[u8]> = keyed[set_at..set_end]
-                    .iter()
-                    .map(|(_, r)| &r.rdata[..])
-                    .collect();
+                let rtype = records.rtype(order[set_at]);
+                let ttl = records.ttl(order[set_at]);
+                let set_end = set_at
+                    + order[set_at..end]
+                        .iter()
+                        .position(|&i| records.rtype(i) != rtype)
+                        .unwrap_or(end - set_at);
+                rdatas.clear();
+                rdatas.extend(order[set_at..set_end].iter().map(|&i| records.rdata(i)));
                 rdatas.sort_unstable();
                 rdatas.dedup();
                 let data = zone.arena.len() as u32;
@@ -181,7 +287,7 @@ impl Zone {
                 rrsets: first_set as u32,
                 rrset_count: (zone.sets.len() - first_set) as u16,
             });
-            if *key != origin_key && zone.sets[first_set..].iter().any(|s| s.rtype == rtype::NS) {
+            if key != origin_key && zone.sets[first_set..].iter().any(|s| s.rtype == rtype::NS) {
                 zone.cuts.push(id);
             }
             at = end;
@@ -198,6 +304,8 @@ impl Zone {
             zone.negative_ttl = negative_ttl;
         }
         zone.arena.shrink_to_fit();
+        zone.nodes.shrink_to_fit();
+        zone.sets.shrink_to_fit();
         zone
     }
 
