@@ -365,3 +365,24 @@ fn dig_gets_authoritative_answers() {
     let out = dig(&["example.org"]);
     assert!(out.contains("status: REFUSED"), "{out}");
 }
+
+#[test]
+fn check_flag_validates_without_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("zones")).unwrap();
+    std::fs::write(dir.path().join("zones/foobar.com.zone"), shipped_zone()).unwrap();
+    let config = dir.path().join("foobar.toml");
+    std::fs::write(
+        &config,
+        format!("[dns]\nzones = \"{}/zones\"\n", dir.path().display()),
+    )
+    .unwrap();
+    let output = Command::new(binary())
+        .args(["serve", "--check", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    assert!(String::from_utf8_lossy(&output.stdout).contains("valid"));
+    assert!(!String::from_utf8_lossy(&output.stderr).contains("listening"));
+}

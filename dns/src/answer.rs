@@ -558,3 +558,98 @@ pub fn transfer(zone: &Zone, packet: &[u8], max_len: usize) -> Vec<Vec<u8>> {
     messages.push(buf);
     messages
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::zone::Records;
+
+    fn wire(text: &str) -> Vec<u8> {
+        let mut out = Vec::new();
+        for label in text.split('.').filter(|l| !l.is_empty()) {
+            out.push(label.len() as u8);
+            out.extend_from_slice(label.as_bytes());
+        }
+        out.push(0);
+        out
+    }
+
+    fn zone(hosts: usize) -> Zone {
+        let origin = wire("example.com");
+        let mut records = Records::default();
+        let mut soa = wire("ns1.example.com");
+        soa.extend_from_slice(&wire("hostmaster.example.com"));
+        soa.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 60]);
+        records.push(&origin, rtype::SOA, 60, &soa);
+        records.push(&origin, rtype::NS, 60, &wire("ns1.example.com"));
+        records.push(&wire("ns1.example.com"), rtype::A, 60, &[192, 0, 2, 1]);
+        for i in 0..hosts {
+            let owner = wire(&format!("host{i}.example.com"));
+            records.push(&owner, rtype::A, 60, &(i as u32).to_be_bytes());
+        }
+        let sorted = records.sort();
+        Zone::build(&origin, &records, &sorted)
+    }
+
+    fn axfr_query() -> Vec<u8> {
+        let mut packet = vec![0xAB, 0xCD, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+        packet.extend_from_slice(&wire("example.com"));
+        packet.extend_from_slice(&rtype::AXFR.to_be_bytes());
+        packet.extend_from_slice(&1u16.to_be_bytes());
+        packet
+    }
+
+    #[test]
+    fn a_large_transfer_spans_messages_with_soa_first_and_last() {
+        let zone = zone(20_000);
+        let messages = transfer(&zone, &axfr_query(), 16_384);
+        assert!(messages.len() > 10, "{} messages", messages.len());
+        let mut total = 0;
+        for (i, message) in messages.iter().enumerate() {
+            assert!(message.len() <= 16_384);
+            assert_eq!(
+                message[..2],
+                [0xAB, 0xCD],
+                "every message carries the query ID"
+            );
+            assert_eq!(message[2] & 0x84, 0x84, "QR and AA");
+            let qdcount = u16::from_be_bytes([message[4], message[5]]);
+            assert_eq!(qdcount, u16::from(i == 0), "the question only in the first");
+            total += usize::from(u16::from_be_bytes([message[6], message[7]]));
+        }
+        // Every record once, plus the closing SOA.
+        assert_eq!(total, zone.record_count() + 1);
+        let first_type_at = 12 + wire("example.com").len() + 4 + 2;
+        assert_eq!(
+            messages[0][first_type_at..first_type_at + 2],
+            rtype::SOA.to_be_bytes()
+        );
+        let last = messages.last().unwrap();
+        // The closing SOA is the last record: its RDATA ends the message with the MINIMUM 60.
+        assert_eq!(last[last.len() - 4..], [0, 0, 0, 60]);
+    }
+
+    #[test]
+    fn responses_never_exceed_the_udp_limit() {
+        let zone = zone(10);
+        let catalog = Catalog::new([std::sync::Arc::new(zone)]);
+        let responder = Responder::default();
+        let mut out = Vec::new();
+        let mut packet = vec![0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+        packet.extend_from_slice(&wire("example.com"));
+        packet.extend_from_slice(&rtype::ANY.to_be_bytes());
+        packet.extend_from_slice(&1u16.to_be_bytes());
+        let outcome = responder.respond(
+            &catalog,
+            &packet,
+            Transport::Udp,
+            IpAddr::from([127, 0, 0, 1]),
+            &mut out,
+        );
+        assert_eq!(outcome, Outcome::Reply);
+        assert!(out.len() <= 512);
+        assert_eq!(out[3] & 0x0F, 0, "NOERROR");
+    }
+}

@@ -227,6 +227,7 @@ fn log_loaded(path: &Path, zone: &Zone) {
         zone = %zone.origin_text(),
         serial = zone.serial(),
         records = zone.record_count(),
+        bytes = zone.heap_size(),
         file = %path.display(),
         "zone loaded"
     );

@@ -86,9 +86,9 @@ impl Dns {
         match watch::Watch::start(self.zones.clone()) {
             Ok(watch) => {
                 tasks.spawn(watch.run(shutdown.clone()));
-                // Catch edits made between loading and the start of the watch.
+                // Catch edits made between loading and the start of the watch, before serving.
                 let zones = self.zones.clone();
-                tokio::task::spawn_blocking(move || zones.reload(false));
+                let _ = tokio::task::spawn_blocking(move || zones.reload(false)).await;
             }
             Err(e) => error!(error = %e, "zone files are not watched; SIGHUP still reloads"),
         }
