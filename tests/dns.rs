@@ -218,21 +218,13 @@ fn sigterm_stops_with_exit_code_zero() {
 
 #[test]
 fn a_broken_zone_at_start_is_an_error_before_binding() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("zones")).unwrap();
     let broken = shipped_zone().replace("IN MX   10 mail", "IN MX   mail");
     let line = 1 + broken
         .lines()
         .position(|l| l.contains("IN MX   mail"))
         .unwrap();
-    std::fs::write(dir.path().join("zones/foobar.com.zone"), broken).unwrap();
-    let config = dir.path().join("foobar.toml");
-    // A fixed port here is never bound: the zone error stops start-up first.
-    std::fs::write(
-        &config,
-        format!("[dns]\nzones = \"{}/zones\"\n", dir.path().display()),
-    )
-    .unwrap();
+    // The config's fixed port is never bound: the zone error stops start-up first.
+    let (_dir, config) = config_with_zone(&broken);
     let output = Command::new(binary())
         .args(["serve", "--config"])
         .arg(&config)
@@ -368,15 +360,7 @@ fn dig_gets_authoritative_answers() {
 
 #[test]
 fn check_flag_validates_without_serving() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("zones")).unwrap();
-    std::fs::write(dir.path().join("zones/foobar.com.zone"), shipped_zone()).unwrap();
-    let config = dir.path().join("foobar.toml");
-    std::fs::write(
-        &config,
-        format!("[dns]\nzones = \"{}/zones\"\n", dir.path().display()),
-    )
-    .unwrap();
+    let (_dir, config) = config_with_zone(&shipped_zone());
     let output = Command::new(binary())
         .args(["serve", "--check", "--config"])
         .arg(&config)
@@ -385,4 +369,19 @@ fn check_flag_validates_without_serving() {
     assert!(output.status.success());
     assert!(String::from_utf8_lossy(&output.stdout).contains("valid"));
     assert!(!String::from_utf8_lossy(&output.stderr).contains("listening"));
+}
+
+/// A folder with `zones/foobar.com.zone` holding `zone`, and a config (default listen address)
+/// that serves it.
+fn config_with_zone(zone: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("zones")).unwrap();
+    std::fs::write(dir.path().join("zones/foobar.com.zone"), zone).unwrap();
+    let config = dir.path().join("foobar.toml");
+    std::fs::write(
+        &config,
+        format!("[dns]\nzones = \"{}/zones\"\n", dir.path().display()),
+    )
+    .unwrap();
+    (dir, config)
 }

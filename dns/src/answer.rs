@@ -312,33 +312,7 @@ impl KeyBuf {
     }
 
     fn set(&mut self, wire: &[u8]) {
-        let mut key = Vec::new();
-        // Fast path without allocation for the common case of plain labels.
-        self.len = 0;
-        let mut starts = [0u8; 128];
-        let mut count = 0;
-        for start in name::label_starts(wire) {
-            starts[count] = start as u8;
-            count += 1;
-        }
-        for &start in starts[..count].iter().rev() {
-            let start = usize::from(start);
-            let len = usize::from(wire[start]);
-            for &byte in &wire[start + 1..start + 1 + len] {
-                if byte == 0 {
-                    key.clear();
-                    name::push_key(wire, &mut key);
-                    self.bytes[..key.len()].copy_from_slice(&key);
-                    self.len = key.len();
-                    return;
-                }
-                self.bytes[self.len] = byte.to_ascii_lowercase();
-                self.len += 1;
-            }
-            self.bytes[self.len] = 0;
-            self.bytes[self.len + 1] = 0;
-            self.len += 2;
-        }
+        self.len = name::write_key(wire, &mut self.bytes);
     }
 
     fn get(&self) -> &[u8] {
@@ -564,17 +538,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use crate::zone::Records;
-
-    fn wire(text: &str) -> Vec<u8> {
-        let mut out = Vec::new();
-        for label in text.split('.').filter(|l| !l.is_empty()) {
-            out.push(label.len() as u8);
-            out.extend_from_slice(label.as_bytes());
-        }
-        out.push(0);
-        out
-    }
+    use crate::{name::wire, zone::Records};
 
     fn zone(hosts: usize) -> Zone {
         let origin = wire("example.com");

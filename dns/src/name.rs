@@ -25,26 +25,39 @@ pub fn label_starts(wire: &[u8]) -> impl Iterator<Item = usize> + '_ {
     })
 }
 
-/// Appends the lookup key of a well-formed wire name to `out`.
-pub fn push_key(wire: &[u8], out: &mut Vec<u8>) {
+/// Writes the lookup key of a well-formed wire name into `out` and returns its length.
+pub fn write_key(wire: &[u8], out: &mut [u8; MAX_KEY]) -> usize {
     let mut starts = [0u8; 128];
     let mut count = 0;
-    for start in label_starts(wire) {
+    for start in label_starts(wire).take(starts.len()) {
         // A wire name of at most 255 bytes has at most 127 labels and every start fits in a byte.
         starts[count] = start as u8;
         count += 1;
     }
+    let mut len = 0;
     for &start in starts[..count].iter().rev() {
         let start = usize::from(start);
-        let len = usize::from(wire[start]);
-        for &byte in &wire[start + 1..start + 1 + len] {
-            match byte {
-                0 => out.extend_from_slice(&[0, 0xFF]),
-                b => out.push(b.to_ascii_lowercase()),
+        let label_len = usize::from(wire[start]);
+        for &byte in &wire[start + 1..start + 1 + label_len] {
+            if byte == 0 {
+                out[len..len + 2].copy_from_slice(&[0, 0xFF]);
+                len += 2;
+            } else {
+                out[len] = byte.to_ascii_lowercase();
+                len += 1;
             }
         }
-        out.extend_from_slice(&[0, 0]);
+        out[len..len + 2].copy_from_slice(&[0, 0]);
+        len += 2;
     }
+    len
+}
+
+/// Appends the lookup key of a well-formed wire name to `out`.
+pub fn push_key(wire: &[u8], out: &mut Vec<u8>) {
+    let mut key = [0u8; MAX_KEY];
+    let len = write_key(wire, &mut key);
+    out.extend_from_slice(&key[..len]);
 }
 
 /// The lookup key of a well-formed wire name.
@@ -134,19 +147,21 @@ pub fn wire_len(wire: &[u8]) -> Option<usize> {
     }
 }
 
+/// Wire form of a plain dotted name, for tests.
+#[cfg(test)]
+pub(crate) fn wire(text: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    for label in text.split('.').filter(|l| !l.is_empty()) {
+        out.push(label.len() as u8);
+        out.extend_from_slice(label.as_bytes());
+    }
+    out.push(0);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn wire(text: &str) -> Vec<u8> {
-        let mut out = Vec::new();
-        for label in text.split('.').filter(|l| !l.is_empty()) {
-            out.push(label.len() as u8);
-            out.extend_from_slice(label.as_bytes());
-        }
-        out.push(0);
-        out
-    }
 
     #[test]
     fn keys_sort_in_canonical_order() {
