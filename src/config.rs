@@ -12,6 +12,7 @@ pub struct Config {
     /// Where generated state (certificate, SQLite file, API token) is kept.
     pub state_dir: PathBuf,
     pub dns: foobar_dns::Config,
+    pub edge: foobar_edge::Config,
 }
 
 impl Default for Config {
@@ -19,6 +20,7 @@ impl Default for Config {
         Config {
             state_dir: PathBuf::from("data"),
             dns: foobar_dns::Config::default(),
+            edge: foobar_edge::Config::default(),
         }
     }
 }

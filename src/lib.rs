@@ -1,8 +1,8 @@
 //! The `foobar` binary's wiring: the only code that knows every crate.
 //!
 //! ```text
-//! main ──▶ Config (file + defaults) ──▶ load zones ──▶ bind sockets ──▶ run until SIGTERM/Ctrl-C
-//!                                                                     └─ SIGHUP: reload zones
+//! main ──▶ Config (file + defaults) ──▶ load zones, certificate, site ──▶ bind sockets
+//!      ──▶ run DNS and the edge until SIGTERM/Ctrl-C        SIGHUP: reload zones and certificate
 //! ```
 
 mod config;
@@ -13,7 +13,8 @@ use std::{
 };
 
 use anyhow::Context;
-use foobar_dns::{Dns, Sockets};
+use foobar_dns::Dns;
+use foobar_edge::{Edge, StaticFiles};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
@@ -23,12 +24,15 @@ pub use crate::config::Config;
 #[derive(Debug)]
 pub struct Loaded {
     dns: Dns,
+    edge: Edge,
+    site: StaticFiles,
 }
 
 /// Sockets bound for every listener.
 #[derive(Debug)]
 pub struct Bound {
-    dns: Vec<Sockets>,
+    dns: Vec<foobar_dns::Sockets>,
+    edge: foobar_edge::Sockets,
 }
 
 impl Bound {
@@ -41,36 +45,58 @@ impl Bound {
     }
 }
 
-/// Loads and validates everything the configuration names: zones now, more as crates join.
+/// Loads and validates everything the configuration names: zones, the certificate (created
+/// for the zones' names when none is configured), the static site.
 pub fn load(config: &Config) -> anyhow::Result<Loaded> {
-    let Config { state_dir: _, dns } = config;
+    let Config {
+        state_dir,
+        dns,
+        edge,
+    } = config;
     let dns = Dns::load(dns).context("loading zones")?;
-    Ok(Loaded { dns })
+    let names: Vec<String> = dns
+        .origins()
+        .into_iter()
+        .flat_map(|origin| [format!("www.{origin}"), origin])
+        .collect();
+    let site = foobar_edge::static_files(&edge.root).context("loading the static site")?;
+    let edge = Edge::load(edge, state_dir, &names).context("loading the certificate")?;
+    Ok(Loaded { dns, edge, site })
 }
 
 /// Binds every listen address of the configuration.
-pub fn bind(config: &Config) -> anyhow::Result<Bound> {
+pub fn bind(config: &Config, loaded: &Loaded) -> anyhow::Result<Bound> {
     let dns = config
         .dns
         .listen
         .iter()
         .map(|&addr| foobar_dns::bind(addr))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(Bound { dns })
+    let edge = loaded.edge.bind()?;
+    Ok(Bound { dns, edge })
 }
 
-/// Serves until `shutdown` fires or SIGTERM/Ctrl-C arrives; SIGHUP reloads zones.
+/// Serves until `shutdown` fires or SIGTERM/Ctrl-C arrives; SIGHUP reloads zones and the
+/// certificate.
 pub async fn run(loaded: Loaded, bound: Bound, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let Loaded { dns } = loaded;
-    let Bound { dns: dns_sockets } = bound;
-    tokio::spawn(signals(dns.clone(), shutdown.clone()));
-    dns.run(dns_sockets, shutdown).await?;
+    let Loaded { dns, edge, site } = loaded;
+    let Bound {
+        dns: dns_sockets,
+        edge: edge_sockets,
+    } = bound;
+    tokio::spawn(signals(dns.clone(), edge.clone(), shutdown.clone()));
+    let (dns_result, edge_result) = tokio::join!(
+        dns.run(dns_sockets, shutdown.clone()),
+        edge.run(edge_sockets, site, shutdown.clone())
+    );
+    dns_result?;
+    edge_result?;
     info!("stopped");
     Ok(())
 }
 
 #[cfg(unix)]
-async fn signals(dns: Dns, shutdown: CancellationToken) {
+async fn signals(dns: Dns, edge: Edge, shutdown: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut hangup), Ok(mut terminate)) = (
         signal(SignalKind::hangup()),
@@ -82,21 +108,25 @@ async fn signals(dns: Dns, shutdown: CancellationToken) {
     loop {
         tokio::select! {
             _ = hangup.recv() => {
-                info!("SIGHUP: reloading zones");
+                info!("SIGHUP: reloading zones and certificate");
                 let report = dns.reload().await;
-                info!(loaded = report.loaded, removed = report.removed, failed = report.failed, "reload done");
+                info!(loaded = report.loaded, removed = report.removed, failed = report.failed, "zones reloaded");
+                match edge.reload_certificate() {
+                    Ok(()) => info!("certificate reloaded"),
+                    Err(e) => error!(error = %e, "certificate reload failed; the previous one stays"),
+                }
             }
             _ = terminate.recv() => break,
             _ = tokio::signal::ctrl_c() => break,
             () = shutdown.cancelled() => return,
         }
     }
-    info!("stopping");
+    info!("stopping: finishing in-flight requests");
     shutdown.cancel();
 }
 
 #[cfg(not(unix))]
-async fn signals(_dns: Dns, shutdown: CancellationToken) {
+async fn signals(_dns: Dns, _edge: Edge, shutdown: CancellationToken) {
     let _ = tokio::signal::ctrl_c().await;
     shutdown.cancel();
 }
@@ -106,9 +136,8 @@ async fn signals(_dns: Dns, shutdown: CancellationToken) {
 pub fn check_zones(origin: Option<&str>, files: &[PathBuf]) -> anyhow::Result<bool> {
     let origin = origin
         .map(|text| {
-            let mut name = hickory_name(text)?;
-            name.set_fqdn(true);
-            Ok::<_, anyhow::Error>(name)
+            foobar_dns::load::Name::from_ascii(text)
+                .with_context(|| format!("invalid origin \"{text}\""))
         })
         .transpose()?;
     let mut all_ok = true;
@@ -128,10 +157,6 @@ pub fn check_zones(origin: Option<&str>, files: &[PathBuf]) -> anyhow::Result<bo
         }
     }
     Ok(all_ok)
-}
-
-fn hickory_name(text: &str) -> anyhow::Result<foobar_dns::load::Name> {
-    foobar_dns::load::Name::from_ascii(text).with_context(|| format!("invalid origin \"{text}\""))
 }
 
 /// The configuration from `path`, or the built-in defaults.

@@ -16,7 +16,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Serve DNS (the default when no command is given).
+    /// Serve DNS and the web edge (the default when no command is given).
     Serve(ServeArgs),
     /// Validate zone files; prints `file:line: reason` and exits non-zero on error.
     CheckZone {
@@ -75,7 +75,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<bool> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let bound = foobar::bind(&config)?;
+        let bound = foobar::bind(&config, &loaded)?;
         foobar::run(loaded, bound, CancellationToken::new()).await
     })?;
     Ok(true)

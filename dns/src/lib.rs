@@ -68,6 +68,19 @@ impl Dns {
         &self.zones
     }
 
+    /// The origins of the zones served now, as text without the final dot (`foobar.com`).
+    pub fn origins(&self) -> Vec<String> {
+        let catalog = self.zones.catalog();
+        let mut origins: Vec<String> = catalog
+            .load()
+            .zones()
+            .map(|zone| zone.origin_text().trim_end_matches('.').to_string())
+            .filter(|origin| !origin.is_empty())
+            .collect();
+        origins.sort();
+        origins
+    }
+
     /// Re-reads every zone file (SIGHUP), keeping the previous version of any that fails.
     pub async fn reload(&self) -> Reloaded {
         let zones = self.zones.clone();

@@ -1,5 +1,8 @@
-//! Harness for end-to-end tests: the real `foobar` binary on port 0, its log, and a DNS client.
+//! Harness for end-to-end tests: the real `foobar` binary on port 0, its log, a DNS client, and
+//! HTTP clients (`web`).
 #![allow(dead_code, clippy::unwrap_used)]
+
+pub mod web;
 
 use std::{
     io::{BufRead, BufReader},
@@ -28,20 +31,72 @@ pub fn shipped_zone() -> String {
         .unwrap()
 }
 
-/// A running `foobar serve` with its own folder, config and zones.
+/// A running `foobar serve` with its own folder, config, zones and static root.
 pub struct Foobar {
     pub dir: tempfile::TempDir,
     pub dns: SocketAddr,
+    pub https: SocketAddr,
+    pub http: SocketAddr,
     child: Child,
     log: Arc<(Mutex<Vec<String>>, Condvar)>,
 }
 
-impl Foobar {
-    /// Starts the binary serving these zone files (name, text).
-    pub fn start(zones: &[(&str, &str)]) -> Foobar {
+/// What to start `foobar` with.
+#[derive(Default)]
+pub struct Setup {
+    zones: Vec<(String, String)>,
+    files: Vec<(String, Vec<u8>)>,
+    edge: Vec<String>,
+    shipped_site: bool,
+}
+
+impl Setup {
+    pub fn zone(mut self, name: &str, text: &str) -> Self {
+        self.zones.push((name.to_string(), text.to_string()));
+        self
+    }
+
+    /// A file under the static root.
+    pub fn file(mut self, path: &str, bytes: impl Into<Vec<u8>>) -> Self {
+        self.files.push((path.to_string(), bytes.into()));
+        self
+    }
+
+    /// The repository's `public/` folder as the static root (copied).
+    pub fn shipped_site(mut self) -> Self {
+        self.shipped_site = true;
+        self
+    }
+
+    /// A line for the `[edge]` table, e.g. `header_timeout = 1`.
+    pub fn edge(mut self, line: &str) -> Self {
+        self.edge.push(line.to_string());
+        self
+    }
+
+    pub fn start(self) -> Foobar {
         let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("public");
+        std::fs::create_dir_all(&root).unwrap();
+        if self.shipped_site {
+            let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("public");
+            for entry in std::fs::read_dir(shipped).unwrap() {
+                let entry = entry.unwrap();
+                std::fs::copy(entry.path(), root.join(entry.file_name())).unwrap();
+            }
+        }
+        for (path, bytes) in &self.files {
+            let path = root.join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, bytes).unwrap();
+        }
         std::fs::create_dir(dir.path().join("zones")).unwrap();
-        for (name, text) in zones {
+        let zones = if self.zones.is_empty() {
+            vec![("foobar.com.zone".to_string(), shipped_zone())]
+        } else {
+            self.zones
+        };
+        for (name, text) in &zones {
             let path = dir.path().join("zones").join(name);
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(path, text).unwrap();
@@ -50,8 +105,11 @@ impl Foobar {
         std::fs::write(
             &config,
             format!(
-                "state_dir = \"{dir}/data\"\n[dns]\nlisten = [\"127.0.0.1:0\"]\nzones = \"{dir}/zones\"\n",
-                dir = dir.path().display()
+                "state_dir = \"{dir}/data\"\n\
+                 [dns]\nlisten = [\"127.0.0.1:0\"]\nzones = \"{dir}/zones\"\n\
+                 [edge]\nhttp = \"127.0.0.1:0\"\nhttps = \"127.0.0.1:0\"\nroot = \"{dir}/public\"\n{edge}\n",
+                dir = dir.path().display(),
+                edge = self.edge.join("\n"),
             ),
         )
         .unwrap();
@@ -75,21 +133,50 @@ impl Foobar {
                 sink.1.notify_all();
             }
         });
+        let unset: SocketAddr = "127.0.0.1:1".parse().unwrap();
         let mut server = Foobar {
             dir,
-            dns: "127.0.0.1:1".parse().unwrap(),
+            dns: unset,
+            https: unset,
+            http: unset,
             child,
             log,
         };
-        let line = server.wait_for_log("dns listening on udp");
-        server.dns = line
-            .split("addr=")
+        server.dns = server.address_in("dns listening on udp");
+        server.https = server.address_in("https listening on tcp");
+        server.http = server.address_in("http listening on tcp");
+        server
+    }
+}
+
+impl Foobar {
+    /// Starts the binary serving these zone files (name, text).
+    pub fn start(zones: &[(&str, &str)]) -> Foobar {
+        zones
+            .iter()
+            .fold(Setup::default(), |setup, (name, text)| {
+                setup.zone(name, text)
+            })
+            .start()
+    }
+
+    pub fn setup() -> Setup {
+        Setup::default()
+    }
+
+    fn address_in(&self, needle: &str) -> SocketAddr {
+        let line = self.wait_for_log(needle);
+        line.split("addr=")
             .nth(1)
             .and_then(|a| a.split_whitespace().next())
             .unwrap()
             .parse()
-            .unwrap();
-        server
+            .unwrap()
+    }
+
+    /// The self-signed certificate the server created, PEM.
+    pub fn certificate_pem(&self) -> Vec<u8> {
+        std::fs::read(self.dir.path().join("data/tls/self-signed.crt")).unwrap()
     }
 
     pub fn zone_path(&self, name: &str) -> PathBuf {

@@ -1,0 +1,52 @@
+use std::{net::SocketAddr, path::PathBuf};
+
+use serde::Deserialize;
+
+/// The `[edge]` table of the configuration file.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Plain HTTP/1.1, answered with a 308 redirect to HTTPS.
+    pub http: SocketAddr,
+    /// HTTPS: TLS 1.2/1.3 with HTTP/2 and HTTP/1.1 on TCP, HTTP/3 on UDP, same port.
+    pub https: SocketAddr,
+    /// Folder of static files.
+    pub root: PathBuf,
+    /// PEM certificate chain; without `cert` and `key` a self-signed certificate is used.
+    pub cert: Option<PathBuf>,
+    /// PEM private key for `cert`.
+    pub key: Option<PathBuf>,
+    /// Most connections open at once, per listener (TCP, QUIC, plain HTTP).
+    pub max_connections: usize,
+    /// Most concurrent requests (streams) on one HTTP/2 or HTTP/3 connection.
+    pub max_streams: u32,
+    /// Largest request header section, in bytes.
+    pub max_header_bytes: usize,
+    /// Largest request body, in bytes (413 above it).
+    pub max_body_bytes: usize,
+    /// Seconds to complete the TLS handshake and send a request's headers (slow-loris bound).
+    pub header_timeout: u64,
+    /// Seconds an idle connection is kept open.
+    pub idle_timeout: u64,
+    /// Seconds in-flight requests get to finish at shutdown.
+    pub shutdown_timeout: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            http: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            https: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            root: PathBuf::from("public"),
+            cert: None,
+            key: None,
+            max_connections: 10_000,
+            max_streams: 100,
+            max_header_bytes: 64 * 1024,
+            max_body_bytes: 1024 * 1024,
+            header_timeout: 10,
+            idle_timeout: 60,
+            shutdown_timeout: 10,
+        }
+    }
+}

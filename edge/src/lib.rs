@@ -1,0 +1,314 @@
+//! foobar's web edge: what nginx or Caddy would be in the classic stack.
+//!
+//! ```text
+//!  browsers ──TCP──▶ rustls (ALPN h2, http/1.1) ──▶ hyper-util auto ──┐
+//!           ──UDP──▶ quinn (ALPN h3) ──▶ h3 ──────────────────────────┤ Request<Body>
+//!           ──TCP──▶ plain HTTP/1.1 ──▶ 308 to https                   ▼
+//!                        AccessLog ▶ Alt-Svc, HSTS, nosniff ▶ compression ▶ body limit
+//!                                                                       ▼
+//!                                                  the site: one tower Service (static files,
+//!                                                  and whatever the binary routes in front)
+//! ```
+//!
+//! The edge knows nothing of DNS or SQL: it is handed a service and serves it.
+
+mod config;
+mod error;
+mod h3;
+mod service;
+mod site;
+mod tcp;
+mod tls;
+
+use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
+
+use rustls::crypto::CryptoProvider;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tracing::{info, warn};
+
+pub use crate::{
+    config::Config,
+    error::Error,
+    service::{EdgeService, Peer, edge_service},
+    site::{StaticFiles, static_files},
+    tls::{Source as CertificateSource, spki_sha256},
+};
+
+/// Bounds applied to every connection, from the configuration.
+#[derive(Debug, Clone)]
+pub(crate) struct Limits {
+    pub max_connections: usize,
+    pub max_streams: u32,
+    pub max_header_bytes: usize,
+    pub header_timeout: Duration,
+    pub idle_timeout: Duration,
+}
+
+/// The edge, with its certificate loaded and ready to serve.
+#[derive(Debug, Clone)]
+pub struct Edge {
+    config: Config,
+    source: tls::Source,
+    provider: Arc<CryptoProvider>,
+    resolver: Arc<tls::Resolver>,
+}
+
+/// Sockets for the edge: plain HTTP, and HTTPS on TCP and UDP with the same port.
+#[derive(Debug)]
+pub struct Sockets {
+    pub http: std::net::TcpListener,
+    pub https_tcp: std::net::TcpListener,
+    pub https_udp: std::net::UdpSocket,
+}
+
+impl Sockets {
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http.local_addr().ok()
+    }
+
+    pub fn https_addr(&self) -> Option<SocketAddr> {
+        self.https_tcp.local_addr().ok()
+    }
+}
+
+impl Edge {
+    /// Loads the certificate: the configured PEM files, or a self-signed certificate for `names`
+    /// (created in `state_dir` the first time and reused after).
+    pub fn load(config: &Config, state_dir: &Path, names: &[String]) -> Result<Edge, Error> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let source = match (&config.cert, &config.key) {
+            (Some(cert), Some(key)) => tls::Source::Files {
+                cert: cert.clone(),
+                key: key.clone(),
+            },
+            (Some(path), None) | (None, Some(path)) => {
+                return Err(Error::Certificate {
+                    path: path.clone(),
+                    reason: "[edge] cert and key go together; set both or neither".to_string(),
+                });
+            }
+            (None, None) => {
+                let mut names = names.to_vec();
+                names.push("localhost".to_string());
+                for addr in [config.https, config.http] {
+                    if !addr.ip().is_unspecified() {
+                        names.push(addr.ip().to_string());
+                    }
+                }
+                names.sort();
+                names.dedup();
+                tls::Source::SelfSigned {
+                    folder: state_dir.join("tls"),
+                    names,
+                }
+            }
+        };
+        let resolver = Arc::new(tls::Resolver::new(&source, &provider)?);
+        Ok(Edge {
+            config: config.clone(),
+            source,
+            provider,
+            resolver,
+        })
+    }
+
+    /// Re-reads the certificate (SIGHUP). Open connections keep theirs; new handshakes get the
+    /// new one. On error the current certificate stays.
+    pub fn reload_certificate(&self) -> Result<(), Error> {
+        self.resolver.reload(&self.source, &self.provider)
+    }
+
+    /// Binds the configured addresses. With port 0 for `https`, TCP gets a free port and UDP is
+    /// bound to the same one.
+    pub fn bind(&self) -> Result<Sockets, Error> {
+        let bind_err = |proto, addr, source| Error::Bind {
+            proto,
+            addr,
+            source,
+        };
+        let http = std::net::TcpListener::bind(self.config.http)
+            .map_err(|e| bind_err("tcp", self.config.http, e))?;
+        let addr = self.config.https;
+        let attempts = if addr.port() == 0 { 16 } else { 1 };
+        let mut last = None;
+        for _ in 0..attempts {
+            let tcp = std::net::TcpListener::bind(addr).map_err(|e| bind_err("tcp", addr, e))?;
+            let bound = tcp.local_addr().map_err(|e| bind_err("tcp", addr, e))?;
+            match std::net::UdpSocket::bind(bound) {
+                Ok(udp) => {
+                    for socket in [&http, &tcp] {
+                        socket
+                            .set_nonblocking(true)
+                            .map_err(|e| bind_err("tcp", bound, e))?;
+                    }
+                    return Ok(Sockets {
+                        http,
+                        https_tcp: tcp,
+                        https_udp: udp,
+                    });
+                }
+                Err(e) => last = Some(bind_err("udp", bound, e)),
+            }
+        }
+        Err(last.unwrap_or_else(|| {
+            bind_err(
+                "udp",
+                addr,
+                std::io::Error::other("no port free for TCP and UDP"),
+            )
+        }))
+    }
+
+    fn limits(&self) -> Limits {
+        let Config {
+            max_connections,
+            max_streams,
+            max_header_bytes,
+            header_timeout,
+            idle_timeout,
+            ..
+        } = self.config;
+        Limits {
+            max_connections,
+            max_streams,
+            max_header_bytes,
+            header_timeout: Duration::from_secs(header_timeout),
+            idle_timeout: Duration::from_secs(idle_timeout),
+        }
+    }
+
+    /// Serves `site` on the sockets until `shutdown`; then stops accepting, lets in-flight
+    /// requests finish (at most `shutdown_timeout`), and returns.
+    pub async fn run<S>(
+        self,
+        sockets: Sockets,
+        site: S,
+        shutdown: CancellationToken,
+    ) -> Result<(), Error>
+    where
+        S: tower::Service<
+                http::Request<axum::body::Body>,
+                Response = http::Response<axum::body::Body>,
+                Error = std::convert::Infallible,
+            > + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        let limits = Arc::new(self.limits());
+        let Sockets {
+            http,
+            https_tcp,
+            https_udp,
+        } = sockets;
+        let https = https_tcp.local_addr().map_err(|e| Error::Bind {
+            proto: "tcp",
+            addr: self.config.https,
+            source: e,
+        })?;
+        let service = edge_service(site, https.port(), self.config.max_body_bytes);
+
+        let tcp_tls = self.tls_config(&[b"h2", b"http/1.1"], true)?;
+        let quic_tls = self.tls_config(&[b"h3"], false)?;
+        let endpoint = quic_endpoint(quic_tls, https_udp, &limits)?;
+
+        let tasks = TaskTracker::new();
+        let accept = TaskTracker::new();
+        let bind = |proto, e| Error::Bind {
+            proto,
+            addr: https,
+            source: e,
+        };
+        let https_listener =
+            tokio::net::TcpListener::from_std(https_tcp).map_err(|e| bind("tcp", e))?;
+        let http_addr = http.local_addr().map_err(|e| bind("tcp", e))?;
+        let http_listener = tokio::net::TcpListener::from_std(http).map_err(|e| bind("tcp", e))?;
+        info!(addr = %https, "https listening on tcp (h2, http/1.1)");
+        info!(addr = %https, "https listening on udp (h3)");
+        info!(addr = %http_addr, "http listening on tcp (redirect to https)");
+        accept.spawn(tcp::serve_https(
+            https_listener,
+            tokio_rustls::TlsAcceptor::from(Arc::new(tcp_tls)),
+            service.clone(),
+            limits.clone(),
+            tasks.clone(),
+            shutdown.clone(),
+        ));
+        accept.spawn(h3::serve_h3(
+            endpoint.clone(),
+            service,
+            limits.clone(),
+            tasks.clone(),
+            shutdown.clone(),
+        ));
+        accept.spawn(tcp::serve_redirect(
+            http_listener,
+            https,
+            limits,
+            tasks.clone(),
+            shutdown.clone(),
+        ));
+
+        shutdown.cancelled().await;
+        let grace = Duration::from_secs(self.config.shutdown_timeout);
+        accept.close();
+        tasks.close();
+        let drained = tokio::time::timeout(grace, async {
+            accept.wait().await;
+            tasks.wait().await;
+            endpoint.wait_idle().await;
+        })
+        .await;
+        if drained.is_err() {
+            warn!(
+                seconds = grace.as_secs(),
+                "requests still running after the shutdown timeout"
+            );
+        }
+        endpoint.close(0u32.into(), b"shutdown");
+        Ok(())
+    }
+
+    fn tls_config(&self, alpn: &[&[u8]], with_tls12: bool) -> Result<rustls::ServerConfig, Error> {
+        let versions: &[&rustls::SupportedProtocolVersion] = if with_tls12 {
+            &[&rustls::version::TLS13, &rustls::version::TLS12]
+        } else {
+            &[&rustls::version::TLS13]
+        };
+        let mut config = rustls::ServerConfig::builder_with_provider(self.provider.clone())
+            .with_protocol_versions(versions)?
+            .with_no_client_auth()
+            .with_cert_resolver(self.resolver.clone());
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        // No 0-RTT: early data is replayable and this edge does not limit it to safe methods.
+        config.max_early_data_size = 0;
+        Ok(config)
+    }
+}
+
+fn quic_endpoint(
+    tls: rustls::ServerConfig,
+    socket: std::net::UdpSocket,
+    limits: &Limits,
+) -> Result<quinn::Endpoint, Error> {
+    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
+        .map_err(|e| Error::Quic(e.to_string()))?;
+    let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    let mut transport = quinn::TransportConfig::default();
+    transport
+        .max_concurrent_bidi_streams(limits.max_streams.into())
+        // HTTP/3 needs three unidirectional streams per side (control, QPACK encoder, decoder).
+        .max_concurrent_uni_streams(8u32.into())
+        .max_idle_timeout(quinn::IdleTimeout::try_from(limits.idle_timeout).ok());
+    server.transport_config(Arc::new(transport));
+    let runtime = quinn::default_runtime()
+        .ok_or_else(|| Error::Quic("no async runtime for QUIC".to_string()))?;
+    quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        Some(server),
+        socket,
+        runtime,
+    )
+    .map_err(|e| Error::Quic(e.to_string()))
+}

@@ -1,0 +1,178 @@
+//! What every request passes through, whichever transport carried it: the access log, security
+//! headers, Alt-Svc, the body limit and compression, around the site's one service.
+
+use std::{
+    convert::Infallible,
+    net::SocketAddr,
+    pin::Pin,
+    task::{Context, Poll},
+    time::Instant,
+};
+
+use axum::body::Body;
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, Version, header};
+use http_body::{Frame, SizeHint};
+use tower::{Service, ServiceBuilder, ServiceExt, util::BoxCloneSyncService};
+use tower_http::body::Limited;
+use tower_http::{
+    compression::CompressionLayer, limit::RequestBodyLimitLayer, set_header::SetResponseHeaderLayer,
+};
+use tracing::info;
+
+/// The service the transports call: `Request<Body>` in, `Response<Body>` out.
+pub type EdgeService = BoxCloneSyncService<Request<Body>, Response<Body>, Infallible>;
+
+/// Set by the transport on every request: who is asking.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub SocketAddr);
+
+/// Wraps the site's service with what the edge adds to every HTTPS response.
+pub fn edge_service<S>(site: S, https_port: u16, max_body_bytes: usize) -> EdgeService
+where
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let alt_svc = HeaderValue::from_str(&format!("h3=\":{https_port}\"; ma=86400"))
+        .unwrap_or_else(|_| HeaderValue::from_static("clear"));
+    let service = ServiceBuilder::new()
+        .map_response(into_body)
+        .layer(SetResponseHeaderLayer::overriding(header::ALT_SVC, alt_svc))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=63072000"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(CompressionLayer::new())
+        .layer(RequestBodyLimitLayer::new(max_body_bytes))
+        .map_request(|request: Request<Limited<Body>>| request.map(Body::new))
+        .service(site);
+    BoxCloneSyncService::new(AccessLog {
+        inner: BoxCloneSyncService::new(service),
+    })
+}
+
+fn into_body<B>(response: Response<B>) -> Response<Body>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    response.map(Body::new)
+}
+
+/// Logs one line per request when its response body has been sent (or dropped): method, path,
+/// status, bytes, duration, protocol, peer.
+#[derive(Clone)]
+struct AccessLog {
+    inner: EdgeService,
+}
+
+impl Service<Request<Body>> for AccessLog {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        let line = Line {
+            start: Instant::now(),
+            method: request.method().clone(),
+            path: request.uri().path().to_string(),
+            version: request.version(),
+            peer: request.extensions().get::<Peer>().map(|p| p.0),
+            status: 0,
+        };
+        Box::pin(async move {
+            let response = inner.oneshot(request).await?;
+            let status = response.status().as_u16();
+            Ok(response.map(|body| {
+                Body::new(Counted {
+                    body,
+                    bytes: 0,
+                    line: Some(Line { status, ..line }),
+                })
+            }))
+        })
+    }
+}
+
+struct Line {
+    start: Instant,
+    method: Method,
+    path: String,
+    version: Version,
+    peer: Option<SocketAddr>,
+    status: u16,
+}
+
+/// A response body that counts what it sends and logs the request when done.
+struct Counted {
+    body: Body,
+    bytes: u64,
+    line: Option<Line>,
+}
+
+impl Counted {
+    fn log(&mut self) {
+        if let Some(line) = self.line.take() {
+            info!(
+                target: "access",
+                method = %line.method,
+                path = %line.path,
+                status = line.status,
+                bytes = self.bytes,
+                us = line.start.elapsed().as_micros() as u64,
+                protocol = ?line.version,
+                peer = %line.peer.map(|p| p.to_string()).unwrap_or_default(),
+            );
+        }
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.log();
+    }
+}
+
+impl http_body::Body for Counted {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let polled = Pin::new(&mut self.body).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    self.bytes += data.len() as u64;
+                }
+            }
+            Poll::Ready(None) => self.log(),
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}

@@ -1,0 +1,123 @@
+//! The static site: tower-http's `ServeDir` (Content-Type, ETag, Last-Modified, conditional
+//! requests, single ranges, precompressed siblings, index.html), behind a guard that keeps every
+//! request inside the root.
+
+use std::{
+    convert::Infallible,
+    future::Future,
+    path::{Path, PathBuf},
+    pin::Pin,
+    task::{Context, Poll},
+};
+
+use axum::body::Body;
+use http::{Request, Response, StatusCode, header};
+use tower::{Service, ServiceExt, util::BoxCloneSyncService};
+use tower_http::services::{ServeDir, ServeFile};
+
+use crate::error::Error;
+
+/// The static files under `root`, as one service. Unknown paths get `root/404.html` (if there is
+/// one) with status 404.
+pub fn static_files(root: &Path) -> Result<StaticFiles, Error> {
+    let canonical = std::fs::canonicalize(root).map_err(|source| Error::Root {
+        path: root.to_path_buf(),
+        source,
+    })?;
+    let not_found = ServeFile::new(canonical.join("404.html"));
+    let files = ServeDir::new(&canonical)
+        .append_index_html_on_directories(true)
+        .precompressed_br()
+        .precompressed_gzip()
+        .precompressed_zstd()
+        .not_found_service(not_found);
+    let files =
+        ServiceExt::<Request<Body>>::map_response(files, |response| response.map(Body::new));
+    Ok(StaticFiles {
+        root: canonical,
+        files: BoxCloneSyncService::new(files),
+    })
+}
+
+/// Static files with the containment guard.
+#[derive(Clone)]
+pub struct StaticFiles {
+    root: PathBuf,
+    files: BoxCloneSyncService<Request<Body>, Response<Body>, Infallible>,
+}
+
+impl std::fmt::Debug for StaticFiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StaticFiles")
+            .field("root", &self.root)
+            .finish()
+    }
+}
+
+impl Service<Request<Body>> for StaticFiles {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.files.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        let files = self.files.clone();
+        let files = std::mem::replace(&mut self.files, files);
+        let root = self.root.clone();
+        Box::pin(async move {
+            match contained(&root, request.uri().path()).await {
+                Containment::Inside => files.oneshot(request).await,
+                Containment::Malformed => Ok(plain(StatusCode::BAD_REQUEST, "bad request path\n")),
+                Containment::Escapes => Ok(plain(StatusCode::NOT_FOUND, "not found\n")),
+            }
+        })
+    }
+}
+
+enum Containment {
+    Inside,
+    /// A path that cannot name a file under the root: `..`, encoded separators, backslashes.
+    Malformed,
+    /// A path whose file is a link to somewhere outside the root.
+    Escapes,
+}
+
+/// Checks a request path before it reaches `ServeDir`: refuses `..` (plain or percent-encoded),
+/// `%2f`, `%5c`, backslashes and NUL, and resolves symlinks so that no link leads outside.
+async fn contained(root: &Path, raw_path: &str) -> Containment {
+    let lower = raw_path.to_ascii_lowercase();
+    if lower.contains("%2f") || lower.contains("%5c") || lower.contains("%00") {
+        return Containment::Malformed;
+    }
+    let Ok(decoded) = percent_encoding::percent_decode_str(raw_path).decode_utf8() else {
+        return Containment::Malformed;
+    };
+    if decoded.contains('\\') || decoded.contains('\0') {
+        return Containment::Malformed;
+    }
+    let mut path = root.to_path_buf();
+    for segment in decoded.split('/') {
+        match segment {
+            "" | "." => {}
+            ".." => return Containment::Malformed,
+            name => path.push(name),
+        }
+    }
+    match tokio::fs::canonicalize(&path).await {
+        Ok(real) if !real.starts_with(root) => Containment::Escapes,
+        _ => Containment::Inside,
+    }
+}
+
+fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
+    let mut response = Response::new(Body::from(text));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}

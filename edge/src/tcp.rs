@@ -1,0 +1,233 @@
+//! HTTPS over TCP (TLS, then HTTP/2 or HTTP/1.1 by ALPN, served by hyper-util's auto builder),
+//! and the plain-HTTP listener that redirects to HTTPS.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use axum::body::Body;
+use http::{Request, Response, StatusCode, Uri, header};
+use hyper::body::Incoming;
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo, TokioTimer},
+    server::{conn::auto, graceful::GracefulShutdown},
+};
+use tokio::{net::TcpListener, sync::Semaphore};
+use tokio_rustls::TlsAcceptor;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tower::ServiceExt;
+use tracing::{debug, warn};
+
+use crate::{
+    Limits,
+    service::{EdgeService, Peer},
+};
+
+/// Accepts TLS connections until `shutdown`, then asks each open connection to finish (GOAWAY
+/// on HTTP/2, `Connection: close` on HTTP/1.1) through `graceful`.
+pub async fn serve_https(
+    listener: TcpListener,
+    tls: TlsAcceptor,
+    service: EdgeService,
+    limits: Arc<Limits>,
+    tasks: TaskTracker,
+    shutdown: CancellationToken,
+) {
+    let graceful = GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(limits.max_streams)
+        .max_header_list_size(limits.max_header_bytes as u32)
+        // RFC 9113 rapid reset (CVE-2023-44487): bound resets a client may cause.
+        .max_pending_accept_reset_streams(20)
+        .max_local_error_reset_streams(1024)
+        .keep_alive_interval(limits.idle_timeout)
+        .keep_alive_timeout(Duration::from_secs(20));
+    let builder = Arc::new(builder);
+    loop {
+        let Some(permit) = acquire(&slots, &shutdown).await else {
+            break;
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    warn!(error = %e, "https accept");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = shutdown.cancelled() => break,
+        };
+        let tls = tls.clone();
+        let service = service.clone();
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let limits = limits.clone();
+        tasks.spawn(async move {
+            let _ = stream.set_nodelay(true);
+            let stream = match tokio::time::timeout(limits.header_timeout, tls.accept(stream)).await
+            {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(e)) => {
+                    debug!(%peer, error = %e, "tls handshake");
+                    return;
+                }
+                Err(_) => {
+                    debug!(%peer, "tls handshake timed out");
+                    return;
+                }
+            };
+            let hyper_service = hyper::service::service_fn(move |request: Request<Incoming>| {
+                let mut request = request.map(Body::new);
+                request.extensions_mut().insert(Peer(peer));
+                service.clone().oneshot(request)
+            });
+            let connection = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), hyper_service)
+                .into_owned();
+            if let Err(e) = watcher.watch(connection).await {
+                debug!(%peer, error = %e, "https connection");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+}
+
+async fn acquire(
+    slots: &Arc<Semaphore>,
+    shutdown: &CancellationToken,
+) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    tokio::select! {
+        permit = slots.clone().acquire_owned() => permit.ok(),
+        () = shutdown.cancelled() => None,
+    }
+}
+
+/// Plain HTTP/1.1: every request gets a 308 to the same host, path and query over HTTPS.
+pub async fn serve_redirect(
+    listener: TcpListener,
+    https: SocketAddr,
+    limits: Arc<Limits>,
+    tasks: TaskTracker,
+    shutdown: CancellationToken,
+) {
+    let graceful = GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192));
+    loop {
+        let Some(permit) = acquire(&slots, &shutdown).await else {
+            break;
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    warn!(error = %e, "http accept");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = shutdown.cancelled() => break,
+        };
+        let connection = builder.serve_connection(
+            TokioIo::new(stream),
+            hyper::service::service_fn(move |request: Request<Incoming>| async move {
+                Ok::<_, std::convert::Infallible>(redirect(&request, https))
+            }),
+        );
+        let watched = graceful.watch(connection);
+        tasks.spawn(async move {
+            if let Err(e) = watched.await {
+                debug!(%peer, error = %e, "http connection");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+}
+
+/// The HTTPS location for a plain-HTTP request: its host (without port), the HTTPS port unless
+/// it is 443, and the original path and query.
+fn redirect<B>(request: &Request<B>, https: SocketAddr) -> Response<Body> {
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.parse::<http::uri::Authority>().ok())
+        .map(|authority| authority.host().to_string())
+        .unwrap_or_else(|| match https.ip() {
+            std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+            ip => ip.to_string(),
+        });
+    let port = match https.port() {
+        443 => String::new(),
+        port => format!(":{port}"),
+    };
+    let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
+    let location = format!("https://{host}{port}{path}");
+    let mut response = Response::new(Body::empty());
+    match location.parse::<Uri>() {
+        Ok(_) => {
+            *response.status_mut() = StatusCode::PERMANENT_REDIRECT;
+            if let Ok(value) = header::HeaderValue::from_str(&location) {
+                response.headers_mut().insert(header::LOCATION, value);
+            }
+        }
+        Err(_) => *response.status_mut() = StatusCode::BAD_REQUEST,
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn location(host: Option<&str>, path: &str, https: &str) -> String {
+        let mut request = Request::builder().uri(path);
+        if let Some(host) = host {
+            request = request.header(header::HOST, host);
+        }
+        let response = redirect(&request.body(()).unwrap(), https.parse().unwrap());
+        assert_eq!(response.status(), StatusCode::PERMANENT_REDIRECT);
+        response.headers()[header::LOCATION]
+            .to_str()
+            .unwrap()
+            .to_string()
+    }
+
+    #[test]
+    fn redirects_keep_host_path_and_query() {
+        assert_eq!(
+            location(Some("www.foobar.com:8080"), "/a/b?c=d", "127.0.0.1:8443"),
+            "https://www.foobar.com:8443/a/b?c=d"
+        );
+        assert_eq!(
+            location(Some("www.foobar.com"), "/", "0.0.0.0:443"),
+            "https://www.foobar.com/"
+        );
+        assert_eq!(
+            location(None, "/x", "127.0.0.1:8443"),
+            "https://127.0.0.1:8443/x"
+        );
+        assert_eq!(
+            location(Some("[::1]:80"), "/", "[::1]:8443"),
+            "https://[::1]:8443/"
+        );
+    }
+}

@@ -1,0 +1,176 @@
+//! Certificates: loaded from PEM files, or a self-signed one created once and kept; served by a
+//! resolver whose certificate can be replaced (SIGHUP) without touching open connections.
+
+use std::{
+    fmt,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use arc_swap::ArcSwap;
+use rustls::{
+    crypto::CryptoProvider,
+    server::{ClientHello, ResolvesServerCert},
+    sign::CertifiedKey,
+};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, pem::PemObject};
+use tracing::info;
+
+use crate::error::Error;
+
+/// Where the certificate comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// PEM files named in the configuration.
+    Files { cert: PathBuf, key: PathBuf },
+    /// A self-signed certificate for `names`, created once in `folder` and reused.
+    SelfSigned { folder: PathBuf, names: Vec<String> },
+}
+
+/// A loaded certificate with what the resolver needs to pick it.
+struct Loaded {
+    key: Arc<CertifiedKey>,
+    /// The end-entity certificate, to check SNI names against.
+    leaf: CertificateDer<'static>,
+}
+
+/// Picks the certificate for a TLS handshake: the default one without SNI (a client that
+/// connects by IP address), the same one for any name it is valid for, none (a TLS alert) for
+/// names it does not cover.
+pub struct Resolver {
+    current: ArcSwap<Loaded>,
+}
+
+impl fmt::Debug for Resolver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Resolver").finish_non_exhaustive()
+    }
+}
+
+impl ResolvesServerCert for Resolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let loaded = self.current.load();
+        match hello.server_name() {
+            None => Some(loaded.key.clone()),
+            Some(name) => covers(&loaded.leaf, name).then(|| loaded.key.clone()),
+        }
+    }
+}
+
+/// Whether the certificate is valid for the DNS name or IP address `name`.
+fn covers(leaf: &CertificateDer<'_>, name: &str) -> bool {
+    let Ok(cert) = webpki::EndEntityCert::try_from(leaf) else {
+        return false;
+    };
+    let Ok(name) = ServerName::try_from(name) else {
+        return false;
+    };
+    cert.verify_is_valid_for_subject_name(&name).is_ok()
+}
+
+impl Resolver {
+    pub fn new(source: &Source, provider: &CryptoProvider) -> Result<Resolver, Error> {
+        Ok(Resolver {
+            current: ArcSwap::from_pointee(load(source, provider)?),
+        })
+    }
+
+    /// Loads the certificate again; on error the current one stays.
+    pub fn reload(&self, source: &Source, provider: &CryptoProvider) -> Result<(), Error> {
+        self.current.store(Arc::new(load(source, provider)?));
+        Ok(())
+    }
+}
+
+fn load(source: &Source, provider: &CryptoProvider) -> Result<Loaded, Error> {
+    let (cert_path, key_path) = match source {
+        Source::Files { cert, key } => (cert.clone(), key.clone()),
+        Source::SelfSigned { folder, names } => self_signed(folder, names)?,
+    };
+    let tls = |reason: String| Error::Certificate {
+        path: cert_path.clone(),
+        reason,
+    };
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_path)
+        .map_err(|e| tls(e.to_string()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| tls(e.to_string()))?;
+    let leaf = chain
+        .first()
+        .cloned()
+        .ok_or_else(|| tls("no certificate in the file".to_string()))?;
+    let key_der = PrivateKeyDer::from_pem_file(&key_path).map_err(|e| Error::Certificate {
+        path: key_path.clone(),
+        reason: e.to_string(),
+    })?;
+    let signing_key = provider
+        .key_provider
+        .load_private_key(key_der)
+        .map_err(|e| Error::Certificate {
+            path: key_path.clone(),
+            reason: e.to_string(),
+        })?;
+    let key = CertifiedKey::new(chain, signing_key);
+    key.keys_match()
+        .map_err(|e| tls(format!("certificate and key do not match: {e}")))?;
+    info!(
+        cert = %cert_path.display(),
+        spki_sha256 = %spki_sha256(&leaf).unwrap_or_default(),
+        "certificate loaded"
+    );
+    Ok(Loaded {
+        key: Arc::new(key),
+        leaf,
+    })
+}
+
+/// The base64 SHA-256 of the certificate's public key, as browsers pin it
+/// (`--ignore-certificate-errors-spki-list`, HPKP-style pins).
+pub fn spki_sha256(leaf: &CertificateDer<'_>) -> Option<String> {
+    let cert = webpki::EndEntityCert::try_from(leaf).ok()?;
+    let spki = cert.subject_public_key_info();
+    let digest = ring::digest::digest(&ring::digest::SHA256, spki.as_ref());
+    Some(data_encoding::BASE64.encode(digest.as_ref()))
+}
+
+/// The self-signed certificate in `folder`, created when missing or when it no longer covers
+/// every name (a zone was added). Kept across restarts so a browser exception stays valid.
+fn self_signed(folder: &Path, names: &[String]) -> Result<(PathBuf, PathBuf), Error> {
+    let cert_path = folder.join("self-signed.crt");
+    let key_path = folder.join("self-signed.key");
+    let current = std::fs::read(&cert_path).ok().and_then(|pem| {
+        CertificateDer::pem_slice_iter(&pem)
+            .next()
+            .and_then(Result::ok)
+    });
+    let fresh = current.is_some_and(|leaf| names.iter().all(|name| covers(&leaf, name)))
+        && key_path.exists();
+    if fresh {
+        return Ok((cert_path, key_path));
+    }
+    let write = |path: &Path, reason: std::io::Error| Error::Certificate {
+        path: path.to_path_buf(),
+        reason: reason.to_string(),
+    };
+    let generated =
+        rcgen::generate_simple_self_signed(names.to_vec()).map_err(|e| Error::Certificate {
+            path: cert_path.clone(),
+            reason: format!("cannot create a self-signed certificate: {e}"),
+        })?;
+    std::fs::create_dir_all(folder).map_err(|e| write(folder, e))?;
+    write_private(&key_path, generated.signing_key.serialize_pem().as_bytes())
+        .map_err(|e| write(&key_path, e))?;
+    std::fs::write(&cert_path, generated.cert.pem()).map_err(|e| write(&cert_path, e))?;
+    info!(cert = %cert_path.display(), names = ?names, "created a self-signed certificate");
+    Ok((cert_path, key_path))
+}
+
+/// Writes a file readable by its owner only.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(bytes)
+}

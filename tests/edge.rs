@@ -1,0 +1,334 @@
+//! The binary as a web server: HTTP/1.1, HTTP/2 and HTTP/3 from one port, TLS, static files,
+//! limits, signals. Every request goes over the wire through a real client.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, StatusCode, Version};
+use support::{
+    Foobar,
+    web::{self, ALL, Proto, fetch, get},
+};
+
+fn site() -> Foobar {
+    Foobar::setup()
+        .shipped_site()
+        .file("docs/index.html", "<h1>docs</h1>\n")
+        .file("empty/.keep", "")
+        .file("big.txt", "x".repeat(200_000))
+        .file(
+            "pre.css",
+            "body { color: red; } /* the plain file */\n".repeat(20),
+        )
+        .file("pre.css.br", "BROTLI-SIBLING")
+        .file("pre.css.gz", "GZIP-SIBLING")
+        .start()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_home_page_is_identical_over_h1_h2_and_h3() {
+    let server = site();
+    let pem = server.certificate_pem();
+    let shipped = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/public/index.html")).unwrap();
+    let mut versions = Vec::new();
+    for proto in ALL {
+        let reply = fetch(proto, server.https, &pem, get("/", &[])).await;
+        assert_eq!(reply.status, StatusCode::OK, "{proto:?}");
+        assert_eq!(reply.body, shipped, "{proto:?} body");
+        assert_eq!(reply.header("content-type"), Some("text/html"), "{proto:?}");
+        versions.push(reply.version);
+    }
+    assert_eq!(
+        versions,
+        [Version::HTTP_11, Version::HTTP_2, Version::HTTP_3]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_responses_carry_alt_svc_hsts_and_nosniff() {
+    let server = site();
+    let pem = server.certificate_pem();
+    let alt_svc = format!("h3=\":{}\"; ma=86400", server.https.port());
+    for proto in ALL {
+        let reply = fetch(proto, server.https, &pem, get("/", &[])).await;
+        assert_eq!(reply.header("alt-svc"), Some(alt_svc.as_str()), "{proto:?}");
+        assert_eq!(
+            reply.header("strict-transport-security"),
+            Some("max-age=63072000")
+        );
+        assert_eq!(reply.header("x-content-type-options"), Some("nosniff"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_http_redirects_to_https_keeping_host_path_and_query() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = site();
+    let mut stream = tokio::net::TcpStream::connect(server.http).await.unwrap();
+    stream
+        .write_all(b"GET /docs/?q=1&r=2 HTTP/1.1\r\nHost: www.foobar.com:8080\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 308"), "{response}");
+    let location = format!(
+        "location: https://www.foobar.com:{}/docs/?q=1&r=2",
+        server.https.port()
+    );
+    assert!(
+        response.to_ascii_lowercase().contains(&location),
+        "{response}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conditional_requests_get_304() {
+    let server = site();
+    let pem = server.certificate_pem();
+    for proto in ALL {
+        let first = fetch(proto, server.https, &pem, get("/style.css", &[])).await;
+        assert_eq!(first.header("content-type"), Some("text/css"));
+        let etag = first.header("etag").unwrap().to_string();
+        let modified = first.header("last-modified").unwrap().to_string();
+        let by_etag = fetch(
+            proto,
+            server.https,
+            &pem,
+            get("/style.css", &[("if-none-match", &etag)]),
+        )
+        .await;
+        assert_eq!(by_etag.status, StatusCode::NOT_MODIFIED, "{proto:?}");
+        assert!(by_etag.body.is_empty());
+        let by_date = fetch(
+            proto,
+            server.https,
+            &pem,
+            get("/style.css", &[("if-modified-since", &modified)]),
+        )
+        .await;
+        assert_eq!(by_date.status, StatusCode::NOT_MODIFIED, "{proto:?}");
+        let changed = fetch(
+            proto,
+            server.https,
+            &pem,
+            get("/style.css", &[("if-none-match", "\"other\"")]),
+        )
+        .await;
+        assert_eq!(changed.status, StatusCode::OK);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_ranges_get_206_and_unsatisfiable_ones_416() {
+    let server = site();
+    let pem = server.certificate_pem();
+    for proto in ALL {
+        let part = fetch(
+            proto,
+            server.https,
+            &pem,
+            get("/big.txt", &[("range", "bytes=10-19")]),
+        )
+        .await;
+        assert_eq!(part.status, StatusCode::PARTIAL_CONTENT, "{proto:?}");
+        assert_eq!(part.body, "x".repeat(10));
+        assert_eq!(part.header("content-range"), Some("bytes 10-19/200000"));
+        let beyond = fetch(
+            proto,
+            server.https,
+            &pem,
+            get("/big.txt", &[("range", "bytes=300000-")]),
+        )
+        .await;
+        assert_eq!(
+            beyond.status,
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            "{proto:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn precompressed_siblings_and_on_the_fly_compression() {
+    let server = site();
+    let pem = server.certificate_pem();
+    for proto in ALL {
+        let br = fetch(
+            proto,
+            server.https,
+            &pem,
+            get("/pre.css", &[("accept-encoding", "br")]),
+        )
+        .await;
+        assert_eq!(br.header("content-encoding"), Some("br"));
+        assert_eq!(br.body, "BROTLI-SIBLING");
+        assert_eq!(br.header("content-type"), Some("text/css"));
+        let gz = fetch(
+            proto,
+            server.https,
+            &pem,
+            get("/pre.css", &[("accept-encoding", "gzip")]),
+        )
+        .await;
+        assert_eq!(gz.header("content-encoding"), Some("gzip"));
+        assert_eq!(gz.body, "GZIP-SIBLING");
+        let plain = fetch(proto, server.https, &pem, get("/pre.css", &[])).await;
+        assert_eq!(plain.header("content-encoding"), None);
+        assert!(plain.body.starts_with(b"body { color: red; }"));
+        // No sibling: compressed on the fly, for each encoding the client takes.
+        for encoding in ["gzip", "br", "zstd"] {
+            let reply = fetch(
+                proto,
+                server.https,
+                &pem,
+                get("/big.txt", &[("accept-encoding", encoding)]),
+            )
+            .await;
+            assert_eq!(
+                reply.header("content-encoding"),
+                Some(encoding),
+                "{proto:?}"
+            );
+            assert!(
+                reply.body.len() < 10_000,
+                "{encoding}: {} bytes",
+                reply.body.len()
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn directories_not_found_and_head() {
+    let server = site();
+    let pem = server.certificate_pem();
+    for proto in ALL {
+        let docs = fetch(proto, server.https, &pem, get("/docs/", &[])).await;
+        assert_eq!(docs.body, "<h1>docs</h1>\n", "{proto:?}");
+        // A folder without index.html is not listed.
+        let empty = fetch(proto, server.https, &pem, get("/empty/", &[])).await;
+        assert_eq!(empty.status, StatusCode::NOT_FOUND, "{proto:?}");
+        assert!(!String::from_utf8_lossy(&empty.body).contains(".keep"));
+        let missing = fetch(proto, server.https, &pem, get("/no/such/page", &[])).await;
+        assert_eq!(missing.status, StatusCode::NOT_FOUND);
+        assert!(
+            String::from_utf8_lossy(&missing.body).contains("There is nothing at this address")
+        );
+        let head = Request::head("https://www.foobar.com/big.txt")
+            .body(Bytes::new())
+            .unwrap();
+        let head = fetch(proto, server.https, &pem, head).await;
+        assert_eq!(head.status, StatusCode::OK);
+        assert_eq!(head.header("content-length"), Some("200000"));
+        assert!(head.body.is_empty());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_path_escapes_the_root() {
+    let server = site();
+    let pem = server.certificate_pem();
+    std::fs::write(server.dir.path().join("secret.txt"), "TOP SECRET").unwrap();
+    std::os::unix::fs::symlink(
+        server.dir.path().join("secret.txt"),
+        server.dir.path().join("public/link.txt"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(server.dir.path(), server.dir.path().join("public/up")).unwrap();
+    std::fs::write(server.dir.path().join("public/inside.txt"), "fine").unwrap();
+    std::os::unix::fs::symlink("inside.txt", server.dir.path().join("public/alias.txt")).unwrap();
+    for line in [
+        "GET /../secret.txt HTTP/1.1",
+        "GET /%2e%2e/secret.txt HTTP/1.1",
+        "GET /%2E%2E/secret.txt HTTP/1.1",
+        "GET /docs/..%2f..%2fsecret.txt HTTP/1.1",
+        "GET /..%5csecret.txt HTTP/1.1",
+        "GET /..\\secret.txt HTTP/1.1",
+        "GET /docs\\..\\..\\secret.txt HTTP/1.1",
+        "GET /link.txt HTTP/1.1",
+        "GET /up/secret.txt HTTP/1.1",
+        "GET /up/ HTTP/1.1",
+    ] {
+        let status = web::raw_status(server.https, &pem, line).await;
+        assert!(
+            status == 400 || status == 404,
+            "{line} got {status}, expected a refusal"
+        );
+    }
+    // A link that stays inside the root is fine.
+    let alias = fetch(Proto::H2, server.https, &pem, get("/alias.txt", &[])).await;
+    assert_eq!(alias.body, "fine");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_request_is_logged() {
+    let server = site();
+    let pem = server.certificate_pem();
+    for proto in ALL {
+        fetch(proto, server.https, &pem, get("/style.css", &[])).await;
+    }
+    for version in ["HTTP/1.1", "HTTP/2.0", "HTTP/3.0"] {
+        let line = server.wait_for_log(&format!("protocol={version}"));
+        assert!(line.contains("method=GET"), "{line}");
+        assert!(line.contains("path=/style.css"), "{line}");
+        assert!(line.contains("status=200"), "{line}");
+        assert!(line.contains("bytes="), "{line}");
+        assert!(line.contains("peer=127.0.0.1:"), "{line}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_headers_and_bodies_are_refused() {
+    let server = site();
+    let pem = server.certificate_pem();
+    let huge = "a".repeat(100 * 1024);
+    let line = format!("GET / HTTP/1.1\r\nX-Big: {huge}");
+    assert_eq!(web::raw_status(server.https, &pem, &line).await, 431);
+    // HTTP/2 refuses the header block: 431, or a reset of the stream.
+    match web::try_h2(server.https, &pem, get("/", &[("x-big", &huge)])).await {
+        Ok(reply) => assert_eq!(reply.status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE),
+        Err(error) => assert!(!error.is_empty()),
+    }
+    let body = Request::post("https://www.foobar.com/")
+        .header("content-length", (2 * 1024 * 1024).to_string())
+        .body(Bytes::from(vec![b'x'; 2 * 1024 * 1024]))
+        .unwrap();
+    let reply = fetch(Proto::H2, server.https, &pem, body).await;
+    assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_headers_are_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = Foobar::setup()
+        .shipped_site()
+        .edge("header_timeout = 1")
+        .start();
+    let pem = server.certificate_pem();
+    let mut stream = web::connect(
+        server.https,
+        "www.foobar.com",
+        web::tls_config(&pem, &[b"http/1.1"]),
+    )
+    .await
+    .unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: www.foobar.com\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut buf)).await;
+    assert!(
+        closed.is_ok(),
+        "the connection stays open past the header timeout"
+    );
+    let text = String::from_utf8_lossy(&buf);
+    assert!(
+        text.is_empty() || text.starts_with("HTTP/1.1 408"),
+        "{text}"
+    );
+}

@@ -1,0 +1,232 @@
+//! HTTP clients on the wire for end-to-end tests: HTTP/1.1 and HTTP/2 over rustls (hyper), and
+//! HTTP/3 over quinn (h3).
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::{net::SocketAddr, sync::Arc};
+
+use bytes::{Buf, Bytes};
+use http::{HeaderMap, Request, StatusCode, Version};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::{ClientConfig, RootCertStore, pki_types::ServerName};
+use rustls_pki_types::{CertificateDer, pem::PemObject};
+use tokio::net::TcpStream;
+use tokio_rustls::{TlsConnector, client::TlsStream};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    H1,
+    H2,
+    H3,
+}
+
+pub const ALL: [Proto; 3] = [Proto::H1, Proto::H2, Proto::H3];
+
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub version: Version,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// A TLS client that trusts exactly the certificates in `pem`, offering `alpn`.
+pub fn tls_config(pem: &[u8], alpn: &[&[u8]]) -> ClientConfig {
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(pem) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    config
+}
+
+/// A TLS connection to `addr` for `name` (an IP address sends no SNI).
+pub async fn connect(
+    addr: SocketAddr,
+    name: &str,
+    config: ClientConfig,
+) -> std::io::Result<TlsStream<TcpStream>> {
+    let tcp = TcpStream::connect(addr).await?;
+    let name = ServerName::try_from(name.to_string()).unwrap();
+    TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+}
+
+/// One request over a fresh connection with the given protocol.
+pub async fn fetch(proto: Proto, addr: SocketAddr, pem: &[u8], request: Request<Bytes>) -> Reply {
+    match proto {
+        Proto::H1 | Proto::H2 => {
+            let alpn: &[u8] = if proto == Proto::H1 {
+                b"http/1.1"
+            } else {
+                b"h2"
+            };
+            let stream = connect(addr, "www.foobar.com", tls_config(pem, &[alpn]))
+                .await
+                .unwrap();
+            send_tcp(proto, stream, request).await
+        }
+        Proto::H3 => fetch_h3(addr, pem, request).await,
+    }
+}
+
+/// Sends one request on an established TLS stream.
+pub async fn send_tcp(
+    proto: Proto,
+    stream: TlsStream<TcpStream>,
+    request: Request<Bytes>,
+) -> Reply {
+    let request = request.map(Full::new);
+    let response = if proto == Proto::H1 {
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        let (mut parts, body) = request.into_parts();
+        if let Some(authority) = parts.uri.authority().cloned() {
+            parts
+                .headers
+                .insert(http::header::HOST, authority.as_str().parse().unwrap());
+        }
+        parts.uri = parts
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .parse()
+            .unwrap();
+        sender
+            .send_request(Request::from_parts(parts, body))
+            .await
+            .unwrap()
+    } else {
+        let (mut sender, connection) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+                .await
+                .unwrap();
+        tokio::spawn(connection);
+        sender.send_request(request).await.unwrap()
+    };
+    let (parts, body) = response.into_parts();
+    Reply {
+        status: parts.status,
+        version: parts.version,
+        headers: parts.headers,
+        body: body.collect().await.unwrap().to_bytes(),
+    }
+}
+
+/// An HTTP/2 request whose failure is an expected outcome: the error's text instead of a panic.
+pub async fn try_h2(
+    addr: SocketAddr,
+    pem: &[u8],
+    request: Request<Bytes>,
+) -> Result<Reply, String> {
+    let stream = connect(addr, "www.foobar.com", tls_config(pem, &[b"h2"]))
+        .await
+        .map_err(|e| e.to_string())?;
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .map_err(|e| e.to_string())?;
+    tokio::spawn(connection);
+    let response = sender
+        .send_request(request.map(Full::new))
+        .await
+        .map_err(|e| e.to_string())?;
+    let (parts, body) = response.into_parts();
+    Ok(Reply {
+        status: parts.status,
+        version: parts.version,
+        headers: parts.headers,
+        body: body.collect().await.map_err(|e| e.to_string())?.to_bytes(),
+    })
+}
+
+pub fn quic_client(pem: &[u8]) -> quinn::Endpoint {
+    let mut tls = tls_config(pem, &[b"h3"]);
+    tls.enable_early_data = false;
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
+    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
+    endpoint
+}
+
+/// One request over HTTP/3.
+pub async fn fetch_h3(addr: SocketAddr, pem: &[u8], request: Request<Bytes>) -> Reply {
+    let endpoint = quic_client(pem);
+    let connection = endpoint
+        .connect(addr, "www.foobar.com")
+        .unwrap()
+        .await
+        .unwrap();
+    let (mut driver, mut sender) = h3::client::new(h3_quinn::Connection::new(connection))
+        .await
+        .unwrap();
+    let drive = tokio::spawn(async move {
+        let _ = std::future::poll_fn(|cx| driver.poll_close(cx)).await;
+    });
+    let (parts, body) = request.into_parts();
+    let mut stream = sender
+        .send_request(Request::from_parts(parts, ()))
+        .await
+        .unwrap();
+    if !body.is_empty() {
+        stream.send_data(body).await.unwrap();
+    }
+    stream.finish().await.unwrap();
+    let response = stream.recv_response().await.unwrap();
+    let mut collected = Vec::new();
+    while let Some(mut chunk) = stream.recv_data().await.unwrap() {
+        collected.extend_from_slice(&chunk.copy_to_bytes(chunk.remaining()));
+    }
+    drop(sender);
+    drive.abort();
+    endpoint.close(0u32.into(), b"done");
+    let (parts, ()) = response.into_parts();
+    Reply {
+        status: parts.status,
+        version: parts.version,
+        headers: parts.headers,
+        body: Bytes::from(collected),
+    }
+}
+
+/// A GET for `path` on www.foobar.com with extra headers.
+pub fn get(path: &str, headers: &[(&str, &str)]) -> Request<Bytes> {
+    let mut request = Request::get(format!("https://www.foobar.com{path}"));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request.body(Bytes::new()).unwrap()
+}
+
+/// Sends raw bytes as an HTTP/1.1 request over TLS and returns the status code, for request
+/// lines that `http::Uri` would refuse to build.
+pub async fn raw_status(addr: SocketAddr, pem: &[u8], request_line: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = connect(addr, "www.foobar.com", tls_config(pem, &[b"http/1.1"]))
+        .await
+        .unwrap();
+    let request = format!("{request_line}\r\nHost: www.foobar.com\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response).await;
+    let text = String::from_utf8_lossy(&response);
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0)
+}
