@@ -332,3 +332,163 @@ async fn slow_headers_are_cut_off() {
         "{text}"
     );
 }
+
+fn certificate(names: &[&str]) -> (String, String) {
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let generated = rcgen::generate_simple_self_signed(names).unwrap();
+    (generated.cert.pem(), generated.signing_key.serialize_pem())
+}
+
+fn presented(stream: &tokio_rustls::client::TlsStream<tokio::net::TcpStream>) -> Vec<u8> {
+    stream.get_ref().1.peer_certificates().unwrap()[0].to_vec()
+}
+
+fn der(pem: &str) -> Vec<u8> {
+    use rustls_pki_types::{CertificateDer, pem::PemObject};
+    CertificateDer::from_pem_slice(pem.as_bytes())
+        .unwrap()
+        .to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sni_picks_the_certificate_and_unknown_names_get_an_alert() {
+    let server = site();
+    let pem = server.certificate_pem();
+    // By IP address: no SNI, the default certificate (which also covers 127.0.0.1).
+    let by_ip = web::connect(server.https, "127.0.0.1", web::tls_config(&pem, &[b"h2"])).await;
+    assert!(by_ip.is_ok(), "{by_ip:?}");
+    for name in ["www.foobar.com", "foobar.com", "localhost"] {
+        let known = web::connect(server.https, name, web::tls_config(&pem, &[b"h2"])).await;
+        assert!(known.is_ok(), "{name}: {known:?}");
+    }
+    let unknown = web::connect(
+        server.https,
+        "www.example.org",
+        web::tls_config(&pem, &[b"h2"]),
+    )
+    .await;
+    let error = unknown.err().expect("handshake refused").to_string();
+    assert!(error.contains("alert"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_certificate_without_dropping_connections() {
+    let files = tempfile::tempdir().unwrap();
+    let (cert_a, key_a) = certificate(&["www.foobar.com"]);
+    let (cert_b, key_b) = certificate(&["www.foobar.com"]);
+    let cert_path = files.path().join("cert.pem");
+    let key_path = files.path().join("key.pem");
+    std::fs::write(&cert_path, &cert_a).unwrap();
+    std::fs::write(&key_path, &key_a).unwrap();
+    let server = Foobar::setup()
+        .shipped_site()
+        .edge(&format!("cert = \"{}\"", cert_path.display()))
+        .edge(&format!("key = \"{}\"", key_path.display()))
+        .start();
+    let both = format!("{cert_a}{cert_b}");
+    let config = || web::tls_config(both.as_bytes(), &[b"h2"]);
+
+    let first = web::connect(server.https, "www.foobar.com", config())
+        .await
+        .unwrap();
+    assert_eq!(presented(&first), der(&cert_a));
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(first),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(connection);
+    let request = || get("/", &[]).map(http_body_util::Full::new);
+    assert_eq!(
+        sender.send_request(request()).await.unwrap().status(),
+        StatusCode::OK
+    );
+
+    std::fs::write(&cert_path, &cert_b).unwrap();
+    std::fs::write(&key_path, &key_b).unwrap();
+    let skip = server.log_len();
+    server.signal("HUP");
+    server.wait_for_log_after(skip, "certificate reloaded");
+
+    let second = web::connect(server.https, "www.foobar.com", config())
+        .await
+        .unwrap();
+    assert_eq!(presented(&second), der(&cert_b));
+    // The connection opened before the reload still works.
+    assert_eq!(
+        sender.send_request(request()).await.unwrap().status(),
+        StatusCode::OK
+    );
+    // QUIC handshakes get the new certificate too.
+    let reply = web::fetch_h3(server.https, cert_b.as_bytes(), get("/", &[])).await;
+    assert_eq!(reply.status, StatusCode::OK);
+
+    // A broken certificate file is refused and the current one stays.
+    std::fs::write(&cert_path, "not a certificate").unwrap();
+    let skip = server.log_len();
+    server.signal("HUP");
+    server.wait_for_log_after(skip, "certificate reload failed");
+    let third = web::connect(server.https, "www.foobar.com", config())
+        .await
+        .unwrap();
+    assert_eq!(presented(&third), der(&cert_b));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_the_request_in_flight_then_exits_zero() {
+    use http_body_util::BodyExt;
+    let size = 30 * 1024 * 1024;
+    let mut server = Foobar::setup().file("large.bin", vec![7u8; size]).start();
+    let pem = server.certificate_pem();
+    let stream = web::connect(
+        server.https,
+        "www.foobar.com",
+        web::tls_config(&pem, &[b"h2"]),
+    )
+    .await
+    .unwrap();
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(connection);
+    let response = sender
+        .send_request(get("/large.bin", &[]).map(http_body_util::Full::new))
+        .await
+        .unwrap();
+    let mut body = response.into_body();
+    // Take a first part only: the rest waits on flow control while the server is told to stop.
+    let mut received = body
+        .frame()
+        .await
+        .unwrap()
+        .unwrap()
+        .into_data()
+        .unwrap()
+        .len();
+    let skip = server.log_len();
+    server.signal("TERM");
+    server.wait_for_log_after(skip, "stopping");
+    // New connections are no longer accepted.
+    let refused = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            if tokio::net::TcpStream::connect(server.https).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(refused.is_ok(), "still accepting connections after SIGTERM");
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame.unwrap().into_data() {
+            received += data.len();
+        }
+    }
+    assert_eq!(received, size, "the response in flight was cut short");
+    let status = server.wait();
+    assert!(status.success(), "{status:?}");
+}

@@ -174,3 +174,72 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     options.open(path)?.write_all(bytes)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|n| n.to_string()).collect()
+    }
+
+    #[test]
+    fn self_signed_is_created_once_and_renewed_when_names_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let provider = rustls::crypto::ring::default_provider();
+        let source = |list: &[&str]| Source::SelfSigned {
+            folder: dir.path().join("tls"),
+            names: names(list),
+        };
+        let first = load(
+            &source(&["foobar.com", "www.foobar.com", "127.0.0.1"]),
+            &provider,
+        )
+        .unwrap();
+        let again = load(
+            &source(&["foobar.com", "www.foobar.com", "127.0.0.1"]),
+            &provider,
+        )
+        .unwrap();
+        assert_eq!(first.leaf, again.leaf, "reused across restarts");
+        for name in ["foobar.com", "www.foobar.com", "127.0.0.1"] {
+            assert!(covers(&first.leaf, name), "{name}");
+        }
+        assert!(!covers(&first.leaf, "example.org"));
+        let renewed = load(
+            &source(&["foobar.com", "www.foobar.com", "example.org"]),
+            &provider,
+        )
+        .unwrap();
+        assert_ne!(
+            first.leaf, renewed.leaf,
+            "a new zone's name needs a new certificate"
+        );
+        assert!(covers(&renewed.leaf, "example.org"));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join("tls/self-signed.key"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o077, 0, "the key is private");
+        }
+    }
+
+    #[test]
+    fn mismatched_files_are_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = rcgen::generate_simple_self_signed(names(&["a.example"])).unwrap();
+        let b = rcgen::generate_simple_self_signed(names(&["b.example"])).unwrap();
+        let cert = dir.path().join("cert.pem");
+        let key = dir.path().join("key.pem");
+        std::fs::write(&cert, a.cert.pem()).unwrap();
+        std::fs::write(&key, b.signing_key.serialize_pem()).unwrap();
+        let provider = rustls::crypto::ring::default_provider();
+        let error = load(&Source::Files { cert, key }, &provider).err().unwrap();
+        assert!(error.to_string().contains("do not match"), "{error}");
+    }
+}
