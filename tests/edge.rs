@@ -367,7 +367,7 @@ async fn sni_picks_the_certificate_and_unknown_names_get_an_alert() {
         web::tls_config(&pem, &[b"h2"]),
     )
     .await;
-    let error = unknown.err().expect("handshake refused").to_string();
+    let error = unknown.expect_err("handshake refused").to_string();
     assert!(error.contains("alert"), "{error}");
 }
 
