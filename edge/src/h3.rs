@@ -145,14 +145,21 @@ where
 /// A request body read from an h3 stream: data frames, then trailers.
 struct RequestBody<R> {
     recv: RequestStream<R, Bytes>,
-    data_done: bool,
+    state: Reading,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reading {
+    Data,
+    Trailers,
+    Done,
 }
 
 impl<R> RequestBody<R> {
     fn new(recv: RequestStream<R, Bytes>) -> Self {
         RequestBody {
             recv,
-            data_done: false,
+            state: Reading::Data,
         }
     }
 }
@@ -168,7 +175,7 @@ where
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        if !self.data_done {
+        if self.state == Reading::Data {
             match self.recv.poll_recv_data(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Err(e)) => return Poll::Ready(Some(Err(e))),
@@ -176,10 +183,17 @@ where
                     let bytes = data.copy_to_bytes(data.remaining());
                     return Poll::Ready(Some(Ok(Frame::data(bytes))));
                 }
-                Poll::Ready(Ok(None)) => self.data_done = true,
+                Poll::Ready(Ok(None)) => self.state = Reading::Trailers,
             }
         }
-        match self.recv.poll_recv_trailers(cx) {
+        if self.state == Reading::Done {
+            return Poll::Ready(None);
+        }
+        let polled = self.recv.poll_recv_trailers(cx);
+        if let Poll::Ready(_) = polled {
+            self.state = Reading::Done;
+        }
+        match polled {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Err(e)) => Poll::Ready(Some(Err(e))),
             Poll::Ready(Ok(Some(trailers))) => Poll::Ready(Some(Ok(Frame::trailers(trailers)))),
