@@ -190,7 +190,7 @@ where
             return Poll::Ready(None);
         }
         let polled = self.recv.poll_recv_trailers(cx);
-        if let Poll::Ready(_) = polled {
+        if polled.is_ready() {
             self.state = Reading::Done;
         }
         match polled {
