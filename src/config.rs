@@ -13,6 +13,7 @@ pub struct Config {
     pub state_dir: PathBuf,
     pub dns: foobar_dns::Config,
     pub edge: foobar_edge::Config,
+    pub app: foobar_app::Config,
 }
 
 impl Default for Config {
@@ -21,6 +22,7 @@ impl Default for Config {
             state_dir: PathBuf::from("data"),
             dns: foobar_dns::Config::default(),
             edge: foobar_edge::Config::default(),
+            app: foobar_app::Config::default(),
         }
     }
 }

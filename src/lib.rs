@@ -25,7 +25,7 @@ pub use crate::config::Config;
 pub struct Loaded {
     dns: Dns,
     edge: Edge,
-    site: StaticFiles,
+    site: axum::Router,
 }
 
 /// Sockets bound for every listener.
@@ -46,12 +46,14 @@ impl Bound {
 }
 
 /// Loads and validates everything the configuration names: zones, the certificate (created
-/// for the zones' names when none is configured), the static site.
-pub fn load(config: &Config) -> anyhow::Result<Loaded> {
+/// for the zones' names when none is configured), the database (migrated), the site: the app's
+/// routes in front of the static files.
+pub async fn load(config: &Config) -> anyhow::Result<Loaded> {
     let Config {
         state_dir,
         dns,
         edge,
+        app,
     } = config;
     let dns = Dns::load(dns).context("loading zones")?;
     let names: Vec<String> = dns
@@ -59,8 +61,13 @@ pub fn load(config: &Config) -> anyhow::Result<Loaded> {
         .into_iter()
         .flat_map(|origin| [format!("www.{origin}"), origin])
         .collect();
-    let site = foobar_edge::static_files(&edge.root).context("loading the static site")?;
+    let files: StaticFiles =
+        foobar_edge::static_files(&edge.root).context("loading the static site")?;
     let edge = Edge::load(edge, state_dir, &names).context("loading the certificate")?;
+    let app = foobar_app::load(app, state_dir)
+        .await
+        .context("opening the database")?;
+    let site = foobar_app::router(app).fallback_service(files);
     Ok(Loaded { dns, edge, site })
 }
 

@@ -66,17 +66,17 @@ fn main() -> ExitCode {
 
 fn serve(args: ServeArgs) -> anyhow::Result<bool> {
     let config = foobar::config(args.config.as_deref())?;
-    let loaded = foobar::load(&config)?;
-    if args.check {
-        println!("configuration and zones are valid");
-        return Ok(true);
-    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async {
+        let loaded = foobar::load(&config).await?;
+        if args.check {
+            println!("configuration, zones, certificate and database are valid");
+            return Ok(true);
+        }
         let bound = foobar::bind(&config, &loaded)?;
-        foobar::run(loaded, bound, CancellationToken::new()).await
-    })?;
-    Ok(true)
+        foobar::run(loaded, bound, CancellationToken::new()).await?;
+        Ok(true)
+    })
 }

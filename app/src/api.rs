@@ -1,0 +1,369 @@
+//! The JSON API: posts and comments. Errors are `{"error": "..."}` with the right status.
+
+use axum::{
+    Json,
+    extract::{
+        Path, Query, State,
+        rejection::{JsonRejection, QueryRejection},
+    },
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tracing::error;
+
+use crate::{
+    AppState,
+    store::{Comment, Post, StoreError},
+};
+
+/// Longest title, in characters.
+pub const MAX_TITLE: usize = 200;
+/// Longest post or comment body, in bytes.
+pub const MAX_BODY: usize = 64 * 1024;
+/// Longest comment author, in characters.
+pub const MAX_AUTHOR: usize = 80;
+/// Most posts in one page.
+pub const MAX_LIMIT: u32 = 100;
+
+/// An API error: the status and a message for the client; details of 5xx go to the log only.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+    field: Option<&'static str>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+            field: None,
+        }
+    }
+
+    fn invalid(field: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            message: message.into(),
+            field: Some(field),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = json!({ "error": self.message });
+        if let Some(field) = self.field {
+            body["field"] = json!(field);
+        }
+        let mut response = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Unavailable(detail) => {
+                error!(%detail, "database unavailable");
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "database unavailable")
+            }
+            StoreError::NotFound => ApiError::new(StatusCode::NOT_FOUND, "post not found"),
+            StoreError::Conflict => ApiError::new(
+                StatusCode::PRECONDITION_FAILED,
+                "the post has changed since that ETag; fetch it again",
+            ),
+            other => {
+                error!(error = %other, "database error");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+            }
+        }
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        let status = match &rejection {
+            JsonRejection::JsonDataError(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            JsonRejection::JsonSyntaxError(_) => StatusCode::BAD_REQUEST,
+            other => other.status(),
+        };
+        ApiError::new(status, rejection.body_text())
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, rejection.body_text())
+    }
+}
+
+/// A post as the API shows it.
+#[derive(Debug, Serialize)]
+pub struct PostJson {
+    id: i64,
+    title: String,
+    body: String,
+    created_at: String,
+    updated_at: String,
+    comment_count: i64,
+}
+
+impl From<Post> for PostJson {
+    fn from(post: Post) -> Self {
+        PostJson {
+            id: post.id,
+            created_at: crate::rfc3339(post.created_at),
+            updated_at: crate::rfc3339(post.updated_at),
+            title: post.title,
+            body: post.body,
+            comment_count: post.comment_count,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct CommentJson {
+    id: i64,
+    post_id: i64,
+    author: String,
+    body: String,
+    created_at: String,
+}
+
+impl From<Comment> for CommentJson {
+    fn from(comment: Comment) -> Self {
+        CommentJson {
+            id: comment.id,
+            post_id: comment.post_id,
+            created_at: crate::rfc3339(comment.created_at),
+            author: comment.author,
+            body: comment.body,
+        }
+    }
+}
+
+/// The ETag of a post at its current version.
+pub fn etag(post: &Post) -> String {
+    format!("\"{}-{}\"", post.id, post.version)
+}
+
+fn with_etag(status: StatusCode, post: Post) -> Response {
+    let tag = etag(&post);
+    let mut response = (status, Json(PostJson::from(post))).into_response();
+    if let Ok(value) = HeaderValue::from_str(&tag) {
+        response.headers_mut().insert(header::ETAG, value);
+    }
+    response
+}
+
+/// Writes to posts need `Authorization: Bearer <token>`.
+fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    match given {
+        Some(token) if crate::token::matches(token, &state.token) => Ok(()),
+        _ => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong bearer token",
+        )),
+    }
+}
+
+/// A post id from the path; anything that is not one names no post.
+fn post_id(raw: &str) -> Result<i64, ApiError> {
+    raw.parse::<i64>()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "post not found"))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListParams {
+    limit: Option<u32>,
+    before: Option<i64>,
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    params: Result<Query<ListParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(params) = params?;
+    let limit = params.limit.unwrap_or(20);
+    if limit == 0 || limit > MAX_LIMIT {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("limit must be 1 to {MAX_LIMIT}"),
+        ));
+    }
+    let page = state.store.list_posts(limit, params.before).await?;
+    let posts: Vec<PostJson> = page.posts.into_iter().map(PostJson::from).collect();
+    Ok(Json(json!({ "posts": posts, "next": page.next })).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+pub struct NewPost {
+    title: String,
+    body: String,
+}
+
+impl NewPost {
+    fn validate(&self) -> Result<(), ApiError> {
+        let title = self.title.trim().chars().count();
+        if title == 0 || self.title.chars().count() > MAX_TITLE {
+            return Err(ApiError::invalid(
+                "title",
+                format!("title must be 1 to {MAX_TITLE} characters"),
+            ));
+        }
+        if self.body.len() > MAX_BODY {
+            return Err(ApiError::invalid(
+                "body",
+                format!("body must be at most {MAX_BODY} bytes"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    post: Result<Json<NewPost>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    authorize(&state, &headers)?;
+    let Json(post) = post?;
+    post.validate()?;
+    let post = state.store.create_post(&post.title, &post.body).await?;
+    let location = format!("/api/posts/{}", post.id);
+    let mut response = with_etag(StatusCode::CREATED, post);
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    Ok(response)
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let post = state.store.get_post(post_id(&id)?).await?;
+    Ok(with_etag(StatusCode::OK, post))
+}
+
+/// The version an `If-Match` header asks for: `None` for no header or `*`; an ETag of another
+/// post or a malformed one can never match.
+fn expected_version(headers: &HeaderMap, id: i64) -> Result<Option<i64>, ApiError> {
+    let Some(value) = headers.get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let value = value.to_str().unwrap_or_default().trim();
+    if value == "*" {
+        return Ok(None);
+    }
+    let version = value
+        .trim_start_matches("W/")
+        .trim_matches('"')
+        .split_once('-')
+        .filter(|(tag_id, _)| tag_id.parse() == Ok(id))
+        .and_then(|(_, version)| version.parse::<i64>().ok());
+    // A tag that names no version of this post fails like a stale one.
+    Ok(Some(version.unwrap_or(-1)))
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    post: Result<Json<NewPost>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    authorize(&state, &headers)?;
+    let id = post_id(&id)?;
+    let Json(post) = post?;
+    post.validate()?;
+    let expected = expected_version(&headers, id)?;
+    let post = state
+        .store
+        .update_post(id, &post.title, &post.body, expected)
+        .await?;
+    Ok(with_etag(StatusCode::OK, post))
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authorize(&state, &headers)?;
+    state.store.delete_post(post_id(&id)?).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+pub async fn comments(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = post_id(&id)?;
+    state.store.get_post(id).await?;
+    let comments: Vec<CommentJson> = state
+        .store
+        .comments(id)
+        .await?
+        .into_iter()
+        .map(CommentJson::from)
+        .collect();
+    Ok(Json(json!({ "comments": comments })).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+pub struct NewComment {
+    author: String,
+    body: String,
+}
+
+pub async fn comment(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    comment: Result<Json<NewComment>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let id = post_id(&id)?;
+    let Json(comment) = comment?;
+    let author = comment.author.trim().chars().count();
+    if author == 0 || comment.author.chars().count() > MAX_AUTHOR {
+        return Err(ApiError::invalid(
+            "author",
+            format!("author must be 1 to {MAX_AUTHOR} characters"),
+        ));
+    }
+    if comment.body.trim().is_empty() || comment.body.len() > MAX_BODY {
+        return Err(ApiError::invalid(
+            "body",
+            format!("body must be 1 to {MAX_BODY} bytes"),
+        ));
+    }
+    let comment = state
+        .store
+        .add_comment(id, &comment.author, &comment.body)
+        .await?;
+    let location = format!("/api/posts/{id}/comments");
+    let mut response = (StatusCode::CREATED, Json(CommentJson::from(comment))).into_response();
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    Ok(response)
+}

@@ -1,0 +1,144 @@
+//! foobar.com's app: a small publishing site, posts and their comments, with pages for people
+//! and a JSON API for programs.
+//!
+//! ```text
+//! Request<Body> ──▶ router ──▶ pages (askama) ──┐
+//!                          └─▶ api (JSON) ───────┴─▶ Store ──▶ SQLite (blocking thread)
+//!                                                         └──▶ MySQL (mysql_async pool)
+//! ```
+//!
+//! The app knows nothing of sockets, TLS or ports: the binary mounts its router in front of the
+//! static site, and the edge serves both.
+
+pub mod api;
+mod pages;
+pub mod store;
+mod token;
+
+use std::{path::Path, sync::Arc};
+
+use axum::{
+    Json, Router,
+    extract::{DefaultBodyLimit, State},
+    http::StatusCode,
+    response::IntoResponse,
+    routing::get,
+};
+use serde::Deserialize;
+use serde_json::json;
+use tracing::info;
+
+pub use crate::store::{Store, StoreError};
+
+/// The `[app]` table of the configuration file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// `sqlite://PATH` or `mysql://user:password@host:port/db`; default: `foobar.db` in the
+    /// state folder.
+    pub database: Option<String>,
+    /// Bearer token for API writes; default: generated once into the state folder.
+    pub api_token: Option<String>,
+}
+
+/// Errors that stop the app from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("API token file {}: {source}", path.display())]
+    Token {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// What every handler shares.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub store: Store,
+    token: Arc<str>,
+}
+
+impl AppState {
+    pub fn new(store: Store, token: &str) -> Self {
+        AppState {
+            store,
+            token: token.into(),
+        }
+    }
+}
+
+/// Largest request body the API reads (413 above it); fields have their own limits.
+const MAX_REQUEST: usize = 256 * 1024;
+
+/// Opens the database (migrating it) and settles the API token.
+pub async fn load(config: &Config, state_dir: &Path) -> Result<AppState, Error> {
+    let Config {
+        database,
+        api_token,
+    } = config;
+    let url = database
+        .clone()
+        .unwrap_or_else(|| format!("sqlite://{}", state_dir.join("foobar.db").display()));
+    let store = Store::open(&url).await?;
+    info!(backend = store.backend(), "database ready");
+    let token = match api_token {
+        Some(token) => token.clone(),
+        None => {
+            let path = state_dir.join("api-token");
+            let token = token::load_or_create(&path).map_err(|source| Error::Token {
+                path: path.clone(),
+                source,
+            })?;
+            info!(file = %path.display(), "API token for writes (Authorization: Bearer ...)");
+            token
+        }
+    };
+    Ok(AppState::new(store, &token))
+}
+
+/// The app's routes. Paths it does not know fall through to whatever the caller adds.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/posts", get(pages::list))
+        .route("/posts/{id}", get(pages::show))
+        .route("/api/posts", get(api::list).post(api::create))
+        .route(
+            "/api/posts/{id}",
+            get(api::show).put(api::update).delete(api::delete),
+        )
+        .route(
+            "/api/posts/{id}/comments",
+            get(api::comments).post(api::comment),
+        )
+        .layer(DefaultBodyLimit::max(MAX_REQUEST))
+        .with_state(state)
+}
+
+async fn healthz() -> impl IntoResponse {
+    Json(json!({ "status": "alive" }))
+}
+
+async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    match state.store.ping().await {
+        Ok(()) => (StatusCode::OK, Json(json!({ "status": "ready" }))),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "error": "database unavailable" })),
+        ),
+    }
+}
+
+/// RFC 3339 text of a time in microseconds since the Unix epoch.
+pub fn rfc3339(micros: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}

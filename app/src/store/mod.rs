@@ -1,0 +1,172 @@
+//! Posts and comments, stored in SQLite (the embedded default) or MySQL behind one interface.
+//!
+//! Both backends keep the same schema, applied by versioned migrations at start; a database
+//! whose schema is newer than this binary knows is refused rather than changed.
+
+mod mysql;
+mod sqlite;
+
+use serde::Serialize;
+
+pub use self::{mysql::Mysql, sqlite::Sqlite};
+
+/// A post as stored, with its number of comments.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Post {
+    pub id: i64,
+    pub title: String,
+    pub body: String,
+    /// Microseconds since the Unix epoch.
+    pub created_at: i64,
+    pub updated_at: i64,
+    /// Incremented on every change; the ETag is derived from it.
+    pub version: i64,
+    pub comment_count: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Comment {
+    pub id: i64,
+    pub post_id: i64,
+    pub author: String,
+    pub body: String,
+    pub created_at: i64,
+}
+
+/// One page of posts, newest first, and the cursor for the next (older) page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    pub posts: Vec<Post>,
+    pub next: Option<i64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached or did not answer in time; retrying later may work.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error("not found")]
+    NotFound,
+    /// A conditional update whose expected version is no longer current.
+    #[error("the post has changed")]
+    Conflict,
+    #[error("the database schema is version {found}, newer than the {known} this binary knows")]
+    SchemaTooNew { found: i64, known: i64 },
+    #[error(
+        "unsupported database URL {0:?}: use sqlite://PATH or mysql://user:password@host:port/db"
+    )]
+    Url(String),
+    #[error("database error: {0}")]
+    Database(String),
+}
+
+/// The storage interface: one of the two backends.
+#[derive(Debug, Clone)]
+pub enum Store {
+    Sqlite(Sqlite),
+    Mysql(Mysql),
+}
+
+/// Runs the same method on whichever backend the store is.
+macro_rules! dispatch {
+    ($self:ident, $store:ident => $call:expr) => {
+        match $self {
+            Store::Sqlite($store) => $call.await,
+            Store::Mysql($store) => $call.await,
+        }
+    };
+}
+
+impl Store {
+    /// Opens the database named by `url` and brings its schema up to date.
+    pub async fn open(url: &str) -> Result<Store, StoreError> {
+        let store = if let Some(path) = url.strip_prefix("sqlite://") {
+            Store::Sqlite(Sqlite::open(path).await?)
+        } else if url.starts_with("mysql://") {
+            Store::Mysql(Mysql::open(url)?)
+        } else {
+            return Err(StoreError::Url(url.to_string()));
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Store::Sqlite(_) => "sqlite",
+            Store::Mysql(_) => "mysql",
+        }
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        dispatch!(self, s => s.migrate())
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        dispatch!(self, s => s.ping())
+    }
+
+    /// Up to `limit` posts with an id below `before` (all when `None`), newest first.
+    pub async fn list_posts(&self, limit: u32, before: Option<i64>) -> Result<Page, StoreError> {
+        let before = before.unwrap_or(i64::MAX);
+        let mut posts: Vec<Post> = dispatch!(self, s => s.list_posts(limit + 1, before))?;
+        let next = if posts.len() > limit as usize {
+            posts.truncate(limit as usize);
+            posts.last().map(|p| p.id)
+        } else {
+            None
+        };
+        Ok(Page { posts, next })
+    }
+
+    pub async fn get_post(&self, id: i64) -> Result<Post, StoreError> {
+        dispatch!(self, s => s.get_post(id))
+    }
+
+    /// The comments of a post, oldest first.
+    pub async fn comments(&self, post_id: i64) -> Result<Vec<Comment>, StoreError> {
+        dispatch!(self, s => s.comments(post_id))
+    }
+
+    pub async fn create_post(&self, title: &str, body: &str) -> Result<Post, StoreError> {
+        dispatch!(self, s => s.create_post(title, body, now()))
+    }
+
+    /// Replaces a post's title and body; with `expected_version`, only if the post is still at
+    /// that version (else `Conflict`).
+    pub async fn update_post(
+        &self,
+        id: i64,
+        title: &str,
+        body: &str,
+        expected_version: Option<i64>,
+    ) -> Result<Post, StoreError> {
+        dispatch!(self, s => s.update_post(id, title, body, expected_version, now()))
+    }
+
+    /// Deletes a post and its comments in one transaction.
+    pub async fn delete_post(&self, id: i64) -> Result<(), StoreError> {
+        dispatch!(self, s => s.delete_post(id))
+    }
+
+    pub async fn add_comment(
+        &self,
+        post_id: i64,
+        author: &str,
+        body: &str,
+    ) -> Result<Comment, StoreError> {
+        dispatch!(self, s => s.add_comment(post_id, author, body, now()))
+    }
+}
+
+/// Microseconds since the Unix epoch.
+fn now() -> i64 {
+    let elapsed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(elapsed.as_micros()).unwrap_or(i64::MAX)
+}
+
+/// The schema versions this binary knows, for both backends.
+const SCHEMA_VERSION: i64 = 1;

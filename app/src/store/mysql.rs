@@ -1,0 +1,320 @@
+//! MySQL and MariaDB through a mysql_async pool. Every operation waits a bounded time for a
+//! connection, so an outage turns into quick `Unavailable` errors, and the pool reconnects by
+//! itself when the server is back.
+
+use std::time::Duration;
+
+use mysql_async::{Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts, TxOpts, prelude::Queryable};
+
+use super::{Comment, Post, SCHEMA_VERSION, StoreError};
+
+/// How long a request waits for a database connection before answering 503.
+const CONNECT_WAIT: Duration = Duration::from_secs(2);
+/// How long one operation may take in all.
+const OPERATION_WAIT: Duration = Duration::from_secs(10);
+
+/// Migrations by version, statement by statement.
+const MIGRATIONS: &[&[&str]] = &[&[
+    "CREATE TABLE posts (
+        id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+        title VARCHAR(200) NOT NULL,
+        body MEDIUMTEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL,
+        version BIGINT NOT NULL DEFAULT 1
+    ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+    "CREATE TABLE comments (
+        id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+        post_id BIGINT NOT NULL,
+        author VARCHAR(80) NOT NULL,
+        body MEDIUMTEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        INDEX comments_by_post (post_id, id),
+        FOREIGN KEY (post_id) REFERENCES posts(id) ON DELETE CASCADE
+    ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+]];
+
+const POST_COLUMNS: &str = "p.id, p.title, p.body, p.created_at, p.updated_at, p.version, \
+     (SELECT COUNT(*) FROM comments c WHERE c.post_id = p.id)";
+
+type PostRow = (i64, String, String, i64, i64, i64, i64);
+type CommentRow = (i64, i64, String, String, i64);
+
+fn post((id, title, body, created_at, updated_at, version, comment_count): PostRow) -> Post {
+    Post {
+        id,
+        title,
+        body,
+        created_at,
+        updated_at,
+        version,
+        comment_count,
+    }
+}
+
+fn comment((id, post_id, author, body, created_at): CommentRow) -> Comment {
+    Comment {
+        id,
+        post_id,
+        author,
+        body,
+        created_at,
+    }
+}
+
+impl From<mysql_async::Error> for StoreError {
+    fn from(error: mysql_async::Error) -> Self {
+        match &error {
+            mysql_async::Error::Io(_) | mysql_async::Error::Driver(_) => {
+                StoreError::Unavailable(error.to_string())
+            }
+            // Too many connections, shutdown in progress, server gone, connection lost.
+            mysql_async::Error::Server(e) if matches!(e.code, 1040 | 1053 | 2006 | 2013) => {
+                StoreError::Unavailable(error.to_string())
+            }
+            _ => StoreError::Database(error.to_string()),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Mysql {
+    pool: Pool,
+}
+
+impl Mysql {
+    /// A pool for `url`; connections are made on demand, so a server that is down now is not an
+    /// error until it is used.
+    pub fn open(url: &str) -> Result<Mysql, StoreError> {
+        let opts = Opts::from_url(url).map_err(|e| StoreError::Url(format!("{url}: {e}")))?;
+        let constraints = PoolConstraints::new(0, 32).unwrap_or_default();
+        let opts = OptsBuilder::from_opts(opts)
+            // Stay on the address given: no switch to a local socket behind the operator's back.
+            .prefer_socket(false)
+            .pool_opts(
+                PoolOpts::default()
+                    .with_constraints(constraints)
+                    .with_inactive_connection_ttl(Duration::from_secs(60)),
+            );
+        Ok(Mysql {
+            pool: Pool::new(opts),
+        })
+    }
+
+    async fn conn(&self) -> Result<mysql_async::Conn, StoreError> {
+        match tokio::time::timeout(CONNECT_WAIT, self.pool.get_conn()).await {
+            Ok(connection) => Ok(connection?),
+            Err(_) => Err(StoreError::Unavailable(
+                "no database connection within 2 s".to_string(),
+            )),
+        }
+    }
+
+    /// Bounds a whole operation in time.
+    async fn bounded<T>(
+        work: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        tokio::time::timeout(OPERATION_WAIT, work)
+            .await
+            .unwrap_or_else(|_| Err(StoreError::Unavailable("database timed out".to_string())))
+    }
+
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        Self::bounded(async {
+            let mut conn = self.conn().await?;
+            // Instances starting side by side migrate one at a time.
+            let locked: Option<i64> = conn
+                .query_first("SELECT GET_LOCK('foobar_migrate', 30)")
+                .await?;
+            if locked != Some(1) {
+                return Err(StoreError::Unavailable(
+                    "another instance holds the migration lock".to_string(),
+                ));
+            }
+            let result = async {
+                conn.query_drop(
+                    "CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL) ENGINE=InnoDB",
+                )
+                .await?;
+                let found: Option<i64> = conn
+                    .query_first("SELECT COALESCE(MAX(version), 0) FROM schema_version")
+                    .await?;
+                let found = found.unwrap_or(0);
+                if found > SCHEMA_VERSION {
+                    return Err(StoreError::SchemaTooNew {
+                        found,
+                        known: SCHEMA_VERSION,
+                    });
+                }
+                for (version, statements) in (1i64..).zip(MIGRATIONS).skip(found as usize) {
+                    for statement in *statements {
+                        conn.query_drop(*statement).await?;
+                    }
+                    conn.exec_drop("INSERT INTO schema_version (version) VALUES (?)", (version,))
+                        .await?;
+                }
+                Ok(())
+            }
+            .await;
+            conn.query_drop("DO RELEASE_LOCK('foobar_migrate')").await?;
+            result
+        })
+        .await
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        Self::bounded(async {
+            let mut conn = self.conn().await?;
+            conn.ping().await?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn list_posts(&self, limit: u32, before: i64) -> Result<Vec<Post>, StoreError> {
+        Self::bounded(async {
+            let mut conn = self.conn().await?;
+            let rows: Vec<PostRow> = conn
+                .exec(
+                    format!(
+                        "SELECT {POST_COLUMNS} FROM posts p WHERE p.id < ? ORDER BY p.id DESC LIMIT ?"
+                    ),
+                    (before, limit),
+                )
+                .await?;
+            Ok(rows.into_iter().map(post).collect())
+        })
+        .await
+    }
+
+    pub async fn get_post(&self, id: i64) -> Result<Post, StoreError> {
+        Self::bounded(async {
+            let mut conn = self.conn().await?;
+            select_post(&mut conn, id).await
+        })
+        .await
+    }
+
+    pub async fn comments(&self, post_id: i64) -> Result<Vec<Comment>, StoreError> {
+        Self::bounded(async {
+            let mut conn = self.conn().await?;
+            let rows: Vec<CommentRow> = conn
+                .exec(
+                    "SELECT id, post_id, author, body, created_at FROM comments \
+                     WHERE post_id = ? ORDER BY id",
+                    (post_id,),
+                )
+                .await?;
+            Ok(rows.into_iter().map(comment).collect())
+        })
+        .await
+    }
+
+    pub async fn create_post(&self, title: &str, body: &str, now: i64) -> Result<Post, StoreError> {
+        Self::bounded(async {
+            let mut conn = self.conn().await?;
+            let mut tx = conn.start_transaction(TxOpts::default()).await?;
+            tx.exec_drop(
+                "INSERT INTO posts (title, body, created_at, updated_at) VALUES (?, ?, ?, ?)",
+                (title, body, now, now),
+            )
+            .await?;
+            let id = tx.last_insert_id().unwrap_or_default() as i64;
+            let post = select_post(&mut tx, id).await?;
+            tx.commit().await?;
+            Ok(post)
+        })
+        .await
+    }
+
+    pub async fn update_post(
+        &self,
+        id: i64,
+        title: &str,
+        body: &str,
+        expected_version: Option<i64>,
+        now: i64,
+    ) -> Result<Post, StoreError> {
+        Self::bounded(async {
+            let mut conn = self.conn().await?;
+            let mut tx = conn.start_transaction(TxOpts::default()).await?;
+            let version: Option<i64> = tx
+                .exec_first("SELECT version FROM posts WHERE id = ? FOR UPDATE", (id,))
+                .await?;
+            let version = version.ok_or(StoreError::NotFound)?;
+            if expected_version.is_some_and(|v| v != version) {
+                return Err(StoreError::Conflict);
+            }
+            tx.exec_drop(
+                "UPDATE posts SET title = ?, body = ?, updated_at = ?, version = version + 1 \
+                 WHERE id = ?",
+                (title, body, now, id),
+            )
+            .await?;
+            let post = select_post(&mut tx, id).await?;
+            tx.commit().await?;
+            Ok(post)
+        })
+        .await
+    }
+
+    pub async fn delete_post(&self, id: i64) -> Result<(), StoreError> {
+        Self::bounded(async {
+            let mut conn = self.conn().await?;
+            let mut tx = conn.start_transaction(TxOpts::default()).await?;
+            tx.exec_drop("DELETE FROM comments WHERE post_id = ?", (id,))
+                .await?;
+            tx.exec_drop("DELETE FROM posts WHERE id = ?", (id,))
+                .await?;
+            if tx.affected_rows() == 0 {
+                return Err(StoreError::NotFound);
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn add_comment(
+        &self,
+        post_id: i64,
+        author: &str,
+        body: &str,
+        now: i64,
+    ) -> Result<Comment, StoreError> {
+        Self::bounded(async {
+            let mut conn = self.conn().await?;
+            let mut tx = conn.start_transaction(TxOpts::default()).await?;
+            let exists: Option<i64> = tx
+                .exec_first("SELECT id FROM posts WHERE id = ? FOR UPDATE", (post_id,))
+                .await?;
+            exists.ok_or(StoreError::NotFound)?;
+            tx.exec_drop(
+                "INSERT INTO comments (post_id, author, body, created_at) VALUES (?, ?, ?, ?)",
+                (post_id, author, body, now),
+            )
+            .await?;
+            let id = tx.last_insert_id().unwrap_or_default() as i64;
+            let row: Option<CommentRow> = tx
+                .exec_first(
+                    "SELECT id, post_id, author, body, created_at FROM comments WHERE id = ?",
+                    (id,),
+                )
+                .await?;
+            let comment = row.map(comment).ok_or(StoreError::NotFound)?;
+            tx.commit().await?;
+            Ok(comment)
+        })
+        .await
+    }
+}
+
+async fn select_post(conn: &mut impl Queryable, id: i64) -> Result<Post, StoreError> {
+    let row: Option<PostRow> = conn
+        .exec_first(
+            format!("SELECT {POST_COLUMNS} FROM posts p WHERE p.id = ?"),
+            (id,),
+        )
+        .await?;
+    row.map(post).ok_or(StoreError::NotFound)
+}
