@@ -7,6 +7,7 @@ mod mysql;
 mod sqlite;
 
 use serde::Serialize;
+use tracing::warn;
 
 pub use self::{mysql::Mysql, sqlite::Sqlite};
 
@@ -80,15 +81,24 @@ macro_rules! dispatch {
 impl Store {
     /// Opens the database named by `url` and brings its schema up to date.
     pub async fn open(url: &str) -> Result<Store, StoreError> {
-        let store = if let Some(path) = url.strip_prefix("sqlite://") {
-            Store::Sqlite(Sqlite::open(path).await?)
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            let store = Store::Sqlite(Sqlite::open(path).await?);
+            store.migrate().await?;
+            Ok(store)
         } else if url.starts_with("mysql://") {
-            Store::Mysql(Mysql::open(url)?)
+            let store = Store::Mysql(Mysql::open(url)?);
+            match store.migrate().await {
+                // A server that is down now gets migrated when it comes back; until then
+                // requests that need it are answered 503.
+                Err(StoreError::Unavailable(detail)) => {
+                    warn!(%detail, "database unavailable at start; serving 503 until it returns");
+                    Ok(store)
+                }
+                other => other.map(|()| store),
+            }
         } else {
-            return Err(StoreError::Url(url.to_string()));
-        };
-        store.migrate().await?;
-        Ok(store)
+            Err(StoreError::Url(url.to_string()))
+        }
     }
 
     pub fn backend(&self) -> &'static str {

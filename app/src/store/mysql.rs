@@ -2,9 +2,11 @@
 //! connection, so an outage turns into quick `Unavailable` errors, and the pool reconnects by
 //! itself when the server is back.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use mysql_async::{Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts, TxOpts, prelude::Queryable};
+
+use tokio::sync::OnceCell;
 
 use super::{Comment, Post, SCHEMA_VERSION, StoreError};
 
@@ -80,6 +82,9 @@ impl From<mysql_async::Error> for StoreError {
 #[derive(Debug, Clone)]
 pub struct Mysql {
     pool: Pool,
+    /// Set once the schema is known to be current; until then every operation tries to get
+    /// there first, so a server that was down at start is migrated when it comes back.
+    migrated: Arc<OnceCell<()>>,
 }
 
 impl Mysql {
@@ -98,10 +103,26 @@ impl Mysql {
             );
         Ok(Mysql {
             pool: Pool::new(opts),
+            migrated: Arc::new(OnceCell::new()),
         })
     }
 
+    /// Brings the schema up to date once; called before every operation.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        self.migrated
+            .get_or_try_init(|| self.migrate_now())
+            .await
+            .map(|_| ())
+    }
+
+    /// A connection for an operation, once the schema is current.
     async fn conn(&self) -> Result<mysql_async::Conn, StoreError> {
+        self.migrate().await?;
+        self.connect().await
+    }
+
+    /// A connection from the pool, waiting at most `CONNECT_WAIT`.
+    async fn connect(&self) -> Result<mysql_async::Conn, StoreError> {
         match tokio::time::timeout(CONNECT_WAIT, self.pool.get_conn()).await {
             Ok(connection) => Ok(connection?),
             Err(_) => Err(StoreError::Unavailable(
@@ -119,9 +140,9 @@ impl Mysql {
             .unwrap_or_else(|_| Err(StoreError::Unavailable("database timed out".to_string())))
     }
 
-    pub async fn migrate(&self) -> Result<(), StoreError> {
+    async fn migrate_now(&self) -> Result<(), StoreError> {
         Self::bounded(async {
-            let mut conn = self.conn().await?;
+            let mut conn = self.connect().await?;
             // Instances starting side by side migrate one at a time.
             let locked: Option<i64> = conn
                 .query_first("SELECT GET_LOCK('foobar_migrate', 30)")
