@@ -47,6 +47,7 @@ pub struct Setup {
     zones: Vec<(String, String)>,
     files: Vec<(String, Vec<u8>)>,
     edge: Vec<String>,
+    app: Vec<String>,
     shipped_site: bool,
 }
 
@@ -71,6 +72,12 @@ impl Setup {
     /// A line for the `[edge]` table, e.g. `header_timeout = 1`.
     pub fn edge(mut self, line: &str) -> Self {
         self.edge.push(line.to_string());
+        self
+    }
+
+    /// A line for the `[app]` table, e.g. `database = "mysql://..."`.
+    pub fn app(mut self, line: &str) -> Self {
+        self.app.push(line.to_string());
         self
     }
 
@@ -107,12 +114,22 @@ impl Setup {
             format!(
                 "state_dir = \"{dir}/data\"\n\
                  [dns]\nlisten = [\"127.0.0.1:0\"]\nzones = \"{dir}/zones\"\n\
-                 [edge]\nhttp = \"127.0.0.1:0\"\nhttps = \"127.0.0.1:0\"\nroot = \"{dir}/public\"\n{edge}\n",
+                 [edge]\nhttp = \"127.0.0.1:0\"\nhttps = \"127.0.0.1:0\"\nroot = \"{dir}/public\"\n{edge}\n\
+                 [app]\n{app}\n",
                 dir = dir.path().display(),
                 edge = self.edge.join("\n"),
+                app = self.app.join("\n"),
             ),
         )
         .unwrap();
+        Foobar::spawn(dir)
+    }
+}
+
+impl Foobar {
+    /// Runs the binary on the configuration in `dir`.
+    fn spawn(dir: tempfile::TempDir) -> Foobar {
+        let config = dir.path().join("foobar.toml");
         let mut child = Command::new(binary())
             .args(["serve", "--config"])
             .arg(&config)
@@ -172,6 +189,24 @@ impl Foobar {
             .unwrap()
             .parse()
             .unwrap()
+    }
+
+    /// Stops the server (SIGTERM) and starts it again on the same folder, config and data.
+    pub fn restart(mut self) -> Foobar {
+        self.signal("TERM");
+        assert!(self.wait().success());
+        let dir = tempfile::TempDir::new().unwrap();
+        let dir = std::mem::replace(&mut self.dir, dir);
+        drop(self);
+        Foobar::spawn(dir)
+    }
+
+    /// The API token the server generated.
+    pub fn api_token(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("data/api-token"))
+            .unwrap()
+            .trim()
+            .to_string()
     }
 
     /// The self-signed certificate the server created, PEM.

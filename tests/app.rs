@@ -1,0 +1,193 @@
+//! The app through the binary: the same API and pages over HTTP/1.1, HTTP/2 and HTTP/3, data
+//! that survives a restart, and a database outage answered with 503 then recovered.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use serde_json::{Value, json};
+use support::{
+    Foobar,
+    web::{Proto, Reply, fetch, get},
+};
+
+fn json_request(method: &str, path: &str, body: &Value, token: Option<&str>) -> Request<Bytes> {
+    let mut request = Request::builder()
+        .method(method)
+        .uri(format!("https://www.foobar.com{path}"))
+        .header("content-type", "application/json");
+    if let Some(token) = token {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    request.body(Bytes::from(body.to_string())).unwrap()
+}
+
+fn json(reply: &Reply) -> Value {
+    serde_json::from_slice(&reply.body).unwrap_or_else(|e| panic!("{e}: {:?}", reply.body))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_over_h3_read_over_h1_page_over_h2_and_survive_a_restart() {
+    let server = Foobar::setup().shipped_site().start();
+    let pem = server.certificate_pem();
+    let token = server.api_token();
+    let post = json!({ "title": "Over QUIC <script>alert(1)</script>", "body": "Sent with HTTP/3." });
+    let created = fetch(Proto::H3, server.https, &pem, json_request("POST", "/api/posts", &post, Some(&token))).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
+    let location = created.header("location").unwrap().to_string();
+    let etag = created.header("etag").unwrap().to_string();
+    let comment = json!({ "author": "ann", "body": "Read it over HTTP/2." });
+    let added = fetch(Proto::H2, server.https, &pem, json_request("POST", &format!("{location}/comments"), &comment, None)).await;
+    assert_eq!(added.status, StatusCode::CREATED);
+
+    let read = fetch(Proto::H1, server.https, &pem, get(&location, &[])).await;
+    assert_eq!(read.status, StatusCode::OK);
+    assert_eq!(read.header("etag"), Some(etag.as_str()));
+    assert_eq!(json(&read)["title"], post["title"]);
+    assert_eq!(json(&read)["comment_count"], 1);
+
+    let id = json(&read)["id"].as_i64().unwrap();
+    let page = fetch(Proto::H2, server.https, &pem, get(&format!("/posts/{id}"), &[])).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let html = String::from_utf8_lossy(&page.body);
+    assert!(html.contains("Over QUIC &#60;script&#62;"), "{html}");
+    assert!(!html.contains("<script>alert(1)"), "escaped on the page");
+    assert!(html.contains("Read it over HTTP/2."));
+    // The app's paths win, everything else is still the static site.
+    let home = fetch(Proto::H2, server.https, &pem, get("/", &[])).await;
+    assert!(String::from_utf8_lossy(&home.body).contains("One server for the whole site"));
+
+    let server = server.restart();
+    let pem = server.certificate_pem();
+    let read = fetch(Proto::H3, server.https, &pem, get(&location, &[])).await;
+    assert_eq!(read.status, StatusCode::OK, "the post survives a restart");
+    assert_eq!(json(&read)["title"], post["title"]);
+    assert_eq!(server.api_token(), token, "the generated token is kept");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_over_the_wire() {
+    let server = Foobar::setup().start();
+    let pem = server.certificate_pem();
+    let token = server.api_token();
+    let post = json!({ "title": "t", "body": "b" });
+    for proto in [Proto::H1, Proto::H2, Proto::H3] {
+        let unauthorized = fetch(proto, server.https, &pem, json_request("POST", "/api/posts", &post, None)).await;
+        assert_eq!(unauthorized.status, StatusCode::UNAUTHORIZED, "{proto:?}");
+        assert!(json(&unauthorized)["error"].is_string());
+        let bad = Request::post("https://www.foobar.com/api/posts")
+            .header("content-type", "application/json")
+            .header("authorization", format!("Bearer {token}"))
+            .body(Bytes::from_static(b"{broken"))
+            .unwrap();
+        assert_eq!(fetch(proto, server.https, &pem, bad).await.status, StatusCode::BAD_REQUEST);
+        let missing = fetch(proto, server.https, &pem, get("/api/posts/424242", &[])).await;
+        assert_eq!(missing.status, StatusCode::NOT_FOUND);
+        assert_eq!(json(&missing)["error"], "post not found");
+        let huge = json!({ "title": "t", "body": "x".repeat(300 * 1024) });
+        let too_large = fetch(proto, server.https, &pem, json_request("POST", "/api/posts", &huge, Some(&token))).await;
+        assert_eq!(too_large.status, StatusCode::PAYLOAD_TOO_LARGE, "{proto:?}");
+    }
+    let created = fetch(Proto::H2, server.https, &pem, json_request("POST", "/api/posts", &post, Some(&token))).await;
+    let location = created.header("location").unwrap().to_string();
+    let mut stale = json_request("PUT", &location, &json!({ "title": "new", "body": "b" }), Some(&token));
+    stale.headers_mut().insert("if-match", "\"1-99\"".parse().unwrap());
+    let reply = fetch(Proto::H1, server.https, &pem, stale).await;
+    assert_eq!(reply.status, StatusCode::PRECONDITION_FAILED);
+}
+
+/// A TCP forwarder the test turns on and off, standing between the app and MariaDB.
+struct Switch {
+    port: u16,
+    to: std::net::SocketAddr,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Switch {
+    fn new(to: std::net::SocketAddr) -> Switch {
+        // Learn a free port, then leave it closed: nothing listens there until `on`.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        Switch { port, to, task: None }
+    }
+
+    async fn on(&mut self) {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port)).await.unwrap();
+        let to = self.to;
+        self.task = Some(tokio::spawn(async move {
+            let mut links = tokio::task::JoinSet::new();
+            while let Ok((mut client, _)) = listener.accept().await {
+                links.spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(to).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+            }
+        }));
+    }
+
+    fn off(&mut self) {
+        // Dropping the task closes the listener and every forwarded connection.
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// A database outage: the app starts against a MySQL address where nothing listens, answers 503
+/// quickly, recovers by itself when the server appears, and keeps acknowledged writes across a
+/// second outage. Needs FOOBAR_TEST_MYSQL_URL (a MariaDB/MySQL server); skipped without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_outage_gives_503_then_recovers_without_losing_writes() {
+    use mysql_async::prelude::Queryable;
+    let Ok(server_url) = std::env::var("FOOBAR_TEST_MYSQL_URL") else {
+        eprintln!("SKIPPED a_database_outage_gives_503_then_recovers_without_losing_writes: FOOBAR_TEST_MYSQL_URL is not set");
+        return;
+    };
+    let name = format!("foobar_outage_{}", std::process::id());
+    let admin = mysql_async::Pool::new(server_url.as_str());
+    let mut conn = admin.get_conn().await.unwrap();
+    conn.query_drop(format!("DROP DATABASE IF EXISTS `{name}`")).await.unwrap();
+    conn.query_drop(format!("CREATE DATABASE `{name}`")).await.unwrap();
+    drop(conn);
+    let opts = mysql_async::Opts::from_url(&server_url).unwrap();
+    let real = std::net::SocketAddr::new(opts.ip_or_hostname().parse().unwrap(), opts.tcp_port());
+    let user = opts.user().unwrap_or("root").to_string();
+    let password = opts.pass().map(|p| format!(":{p}")).unwrap_or_default();
+    let mut switch = Switch::new(real);
+
+    let server = Foobar::setup()
+        .app(&format!("database = \"mysql://{user}{password}@127.0.0.1:{}/{name}\"", switch.port))
+        .start();
+    let pem = server.certificate_pem();
+    let token = server.api_token();
+    let post = json!({ "title": "Kept", "body": "through outages" });
+
+    let started = std::time::Instant::now();
+    let ready = fetch(Proto::H2, server.https, &pem, get("/readyz", &[])).await;
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    let write = fetch(Proto::H2, server.https, &pem, json_request("POST", "/api/posts", &post, Some(&token))).await;
+    assert_eq!(write.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(json(&write)["error"], "database unavailable");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "503s come quickly");
+
+    switch.on().await;
+    let created = fetch(Proto::H2, server.https, &pem, json_request("POST", "/api/posts", &post, Some(&token))).await;
+    assert_eq!(created.status, StatusCode::CREATED, "recovered by itself: {:?}", created.body);
+    let location = created.header("location").unwrap().to_string();
+    assert_eq!(fetch(Proto::H1, server.https, &pem, get("/readyz", &[])).await.status, StatusCode::OK);
+
+    switch.off();
+    let during = fetch(Proto::H3, server.https, &pem, get(&location, &[])).await;
+    assert_eq!(during.status, StatusCode::SERVICE_UNAVAILABLE);
+    switch.on().await;
+    let after = fetch(Proto::H3, server.https, &pem, get(&location, &[])).await;
+    assert_eq!(after.status, StatusCode::OK, "{:?}", after.body);
+    assert_eq!(json(&after)["title"], "Kept", "the acknowledged write survived");
+
+    drop(server);
+    let mut conn = admin.get_conn().await.unwrap();
+    conn.query_drop(format!("DROP DATABASE IF EXISTS `{name}`")).await.unwrap();
+    drop(conn);
+    admin.disconnect().await.unwrap();
+}
