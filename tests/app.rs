@@ -32,13 +32,26 @@ async fn create_over_h3_read_over_h1_page_over_h2_and_survive_a_restart() {
     let server = Foobar::setup().shipped_site().start();
     let pem = server.certificate_pem();
     let token = server.api_token();
-    let post = json!({ "title": "Over QUIC <script>alert(1)</script>", "body": "Sent with HTTP/3." });
-    let created = fetch(Proto::H3, server.https, &pem, json_request("POST", "/api/posts", &post, Some(&token))).await;
+    let post =
+        json!({ "title": "Over QUIC <script>alert(1)</script>", "body": "Sent with HTTP/3." });
+    let created = fetch(
+        Proto::H3,
+        server.https,
+        &pem,
+        json_request("POST", "/api/posts", &post, Some(&token)),
+    )
+    .await;
     assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
     let location = created.header("location").unwrap().to_string();
     let etag = created.header("etag").unwrap().to_string();
     let comment = json!({ "author": "ann", "body": "Read it over HTTP/2." });
-    let added = fetch(Proto::H2, server.https, &pem, json_request("POST", &format!("{location}/comments"), &comment, None)).await;
+    let added = fetch(
+        Proto::H2,
+        server.https,
+        &pem,
+        json_request("POST", &format!("{location}/comments"), &comment, None),
+    )
+    .await;
     assert_eq!(added.status, StatusCode::CREATED);
 
     let read = fetch(Proto::H1, server.https, &pem, get(&location, &[])).await;
@@ -48,7 +61,13 @@ async fn create_over_h3_read_over_h1_page_over_h2_and_survive_a_restart() {
     assert_eq!(json(&read)["comment_count"], 1);
 
     let id = json(&read)["id"].as_i64().unwrap();
-    let page = fetch(Proto::H2, server.https, &pem, get(&format!("/posts/{id}"), &[])).await;
+    let page = fetch(
+        Proto::H2,
+        server.https,
+        &pem,
+        get(&format!("/posts/{id}"), &[]),
+    )
+    .await;
     assert_eq!(page.status, StatusCode::OK);
     let html = String::from_utf8_lossy(&page.body);
     assert!(html.contains("Over QUIC &#60;script&#62;"), "{html}");
@@ -73,7 +92,13 @@ async fn errors_over_the_wire() {
     let token = server.api_token();
     let post = json!({ "title": "t", "body": "b" });
     for proto in [Proto::H1, Proto::H2, Proto::H3] {
-        let unauthorized = fetch(proto, server.https, &pem, json_request("POST", "/api/posts", &post, None)).await;
+        let unauthorized = fetch(
+            proto,
+            server.https,
+            &pem,
+            json_request("POST", "/api/posts", &post, None),
+        )
+        .await;
         assert_eq!(unauthorized.status, StatusCode::UNAUTHORIZED, "{proto:?}");
         assert!(json(&unauthorized)["error"].is_string());
         let bad = Request::post("https://www.foobar.com/api/posts")
@@ -81,18 +106,40 @@ async fn errors_over_the_wire() {
             .header("authorization", format!("Bearer {token}"))
             .body(Bytes::from_static(b"{broken"))
             .unwrap();
-        assert_eq!(fetch(proto, server.https, &pem, bad).await.status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            fetch(proto, server.https, &pem, bad).await.status,
+            StatusCode::BAD_REQUEST
+        );
         let missing = fetch(proto, server.https, &pem, get("/api/posts/424242", &[])).await;
         assert_eq!(missing.status, StatusCode::NOT_FOUND);
         assert_eq!(json(&missing)["error"], "post not found");
         let huge = json!({ "title": "t", "body": "x".repeat(300 * 1024) });
-        let too_large = fetch(proto, server.https, &pem, json_request("POST", "/api/posts", &huge, Some(&token))).await;
+        let too_large = fetch(
+            proto,
+            server.https,
+            &pem,
+            json_request("POST", "/api/posts", &huge, Some(&token)),
+        )
+        .await;
         assert_eq!(too_large.status, StatusCode::PAYLOAD_TOO_LARGE, "{proto:?}");
     }
-    let created = fetch(Proto::H2, server.https, &pem, json_request("POST", "/api/posts", &post, Some(&token))).await;
+    let created = fetch(
+        Proto::H2,
+        server.https,
+        &pem,
+        json_request("POST", "/api/posts", &post, Some(&token)),
+    )
+    .await;
     let location = created.header("location").unwrap().to_string();
-    let mut stale = json_request("PUT", &location, &json!({ "title": "new", "body": "b" }), Some(&token));
-    stale.headers_mut().insert("if-match", "\"1-99\"".parse().unwrap());
+    let mut stale = json_request(
+        "PUT",
+        &location,
+        &json!({ "title": "new", "body": "b" }),
+        Some(&token),
+    );
+    stale
+        .headers_mut()
+        .insert("if-match", "\"1-99\"".parse().unwrap());
     let reply = fetch(Proto::H1, server.https, &pem, stale).await;
     assert_eq!(reply.status, StatusCode::PRECONDITION_FAILED);
 }
@@ -107,12 +154,22 @@ struct Switch {
 impl Switch {
     fn new(to: std::net::SocketAddr) -> Switch {
         // Learn a free port, then leave it closed: nothing listens there until `on`.
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        Switch { port, to, task: None }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        Switch {
+            port,
+            to,
+            task: None,
+        }
     }
 
     async fn on(&mut self) {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port)).await.unwrap();
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
+            .await
+            .unwrap();
         let to = self.to;
         self.task = Some(tokio::spawn(async move {
             let mut links = tokio::task::JoinSet::new();
@@ -141,14 +198,20 @@ impl Switch {
 async fn a_database_outage_gives_503_then_recovers_without_losing_writes() {
     use mysql_async::prelude::Queryable;
     let Ok(server_url) = std::env::var("FOOBAR_TEST_MYSQL_URL") else {
-        eprintln!("SKIPPED a_database_outage_gives_503_then_recovers_without_losing_writes: FOOBAR_TEST_MYSQL_URL is not set");
+        eprintln!(
+            "SKIPPED a_database_outage_gives_503_then_recovers_without_losing_writes: FOOBAR_TEST_MYSQL_URL is not set"
+        );
         return;
     };
     let name = format!("foobar_outage_{}", std::process::id());
     let admin = mysql_async::Pool::new(server_url.as_str());
     let mut conn = admin.get_conn().await.unwrap();
-    conn.query_drop(format!("DROP DATABASE IF EXISTS `{name}`")).await.unwrap();
-    conn.query_drop(format!("CREATE DATABASE `{name}`")).await.unwrap();
+    conn.query_drop(format!("DROP DATABASE IF EXISTS `{name}`"))
+        .await
+        .unwrap();
+    conn.query_drop(format!("CREATE DATABASE `{name}`"))
+        .await
+        .unwrap();
     drop(conn);
     let opts = mysql_async::Opts::from_url(&server_url).unwrap();
     let real = std::net::SocketAddr::new(opts.ip_or_hostname().parse().unwrap(), opts.tcp_port());
@@ -157,7 +220,10 @@ async fn a_database_outage_gives_503_then_recovers_without_losing_writes() {
     let mut switch = Switch::new(real);
 
     let server = Foobar::setup()
-        .app(&format!("database = \"mysql://{user}{password}@127.0.0.1:{}/{name}\"", switch.port))
+        .app(&format!(
+            "database = \"mysql://{user}{password}@127.0.0.1:{}/{name}\"",
+            switch.port
+        ))
         .start();
     let pem = server.certificate_pem();
     let token = server.api_token();
@@ -166,16 +232,41 @@ async fn a_database_outage_gives_503_then_recovers_without_losing_writes() {
     let started = std::time::Instant::now();
     let ready = fetch(Proto::H2, server.https, &pem, get("/readyz", &[])).await;
     assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
-    let write = fetch(Proto::H2, server.https, &pem, json_request("POST", "/api/posts", &post, Some(&token))).await;
+    let write = fetch(
+        Proto::H2,
+        server.https,
+        &pem,
+        json_request("POST", "/api/posts", &post, Some(&token)),
+    )
+    .await;
     assert_eq!(write.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(json(&write)["error"], "database unavailable");
-    assert!(started.elapsed() < std::time::Duration::from_secs(5), "503s come quickly");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "503s come quickly"
+    );
 
     switch.on().await;
-    let created = fetch(Proto::H2, server.https, &pem, json_request("POST", "/api/posts", &post, Some(&token))).await;
-    assert_eq!(created.status, StatusCode::CREATED, "recovered by itself: {:?}", created.body);
+    let created = fetch(
+        Proto::H2,
+        server.https,
+        &pem,
+        json_request("POST", "/api/posts", &post, Some(&token)),
+    )
+    .await;
+    assert_eq!(
+        created.status,
+        StatusCode::CREATED,
+        "recovered by itself: {:?}",
+        created.body
+    );
     let location = created.header("location").unwrap().to_string();
-    assert_eq!(fetch(Proto::H1, server.https, &pem, get("/readyz", &[])).await.status, StatusCode::OK);
+    assert_eq!(
+        fetch(Proto::H1, server.https, &pem, get("/readyz", &[]))
+            .await
+            .status,
+        StatusCode::OK
+    );
 
     switch.off();
     let during = fetch(Proto::H3, server.https, &pem, get(&location, &[])).await;
@@ -183,11 +274,17 @@ async fn a_database_outage_gives_503_then_recovers_without_losing_writes() {
     switch.on().await;
     let after = fetch(Proto::H3, server.https, &pem, get(&location, &[])).await;
     assert_eq!(after.status, StatusCode::OK, "{:?}", after.body);
-    assert_eq!(json(&after)["title"], "Kept", "the acknowledged write survived");
+    assert_eq!(
+        json(&after)["title"],
+        "Kept",
+        "the acknowledged write survived"
+    );
 
     drop(server);
     let mut conn = admin.get_conn().await.unwrap();
-    conn.query_drop(format!("DROP DATABASE IF EXISTS `{name}`")).await.unwrap();
+    conn.query_drop(format!("DROP DATABASE IF EXISTS `{name}`"))
+        .await
+        .unwrap();
     drop(conn);
     admin.disconnect().await.unwrap();
 }

@@ -1,0 +1,53 @@
+//! Request routing through the edge's service stack without sockets: a static file, an app
+//! route, and a 404. Run with `cargo bench --bench edge`.
+
+use std::hint::black_box;
+
+use axum::body::Body;
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use http::Request;
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
+fn routing(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let dir = tempfile::tempdir().expect("temporary folder");
+    std::fs::write(dir.path().join("index.html"), "x".repeat(2048)).expect("page written");
+    let service = runtime.block_on(async {
+        let files = foobar_edge::static_files(dir.path()).expect("static files");
+        let store = foobar_app::Store::open("sqlite://:memory:")
+            .await
+            .expect("store");
+        let app = foobar_app::router(foobar_app::AppState::new(store, "token"));
+        foobar_edge::edge_service(app.fallback_service(files), 8443, 1 << 20)
+    });
+    let mut group = c.benchmark_group("edge");
+    group.throughput(Throughput::Elements(1));
+    for (label, path) in [
+        ("static 2 KB page", "/"),
+        ("app /healthz", "/healthz"),
+        ("static 404", "/missing"),
+    ] {
+        group.bench_function(label, |b| {
+            b.iter(|| {
+                runtime.block_on(async {
+                    let request = Request::get(path).body(Body::empty()).expect("request");
+                    let response = service.clone().oneshot(request).await.expect("infallible");
+                    let body = response
+                        .into_body()
+                        .collect()
+                        .await
+                        .map(|b| b.to_bytes().len());
+                    black_box(body.unwrap_or_default())
+                })
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, routing);
+criterion_main!(benches);
