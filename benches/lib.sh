@@ -1,0 +1,88 @@
+# Shared helpers for the load-comparison scripts. Sourced, not run.
+# Servers run pinned to core 0 and load generators to core 1 (taskset); CPU time is read from
+# /proc for the server's whole process tree, so "per CPU-second" figures stay comparable even
+# when the load generator is the bottleneck.
+
+set -euo pipefail
+
+BENCH_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+SERVER_CORE=${SERVER_CORE:-0}
+CLIENT_CORE=${CLIENT_CORE:-1}
+TICKS=$(getconf CLK_TCK)
+
+# Installs Debian packages that are missing (root; registries only).
+ensure_packages() {
+  local missing=()
+  for package in "$@"; do
+    dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "installing ${missing[*]}" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+}
+
+# Builds the release binary and prints its path.
+foobar_binary() {
+  (cd "$BENCH_ROOT" && cargo build --release -q --bin foobar) >&2
+  echo "$BENCH_ROOT/target/release/foobar"
+}
+
+# Process IDs of PID and all its descendants.
+process_tree() {
+  local pids=("$1") i=0
+  while [ $i -lt ${#pids[@]} ]; do
+    local children
+    children=$(cat /proc/"${pids[$i]}"/task/*/children 2>/dev/null || true)
+    for child in $children; do pids+=("$child"); done
+    i=$((i + 1))
+  done
+  echo "${pids[@]}"
+}
+
+# User plus system CPU seconds used so far by PID and its descendants.
+cpu_seconds() {
+  local total=0
+  for pid in $(process_tree "$1"); do
+    local ticks
+    ticks=$(awk '{print $14 + $15}' /proc/"$pid"/stat 2>/dev/null || echo 0)
+    total=$((total + ticks))
+  done
+  awk -v t="$total" -v hz="$TICKS" 'BEGIN { printf "%.3f", t / hz }'
+}
+
+# Resident memory of PID and its descendants, in MB.
+rss_mb() {
+  local total=0
+  for pid in $(process_tree "$1"); do
+    local kb
+    kb=$(awk '/^VmRSS/ {print $2}' /proc/"$pid"/status 2>/dev/null || echo 0)
+    total=$((total + ${kb:-0}))
+  done
+  awk -v k="$total" 'BEGIN { printf "%.0f", k / 1024 }'
+}
+
+# Waits until TCP PORT on 127.0.0.1 accepts connections (at most 30 s).
+wait_port() {
+  for _ in $(seq 1 300); do
+    if (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  echo "nothing listens on port $1" >&2
+  return 1
+}
+
+# Median, minimum and maximum of the numbers on standard input: "median min max".
+summarize() {
+  sort -g | awk '{ v[NR] = $1 } END {
+    if (NR == 0) { print "0 0 0"; exit }
+    m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+    printf "%.0f %.0f %.0f\n", m, v[1], v[NR] }'
+}
+
+# Stops a server started in the background (by the PID the script recorded).
+stop() {
+  kill "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+}

@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# A large zone side by side: foobar, Knot DNS and NSD load a generated zone of N hosts
+# (1,000,000 hosts = ~1.26M records). Prints the time from start until the last record
+# answers, resident memory after loading, and answers per server CPU-second against it.
+#
+#   benches/zone-scale.sh [--hosts N] [--seconds S]
+source "$(dirname "$0")/lib.sh"
+
+hosts=1000000 seconds=10
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --hosts) hosts=$2; shift 2 ;;
+    --seconds) seconds=$2; shift 2 ;;
+    --smoke) hosts=20000 seconds=2; shift ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+done
+
+ensure_packages knot nsd dnsperf bind9-dnsutils
+foobar=$(foobar_binary)
+work=$(mktemp -d)
+trap 'stop "${pid:-}"; rm -rf "$work"' EXIT
+mkdir -p "$work/zones" "$work/knot" "$work/nsd"
+origin=example.com
+python3 "$BENCH_ROOT/benches/gen-zone.py" "$hosts" "$origin." > "$work/zones/$origin.zone"
+records=$(grep -c -v '^\$' "$work/zones/$origin.zone")
+last="host$((hosts - 1)).$origin"
+python3 - "$hosts" "$origin" > "$work/queries.txt" <<'PY'
+import random, sys
+hosts, origin = int(sys.argv[1]), sys.argv[2]
+rng = random.Random(7)
+for _ in range(100000):
+    print(f"host{rng.randrange(hosts)}.{origin} A")
+PY
+
+port=25360
+cat > "$work/foobar.toml" <<CONF
+state_dir = "$work/state"
+[dns]
+listen = ["127.0.0.1:$port"]
+zones = "$work/zones"
+[edge]
+http = "127.0.0.1:0"
+https = "127.0.0.1:0"
+root = "$BENCH_ROOT/public"
+CONF
+cat > "$work/knot/knot.conf" <<CONF
+server:
+    listen: 127.0.0.1@$port
+    rundir: $work/knot
+    udp-workers: 1
+    tcp-workers: 1
+    background-workers: 1
+database:
+    storage: $work/knot
+log:
+  - target: stderr
+    any: error
+zone:
+  - domain: $origin
+    file: $work/zones/$origin.zone
+    journal-content: none
+    zonefile-load: whole
+CONF
+cat > "$work/nsd/nsd.conf" <<CONF
+server:
+    ip-address: 127.0.0.1@$port
+    server-count: 1
+    username: ""
+    chroot: ""
+    zonesdir: "$work/zones"
+    database: ""
+    zonelistfile: "$work/nsd/zone.list"
+    xfrdfile: "$work/nsd/xfrd.state"
+    pidfile: "$work/nsd/nsd.pid"
+    verbosity: 0
+remote-control:
+    control-enable: no
+zone:
+    name: $origin
+    zonefile: $origin.zone
+CONF
+
+echo "zone: $records records ($hosts hosts)" >&2
+printf '%-7s %10s %10s %16s\n' server "load s" "RSS MB" "answers/CPU-s"
+for server in foobar knot nsd; do
+  start=$(date +%s.%N)
+  case $server in
+    foobar) taskset -c "$SERVER_CORE" "$foobar" serve --config "$work/foobar.toml" 2>"$work/$server.log" & pid=$! ;;
+    knot) taskset -c "$SERVER_CORE" knotd -c "$work/knot/knot.conf" 2>"$work/$server.log" & pid=$! ;;
+    nsd) taskset -c "$SERVER_CORE" nsd -d -c "$work/nsd/nsd.conf" 2>"$work/$server.log" & pid=$! ;;
+  esac
+  until dig +short +time=1 +tries=1 @127.0.0.1 -p "$port" "$last" A 2>/dev/null | grep -q .; do
+    sleep 0.05
+    if ! kill -0 "$pid" 2>/dev/null; then echo "$server exited; see $work/$server.log" >&2; cat "$work/$server.log" >&2; exit 1; fi
+  done
+  loaded=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.2f", e - s }')
+  sleep 1
+  rss=$(rss_mb "$pid")
+  before=$(cpu_seconds "$pid")
+  out=$(taskset -c "$CLIENT_CORE" dnsperf -s 127.0.0.1 -p "$port" -d "$work/queries.txt" -l "$seconds" -c 8 -q 500 -T 1 2>&1)
+  after=$(cpu_seconds "$pid")
+  answered=$(awk '/Queries completed:/ {print $3}' <<<"$out")
+  per_cpu=$(awk -v a="$answered" -v b="$before" -v c="$after" 'BEGIN { d = c - b; printf "%.0f", (d > 0 ? a / d : 0) }')
+  printf '%-7s %10s %10s %16s\n' "$server" "$loaded" "$rss" "$per_cpu"
+  stop "$pid"
+  pid=""
+done
