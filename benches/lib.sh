@@ -33,9 +33,7 @@ foobar_binary() {
 process_tree() {
   local pids=("$1") i=0
   while [ $i -lt ${#pids[@]} ]; do
-    local children
-    children=$(cat /proc/"${pids[$i]}"/task/*/children 2>/dev/null || true)
-    for child in $children; do pids+=("$child"); done
+    for child in $(ps -o pid= --ppid "${pids[$i]}" 2>/dev/null); do pids+=("$child"); done
     i=$((i + 1))
   done
   echo "${pids[@]}"
@@ -46,7 +44,8 @@ cpu_seconds() {
   local total=0
   for pid in $(process_tree "$1"); do
     local ticks
-    ticks=$(awk '{print $14 + $15}' /proc/"$pid"/stat 2>/dev/null || echo 0)
+    # The command name may hold spaces ("nsd: server 1"): count fields after its closing ")".
+    ticks=$(sed 's/.*) //' /proc/"$pid"/stat 2>/dev/null | awk '{print $12 + $13}' || echo 0)
     total=$((total + ticks))
   done
   awk -v t="$total" -v hz="$TICKS" 'BEGIN { printf "%.3f", t / hz }'

@@ -107,22 +107,20 @@ impl Dns {
         }
         for Sockets { udp, tcp } in sockets {
             let addr = udp.local_addr().ok();
-            let udp = tokio::net::UdpSocket::from_std(udp);
-            let tcp = tokio::net::TcpListener::from_std(tcp);
-            let (udp, tcp) = match (udp, tcp, addr) {
-                (Ok(udp), Ok(tcp), Some(addr)) => {
+            let tcp = match (tokio::net::TcpListener::from_std(tcp), addr) {
+                (Ok(tcp), Some(addr)) => {
                     info!(%addr, "dns listening on udp");
                     info!(%addr, "dns listening on tcp");
-                    (udp, tcp)
+                    tcp
                 }
-                (Err(e), _, _) | (_, Err(e), _) => {
+                (Err(e), _) => {
                     return Err(Error::Bind {
-                        proto: "udp/tcp",
+                        proto: "tcp",
                         addr: addr.unwrap_or_else(|| ([0, 0, 0, 0], 0).into()),
                         source: e,
                     });
                 }
-                (_, _, None) => continue,
+                (_, None) => continue,
             };
             tasks.spawn(listener::serve_udp(
                 udp,

@@ -5,7 +5,7 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use arc_swap::ArcSwap;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
-    net::{TcpListener, TcpStream, UdpSocket},
+    net::{TcpListener, TcpStream},
     sync::Semaphore,
     task::JoinSet,
 };
@@ -76,47 +76,72 @@ pub struct Shared {
     pub tcp_idle_timeout: Duration,
 }
 
-/// Serves UDP with one task per core reading from the same socket.
-pub async fn serve_udp(socket: UdpSocket, shared: Shared, shutdown: CancellationToken) {
-    let socket = Arc::new(socket);
+/// How often a blocked UDP worker looks at the shutdown token.
+const UDP_SHUTDOWN_POLL: Duration = Duration::from_millis(200);
+
+/// Serves UDP with one blocking thread per core, all reading the same socket.
+///
+/// Plain blocking `recv_from`/`send_to` rather than the async reactor: each datagram is one
+/// independent request, so readiness polling and task wake-ups would only add work per packet.
+pub async fn serve_udp(socket: std::net::UdpSocket, shared: Shared, shutdown: CancellationToken) {
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
     let mut tasks = JoinSet::new();
     for _ in 0..workers {
-        let socket = socket.clone();
+        let socket = match socket.try_clone() {
+            Ok(socket) => socket,
+            Err(e) => {
+                warn!(error = %e, "udp worker");
+                continue;
+            }
+        };
         let shared = shared.clone();
         let shutdown = shutdown.clone();
-        tasks.spawn(async move {
-            let mut packet = vec![0u8; MAX_MESSAGE];
-            let mut out = Vec::with_capacity(MAX_MESSAGE);
-            loop {
-                let (len, peer) = tokio::select! {
-                    received = socket.recv_from(&mut packet) => match received {
-                        Ok(received) => received,
-                        Err(e) => {
-                            // ICMP errors from earlier sends surface here; keep serving.
-                            debug!(error = %e, "udp receive");
-                            continue;
-                        }
-                    },
-                    () = shutdown.cancelled() => return,
-                };
-                let catalog = shared.catalog.load();
-                let outcome = shared.responder.respond(
-                    &catalog,
-                    &packet[..len],
-                    Transport::Udp,
-                    peer.ip(),
-                    &mut out,
-                );
-                if outcome == Outcome::Reply
-                    && let Err(e) = socket.send_to(&out, peer).await
-                {
-                    debug!(error = %e, %peer, "udp send");
-                }
-            }
-        });
+        tasks.spawn_blocking(move || udp_worker(&socket, &shared, &shutdown));
     }
     while tasks.join_next().await.is_some() {}
+}
+
+fn udp_worker(socket: &std::net::UdpSocket, shared: &Shared, shutdown: &CancellationToken) {
+    if let Err(e) = socket
+        .set_nonblocking(false)
+        .and_then(|()| socket.set_read_timeout(Some(UDP_SHUTDOWN_POLL)))
+    {
+        warn!(error = %e, "udp socket setup");
+        return;
+    }
+    let mut packet = vec![0u8; MAX_MESSAGE];
+    let mut out = Vec::with_capacity(MAX_MESSAGE);
+    while !shutdown.is_cancelled() {
+        let (len, peer) = match socket.recv_from(&mut packet) {
+            Ok(received) => received,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue;
+            }
+            Err(e) => {
+                // ICMP errors from earlier sends surface here; keep serving.
+                debug!(error = %e, "udp receive");
+                continue;
+            }
+        };
+        let catalog = shared.catalog.load();
+        let outcome = shared.responder.respond(
+            &catalog,
+            &packet[..len],
+            Transport::Udp,
+            peer.ip(),
+            &mut out,
+        );
+        if outcome == Outcome::Reply
+            && let Err(e) = socket.send_to(&out, peer)
+        {
+            debug!(error = %e, %peer, "udp send");
+        }
+    }
 }
 
 /// Accepts TCP connections (RFC 7766) up to the configured bound.
