@@ -4,6 +4,9 @@
 # when the load generator is the bottleneck.
 
 set -euo pipefail
+# Turn Ctrl-C and kill into a normal exit, so each script's EXIT trap stops the servers it
+# started.
+trap 'exit 130' INT TERM
 
 BENCH_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SERVER_CORE=${SERVER_CORE:-0}
