@@ -10,6 +10,9 @@ use std::{
     sync::{Arc, Mutex},
 };
 
+/// Zones by origin key; looked up once per label of every query, so with a fast hasher.
+type ZoneMap = hashbrown::HashMap<Box<[u8]>, Arc<Zone>>;
+
 use arc_swap::ArcSwap;
 use tracing::{error, info, warn};
 
@@ -23,7 +26,7 @@ use crate::{
 /// Zones by origin key; immutable once published.
 #[derive(Debug, Default)]
 pub struct Catalog {
-    zones: HashMap<Box<[u8]>, Arc<Zone>>,
+    zones: ZoneMap,
 }
 
 impl Catalog {

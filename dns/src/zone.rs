@@ -4,7 +4,9 @@
 //! structs in sorted arrays that point into it. A lookup is a binary search over the nodes by
 //! canonical key (see [`crate::name`]), with no locks and no allocation.
 
-use std::ops::Range;
+use std::{hash::BuildHasher, ops::Range};
+
+use hashbrown::HashTable;
 
 use crate::name;
 
@@ -61,7 +63,15 @@ pub struct Zone {
     arena: Vec<u8>,
     /// Nodes other than the apex that hold NS records: the zone cuts, in key order.
     cuts: Vec<u32>,
+    /// Node ids by key hash: exact matches (most queries) without a binary search's cache
+    /// misses; the sorted array still answers "what is near this name".
+    index: HashTable<u32>,
     records: usize,
+}
+
+/// The hash of a lookup key (fixed seed: the index is rebuilt, never persisted).
+fn hash_key(key: &[u8]) -> u64 {
+    foldhash::fast::FixedState::with_seed(0x5eed_f00b_a4c0_ffee).hash_one(key)
 }
 
 /// Index of a node in its zone.
@@ -232,6 +242,7 @@ impl Zone {
             sets: Vec::new(),
             arena: Vec::with_capacity(records.bytes.len() * 2 + sorted.keys.len()),
             cuts: Vec::new(),
+            index: HashTable::new(),
             records: 0,
         };
         zone.origin = zone.push_bytes(origin);
@@ -292,6 +303,12 @@ impl Zone {
             }
             at = end;
         }
+        let mut index = HashTable::with_capacity(zone.nodes.len());
+        for id in 0..zone.nodes.len() {
+            let hash = hash_key(zone.key(id));
+            index.insert_unique(hash, id as u32, |&other| hash_key(zone.key(other as usize)));
+        }
+        zone.index = index;
         let soa = zone
             .apex()
             .and_then(|apex| zone.rrset(apex, rtype::SOA))
@@ -348,6 +365,7 @@ impl Zone {
             + self.nodes.capacity() * size_of::<Node>()
             + self.sets.capacity() * size_of::<StoredSet>()
             + self.cuts.capacity() * size_of::<u32>()
+            + self.index.allocation_size()
     }
 
     pub fn apex(&self) -> Option<NodeId> {
@@ -356,8 +374,11 @@ impl Zone {
 
     /// The node with exactly this key, or the index where it would be inserted.
     pub fn find(&self, key: &[u8]) -> Result<NodeId, usize> {
-        self.nodes
-            .binary_search_by(|node| self.node_key(node).cmp(key))
+        let hash = hash_key(key);
+        if let Some(&id) = self.index.find(hash, |&id| self.key(id as usize) == key) {
+            return Ok(id as usize);
+        }
+        Err(self.nodes.partition_point(|node| self.node_key(node) < key))
     }
 
     /// Whether a node exists at or below `key`, starting the search at the index `find` gave.
