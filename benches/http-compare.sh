@@ -51,6 +51,8 @@ wait_port "$port_foobar"
 cert="$work/state/tls/self-signed.crt" key="$work/state/tls/self-signed.key"
 
 cat > "$work/nginx/nginx.conf" <<CONF
+# The files live in a private temporary folder: the worker must run as its owner.
+user root;
 worker_processes 1;
 pid $work/nginx/nginx.pid;
 error_log $work/nginx/error.log;
