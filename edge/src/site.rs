@@ -61,10 +61,11 @@ impl Backend for Direct {
     fn open(&self, path: PathBuf) -> Self::OpenFuture {
         let open = || {
             let file = std::fs::File::open(path)?;
-            let left = file.metadata()?.len();
+            let metadata = file.metadata()?;
             Ok(DirectFile {
                 file,
-                left,
+                left: metadata.len(),
+                metadata,
                 seek: None,
             })
         };
@@ -80,6 +81,8 @@ struct DirectFile {
     file: std::fs::File,
     /// Bytes between the position and the end, so a read prepares no more buffer than it fills.
     left: u64,
+    /// Taken once at open; `ServeDir` asks again for it.
+    metadata: std::fs::Metadata,
     /// The result of the last `start_seek`, handed out by `poll_complete`.
     seek: Option<io::Result<u64>>,
 }
@@ -104,8 +107,7 @@ impl AsyncSeek for DirectFile {
     fn start_seek(mut self: Pin<&mut Self>, position: io::SeekFrom) -> io::Result<()> {
         let result = io::Seek::seek(&mut self.file, position);
         if let Ok(at) = result {
-            let len = self.file.metadata()?.len();
-            self.left = len.saturating_sub(at);
+            self.left = self.metadata.len().saturating_sub(at);
         }
         self.seek = Some(result);
         Ok(())
@@ -124,7 +126,7 @@ impl BackendFile for DirectFile {
     type MetadataFuture<'a> = std::future::Ready<io::Result<std::fs::Metadata>>;
 
     fn metadata(&self) -> Self::MetadataFuture<'_> {
-        std::future::ready(self.file.metadata())
+        std::future::ready(Ok(self.metadata.clone()))
     }
 }
 
@@ -188,14 +190,29 @@ async fn contained(root: &Path, raw_path: &str) -> Containment {
         return Containment::Malformed;
     }
     let mut path = root.to_path_buf();
+    let mut through_link = false;
     for segment in decoded.split('/') {
         match segment {
             "" | "." => {}
             ".." => return Containment::Malformed,
-            name => path.push(name),
+            name => {
+                path.push(name);
+                // Only a symbolic link can lead outside: look at each component below the
+                // (canonical) root, and resolve the whole path only when one is a link. Done in
+                // place, like the file access itself (see `Direct`).
+                if !through_link {
+                    match std::fs::symlink_metadata(&path) {
+                        Ok(meta) => through_link = meta.file_type().is_symlink(),
+                        // Nothing there: ServeDir answers 404.
+                        Err(_) => return Containment::Inside,
+                    }
+                }
+            }
         }
     }
-    // In place, like the file access itself (see `Direct`).
+    if !through_link {
+        return Containment::Inside;
+    }
     match std::fs::canonicalize(&path) {
         Ok(real) if !real.starts_with(root) => Containment::Escapes,
         _ => Containment::Inside,
