@@ -492,3 +492,102 @@ async fn sigterm_finishes_the_request_in_flight_then_exits_zero() {
     let status = server.wait();
     assert!(status.success(), "{status:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_are_closed_and_busy_ones_are_not() {
+    let server = Foobar::setup()
+        .file("large.bin", vec![1u8; 8 * 1024 * 1024])
+        .edge("idle_timeout = 1")
+        .start();
+    let pem = server.certificate_pem();
+    for (proto, alpn) in [(Proto::H1, &b"http/1.1"[..]), (Proto::H2, &b"h2"[..])] {
+        let stream = web::connect(
+            server.https,
+            "www.foobar.com",
+            web::tls_config(&pem, &[alpn]),
+        )
+        .await
+        .unwrap();
+        let io = hyper_util::rt::TokioIo::new(stream);
+        let request = || {
+            let mut request = get("/large.bin", &[]).map(http_body_util::Full::new);
+            request
+                .headers_mut()
+                .insert("host", "www.foobar.com".parse().unwrap());
+            request
+        };
+        // A response that takes longer than the idle timeout to read is not cut off.
+        let (closed, received) = if proto == Proto::H1 {
+            let (mut sender, connection) = hyper::client::conn::http1::handshake(io).await.unwrap();
+            let closed = tokio::spawn(connection);
+            let mut request = request();
+            *request.uri_mut() = "/large.bin".parse().unwrap();
+            let response = sender.send_request(request).await.unwrap();
+            (closed, slow_read(response.into_body()).await)
+        } else {
+            let (mut sender, connection) =
+                hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
+                    .await
+                    .unwrap();
+            let closed = tokio::spawn(connection);
+            let response = sender.send_request(request()).await.unwrap();
+            (closed, slow_read(response.into_body()).await)
+        };
+        assert_eq!(
+            received,
+            8 * 1024 * 1024,
+            "{proto:?}: the busy connection was kept"
+        );
+        // Then, with nothing in flight, the server closes it.
+        let outcome = tokio::time::timeout(Duration::from_secs(5), closed).await;
+        assert!(
+            outcome.is_ok(),
+            "{proto:?}: the idle connection is still open"
+        );
+    }
+}
+
+/// Reads a body slowly, over at least 1.5 s, returning how many bytes arrived.
+async fn slow_read(mut body: hyper::body::Incoming) -> usize {
+    use http_body_util::BodyExt;
+    let start = std::time::Instant::now();
+    let mut received = 0;
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame.unwrap().into_data() {
+            received += data.len();
+        }
+        if start.elapsed() < Duration::from_millis(1500) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    assert!(
+        start.elapsed() >= Duration::from_millis(1000),
+        "read too fast to test"
+    );
+    received
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_limit_wait_for_a_free_slot() {
+    let server = Foobar::setup()
+        .shipped_site()
+        .edge("max_connections = 1")
+        .start();
+    let pem = server.certificate_pem();
+    let config = || web::tls_config(&pem, &[b"h2"]);
+    let first = web::connect(server.https, "www.foobar.com", config())
+        .await
+        .unwrap();
+    let second = tokio::spawn(web::connect(server.https, "www.foobar.com", config()));
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(
+        !second.is_finished(),
+        "a second connection was served beyond the limit of one"
+    );
+    drop(first);
+    let second = tokio::time::timeout(Duration::from_secs(5), second).await;
+    assert!(
+        matches!(second, Ok(Ok(Ok(_)))),
+        "the waiting connection never got the slot"
+    );
+}

@@ -84,15 +84,37 @@ pub async fn serve_https(
                     return;
                 }
             };
+            let activity = Arc::new(Activity::new());
+            let tracked = activity.clone();
             let hyper_service = hyper::service::service_fn(move |request: Request<Incoming>| {
                 let mut request = request.map(Body::new);
                 request.extensions_mut().insert(Peer(peer));
-                service.clone().oneshot(request)
+                let guard = tracked.begin();
+                let response = service.clone().oneshot(request);
+                async move {
+                    let response = response.await?;
+                    // The request counts as active until its response body is done or dropped.
+                    Ok::<_, std::convert::Infallible>(response.map(|body| {
+                        Body::new(Tracked {
+                            body,
+                            _guard: guard,
+                        })
+                    }))
+                }
             });
             let connection = builder
                 .serve_connection_with_upgrades(TokioIo::new(stream), hyper_service)
                 .into_owned();
-            if let Err(e) = watcher.watch(connection).await {
+            let connection = watcher.watch(connection);
+            tokio::pin!(connection);
+            // The idle bound (for HTTP/2 above all: a client that answers pings but sends
+            // nothing would otherwise hold its connection forever): no request in flight for
+            // `idle_timeout` closes the connection; HTTP/1.1's header timeout also covers it.
+            let result = tokio::select! {
+                result = connection.as_mut() => result,
+                () = activity.idle_for(limits.idle_timeout) => Ok(()),
+            };
+            if let Err(e) = result {
                 debug!(%peer, error = %e, "https connection");
             }
             drop(permit);
@@ -190,6 +212,83 @@ fn redirect<B>(request: &Request<B>, https: SocketAddr) -> Response<Body> {
         Err(_) => *response.status_mut() = StatusCode::BAD_REQUEST,
     }
     response
+}
+
+/// Requests in flight on one connection, and when the last one ended.
+struct Activity {
+    in_flight: std::sync::atomic::AtomicUsize,
+    /// Milliseconds since `start` when the connection last went quiet.
+    quiet_since: std::sync::atomic::AtomicU64,
+    start: std::time::Instant,
+}
+
+struct ActiveRequest(Arc<Activity>);
+
+impl Drop for ActiveRequest {
+    fn drop(&mut self) {
+        use std::sync::atomic::Ordering;
+        let now = self.0.start.elapsed().as_millis() as u64;
+        self.0.quiet_since.store(now, Ordering::Relaxed);
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Activity {
+    fn new() -> Self {
+        Activity {
+            in_flight: std::sync::atomic::AtomicUsize::new(0),
+            quiet_since: std::sync::atomic::AtomicU64::new(0),
+            start: std::time::Instant::now(),
+        }
+    }
+
+    fn begin(self: &Arc<Self>) -> ActiveRequest {
+        self.in_flight
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        ActiveRequest(self.clone())
+    }
+
+    /// Completes once no request has been in flight for `limit`.
+    async fn idle_for(&self, limit: Duration) {
+        use std::sync::atomic::Ordering;
+        loop {
+            let quiet = Duration::from_millis(self.quiet_since.load(Ordering::Relaxed));
+            let busy = self.in_flight.load(Ordering::Relaxed) > 0;
+            let deadline = quiet + limit;
+            let now = self.start.elapsed();
+            if !busy && now >= deadline {
+                return;
+            }
+            let wait = if busy { limit } else { deadline - now };
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+/// A response body that keeps its request counted as active until it is finished or dropped.
+struct Tracked {
+    body: Body,
+    _guard: ActiveRequest,
+}
+
+impl http_body::Body for Tracked {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, axum::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
 }
 
 #[cfg(test)]
