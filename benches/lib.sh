@@ -83,6 +83,52 @@ summarize() {
     printf "%.0f %.0f %.0f\n", m, v[1], v[NR] }'
 }
 
+# Writes a Knot DNS configuration serving ORIGIN from ZONE_FILE on 127.0.0.1@PORT, one worker.
+write_knot_conf() { # write_knot_conf DIR PORT ORIGIN ZONE_FILE
+  cat > "$1/knot.conf" <<CONF
+server:
+    listen: 127.0.0.1@$2
+    rundir: $1
+    udp-workers: 1
+    tcp-workers: 1
+    background-workers: 1
+database:
+    storage: $1
+log:
+  - target: stderr
+    any: error
+zone:
+  - domain: $3
+    file: $4
+    journal-content: none
+    zonefile-load: whole
+CONF
+}
+
+# Writes an NSD configuration serving ORIGIN from ZONES_DIR/ORIGIN.zone on 127.0.0.1@PORT.
+write_nsd_conf() { # write_nsd_conf DIR PORT ORIGIN ZONES_DIR
+  cat > "$1/nsd.conf" <<CONF
+server:
+    ip-address: 127.0.0.1@$2
+    server-count: 1
+    username: ""
+    chroot: ""
+    zonesdir: "$4"
+    database: ""
+    zonelistfile: "$1/zone.list"
+    xfrdfile: "$1/xfrd.state"
+    pidfile: "$1/nsd.pid"
+    verbosity: 0
+    # Response rate limiting would cap a single-client benchmark at a few hundred answers/s.
+    rrl-ratelimit: 0
+remote-control:
+    control-enable: no
+zone:
+    name: $3
+    zonefile: $3.zone
+CONF
+}
+
 # Stops a server started in the background (by the PID the script recorded).
 stop() {
   kill "$1" 2>/dev/null || true

@@ -44,44 +44,8 @@ http = "127.0.0.1:0"
 https = "127.0.0.1:0"
 root = "$BENCH_ROOT/public"
 CONF
-cat > "$work/knot/knot.conf" <<CONF
-server:
-    listen: 127.0.0.1@$port
-    rundir: $work/knot
-    udp-workers: 1
-    tcp-workers: 1
-    background-workers: 1
-database:
-    storage: $work/knot
-log:
-  - target: stderr
-    any: error
-zone:
-  - domain: $origin
-    file: $work/zones/$origin.zone
-    journal-content: none
-    zonefile-load: whole
-CONF
-cat > "$work/nsd/nsd.conf" <<CONF
-server:
-    ip-address: 127.0.0.1@$port
-    server-count: 1
-    username: ""
-    chroot: ""
-    zonesdir: "$work/zones"
-    database: ""
-    zonelistfile: "$work/nsd/zone.list"
-    xfrdfile: "$work/nsd/xfrd.state"
-    pidfile: "$work/nsd/nsd.pid"
-    verbosity: 0
-    # Response rate limiting would cap a single-client benchmark at a few hundred answers/s.
-    rrl-ratelimit: 0
-remote-control:
-    control-enable: no
-zone:
-    name: $origin
-    zonefile: $origin.zone
-CONF
+write_knot_conf "$work/knot" $port "$origin" "$work/zones/$origin.zone"
+write_nsd_conf "$work/nsd" $port "$origin" "$work/zones"
 
 echo "zone: $records records ($hosts hosts)" >&2
 printf '%-7s %10s %10s %16s\n' server "load s" "RSS MB" "answers/CPU-s"

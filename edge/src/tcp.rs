@@ -10,7 +10,10 @@ use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
     server::{conn::auto, graceful::GracefulShutdown},
 };
-use tokio::{net::TcpListener, sync::Semaphore};
+use tokio::{
+    net::{TcpListener, TcpStream},
+    sync::{OwnedSemaphorePermit, Semaphore},
+};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tower::ServiceExt;
@@ -51,19 +54,8 @@ pub async fn serve_https(
         .keep_alive_timeout(Duration::from_secs(20));
     let builder = Arc::new(builder);
     loop {
-        let Some(permit) = acquire(&slots, &shutdown).await else {
+        let Some((permit, stream, peer)) = accept(&listener, &slots, &shutdown).await else {
             break;
-        };
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    warn!(error = %e, "https accept");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = shutdown.cancelled() => break,
         };
         let tls = tls.clone();
         let service = service.clone();
@@ -124,13 +116,28 @@ pub async fn serve_https(
     graceful.shutdown().await;
 }
 
-async fn acquire(
+/// The next connection, once a connection slot is free; `None` at shutdown.
+async fn accept(
+    listener: &TcpListener,
     slots: &Arc<Semaphore>,
     shutdown: &CancellationToken,
-) -> Option<tokio::sync::OwnedSemaphorePermit> {
-    tokio::select! {
-        permit = slots.clone().acquire_owned() => permit.ok(),
-        () = shutdown.cancelled() => None,
+) -> Option<(OwnedSemaphorePermit, TcpStream, SocketAddr)> {
+    let permit = tokio::select! {
+        permit = slots.clone().acquire_owned() => permit.ok()?,
+        () = shutdown.cancelled() => return None,
+    };
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => return Some((permit, stream, peer)),
+                Err(e) => {
+                    // Out of file descriptors and the like: back off, keep the slot.
+                    warn!(error = %e, addr = ?listener.local_addr().ok(), "accept");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            () = shutdown.cancelled() => return None,
+        }
     }
 }
 
@@ -150,19 +157,8 @@ pub async fn serve_redirect(
         .header_read_timeout(limits.header_timeout)
         .max_buf_size(limits.max_header_bytes.max(8192));
     loop {
-        let Some(permit) = acquire(&slots, &shutdown).await else {
+        let Some((permit, stream, peer)) = accept(&listener, &slots, &shutdown).await else {
             break;
-        };
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    warn!(error = %e, "http accept");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = shutdown.cancelled() => break,
         };
         let connection = builder.serve_connection(
             TokioIo::new(stream),
