@@ -7,10 +7,7 @@
 
 mod config;
 
-use std::{
-    net::SocketAddr,
-    path::{Path, PathBuf},
-};
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use foobar_dns::Dns;
@@ -33,16 +30,6 @@ pub struct Loaded {
 pub struct Bound {
     dns: Vec<foobar_dns::Sockets>,
     edge: foobar_edge::Sockets,
-}
-
-impl Bound {
-    /// The addresses the DNS listeners got (the real port where the config said 0).
-    pub fn dns_addrs(&self) -> Vec<SocketAddr> {
-        self.dns
-            .iter()
-            .filter_map(|s| s.local_addr().ok())
-            .collect()
-    }
 }
 
 /// Loads and validates everything the configuration names: zones, the certificate (created

@@ -64,10 +64,6 @@ impl Dns {
         Ok(Dns { zones, shared })
     }
 
-    pub fn zones(&self) -> &Arc<Zones> {
-        &self.zones
-    }
-
     /// The origins of the zones served now, as text without the final dot (`foobar.com`).
     pub fn origins(&self) -> Vec<String> {
         let catalog = self.zones.catalog();

@@ -16,11 +16,9 @@ pub const CD: u16 = 0x0010;
 pub mod rcode {
     pub const NOERROR: u8 = 0;
     pub const FORMERR: u8 = 1;
-    pub const SERVFAIL: u8 = 2;
     pub const NXDOMAIN: u8 = 3;
     pub const NOTIMP: u8 = 4;
     pub const REFUSED: u8 = 5;
-    pub const NOTAUTH: u8 = 9;
     pub const BADVERS: u16 = 16;
 }
 
@@ -100,10 +98,6 @@ impl<'b> Writer<'b> {
 
     pub fn is_empty(&self) -> bool {
         self.buf.is_empty()
-    }
-
-    pub fn count(&self, section: Section) -> u16 {
-        self.counts[section as usize]
     }
 
     /// Lowers the size limit, e.g. to keep room for an OPT record at the end.
