@@ -24,45 +24,34 @@ work=$(mktemp -d)
 database="foobar_bench_$$"
 server="${mysql%/*}"
 pid=""
-cleanup() {
-  [ -n "$pid" ] && stop "$pid"
-  python3 - "$server" "$database" <<'PY' || true
+# Runs SQL on the MySQL server of the URL given (mysql://user[:password]@host[:port]/...).
+mysql_admin() { # mysql_admin SQL
+  python3 - "$server" "$1" <<'PY'
 import subprocess, sys, urllib.parse
 url = urllib.parse.urlparse(sys.argv[1])
-args = ["mariadb", "-h", url.hostname or "127.0.0.1", "-P", str(url.port or 3306), "-u", url.username or "root"]
-if url.password: args.append(f"-p{url.password}")
-subprocess.run(args + ["-e", f"DROP DATABASE IF EXISTS `{sys.argv[2]}`"], check=False)
+args = ["mariadb", "-h", url.hostname or "127.0.0.1", "-P", str(url.port or 3306),
+        "-u", url.username or "root"]
+if url.password:
+    args.append(f"-p{url.password}")
+subprocess.run(args + ["-e", sys.argv[2]], check=True)
 PY
+}
+cleanup() {
+  [ -n "$pid" ] && stop "$pid"
+  mysql_admin "DROP DATABASE IF EXISTS \`$database\`" || true
   rm -rf "$work"
 }
 trap cleanup EXIT
 mkdir -p "$work/zones"
 cp "$BENCH_ROOT/zones/foobar.com.zone" "$work/zones/"
-python3 - "$server" "$database" <<'PY'
-import subprocess, sys, urllib.parse
-url = urllib.parse.urlparse(sys.argv[1])
-args = ["mariadb", "-h", url.hostname or "127.0.0.1", "-P", str(url.port or 3306), "-u", url.username or "root"]
-if url.password: args.append(f"-p{url.password}")
-subprocess.run(args + ["-e", f"CREATE DATABASE `{sys.argv[2]}` CHARACTER SET utf8mb4"], check=True)
-PY
+mysql_admin "CREATE DATABASE \`$database\` CHARACTER SET utf8mb4"
 
 port=28543
 # Runs foobar with DATABASE_URL, seeds a post with comments, loads PATH; prints
 # "requests/s requests/CPU-s p99_ms".
 measure() { # measure DATABASE_URL PATH
-  cat > "$work/foobar.toml" <<CONF
-state_dir = "$work/state"
-[dns]
-listen = ["127.0.0.1:0"]
-zones = "$work/zones"
-[edge]
-http = "127.0.0.1:0"
-https = "127.0.0.1:$port"
-root = "$BENCH_ROOT/public"
-[app]
-database = "$1"
-api_token = "bench"
-CONF
+  write_foobar_conf "$work" 0 "$port" "$BENCH_ROOT/public" \
+    "$(printf '[app]\ndatabase = "%s"\napi_token = "bench"' "$1")"
   RUST_LOG=warn taskset -c "$SERVER_CORE" "$foobar" serve --config "$work/foobar.toml" 2>>"$work/foobar.log" & pid=$!
   wait_port "$port"
   if ! curl -sk "https://127.0.0.1:$port/api/posts/1" | grep -q '"id":1'; then

@@ -55,16 +55,7 @@ if [ -z "$queries_file" ]; then
 fi
 
 port_foobar=25353 port_knot=25354 port_nsd=25355
-cat > "$work/foobar.toml" <<CONF
-state_dir = "$work/state"
-[dns]
-listen = ["127.0.0.1:$port_foobar"]
-zones = "$work/zones"
-[edge]
-http = "127.0.0.1:0"
-https = "127.0.0.1:0"
-root = "$BENCH_ROOT/public"
-CONF
+write_foobar_conf "$work" "$port_foobar" 0 "$BENCH_ROOT/public"
 write_knot_conf "$work/knot" $port_knot "$origin" "$work/zones/$origin.zone"
 write_nsd_conf "$work/nsd" $port_nsd "$origin" "$work/zones"
 

@@ -34,16 +34,7 @@ head -c 2048 /dev/zero | tr '\0' 'a' > "$work/site/page.html"
 head -c 1048576 /dev/urandom > "$work/site/file.bin"
 
 port_foobar=28443 port_nginx=28444 port_caddy=28445
-cat > "$work/foobar.toml" <<CONF
-state_dir = "$work/state"
-[dns]
-listen = ["127.0.0.1:0"]
-zones = "$work/zones"
-[edge]
-http = "127.0.0.1:0"
-https = "127.0.0.1:$port_foobar"
-root = "$work/site"
-CONF
+write_foobar_conf "$work" 0 "$port_foobar" "$work/site"
 # foobar creates the self-signed certificate that all three then serve.
 taskset -c "$SERVER_CORE" "$foobar" serve --config "$work/foobar.toml" 2>"$work/foobar.log" & pid_foobar=$!
 pids="$pid_foobar"

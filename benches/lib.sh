@@ -83,6 +83,22 @@ summarize() {
     printf "%.0f %.0f %.0f\n", m, v[1], v[NR] }'
 }
 
+# Writes WORK/foobar.toml: state in WORK/state, zones from WORK/zones, DNS on DNS_PORT, HTTPS on
+# HTTPS_PORT (0: any free port), static files from ROOT, then EXTRA lines (e.g. an [app] table).
+write_foobar_conf() { # write_foobar_conf WORK DNS_PORT HTTPS_PORT ROOT [EXTRA]
+  cat > "$1/foobar.toml" <<CONF
+state_dir = "$1/state"
+[dns]
+listen = ["127.0.0.1:$2"]
+zones = "$1/zones"
+[edge]
+http = "127.0.0.1:0"
+https = "127.0.0.1:$3"
+root = "$4"
+${5:-}
+CONF
+}
+
 # Writes a Knot DNS configuration serving ORIGIN from ZONE_FILE on 127.0.0.1@PORT, one worker.
 write_knot_conf() { # write_knot_conf DIR PORT ORIGIN ZONE_FILE
   cat > "$1/knot.conf" <<CONF

@@ -34,16 +34,7 @@ for _ in range(100000):
 PY
 
 port=25360
-cat > "$work/foobar.toml" <<CONF
-state_dir = "$work/state"
-[dns]
-listen = ["127.0.0.1:$port"]
-zones = "$work/zones"
-[edge]
-http = "127.0.0.1:0"
-https = "127.0.0.1:0"
-root = "$BENCH_ROOT/public"
-CONF
+write_foobar_conf "$work" "$port" 0 "$BENCH_ROOT/public"
 write_knot_conf "$work/knot" $port "$origin" "$work/zones/$origin.zone"
 write_nsd_conf "$work/nsd" $port "$origin" "$work/zones"
 

@@ -155,16 +155,16 @@ impl Service<Request<Body>> for StaticFiles {
     }
 
     fn call(&mut self, request: Request<Body>) -> Self::Future {
-        let files = self.files.clone();
-        let files = std::mem::replace(&mut self.files, files);
-        let root = self.root.clone();
-        Box::pin(async move {
-            match contained(&root, request.uri().path()).await {
-                Containment::Inside => files.oneshot(request).await,
-                Containment::Malformed => Ok(plain(StatusCode::BAD_REQUEST, "bad request path\n")),
-                Containment::Escapes => Ok(plain(StatusCode::NOT_FOUND, "not found\n")),
+        let refusal = match contained(&self.root, request.uri().path()) {
+            Containment::Inside => {
+                let files = self.files.clone();
+                let files = std::mem::replace(&mut self.files, files);
+                return Box::pin(files.oneshot(request));
             }
-        })
+            Containment::Malformed => plain(StatusCode::BAD_REQUEST, "bad request path\n"),
+            Containment::Escapes => plain(StatusCode::NOT_FOUND, "not found\n"),
+        };
+        Box::pin(std::future::ready(Ok(refusal)))
     }
 }
 
@@ -178,7 +178,7 @@ enum Containment {
 
 /// Checks a request path before it reaches `ServeDir`: refuses `..` (plain or percent-encoded),
 /// `%2f`, `%5c`, backslashes and NUL, and resolves symlinks so that no link leads outside.
-async fn contained(root: &Path, raw_path: &str) -> Containment {
+fn contained(root: &Path, raw_path: &str) -> Containment {
     let lower = raw_path.to_ascii_lowercase();
     if lower.contains("%2f") || lower.contains("%5c") || lower.contains("%00") {
         return Containment::Malformed;

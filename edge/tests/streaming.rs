@@ -90,16 +90,46 @@ fn tokio_stream_from(
     futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx).map(|f| f.map(Ok)))
 }
 
-#[tokio::test]
-async fn http2_streams_both_ways_with_trailers() {
-    let server = echo_server().await;
+/// A TLS connection to the echo server offering `alpn`, wrapped for hyper.
+async fn connect(
+    server: &Running,
+    alpn: &[u8],
+) -> TokioIo<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
     let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-    let stream = tokio_rustls::TlsConnector::from(Arc::new(tls(&server.pem, b"h2")))
+    let stream = tokio_rustls::TlsConnector::from(Arc::new(tls(&server.pem, alpn)))
         .connect(ServerName::try_from("www.foobar.com").unwrap(), tcp)
         .await
         .unwrap();
+    TokioIo::new(stream)
+}
+
+/// The next frame of a response body, within the test's patience.
+async fn next_frame(body: &mut hyper::body::Incoming) -> Frame<Bytes> {
+    tokio::time::timeout(WAIT, body.frame())
+        .await
+        .expect("a frame in time")
+        .expect("a frame")
+        .unwrap()
+}
+
+/// Sends `request` whose body the test feeds through `tx`, after feeding it a first chunk;
+/// returns the response body once its headers arrived.
+async fn start_echo<F>(send: F, tx: &mpsc::Sender<Frame<Bytes>>) -> hyper::body::Incoming
+where
+    F: Future<Output = hyper::Result<Response<hyper::body::Incoming>>>,
+{
+    tx.send(Frame::data(Bytes::from_static(b"first")))
+        .await
+        .unwrap();
+    let response = tokio::time::timeout(WAIT, send).await.unwrap().unwrap();
+    response.into_body()
+}
+
+#[tokio::test]
+async fn http2_streams_both_ways_with_trailers() {
+    let server = echo_server().await;
     let (mut sender, connection) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), connect(&server, b"h2").await)
             .await
             .unwrap();
     tokio::spawn(connection);
@@ -107,71 +137,36 @@ async fn http2_streams_both_ways_with_trailers() {
     let request = Request::post("https://www.foobar.com/echo")
         .body(body)
         .unwrap();
-    tx.send(Frame::data(Bytes::from_static(b"first")))
-        .await
-        .unwrap();
-    let response = tokio::time::timeout(WAIT, sender.send_request(request))
-        .await
-        .unwrap()
-        .unwrap();
-    let mut echoed = response.into_body();
+    let mut echoed = start_echo(sender.send_request(request), &tx).await;
     // The echo of the first chunk arrives while the request is still open.
-    let first = tokio::time::timeout(WAIT, echoed.frame())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    assert_eq!(first.into_data().unwrap(), "first");
+    assert_eq!(next_frame(&mut echoed).await.into_data().unwrap(), "first");
     tx.send(Frame::data(Bytes::from_static(b"second")))
         .await
         .unwrap();
-    let second = tokio::time::timeout(WAIT, echoed.frame())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    assert_eq!(second.into_data().unwrap(), "second");
+    assert_eq!(next_frame(&mut echoed).await.into_data().unwrap(), "second");
     tx.send(Frame::trailers(trailers())).await.unwrap();
     drop(tx);
-    let last = tokio::time::timeout(WAIT, echoed.frame())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    assert_eq!(last.into_trailers().unwrap(), trailers());
+    assert_eq!(
+        next_frame(&mut echoed).await.into_trailers().unwrap(),
+        trailers()
+    );
 }
 
 #[tokio::test]
 async fn http1_streams_a_chunked_body_back() {
     let server = echo_server().await;
-    let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-    let stream = tokio_rustls::TlsConnector::from(Arc::new(tls(&server.pem, b"http/1.1")))
-        .connect(ServerName::try_from("www.foobar.com").unwrap(), tcp)
-        .await
-        .unwrap();
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(connect(&server, b"http/1.1").await)
+            .await
+            .unwrap();
     tokio::spawn(connection);
     let (tx, body) = channel_body();
     let request = Request::post("/echo")
         .header("host", "www.foobar.com")
         .body(body)
         .unwrap();
-    tx.send(Frame::data(Bytes::from_static(b"first")))
-        .await
-        .unwrap();
-    let response = tokio::time::timeout(WAIT, sender.send_request(request))
-        .await
-        .unwrap()
-        .unwrap();
-    let mut echoed = response.into_body();
-    let first = tokio::time::timeout(WAIT, echoed.frame())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    assert_eq!(first.into_data().unwrap(), "first");
+    let mut echoed = start_echo(sender.send_request(request), &tx).await;
+    assert_eq!(next_frame(&mut echoed).await.into_data().unwrap(), "first");
     tx.send(Frame::data(Bytes::from_static(b"second")))
         .await
         .unwrap();
