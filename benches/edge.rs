@@ -17,7 +17,7 @@ fn routing(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("temporary folder");
     std::fs::write(dir.path().join("index.html"), "x".repeat(2048)).expect("page written");
     let service = runtime.block_on(async {
-        let files = foobar_edge::static_files(dir.path()).expect("static files");
+        let files = foobar_edge::static_files(dir.path(), 0).expect("static files");
         let store = foobar_app::Store::open("sqlite://:memory:")
             .await
             .expect("store");

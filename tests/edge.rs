@@ -228,6 +228,57 @@ async fn directories_not_found_and_head() {
     }
 }
 
+/// Small files are answered from memory once read; an edit in place, a save by rename, a new
+/// file and a removal must each be served at once all the same, on every protocol.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edits_to_static_files_are_served_at_once() {
+    let server = site();
+    let pem = server.certificate_pem();
+    let root = server.dir.path().join("public");
+    let served = |path: &'static str, want: &'static str| {
+        let pem = pem.clone();
+        async move {
+            let start = std::time::Instant::now();
+            loop {
+                let mut bodies = Vec::new();
+                for proto in ALL {
+                    let reply = fetch(proto, server.https, &pem, get(path, &[])).await;
+                    bodies.push((
+                        reply.status,
+                        String::from_utf8_lossy(&reply.body).into_owned(),
+                    ));
+                }
+                if bodies.iter().all(|(status, body)| match want {
+                    "404" => *status == StatusCode::NOT_FOUND,
+                    _ => *status == StatusCode::OK && body == want,
+                }) {
+                    return start.elapsed();
+                }
+                assert!(
+                    start.elapsed() < Duration::from_secs(2),
+                    "{path}: want {want:?}, got {bodies:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    std::fs::write(root.join("note.txt"), "one").unwrap();
+    served("/note.txt", "one").await;
+    // Again, now from memory.
+    served("/note.txt", "one").await;
+    std::fs::write(root.join("note.txt"), "two").unwrap();
+    let took = served("/note.txt", "two").await;
+    println!("edit in place served after {took:?}");
+    support::save_by_rename(&root.join("note.txt"), "three");
+    served("/note.txt", "three").await;
+    std::fs::remove_file(root.join("note.txt")).unwrap();
+    served("/note.txt", "404").await;
+    std::fs::create_dir(root.join("new")).unwrap();
+    served("/new/page.txt", "404").await;
+    std::fs::write(root.join("new/page.txt"), "fresh").unwrap();
+    served("/new/page.txt", "fresh").await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_path_escapes_the_root() {
     let server = site();

@@ -12,6 +12,9 @@ pub struct Config {
     pub https: SocketAddr,
     /// Folder of static files.
     pub root: PathBuf,
+    /// Bytes of small static files' responses kept in memory (0: none). Any change under
+    /// `root` empties it.
+    pub file_cache_bytes: usize,
     /// PEM certificate chain; without `cert` and `key` a self-signed certificate is used.
     pub cert: Option<PathBuf>,
     /// PEM private key for `cert`.
@@ -38,6 +41,7 @@ impl Default for Config {
             http: SocketAddr::from(([127, 0, 0, 1], 8080)),
             https: SocketAddr::from(([127, 0, 0, 1], 8443)),
             root: PathBuf::from("public"),
+            file_cache_bytes: 64 * 1024 * 1024,
             cert: None,
             key: None,
             max_connections: 10_000,

@@ -12,6 +12,7 @@
 //!
 //! The edge knows nothing of DNS or SQL: it is handed a service and serves it.
 
+mod cache;
 mod config;
 mod error;
 mod h3;

@@ -8,6 +8,7 @@ use std::{
     io,
     path::{Path, PathBuf},
     pin::Pin,
+    sync::Arc,
     task::{Context, Poll},
 };
 
@@ -16,14 +17,20 @@ use tower_http::services::fs::{Backend, File as BackendFile};
 
 use axum::body::Body;
 use http::{Request, Response, StatusCode, header};
+use http_body_util::BodyExt;
 use tower::{Service, ServiceExt, util::BoxCloneSyncService};
 use tower_http::services::{ServeDir, ServeFile};
+use tracing::warn;
 
-use crate::error::Error;
+use crate::{
+    cache::{ResponseCache, Ticket},
+    error::Error,
+};
 
 /// The static files under `root`, as one service. Unknown paths get `root/404.html` (if there is
-/// one) with status 404.
-pub fn static_files(root: &Path) -> Result<StaticFiles, Error> {
+/// one) with status 404. Up to `cache_bytes` of small files' responses are kept in memory (0
+/// turns that off).
+pub fn static_files(root: &Path, cache_bytes: usize) -> Result<StaticFiles, Error> {
     let canonical = std::fs::canonicalize(root).map_err(|source| Error::Root {
         path: root.to_path_buf(),
         source,
@@ -38,6 +45,7 @@ pub fn static_files(root: &Path) -> Result<StaticFiles, Error> {
     let files =
         ServiceExt::<Request<Body>>::map_response(files, |response| response.map(Body::new));
     Ok(StaticFiles {
+        cache: ResponseCache::new(&canonical, cache_bytes).map(Arc::new),
         root: canonical,
         files: BoxCloneSyncService::new(files),
     })
@@ -134,6 +142,7 @@ impl BackendFile for DirectFile {
 #[derive(Clone)]
 pub struct StaticFiles {
     root: PathBuf,
+    cache: Option<Arc<ResponseCache>>,
     files: BoxCloneSyncService<Request<Body>, Response<Body>, Infallible>,
 }
 
@@ -141,6 +150,7 @@ impl std::fmt::Debug for StaticFiles {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StaticFiles")
             .field("root", &self.root)
+            .field("cache", &self.cache.is_some())
             .finish()
     }
 }
@@ -155,17 +165,63 @@ impl Service<Request<Body>> for StaticFiles {
     }
 
     fn call(&mut self, request: Request<Body>) -> Self::Future {
+        // A kept response passed this guard when it was read, and any change under the root
+        // since would have emptied the cache.
+        if let Some(hit) = self.cache.as_ref().and_then(|cache| cache.get(&request)) {
+            return Box::pin(std::future::ready(Ok(hit.response())));
+        }
         let refusal = match contained(&self.root, request.uri().path()) {
             Containment::Inside => {
                 let files = self.files.clone();
                 let files = std::mem::replace(&mut self.files, files);
-                return Box::pin(files.oneshot(request));
+                let kept = self
+                    .cache
+                    .as_ref()
+                    .and_then(|cache| Some((cache.clone(), cache.ticket(&request)?)));
+                return match kept {
+                    Some((cache, ticket)) => Box::pin(read_and_keep(files, request, cache, ticket)),
+                    None => Box::pin(files.oneshot(request)),
+                };
             }
             Containment::Malformed => plain(StatusCode::BAD_REQUEST, "bad request path\n"),
             Containment::Escapes => plain(StatusCode::NOT_FOUND, "not found\n"),
         };
         Box::pin(std::future::ready(Ok(refusal)))
     }
+}
+
+/// Answers a miss through `ServeDir` and keeps the response if it is a small 200.
+async fn read_and_keep(
+    files: BoxCloneSyncService<Request<Body>, Response<Body>, Infallible>,
+    request: Request<Body>,
+    cache: Arc<ResponseCache>,
+    ticket: Ticket,
+) -> Result<Response<Body>, Infallible> {
+    let path = request.uri().path().to_string();
+    let accept_encoding = request.headers().get(header::ACCEPT_ENCODING).cloned();
+    let response = files.oneshot(request).await?;
+    if !cache.wants(&response) {
+        return Ok(response);
+    }
+    let (parts, body) = response.into_parts();
+    let body = match body.collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) => {
+            warn!(%path, error = %e, "reading a static file");
+            return Ok(plain(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the file could not be read\n",
+            ));
+        }
+    };
+    cache.insert(
+        ticket,
+        &path,
+        accept_encoding,
+        parts.headers.clone(),
+        body.clone(),
+    );
+    Ok(Response::from_parts(parts, Body::from(body)))
 }
 
 enum Containment {
