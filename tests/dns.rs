@@ -72,6 +72,31 @@ fn an_edit_saved_by_rename_is_served_without_a_restart() {
     eprintln!("edit served after {took:?}");
 }
 
+/// The reload opens the folder and its files; those events must not count as changes, or the
+/// folder would be reloaded over and over while nothing changes.
+#[test]
+fn an_idle_zones_folder_is_not_reloaded() {
+    let zone = shipped_zone();
+    let server = Foobar::start(&[("foobar.com.zone", &zone)]);
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    let reloads = |server: &Foobar| {
+        server
+            .log()
+            .iter()
+            .filter(|line| line.contains("zones folder changed"))
+            .count()
+    };
+    assert_eq!(reloads(&server), 0, "{:#?}", server.log());
+    std::fs::write(
+        server.zone_path("foobar.com.zone"),
+        with_www(&zone, "2026112902", "9.9.9.8"),
+    )
+    .unwrap();
+    server.wait_for_log("zones folder changed");
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    assert_eq!(reloads(&server), 1, "{:#?}", server.log());
+}
+
 #[test]
 fn an_edit_written_in_place_is_served_too() {
     let zone = shipped_zone();

@@ -2,9 +2,10 @@
 
 use std::{sync::Arc, time::Duration};
 
-use notify::RecommendedWatcher;
-use notify::RecursiveMode;
-use notify_debouncer_mini::{DebounceEventResult, Debouncer, new_debouncer};
+use notify::{
+    EventKind, RecommendedWatcher, RecursiveMode, Watcher,
+    event::{AccessKind, AccessMode},
+};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
@@ -13,12 +14,14 @@ use crate::{catalog::Zones, error::Error};
 
 /// Quiet time after the last change before a reload; one editor save fires several events.
 const DEBOUNCE: Duration = Duration::from_millis(100);
+/// A folder that never goes quiet is reloaded this often all the same.
+const LONGEST_WAIT: Duration = Duration::from_secs(1);
 
 /// A watch on the zones folder (recursive, so included files in subfolders count too).
 pub struct Watch {
     zones: Arc<Zones>,
     changed: mpsc::Receiver<()>,
-    _debouncer: Debouncer<RecommendedWatcher>,
+    _watcher: RecommendedWatcher,
 }
 
 impl std::fmt::Debug for Watch {
@@ -38,25 +41,37 @@ impl Watch {
             path: folder.clone(),
             source,
         };
-        let mut debouncer = new_debouncer(DEBOUNCE, move |events: DebounceEventResult| {
-            match events {
-                Ok(events) if !events.is_empty() => {
+        let mut watcher =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                let changed = match event {
+                    // Opening and reading files, the reload's own included, change nothing: counting
+                    // them would reload forever.
+                    Ok(event) => !matches!(
+                        event.kind,
+                        EventKind::Access(
+                            AccessKind::Open(_)
+                                | AccessKind::Read
+                                | AccessKind::Close(AccessMode::Read)
+                        )
+                    ),
+                    Err(e) => {
+                        warn!(error = %e, "zones folder watch");
+                        true
+                    }
+                };
+                if changed {
                     // A full channel already holds a pending reload, which will see this change.
                     let _ = tx.try_send(());
                 }
-                Ok(_) => {}
-                Err(e) => warn!(error = %e, "zones folder watch"),
-            }
-        })
-        .map_err(watch_error)?;
-        debouncer
-            .watcher()
+            })
+            .map_err(watch_error)?;
+        watcher
             .watch(&folder, RecursiveMode::Recursive)
             .map_err(watch_error)?;
         Ok(Watch {
             zones,
             changed,
-            _debouncer: debouncer,
+            _watcher: watcher,
         })
     }
 
@@ -65,7 +80,7 @@ impl Watch {
         loop {
             tokio::select! {
                 changed = self.changed.recv() => {
-                    if changed.is_none() {
+                    if changed.is_none() || !self.quiet().await {
                         return;
                     }
                     let zones = self.zones.clone();
@@ -73,6 +88,20 @@ impl Watch {
                     debug!(?report, "zones folder changed");
                 }
                 () = shutdown.cancelled() => return,
+            }
+        }
+    }
+
+    /// Waits until no change has come for `DEBOUNCE` (at most `LONGEST_WAIT`); false once the
+    /// watcher is gone.
+    async fn quiet(&mut self) -> bool {
+        let deadline = tokio::time::Instant::now() + LONGEST_WAIT;
+        loop {
+            let until = deadline.min(tokio::time::Instant::now() + DEBOUNCE);
+            match tokio::time::timeout_at(until, self.changed.recv()).await {
+                Ok(Some(())) if tokio::time::Instant::now() < deadline => {}
+                Ok(Some(())) | Err(_) => return true,
+                Ok(None) => return false,
             }
         }
     }

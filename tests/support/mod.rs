@@ -133,7 +133,7 @@ impl Foobar {
         let mut child = Command::new(binary())
             .args(["serve", "--config"])
             .arg(&config)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", "info,foobar_dns::watch=debug")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
