@@ -6,6 +6,7 @@
 //! ```
 
 mod config;
+pub mod log;
 
 use std::path::{Path, PathBuf};
 

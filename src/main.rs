@@ -2,7 +2,6 @@ use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
-use tracing_subscriber::EnvFilter;
 
 /// One binary that owns a website end to end: authoritative DNS and the web edge.
 #[derive(Debug, Parser)]
@@ -40,13 +39,7 @@ struct ServeArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    let _log = foobar::log::init();
     let result = match cli.command {
         Some(Command::CheckZone { origin, files }) => {
             foobar::check_zones(origin.as_deref(), &files)

@@ -15,9 +15,7 @@ use http::{HeaderValue, Method, Request, Response, Version, header};
 use http_body::{Frame, SizeHint};
 use tower::{Service, ServiceBuilder, ServiceExt, util::BoxCloneSyncService};
 use tower_http::body::Limited;
-use tower_http::{
-    compression::CompressionLayer, limit::RequestBodyLimitLayer, set_header::SetResponseHeaderLayer,
-};
+use tower_http::{compression::CompressionLayer, limit::RequestBodyLimitLayer};
 use tracing::info;
 
 /// The service the transports call: `Request<Body>` in, `Response<Body>` out.
@@ -39,24 +37,36 @@ where
 {
     let alt_svc = HeaderValue::from_str(&format!("h3=\":{https_port}\"; ma=86400"))
         .unwrap_or_else(|_| HeaderValue::from_static("clear"));
+    // The compressed body is boxed right away: it is large, and every layer's future that
+    // hands it on would copy it.
     let service = ServiceBuilder::new()
         .map_response(into_body)
-        .layer(SetResponseHeaderLayer::overriding(header::ALT_SVC, alt_svc))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::STRICT_TRANSPORT_SECURITY,
-            HeaderValue::from_static("max-age=63072000"),
-        ))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        ))
         .layer(CompressionLayer::new())
         .layer(RequestBodyLimitLayer::new(max_body_bytes))
         .map_request(|request: Request<Limited<Body>>| request.map(Body::new))
         .service(site);
-    BoxCloneSyncService::new(AccessLog {
-        inner: BoxCloneSyncService::new(service),
+    BoxCloneSyncService::new(Front {
+        inner: service,
+        alt_svc,
     })
+}
+
+/// The headers every HTTPS response carries: Alt-Svc always (it names our HTTP/3 port), HSTS
+/// and nosniff unless the site set its own.
+fn stamp(headers: &mut http::HeaderMap, alt_svc: &HeaderValue) {
+    headers.insert(header::ALT_SVC, alt_svc.clone());
+    if !headers.contains_key(header::STRICT_TRANSPORT_SECURITY) {
+        headers.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=63072000"),
+        );
+    }
+    if !headers.contains_key(header::X_CONTENT_TYPE_OPTIONS) {
+        headers.insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        );
+    }
 }
 
 fn into_body<B>(response: Response<B>) -> Response<Body>
@@ -67,14 +77,23 @@ where
     response.map(Body::new)
 }
 
-/// Logs one line per request when its response body has been sent (or dropped): method, path,
-/// status, bytes, duration, protocol, peer.
+/// The outermost layer: stamps the edge's headers and logs one line per request when its
+/// response body has been sent (or dropped): method, path, status, bytes, duration, protocol,
+/// peer.
 #[derive(Clone)]
-struct AccessLog {
-    inner: EdgeService,
+struct Front<S> {
+    inner: S,
+    alt_svc: HeaderValue,
 }
 
-impl Service<Request<Body>> for AccessLog {
+impl<S> Service<Request<Body>> for Front<S>
+where
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
     type Response = Response<Body>;
     type Error = Infallible;
     type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
@@ -86,6 +105,7 @@ impl Service<Request<Body>> for AccessLog {
     fn call(&mut self, request: Request<Body>) -> Self::Future {
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
+        let alt_svc = self.alt_svc.clone();
         let line = Line {
             start: Instant::now(),
             method: request.method().clone(),
@@ -95,7 +115,8 @@ impl Service<Request<Body>> for AccessLog {
             status: 0,
         };
         Box::pin(async move {
-            let response = inner.oneshot(request).await?;
+            let mut response = inner.oneshot(request).await?;
+            stamp(response.headers_mut(), &alt_svc);
             let status = response.status().as_u16();
             Ok(response.map(|body| {
                 Body::new(Counted {
@@ -135,7 +156,7 @@ impl Counted {
                 bytes = self.bytes,
                 us = line.start.elapsed().as_micros() as u64,
                 protocol = ?line.version,
-                peer = %line.peer.map(|p| p.to_string()).unwrap_or_default(),
+                peer = line.peer.map(tracing::field::display),
             );
         }
     }
