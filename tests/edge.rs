@@ -19,6 +19,7 @@ fn site() -> Foobar {
         .file("docs/index.html", "<h1>docs</h1>\n")
         .file("empty/.keep", "")
         .file("big.txt", "x".repeat(200_000))
+        .file("blob.bin", "y".repeat(50_000))
         .file(
             "pre.css",
             "body { color: red; } /* the plain file */\n".repeat(20),
@@ -199,6 +200,16 @@ async fn precompressed_siblings_and_on_the_fly_compression() {
                 reply.body.len()
             );
         }
+        // Types that do not compress are sent as they are.
+        let binary = fetch(
+            proto,
+            server.https,
+            &pem,
+            get("/blob.bin", &[("accept-encoding", "gzip, br, zstd")]),
+        )
+        .await;
+        assert_eq!(binary.header("content-encoding"), None, "{proto:?}");
+        assert_eq!(binary.body.len(), 50_000);
     }
 }
 

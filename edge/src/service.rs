@@ -15,7 +15,13 @@ use http::{HeaderValue, Method, Request, Response, Version, header};
 use http_body::{Frame, SizeHint};
 use tower::{Service, ServiceBuilder, ServiceExt, util::BoxCloneSyncService};
 use tower_http::body::Limited;
-use tower_http::{compression::CompressionLayer, limit::RequestBodyLimitLayer};
+use tower_http::{
+    compression::{
+        CompressionLayer,
+        predicate::{DefaultPredicate, Predicate},
+    },
+    limit::RequestBodyLimitLayer,
+};
 use tracing::info;
 
 /// The service the transports call: `Request<Body>` in, `Response<Body>` out.
@@ -41,7 +47,7 @@ where
     // hands it on would copy it.
     let service = ServiceBuilder::new()
         .map_response(into_body)
-        .layer(CompressionLayer::new())
+        .layer(CompressionLayer::new().compress_when(DefaultPredicate::new().and(compressible)))
         .layer(RequestBodyLimitLayer::new(max_body_bytes))
         .map_request(|request: Request<Limited<Body>>| request.map(Body::new))
         .service(site);
@@ -49,6 +55,45 @@ where
         inner: service,
         alt_svc,
     })
+}
+
+/// Whether a response's type is one that compresses: text, and the structured formats sent as
+/// text. Images, video, archives and `application/octet-stream` are compressed already or at
+/// random; compressing them on every request costs CPU for nothing (nginx's `gzip_types` and
+/// Caddy's `encode` take the same view).
+fn compressible(
+    _: http::StatusCode,
+    _: http::Version,
+    headers: &http::HeaderMap,
+    _: &http::Extensions,
+) -> bool {
+    let Some(content_type) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence.starts_with("text/")
+        || essence.ends_with("+json")
+        || essence.ends_with("+xml")
+        || matches!(
+            essence.as_str(),
+            "application/json"
+                | "application/javascript"
+                | "application/xml"
+                | "application/wasm"
+                | "application/manifest+json"
+                | "image/svg+xml"
+                | "font/ttf"
+                | "font/otf"
+                | "application/vnd.ms-fontobject"
+        )
 }
 
 /// The headers every HTTPS response carries: Alt-Svc always (it names our HTTP/3 port), HSTS

@@ -23,7 +23,7 @@ use tower_http::services::{ServeDir, ServeFile};
 use tracing::warn;
 
 use crate::{
-    cache::{ResponseCache, Ticket},
+    cache::{self, ResponseCache, Ticket},
     error::Error,
 };
 
@@ -221,7 +221,7 @@ async fn read_and_keep(
         parts.headers.clone(),
         body.clone(),
     );
-    Ok(Response::from_parts(parts, Body::from(body)))
+    Ok(Response::from_parts(parts, cache::chunked(body)))
 }
 
 enum Containment {
