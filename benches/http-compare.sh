@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # HTTP side by side: foobar, nginx and Caddy serve the same files with the same certificate.
 # A 2 KB page and a 1 MiB file over HTTP/1.1 (wrk), HTTP/2 (h2load) and HTTP/3 (oha), in
-# alternating rounds; compression off on all sides (clients send no Accept-Encoding). Prints
+# alternating rounds; compression off on all sides (no client asks for it). Each server runs
+# what matches foobar's defaults: nginx keeps open files and stats in its open_file_cache and
+# writes its access log in batches, as foobar keeps small files in memory and batches its access
+# lines (NGINX_STOCK=1 runs nginx without both); Caddy has no file cache and logs nothing. Prints
 # requests per second and per server CPU-second (median, min-max) and the ratio to nginx (h1,
 # h2; Debian's nginx has no HTTP/3) and to Caddy (h3).
 #
@@ -41,6 +44,11 @@ pids="$pid_foobar"
 wait_port "$port_foobar"
 cert="$work/state/tls/self-signed.crt" key="$work/state/tls/self-signed.key"
 
+nginx_tuning="
+    open_file_cache max=10000 inactive=60s;
+    access_log $work/nginx/access.log combined buffer=64k flush=100ms;"
+[ "${NGINX_STOCK:-0}" = 1 ] && nginx_tuning="
+    access_log $work/nginx/access.log;"
 cat > "$work/nginx/nginx.conf" <<CONF
 # The files live in a private temporary folder: the worker must run as its owner.
 user root;
@@ -49,7 +57,7 @@ pid $work/nginx/nginx.pid;
 error_log $work/nginx/error.log;
 events { worker_connections 4096; }
 http {
-    access_log $work/nginx/access.log;
+    $nginx_tuning
     client_body_temp_path $work/nginx;
     proxy_temp_path $work/nginx;
     fastcgi_temp_path $work/nginx;
@@ -97,7 +105,7 @@ load() { # load PROTOCOL URL
           awk '/requests in/ {n = $1} /Requests\/sec/ {r = $2} END {print n + 0, r + 0}' ;;
     h2) taskset -c "$CLIENT_CORE" h2load -D "$seconds" -c 16 -m 10 -t 1 "$2" 2>&1 |
           awk '/^requests:/ {n = $8} /^finished in/ {r = $4} END {print n + 0, r + 0}' ;;
-    h3) taskset -c "$CLIENT_CORE" oha -z "${seconds}s" -c 16 --http-version 3 --insecure \
+    h3) taskset -c "$CLIENT_CORE" oha -z "${seconds}s" -c 16 --http-version 3 --insecure --disable-compression \
           --no-tui --output-format json "$2" 2>/dev/null |
           python3 -c 'import json, sys
 d = json.load(sys.stdin); s = d["summary"]
