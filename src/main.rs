@@ -1,11 +1,6 @@
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Args, Parser, Subcommand};
-
-/// mimalloc rather than glibc's malloc: every request allocates (headers, bodies, futures), and
-/// mimalloc's per-thread free lists make that markedly cheaper (see BENCHMARKS.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use tokio_util::sync::CancellationToken;
 
 /// One binary that owns a website end to end: authoritative DNS and the web edge.
