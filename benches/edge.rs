@@ -1,5 +1,5 @@
-//! Request routing through the edge's service stack without sockets: a static file, an app
-//! route, and a 404. Run with `cargo bench --bench edge`.
+//! Request routing through the edge's service stack without sockets: a static file (read from
+//! disk, and kept in memory), an app route, and a 404. Run with `cargo bench --bench edge`.
 
 use std::hint::black_box;
 
@@ -16,20 +16,24 @@ fn routing(c: &mut Criterion) {
         .expect("runtime");
     let dir = tempfile::tempdir().expect("temporary folder");
     std::fs::write(dir.path().join("index.html"), "x".repeat(2048)).expect("page written");
-    let service = runtime.block_on(async {
-        let files = foobar_edge::static_files(dir.path(), 0).expect("static files");
-        let store = foobar_app::Store::open("sqlite://:memory:")
-            .await
-            .expect("store");
-        let app = foobar_app::router(foobar_app::AppState::new(store, "token"));
-        foobar_edge::edge_service(app.fallback_service(files), 8443, 1 << 20)
-    });
+    let edge = |cache_bytes| {
+        runtime.block_on(async {
+            let files = foobar_edge::static_files(dir.path(), cache_bytes).expect("static files");
+            let store = foobar_app::Store::open("sqlite://:memory:")
+                .await
+                .expect("store");
+            let app = foobar_app::router(foobar_app::AppState::new(store, "token"));
+            foobar_edge::edge_service(app.fallback_service(files), 8443, 1 << 20)
+        })
+    };
+    let (from_disk, kept) = (edge(0), edge(1 << 20));
     let mut group = c.benchmark_group("edge");
     group.throughput(Throughput::Elements(1));
-    for (label, path) in [
-        ("static 2 KB page", "/"),
-        ("app /healthz", "/healthz"),
-        ("static 404", "/missing"),
+    for (label, service, path) in [
+        ("static 2 KB page, from disk", &from_disk, "/"),
+        ("static 2 KB page, kept in memory", &kept, "/"),
+        ("app /healthz", &from_disk, "/healthz"),
+        ("static 404", &from_disk, "/missing"),
     ] {
         group.bench_function(label, |b| {
             b.iter(|| {

@@ -1,6 +1,6 @@
 //! The static site: tower-http's `ServeDir` (Content-Type, ETag, Last-Modified, conditional
 //! requests, single ranges, precompressed siblings, index.html), behind a guard that keeps every
-//! request inside the root.
+//! request inside the root, with small files' responses kept in memory (`crate::cache`).
 
 use std::{
     convert::Infallible,
