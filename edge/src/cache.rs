@@ -26,7 +26,7 @@ use notify::{
 use tracing::{debug, warn};
 
 /// The largest file kept; larger ones are streamed from disk on every request.
-pub const MAX_FILE_BYTES: usize = 1024 * 1024;
+const MAX_FILE_BYTES: usize = 1024 * 1024;
 /// Counted per entry on top of its body, so that many tiny variants also hit the bound.
 const ENTRY_OVERHEAD: usize = 512;
 
@@ -106,9 +106,19 @@ impl http_body::Body for Chunked {
     }
 }
 
-/// What a miss must remember to store its response: the generation it started in.
+/// What a miss must remember to store its response: the request's key, and the generation it
+/// started in.
 pub struct Ticket {
     generation: u64,
+    path: String,
+    accept_encoding: Option<HeaderValue>,
+}
+
+impl Ticket {
+    /// The request path, for messages about this miss.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
 }
 
 impl ResponseCache {
@@ -177,6 +187,8 @@ impl ResponseCache {
     pub fn ticket(&self, request: &Request<Body>) -> Option<Ticket> {
         cacheable(request).then(|| Ticket {
             generation: self.state.generation.load(Ordering::Acquire),
+            path: request.uri().path().to_string(),
+            accept_encoding: request.headers().get(header::ACCEPT_ENCODING).cloned(),
         })
     }
 
@@ -193,26 +205,24 @@ impl ResponseCache {
 
     /// Keeps a response read from disk, unless anything changed since its ticket was taken or
     /// the cache is full.
-    pub fn insert(
-        &self,
-        ticket: Ticket,
-        path: &str,
-        accept_encoding: Option<HeaderValue>,
-        headers: HeaderMap,
-        body: Bytes,
-    ) {
+    pub fn insert(&self, ticket: Ticket, headers: HeaderMap, body: Bytes) {
+        let Ticket {
+            generation,
+            path,
+            accept_encoding,
+        } = ticket;
         let cost = body.len() + ENTRY_OVERHEAD;
         let Ok(mut entries) = self.state.entries.write() else {
             return;
         };
         // Checked under the lock that `clear` takes after bumping the generation: either the
         // change is seen here, or its clear comes after this insert and removes it.
-        if self.state.generation.load(Ordering::Acquire) != ticket.generation
+        if self.state.generation.load(Ordering::Acquire) != generation
             || entries.bytes + cost > self.state.max_bytes
         {
             return;
         }
-        let variants = entries.by_path.entry(path.to_string()).or_default();
+        let variants = entries.by_path.entry(path).or_default();
         if variants
             .iter()
             .any(|cached| cached.accept_encoding == accept_encoding)
@@ -271,9 +281,8 @@ mod tests {
 
     fn keep(cache: &ResponseCache, request: &Request<Body>, body: &'static str) {
         let ticket = cache.ticket(request).unwrap();
-        let accept = request.headers().get(header::ACCEPT_ENCODING).cloned();
         let body = Bytes::from_static(body.as_bytes());
-        cache.insert(ticket, request.uri().path(), accept, HeaderMap::new(), body);
+        cache.insert(ticket, HeaderMap::new(), body);
     }
 
     fn body(cached: &Cached) -> &[u8] {
@@ -324,7 +333,7 @@ mod tests {
         }
         // Read before the change, stored after it: refused.
         let stale = Bytes::from_static(b"old");
-        cache.insert(early, "/a.html", None, HeaderMap::new(), stale);
+        cache.insert(early, HeaderMap::new(), stale);
         assert!(cache.get(&request).is_none());
         keep(&cache, &request, "new");
         assert_eq!(body(&cache.get(&request).unwrap()), b"new");

@@ -197,8 +197,6 @@ async fn read_and_keep(
     cache: Arc<ResponseCache>,
     ticket: Ticket,
 ) -> Result<Response<Body>, Infallible> {
-    let path = request.uri().path().to_string();
-    let accept_encoding = request.headers().get(header::ACCEPT_ENCODING).cloned();
     let response = files.oneshot(request).await?;
     if !cache.wants(&response) {
         return Ok(response);
@@ -207,20 +205,14 @@ async fn read_and_keep(
     let body = match body.collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(e) => {
-            warn!(%path, error = %e, "reading a static file");
+            warn!(path = ticket.path(), error = %e, "reading a static file");
             return Ok(plain(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "the file could not be read\n",
             ));
         }
     };
-    cache.insert(
-        ticket,
-        &path,
-        accept_encoding,
-        parts.headers.clone(),
-        body.clone(),
-    );
+    cache.insert(ticket, parts.headers.clone(), body.clone());
     Ok(Response::from_parts(parts, cache::chunked(body)))
 }
 
