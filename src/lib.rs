@@ -131,20 +131,25 @@ async fn signals(_dns: Dns, _edge: Edge, shutdown: CancellationToken) {
 pub fn check_zones(origin: Option<&str>, files: &[PathBuf]) -> anyhow::Result<bool> {
     let origin = origin
         .map(|text| {
-            foobar_dns::load::Name::from_ascii(text)
-                .with_context(|| format!("invalid origin \"{text}\""))
+            foobar_dns::load::parse_origin(text)
+                .map_err(|e| anyhow::anyhow!("invalid origin \"{text}\": {e}"))
         })
         .transpose()?;
     let mut all_ok = true;
     for file in files {
-        match foobar_dns::load_zone(file, origin.as_ref()) {
-            Ok(loaded) => println!(
-                "{}: zone {} serial {}, {} records: OK",
-                file.display(),
-                loaded.zone.origin_text(),
-                loaded.zone.serial(),
-                loaded.zone.record_count()
-            ),
+        match foobar_dns::load_zone(file, origin.as_deref()) {
+            Ok(loaded) => {
+                for warning in &loaded.warnings {
+                    eprintln!("{warning} (warning)");
+                }
+                println!(
+                    "{}: zone {} serial {}, {} records: OK",
+                    file.display(),
+                    loaded.zone.origin_text(),
+                    loaded.zone.serial(),
+                    loaded.zone.record_count()
+                );
+            }
             Err(e) => {
                 eprintln!("{e}");
                 all_ok = false;

@@ -14,7 +14,7 @@ use std::{
 };
 
 use serde_json::{Value, json};
-use support::Foobar;
+use support::{Foobar, skip_without};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -49,14 +49,11 @@ impl Drop for Browser {
 #[test]
 fn chromium_loads_the_home_page_over_http3() {
     let Some(binary) = chromium() else {
-        assert!(
-            std::env::var("FOOBAR_REQUIRE_INTEROP").as_deref() != Ok("1"),
-            "Chromium is required (FOOBAR_REQUIRE_INTEROP=1) but not installed"
+        return skip_without(
+            "chromium_loads_the_home_page_over_http3",
+            "Chromium",
+            "apt-get install chromium",
         );
-        eprintln!(
-            "SKIPPED chromium_loads_the_home_page_over_http3: Chromium not installed (apt-get install chromium)"
-        );
-        return;
     };
     let server = Foobar::setup().shipped_site().start();
     let spki = server

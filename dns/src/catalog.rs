@@ -137,7 +137,7 @@ impl Zones {
                     second: path,
                 });
             }
-            log_loaded(&path, &loaded.zone);
+            log_loaded(&path, &loaded);
             served.insert(path, Served::new(loaded));
         }
         let catalog = Catalog::new(served.values().map(|s| s.zone.clone()));
@@ -187,7 +187,7 @@ impl Zones {
                         if let Some(old) = &previous {
                             warn_serial(&path, &old.zone, &loaded.zone);
                         }
-                        log_loaded(&path, &loaded.zone);
+                        log_loaded(&path, &loaded);
                         report.loaded += 1;
                         Some(Served::new(loaded))
                     }
@@ -225,7 +225,11 @@ impl Zones {
     }
 }
 
-fn log_loaded(path: &Path, zone: &Zone) {
+fn log_loaded(path: &Path, loaded: &Loaded) {
+    for warning in &loaded.warnings {
+        warn!("{warning}");
+    }
+    let zone = &loaded.zone;
     info!(
         zone = %zone.origin_text(),
         serial = zone.serial(),

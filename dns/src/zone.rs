@@ -10,28 +10,79 @@ use hashbrown::HashTable;
 
 use crate::name;
 
-/// Record types this module needs by number.
+/// Record types by number.
+#[allow(missing_docs)]
 pub mod rtype {
     pub const A: u16 = 1;
     pub const NS: u16 = 2;
+    pub const MD: u16 = 3;
+    pub const MF: u16 = 4;
     pub const CNAME: u16 = 5;
     pub const SOA: u16 = 6;
+    pub const MB: u16 = 7;
+    pub const MG: u16 = 8;
+    pub const MR: u16 = 9;
     pub const PTR: u16 = 12;
+    pub const HINFO: u16 = 13;
+    pub const MINFO: u16 = 14;
     pub const MX: u16 = 15;
+    pub const TXT: u16 = 16;
+    pub const RP: u16 = 17;
+    pub const AFSDB: u16 = 18;
+    pub const X25: u16 = 19;
+    pub const ISDN: u16 = 20;
+    pub const RT: u16 = 21;
+    pub const NSAP_PTR: u16 = 23;
+    pub const SIG: u16 = 24;
+    pub const KEY: u16 = 25;
+    pub const PX: u16 = 26;
+    pub const GPOS: u16 = 27;
     pub const AAAA: u16 = 28;
+    pub const LOC: u16 = 29;
     pub const SRV: u16 = 33;
+    pub const NAPTR: u16 = 35;
+    pub const KX: u16 = 36;
+    pub const CERT: u16 = 37;
     pub const DNAME: u16 = 39;
     pub const OPT: u16 = 41;
+    pub const APL: u16 = 42;
     pub const DS: u16 = 43;
+    pub const SSHFP: u16 = 44;
+    pub const IPSECKEY: u16 = 45;
     pub const RRSIG: u16 = 46;
     pub const NSEC: u16 = 47;
+    pub const DNSKEY: u16 = 48;
+    pub const DHCID: u16 = 49;
+    pub const NSEC3: u16 = 50;
+    pub const NSEC3PARAM: u16 = 51;
+    pub const TLSA: u16 = 52;
+    pub const SMIMEA: u16 = 53;
+    pub const CDS: u16 = 59;
+    pub const CDNSKEY: u16 = 60;
+    pub const OPENPGPKEY: u16 = 61;
+    pub const CSYNC: u16 = 62;
+    pub const ZONEMD: u16 = 63;
     pub const SVCB: u16 = 64;
     pub const HTTPS: u16 = 65;
+    pub const SPF: u16 = 99;
+    pub const NID: u16 = 104;
+    pub const L32: u16 = 105;
+    pub const L64: u16 = 106;
+    pub const LP: u16 = 107;
+    pub const EUI48: u16 = 108;
+    pub const EUI64: u16 = 109;
+    pub const TSIG: u16 = 250;
     pub const IXFR: u16 = 251;
     pub const AXFR: u16 = 252;
     pub const MAILB: u16 = 253;
     pub const MAILA: u16 = 254;
     pub const ANY: u16 = 255;
+    pub const URI: u16 = 256;
+    pub const CAA: u16 = 257;
+    pub const AVC: u16 = 258;
+    pub const RESINFO: u16 = 261;
+    pub const TA: u16 = 32768;
+    pub const DLV: u16 = 32769;
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -63,6 +114,8 @@ pub struct Zone {
     arena: Vec<u8>,
     /// Nodes other than the apex that hold NS records: the zone cuts, in key order.
     cuts: Vec<u32>,
+    /// Nodes holding a DNAME that is not occluded by a zone cut, in key order.
+    dnames: Vec<u32>,
     /// Node ids by key hash: exact matches (most queries) without a binary search's cache
     /// misses; the sorted array still answers "what is near this name".
     index: HashTable<u32>,
@@ -140,6 +193,11 @@ impl Records {
 
     pub fn is_empty(&self) -> bool {
         self.items.is_empty()
+    }
+
+    /// Bytes of names and RDATA held so far.
+    pub fn byte_len(&self) -> usize {
+        self.bytes.len()
     }
 
     pub fn owner(&self, i: usize) -> &[u8] {
@@ -242,6 +300,7 @@ impl Zone {
             sets: Vec::new(),
             arena: Vec::with_capacity(records.bytes.len() * 2 + sorted.keys.len()),
             cuts: Vec::new(),
+            dnames: Vec::new(),
             index: HashTable::new(),
             records: 0,
         };
@@ -251,6 +310,7 @@ impl Zone {
 
         let order: Vec<usize> = sorted.order.iter().map(|&i| i as usize).collect();
         let mut rdatas: Vec<&[u8]> = Vec::new();
+        let mut outer_cut: Option<Range<usize>> = None;
         let mut at = 0;
         while at < order.len() {
             let key = sorted.key(order[at]);
@@ -298,8 +358,22 @@ impl Zone {
                 rrsets: first_set as u32,
                 rrset_count: (zone.sets.len() - first_set) as u16,
             });
-            if key != origin_key && zone.sets[first_set..].iter().any(|s| s.rtype == rtype::NS) {
+            let has = |rtype| zone.sets[first_set..].iter().any(|s| s.rtype == rtype);
+            // Nodes come in key order: a node is below the outermost cut seen last exactly
+            // when that cut's key is a proper prefix of its own.
+            let below_cut = outer_cut.as_ref().is_some_and(|cut: &Range<usize>| {
+                key.len() > cut.len() && key.starts_with(&zone.arena[cut.clone()])
+            });
+            if !below_cut {
+                outer_cut = None;
+            }
+            if key != origin_key && has(rtype::NS) {
                 zone.cuts.push(id);
+                if !below_cut {
+                    outer_cut = Some(node_key.clone());
+                }
+            } else if has(rtype::DNAME) && !below_cut {
+                zone.dnames.push(id);
             }
             at = end;
         }
@@ -364,7 +438,7 @@ impl Zone {
         self.arena.capacity()
             + self.nodes.capacity() * size_of::<Node>()
             + self.sets.capacity() * size_of::<StoredSet>()
-            + self.cuts.capacity() * size_of::<u32>()
+            + (self.cuts.capacity() + self.dnames.capacity()) * size_of::<u32>()
             + self.index.allocation_size()
     }
 
@@ -454,6 +528,24 @@ impl Zone {
                     .binary_search_by(|&id| self.key(id as usize).cmp(prefix))
                     .ok()
                     .map(|at| self.cuts[at] as usize)
+            })
+    }
+
+    /// The node holding a DNAME strictly above `key` (RFC 6672: the DNAME applies to the names
+    /// below its owner, not to the owner itself).
+    pub fn dname_above(&self, key: &[u8]) -> Option<NodeId> {
+        if self.dnames.is_empty() {
+            return None;
+        }
+        let apex_len = self.origin_key.len();
+        name::key_prefixes(key)
+            .filter(|&len| len >= apex_len && len < key.len())
+            .find_map(|len| {
+                let prefix = &key[..len];
+                self.dnames
+                    .binary_search_by(|&id| self.key(id as usize).cmp(prefix))
+                    .ok()
+                    .map(|at| self.dnames[at] as usize)
             })
     }
 

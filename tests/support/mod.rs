@@ -21,6 +21,26 @@ use hickory_proto::{
 /// How long anything the server should do quickly may take before a test gives up.
 pub const DEADLINE: Duration = Duration::from_secs(10);
 
+/// For a test that needs a tool a newcomer's machine may lack: says why the test is skipped, or
+/// fails when FOOBAR_REQUIRE_INTEROP=1 (as in CI) makes the tool required.
+pub fn skip_without(test: &str, tool: &str, install: &str) {
+    assert!(
+        std::env::var("FOOBAR_REQUIRE_INTEROP").as_deref() != Ok("1"),
+        "{tool} is required (FOOBAR_REQUIRE_INTEROP=1) but not installed"
+    );
+    eprintln!("SKIPPED {test}: {tool} not installed ({install})");
+}
+
+/// Whether `program` runs (with `args`, e.g. a version flag).
+pub fn installed(program: &str, args: &[&str]) -> bool {
+    Command::new(program)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok()
+}
+
 pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_foobar")
 }
