@@ -19,7 +19,7 @@ use ipnet::IpNet;
 use crate::{
     catalog::Catalog,
     message::{AA, CD, Full, OPT_LEN, Owner, QR, RD, Section, TC, Writer, rcode},
-    name::{self, MAX_KEY},
+    name::{self, MAX_KEY, MAX_NAME},
     zone::{NodeId, RRset, Zone, rdata_name_offset, rtype},
 };
 
@@ -281,7 +281,7 @@ impl Responder {
             _ => {}
         }
         let after_question = w.mark();
-        match lookup(zone, &qkey, query.qtype, w) {
+        match lookup(zone, query.qname, &qkey, query.qtype, w) {
             Ok((code, authoritative)) => {
                 w.set_rcode(code);
                 if authoritative {
@@ -320,22 +320,88 @@ impl KeyBuf {
     }
 }
 
-/// Finds the answer for `qkey`/`qtype` in `zone` and writes it. Returns the RCODE and whether
-/// the answer is authoritative (false only for a referral at the first step).
-fn lookup(zone: &Zone, qkey: &KeyBuf, qtype: u16, w: &mut Writer<'_>) -> Result<(u8, bool), Full> {
+/// A domain name in wire form in a stack buffer.
+struct NameBuf {
+    bytes: [u8; MAX_NAME],
+    len: usize,
+}
+
+impl NameBuf {
+    /// The concatenation of `parts`, which the caller keeps within 255 bytes.
+    fn new(parts: &[&[u8]]) -> Self {
+        let mut name = NameBuf {
+            bytes: [0; MAX_NAME],
+            len: 0,
+        };
+        name.set(parts);
+        name
+    }
+
+    /// The concatenation of `parts`, which the caller keeps within 255 bytes.
+    fn set(&mut self, parts: &[&[u8]]) {
+        self.len = 0;
+        for part in parts {
+            self.bytes[self.len..self.len + part.len()].copy_from_slice(part);
+            self.len += part.len();
+        }
+    }
+
+    fn get(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+/// Finds the answer for `qname` (`qkey` its key)/`qtype` in `zone` and writes it. Returns the
+/// RCODE and whether the answer is authoritative (false only for a referral at the first step).
+fn lookup(
+    zone: &Zone,
+    qname: &[u8],
+    qkey: &KeyBuf,
+    qtype: u16,
+    w: &mut Writer<'_>,
+) -> Result<(u8, bool), Full> {
     let mut key = KeyBuf::new();
     key.bytes[..qkey.len].copy_from_slice(qkey.get());
     key.len = qkey.len;
-    // The question name sits right after the header.
-    let mut owner = Owner::At(12);
-    let mut owner_wire: Option<&[u8]> = None;
+    // The name being looked up: the question, then each CNAME or DNAME target in turn.
+    let mut name = NameBuf::new(&[qname]);
 
     for hop in 0..=MAX_CHAIN {
+        if hop > 0 {
+            key.set(name.get());
+        }
+        // The question name sits right after the header.
+        let owner = if hop == 0 {
+            Owner::At(12)
+        } else {
+            Owner::Wire(name.get())
+        };
         if let Some(cut) = zone.cut_above(key.get())
             && !(qtype == rtype::DS && zone.key(cut) == key.get())
         {
             referral(zone, cut, w)?;
             return Ok((rcode::NOERROR, hop > 0));
+        }
+        if let Some(node) = zone.dname_above(key.get()) {
+            // RFC 6672 section 3.2: the DNAME, a CNAME synthesized from it, then the new name.
+            let Some(dname) = zone.rrset(node, rtype::DNAME) else {
+                return Ok((rcode::SERVFAIL, true));
+            };
+            w.rrset(Section::Answer, Owner::Wire(zone.name(node)), &dname)?;
+            let Some(target) = dname.rdatas().next() else {
+                return Ok((rcode::NOERROR, true));
+            };
+            let prefix = &name.get()[..name.len - zone.name(node).len()];
+            if prefix.len() + target.len() > MAX_NAME {
+                return Ok((rcode::YXDOMAIN, true));
+            }
+            let next = NameBuf::new(&[prefix, target]);
+            w.record(Section::Answer, owner, rtype::CNAME, dname.ttl, next.get())?;
+            if !name::is_subdomain(next.get(), zone.origin()) || hop == MAX_CHAIN {
+                return Ok((rcode::NOERROR, true));
+            }
+            name = next;
+            continue;
         }
         let node = match zone.find(key.get()) {
             Ok(node) => node,
@@ -363,9 +429,7 @@ fn lookup(zone: &Zone, qkey: &KeyBuf, qtype: u16, w: &mut Writer<'_>) -> Result<
             if !name::is_subdomain(target, zone.origin()) || hop == MAX_CHAIN {
                 return Ok((rcode::NOERROR, true));
             }
-            key.set(target);
-            owner = Owner::Wire(target);
-            owner_wire = Some(target);
+            name.set(&[target]);
             continue;
         }
 
@@ -380,8 +444,7 @@ fn lookup(zone: &Zone, qkey: &KeyBuf, qtype: u16, w: &mut Writer<'_>) -> Result<
             return Ok((rcode::NOERROR, true));
         };
         w.rrset(Section::Answer, owner, &set)?;
-        let self_name = owner_wire.unwrap_or(zone.name(node));
-        additional(zone, &set, self_name, w, false);
+        additional(zone, &set, name.get(), w, false);
         return Ok((rcode::NOERROR, true));
     }
     Ok((rcode::NOERROR, true))

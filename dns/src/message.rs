@@ -16,9 +16,11 @@ pub const CD: u16 = 0x0010;
 pub mod rcode {
     pub const NOERROR: u8 = 0;
     pub const FORMERR: u8 = 1;
+    pub const SERVFAIL: u8 = 2;
     pub const NXDOMAIN: u8 = 3;
     pub const NOTIMP: u8 = 4;
     pub const REFUSED: u8 = 5;
+    pub const YXDOMAIN: u8 = 6;
     pub const BADVERS: u16 = 16;
 }
 

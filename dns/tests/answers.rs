@@ -51,7 +51,7 @@ impl Row {
 }
 
 use RecordType::*;
-use ResponseCode::{NXDomain, NoError, Refused};
+use ResponseCode::{NXDomain, NoError, Refused, YXDomain};
 
 fn example_rows() -> Vec<Row> {
     vec![
@@ -161,6 +161,68 @@ fn example_rows() -> Vec<Row> {
             .additional(&["svc.example.com. 3600 A 192.0.2.70"]),
         // ANY: one RRset (RFC 8482), here the lowest type at the name.
         row("www.example.com.", ANY, NoError, true).answer(&["www.example.com. 3600 A 192.0.2.80"]),
+        // DNAME (RFC 6672): the DNAME, a CNAME synthesized with its TTL, then the new name.
+        row("www.old.example.com.", A, NoError, true).answer(&[
+            "old.example.com. 3600 DNAME new.example.com.",
+            "www.old.example.com. 3600 CNAME www.new.example.com.",
+            "www.new.example.com. 3600 A 192.0.2.2",
+        ]),
+        row("x.old.example.com.", A, NXDomain, true)
+            .answer(&[
+                "old.example.com. 3600 DNAME new.example.com.",
+                "x.old.example.com. 3600 CNAME x.new.example.com.",
+            ])
+            .authority(&[EXAMPLE_SOA]),
+        // The DNAME applies below its owner, not to the owner itself.
+        row("old.example.com.", DNAME, NoError, true)
+            .answer(&["old.example.com. 3600 DNAME new.example.com."]),
+        row("old.example.com.", A, NoError, true).authority(&[EXAMPLE_SOA]),
+        row("old.example.com.", ANY, NoError, true)
+            .answer(&["old.example.com. 3600 DNAME new.example.com."]),
+        // Every type below it is redirected, DS too.
+        row("a.old.example.com.", DS, NXDomain, true)
+            .answer(&[
+                "old.example.com. 3600 DNAME new.example.com.",
+                "a.old.example.com. 3600 CNAME a.new.example.com.",
+            ])
+            .authority(&[EXAMPLE_SOA]),
+        // A target outside the zone ends the answer with the synthesized CNAME.
+        row("a.out.example.com.", A, NoError, true).answer(&[
+            "out.example.com. 3600 DNAME example.net.",
+            "a.out.example.com. 3600 CNAME a.example.net.",
+        ]),
+        // A CNAME into a DNAME, and a DNAME into a wildcard.
+        row("toold.example.com.", A, NoError, true).answer(&[
+            "toold.example.com. 3600 CNAME www.old.example.com.",
+            "old.example.com. 3600 DNAME new.example.com.",
+            "www.old.example.com. 3600 CNAME www.new.example.com.",
+            "www.new.example.com. 3600 A 192.0.2.2",
+        ]),
+        row("x.dwild.example.com.", TXT, NoError, true).answer(&[
+            "dwild.example.com. 3600 DNAME wild.example.com.",
+            "x.dwild.example.com. 3600 CNAME x.wild.example.com.",
+            "x.wild.example.com. 3600 TXT wildcard",
+        ]),
+        // A wildcard DNAME is synthesized as data but redirects nothing (as Knot and NSD).
+        row("x.wdn.example.com.", DNAME, NoError, true)
+            .answer(&["x.wdn.example.com. 3600 DNAME example.org."]),
+        row("a.x.wdn.example.com.", A, NoError, true).authority(&[EXAMPLE_SOA]),
+        // A substituted name longer than 255 bytes: YXDOMAIN with the DNAME (RFC 6672 2.2).
+        row(
+            "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb.long.example.com.",
+            A,
+            YXDomain,
+            true,
+        )
+        .answer(&["long.example.com. 3600 DNAME aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.example.com."]),
+        // A DNAME beside the NS of a delegation is occluded: a referral; the DS is the parent's.
+        row("a.dcut.example.com.", A, NoError, false)
+            .authority(&["dcut.example.com. 3600 NS ns.example.net."]),
+        row("dcut.example.com.", DNAME, NoError, false)
+            .authority(&["dcut.example.com. 3600 NS ns.example.net."]),
+        row("dcut.example.com.", DS, NoError, true).answer(&[
+            "dcut.example.com. 3600 DS 12345 13 2 3AB4DE4F5F24C39C55E39D1A8E7A7F2F3C8C0A5B0C12F6F1C6E4C0D3E0E1F2A3",
+        ]),
         // Outside every zone: REFUSED without AA.
         row("example.org.", A, Refused, false),
         row("com.", SOA, Refused, false),

@@ -6,7 +6,8 @@ use std::{net::SocketAddr, path::Path, time::Duration};
 use foobar_dns::{Config, Dns};
 use hickory_proto::{
     op::{Edns, Message, Query},
-    rr::{Name, Record, RecordType},
+    rr::{Name, RData, Record, RecordType},
+    serialize::binary::{BinDecodable, BinDecoder},
 };
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -154,10 +155,21 @@ pub fn render(records: &[Record]) -> Vec<String> {
     let mut lines: Vec<String> = records
         .iter()
         .filter(|r| r.record_type() != RecordType::OPT)
-        .map(|r| format!("{} {} {} {}", r.name, r.ttl, r.record_type(), r.data))
+        .map(|r| format!("{} {} {} {}", r.name, r.ttl, r.record_type(), data(r)))
         .collect();
     lines.sort();
     lines
+}
+
+/// RDATA as text; hickory has no DNAME type, so its target is decoded here.
+fn data(record: &Record) -> String {
+    if let RData::Unknown { code, rdata } = &record.data
+        && *code == RecordType::DNAME
+        && let Ok(name) = Name::read(&mut BinDecoder::new(&rdata.anything))
+    {
+        return name.to_string();
+    }
+    record.data.to_string()
 }
 
 pub fn write_atomically(path: &Path, text: &str) {
