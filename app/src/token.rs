@@ -1,6 +1,8 @@
 //! The bearer token for API writes: from the configuration, or generated once and kept.
 
-use std::{io::Write, path::Path};
+use std::path::Path;
+
+use foobar_state::Access;
 
 use ring::rand::SecureRandom;
 
@@ -17,16 +19,7 @@ pub fn load_or_create(path: &Path) -> std::io::Result<String> {
         .fill(&mut bytes)
         .map_err(|_| std::io::Error::other("no system randomness"))?;
     let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    if let Some(folder) = path.parent() {
-        std::fs::create_dir_all(folder)?;
-    }
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options
-        .open(path)?
-        .write_all(format!("{token}\n").as_bytes())?;
+    foobar_state::write(path, format!("{token}\n").as_bytes(), Access::Private)?;
     Ok(token)
 }
 

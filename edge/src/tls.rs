@@ -8,6 +8,7 @@ use std::{
 };
 
 use arc_swap::ArcSwap;
+use foobar_state::Access;
 use rustls::{
     crypto::CryptoProvider,
     server::{ClientHello, ResolvesServerCert},
@@ -157,22 +158,13 @@ fn self_signed(folder: &Path, names: &[String]) -> Result<(PathBuf, PathBuf), Er
             path: cert_path.clone(),
             reason: format!("cannot create a self-signed certificate: {e}"),
         })?;
-    std::fs::create_dir_all(folder).map_err(|e| write(folder, e))?;
-    write_private(&key_path, generated.signing_key.serialize_pem().as_bytes())
+    let key_pem = generated.signing_key.serialize_pem();
+    foobar_state::write(&key_path, key_pem.as_bytes(), Access::Private)
         .map_err(|e| write(&key_path, e))?;
-    std::fs::write(&cert_path, generated.cert.pem()).map_err(|e| write(&cert_path, e))?;
+    foobar_state::write(&cert_path, generated.cert.pem().as_bytes(), Access::Public)
+        .map_err(|e| write(&cert_path, e))?;
     info!(cert = %cert_path.display(), names = ?names, "created a self-signed certificate");
     Ok((cert_path, key_path))
-}
-
-/// Writes a file readable by its owner only.
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options.open(path)?.write_all(bytes)
 }
 
 #[cfg(test)]

@@ -1,0 +1,108 @@
+//! foobar's own files in `state_dir` (certificates, keys, the API token, last good zones...):
+//! each kind in its own subfolder, each file written atomically.
+//!
+//! ```text
+//! bytes ──▶ FOLDER/.NAME.tmp-PID (written, fsync) ──rename──▶ FOLDER/NAME ──▶ fsync FOLDER
+//! ```
+//!
+//! A crash at any point leaves either the previous file or the new one, never half of one, so
+//! the next start never trusts a torn file. Written here because it is four system calls; the
+//! crates that do it carry far more than that.
+
+use std::{
+    fs::{self, File, OpenOptions},
+    io::{self, Write},
+    path::{Path, PathBuf},
+};
+
+/// Who may read a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// The owner and others (certificates, zone copies).
+    Public,
+    /// The owner only: mode 0600 (keys, tokens).
+    Private,
+}
+
+/// Replaces `path` with `bytes` atomically, creating its folder when missing.
+pub fn write(path: &Path, bytes: &[u8], access: Access) -> io::Result<()> {
+    let folder = match path.parent() {
+        Some(folder) if !folder.as_os_str().is_empty() => folder,
+        _ => Path::new("."),
+    };
+    fs::create_dir_all(folder)?;
+    let temporary = temporary_path(path);
+    let result = write_new(&temporary, bytes, access).and_then(|()| fs::rename(&temporary, path));
+    if result.is_err() {
+        let _ = fs::remove_file(&temporary);
+    }
+    result?;
+    // The rename itself is durable once the folder is.
+    File::open(folder)?.sync_all()
+}
+
+fn temporary_path(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
+}
+
+fn write_new(path: &Path, bytes: &[u8], access: Access) -> io::Result<()> {
+    let mut options = OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    if access == Access::Private {
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn replaces_the_file_and_leaves_no_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/folder/file");
+        write(&path, b"one", Access::Public).unwrap();
+        write(&path, b"two", Access::Public).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"two");
+        let names: Vec<_> = fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["file"]);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn private_files_are_for_the_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key");
+        write(&path, b"secret", Access::Private).unwrap();
+        let mode = fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn a_failed_write_keeps_the_previous_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("file");
+        write(&path, b"good", Access::Public).unwrap();
+        // A folder in the way of the rename.
+        let blocked = dir.path().join("blocked");
+        fs::create_dir(&blocked).unwrap();
+        fs::write(blocked.join("x"), b"").unwrap();
+        assert!(write(&blocked, b"bad", Access::Public).is_err());
+        assert_eq!(fs::read(&path).unwrap(), b"good");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 2);
+    }
+}
