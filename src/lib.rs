@@ -43,7 +43,7 @@ pub async fn load(config: &Config) -> anyhow::Result<Loaded> {
         edge,
         app,
     } = config;
-    let dns = Dns::load(dns).context("loading zones")?;
+    let dns = Dns::load(dns, state_dir).context("loading zones")?;
     let names: Vec<String> = dns
         .origins()
         .into_iter()
@@ -57,6 +57,14 @@ pub async fn load(config: &Config) -> anyhow::Result<Loaded> {
         .context("opening the database")?;
     let site = foobar_app::router(app).fallback_service(files);
     Ok(Loaded { dns, edge, site })
+}
+
+/// Validates everything the configuration names, as `serve --check` does: a broken zone is an
+/// error here, where serving would fall back to its last good copy.
+pub async fn check(config: &Config) -> anyhow::Result<()> {
+    Dns::check(&config.dns).context("checking zones")?;
+    load(config).await?;
+    Ok(())
 }
 
 /// Binds every listen address of the configuration.

@@ -63,11 +63,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<bool> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let loaded = foobar::load(&config).await?;
         if args.check {
+            foobar::check(&config).await?;
             println!("configuration, zones, certificate and database are valid");
             return Ok(true);
         }
+        let loaded = foobar::load(&config).await?;
         let bound = foobar::bind(&config, &loaded)?;
         foobar::run(loaded, bound, CancellationToken::new()).await?;
         Ok(true)

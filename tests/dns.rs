@@ -6,7 +6,10 @@ mod support;
 use std::{path::Path, process::Command, time::SystemTime};
 
 use hickory_proto::{op::ResponseCode, rr::RecordType};
-use support::{Foobar, addresses, binary, installed, save_by_rename, shipped_zone, skip_without};
+use support::{
+    Foobar, addresses, binary, installed, output_within, save_by_rename, shipped_zone,
+    skip_without, wait_until, web,
+};
 
 #[test]
 fn serves_www_foobar_com_from_the_shipped_zone() {
@@ -242,24 +245,61 @@ fn sigterm_stops_with_exit_code_zero() {
 }
 
 #[test]
-fn a_broken_zone_at_start_is_an_error_before_binding() {
-    let broken = shipped_zone().replace("IN MX   10 mail", "IN MX   mail");
+fn a_broken_zone_at_start_is_served_from_its_last_good_copy_and_the_rest_starts() {
+    let shipped = shipped_zone();
+    let other = "$ORIGIN other.test.\n$TTL 60\n@ SOA ns1 h 1 1 1 1 1\n NS ns1\nns1 A 192.0.2.1\nwww A 192.0.2.2\n";
+    let server = Foobar::setup()
+        .zone("foobar.com.zone", &shipped)
+        .zone("other.test.zone", other)
+        .start();
+    let copy = server.state_path("dns/last-good/foobar.com.zone");
+    wait_until("the last good copy is kept", || copy.exists());
+
+    // A bad edit while stopped (a reboot after it, say), and a new zone that never loaded.
+    let broken = shipped.replace("IN MX   10 mail", "IN MX   mail");
     let line = 1 + broken
         .lines()
         .position(|l| l.contains("IN MX   mail"))
         .unwrap();
-    // The config's fixed port is never bound: the zone error stops start-up first.
-    let (_dir, config) = config_with_zone(&broken);
-    let output = Command::new(binary())
-        .args(["serve", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let want = format!("foobar.com.zone:{line}: MX: invalid preference \"mail\"");
-    assert!(stderr.contains(&want), "{stderr}");
-    assert!(!stderr.contains("listening"), "{stderr}");
+    std::fs::write(server.zone_path("foobar.com.zone"), &broken).unwrap();
+    std::fs::write(
+        server.zone_path("new.test.zone"),
+        "$TTL 60\n@ SOA ns1 h 1 1 1 1 1\n NS ns1\nns1 A 192.0.2.300\n",
+    )
+    .unwrap();
+    let server = server.restart();
+
+    server.wait_for_log(&format!(
+        "foobar.com.zone:{line}: MX: invalid preference \"mail\"; serving the last good copy (serial 2026112901)"
+    ));
+    let reply = server.query("www.foobar.com.", RecordType::A);
+    assert!(reply.metadata.authoritative);
+    assert_eq!(addresses(&reply), ["8.8.8.8"]);
+    assert_eq!(
+        addresses(&server.query("www.other.test.", RecordType::A)),
+        ["192.0.2.2"]
+    );
+    server.wait_for_log("new.test.zone:4: A: invalid IPv4 address \"192.0.2.300\"; no good copy: new.test. is answered SERVFAIL");
+    let reply = server.query("new.test.", RecordType::SOA);
+    assert_eq!(reply.metadata.response_code, ResponseCode::ServFail);
+    // The web edge started as well.
+    let pem = server.certificate_pem();
+    let reply = tokio::runtime::Runtime::new().unwrap().block_on(web::fetch(
+        web::Proto::H2,
+        server.https,
+        &pem,
+        web::get("/healthz", &[]),
+    ));
+    assert_eq!(reply.status, 200);
+
+    // Fixing the file is picked up without a restart.
+    save_by_rename(
+        &server.zone_path("foobar.com.zone"),
+        &with_www(&shipped, "2026112902", "8.8.4.4"),
+    );
+    server.until("www.foobar.com.", RecordType::A, |reply| {
+        addresses(reply) == ["8.8.4.4"]
+    });
 }
 
 #[test]
@@ -383,19 +423,36 @@ fn dig_gets_authoritative_answers() {
 
 #[test]
 fn check_flag_validates_without_serving() {
-    let (_dir, config) = config_with_zone(&shipped_zone());
-    let output = Command::new(binary())
-        .args(["serve", "--check", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
+    let (dir, config) = config_with_zone(&shipped_zone());
+    let check = || {
+        output_within(
+            Command::new(binary())
+                .args(["serve", "--check", "--config"])
+                .arg(&config),
+        )
+    };
+    let output = check();
     assert!(output.status.success());
     assert!(String::from_utf8_lossy(&output.stdout).contains("valid"));
     assert!(!String::from_utf8_lossy(&output.stderr).contains("listening"));
+
+    // A broken zone fails the check with file and line, where serving would fall back.
+    let broken = shipped_zone().replace("IN MX   10 mail", "IN MX   mail");
+    let line = 1 + broken
+        .lines()
+        .position(|l| l.contains("IN MX   mail"))
+        .unwrap();
+    std::fs::write(dir.path().join("zones/foobar.com.zone"), &broken).unwrap();
+    let output = check();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let want = format!("foobar.com.zone:{line}: MX: invalid preference \"mail\"");
+    assert!(stderr.contains(&want), "{stderr}");
+    assert!(!stderr.contains("listening"), "{stderr}");
 }
 
-/// A folder with `zones/foobar.com.zone` holding `zone`, and a config (default listen address)
-/// that serves it.
+/// A folder with `zones/foobar.com.zone` holding `zone`, and a config that would serve it on
+/// ports the system picks, with its state in the folder.
 fn config_with_zone(zone: &str) -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("zones")).unwrap();
@@ -403,7 +460,12 @@ fn config_with_zone(zone: &str) -> (tempfile::TempDir, std::path::PathBuf) {
     let config = dir.path().join("foobar.toml");
     std::fs::write(
         &config,
-        format!("[dns]\nzones = \"{}/zones\"\n", dir.path().display()),
+        format!(
+            "state_dir = \"{dir}/data\"\n\
+             [dns]\nlisten = [\"127.0.0.1:0\"]\nzones = \"{dir}/zones\"\n\
+             [edge]\nhttp = \"127.0.0.1:0\"\nhttps = \"127.0.0.1:0\"\n",
+            dir = dir.path().display()
+        ),
     )
     .unwrap();
     (dir, config)

@@ -256,6 +256,11 @@ impl Responder {
                 return Outcome::Reply;
             }
         };
+        if !zone.is_available() {
+            // The zone's file is broken and no good copy of it was kept.
+            w.set_rcode(rcode::SERVFAIL);
+            return Outcome::Reply;
+        }
         match query.qtype {
             rtype::OPT => {
                 w.set_rcode(rcode::FORMERR);

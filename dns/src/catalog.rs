@@ -16,10 +16,12 @@ type ZoneMap = hashbrown::HashMap<Box<[u8]>, Arc<Zone>>;
 use arc_swap::ArcSwap;
 use tracing::{error, info, warn};
 
+use foobar_state::Access;
+
 use crate::{
     error::{Error, ZoneError},
-    load::{Loaded, Stamp, load_zone, stamp},
-    name,
+    load::{Loaded, Stamp, default_origin, load_zone, stamp},
+    name, snapshot,
     zone::Zone,
 };
 
@@ -89,6 +91,9 @@ struct Served {
     zone: Arc<Zone>,
     /// The zone file and every file it includes, as they were when loaded.
     sources: Vec<(PathBuf, Stamp)>,
+    /// The file failed to load: what is served is its last good copy or nothing (SERVFAIL),
+    /// and every reload tries the file again.
+    failed: bool,
 }
 
 impl Served {
@@ -96,11 +101,12 @@ impl Served {
         Served {
             zone: Arc::new(loaded.zone),
             sources: loaded.files,
+            failed: false,
         }
     }
 
     fn unchanged(&self) -> bool {
-        self.sources.iter().all(|(path, was)| stamp(path) == *was)
+        !self.failed && self.sources.iter().all(|(path, was)| stamp(path) == *was)
     }
 }
 
@@ -111,6 +117,10 @@ pub struct Zones {
     live: Arc<ArcSwap<Catalog>>,
     /// What each zone file currently serves; the lock only orders reloads, queries never take it.
     served: Mutex<HashMap<PathBuf, Served>>,
+    /// Where the last good version of each zone is kept, by file name.
+    last_good: PathBuf,
+    /// Orders the writes of last good copies.
+    saving: Arc<Mutex<()>>,
 }
 
 /// What a reload changed.
@@ -122,10 +132,10 @@ pub struct Reloaded {
 }
 
 impl Zones {
-    /// Loads every `*.zone` file in `folder`. Any error is returned: at start-up a broken zone is
-    /// a reason not to start.
-    pub fn load(folder: &Path) -> Result<Zones, Error> {
-        let mut served = HashMap::new();
+    /// Checks every `*.zone` file in `folder` as `serve --check` does: the first error is
+    /// returned, and nothing is written.
+    pub fn check(folder: &Path) -> Result<Vec<Zone>, Error> {
+        let mut zones: Vec<Zone> = Vec::new();
         let mut by_origin: HashMap<Vec<u8>, PathBuf> = HashMap::new();
         for path in zone_files(folder)? {
             let loaded = load_zone(&path, None)?;
@@ -138,14 +148,26 @@ impl Zones {
                 });
             }
             log_loaded(&path, &loaded);
-            served.insert(path, Served::new(loaded));
+            zones.push(loaded.zone);
         }
-        let catalog = Catalog::new(served.values().map(|s| s.zone.clone()));
-        Ok(Zones {
+        Ok(zones)
+    }
+
+    /// Loads every `*.zone` file in `folder` to serve it. A file that fails is logged with
+    /// file, line and reason and served from its last good copy in `last_good` (kept there at
+    /// every successful load), or answered SERVFAIL: one broken zone never stops the others,
+    /// nor the rest of the server. Only an unreadable folder is an error.
+    pub fn load(folder: &Path, last_good: &Path) -> Result<Zones, Error> {
+        zone_files(folder)?;
+        let zones = Zones {
             folder: folder.to_path_buf(),
-            live: Arc::new(ArcSwap::from_pointee(catalog)),
-            served: Mutex::new(served),
-        })
+            live: Arc::new(ArcSwap::from_pointee(Catalog::default())),
+            served: Mutex::new(HashMap::new()),
+            last_good: last_good.to_path_buf(),
+            saving: Arc::new(Mutex::new(())),
+        };
+        zones.reload(true);
+        Ok(zones)
     }
 
     /// The live catalog, for the listeners.
@@ -159,7 +181,8 @@ impl Zones {
 
     /// Re-reads the zones folder: new files add zones, deleted files remove them, changed files
     /// (or all, with `force`) are parsed again. A file that fails to load keeps its previous
-    /// version serving; the error is logged with file, line and reason.
+    /// version serving, else its last good copy, else SERVFAIL; the error is logged with file,
+    /// line and reason.
     pub fn reload(&self, force: bool) -> Reloaded {
         let mut served = match self.served.lock() {
             Ok(guard) => guard,
@@ -176,6 +199,7 @@ impl Zones {
         };
         let mut next: HashMap<PathBuf, Served> = HashMap::new();
         let mut origins: HashMap<Vec<u8>, PathBuf> = HashMap::new();
+        let mut to_save: Vec<(PathBuf, Arc<Zone>)> = Vec::new();
         for path in files {
             let previous = served.remove(&path);
             let keep = previous.as_ref().is_some_and(|p| !force && p.unchanged());
@@ -184,17 +208,24 @@ impl Zones {
             } else {
                 match load_zone(&path, None) {
                     Ok(loaded) => {
-                        if let Some(old) = &previous {
+                        if let Some(old) = previous.as_ref().filter(|p| !p.failed) {
                             warn_serial(&path, &old.zone, &loaded.zone);
                         }
                         log_loaded(&path, &loaded);
                         report.loaded += 1;
-                        Some(Served::new(loaded))
+                        let entry = Served::new(loaded);
+                        to_save.push((path.clone(), entry.zone.clone()));
+                        Some(entry)
                     }
                     Err(e) => {
                         report.failed += 1;
-                        log_rejected(&e, previous.is_some());
-                        previous
+                        match previous {
+                            Some(previous) if !previous.failed => {
+                                error!("{e}; the previous version keeps serving");
+                                Some(previous)
+                            }
+                            _ => self.fallback(&path, &e),
+                        }
                     }
                 }
             };
@@ -221,7 +252,72 @@ impl Zones {
             next.values().map(|s| s.zone.clone()),
         )));
         *served = next;
+        self.save(to_save);
         report
+    }
+
+    /// What a file that cannot be loaded serves: its last good copy, else SERVFAIL for the
+    /// origin its name gives, else nothing.
+    fn fallback(&self, path: &Path, error: &ZoneError) -> Option<Served> {
+        let copy = self.last_good_path(path);
+        let sources = vec![(path.to_path_buf(), stamp(path))];
+        match std::fs::read(&copy).map(|bytes| snapshot::decode(&bytes)) {
+            Ok(Ok(zone)) => {
+                error!(
+                    "{error}; serving the last good copy (serial {}) from {}",
+                    zone.serial(),
+                    copy.display()
+                );
+                return Some(Served {
+                    zone: Arc::new(zone),
+                    sources,
+                    failed: true,
+                });
+            }
+            Ok(Err(reason)) => warn!(file = %copy.display(), %reason, "last good copy refused"),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => warn!(file = %copy.display(), error = %e, "last good copy unreadable"),
+        }
+        let Some(origin) = default_origin(path) else {
+            error!("{error}; the zone is not served");
+            return None;
+        };
+        let zone = Zone::unavailable(&origin);
+        error!(
+            "{error}; no good copy: {} is answered SERVFAIL until the file is fixed",
+            zone.origin_text()
+        );
+        Some(Served {
+            zone: Arc::new(zone),
+            sources,
+            failed: true,
+        })
+    }
+
+    fn last_good_path(&self, path: &Path) -> PathBuf {
+        self.last_good
+            .join(path.file_name().unwrap_or(path.as_os_str()))
+    }
+
+    /// Keeps these zones as their files' last good copies, off the caller's thread.
+    fn save(&self, zones: Vec<(PathBuf, Arc<Zone>)>) {
+        if zones.is_empty() {
+            return;
+        }
+        let saving = self.saving.clone();
+        let jobs: Vec<(PathBuf, Arc<Zone>)> = zones
+            .into_iter()
+            .map(|(path, zone)| (self.last_good_path(&path), zone))
+            .collect();
+        std::thread::spawn(move || {
+            let _order = saving.lock();
+            for (copy, zone) in jobs {
+                let bytes = snapshot::encode(&zone);
+                if let Err(e) = foobar_state::write(&copy, &bytes, Access::Public) {
+                    warn!(file = %copy.display(), error = %e, "cannot keep the last good copy");
+                }
+            }
+        });
     }
 }
 
@@ -238,14 +334,6 @@ fn log_loaded(path: &Path, loaded: &Loaded) {
         file = %path.display(),
         "zone loaded"
     );
-}
-
-fn log_rejected(e: &ZoneError, kept: bool) {
-    if kept {
-        error!("{e}; the previous version keeps serving");
-    } else {
-        error!("{e}; the zone is not served");
-    }
 }
 
 fn warn_serial(path: &Path, old: &Zone, new: &Zone) {

@@ -19,10 +19,11 @@ pub mod load;
 pub mod listener;
 pub mod message;
 pub mod name;
+mod snapshot;
 mod watch;
 pub mod zone;
 
-use std::{sync::Arc, time::Duration};
+use std::{path::Path, sync::Arc, time::Duration};
 
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
@@ -37,6 +38,15 @@ pub use crate::{
     zone::Zone,
 };
 
+fn origin_names<'z>(zones: impl Iterator<Item = &'z Zone>) -> Vec<String> {
+    let mut origins: Vec<String> = zones
+        .map(|zone| zone.origin_text().trim_end_matches('.').to_string())
+        .filter(|origin| !origin.is_empty())
+        .collect();
+    origins.sort();
+    origins
+}
+
 /// The DNS service: its zones and how it answers.
 #[derive(Debug, Clone)]
 pub struct Dns {
@@ -45,8 +55,10 @@ pub struct Dns {
 }
 
 impl Dns {
-    /// Loads every zone named by the configuration; fails on the first broken one.
-    pub fn load(config: &Config) -> Result<Dns, Error> {
+    /// Loads every zone named by the configuration to serve it. A broken zone file is logged and
+    /// served from its last good copy in `state_dir` (or answered SERVFAIL): it never stops the
+    /// other zones from loading.
+    pub fn load(config: &Config, state_dir: &Path) -> Result<Dns, Error> {
         let Config {
             listen: _,
             zones,
@@ -54,7 +66,7 @@ impl Dns {
             max_tcp_connections,
             tcp_idle_timeout,
         } = config;
-        let zones = Arc::new(Zones::load(zones)?);
+        let zones = Arc::new(Zones::load(zones, &state_dir.join("dns/last-good"))?);
         let shared = listener::Shared {
             catalog: zones.catalog(),
             responder: Arc::new(Responder::new(allow_transfer.clone())),
@@ -64,17 +76,18 @@ impl Dns {
         Ok(Dns { zones, shared })
     }
 
+    /// Checks every zone as `serve --check` does: fails on the first broken one and writes
+    /// nothing. Returns the origins, as [`Dns::origins`] does.
+    pub fn check(config: &Config) -> Result<Vec<String>, Error> {
+        let zones = Zones::check(&config.zones)?;
+        Ok(origin_names(zones.iter()))
+    }
+
     /// The origins of the zones served now, as text without the final dot (`foobar.com`).
     pub fn origins(&self) -> Vec<String> {
         let catalog = self.zones.catalog();
-        let mut origins: Vec<String> = catalog
-            .load()
-            .zones()
-            .map(|zone| zone.origin_text().trim_end_matches('.').to_string())
-            .filter(|origin| !origin.is_empty())
-            .collect();
-        origins.sort();
-        origins
+        let catalog = catalog.load();
+        origin_names(catalog.zones().map(|zone| &**zone))
     }
 
     /// Re-reads every zone file (SIGHUP), keeping the previous version of any that fails.

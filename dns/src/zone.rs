@@ -120,6 +120,8 @@ pub struct Zone {
     /// misses; the sorted array still answers "what is near this name".
     index: HashTable<u32>,
     records: usize,
+    /// False for a zone whose file could not be loaded and has no good copy: SERVFAIL.
+    available: bool,
 }
 
 /// The hash of a lookup key (fixed seed: the index is rebuilt, never persisted).
@@ -303,6 +305,7 @@ impl Zone {
             dnames: Vec::new(),
             index: HashTable::new(),
             records: 0,
+            available: true,
         };
         zone.origin = zone.push_bytes(origin);
         let origin_key = name::key_of(origin);
@@ -398,6 +401,19 @@ impl Zone {
         zone.nodes.shrink_to_fit();
         zone.sets.shrink_to_fit();
         zone
+    }
+
+    /// A zone known only by its origin, whose data could not be loaded: answered SERVFAIL.
+    pub fn unavailable(origin: &[u8]) -> Zone {
+        let records = Records::default();
+        let mut zone = Zone::build(origin, &records, &records.sort());
+        zone.available = false;
+        zone
+    }
+
+    /// Whether the zone has data to answer from.
+    pub fn is_available(&self) -> bool {
+        self.available
     }
 
     fn push_bytes(&mut self, bytes: &[u8]) -> Range<usize> {

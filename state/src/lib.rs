@@ -2,7 +2,7 @@
 //! each kind in its own subfolder, each file written atomically.
 //!
 //! ```text
-//! bytes ──▶ FOLDER/.NAME.tmp-PID (written, fsync) ──rename──▶ FOLDER/NAME ──▶ fsync FOLDER
+//! bytes ──▶ FOLDER/.NAME.tmp-PID-N (written, fsync) ──rename──▶ FOLDER/NAME ──▶ fsync FOLDER
 //! ```
 //!
 //! A crash at any point leaves either the previous file or the new one, never half of one, so
@@ -13,6 +13,7 @@ use std::{
     fs::{self, File, OpenOptions},
     io::{self, Write},
     path::{Path, PathBuf},
+    sync::atomic::{AtomicU64, Ordering},
 };
 
 /// Who may read a file.
@@ -41,12 +42,15 @@ pub fn write(path: &Path, bytes: &[u8], access: Access) -> io::Result<()> {
     File::open(folder)?.sync_all()
 }
 
+/// A temporary name beside `path`, unique to this process and this write.
 fn temporary_path(path: &Path) -> PathBuf {
+    static WRITES: AtomicU64 = AtomicU64::new(0);
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
+    let write = WRITES.fetch_add(1, Ordering::Relaxed);
+    path.with_file_name(format!(".{name}.tmp-{}-{write}", std::process::id()))
 }
 
 fn write_new(path: &Path, bytes: &[u8], access: Access) -> io::Result<()> {

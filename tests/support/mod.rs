@@ -300,6 +300,11 @@ impl Foobar {
         query_udp(self.dns, name, rtype)
     }
 
+    /// The path of a file under the server's `state_dir`.
+    pub fn state_path(&self, name: &str) -> PathBuf {
+        self.dir.path().join("data").join(name)
+    }
+
     /// Queries until `check` holds for the reply; returns how long it took.
     pub fn until(
         &self,
@@ -319,6 +324,40 @@ impl Foobar {
             );
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+}
+
+/// Runs `command` to its end, killing it and failing after [`DEADLINE`] so that a command that
+/// should exit but serves instead fails the test rather than hanging it.
+pub fn output_within(command: &mut Command) -> std::process::Output {
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let id = child.id();
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(child.wait_with_output());
+    });
+    match finished.recv_timeout(DEADLINE) {
+        Ok(output) => output.unwrap(),
+        Err(_) => {
+            let _ = Command::new("kill")
+                .args(["-s", "KILL", &id.to_string()])
+                .status();
+            panic!("the command did not exit within {DEADLINE:?}");
+        }
+    }
+}
+
+/// Polls `check` until it holds; fails after [`DEADLINE`] naming `what`.
+pub fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !check() {
+        assert!(start.elapsed() < DEADLINE, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 

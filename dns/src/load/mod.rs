@@ -9,7 +9,7 @@
 //! line (inside `$INCLUDE`d files too), the checks must point at the record responsible, and the
 //! text must be read as BIND, Knot and NSD read it, which `tests/zones/` checks against them.
 
-mod check;
+pub(crate) mod check;
 mod lexer;
 mod rdata;
 mod svcb;

@@ -48,7 +48,7 @@ impl Server {
             ..Config::default()
         };
         tweak(&mut config);
-        let dns = Dns::load(&config).unwrap();
+        let dns = Dns::load(&config, &dir.path().join("state")).unwrap();
         let sockets = vec![foobar_dns::bind(config.listen[0]).unwrap()];
         let addr = sockets[0].local_addr().unwrap();
         let shutdown = CancellationToken::new();
