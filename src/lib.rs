@@ -88,8 +88,10 @@ pub async fn run(loaded: Loaded, bound: Bound, shutdown: CancellationToken) -> a
         edge: edge_sockets,
     } = bound;
     tokio::spawn(signals(dns.clone(), edge.clone(), shutdown.clone()));
+    // Every part of the server stops within the one bound the operator sets.
+    let drain = edge.drain_timeout();
     let (dns_result, edge_result) = tokio::join!(
-        dns.run(dns_sockets, shutdown.clone()),
+        dns.run(dns_sockets, shutdown.clone(), drain),
         edge.run(edge_sockets, site, shutdown.clone())
     );
     dns_result?;

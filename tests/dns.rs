@@ -3,7 +3,11 @@
 
 mod support;
 
-use std::{path::Path, process::Command, time::SystemTime};
+use std::{
+    path::Path,
+    process::Command,
+    time::{Duration, Instant, SystemTime},
+};
 
 use hickory_proto::{op::ResponseCode, rr::RecordType};
 use support::{
@@ -242,6 +246,42 @@ fn sigterm_stops_with_exit_code_zero() {
     let status = server.wait();
     assert!(status.success(), "{status:?}");
     server.wait_for_log("stopped");
+}
+
+#[test]
+fn sigterm_stops_within_shutdown_timeout_whatever_tcp_clients_do() {
+    let mut server = Foobar::setup()
+        .dns("tcp_io_timeout = 60")
+        .edge("shutdown_timeout = 2")
+        .start();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    // A client that pipelines queries and never reads its answers: the server's writes block.
+    let _flood = runtime.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let stream = socket.connect(server.dns).await.unwrap();
+        let query = support::query_message("foobar.com.", RecordType::NS);
+        let mut frames = Vec::new();
+        for _ in 0..60_000 {
+            frames.extend_from_slice(&(query.len() as u16).to_be_bytes());
+            frames.extend_from_slice(&query);
+        }
+        let (reader, mut writer) = stream.into_split();
+        tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            writer.write_all(&frames).await
+        });
+        reader
+    });
+    // Let the server answer until its writes block.
+    std::thread::sleep(Duration::from_millis(500));
+    let start = Instant::now();
+    server.signal("TERM");
+    let status = server.wait();
+    let took = start.elapsed();
+    assert!(status.success(), "{status:?}");
+    eprintln!("stopped {took:?} after SIGTERM with a client that does not read");
+    assert!(took < Duration::from_secs(4), "took {took:?}");
 }
 
 #[test]

@@ -18,6 +18,11 @@ pub struct Config {
     pub max_tcp_connections: usize,
     /// Seconds a TCP connection may sit idle between queries.
     pub tcp_idle_timeout: u64,
+    /// Seconds a TCP client gets to send the rest of a query once it started one, and to take
+    /// each response; also how long stopping waits for TCP clients.
+    pub tcp_io_timeout: u64,
+    /// Most TCP connections from one address at once.
+    pub max_tcp_connections_per_address: usize,
 }
 
 impl Default for Config {
@@ -28,6 +33,8 @@ impl Default for Config {
             allow_transfer: Vec::new(),
             max_tcp_connections: 1024,
             tcp_idle_timeout: 10,
+            tcp_io_timeout: 5,
+            max_tcp_connections_per_address: 16,
         }
     }
 }

@@ -65,13 +65,18 @@ impl Dns {
             allow_transfer,
             max_tcp_connections,
             tcp_idle_timeout,
+            tcp_io_timeout,
+            max_tcp_connections_per_address,
         } = config;
         let zones = Arc::new(Zones::load(zones, &state_dir.join("dns/last-good"))?);
         let shared = listener::Shared {
             catalog: zones.catalog(),
             responder: Arc::new(Responder::new(allow_transfer.clone())),
             max_tcp_connections: *max_tcp_connections,
+            max_tcp_connections_per_address: *max_tcp_connections_per_address,
             tcp_idle_timeout: Duration::from_secs(*tcp_idle_timeout),
+            tcp_io_timeout: Duration::from_secs(*tcp_io_timeout),
+            drain_timeout: Duration::from_secs(*tcp_io_timeout),
         };
         Ok(Dns { zones, shared })
     }
@@ -98,12 +103,15 @@ impl Dns {
             .unwrap_or_default()
     }
 
-    /// Serves on the bound sockets and watches the zones folder until `shutdown`.
+    /// Serves on the bound sockets and watches the zones folder until `shutdown`, then lets TCP
+    /// clients take the answers in hand for at most `drain` (and the TCP I/O timeout).
     pub async fn run(
-        self,
+        mut self,
         sockets: Vec<Sockets>,
         shutdown: CancellationToken,
+        drain: Duration,
     ) -> Result<(), Error> {
+        self.shared.drain_timeout = drain.min(self.shared.tcp_io_timeout);
         let mut tasks = tokio::task::JoinSet::new();
         match watch::Watch::start(self.zones.clone()) {
             Ok(watch) => {

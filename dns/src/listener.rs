@@ -1,6 +1,11 @@
 //! UDP and TCP listeners: bytes off the socket, through the [`Responder`], back out.
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    net::{IpAddr, SocketAddr},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use arc_swap::ArcSwap;
 use tokio::{
@@ -20,8 +25,6 @@ use crate::{
 
 /// Largest message a query may be: the UDP datagrams we accept and TCP frames we read.
 const MAX_MESSAGE: usize = u16::MAX as usize;
-/// Time a client gets to send a whole TCP message once it started one.
-const TCP_READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One listen address, bound on UDP and TCP with the same port.
 #[derive(Debug)]
@@ -73,7 +76,11 @@ pub struct Shared {
     pub catalog: Arc<ArcSwap<Catalog>>,
     pub responder: Arc<Responder>,
     pub max_tcp_connections: usize,
+    pub max_tcp_connections_per_address: usize,
     pub tcp_idle_timeout: Duration,
+    pub tcp_io_timeout: Duration,
+    /// How long stopping waits for TCP connections to finish.
+    pub drain_timeout: Duration,
 }
 
 /// How often a blocked UDP worker looks at the shutdown token.
@@ -144,9 +151,10 @@ fn udp_worker(socket: &std::net::UdpSocket, shared: &Shared, shutdown: &Cancella
     }
 }
 
-/// Accepts TCP connections (RFC 7766) up to the configured bound.
+/// Accepts TCP connections (RFC 7766) up to the configured bounds: in all, and per address.
 pub async fn serve_tcp(listener: TcpListener, shared: Shared, shutdown: CancellationToken) {
     let limit = Arc::new(Semaphore::new(shared.max_tcp_connections));
+    let per_address = Arc::new(Mutex::new(HashMap::<IpAddr, usize>::new()));
     let mut connections = JoinSet::new();
     loop {
         let permit = tokio::select! {
@@ -167,18 +175,75 @@ pub async fn serve_tcp(listener: TcpListener, shared: Shared, shutdown: Cancella
             },
             () = shutdown.cancelled() => break,
         };
+        let Some(slot) = AddressSlot::take(
+            &per_address,
+            peer.ip(),
+            shared.max_tcp_connections_per_address,
+        ) else {
+            debug!(%peer, "tcp connection refused: too many from this address");
+            continue;
+        };
         let shared = shared.clone();
         let shutdown = shutdown.clone();
         connections.spawn(async move {
             if let Err(e) = connection(stream, peer, &shared, &shutdown).await {
                 debug!(error = %e, %peer, "tcp connection");
             }
-            drop(permit);
+            drop((permit, slot));
         });
         while connections.try_join_next().is_some() {}
     }
-    // Let connections finish the query they are answering; they stop at their next read.
-    while connections.join_next().await.is_some() {}
+    // Connections answer the query in hand and stop at their next read; a client that does not
+    // take its answer is cut off by the I/O timeout, and this wait is bounded as well.
+    let drained = tokio::time::timeout(shared.drain_timeout, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        connections.abort_all();
+    }
+}
+
+/// One of an address's TCP connections, counted until dropped.
+struct AddressSlot {
+    counts: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    address: IpAddr,
+}
+
+impl AddressSlot {
+    fn take(
+        counts: &Arc<Mutex<HashMap<IpAddr, usize>>>,
+        address: IpAddr,
+        most: usize,
+    ) -> Option<AddressSlot> {
+        let mut map = counts
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let count = map.entry(address).or_default();
+        if *count >= most {
+            return None;
+        }
+        *count += 1;
+        Some(AddressSlot {
+            counts: counts.clone(),
+            address,
+        })
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut map = self
+            .counts
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(count) = map.get_mut(&self.address) {
+            *count -= 1;
+            if *count == 0 {
+                map.remove(&self.address);
+            }
+        }
+    }
 }
 
 async fn connection(
@@ -188,6 +253,7 @@ async fn connection(
     shutdown: &CancellationToken,
 ) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
+    let io_timeout = shared.tcp_io_timeout;
     let mut packet = vec![0u8; MAX_MESSAGE];
     let mut out = Vec::with_capacity(4096);
     loop {
@@ -198,7 +264,7 @@ async fn connection(
             },
             () = shutdown.cancelled() => return Ok(()),
         };
-        match tokio::time::timeout(TCP_READ_TIMEOUT, stream.read_exact(&mut packet[..len])).await {
+        match tokio::time::timeout(io_timeout, stream.read_exact(&mut packet[..len])).await {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => return Err(e),
             Err(_) => return Ok(()),
@@ -212,7 +278,7 @@ async fn connection(
             &mut out,
         );
         match outcome {
-            Outcome::Reply => write_message(&mut stream, &out).await?,
+            Outcome::Reply => write_message(&mut stream, &out, io_timeout).await?,
             Outcome::Drop => return Ok(()),
             Outcome::Transfer(origin_key) => {
                 let Some(zone) = catalog.get(&origin_key).cloned() else {
@@ -224,16 +290,27 @@ async fn connection(
                         .await
                         .map_err(std::io::Error::other)?;
                 for message in messages {
-                    write_message(&mut stream, &message).await?;
+                    write_message(&mut stream, &message, io_timeout).await?;
                 }
             }
         }
     }
 }
 
-async fn write_message(stream: &mut TcpStream, message: &[u8]) -> std::io::Result<()> {
+/// Writes one framed message; a client that does not take it within `timeout` is cut off.
+async fn write_message(
+    stream: &mut TcpStream,
+    message: &[u8],
+    timeout: Duration,
+) -> std::io::Result<()> {
     let mut framed = Vec::with_capacity(message.len() + 2);
     framed.extend_from_slice(&(message.len() as u16).to_be_bytes());
     framed.extend_from_slice(message);
-    stream.write_all(&framed).await
+    match tokio::time::timeout(timeout, stream.write_all(&framed)).await {
+        Ok(result) => result,
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "the client does not read its answers",
+        )),
+    }
 }

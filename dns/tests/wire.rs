@@ -11,7 +11,13 @@ use hickory_proto::{
         rdata::opt::{EdnsCode, EdnsOption},
     },
 };
+use std::time::{Duration, Instant};
+
 use support::{Server, plain_query, query, render};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpSocket, TcpStream},
+};
 
 const EXAMPLE: &str = include_str!("data/example.com.zone");
 
@@ -336,4 +342,122 @@ async fn other_classes_are_refused() {
     message.queries[0].set_query_class(hickory_proto::rr::DNSClass::CH);
     let reply = server.udp(&message).await;
     assert_eq!(reply.metadata.response_code, ResponseCode::Refused);
+}
+
+/// A TCP connection from `source` that sends `queries` copies of `message` and never reads its
+/// answers (its receive buffer is small, so the server's writes block soon). The read half is
+/// returned to see when the server gives up on it.
+async fn flooder(
+    server: &Server,
+    source: [u8; 4],
+    message: &Message,
+    queries: usize,
+) -> tokio::net::tcp::OwnedReadHalf {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.bind((source, 0).into()).unwrap();
+    let stream = socket.connect(server.addr).await.unwrap();
+    let bytes = message.to_vec().unwrap();
+    let mut frames = Vec::with_capacity(queries * (bytes.len() + 2));
+    for _ in 0..queries {
+        frames.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
+        frames.extend_from_slice(&bytes);
+    }
+    let (reader, mut writer) = stream.into_split();
+    // Once the server stops reading, this write blocks too: it runs on its own.
+    tokio::spawn(async move { writer.write_all(&frames).await });
+    reader
+}
+
+/// One query over a new TCP connection from `source`; `None` if the connection is closed
+/// without an answer.
+async fn tcp_from(server: &Server, source: [u8; 4], message: &Message) -> Option<Message> {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind((source, 0).into()).unwrap();
+    let mut stream = socket.connect(server.addr).await.unwrap();
+    let bytes = message.to_vec().unwrap();
+    let mut frame = (bytes.len() as u16).to_be_bytes().to_vec();
+    frame.extend_from_slice(&bytes);
+    stream.write_all(&frame).await.ok()?;
+    let read = async {
+        let len = stream.read_u16().await.ok()?;
+        let mut reply = vec![0u8; usize::from(len)];
+        stream.read_exact(&mut reply).await.ok()?;
+        Message::from_vec(&reply).ok()
+    };
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .expect("an answer or a close within 10 s")
+}
+
+#[tokio::test]
+async fn clients_that_stop_reading_are_cut_off_and_free_their_slots() {
+    let server = Server::start_with(&[("example.com.zone", EXAMPLE)], |config| {
+        config.max_tcp_connections = 2;
+        config.tcp_io_timeout = 1;
+    })
+    .await;
+    // Each answer is about 900 bytes: the server's writes block after a few megabytes.
+    let big = query("big.example.com.", RecordType::TXT);
+    let mut flooders = vec![
+        flooder(&server, [127, 0, 0, 1], &big, 20_000).await,
+        flooder(&server, [127, 0, 0, 1], &big, 20_000).await,
+    ];
+    // Every slot is taken; a client that reads is answered once the flooders are cut off.
+    let started = Instant::now();
+    let reply = tcp_from(
+        &server,
+        [127, 0, 0, 1],
+        &query("www.example.com.", RecordType::A),
+    )
+    .await
+    .expect("answered");
+    assert_eq!(
+        render(&reply.answers),
+        ["www.example.com. 3600 A 192.0.2.80"]
+    );
+    eprintln!(
+        "answered after {:?} with both slots flooded",
+        started.elapsed()
+    );
+    // The flooders' connections were closed: reading drains what was sent, then ends.
+    for reader in &mut flooders {
+        let drained = tokio::time::timeout(Duration::from_secs(10), async {
+            let mut buf = vec![0u8; 1 << 16];
+            while matches!(reader.read(&mut buf).await, Ok(n) if n > 0) {}
+        })
+        .await;
+        assert!(drained.is_ok(), "a flooder's connection stayed open");
+    }
+}
+
+#[tokio::test]
+async fn one_address_cannot_take_every_tcp_slot() {
+    let server = Server::start_with(&[("example.com.zone", EXAMPLE)], |config| {
+        config.max_tcp_connections_per_address = 2;
+    })
+    .await;
+    let www = query("www.example.com.", RecordType::A);
+    // Two connections from 127.0.0.1, each proven accepted by an answer, then held open.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut stream = TcpStream::connect(server.addr).await.unwrap();
+        let bytes = www.to_vec().unwrap();
+        stream
+            .write_all(&(bytes.len() as u16).to_be_bytes())
+            .await
+            .unwrap();
+        stream.write_all(&bytes).await.unwrap();
+        let len = stream.read_u16().await.unwrap();
+        let mut reply = vec![0u8; usize::from(len)];
+        stream.read_exact(&mut reply).await.unwrap();
+        held.push(stream);
+    }
+    assert!(
+        tcp_from(&server, [127, 0, 0, 1], &www).await.is_none(),
+        "a third connection from the same address is closed unanswered"
+    );
+    let reply = tcp_from(&server, [127, 0, 0, 2], &www).await;
+    assert!(reply.is_some(), "another address is served");
+    drop(held);
 }

@@ -115,6 +115,11 @@ impl Edge {
 
     /// Re-reads the certificate (SIGHUP). Open connections keep theirs; new handshakes get the
     /// new one. On error the current certificate stays.
+    /// How long stopping waits for requests in flight (`shutdown_timeout`).
+    pub fn drain_timeout(&self) -> Duration {
+        Duration::from_secs(self.config.shutdown_timeout)
+    }
+
     pub fn reload_certificate(&self) -> Result<(), Error> {
         self.resolver.reload(&self.source, &self.provider)
     }

@@ -66,6 +66,7 @@ pub struct Foobar {
 pub struct Setup {
     zones: Vec<(String, String)>,
     files: Vec<(String, Vec<u8>)>,
+    dns: Vec<String>,
     edge: Vec<String>,
     app: Vec<String>,
     shipped_site: bool,
@@ -90,6 +91,12 @@ impl Setup {
     }
 
     /// A line for the `[edge]` table, e.g. `header_timeout = 1`.
+    /// A line for the `[dns]` table of the config.
+    pub fn dns(mut self, line: &str) -> Self {
+        self.dns.push(line.to_string());
+        self
+    }
+
     pub fn edge(mut self, line: &str) -> Self {
         self.edge.push(line.to_string());
         self
@@ -133,10 +140,11 @@ impl Setup {
             &config,
             format!(
                 "state_dir = \"{dir}/data\"\n\
-                 [dns]\nlisten = [\"127.0.0.1:0\"]\nzones = \"{dir}/zones\"\n\
+                 [dns]\nlisten = [\"127.0.0.1:0\"]\nzones = \"{dir}/zones\"\n{dns}\n\
                  [edge]\nhttp = \"127.0.0.1:0\"\nhttps = \"127.0.0.1:0\"\nroot = \"{dir}/public\"\n{edge}\n\
                  [app]\n{app}\n",
                 dir = dir.path().display(),
+                dns = self.dns.join("\n"),
                 edge = self.edge.join("\n"),
                 app = self.app.join("\n"),
             ),
@@ -369,18 +377,23 @@ impl Drop for Foobar {
 }
 
 /// One query over UDP with EDNS, as a stub resolver sends it.
-pub fn query_udp(server: SocketAddr, name: &str, rtype: RecordType) -> Message {
+/// The wire bytes of a query with EDNS, as a stub resolver sends it.
+pub fn query_message(name: &str, rtype: RecordType) -> Vec<u8> {
     let mut message = Message::query();
-    message.metadata.id = 0xBEEF;
+    message.metadata.id = 0x1234;
     message.add_query(Query::query(Name::from_ascii(name).unwrap(), rtype));
     let mut edns = Edns::new();
     edns.set_max_payload(1232);
     message.set_edns(edns);
+    message.to_vec().unwrap()
+}
+
+pub fn query_udp(server: SocketAddr, name: &str, rtype: RecordType) -> Message {
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     socket
         .set_read_timeout(Some(Duration::from_secs(3)))
         .unwrap();
-    socket.send_to(&message.to_vec().unwrap(), server).unwrap();
+    socket.send_to(&query_message(name, rtype), server).unwrap();
     let mut buf = [0u8; 4096];
     let (len, _) = socket.recv_from(&mut buf).unwrap();
     Message::from_vec(&buf[..len]).unwrap()
