@@ -4,7 +4,7 @@
 use std::{hint::black_box, net::IpAddr, path::Path, sync::Arc};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use foobar_dns::{Catalog, Responder, Transport, load_zone};
+use foobar_dns::{Catalog, Client, Cookies, Responder, Transport, load_zone};
 use hickory_proto::{
     op::{Edns, Message, Query},
     rr::{Name, RecordType},
@@ -46,8 +46,12 @@ fn answers(c: &mut Criterion) {
     std::fs::write(&path, ZONE).expect("zone written");
     let zone = load_zone(&path, None).expect("zone loads").zone;
     let catalog = Catalog::new([Arc::new(zone)]);
-    let responder = Responder::default();
-    let peer = IpAddr::from([127, 0, 0, 1]);
+    let responder = Responder::new(Vec::new(), Cookies::new([7; 16]));
+    let client = Client {
+        transport: Transport::Udp,
+        address: IpAddr::from([127, 0, 0, 1]),
+        now: 0,
+    };
     let mut out = Vec::with_capacity(4096);
     let mut group = c.benchmark_group("answer");
     group.throughput(Throughput::Elements(1));
@@ -62,7 +66,7 @@ fn answers(c: &mut Criterion) {
         let packet = query(name, rtype);
         group.bench_function(label, |b| {
             b.iter(|| {
-                responder.respond(&catalog, black_box(&packet), Transport::Udp, peer, &mut out);
+                responder.respond(&catalog, black_box(&packet), client, &mut out);
                 black_box(out.len())
             })
         });

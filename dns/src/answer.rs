@@ -18,6 +18,7 @@ use ipnet::IpNet;
 
 use crate::{
     catalog::Catalog,
+    cookie::Cookies,
     message::{AA, CD, Full, OPT_LEN, Owner, QR, RD, Section, TC, Writer, rcode},
     name::{self, MAX_KEY, MAX_NAME},
     zone::{NodeId, RRset, Zone, rdata_name_offset, rtype},
@@ -29,6 +30,8 @@ pub const MAX_UDP_PAYLOAD: u16 = 1232;
 const PLAIN_UDP_PAYLOAD: usize = 512;
 /// Most CNAMEs followed inside a zone before the chain is cut short.
 const MAX_CHAIN: usize = 8;
+/// The CHAOS class (RFC 1035), where servers answer questions about themselves.
+const CHAOS: u16 = 3;
 
 /// The transport a query arrived on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,9 +52,16 @@ pub enum Outcome {
 }
 
 /// Answers queries from a catalog; shared by every listener.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Responder {
     allow_transfer: Vec<IpNet>,
+    cookies: Cookies,
+    /// Sent to clients that ask for it (RFC 5001); none unless configured.
+    nsid: Option<Vec<u8>>,
+    /// Answers `id.server` and `hostname.bind` CH TXT; none unless configured.
+    identity: Option<Vec<u8>>,
+    /// Answers `version.bind` and `version.server` CH TXT; none unless configured.
+    version: Option<Vec<u8>>,
 }
 
 /// The parts of a query the answer depends on.
@@ -59,23 +69,35 @@ pub struct Responder {
 pub struct Query<'q> {
     pub id: u16,
     flags: u16,
+    /// Whether the query has a question (an unknown opcode, or a cookie-only query, may not).
+    has_question: bool,
     /// The question name exactly as received.
     pub qname: &'q [u8],
     pub qtype: u16,
     pub qclass: u16,
-    edns: Option<Edns>,
+    edns: Option<Edns<'q>>,
 }
 
 #[derive(Debug, Clone, Copy)]
-struct Edns {
+struct Edns<'q> {
     payload: u16,
     version: u8,
     dnssec_ok: bool,
+    /// The client asked for our NSID.
+    nsid: bool,
+    /// The first COOKIE option: a client cookie, maybe followed by a server cookie.
+    cookie: Option<&'q [u8]>,
 }
 
 enum Malformed {
     Drop,
     FormErr { id: u16, flags: u16 },
+}
+
+/// EDNS option codes this server acts on.
+mod option {
+    pub const NSID: u16 = 3;
+    pub const COOKIE: u16 = 10;
 }
 
 impl Query<'_> {
@@ -101,20 +123,26 @@ fn parse(packet: &[u8]) -> Result<Query<'_>, Malformed> {
     }
     let formerr = Malformed::FormErr { id, flags };
     let (qdcount, ancount, nscount, arcount) = (word(4), word(6), word(8), word(10));
-    if qdcount != 1 {
-        return Err(formerr);
-    }
-    let Some(name_len) = name::wire_len(&packet[12..]) else {
-        return Err(formerr);
+    let mut at = 12;
+    let (qname, qtype, qclass) = match qdcount {
+        0 => (&packet[12..12], 0, 0),
+        1 => {
+            let Some(name_len) = name::wire_len(&packet[12..]) else {
+                return Err(formerr);
+            };
+            at += name_len;
+            let Some(fixed) = packet.get(at..at + 4) else {
+                return Err(formerr);
+            };
+            at += 4;
+            (
+                &packet[12..12 + name_len],
+                u16::from_be_bytes([fixed[0], fixed[1]]),
+                u16::from_be_bytes([fixed[2], fixed[3]]),
+            )
+        }
+        _ => return Err(formerr),
     };
-    let qname = &packet[12..12 + name_len];
-    let mut at = 12 + name_len;
-    let Some(fixed) = packet.get(at..at + 4) else {
-        return Err(formerr);
-    };
-    let qtype = u16::from_be_bytes([fixed[0], fixed[1]]);
-    let qclass = u16::from_be_bytes([fixed[2], fixed[3]]);
-    at += 4;
     let mut edns = None;
     for i in 0..u32::from(ancount) + u32::from(nscount) + u32::from(arcount) {
         let Some(record) = skip_record(packet, at) else {
@@ -127,17 +155,45 @@ fn parse(packet: &[u8]) -> Result<Query<'_>, Malformed> {
                 return Err(formerr);
             }
             let ttl = record.ttl.to_be_bytes();
-            edns = Some(Edns {
+            let mut parsed = Edns {
                 payload: record.class,
                 version: ttl[1],
                 dnssec_ok: ttl[2] & 0x80 != 0,
-            });
+                nsid: false,
+                cookie: None,
+            };
+            let mut options = &packet[record.end - record.rdlen..record.end];
+            while !options.is_empty() {
+                let Some(head) = options.get(..4) else {
+                    return Err(formerr);
+                };
+                let code = u16::from_be_bytes([head[0], head[1]]);
+                let len = usize::from(u16::from_be_bytes([head[2], head[3]]));
+                let Some(data) = options.get(4..4 + len) else {
+                    return Err(formerr);
+                };
+                match code {
+                    option::NSID => parsed.nsid = true,
+                    // RFC 7873 section 5.2: only the first COOKIE counts; a malformed one is
+                    // FORMERR (a client cookie of 8 bytes, a server cookie of 8 to 32).
+                    option::COOKIE if parsed.cookie.is_none() => {
+                        if !(len == 8 || (16..=40).contains(&len)) {
+                            return Err(formerr);
+                        }
+                        parsed.cookie = Some(data);
+                    }
+                    _ => {}
+                }
+                options = &options[4 + len..];
+            }
+            edns = Some(parsed);
         }
         at = record.end;
     }
     Ok(Query {
         id,
         flags,
+        has_question: qdcount == 1,
         qname,
         qtype,
         qclass,
@@ -149,6 +205,7 @@ struct Skipped {
     rtype: u16,
     class: u16,
     ttl: u32,
+    rdlen: usize,
     end: usize,
 }
 
@@ -176,14 +233,44 @@ fn skip_record(packet: &[u8], mut at: usize) -> Option<Skipped> {
         rtype: u16::from_be_bytes([fixed[0], fixed[1]]),
         class: u16::from_be_bytes([fixed[2], fixed[3]]),
         ttl: u32::from_be_bytes([fixed[4], fixed[5], fixed[6], fixed[7]]),
+        rdlen,
         end,
     })
 }
 
+/// Where a query came from and when, as the listener saw it.
+#[derive(Debug, Clone, Copy)]
+pub struct Client {
+    pub transport: Transport,
+    pub address: IpAddr,
+    /// Seconds since the Unix epoch (modulo 2^32).
+    pub now: u32,
+}
+
 impl Responder {
-    /// A responder that allows zone transfers to these networks (none when empty).
-    pub fn new(allow_transfer: Vec<IpNet>) -> Self {
-        Responder { allow_transfer }
+    /// A responder that allows zone transfers to these networks (none when empty) and makes
+    /// server cookies with `cookies`.
+    pub fn new(allow_transfer: Vec<IpNet>, cookies: Cookies) -> Self {
+        Responder {
+            allow_transfer,
+            cookies,
+            nsid: None,
+            identity: None,
+            version: None,
+        }
+    }
+
+    /// Sends `nsid` to clients that ask for it (RFC 5001).
+    pub fn with_nsid(mut self, nsid: Option<&str>) -> Self {
+        self.nsid = nsid.map(|n| n.as_bytes().to_vec());
+        self
+    }
+
+    /// Answers the CH TXT names for the server's identity and version.
+    pub fn with_chaos(mut self, identity: Option<&str>, version: Option<&str>) -> Self {
+        self.identity = identity.map(|i| i.as_bytes().to_vec());
+        self.version = version.map(|v| v.as_bytes().to_vec());
+        self
     }
 
     /// Answers one query into `out`.
@@ -191,8 +278,7 @@ impl Responder {
         &self,
         catalog: &Catalog,
         packet: &[u8],
-        transport: Transport,
-        peer: IpAddr,
+        client: Client,
         out: &mut Vec<u8>,
     ) -> Outcome {
         let query = match parse(packet) {
@@ -204,7 +290,7 @@ impl Responder {
                 return Outcome::Reply;
             }
         };
-        let limit = match (transport, query.edns) {
+        let limit = match (client.transport, query.edns) {
             (Transport::Tcp, _) => usize::from(u16::MAX),
             (Transport::Udp, None) => PLAIN_UDP_PAYLOAD,
             (Transport::Udp, Some(edns)) => usize::from(
@@ -213,9 +299,33 @@ impl Responder {
             ),
         };
         let mut w = Writer::new(out, query.id, query.response_flags(), limit);
-        w.question(query.qname, query.qtype, query.qclass);
+        if query.has_question {
+            w.question(query.qname, query.qtype, query.qclass);
+        }
+        // The options of our OPT record: a fresh server cookie for a client cookie (RFC 7873
+        // section 5.2), and the NSID when asked for and configured.
+        let mut cookie = [0u8; 24];
+        let mut cookie_len = 0;
+        let nsid = self
+            .nsid
+            .as_deref()
+            .filter(|_| query.edns.is_some_and(|edns| edns.nsid));
+        if let Some(presented) = query.edns.and_then(|edns| edns.cookie) {
+            let mut client_cookie = [0u8; 8];
+            client_cookie.copy_from_slice(&presented[..8]);
+            cookie[..8].copy_from_slice(&client_cookie);
+            cookie[8..].copy_from_slice(&self.cookies.server_cookie(
+                &client_cookie,
+                client.address,
+                client.now,
+            ));
+            cookie_len = 24;
+        }
+        let opt_len = OPT_LEN
+            + if cookie_len > 0 { 4 + cookie_len } else { 0 }
+            + nsid.map_or(0, |n| 4 + n.len());
         if query.edns.is_some() {
-            w.reserve(OPT_LEN);
+            w.reserve(opt_len);
         }
         let mut extended = 0u8;
         let outcome = if query.edns.is_some_and(|e| e.version > 0) {
@@ -224,14 +334,71 @@ impl Responder {
         } else if query.opcode() != 0 {
             w.set_rcode(rcode::NOTIMP);
             Outcome::Reply
+        } else if !query.has_question {
+            // RFC 7873 section 5.4: a query with only a COOKIE learns a server cookie.
+            if cookie_len == 0 {
+                w.set_rcode(rcode::FORMERR);
+            }
+            Outcome::Reply
+        } else if query.qclass == CHAOS {
+            self.chaos(&query, &mut w);
+            Outcome::Reply
         } else {
-            self.query(catalog, &query, transport, peer, &mut w)
+            self.query(catalog, &query, client.transport, client.address, &mut w)
         };
         if let Some(edns) = query.edns {
-            w.unreserve(OPT_LEN);
-            w.opt(MAX_UDP_PAYLOAD, extended, edns.dnssec_ok);
+            w.unreserve(opt_len);
+            let mut options: [(u16, &[u8]); 2] = [(0, &[]); 2];
+            let mut count = 0;
+            if cookie_len > 0 {
+                options[count] = (option::COOKIE, &cookie[..cookie_len]);
+                count += 1;
+            }
+            if let Some(nsid) = nsid {
+                options[count] = (option::NSID, nsid);
+                count += 1;
+            }
+            w.opt(MAX_UDP_PAYLOAD, extended, edns.dnssec_ok, &options[..count]);
         }
         outcome
+    }
+
+    /// CH TXT queries for the server's identity and version (answered only when configured,
+    /// as Knot and NSD do); anything else in class CH is refused.
+    fn chaos(&self, query: &Query<'_>, w: &mut Writer<'_>) {
+        let mut key = KeyBuf::new();
+        key.set(query.qname);
+        let text = if [&b"server\0\0id\0\0"[..], b"bind\0\0hostname\0\0"].contains(&key.get()) {
+            self.identity.as_deref()
+        } else if [&b"bind\0\0version\0\0"[..], b"server\0\0version\0\0"].contains(&key.get()) {
+            self.version.as_deref()
+        } else {
+            None
+        };
+        let Some(text) = text else {
+            w.set_rcode(rcode::REFUSED);
+            return;
+        };
+        w.set_flags(w.flags() | AA);
+        if !matches!(query.qtype, rtype::TXT | rtype::ANY) {
+            return;
+        }
+        // One character-string holds at most 255 bytes; longer text is cut there.
+        let text = &text[..text.len().min(255)];
+        let mut rdata = [0u8; 256];
+        rdata[0] = text.len() as u8;
+        rdata[1..=text.len()].copy_from_slice(text);
+        let written = w.record_in_class(
+            Section::Answer,
+            Owner::At(12),
+            rtype::TXT,
+            CHAOS,
+            0,
+            &rdata[..=text.len()],
+        );
+        if written.is_err() {
+            w.set_flags(w.flags() | TC);
+        }
     }
 
     fn query(
@@ -667,19 +834,18 @@ mod tests {
     fn responses_never_exceed_the_udp_limit() {
         let zone = zone(10);
         let catalog = Catalog::new([std::sync::Arc::new(zone)]);
-        let responder = Responder::default();
+        let responder = Responder::new(Vec::new(), Cookies::new([7; 16]));
         let mut out = Vec::new();
         let mut packet = vec![0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0];
         packet.extend_from_slice(&wire("example.com"));
         packet.extend_from_slice(&rtype::ANY.to_be_bytes());
         packet.extend_from_slice(&1u16.to_be_bytes());
-        let outcome = responder.respond(
-            &catalog,
-            &packet,
-            Transport::Udp,
-            IpAddr::from([127, 0, 0, 1]),
-            &mut out,
-        );
+        let client = Client {
+            transport: Transport::Udp,
+            address: IpAddr::from([127, 0, 0, 1]),
+            now: 0,
+        };
+        let outcome = responder.respond(&catalog, &packet, client, &mut out);
         assert_eq!(outcome, Outcome::Reply);
         assert!(out.len() <= 512);
         assert_eq!(out[3] & 0x0F, 0, "NOERROR");

@@ -23,6 +23,16 @@ pub struct Config {
     pub tcp_io_timeout: u64,
     /// Most TCP connections from one address at once.
     pub max_tcp_connections_per_address: usize,
+    /// Sent to clients that ask for it (RFC 5001 NSID); none by default.
+    pub nsid: Option<String>,
+    /// The answer to `id.server` and `hostname.bind` CH TXT; refused by default.
+    pub identity: Option<String>,
+    /// The answer to `version.bind` and `version.server` CH TXT; refused by default.
+    pub version: Option<String>,
+    /// 32 hex digits: the secret of server cookies (RFC 9018), shared by every server of a
+    /// zone so that each accepts the others' cookies. Default: random at each start.
+    #[serde(deserialize_with = "cookie_secret")]
+    pub cookie_secret: Option<[u8; 16]>,
 }
 
 impl Default for Config {
@@ -35,6 +45,10 @@ impl Default for Config {
             tcp_idle_timeout: 10,
             tcp_io_timeout: 5,
             max_tcp_connections_per_address: 16,
+            nsid: None,
+            identity: None,
+            version: None,
+            cookie_secret: None,
         }
     }
 }
@@ -50,4 +64,22 @@ fn networks<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<IpNet>, D:
                 .map_err(|_| serde::de::Error::custom(format!("not an address or network: {text}")))
         })
         .collect()
+}
+
+/// 32 hex digits into 16 bytes.
+fn cookie_secret<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<[u8; 16]>, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    let digits = text.as_bytes();
+    let nibble = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    if digits.len() != 32 {
+        return Err(serde::de::Error::custom("want 32 hex digits (16 bytes)"));
+    }
+    let mut secret = [0u8; 16];
+    for (i, pair) in digits.chunks_exact(2).enumerate() {
+        let (Some(high), Some(low)) = (nibble(pair[0]), nibble(pair[1])) else {
+            return Err(serde::de::Error::custom("want 32 hex digits (16 bytes)"));
+        };
+        secret[i] = high << 4 | low;
+    }
+    Ok(Some(secret))
 }

@@ -35,6 +35,8 @@ pub enum Error {
         addr: SocketAddr,
         source: io::Error,
     },
+    #[error("{0}")]
+    Randomness(String),
     #[error("cannot watch {}: {source}", path.display())]
     Watch {
         path: PathBuf,

@@ -13,6 +13,7 @@
 pub mod answer;
 pub mod catalog;
 mod config;
+pub mod cookie;
 mod error;
 pub mod load;
 
@@ -29,9 +30,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
 pub use crate::{
-    answer::{Responder, Transport},
+    answer::{Client, Responder, Transport},
     catalog::{Catalog, Reloaded, Zones},
     config::Config,
+    cookie::Cookies,
     error::{Error, ZoneError},
     listener::{Sockets, bind},
     load::load_zone,
@@ -67,11 +69,22 @@ impl Dns {
             tcp_idle_timeout,
             tcp_io_timeout,
             max_tcp_connections_per_address,
+            nsid,
+            identity,
+            version,
+            cookie_secret,
         } = config;
         let zones = Arc::new(Zones::load(zones, &state_dir.join("dns/last-good"))?);
+        let cookies = match cookie_secret {
+            Some(secret) => Cookies::new(*secret),
+            None => Cookies::random().map_err(Error::Randomness)?,
+        };
+        let responder = Responder::new(allow_transfer.clone(), cookies)
+            .with_nsid(nsid.as_deref())
+            .with_chaos(identity.as_deref(), version.as_deref());
         let shared = listener::Shared {
             catalog: zones.catalog(),
-            responder: Arc::new(Responder::new(allow_transfer.clone())),
+            responder: Arc::new(responder),
             max_tcp_connections: *max_tcp_connections,
             max_tcp_connections_per_address: *max_tcp_connections_per_address,
             tcp_idle_timeout: Duration::from_secs(*tcp_idle_timeout),

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::{
-    answer::{Outcome, Responder, Transport, transfer},
+    answer::{Client, Outcome, Responder, Transport, transfer},
     catalog::Catalog,
     error::Error,
 };
@@ -136,13 +136,14 @@ fn udp_worker(socket: &std::net::UdpSocket, shared: &Shared, shutdown: &Cancella
             }
         };
         let catalog = shared.catalog.load();
-        let outcome = shared.responder.respond(
-            &catalog,
-            &packet[..len],
-            Transport::Udp,
-            peer.ip(),
-            &mut out,
-        );
+        let client = Client {
+            transport: Transport::Udp,
+            address: peer.ip(),
+            now: unix_now(),
+        };
+        let outcome = shared
+            .responder
+            .respond(&catalog, &packet[..len], client, &mut out);
         if outcome == Outcome::Reply
             && let Err(e) = socket.send_to(&out, peer)
         {
@@ -270,13 +271,14 @@ async fn connection(
             Err(_) => return Ok(()),
         }
         let catalog = shared.catalog.load_full();
-        let outcome = shared.responder.respond(
-            &catalog,
-            &packet[..len],
-            Transport::Tcp,
-            peer.ip(),
-            &mut out,
-        );
+        let client = Client {
+            transport: Transport::Tcp,
+            address: peer.ip(),
+            now: unix_now(),
+        };
+        let outcome = shared
+            .responder
+            .respond(&catalog, &packet[..len], client, &mut out);
         match outcome {
             Outcome::Reply => write_message(&mut stream, &out, io_timeout).await?,
             Outcome::Drop => return Ok(()),
@@ -295,6 +297,13 @@ async fn connection(
             }
         }
     }
+}
+
+/// Seconds since the Unix epoch, modulo 2^32, as cookies count them.
+fn unix_now() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs() as u32)
 }
 
 /// Writes one framed message; a client that does not take it within `timeout` is cut off.

@@ -143,12 +143,25 @@ impl<'b> Writer<'b> {
         Ok(())
     }
 
-    /// Writes one record, or nothing if it does not fit.
+    /// Writes one record of class IN, or nothing if it does not fit.
     pub fn record(
         &mut self,
         section: Section,
         owner: Owner<'_>,
         rtype: u16,
+        ttl: u32,
+        rdata: &[u8],
+    ) -> Result<(), Full> {
+        self.record_in_class(section, owner, rtype, 1, ttl, rdata)
+    }
+
+    /// Writes one record, or nothing if it does not fit.
+    pub fn record_in_class(
+        &mut self,
+        section: Section,
+        owner: Owner<'_>,
+        rtype: u16,
+        class: u16,
         ttl: u32,
         rdata: &[u8],
     ) -> Result<(), Full> {
@@ -158,7 +171,7 @@ impl<'b> Writer<'b> {
             Owner::Wire(wire) => self.name(wire),
         }
         self.buf.extend_from_slice(&rtype.to_be_bytes());
-        self.buf.extend_from_slice(&1u16.to_be_bytes());
+        self.buf.extend_from_slice(&class.to_be_bytes());
         self.buf.extend_from_slice(&ttl.to_be_bytes());
         let len_at = self.buf.len();
         self.buf.extend_from_slice(&[0, 0]);
@@ -281,8 +294,15 @@ impl<'b> Writer<'b> {
         }
     }
 
-    /// Appends an OPT record (RFC 6891) with our UDP size, the extended RCODE bits and DO.
-    pub fn opt(&mut self, payload: u16, extended_rcode: u8, dnssec_ok: bool) {
+    /// Appends an OPT record (RFC 6891) with our UDP size, the extended RCODE bits, DO and
+    /// `options` (code, data). Unknown flags of the query are never echoed.
+    pub fn opt(
+        &mut self,
+        payload: u16,
+        extended_rcode: u8,
+        dnssec_ok: bool,
+        options: &[(u16, &[u8])],
+    ) {
         self.buf.push(0);
         self.buf.extend_from_slice(&rtype::OPT.to_be_bytes());
         self.buf.extend_from_slice(&payload.to_be_bytes());
@@ -290,7 +310,14 @@ impl<'b> Writer<'b> {
         self.buf.push(0);
         self.buf
             .extend_from_slice(&(if dnssec_ok { 0x8000u16 } else { 0 }).to_be_bytes());
-        self.buf.extend_from_slice(&[0, 0]);
+        let rdlen: usize = options.iter().map(|(_, data)| 4 + data.len()).sum();
+        self.buf.extend_from_slice(&(rdlen as u16).to_be_bytes());
+        for (code, data) in options {
+            self.buf.extend_from_slice(&code.to_be_bytes());
+            self.buf
+                .extend_from_slice(&(data.len() as u16).to_be_bytes());
+            self.buf.extend_from_slice(data);
+        }
         self.counts[Section::Additional as usize] += 1;
         self.buf[10..12].copy_from_slice(&self.counts[Section::Additional as usize].to_be_bytes());
     }

@@ -461,3 +461,284 @@ async fn one_address_cannot_take_every_tcp_slot() {
     assert!(reply.is_some(), "another address is served");
     drop(held);
 }
+
+/// An OPT to send: version, flags, options (code, data).
+type OptOut<'a> = (u8, u16, &'a [(u16, &'a [u8])]);
+/// An OPT received: version, flags, options (code, data).
+type OptIn = (u8, u16, Vec<(u16, Vec<u8>)>);
+
+/// A query written byte by byte (hickory cannot write some of these): header flags, an optional
+/// question (name, type, class), and an optional OPT (version, flags, options).
+fn raw_query(flags: u16, question: Option<(&str, u16, u16)>, opt: Option<OptOut<'_>>) -> Vec<u8> {
+    let mut packet = vec![0x12, 0x34];
+    packet.extend_from_slice(&flags.to_be_bytes());
+    packet.extend_from_slice(&u16::from(question.is_some()).to_be_bytes());
+    packet.extend_from_slice(&[0, 0, 0, 0]);
+    packet.extend_from_slice(&u16::from(opt.is_some()).to_be_bytes());
+    if let Some((name, qtype, qclass)) = question {
+        for label in name.split('.').filter(|l| !l.is_empty()) {
+            packet.push(label.len() as u8);
+            packet.extend_from_slice(label.as_bytes());
+        }
+        packet.push(0);
+        packet.extend_from_slice(&qtype.to_be_bytes());
+        packet.extend_from_slice(&qclass.to_be_bytes());
+    }
+    if let Some((version, edns_flags, options)) = opt {
+        packet.extend_from_slice(&[0, 0, 41, 0x04, 0xD0, 0, version]);
+        packet.extend_from_slice(&edns_flags.to_be_bytes());
+        let rdata: Vec<u8> = options
+            .iter()
+            .flat_map(|(code, data)| {
+                let mut o = code.to_be_bytes().to_vec();
+                o.extend_from_slice(&(data.len() as u16).to_be_bytes());
+                o.extend_from_slice(data);
+                o
+            })
+            .collect();
+        packet.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+        packet.extend_from_slice(&rdata);
+    }
+    packet
+}
+
+/// What the tests below read from a response: flags, the full RCODE, section counts, and the
+/// OPT record's version, flags and options.
+#[derive(Debug)]
+struct Raw {
+    flags: u16,
+    rcode: u16,
+    counts: [u16; 4],
+    opt: Option<OptIn>,
+}
+
+fn read_raw(reply: &[u8]) -> Raw {
+    let word = |at: usize| u16::from_be_bytes([reply[at], reply[at + 1]]);
+    let counts = [word(4), word(6), word(8), word(10)];
+    let skip_name = |mut at: usize| loop {
+        match reply[at] {
+            0 => return at + 1,
+            len if len >= 0xC0 => return at + 2,
+            len => at += 1 + usize::from(len),
+        }
+    };
+    let mut at = 12;
+    for _ in 0..counts[0] {
+        at = skip_name(at) + 4;
+    }
+    let mut opt = None;
+    let mut high = 0u16;
+    for _ in 0..u32::from(counts[1]) + u32::from(counts[2]) + u32::from(counts[3]) {
+        let start = at;
+        at = skip_name(at);
+        let rtype = word(at);
+        let rdlen = usize::from(word(at + 8));
+        if rtype == 41 {
+            assert_eq!(reply[start], 0, "OPT is owned by the root");
+            // TTL: the upper RCODE bits, the version, the flags.
+            high = u16::from(reply[at + 4]);
+            let mut options = Vec::new();
+            let mut o = at + 10;
+            while o < at + 10 + rdlen {
+                let (code, len) = (word(o), usize::from(word(o + 2)));
+                options.push((code, reply[o + 4..o + 4 + len].to_vec()));
+                o += 4 + len;
+            }
+            opt = Some((reply[at + 5], word(at + 6), options));
+        }
+        at += 10 + rdlen;
+    }
+    assert_eq!(at, reply.len(), "nothing after the last record");
+    let flags = word(2);
+    Raw {
+        flags,
+        rcode: high << 4 | (flags & 0xF),
+        counts,
+        opt,
+    }
+}
+
+const AA: u16 = 0x0400;
+const RD: u16 = 0x0100;
+const Z: u16 = 0x0040;
+const AD: u16 = 0x0020;
+const CD: u16 = 0x0010;
+
+/// RFC 8906 section 8 (what ISC's EDNS compliance checker, genreport, tests), over UDP.
+#[tokio::test]
+async fn rfc8906_header_bits_opcodes_and_edns() {
+    let server = example().await;
+    let soa = Some(("example.com", 6, 1));
+    let ask = |packet: Vec<u8>| {
+        let server = &server;
+        async move { read_raw(&server.udp_raw(&packet).await.expect("a reply")) }
+    };
+    // 8.1.1, 8.1.2: plain SOA, and an unknown type (NODATA).
+    let r = ask(raw_query(0, soa, None)).await;
+    assert_eq!((r.rcode, r.counts[1], r.flags & (AA | RD | AD)), (0, 1, AA));
+    assert!(r.opt.is_none());
+    let r = ask(raw_query(0, Some(("example.com", 1000, 1)), None)).await;
+    assert_eq!((r.rcode, r.counts[1], r.flags & AA), (0, 0, AA));
+    // 8.1.3: CD and RD are copied, AD and Z are not.
+    let r = ask(raw_query(CD | RD | AD | Z, soa, None)).await;
+    assert_eq!(r.flags & (CD | RD | AD | Z | AA), CD | RD | AA);
+    // 8.1.4: an unknown opcode gets NOTIMP, with or without a question, RD copied, no AA.
+    for (flags, question) in [(15 << 11, None), (15 << 11, soa), (15 << 11 | RD, None)] {
+        let r = ask(raw_query(flags, question, None)).await;
+        assert_eq!(r.rcode, 4, "NOTIMP for {flags:#x} {question:?}");
+        assert_eq!((r.flags >> 11) & 0xF, 15);
+        assert_eq!(r.flags & (AA | RD), flags & RD);
+        assert_eq!(r.counts[1..], [0, 0, 0]);
+    }
+    // A QUERY without a question (and no cookie) is malformed.
+    assert_eq!(ask(raw_query(0, None, None)).await.rcode, 1);
+    // 8.2.1: minimal EDNS.
+    let r = ask(raw_query(0, soa, Some((0, 0, &[])))).await;
+    assert_eq!((r.rcode, r.counts[1], r.flags & AA), (0, 1, AA));
+    assert_eq!(r.opt, Some((0, 0, Vec::new())));
+    // 8.2.2, 8.2.5, 8.2.6, 8.2.9: BADVERS with version 0, no AA, no answer; DO is kept,
+    // unknown flags and options are not.
+    for (flags, options) in [
+        (0, &[][..]),
+        (0x4000, &[][..]),
+        (0, &[(100, &[1u8, 2][..])][..]),
+        (0x8000, &[][..]),
+    ] {
+        let r = ask(raw_query(0, soa, Some((1, flags, options)))).await;
+        assert_eq!(r.rcode, 16, "BADVERS");
+        assert_eq!((r.counts[1], r.flags & AA), (0, 0));
+        assert_eq!(r.opt, Some((0, flags & 0x8000, Vec::new())));
+    }
+    // 8.2.3, 8.2.4, 8.2.8: unknown options and flags are ignored, DO is echoed.
+    let r = ask(raw_query(0, soa, Some((0, 0x4000, &[(100, &[1u8][..])])))).await;
+    assert_eq!((r.rcode, r.counts[1]), (0, 1));
+    assert_eq!(r.opt, Some((0, 0, Vec::new())));
+    let r = ask(raw_query(0, soa, Some((0, 0x8000, &[])))).await;
+    assert_eq!(r.opt, Some((0, 0x8000, Vec::new())));
+    // 8.2.10: NSID, EXPIRE and a zero client subnet together: a normal answer.
+    let subnet = [0u8, 1, 0, 0];
+    let r = ask(raw_query(
+        0,
+        soa,
+        Some((0, 0, &[(3, &[][..]), (9, &[][..]), (8, &subnet[..])])),
+    ))
+    .await;
+    assert_eq!((r.rcode, r.counts[1], r.flags & AA), (0, 1, AA));
+}
+
+#[tokio::test]
+async fn nsid_is_sent_only_when_configured() {
+    let soa = Some(("example.com", 6, 1));
+    let asking = raw_query(0, soa, Some((0, 0, &[(3, &[][..])])));
+    let server = example().await;
+    let r = read_raw(&server.udp_raw(&asking).await.unwrap());
+    assert_eq!(r.opt, Some((0, 0, Vec::new())), "off by default");
+    let server = Server::start_with(&[("example.com.zone", EXAMPLE)], |config| {
+        config.nsid = Some("ns1.example".to_string());
+    })
+    .await;
+    let r = read_raw(&server.udp_raw(&asking).await.unwrap());
+    assert_eq!(r.opt, Some((0, 0, vec![(3, b"ns1.example".to_vec())])));
+    // Not sent to clients that did not ask.
+    let r = read_raw(
+        &server
+            .udp_raw(&raw_query(0, soa, Some((0, 0, &[]))))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(r.opt, Some((0, 0, Vec::new())));
+}
+
+#[tokio::test]
+async fn client_cookies_get_server_cookies() {
+    let server = example().await;
+    let soa = Some(("example.com", 6, 1));
+    let client = [1u8, 2, 3, 4, 5, 6, 7, 8];
+    let cookie_of = |raw: &Raw| -> Vec<u8> {
+        let (_, _, options) = raw.opt.as_ref().expect("an OPT");
+        options
+            .iter()
+            .find(|(code, _)| *code == 10)
+            .map(|(_, data)| data.clone())
+            .expect("a COOKIE option")
+    };
+    // A client cookie alone: the answer, with our server cookie (RFC 9018 layout).
+    let r = read_raw(
+        &server
+            .udp_raw(&raw_query(0, soa, Some((0, 0, &[(10, &client[..])]))))
+            .await
+            .unwrap(),
+    );
+    assert_eq!((r.rcode, r.counts[1]), (0, 1));
+    let cookie = cookie_of(&r);
+    assert_eq!(cookie.len(), 24);
+    assert_eq!(cookie[..8], client);
+    assert_eq!(cookie[8..12], [1, 0, 0, 0], "version 1, reserved");
+    // Presenting it (or a stale one) still gets an answer and a fresh cookie.
+    for presented in [cookie.clone(), [&client[..], &[9u8; 16][..]].concat()] {
+        let r = read_raw(
+            &server
+                .udp_raw(&raw_query(0, soa, Some((0, 0, &[(10, &presented[..])]))))
+                .await
+                .unwrap(),
+        );
+        assert_eq!((r.rcode, r.counts[1]), (0, 1));
+        assert_eq!(cookie_of(&r)[..8], client);
+    }
+    // RFC 7873 section 5.4: a query with no question learns a server cookie.
+    let r = read_raw(
+        &server
+            .udp_raw(&raw_query(0, None, Some((0, 0, &[(10, &client[..])]))))
+            .await
+            .unwrap(),
+    );
+    assert_eq!((r.rcode, r.counts), (0, [0, 0, 0, 1]));
+    assert_eq!(cookie_of(&r).len(), 24);
+    // Malformed cookies (7 bytes; 8 + 4) are FORMERR.
+    for bad in [&client[..7], &[1u8; 12][..]] {
+        let reply = server
+            .udp_raw(&raw_query(0, soa, Some((0, 0, &[(10, bad)]))))
+            .await
+            .unwrap();
+        assert_eq!(read_raw(&reply).rcode, 1);
+    }
+}
+
+#[tokio::test]
+async fn chaos_identity_and_version_only_when_configured() {
+    let ch_txt = |name| raw_query(0, Some((name, 16, 3)), None);
+    let server = example().await;
+    for name in [
+        "id.server",
+        "version.bind",
+        "hostname.bind",
+        "version.server",
+    ] {
+        assert_eq!(
+            read_raw(&server.udp_raw(&ch_txt(name)).await.unwrap()).rcode,
+            5
+        );
+    }
+    let server = Server::start_with(&[("example.com.zone", EXAMPLE)], |config| {
+        config.identity = Some("ns1.example".to_string());
+        config.version = Some("foobar".to_string());
+    })
+    .await;
+    for (name, text) in [
+        ("id.server", "ns1.example"),
+        ("HOSTNAME.bind", "ns1.example"),
+        ("version.bind", "foobar"),
+        ("version.server", "foobar"),
+    ] {
+        let reply = server.udp_raw(&ch_txt(name)).await.unwrap();
+        let r = read_raw(&reply);
+        assert_eq!((r.rcode, r.counts[1], r.flags & AA), (0, 1, AA), "{name}");
+        let message = Message::from_vec(&reply).unwrap();
+        assert_eq!(u16::from(message.answers[0].dns_class), 3, "class CH");
+        assert_eq!(message.answers[0].data.to_string(), text);
+    }
+    assert_eq!(
+        read_raw(&server.udp_raw(&ch_txt("other.bind")).await.unwrap()).rcode,
+        5
+    );
+}
