@@ -12,15 +12,16 @@
 //! This is the product's own job: stock in-memory handlers get referrals, wildcards, empty
 //! non-terminals and EDNS wrong, and the hot path must not allocate.
 
-use std::net::IpAddr;
+use std::{net::IpAddr, sync::Arc};
 
 use ipnet::IpNet;
 
 use crate::{
     catalog::Catalog,
-    cookie::Cookies,
+    cookie::{Cookies, Presented},
     message::{AA, CD, Full, OPT_LEN, Owner, QR, RD, Section, TC, Writer, rcode},
     name::{self, MAX_KEY, MAX_NAME},
+    rate_limit::{self, RateLimit, Verdict},
     zone::{NodeId, RRset, Zone, rdata_name_offset, rtype},
 };
 
@@ -62,6 +63,8 @@ pub struct Responder {
     identity: Option<Vec<u8>>,
     /// Answers `version.bind` and `version.server` CH TXT; none unless configured.
     version: Option<Vec<u8>>,
+    /// Response rate limiting over UDP; none unless configured.
+    rate_limit: Option<Arc<RateLimit>>,
 }
 
 /// The parts of a query the answer depends on.
@@ -257,7 +260,14 @@ impl Responder {
             nsid: None,
             identity: None,
             version: None,
+            rate_limit: None,
         }
+    }
+
+    /// Limits UDP responses per source prefix as `config` says (nothing when it is off).
+    pub fn with_rate_limit(mut self, config: &rate_limit::Config) -> Self {
+        self.rate_limit = RateLimit::new(config).map(Arc::new);
+        self
     }
 
     /// Sends `nsid` to clients that ask for it (RFC 5001).
@@ -302,6 +312,7 @@ impl Responder {
         if query.has_question {
             w.question(query.qname, query.qtype, query.qclass);
         }
+        let after_question = w.mark();
         // The options of our OPT record: a fresh server cookie for a client cookie (RFC 7873
         // section 5.2), and the NSID when asked for and configured.
         let mut cookie = [0u8; 24];
@@ -310,9 +321,15 @@ impl Responder {
             .nsid
             .as_deref()
             .filter(|_| query.edns.is_some_and(|edns| edns.nsid));
-        if let Some(presented) = query.edns.and_then(|edns| edns.cookie) {
+        let mut presented = None;
+        if let Some(option) = query.edns.and_then(|edns| edns.cookie) {
             let mut client_cookie = [0u8; 8];
-            client_cookie.copy_from_slice(&presented[..8]);
+            client_cookie.copy_from_slice(&option[..8]);
+            presented =
+                Some(
+                    self.cookies
+                        .verify(&client_cookie, &option[8..], client.address, client.now),
+                );
             cookie[..8].copy_from_slice(&client_cookie);
             cookie[8..].copy_from_slice(&self.cookies.server_cookie(
                 &client_cookie,
@@ -346,6 +363,30 @@ impl Responder {
         } else {
             self.query(catalog, &query, client.transport, client.address, &mut w)
         };
+        // Over UDP a source may be limited; TCP and clients with a valid cookie are exempt, as
+        // neither can be spoofed.
+        if client.transport == Transport::Udp
+            && outcome == Outcome::Reply
+            && presented != Some(Presented::Valid)
+            && let Some(limit) = &self.rate_limit
+        {
+            match limit.check(client.address, client.now) {
+                Verdict::Send => {}
+                Verdict::Drop => return Outcome::Drop,
+                Verdict::Slip => {
+                    w.rollback(after_question);
+                    let flags = w.flags() & !(AA | 0xF);
+                    if cookie_len > 0 {
+                        // RFC 7873 section 5.2.3: tell a cookie client to come back with the
+                        // fresh server cookie, which exempts it.
+                        w.set_flags(flags | (rcode::BADCOOKIE & 0xF));
+                        extended = (rcode::BADCOOKIE >> 4) as u8;
+                    } else {
+                        w.set_flags(flags | TC);
+                    }
+                }
+            }
+        }
         if let Some(edns) = query.edns {
             w.unreserve(opt_len);
             let mut options: [(u16, &[u8]); 2] = [(0, &[]); 2];

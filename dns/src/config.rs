@@ -33,6 +33,8 @@ pub struct Config {
     /// zone so that each accepts the others' cookies. Default: random at each start.
     #[serde(deserialize_with = "cookie_secret")]
     pub cookie_secret: Option<[u8; 16]>,
+    /// Response rate limiting over UDP (`[dns.rate_limit]`); off by default.
+    pub rate_limit: crate::rate_limit::Config,
 }
 
 impl Default for Config {
@@ -49,6 +51,7 @@ impl Default for Config {
             identity: None,
             version: None,
             cookie_secret: None,
+            rate_limit: crate::rate_limit::Config::default(),
         }
     }
 }

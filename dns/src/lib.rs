@@ -20,6 +20,7 @@ pub mod load;
 pub mod listener;
 pub mod message;
 pub mod name;
+pub mod rate_limit;
 mod snapshot;
 mod watch;
 pub mod zone;
@@ -73,6 +74,7 @@ impl Dns {
             identity,
             version,
             cookie_secret,
+            rate_limit,
         } = config;
         let zones = Arc::new(Zones::load(zones, &state_dir.join("dns/last-good"))?);
         let cookies = match cookie_secret {
@@ -81,7 +83,8 @@ impl Dns {
         };
         let responder = Responder::new(allow_transfer.clone(), cookies)
             .with_nsid(nsid.as_deref())
-            .with_chaos(identity.as_deref(), version.as_deref());
+            .with_chaos(identity.as_deref(), version.as_deref())
+            .with_rate_limit(rate_limit);
         let shared = listener::Shared {
             catalog: zones.catalog(),
             responder: Arc::new(responder),

@@ -22,6 +22,7 @@ pub mod rcode {
     pub const REFUSED: u8 = 5;
     pub const YXDOMAIN: u8 = 6;
     pub const BADVERS: u16 = 16;
+    pub const BADCOOKIE: u16 = 23;
 }
 
 /// Sections after the question.

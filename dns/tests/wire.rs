@@ -742,3 +742,96 @@ async fn chaos_identity_and_version_only_when_configured() {
         5
     );
 }
+
+/// Sends `count` copies of `packet` (each with its own ID) at once from `source`, then counts
+/// the replies: (answered, truncated, other RCODE), the rest dropped.
+async fn burst(
+    server: &Server,
+    source: [u8; 4],
+    packet: &[u8],
+    count: u16,
+) -> (usize, usize, Vec<Raw>) {
+    let from = std::net::SocketAddr::from((source, 0));
+    let socket = tokio::net::UdpSocket::bind(from).await.unwrap();
+    socket.connect(server.addr).await.unwrap();
+    for id in 0..count {
+        let mut copy = packet.to_vec();
+        copy[..2].copy_from_slice(&id.to_be_bytes());
+        socket.send(&copy).await.unwrap();
+    }
+    let (mut answered, mut truncated, mut other) = (0, 0, Vec::new());
+    let mut buf = vec![0u8; 4096];
+    while let Ok(Ok(len)) =
+        tokio::time::timeout(Duration::from_millis(500), socket.recv(&mut buf)).await
+    {
+        let raw = read_raw(&buf[..len]);
+        match (raw.rcode, raw.flags & 0x0200 != 0) {
+            (0, false) => answered += 1,
+            (0, true) => truncated += 1,
+            _ => other.push(raw),
+        }
+    }
+    (answered, truncated, other)
+}
+
+#[tokio::test]
+async fn a_flood_from_one_prefix_is_rate_limited_and_others_are_not() {
+    let server = Server::start_with(&[("example.com.zone", EXAMPLE)], |config| {
+        config.rate_limit.responses_per_second = 5;
+        config.rate_limit.slip = 2;
+    })
+    .await;
+    let www = raw_query(0, Some(("www.example.com", 1, 1)), None);
+    // A client learns a cookie before the flood starts.
+    let client = [7u8; 8];
+    let learned = server
+        .udp_raw(&raw_query(
+            0,
+            Some(("www.example.com", 1, 1)),
+            Some((0, 0, &[(10, &client[..])])),
+        ))
+        .await
+        .unwrap();
+    let (_, _, options) = read_raw(&learned).opt.unwrap();
+    let cookie = options.into_iter().find(|(code, _)| *code == 10).unwrap().1;
+
+    let (answered, truncated, other) = burst(&server, [127, 0, 0, 1], &www, 60).await;
+    eprintln!(
+        "flood of 60: {answered} answered, {truncated} truncated, {} dropped",
+        60 - answered - truncated
+    );
+    assert!((1..=10).contains(&answered), "{answered} answered");
+    assert!(
+        truncated >= 20,
+        "every second limited response slips: {truncated}"
+    );
+    assert!(60 - answered - truncated >= 20, "the rest are dropped");
+    assert!(other.is_empty());
+
+    // A client cookie without a valid server cookie slips as BADCOOKIE, with a fresh cookie;
+    // 127.0.0.3 is in the flooded /24.
+    let cookie_only = raw_query(
+        0,
+        Some(("www.example.com", 1, 1)),
+        Some((0, 0, &[(10, &client[..])])),
+    );
+    let (_, _, bad_cookies) = burst(&server, [127, 0, 0, 3], &cookie_only, 20).await;
+    assert!(!bad_cookies.is_empty());
+    for raw in &bad_cookies {
+        assert_eq!(raw.rcode, 23, "BADCOOKIE");
+        assert_eq!(raw.opt.as_ref().unwrap().2[0].1.len(), 24);
+    }
+    // With the cookie it learned, the client is exempt.
+    let with_cookie = raw_query(
+        0,
+        Some(("www.example.com", 1, 1)),
+        Some((0, 0, &[(10, &cookie[..])])),
+    );
+    let (answered, _, _) = burst(&server, [127, 0, 0, 1], &with_cookie, 30).await;
+    assert_eq!(answered, 30, "a valid cookie is never limited");
+    // Another prefix has its own limit, and TCP none.
+    let (answered, _, _) = burst(&server, [127, 0, 1, 1], &www, 5).await;
+    assert_eq!(answered, 5);
+    let queries: Vec<Vec<u8>> = (0..30).map(|_| www.clone()).collect();
+    assert_eq!(server.tcp_raw(&queries, 30).await.len(), 30);
+}
