@@ -21,7 +21,7 @@ pub mod listener;
 pub mod message;
 pub mod name;
 pub mod rate_limit;
-mod snapshot;
+pub mod snapshot;
 mod watch;
 pub mod zone;
 
@@ -37,7 +37,7 @@ pub use crate::{
     cookie::Cookies,
     error::{Error, ZoneError},
     listener::{Sockets, bind},
-    load::load_zone,
+    load::{load_zone, load_zone_text},
     zone::Zone,
 };
 

@@ -80,22 +80,44 @@ pub fn parse_origin(text: &str) -> Result<Vec<u8>, String> {
 /// Reads and validates the zone in `path`. The origin is `origin` (wire form) where given; else
 /// a `$ORIGIN` before the first record; else the file name without `.zone`.
 pub fn load_zone(path: &Path, origin: Option<&[u8]>) -> Result<Loaded, ZoneError> {
-    let mut loader = Loader {
-        files: Vec::new(),
-        records: Records::default(),
-        lines: Vec::new(),
-        origin: origin.map(<[u8]>::to_vec),
-        zone_origin: origin.map(<[u8]>::to_vec),
-        default_ttl: None,
-        last_ttl: None,
-        soa_minimum: None,
-        owner: None,
-        rdata: Vec::new(),
-        default_from_file: default_origin(path),
-        warnings: Vec::new(),
-    };
+    let mut loader = Loader::new(path, origin, true);
     loader.read_file(path, 0)?;
     loader.finish(path)
+}
+
+/// Reads and validates a zone from `text`, named `name` in messages, without touching the file
+/// system: `$INCLUDE` is refused. For tests and fuzzing.
+pub fn load_zone_text(
+    name: &Path,
+    text: &[u8],
+    origin: Option<&[u8]>,
+) -> Result<Loaded, ZoneError> {
+    let mut loader = Loader::new(name, origin, false);
+    loader
+        .files
+        .push((name.to_path_buf(), (None, text.len() as u64)));
+    loader.read_text(name, 0, text, 0)?;
+    loader.finish(name)
+}
+
+impl Loader {
+    fn new(path: &Path, origin: Option<&[u8]>, includes: bool) -> Loader {
+        Loader {
+            files: Vec::new(),
+            records: Records::default(),
+            lines: Vec::new(),
+            origin: origin.map(<[u8]>::to_vec),
+            zone_origin: origin.map(<[u8]>::to_vec),
+            default_ttl: None,
+            last_ttl: None,
+            soa_minimum: None,
+            owner: None,
+            rdata: Vec::new(),
+            default_from_file: default_origin(path),
+            warnings: Vec::new(),
+            includes,
+        }
+    }
 }
 
 /// The origin a zone file gets from its name: `zones/foobar.com.zone` is `foobar.com.`.
@@ -130,6 +152,8 @@ struct Loader {
     rdata: Vec<u8>,
     default_from_file: Option<Vec<u8>>,
     warnings: Vec<Warning>,
+    /// Whether `$INCLUDE` may read files.
+    includes: bool,
 }
 
 /// A problem on the current line, on a later line of the same entry, or an error already
@@ -158,7 +182,18 @@ impl Loader {
             reason: "more than 65,535 included files".to_string(),
         })?;
         self.files.push((path.to_path_buf(), stamp));
-        let mut lexer = lexer::Lexer::new(&text);
+        self.read_text(path, file, &text, depth)
+    }
+
+    /// Reads the entries of `text`, the contents of `path`, the `file`-th source.
+    fn read_text(
+        &mut self,
+        path: &Path,
+        file: u16,
+        text: &[u8],
+        depth: usize,
+    ) -> Result<(), ZoneError> {
+        let mut lexer = lexer::Lexer::new(text);
         let mut tokens = Vec::new();
         let syntax = |line, reason: String| ZoneError::Syntax {
             file: path.to_path_buf(),
@@ -254,6 +289,9 @@ impl Loader {
             }
             "$INCLUDE" => {
                 too_many(3)?;
+                if !self.includes {
+                    return Err("$INCLUDE is not available here".to_string().into());
+                }
                 if depth >= MAX_INCLUDE_DEPTH {
                     return Err(format!("$INCLUDE nested deeper than {MAX_INCLUDE_DEPTH}").into());
                 }

@@ -1082,13 +1082,16 @@ fn loc(tokens: &[Token<'_>]) -> Result<Vec<u8>, String> {
         if fraction.len() == 1 {
             cents *= 10;
         }
-        let value = whole * 100 + cents;
+        let value = whole.checked_mul(100)?.checked_add(cents)?;
         Some(if negative { -value } else { value })
     };
     let altitude = tokens.get(at).and_then(metres).ok_or_else(invalid)?;
     at += 1;
     // Altitude is kept from 100,000 m below the WGS 84 reference.
-    let altitude = u32::try_from(altitude + 10_000_000).map_err(|_| invalid())?;
+    let altitude = altitude
+        .checked_add(10_000_000)
+        .and_then(|a| u32::try_from(a).ok())
+        .ok_or_else(invalid)?;
     // Size and precisions as a mantissa and a power of ten of centimetres.
     let precision = |token: Option<&Token<'_>>, default: u8| -> Result<u8, String> {
         let Some(token) = token else {
@@ -1140,7 +1143,7 @@ fn decimal_thousandths(text: &[u8]) -> Option<u32> {
     for _ in fraction.len()..3 {
         thousandths *= 10;
     }
-    Some(whole * 1000 + thousandths)
+    whole.checked_mul(1000)?.checked_add(thousandths)
 }
 
 #[cfg(test)]
@@ -1273,6 +1276,10 @@ mod tests {
             ]
         );
         assert!(rdata(rtype::LOC, "91 N 0 E 0m").is_err());
+        // Found by fuzzing: numbers that overflow before the range checks.
+        assert!(rdata(rtype::LOC, "52 22 23.000 N 4 539999 92293990 E").is_err());
+        assert!(rdata(rtype::LOC, "0 N 0 E 92233720368547758.07m").is_err());
+        assert!(rdata(rtype::LOC, "0 N 0 E 0m 92233720368547758m").is_err());
     }
 
     #[test]

@@ -1,0 +1,122 @@
+//! What each fuzz target checks, shared by the targets and by `dns/tests/fuzz_inputs.rs`, which
+//! replays every seed and every past finding under `cargo test`.
+//!
+//! Beyond "no panic": a reply echoes the query's ID, fits the UDP limit, and parses as a DNS
+//! message; a zone that loads survives its snapshot; a snapshot that decodes encodes back to
+//! the same zone.
+#![allow(dead_code)] // each fuzz target uses one of these checks
+
+use std::{
+    net::IpAddr,
+    path::Path,
+    sync::{Arc, LazyLock},
+};
+
+use foobar_dns::{
+    Catalog, Client, Cookies, Responder, Transport,
+    answer::{Outcome, transfer},
+    load_zone_text, rate_limit, snapshot,
+};
+use hickory_proto::op::Message;
+
+const ZONE: &[u8] = include_bytes!("../dns/tests/data/example.com.zone");
+
+static SERVER: LazyLock<(Catalog, Responder)> = LazyLock::new(|| {
+    let origin = foobar_dns::load::parse_origin("example.com").expect("an origin");
+    let zone = load_zone_text(Path::new("example.com.zone"), ZONE, Some(&origin))
+        .expect("the fixture loads")
+        .zone;
+    let limit = rate_limit::Config {
+        responses_per_second: 20,
+        ..rate_limit::Config::default()
+    };
+    let responder = Responder::new(
+        vec!["0.0.0.0/0".parse().expect("a network")],
+        Cookies::new([7; 16]),
+    )
+    .with_nsid(Some("fuzz"))
+    .with_chaos(Some("fuzz"), Some("0"))
+    .with_rate_limit(&limit);
+    (Catalog::new([Arc::new(zone)]), responder)
+});
+
+/// The first byte picks the transport and the clock; the rest is the query.
+pub fn query(data: &[u8]) {
+    let Some((&first, packet)) = data.split_first() else {
+        return;
+    };
+    let (catalog, responder) = &*SERVER;
+    let transport = if first & 1 == 0 {
+        Transport::Udp
+    } else {
+        Transport::Tcp
+    };
+    let client = Client {
+        transport,
+        address: IpAddr::from([192, 0, 2, first >> 5]),
+        now: u32::from(first >> 1),
+    };
+    let mut out = Vec::new();
+    match responder.respond(catalog, packet, client, &mut out) {
+        Outcome::Drop => {}
+        Outcome::Reply => check_reply(packet, &out, transport),
+        Outcome::Transfer(origin) => {
+            assert_eq!(transport, Transport::Tcp, "transfers only over TCP");
+            let zone = catalog.get(&origin).expect("the zone transferred exists");
+            for message in transfer(zone, packet, usize::from(u16::MAX)) {
+                check_reply(packet, &message, Transport::Tcp);
+            }
+        }
+    }
+}
+
+fn check_reply(packet: &[u8], reply: &[u8], transport: Transport) {
+    assert!(reply.len() >= 12, "a reply has a header");
+    assert_eq!(reply[..2], packet[..2], "the reply carries the query's ID");
+    assert!(reply[2] & 0x80 != 0, "QR is set");
+    if transport == Transport::Udp {
+        assert!(reply.len() <= 1232, "{} bytes over UDP", reply.len());
+    }
+    assert!(reply.len() <= usize::from(u16::MAX));
+    if let Err(e) = Message::from_vec(reply) {
+        panic!("the reply does not parse: {e}\nquery {packet:02x?}\nreply {reply:02x?}");
+    }
+}
+
+/// A zone file's text; a zone that loads must come back whole from its snapshot.
+pub fn zone_file(data: &[u8]) {
+    let origin = [7, b'e', b'x', b'a', b'm', b'p', b'l', b'e', 0];
+    if let Ok(loaded) = load_zone_text(Path::new("fuzz.zone"), data, Some(&origin)) {
+        let back = snapshot::decode(&snapshot::encode(&loaded.zone))
+            .expect("a loaded zone survives its snapshot");
+        assert_eq!(back.record_count(), loaded.zone.record_count());
+        assert_eq!(back.serial(), loaded.zone.serial());
+    }
+}
+
+/// A snapshot file's bytes, as they are and with a valid checksum appended (so that the
+/// fuzzer gets past the checksum to the records); one that decodes must encode back to a
+/// snapshot of the same zone.
+pub fn snapshot(data: &[u8]) {
+    let mut sealed = data.to_vec();
+    sealed.extend_from_slice(&crc32(data).to_be_bytes());
+    for bytes in [data, &sealed] {
+        if let Ok(zone) = snapshot::decode(bytes) {
+            let again =
+                snapshot::decode(&snapshot::encode(&zone)).expect("re-encoded snapshot decodes");
+            assert_eq!(again.record_count(), zone.record_count());
+        }
+    }
+}
+
+/// CRC-32 (IEEE), as the snapshot format seals its bytes.
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &byte in data {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            crc = (crc >> 1) ^ (0xEDB8_8320 & (crc & 1).wrapping_neg());
+        }
+    }
+    !crc
+}
