@@ -497,33 +497,64 @@ async fn sighup_reloads_the_certificate_without_dropping_connections() {
     assert_eq!(presented(&third), der(&cert_b));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_finishes_the_request_in_flight_then_exits_zero() {
+/// A download of `size` bytes started over `proto`, its first part read: the bytes so far,
+/// and the rest of the body to read.
+async fn start_download(
+    proto: Proto,
+    server: &Foobar,
+    pem: &[u8],
+) -> (
+    usize,
+    std::pin::Pin<Box<dyn std::future::Future<Output = usize> + Send>>,
+) {
     use http_body_util::BodyExt;
-    let size = 30 * 1024 * 1024;
-    let mut server = Foobar::setup().file("large.bin", vec![7u8; size]).start();
-    let pem = server.certificate_pem();
+    let alpn: &[u8] = if proto == Proto::H1 {
+        b"http/1.1"
+    } else {
+        b"h2"
+    };
+    if proto == Proto::H3 {
+        let mut h3 = web::H3::connect(server.https, pem, None).await;
+        let (status, mut stream) = h3.start("/large.bin").await.unwrap();
+        assert_eq!(status, StatusCode::OK);
+        let first = stream.recv_data().await.unwrap().unwrap();
+        let rest = async move {
+            let _keep = h3;
+            let mut received = 0;
+            while let Some(chunk) = stream.recv_data().await.unwrap() {
+                received += bytes::Buf::remaining(&chunk);
+            }
+            received
+        };
+        return (bytes::Buf::remaining(&first), Box::pin(rest));
+    }
     let stream = web::connect(
         server.https,
         "www.foobar.com",
-        web::tls_config(&pem, &[b"h2"]),
+        web::tls_config(pem, &[alpn]),
     )
     .await
     .unwrap();
-    let (mut sender, connection) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(stream),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(connection);
-    let response = sender
-        .send_request(get("/large.bin", &[]).map(http_body_util::Full::new))
-        .await
-        .unwrap();
+    let io = hyper_util::rt::TokioIo::new(stream);
+    let mut request = get("/large.bin", &[]).map(http_body_util::Full::new);
+    let response = if proto == Proto::H1 {
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(io).await.unwrap();
+        tokio::spawn(connection);
+        *request.uri_mut() = "/large.bin".parse().unwrap();
+        request
+            .headers_mut()
+            .insert("host", "www.foobar.com".parse().unwrap());
+        sender.send_request(request).await.unwrap()
+    } else {
+        let (mut sender, connection) =
+            hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
+                .await
+                .unwrap();
+        tokio::spawn(connection);
+        sender.send_request(request).await.unwrap()
+    };
     let mut body = response.into_body();
-    // Take a first part only: the rest waits on flow control while the server is told to stop.
-    let mut received = body
+    let first = body
         .frame()
         .await
         .unwrap()
@@ -531,28 +562,68 @@ async fn sigterm_finishes_the_request_in_flight_then_exits_zero() {
         .into_data()
         .unwrap()
         .len();
+    let rest = async move {
+        let mut received = 0;
+        while let Some(frame) = body.frame().await {
+            if let Ok(data) = frame.unwrap().into_data() {
+                received += data.len();
+            }
+        }
+        received
+    };
+    (first, Box::pin(rest))
+}
+
+/// SIGTERM while a large download is in flight over `proto`: new connections are refused, the
+/// download completes, the server exits 0.
+async fn sigterm_finishes_the_download_in_flight(proto: Proto) {
+    let size = 30 * 1024 * 1024;
+    let mut server = Foobar::setup().file("large.bin", vec![7u8; size]).start();
+    let pem = server.certificate_pem();
+    // Only the first part is taken: the rest waits on flow control while the server stops.
+    let (first, rest) = start_download(proto, &server, &pem).await;
     let skip = server.log_len();
     server.signal("TERM");
     server.wait_for_log_after(skip, "stopping");
-    // New connections are no longer accepted.
     let refused = tokio::time::timeout(Duration::from_secs(5), async {
         loop {
-            if tokio::net::TcpStream::connect(server.https).await.is_err() {
+            let refused = if proto == Proto::H3 {
+                web::H3::try_connect(server.https, &pem, web::H3Options::default())
+                    .await
+                    .is_err()
+            } else {
+                tokio::net::TcpStream::connect(server.https).await.is_err()
+            };
+            if refused {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     })
     .await;
-    assert!(refused.is_ok(), "still accepting connections after SIGTERM");
-    while let Some(frame) = body.frame().await {
-        if let Ok(data) = frame.unwrap().into_data() {
-            received += data.len();
-        }
-    }
-    assert_eq!(received, size, "the response in flight was cut short");
+    assert!(refused.is_ok(), "{proto:?}: still accepting after SIGTERM");
+    let received = first + rest.await;
+    assert_eq!(
+        received, size,
+        "{proto:?}: the response in flight was cut short"
+    );
     let status = server.wait();
-    assert!(status.success(), "{status:?}");
+    assert!(status.success(), "{proto:?}: {status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_an_http1_download_then_exits_zero() {
+    sigterm_finishes_the_download_in_flight(Proto::H1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_an_http2_download_then_exits_zero() {
+    sigterm_finishes_the_download_in_flight(Proto::H2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_an_http3_download_then_exits_zero() {
+    sigterm_finishes_the_download_in_flight(Proto::H3).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,11 +1,8 @@
 //! UDP and TCP listeners: bytes off the socket, through the [`Responder`], back out.
 
-use std::{
-    collections::HashMap,
-    net::{IpAddr, SocketAddr},
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use foobar_net::PerAddress;
 
 use arc_swap::ArcSwap;
 use tokio::{
@@ -25,6 +22,9 @@ use crate::{
 
 /// Largest message a query may be: the UDP datagrams we accept and TCP frames we read.
 const MAX_MESSAGE: usize = u16::MAX as usize;
+/// Receive and send buffer asked for each UDP socket, so that bursts are queued rather than
+/// dropped by the kernel (its default is about 208 KiB).
+const UDP_BUFFER_BYTES: usize = 4 * 1024 * 1024;
 
 /// One listen address, bound on UDP and TCP with the same port.
 #[derive(Debug)]
@@ -54,6 +54,7 @@ pub fn bind(addr: SocketAddr) -> Result<Sockets, Error> {
         let bound = udp.local_addr().map_err(|e| bind_err("udp", addr, e))?;
         match std::net::TcpListener::bind(bound) {
             Ok(tcp) => {
+                foobar_net::udp_buffers(&udp, UDP_BUFFER_BYTES, "dns");
                 udp.set_nonblocking(true)
                     .map_err(|e| bind_err("udp", bound, e))?;
                 tcp.set_nonblocking(true)
@@ -155,7 +156,7 @@ fn udp_worker(socket: &std::net::UdpSocket, shared: &Shared, shutdown: &Cancella
 /// Accepts TCP connections (RFC 7766) up to the configured bounds: in all, and per address.
 pub async fn serve_tcp(listener: TcpListener, shared: Shared, shutdown: CancellationToken) {
     let limit = Arc::new(Semaphore::new(shared.max_tcp_connections));
-    let per_address = Arc::new(Mutex::new(HashMap::<IpAddr, usize>::new()));
+    let per_address = PerAddress::new(shared.max_tcp_connections_per_address);
     let mut connections = JoinSet::new();
     loop {
         let permit = tokio::select! {
@@ -176,11 +177,7 @@ pub async fn serve_tcp(listener: TcpListener, shared: Shared, shutdown: Cancella
             },
             () = shutdown.cancelled() => break,
         };
-        let Some(slot) = AddressSlot::take(
-            &per_address,
-            peer.ip(),
-            shared.max_tcp_connections_per_address,
-        ) else {
+        let Some(slot) = per_address.take(peer.ip()) else {
             debug!(%peer, "tcp connection refused: too many from this address");
             continue;
         };
@@ -202,48 +199,6 @@ pub async fn serve_tcp(listener: TcpListener, shared: Shared, shutdown: Cancella
     .await;
     if drained.is_err() {
         connections.abort_all();
-    }
-}
-
-/// One of an address's TCP connections, counted until dropped.
-struct AddressSlot {
-    counts: Arc<Mutex<HashMap<IpAddr, usize>>>,
-    address: IpAddr,
-}
-
-impl AddressSlot {
-    fn take(
-        counts: &Arc<Mutex<HashMap<IpAddr, usize>>>,
-        address: IpAddr,
-        most: usize,
-    ) -> Option<AddressSlot> {
-        let mut map = counts
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let count = map.entry(address).or_default();
-        if *count >= most {
-            return None;
-        }
-        *count += 1;
-        Some(AddressSlot {
-            counts: counts.clone(),
-            address,
-        })
-    }
-}
-
-impl Drop for AddressSlot {
-    fn drop(&mut self) {
-        let mut map = self
-            .counts
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(count) = map.get_mut(&self.address) {
-            *count -= 1;
-            if *count == 0 {
-                map.remove(&self.address);
-            }
-        }
     }
 }
 

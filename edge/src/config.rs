@@ -21,6 +21,8 @@ pub struct Config {
     pub key: Option<PathBuf>,
     /// Most connections open at once, per listener (TCP, QUIC, plain HTTP).
     pub max_connections: usize,
+    /// Most connections open at once from one client address, over every listener.
+    pub max_connections_per_address: usize,
     /// Most concurrent requests (streams) on one HTTP/2 or HTTP/3 connection.
     pub max_streams: u32,
     /// Largest request header section, in bytes.
@@ -31,8 +33,13 @@ pub struct Config {
     pub header_timeout: u64,
     /// Seconds an idle connection is kept open.
     pub idle_timeout: u64,
+    /// Seconds a response may make no progress because the client stopped reading.
+    pub send_timeout: u64,
     /// Seconds in-flight requests get to finish at shutdown.
     pub shutdown_timeout: u64,
+    /// QUIC handshakes in progress beyond which a new client must first answer a Retry
+    /// (RFC 9000 section 8.1), proving its address; 0 asks it of every client.
+    pub quic_retry_after_handshakes: usize,
 }
 
 impl Default for Config {
@@ -45,12 +52,15 @@ impl Default for Config {
             cert: None,
             key: None,
             max_connections: 10_000,
+            max_connections_per_address: 100,
             max_streams: 100,
             max_header_bytes: 64 * 1024,
             max_body_bytes: 1024 * 1024,
             header_timeout: 10,
             idle_timeout: 60,
+            send_timeout: 60,
             shutdown_timeout: 10,
+            quic_retry_after_handshakes: 64,
         }
     }
 }

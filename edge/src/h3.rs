@@ -8,6 +8,7 @@ use std::{
         atomic::{AtomicUsize, Ordering},
     },
     task::{Context, Poll},
+    time::Duration,
 };
 
 use axum::body::Body;
@@ -22,11 +23,15 @@ use tracing::debug;
 
 use crate::{
     Limits,
+    activity::Activity,
     service::{EdgeService, Peer},
 };
 
-/// Accepts QUIC connections until `shutdown`; then each connection sends GOAWAY and finishes
-/// the requests it has.
+/// HTTP/3's "no error" code, for connections we close on purpose.
+const H3_NO_ERROR: u32 = 0x100;
+
+/// Accepts QUIC connections until `shutdown`; then each connection sends GOAWAY, finishes the
+/// requests it has, and closes (at once when it has none).
 pub async fn serve_h3(
     endpoint: quinn::Endpoint,
     service: EdgeService,
@@ -35,6 +40,7 @@ pub async fn serve_h3(
     shutdown: CancellationToken,
 ) {
     let open = Arc::new(AtomicUsize::new(0));
+    let handshaking = Arc::new(AtomicUsize::new(0));
     loop {
         let incoming = tokio::select! {
             incoming = endpoint.accept() => match incoming {
@@ -47,44 +53,129 @@ pub async fn serve_h3(
             incoming.refuse();
             continue;
         }
+        // RFC 9000 section 8.1: past this many handshakes in progress, a client must first
+        // prove it owns its address (a Retry round trip), so that spoofed Initial packets
+        // cannot hold handshake state.
+        if !incoming.remote_address_validated()
+            && handshaking.load(Ordering::Relaxed) >= limits.quic_retry_after_handshakes
+        {
+            if let Err(e) = incoming.retry() {
+                e.into_incoming().refuse();
+            }
+            continue;
+        }
+        let Some(slot) = limits.per_address.take(incoming.remote_address().ip()) else {
+            debug!(peer = %incoming.remote_address(), "quic connection refused: too many from this address");
+            incoming.refuse();
+            continue;
+        };
         let service = service.clone();
         let limits = limits.clone();
         let shutdown = shutdown.clone();
         let open = open.clone();
         let request_tasks = tasks.clone();
         open.fetch_add(1, Ordering::Relaxed);
+        let handshake = Counted::new(&handshaking);
         tasks.spawn(async move {
-            if let Err(e) = connection(incoming, service, &limits, request_tasks, shutdown).await {
+            let result = connection(
+                incoming,
+                handshake,
+                service,
+                &limits,
+                request_tasks,
+                shutdown,
+            )
+            .await;
+            if let Err(e) = result {
                 debug!(error = %e, "h3 connection");
             }
             open.fetch_sub(1, Ordering::Relaxed);
+            drop(slot);
         });
     }
-    // No new connections; open ones drain through their own shutdown handling.
-    endpoint.set_server_config(None);
+    // No new connections: each is refused at once (CONNECTION_REFUSED), so that a client tries
+    // another address rather than waiting for its own timeout, until the endpoint closes. Open
+    // connections drain through their own shutdown handling.
+    tokio::spawn(async move {
+        while let Some(incoming) = endpoint.accept().await {
+            incoming.refuse();
+        }
+    });
+}
+
+/// Waits until the client has taken what was sent on `quic`, or closes, or is gone.
+///
+/// A response is done for h3 once its last bytes are in quinn's send buffer, and closing the
+/// connection then would throw away what the client has not received. h3-quinn keeps quinn's
+/// streams (and their `stopped()`) to itself, so this watches the connection instead: while
+/// data is on its way, the server keeps sending STREAM frames (new data, or retransmissions).
+/// After max(1 s, 3 RTT) without one, everything was acknowledged, or the client stopped
+/// reading, or it vanished (retransmissions back off past a second); in each case there is
+/// nothing left to wait for. Pings from an idle client do not count.
+async fn delivered(quic: &quinn::Connection) {
+    let mut sent = quic.stats().frame_tx.stream;
+    let mut silent_since = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            _ = quic.closed() => return,
+            () = tokio::time::sleep(Duration::from_millis(100)) => {}
+        }
+        let now = quic.stats().frame_tx.stream;
+        if now != sent {
+            sent = now;
+            silent_since = tokio::time::Instant::now();
+        } else if silent_since.elapsed() >= (quic.rtt() * 3).max(Duration::from_secs(1)) {
+            return;
+        }
+    }
+}
+
+/// One in a count, until dropped.
+struct Counted(Arc<AtomicUsize>);
+
+impl Counted {
+    fn new(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Counted(count.clone())
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 async fn connection(
     incoming: quinn::Incoming,
+    handshake: Counted,
     service: EdgeService,
     limits: &Limits,
     tasks: TaskTracker,
     shutdown: CancellationToken,
 ) -> Result<(), BoxError> {
-    let connection = tokio::time::timeout(limits.header_timeout, incoming).await??;
+    let connection = tokio::time::timeout(limits.header_timeout, incoming.accept()?).await??;
+    drop(handshake);
+    let quic = connection.clone();
     let peer = connection.remote_address();
     let mut h3 = h3::server::builder()
         .max_field_section_size(limits.max_header_bytes as u64)
         .build::<_, Bytes>(h3_quinn::Connection::new(connection))
         .await?;
+    let activity = Activity::new();
     let mut draining = false;
     loop {
         let resolver = tokio::select! {
             accepted = h3.accept() => match accepted? {
                 Some(resolver) => resolver,
-                None => return Ok(()),
+                // No more requests (after GOAWAY, at once): those in flight still need the
+                // connection, which closes when `h3` is dropped.
+                None => {
+                    activity.quiet().await;
+                    return Ok(());
+                }
             },
             () = shutdown.cancelled(), if !draining => {
                 // GOAWAY: requests already started finish, new ones go elsewhere.
@@ -92,19 +183,41 @@ async fn connection(
                 h3.shutdown(0).await?;
                 continue;
             }
+            // Draining with nothing in flight: once the client has what was sent (or is gone),
+            // the connection closes, rather than at QUIC's idle timeout.
+            () = activity.quiet(), if draining => {
+                delivered(&quic).await;
+                quic.close(H3_NO_ERROR.into(), b"shutdown");
+                return Ok(());
+            }
+            // No request for `idle_timeout`, whatever pings keep QUIC itself alive.
+            () = activity.idle_for(limits.idle_timeout) => {
+                delivered(&quic).await;
+                quic.close(H3_NO_ERROR.into(), b"idle");
+                return Ok(());
+            }
         };
+        let request = activity.begin();
         let service = service.clone();
+        let (header_timeout, send_timeout) = (limits.header_timeout, limits.send_timeout);
         tasks.spawn(async move {
-            let (request, stream) = match resolver.resolve_request().await {
-                Ok(resolved) => resolved,
-                Err(e) => {
-                    debug!(%peer, error = %e, "h3 request");
-                    return;
-                }
-            };
-            if let Err(e) = request_stream(request, stream, service, peer).await {
+            let (request_head, stream) =
+                match tokio::time::timeout(header_timeout, resolver.resolve_request()).await {
+                    Ok(Ok(resolved)) => resolved,
+                    Ok(Err(e)) => {
+                        debug!(%peer, error = %e, "h3 request");
+                        return;
+                    }
+                    Err(_) => {
+                        debug!(%peer, "h3 request headers timed out");
+                        return;
+                    }
+                };
+            if let Err(e) = request_stream(request_head, stream, service, peer, send_timeout).await
+            {
                 debug!(%peer, error = %e, "h3 request");
             }
+            drop(request);
         });
     }
 }
@@ -116,6 +229,7 @@ async fn request_stream<S>(
     stream: RequestStream<S, Bytes>,
     service: EdgeService,
     peer: std::net::SocketAddr,
+    send_timeout: Duration,
 ) -> Result<(), BoxError>
 where
     S: h3::quic::BidiStream<Bytes> + Send + 'static,
@@ -130,7 +244,10 @@ where
     send.send_response(Response::from_parts(parts, ())).await?;
     while let Some(frame) = body.frame().await {
         match frame?.into_data() {
-            Ok(data) => send.send_data(data).await?,
+            // A client that stops reading holds its flow control shut: bounded, as over TCP.
+            Ok(data) => tokio::time::timeout(send_timeout, send.send_data(data))
+                .await
+                .map_err(|_| "the client stopped reading")??,
             Err(frame) => {
                 if let Ok(trailers) = frame.into_trailers() {
                     send.send_trailers(trailers).await?;

@@ -12,6 +12,7 @@
 //!
 //! The edge knows nothing of DNS or SQL: it is handed a service and serves it.
 
+mod activity;
 mod cache;
 mod config;
 mod error;
@@ -23,6 +24,7 @@ mod tls;
 
 use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
 
+use foobar_net::PerAddress;
 use rustls::crypto::CryptoProvider;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{info, warn};
@@ -35,14 +37,23 @@ pub use crate::{
     tls::{Source as CertificateSource, spki_sha256},
 };
 
+/// Receive and send buffer asked for the QUIC socket: bursts of new clients overflow the
+/// system's default of about 208 KiB (quinn's documentation recommends raising it).
+const UDP_BUFFER_BYTES: usize = 4 * 1024 * 1024;
+
 /// Bounds applied to every connection, from the configuration.
 #[derive(Debug, Clone)]
 pub(crate) struct Limits {
     pub max_connections: usize,
+    /// Connections per client address, shared by every listener (TCP and QUIC).
+    pub per_address: PerAddress,
     pub max_streams: u32,
     pub max_header_bytes: usize,
     pub header_timeout: Duration,
     pub idle_timeout: Duration,
+    pub send_timeout: Duration,
+    /// QUIC handshakes in progress beyond which a client must answer a Retry first.
+    pub quic_retry_after_handshakes: usize,
 }
 
 /// The edge, with its certificate loaded and ready to serve.
@@ -142,6 +153,7 @@ impl Edge {
             let bound = tcp.local_addr().map_err(|e| bind_err("tcp", addr, e))?;
             match std::net::UdpSocket::bind(bound) {
                 Ok(udp) => {
+                    foobar_net::udp_buffers(&udp, UDP_BUFFER_BYTES, "quic");
                     for socket in [&http, &tcp] {
                         socket
                             .set_nonblocking(true)
@@ -168,18 +180,24 @@ impl Edge {
     fn limits(&self) -> Limits {
         let Config {
             max_connections,
+            max_connections_per_address,
             max_streams,
             max_header_bytes,
             header_timeout,
             idle_timeout,
+            send_timeout,
+            quic_retry_after_handshakes,
             ..
         } = self.config;
         Limits {
             max_connections,
+            per_address: PerAddress::new(max_connections_per_address),
             max_streams,
             max_header_bytes,
             header_timeout: Duration::from_secs(header_timeout),
             idle_timeout: Duration::from_secs(idle_timeout),
+            send_timeout: Duration::from_secs(send_timeout),
+            quic_retry_after_handshakes,
         }
     }
 

@@ -1,7 +1,14 @@
 //! HTTPS over TCP (TLS, then HTTP/2 or HTTP/1.1 by ALPN, served by hyper-util's auto builder),
 //! and the plain-HTTP listener that redirects to HTTPS.
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    future::Future,
+    net::SocketAddr,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
 
 use axum::body::Body;
 use http::{Request, Response, StatusCode, Uri, header};
@@ -11,6 +18,7 @@ use hyper_util::{
     server::{conn::auto, graceful::GracefulShutdown},
 };
 use tokio::{
+    io::{AsyncRead, AsyncWrite, ReadBuf},
     net::{TcpListener, TcpStream},
     sync::{OwnedSemaphorePermit, Semaphore},
 };
@@ -21,6 +29,7 @@ use tracing::{debug, warn};
 
 use crate::{
     Limits,
+    activity::{Activity, Tracked},
     service::{EdgeService, Peer},
 };
 
@@ -36,13 +45,16 @@ pub async fn serve_https(
 ) {
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(limits.max_connections));
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
+    let mut http1 = auto::Builder::new(TokioExecutor::new());
+    http1
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
         .max_buf_size(limits.max_header_bytes.max(8192));
-    builder
+    // ALPN chose HTTP/2: only HTTP/2 is spoken, so a bad preface gets a GOAWAY, not an
+    // HTTP/1.1 400 (RFC 9113 section 3.4).
+    let mut http2 = auto::Builder::new(TokioExecutor::new()).http2_only();
+    http2
         .http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(limits.max_streams)
@@ -52,14 +64,18 @@ pub async fn serve_https(
         .max_local_error_reset_streams(1024)
         .keep_alive_interval(limits.idle_timeout)
         .keep_alive_timeout(Duration::from_secs(20));
-    let builder = Arc::new(builder);
+    let (http1, http2) = (Arc::new(http1), Arc::new(http2));
     loop {
         let Some((permit, stream, peer)) = accept(&listener, &slots, &shutdown).await else {
             break;
         };
+        let Some(slot) = limits.per_address.take(peer.ip()) else {
+            debug!(%peer, "connection refused: too many from this address");
+            continue;
+        };
         let tls = tls.clone();
         let service = service.clone();
-        let builder = builder.clone();
+        let (http1, http2) = (http1.clone(), http2.clone());
         let watcher = graceful.watcher();
         let limits = limits.clone();
         tasks.spawn(async move {
@@ -76,7 +92,8 @@ pub async fn serve_https(
                     return;
                 }
             };
-            let activity = Arc::new(Activity::new());
+            let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+            let activity = Activity::new();
             let tracked = activity.clone();
             let hyper_service = hyper::service::service_fn(move |request: Request<Incoming>| {
                 let mut request = request.map(Body::new);
@@ -86,35 +103,41 @@ pub async fn serve_https(
                 async move {
                     let response = response.await?;
                     // The request counts as active until its response body is done or dropped.
-                    Ok::<_, std::convert::Infallible>(response.map(|body| {
-                        Body::new(Tracked {
-                            body,
-                            _guard: guard,
-                        })
-                    }))
+                    Ok::<_, std::convert::Infallible>(
+                        response.map(|body| Body::new(Tracked::new(body, guard))),
+                    )
                 }
             });
-            let connection = builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), hyper_service)
-                .into_owned();
-            let connection = watcher.watch(connection);
-            tokio::pin!(connection);
+            let io = TokioIo::new(SendTimeout::new(stream, limits.send_timeout));
+            let connection: Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send>> = if h2 {
+                Box::pin(watcher.watch(http2.serve_connection(io, hyper_service).into_owned()))
+            } else {
+                Box::pin(
+                    watcher.watch(
+                        http1
+                            .serve_connection_with_upgrades(io, hyper_service)
+                            .into_owned(),
+                    ),
+                )
+            };
             // The idle bound (for HTTP/2 above all: a client that answers pings but sends
             // nothing would otherwise hold its connection forever): no request in flight for
             // `idle_timeout` closes the connection; HTTP/1.1's header timeout also covers it.
             let result = tokio::select! {
-                result = connection.as_mut() => result,
+                result = connection => result,
                 () = activity.idle_for(limits.idle_timeout) => Ok(()),
             };
             if let Err(e) = result {
                 debug!(%peer, error = %e, "https connection");
             }
-            drop(permit);
+            drop((permit, slot));
         });
     }
     drop(listener);
     graceful.shutdown().await;
 }
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The next connection, once a connection slot is free; `None` at shutdown.
 async fn accept(
@@ -160,8 +183,12 @@ pub async fn serve_redirect(
         let Some((permit, stream, peer)) = accept(&listener, &slots, &shutdown).await else {
             break;
         };
+        let Some(slot) = limits.per_address.take(peer.ip()) else {
+            debug!(%peer, "connection refused: too many from this address");
+            continue;
+        };
         let connection = builder.serve_connection(
-            TokioIo::new(stream),
+            TokioIo::new(SendTimeout::new(stream, limits.send_timeout)),
             hyper::service::service_fn(move |request: Request<Incoming>| async move {
                 Ok::<_, std::convert::Infallible>(redirect(&request, https))
             }),
@@ -171,7 +198,7 @@ pub async fn serve_redirect(
             if let Err(e) = watched.await {
                 debug!(%peer, error = %e, "http connection");
             }
-            drop(permit);
+            drop((permit, slot));
         });
     }
     drop(listener);
@@ -210,80 +237,95 @@ fn redirect<B>(request: &Request<B>, https: SocketAddr) -> Response<Body> {
     response
 }
 
-/// Requests in flight on one connection, and when the last one ended.
-struct Activity {
-    in_flight: std::sync::atomic::AtomicUsize,
-    /// Milliseconds since `start` when the connection last went quiet.
-    quiet_since: std::sync::atomic::AtomicU64,
-    start: std::time::Instant,
+/// A stream whose writes fail once they have made no progress for `limit`: a client that
+/// stops reading (nginx's `send_timeout`) cannot hold its connection and its buffers forever.
+struct SendTimeout<S> {
+    inner: S,
+    limit: Duration,
+    /// Running while the current write is stuck.
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
-struct ActiveRequest(Arc<Activity>);
-
-impl Drop for ActiveRequest {
-    fn drop(&mut self) {
-        use std::sync::atomic::Ordering;
-        let now = self.0.start.elapsed().as_millis() as u64;
-        self.0.quiet_since.store(now, Ordering::Relaxed);
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-impl Activity {
-    fn new() -> Self {
-        Activity {
-            in_flight: std::sync::atomic::AtomicUsize::new(0),
-            quiet_since: std::sync::atomic::AtomicU64::new(0),
-            start: std::time::Instant::now(),
+impl<S> SendTimeout<S> {
+    fn new(inner: S, limit: Duration) -> Self {
+        SendTimeout {
+            inner,
+            limit,
+            stalled: None,
         }
     }
 
-    fn begin(self: &Arc<Self>) -> ActiveRequest {
-        self.in_flight
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        ActiveRequest(self.clone())
+    /// `Pending` from a write: fails once the stall has lasted `limit`.
+    fn stalled<T>(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<T>> {
+        let limit = self.limit;
+        let timer = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the client stopped reading",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
     }
 
-    /// Completes once no request has been in flight for `limit`.
-    async fn idle_for(&self, limit: Duration) {
-        use std::sync::atomic::Ordering;
-        loop {
-            let quiet = Duration::from_millis(self.quiet_since.load(Ordering::Relaxed));
-            let busy = self.in_flight.load(Ordering::Relaxed) > 0;
-            let deadline = quiet + limit;
-            let now = self.start.elapsed();
-            if !busy && now >= deadline {
-                return;
+    fn progress<T>(
+        &mut self,
+        result: Poll<std::io::Result<T>>,
+        cx: &mut Context<'_>,
+    ) -> Poll<std::io::Result<T>> {
+        match result {
+            Poll::Ready(result) => {
+                self.stalled = None;
+                Poll::Ready(result)
             }
-            let wait = if busy { limit } else { deadline - now };
-            tokio::time::sleep(wait).await;
+            Poll::Pending => self.stalled(cx),
         }
     }
 }
 
-/// A response body that keeps its request counted as active until it is finished or dropped.
-struct Tracked {
-    body: Body,
-    _guard: ActiveRequest,
+impl<S: AsyncRead + Unpin> AsyncRead for SendTimeout<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
 }
 
-impl http_body::Body for Tracked {
-    type Data = bytes::Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, axum::Error>>> {
-        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+impl<S: AsyncWrite + Unpin> AsyncWrite for SendTimeout<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let result = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.progress(result, cx)
     }
 
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let result = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.progress(result, cx)
     }
 
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.body.size_hint()
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let result = Pin::new(&mut self.inner).poll_flush(cx);
+        self.progress(result, cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let result = Pin::new(&mut self.inner).poll_shutdown(cx);
+        self.progress(result, cx)
     }
 }
 

@@ -161,7 +161,11 @@ impl Foobar {
         let mut child = Command::new(binary())
             .args(["serve", "--config"])
             .arg(&config)
-            .env("RUST_LOG", "info,foobar_dns::watch=debug")
+            .env(
+                "RUST_LOG",
+                std::env::var("FOOBAR_TEST_LOG")
+                    .unwrap_or_else(|_| "info,foobar_dns::watch=debug".to_string()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

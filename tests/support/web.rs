@@ -2,7 +2,7 @@
 //! HTTP/3 over quinn (h3).
 #![allow(dead_code, clippy::unwrap_used)]
 
-use std::{net::SocketAddr, sync::Arc};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use bytes::{Buf, Bytes};
 use http::{HeaderMap, Request, StatusCode, Version};
@@ -59,6 +59,32 @@ pub async fn connect(
     config: ClientConfig,
 ) -> std::io::Result<TlsStream<TcpStream>> {
     let tcp = TcpStream::connect(addr).await?;
+    tls_over(tcp, name, config).await
+}
+
+/// A TLS connection to `addr` from the local address `source`, with a receive buffer of
+/// `receive_buffer` bytes when given (a small one makes the server's writes block soon).
+pub async fn connect_from(
+    source: std::net::IpAddr,
+    addr: SocketAddr,
+    config: ClientConfig,
+    receive_buffer: Option<u32>,
+) -> std::io::Result<TlsStream<TcpStream>> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    if let Some(bytes) = receive_buffer {
+        socket.set_recv_buffer_size(bytes)?;
+    }
+    socket.bind(SocketAddr::new(source, 0))?;
+    let tcp = socket.connect(addr).await?;
+    tls_over(tcp, "www.foobar.com", config).await
+}
+
+/// TLS over an open TCP connection.
+pub async fn tls_over(
+    tcp: TcpStream,
+    name: &str,
+    config: ClientConfig,
+) -> std::io::Result<TlsStream<TcpStream>> {
     let name = ServerName::try_from(name.to_string()).unwrap();
     TlsConnector::from(Arc::new(config))
         .connect(name, tcp)
@@ -229,4 +255,126 @@ pub async fn raw_status(addr: SocketAddr, pem: &[u8], request_line: &str) -> u16
         .nth(1)
         .and_then(|code| code.parse().ok())
         .unwrap_or(0)
+}
+
+/// An HTTP/3 connection kept open across requests.
+pub struct H3 {
+    pub endpoint: quinn::Endpoint,
+    pub connection: quinn::Connection,
+    sender: h3::client::SendRequest<h3_quinn::OpenStreams, Bytes>,
+    _driver: tokio::task::JoinHandle<()>,
+}
+
+/// What an HTTP/3 client may change about its connection.
+#[derive(Debug, Clone, Copy)]
+pub struct H3Options {
+    pub source: std::net::IpAddr,
+    /// Keep-alive pings this often.
+    pub ping: Option<Duration>,
+    /// Receive window per stream, in bytes.
+    pub stream_window: Option<u32>,
+}
+
+impl Default for H3Options {
+    fn default() -> Self {
+        H3Options {
+            source: [127, 0, 0, 1].into(),
+            ping: None,
+            stream_window: None,
+        }
+    }
+}
+
+impl H3 {
+    /// Connects to `addr`; with `ping`, the client sends QUIC keep-alive pings that often.
+    pub async fn connect(addr: SocketAddr, pem: &[u8], ping: Option<Duration>) -> H3 {
+        let options = H3Options {
+            ping,
+            ..H3Options::default()
+        };
+        H3::try_connect(addr, pem, options).await.unwrap()
+    }
+
+    /// Connects with these options; the error if the server refuses.
+    pub async fn try_connect(
+        addr: SocketAddr,
+        pem: &[u8],
+        options: H3Options,
+    ) -> Result<H3, String> {
+        let mut tls = tls_config(pem, &[b"h3"]);
+        tls.enable_early_data = false;
+        let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
+        let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+        let mut transport = quinn::TransportConfig::default();
+        transport.keep_alive_interval(options.ping);
+        if let Some(window) = options.stream_window {
+            transport.stream_receive_window(window.into());
+        }
+        config.transport_config(Arc::new(transport));
+        let mut endpoint = quinn::Endpoint::client(SocketAddr::new(options.source, 0))
+            .map_err(|e| e.to_string())?;
+        endpoint.set_default_client_config(config);
+        let connection = endpoint
+            .connect(addr, "www.foobar.com")
+            .map_err(|e| e.to_string())?
+            .await
+            .map_err(|e| e.to_string())?;
+        let (mut driver, sender) = h3::client::new(h3_quinn::Connection::new(connection.clone()))
+            .await
+            .map_err(|e| e.to_string())?;
+        let driver = tokio::spawn(async move {
+            let _ = std::future::poll_fn(|cx| driver.poll_close(cx)).await;
+        });
+        Ok(H3 {
+            endpoint,
+            connection,
+            sender,
+            _driver: driver,
+        })
+    }
+
+    /// Sends a GET of `path` and waits for the response head; the body is the caller's to read.
+    pub async fn start(
+        &mut self,
+        path: &str,
+    ) -> Result<
+        (
+            StatusCode,
+            h3::client::RequestStream<h3_quinn::BidiStream<Bytes>, Bytes>,
+        ),
+        String,
+    > {
+        let (parts, _) = get(path, &[]).into_parts();
+        let mut stream = self
+            .sender
+            .send_request(Request::from_parts(parts, ()))
+            .await
+            .map_err(|e| e.to_string())?;
+        stream.finish().await.map_err(|e| e.to_string())?;
+        let response = stream.recv_response().await.map_err(|e| e.to_string())?;
+        Ok((response.status(), stream))
+    }
+
+    /// A GET of `path`: the status and the whole body.
+    pub async fn get(&mut self, path: &str) -> Result<(StatusCode, Bytes), String> {
+        self.get_over(path, Duration::ZERO).await
+    }
+
+    /// A GET of `path` whose body is read slowly, over at least `over`.
+    pub async fn get_over(
+        &mut self,
+        path: &str,
+        over: Duration,
+    ) -> Result<(StatusCode, Bytes), String> {
+        let started = std::time::Instant::now();
+        let (status, mut stream) = self.start(path).await?;
+        let mut body = Vec::new();
+        while let Some(mut chunk) = stream.recv_data().await.map_err(|e| e.to_string())? {
+            body.extend_from_slice(&chunk.copy_to_bytes(chunk.remaining()));
+            if started.elapsed() < over {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        Ok((status, Bytes::from(body)))
+    }
 }

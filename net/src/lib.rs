@@ -1,0 +1,126 @@
+//! Socket mechanics that the DNS and the web edge share, so that neither needs the other:
+//! counting connections per client address, and sizing UDP socket buffers.
+//!
+//! ```text
+//! accept ──▶ PerAddress::take(ip) ──▶ Slot (counted until dropped) ──▶ the connection's task
+//! bind UDP ──▶ udp_buffers(socket, bytes) ──▶ what the kernel granted, logged when capped
+//! ```
+
+use std::{
+    collections::HashMap,
+    net::IpAddr,
+    sync::{Arc, Mutex},
+};
+
+use tracing::{info, warn};
+
+/// Connections open per client address, up to a bound.
+#[derive(Debug, Clone)]
+pub struct PerAddress {
+    counts: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    most: usize,
+}
+
+/// One of an address's connections, counted until dropped.
+#[derive(Debug)]
+pub struct Slot {
+    counts: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    address: IpAddr,
+}
+
+impl PerAddress {
+    /// At most `most` connections from one address at once.
+    pub fn new(most: usize) -> Self {
+        PerAddress {
+            counts: Arc::default(),
+            most,
+        }
+    }
+
+    /// A slot for a new connection from `address`, or `None` if it has `most` already.
+    pub fn take(&self, address: IpAddr) -> Option<Slot> {
+        let mut map = self
+            .counts
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let count = map.entry(address).or_default();
+        if *count >= self.most {
+            return None;
+        }
+        *count += 1;
+        Some(Slot {
+            counts: self.counts.clone(),
+            address,
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut map = self
+            .counts
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(count) = map.get_mut(&self.address) {
+            *count -= 1;
+            if *count == 0 {
+                map.remove(&self.address);
+            }
+        }
+    }
+}
+
+/// Asks for `bytes` of receive and send buffer on a UDP socket: the default (about 208 KiB)
+/// overflows when thousands of clients arrive at once. The kernel caps the request at
+/// `net.core.rmem_max` / `wmem_max`; a cap below what was asked is logged with the sysctl that
+/// lifts it. Returns the sizes granted.
+pub fn udp_buffers(socket: &std::net::UdpSocket, bytes: usize, what: &str) -> (usize, usize) {
+    let socket = socket2::SockRef::from(socket);
+    let _ = socket.set_recv_buffer_size(bytes);
+    let _ = socket.set_send_buffer_size(bytes);
+    // Linux reports twice what it grants, the other half being its own bookkeeping.
+    let granted = |size: std::io::Result<usize>| size.map_or(0, |size| size / 2);
+    let (recv, send) = (
+        granted(socket.recv_buffer_size()),
+        granted(socket.send_buffer_size()),
+    );
+    if recv < bytes || send < bytes {
+        warn!(
+            socket = what,
+            asked = bytes,
+            receive = recv,
+            send,
+            "UDP buffers capped by the kernel; raise them with sysctl -w net.core.rmem_max={bytes} net.core.wmem_max={bytes}"
+        );
+    } else {
+        info!(socket = what, receive = recv, send, "UDP buffers");
+    }
+    (recv, send)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn an_address_gets_its_slots_back_when_they_drop() {
+        let limit = PerAddress::new(2);
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        let first = limit.take(a).unwrap();
+        let _second = limit.take(a).unwrap();
+        assert!(limit.take(a).is_none());
+        assert!(limit.take(b).is_some());
+        drop(first);
+        assert!(limit.take(a).is_some());
+    }
+
+    #[test]
+    fn udp_buffers_are_raised_as_far_as_allowed() {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let (recv, send) = udp_buffers(&socket, 1 << 20, "test");
+        assert!(recv > 0 && send > 0);
+    }
+}
