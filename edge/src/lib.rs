@@ -154,6 +154,14 @@ impl Edge {
             match std::net::UdpSocket::bind(bound) {
                 Ok(udp) => {
                     foobar_net::udp_buffers(&udp, UDP_BUFFER_BYTES, "quic");
+                    // Segmentation offload: one system call for many datagrams each way.
+                    if let Ok(state) = quinn_udp::UdpSocketState::new((&udp).into()) {
+                        info!(
+                            gso_segments = state.max_gso_segments(),
+                            gro_segments = state.gro_segments(),
+                            "quic socket offload"
+                        );
+                    }
                     for socket in [&http, &tcp] {
                         socket
                             .set_nonblocking(true)
