@@ -2,6 +2,7 @@
 //! HTTP clients (`web`).
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod h2raw;
 pub mod web;
 
 use std::{

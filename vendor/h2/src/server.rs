@@ -329,6 +329,8 @@ struct Flush<T, B> {
 struct ReadPreface<T, B> {
     codec: Option<Codec<T, B>>,
     pos: usize,
+    /// The preface was wrong: a GOAWAY is buffered and being flushed. [foobar patch]
+    refused: bool,
 }
 
 #[derive(Debug)]
@@ -1436,6 +1438,7 @@ impl<T, B: Buf> ReadPreface<T, B> {
         ReadPreface {
             codec: Some(codec),
             pos: 0,
+            refused: false,
         }
     }
 
@@ -1446,12 +1449,20 @@ impl<T, B: Buf> ReadPreface<T, B> {
 
 impl<T, B> Future for ReadPreface<T, B>
 where
-    T: AsyncRead + Unpin,
+    T: AsyncRead + AsyncWrite + Unpin,
     B: Buf,
 {
     type Output = Result<Codec<T, B>, crate::Error>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if self.refused {
+            // [foobar patch] RFC 9113 section 3.4: an invalid preface is a connection error
+            // of type PROTOCOL_ERROR, so the GOAWAY saying so goes out before the close.
+            if let Some(codec) = self.codec.as_mut() {
+                let _ = ready!(codec.flush(cx));
+            }
+            return Poll::Ready(Err(Error::library_go_away(Reason::PROTOCOL_ERROR).into()));
+        }
         let mut buf = [0; 24];
         let mut rem = PREFACE.len() - self.pos;
 
@@ -1469,7 +1480,16 @@ where
 
             if &PREFACE[self.pos..self.pos + n] != buf.filled() {
                 proto_err!(conn: "read_preface: invalid preface");
-                // TODO: Should this just write the GO_AWAY frame directly?
+                // [foobar patch] Write the GOAWAY directly, then fail (above).
+                if let Some(codec) = self.codec.as_mut() {
+                    if let Poll::Ready(Ok(())) = codec.poll_ready(cx) {
+                        let goaway = frame::GoAway::new(StreamId::zero(), Reason::PROTOCOL_ERROR);
+                        if codec.buffer(goaway.into()).is_ok() {
+                            self.refused = true;
+                            return self.poll(cx);
+                        }
+                    }
+                }
                 return Poll::Ready(Err(Error::library_go_away(Reason::PROTOCOL_ERROR).into()));
             }
 

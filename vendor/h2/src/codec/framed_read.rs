@@ -148,6 +148,28 @@ impl FrameDecoder {
 /// Decodes a frame.
 ///
 /// This function is intentionally de-generified and outlined because it is very large.
+/// The RFC 9113 error code for a frame that fails to load: a size that is wrong for the frame
+/// (section 4.2) is FRAME_SIZE_ERROR, an HPACK failure (section 4.3) COMPRESSION_ERROR, an
+/// initial window above 2^31-1 (section 6.5.2) FLOW_CONTROL_ERROR; the rest PROTOCOL_ERROR.
+/// [foobar patch: upstream answers PROTOCOL_ERROR for all of them]
+fn reason_for(error: &frame::Error) -> Reason {
+    match error {
+        frame::Error::BadFrameSize
+        | frame::Error::InvalidPayloadLength
+        | frame::Error::InvalidPayloadAckSettings => Reason::FRAME_SIZE_ERROR,
+        // A name, value or pseudo-header that is not allowed: the block decoded, the request
+        // is malformed (section 8.1.1).
+        frame::Error::Hpack(
+            hpack::DecoderError::InvalidUtf8
+            | hpack::DecoderError::InvalidStatusCode
+            | hpack::DecoderError::InvalidPseudoheader,
+        ) => Reason::PROTOCOL_ERROR,
+        frame::Error::Hpack(_) => Reason::COMPRESSION_ERROR,
+        frame::Error::InvalidInitialWindowSize => Reason::FLOW_CONTROL_ERROR,
+        _ => Reason::PROTOCOL_ERROR,
+    }
+}
+
 fn decode_frame(decoder: &mut FrameDecoder, mut bytes: BytesMut) -> Result<Option<Frame>, Error> {
     let span = tracing::trace_span!("FramedRead::decode_frame", offset = bytes.len());
     let _e = span.enter();
@@ -183,7 +205,7 @@ fn decode_frame(decoder: &mut FrameDecoder, mut bytes: BytesMut) -> Result<Optio
                 },
                 Err(e) => {
                     proto_err!(conn: "failed to load frame; err={:?}", e);
-                    return Err(Error::library_go_away(Reason::PROTOCOL_ERROR));
+                    return Err(Error::library_go_away(reason_for(&e)));
                 }
             };
 
@@ -207,7 +229,7 @@ fn decode_frame(decoder: &mut FrameDecoder, mut bytes: BytesMut) -> Result<Optio
                 },
                 Err(e) => {
                     proto_err!(conn: "failed HPACK decoding; err={:?}", e);
-                    return Err(Error::library_go_away(Reason::PROTOCOL_ERROR));
+                    return Err(Error::library_go_away(reason_for(&e)));
                 }
             }
 
@@ -233,7 +255,7 @@ fn decode_frame(decoder: &mut FrameDecoder, mut bytes: BytesMut) -> Result<Optio
 
             res.map_err(|e| {
                 proto_err!(conn: "failed to load SETTINGS frame; err={:?}", e);
-                Error::library_go_away(Reason::PROTOCOL_ERROR)
+                Error::library_go_away(reason_for(&e))
             })?
             .into()
         }
@@ -242,7 +264,7 @@ fn decode_frame(decoder: &mut FrameDecoder, mut bytes: BytesMut) -> Result<Optio
 
             res.map_err(|e| {
                 proto_err!(conn: "failed to load PING frame; err={:?}", e);
-                Error::library_go_away(Reason::PROTOCOL_ERROR)
+                Error::library_go_away(reason_for(&e))
             })?
             .into()
         }
@@ -251,7 +273,7 @@ fn decode_frame(decoder: &mut FrameDecoder, mut bytes: BytesMut) -> Result<Optio
 
             res.map_err(|e| {
                 proto_err!(conn: "failed to load WINDOW_UPDATE frame; err={:?}", e);
-                Error::library_go_away(Reason::PROTOCOL_ERROR)
+                Error::library_go_away(reason_for(&e))
             })?
             .into()
         }
@@ -262,7 +284,7 @@ fn decode_frame(decoder: &mut FrameDecoder, mut bytes: BytesMut) -> Result<Optio
             // TODO: Should this always be connection level? Probably not...
             res.map_err(|e| {
                 proto_err!(conn: "failed to load DATA frame; err={:?}", e);
-                Error::library_go_away(Reason::PROTOCOL_ERROR)
+                Error::library_go_away(reason_for(&e))
             })?
             .into()
         }
@@ -271,7 +293,7 @@ fn decode_frame(decoder: &mut FrameDecoder, mut bytes: BytesMut) -> Result<Optio
             let res = frame::Reset::load(head, &bytes[frame::HEADER_LEN..]);
             res.map_err(|e| {
                 proto_err!(conn: "failed to load RESET frame; err={:?}", e);
-                Error::library_go_away(Reason::PROTOCOL_ERROR)
+                Error::library_go_away(reason_for(&e))
             })?
             .into()
         }
@@ -279,7 +301,7 @@ fn decode_frame(decoder: &mut FrameDecoder, mut bytes: BytesMut) -> Result<Optio
             let res = frame::GoAway::load(head, &bytes[frame::HEADER_LEN..]);
             res.map_err(|e| {
                 proto_err!(conn: "failed to load GO_AWAY frame; err={:?}", e);
-                Error::library_go_away(Reason::PROTOCOL_ERROR)
+                Error::library_go_away(reason_for(&e))
             })?
             .into()
         }
@@ -303,7 +325,7 @@ fn decode_frame(decoder: &mut FrameDecoder, mut bytes: BytesMut) -> Result<Optio
                 }
                 Err(e) => {
                     proto_err!(conn: "failed to load PRIORITY frame; err={:?};", e);
-                    return Err(Error::library_go_away(Reason::PROTOCOL_ERROR));
+                    return Err(Error::library_go_away(reason_for(&e)));
                 }
             }
         }
@@ -390,7 +412,7 @@ fn decode_frame(decoder: &mut FrameDecoder, mut bytes: BytesMut) -> Result<Optio
                 }
                 Err(e) => {
                     proto_err!(conn: "failed HPACK decoding; err={:?}", e);
-                    return Err(Error::library_go_away(Reason::PROTOCOL_ERROR));
+                    return Err(Error::library_go_away(reason_for(&e)));
                 }
             }
 

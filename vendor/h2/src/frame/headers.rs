@@ -248,6 +248,17 @@ impl Headers {
         self.header_block.is_over_size
     }
 
+    /// Whether the block carries any pseudo-header field. [foobar patch]
+    pub fn has_pseudo_fields(&self) -> bool {
+        let pseudo = &self.header_block.pseudo;
+        pseudo.method.is_some()
+            || pseudo.scheme.is_some()
+            || pseudo.authority.is_some()
+            || pseudo.path.is_some()
+            || pseudo.protocol.is_some()
+            || pseudo.status.is_some()
+    }
+
     pub fn into_parts(self) -> (Pseudo, HeaderMap) {
         (self.header_block.pseudo, self.header_block.fields)
     }

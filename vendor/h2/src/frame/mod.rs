@@ -141,6 +141,10 @@ pub enum Error {
     /// An invalid setting value was provided
     InvalidSettingValue,
 
+    /// SETTINGS_INITIAL_WINDOW_SIZE above 2^31-1 (RFC 9113 section 6.5.2: a connection error
+    /// of type FLOW_CONTROL_ERROR). [foobar patch]
+    InvalidInitialWindowSize,
+
     /// An invalid window update value
     InvalidWindowUpdateValue,
 

@@ -10,6 +10,9 @@ use std::io;
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
+/// How many skipped ranges of stream ids are remembered. [foobar patch]
+const SKIPPED_RANGES: usize = 8;
+
 #[derive(Debug)]
 pub(super) struct Recv {
     /// Initial window size of remote initiated streams
@@ -23,6 +26,10 @@ pub(super) struct Recv {
 
     /// The lowest stream ID that is still idle
     next_stream_id: Result<StreamId, StreamIdOverflow>,
+
+    /// The last ranges of stream ids the peer skipped over when opening a stream (implicitly
+    /// closed, never used). [foobar patch]
+    skipped: Vec<(StreamId, StreamId)>,
 
     /// The stream ID of the last processed stream
     last_processed_id: StreamId,
@@ -101,6 +108,7 @@ impl Recv {
             flow,
             in_flight_data: 0 as WindowSize,
             next_stream_id: Ok(next_stream_id.into()),
+            skipped: Vec::new(),
             pending_window_updates: store::Queue::new(),
             last_processed_id: StreamId::ZERO,
             max_stream_id: StreamId::MAX,
@@ -136,8 +144,23 @@ impl Recv {
 
         let next_id = self.next_stream_id()?;
         if id < next_id {
-            proto_err!(conn: "id ({:?}) < next_id ({:?})", id, next_id);
-            return Err(Error::library_go_away(Reason::PROTOCOL_ERROR));
+            // [foobar patch] RFC 9113: a HEADERS frame on a stream that was used and closed is
+            // STREAM_CLOSED (section 5.1); a new stream below one already opened, that is an id
+            // skipped over, is PROTOCOL_ERROR (section 5.1.1).
+            let skipped = self.skipped.iter().any(|&(from, to)| id >= from && id < to);
+            proto_err!(conn: "id ({:?}) < next_id ({:?}); skipped={}", id, next_id, skipped);
+            let reason = if skipped {
+                Reason::PROTOCOL_ERROR
+            } else {
+                Reason::STREAM_CLOSED
+            };
+            return Err(Error::library_go_away(reason));
+        }
+        if id > next_id {
+            if self.skipped.len() == SKIPPED_RANGES {
+                self.skipped.remove(0);
+            }
+            self.skipped.push((next_id, id));
         }
 
         self.next_stream_id = id.next_id();
@@ -661,9 +684,12 @@ impl Recv {
         let is_ignoring_frame = stream.state.is_local_error();
 
         if !is_ignoring_frame && !stream.state.is_recv_streaming() {
-            // TODO: There are cases where this can be a stream error of
-            // STREAM_CLOSED instead...
-
+            // [foobar patch] RFC 9113 section 5.1: DATA on a stream the peer ended (half-closed
+            // (remote) or closed) is STREAM_CLOSED.
+            if stream.state.is_remote_closed() {
+                proto_err!(conn: "DATA frame on a stream the peer closed; stream={:?}", stream.id);
+                return Err(Error::library_go_away(Reason::STREAM_CLOSED));
+            }
             // Receiving a DATA frame when not expecting one is a protocol
             // error.
             proto_err!(conn: "unexpected DATA frame; stream={:?}", stream.id);

@@ -245,11 +245,22 @@ impl State {
                 self.inner = Closed(Cause::EndStream);
                 Ok(())
             }
+            // [foobar patch] RFC 9113 section 5.1: the remote already ended the stream.
+            HalfClosedRemote(..) | Closed(..) => {
+                proto_err!(conn: "recv_close: stream already closed by the peer");
+                Err(Error::library_go_away(Reason::STREAM_CLOSED))
+            }
             ref state => {
                 proto_err!(conn: "recv_close: in unexpected state {:?}", state);
                 Err(Error::library_go_away(Reason::PROTOCOL_ERROR))
             }
         }
+    }
+
+    /// Whether the peer can send nothing more on this stream: it ended it, or it was reset.
+    /// [foobar patch]
+    pub fn is_remote_closed(&self) -> bool {
+        matches!(self.inner, HalfClosedRemote(..) | Closed(..))
     }
 
     /// The remote explicitly sent a RST_STREAM.

@@ -583,10 +583,22 @@ impl Inner {
                     Err(RecvHeaderBlockError::State(err)) => Err(err),
                 }
             } else {
+                // [foobar patch] RFC 9113 section 5.1: HEADERS on a stream the peer already
+                // ended is STREAM_CLOSED, whatever its flags.
+                if stream.state.is_remote_closed() {
+                    proto_err!(stream: "recv_headers: stream already closed by the peer; stream={:?}", stream.id);
+                    return Err(Error::library_reset(stream.id, Reason::STREAM_CLOSED));
+                }
                 if !frame.is_end_stream() {
                     // Receiving trailers that don't set EOS is a "malformed"
                     // message. Malformed messages are a stream error.
                     proto_err!(stream: "recv_headers: trailers frame was not EOS; stream={:?}", stream.id);
+                    return Err(Error::library_reset(stream.id, Reason::PROTOCOL_ERROR));
+                }
+                // [foobar patch] RFC 9113 section 8.1: pseudo-header fields in trailers make
+                // the message malformed.
+                if frame.has_pseudo_fields() {
+                    proto_err!(stream: "recv_headers: pseudo-header fields in trailers; stream={:?}", stream.id);
                     return Err(Error::library_reset(stream.id, Reason::PROTOCOL_ERROR));
                 }
 
