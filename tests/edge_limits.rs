@@ -292,3 +292,109 @@ async fn quic_connections_get_max_streams_requests_at_once() {
     let opened = tokio::time::timeout(Duration::from_secs(5), third).await;
     assert!(matches!(opened, Ok(Ok(Ok(())))), "{opened:?}");
 }
+
+/// The status line's code of a raw HTTP/1.1 exchange, or 0 if the connection closed first.
+async fn h1_status<S>(mut stream: S, request: &str) -> u16
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = stream.write_all(request.as_bytes()).await;
+    let mut response = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut response)).await;
+    let text = String::from_utf8_lossy(&response);
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_headers_over_max_header_bytes_get_431_everywhere() {
+    use support::h2raw::{RawH2, block, flag::*, kind::*};
+    let server = Foobar::setup()
+        .shipped_site()
+        .edge("max_header_bytes = 4096")
+        .start();
+    let pem = server.certificate_pem();
+    let request = |bytes: usize| {
+        format!(
+            "GET / HTTP/1.1\r\nHost: www.foobar.com\r\nX-Big: {}\r\nConnection: close\r\n\r\n",
+            "a".repeat(bytes)
+        )
+    };
+    let tls = || async {
+        web::connect(
+            server.https,
+            "www.foobar.com",
+            web::tls_config(&pem, &[b"http/1.1"]),
+        )
+        .await
+        .unwrap()
+    };
+    let plain = || async { tokio::net::TcpStream::connect(server.http).await.unwrap() };
+    // Just under the limit passes on both HTTP/1.1 listeners; just over it is refused on both.
+    assert_eq!(h1_status(tls().await, &request(3500)).await, 200);
+    assert_eq!(h1_status(plain().await, &request(3500)).await, 308);
+    assert_eq!(h1_status(tls().await, &request(5000)).await, 431);
+    assert_eq!(h1_status(plain().await, &request(5000)).await, 431);
+
+    // HTTP/2: a 431 response, not a reset the client would retry.
+    let mut h2 = RawH2::connect(server.https, &pem).await;
+    let big = "a".repeat(5000);
+    let fields = block(&[
+        (":method", "GET"),
+        (":scheme", "https"),
+        (":path", "/"),
+        (":authority", "www.foobar.com"),
+        ("x-big", &big),
+    ]);
+    h2.send(HEADERS, END_HEADERS | END_STREAM, 1, &fields).await;
+    let status = loop {
+        let frame = h2.read(Duration::from_secs(5)).await.expect("a response");
+        assert_ne!(frame.kind, RST_STREAM, "reset instead of 431: {frame:?}");
+        if frame.kind == HEADERS && frame.stream == 1 {
+            break frame.payload;
+        }
+    };
+    // :status 431 is not in the static table: a literal with name index 8, "431".
+    assert!(
+        status.windows(3).any(|w| w == b"431") || status.len() < 8,
+        "{status:?}"
+    );
+
+    // HTTP/3 too.
+    let mut h3 = H3::connect(server.https, &pem, None).await;
+    let request = http::Request::get("https://www.foobar.com/")
+        .header("x-big", &big)
+        .body(())
+        .unwrap();
+    let reply = h3.send(request).await;
+    assert!(
+        matches!(reply, Ok(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)) || reply.is_err(),
+        "{reply:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_connections_get_max_streams_requests_at_once() {
+    use support::h2raw::{self, RawH2, code, flag::*, kind::*};
+    let server = Foobar::setup()
+        .file("large.bin", vec![0u8; 1 << 20])
+        .edge("max_streams = 2")
+        .start();
+    let pem = server.certificate_pem();
+    let mut h2 = RawH2::connect(server.https, &pem).await;
+    // Three downloads this client never reads: the first two hold both slots.
+    for stream in [1, 3, 5] {
+        let get = h2raw::get("/large.bin");
+        h2.send(HEADERS, END_HEADERS | END_STREAM, stream, &get)
+            .await;
+    }
+    let seen = h2.outcome_on(5, Duration::from_secs(3)).await;
+    assert_eq!(
+        seen,
+        h2raw::Seen::Reset(5, code::REFUSED_STREAM),
+        "the third stream was not refused"
+    );
+}

@@ -95,12 +95,17 @@ pub async fn serve_https(
             let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
             let activity = Activity::new();
             let tracked = activity.clone();
+            let max_head = limits.max_header_bytes;
             let hyper_service = hyper::service::service_fn(move |request: Request<Incoming>| {
+                let too_large = head_too_large(&request, max_head);
                 let mut request = request.map(Body::new);
                 request.extensions_mut().insert(Peer(peer));
                 let guard = tracked.begin();
                 let response = service.clone().oneshot(request);
                 async move {
+                    if too_large {
+                        return Ok(header_fields_too_large());
+                    }
                     let response = response.await?;
                     // The request counts as active until its response body is done or dropped.
                     Ok::<_, std::convert::Infallible>(
@@ -187,9 +192,13 @@ pub async fn serve_redirect(
             debug!(%peer, "connection refused: too many from this address");
             continue;
         };
+        let max_head = limits.max_header_bytes;
         let connection = builder.serve_connection(
             TokioIo::new(SendTimeout::new(stream, limits.send_timeout)),
             hyper::service::service_fn(move |request: Request<Incoming>| async move {
+                if head_too_large(&request, max_head) {
+                    return Ok::<_, std::convert::Infallible>(header_fields_too_large());
+                }
                 Ok::<_, std::convert::Infallible>(redirect(&request, https))
             }),
         );
@@ -203,6 +212,37 @@ pub async fn serve_redirect(
     }
     drop(listener);
     graceful.shutdown().await;
+}
+
+/// Whether an HTTP/1.x request's head (request line and header lines, as sent) is larger than
+/// `max` bytes. hyper bounds it only by its read buffer, which is never below 8 KiB, so a
+/// smaller `max_header_bytes` is held here, the same on both HTTP/1.1 listeners. HTTP/2 and
+/// HTTP/3 hold it in their own codecs.
+fn head_too_large<B>(request: &Request<B>, max: usize) -> bool {
+    if request.version() > http::Version::HTTP_11 {
+        return false;
+    }
+    let target = request
+        .uri()
+        .path_and_query()
+        .map_or(1, |p| p.as_str().len());
+    let line = request.method().as_str().len() + 1 + target + " HTTP/1.1\r\n".len();
+    let fields: usize = request
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + 2 + value.len() + 2)
+        .sum();
+    line + fields + 2 > max
+}
+
+fn header_fields_too_large() -> Response<Body> {
+    let mut response = Response::new(Body::from("request header fields too large\n"));
+    *response.status_mut() = StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
+    response.headers_mut().insert(
+        header::CONNECTION,
+        header::HeaderValue::from_static("close"),
+    );
+    response
 }
 
 /// The HTTPS location for a plain-HTTP request: its host (without port), the HTTPS port unless

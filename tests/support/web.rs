@@ -355,6 +355,18 @@ impl H3 {
         Ok((response.status(), stream))
     }
 
+    /// Sends `request` (no body) and returns the response status.
+    pub async fn send(&mut self, request: Request<()>) -> Result<StatusCode, String> {
+        let mut stream = self
+            .sender
+            .send_request(request)
+            .await
+            .map_err(|e| e.to_string())?;
+        stream.finish().await.map_err(|e| e.to_string())?;
+        let response = stream.recv_response().await.map_err(|e| e.to_string())?;
+        Ok(response.status())
+    }
+
     /// A GET of `path`: the status and the whole body.
     pub async fn get(&mut self, path: &str) -> Result<(StatusCode, Bytes), String> {
         self.get_over(path, Duration::ZERO).await
