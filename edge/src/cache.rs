@@ -2,10 +2,12 @@
 //! system calls and no trip through `ServeDir`.
 //!
 //! Written here rather than taken from a crate because what may be reused is the product's own
-//! rule: a response is `ServeDir`'s own 200 for a GET of that path with that `Accept-Encoding`
-//! (the one request header that changes which file it picks), requests with ranges or
-//! conditions always go to `ServeDir`, and every change under the root (seen by a file system
-//! watcher) empties the cache before the next request can be answered from it.
+//! rule: a response is `ServeDir`'s own 200 for a GET of that path by a client that prefers the
+//! same encodings in the same order (`Accept-Encoding` is the one request header that changes
+//! which file it picks, and only through that order), requests with ranges or conditions always
+//! go to `ServeDir`, every change under the root (seen by a file system watcher) empties the
+//! cache before the next request can be answered from it, and past `file_cache_bytes` the least
+//! recently used responses make room.
 
 use std::{
     collections::HashMap,
@@ -18,7 +20,7 @@ use std::{
 
 use axum::body::Body;
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use http::{HeaderMap, Method, Request, Response, StatusCode, header};
 use notify::{
     EventKind, RecursiveMode, Watcher,
     event::{AccessKind, AccessMode},
@@ -43,20 +45,100 @@ struct State {
     generation: AtomicU64,
     max_bytes: usize,
     entries: RwLock<Entries>,
+    /// Ticks at every hit and insert: the recency that eviction goes by.
+    clock: AtomicU64,
 }
 
 #[derive(Default)]
 struct Entries {
-    /// Request path -> the variants kept for it, by `Accept-Encoding`.
+    /// Request path -> the variants kept for it, by encoding preference.
     by_path: HashMap<String, Vec<Arc<Cached>>>,
     bytes: usize,
 }
 
 /// One kept response.
 pub struct Cached {
-    accept_encoding: Option<HeaderValue>,
+    preference: Preference,
     headers: HeaderMap,
     body: Bytes,
+    /// When it was last answered from, on the cache's clock, for eviction.
+    used: AtomicU64,
+}
+
+/// The encodings a client accepts that `ServeDir` can serve precompressed (and identity), in
+/// the order `ServeDir` tries them, packed four bits each: what decides which file it sends.
+/// Junk or unsupported values all come to the same few keys, so they cannot fill the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Preference(u16);
+
+impl Preference {
+    /// As tower-http's `ServeDir` reads `Accept-Encoding` (its `content_encoding::encodings`
+    /// and `Encoding::preferred_encoding`): unknown codings and malformed q-values are ignored,
+    /// each coding counts with its highest q, codings with q = 0 are left out, and the rest are
+    /// tried from the highest (q, coding rank) down.
+    pub fn of(headers: &HeaderMap) -> Preference {
+        // Ranks as tower-http orders `Encoding`: identity < gzip < br < zstd.
+        const CODINGS: [(&str, u16); 5] = [
+            ("identity", 1),
+            ("gzip", 2),
+            ("x-gzip", 2),
+            ("br", 3),
+            ("zstd", 4),
+        ];
+        let mut best = [None::<u16>; 5];
+        for value in headers.get_all(header::ACCEPT_ENCODING) {
+            let Ok(text) = value.to_str() else {
+                continue;
+            };
+            for item in text.split(',') {
+                let mut parts = item.splitn(2, ';');
+                let name = parts.next().unwrap_or_default().trim();
+                let Some(&(_, rank)) = CODINGS.iter().find(|(n, _)| n.eq_ignore_ascii_case(name))
+                else {
+                    continue;
+                };
+                let q = match parts.next() {
+                    Some(q) => match q_value(q.trim()) {
+                        Some(q) => q,
+                        None => continue,
+                    },
+                    None => 1000,
+                };
+                let slot = &mut best[usize::from(rank)];
+                *slot = Some(slot.map_or(q, |old: u16| old.max(q)));
+            }
+        }
+        let mut order: Vec<(u16, u16)> = (1..5u16)
+            .filter_map(|rank| best[usize::from(rank)].map(|q| (q, rank)))
+            .filter(|&(q, _)| q > 0)
+            .collect();
+        order.sort_unstable_by(|a, b| b.cmp(a));
+        Preference(order.iter().fold(0, |key, &(_, rank)| key << 4 | rank))
+    }
+}
+
+/// A q-value, `q=0` to `q=1` with at most three decimals, in thousandths (RFC 9110 section
+/// 12.4.2), parsed as tower-http does.
+fn q_value(text: &str) -> Option<u16> {
+    let number = text
+        .strip_prefix("q=")
+        .or_else(|| text.strip_prefix("Q="))?;
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    let whole: u16 = match whole {
+        "0" => 0,
+        "1" => 1000,
+        _ => return None,
+    };
+    if fraction.len() > 3 || !fraction.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let thousandths = fraction
+        .bytes()
+        .zip([100u16, 10, 1])
+        .map(|(digit, factor)| u16::from(digit - b'0') * factor)
+        .sum::<u16>();
+    let value = whole + thousandths;
+    (value <= 1000).then_some(value)
 }
 
 impl Cached {
@@ -111,7 +193,7 @@ impl http_body::Body for Chunked {
 pub struct Ticket {
     generation: u64,
     path: String,
-    accept_encoding: Option<HeaderValue>,
+    preference: Preference,
 }
 
 impl Ticket {
@@ -132,6 +214,7 @@ impl ResponseCache {
             generation: AtomicU64::new(0),
             max_bytes,
             entries: RwLock::new(Entries::default()),
+            clock: AtomicU64::new(0),
         });
         let watched = Arc::downgrade(&state);
         let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
@@ -173,14 +256,16 @@ impl ResponseCache {
         if !cacheable(request) {
             return None;
         }
-        let accept = request.headers().get(header::ACCEPT_ENCODING);
+        let preference = Preference::of(request.headers());
         let entries = self.state.entries.read().ok()?;
-        entries
+        let hit = entries
             .by_path
             .get(request.uri().path())?
             .iter()
-            .find(|cached| cached.accept_encoding.as_ref() == accept)
-            .cloned()
+            .find(|cached| cached.preference == preference)?
+            .clone();
+        hit.used.store(self.state.tick(), Ordering::Relaxed);
+        Some(hit)
     }
 
     /// For a request that missed: whether its response may be kept, and from which generation.
@@ -188,7 +273,7 @@ impl ResponseCache {
         cacheable(request).then(|| Ticket {
             generation: self.state.generation.load(Ordering::Acquire),
             path: request.uri().path().to_string(),
-            accept_encoding: request.headers().get(header::ACCEPT_ENCODING).cloned(),
+            preference: Preference::of(request.headers()),
         })
     }
 
@@ -203,42 +288,83 @@ impl ResponseCache {
                 .is_some_and(|n| n <= MAX_FILE_BYTES.min(self.state.max_bytes))
     }
 
-    /// Keeps a response read from disk, unless anything changed since its ticket was taken or
-    /// the cache is full.
+    /// Keeps a response read from disk, unless anything changed since its ticket was taken;
+    /// the least recently used responses make room when the cache is full.
     pub fn insert(&self, ticket: Ticket, headers: HeaderMap, body: Bytes) {
         let Ticket {
             generation,
             path,
-            accept_encoding,
+            preference,
         } = ticket;
         let cost = body.len() + ENTRY_OVERHEAD;
+        if cost > self.state.max_bytes {
+            return;
+        }
         let Ok(mut entries) = self.state.entries.write() else {
             return;
         };
         // Checked under the lock that `clear` takes after bumping the generation: either the
         // change is seen here, or its clear comes after this insert and removes it.
-        if self.state.generation.load(Ordering::Acquire) != generation
-            || entries.bytes + cost > self.state.max_bytes
+        if self.state.generation.load(Ordering::Acquire) != generation {
+            return;
+        }
+        if entries
+            .by_path
+            .get(&path)
+            .is_some_and(|variants| variants.iter().any(|c| c.preference == preference))
         {
             return;
         }
-        let variants = entries.by_path.entry(path).or_default();
-        if variants
-            .iter()
-            .any(|cached| cached.accept_encoding == accept_encoding)
-        {
-            return;
+        if entries.bytes + cost > self.state.max_bytes {
+            evict(&mut entries, self.state.max_bytes - cost);
         }
-        variants.push(Arc::new(Cached {
-            accept_encoding,
+        entries.by_path.entry(path).or_default().push(Arc::new(Cached {
+            preference,
             headers,
             body,
+            used: AtomicU64::new(self.state.tick()),
         }));
         entries.bytes += cost;
     }
 }
 
+/// Drops the least recently used responses until at most `room` bytes are kept, and a little
+/// more (an eighth of the cache at least), so that a full cache does not sort on every insert.
+fn evict(entries: &mut Entries, room: usize) {
+    let mut by_age: Vec<(u64, String, Preference, usize)> = entries
+        .by_path
+        .iter()
+        .flat_map(|(path, variants)| {
+            variants.iter().map(|cached| {
+                let cost = cached.body.len() + ENTRY_OVERHEAD;
+                (cached.used.load(Ordering::Relaxed), path.clone(), cached.preference, cost)
+            })
+        })
+        .collect();
+    by_age.sort_unstable_by_key(|&(used, ..)| used);
+    let target = room.saturating_sub(room / 8);
+    let mut evicted = 0;
+    for (_, path, preference, cost) in by_age {
+        if entries.bytes <= target {
+            break;
+        }
+        if let Some(variants) = entries.by_path.get_mut(&path) {
+            variants.retain(|cached| cached.preference != preference);
+            if variants.is_empty() {
+                entries.by_path.remove(&path);
+            }
+        }
+        entries.bytes -= cost;
+        evicted += 1;
+    }
+    debug!(evicted, bytes = entries.bytes, "file cache full; least recently used dropped");
+}
+
 impl State {
+    fn tick(&self) -> u64 {
+        self.clock.fetch_add(1, Ordering::Relaxed)
+    }
+
     fn clear(&self) {
         self.generation.fetch_add(1, Ordering::AcqRel);
         if let Ok(mut entries) = self.entries.write() {
@@ -340,20 +466,53 @@ mod tests {
     }
 
     #[test]
-    fn bounded_in_bytes() {
+    fn bounded_in_bytes_least_recently_used_first() {
         let dir = tempfile::tempdir().unwrap();
-        let cache = ResponseCache::new(dir.path(), 2 * ENTRY_OVERHEAD + 10).unwrap();
-        keep(&cache, &get("/a", &[]), "12345");
-        keep(&cache, &get("/b", &[]), "12345");
-        keep(&cache, &get("/c", &[]), "1");
+        let cache = ResponseCache::new(dir.path(), 3 * ENTRY_OVERHEAD + 30).unwrap();
+        for path in ["/a", "/b", "/c"] {
+            keep(&cache, &get(path, &[]), "12345");
+        }
         assert!(cache.get(&get("/a", &[])).is_some());
-        assert!(cache.get(&get("/b", &[])).is_some());
-        assert!(cache.get(&get("/c", &[])).is_none());
+        keep(&cache, &get("/d", &[]), "12345");
+        assert!(cache.get(&get("/a", &[])).is_some(), "recently used, kept");
+        assert!(cache.get(&get("/b", &[])).is_none(), "least recently used, dropped");
+        assert!(cache.get(&get("/d", &[])).is_some(), "the new one is kept");
         let big = Response::builder()
             .header(header::CONTENT_LENGTH, "2000")
             .body(Body::empty())
             .unwrap();
         assert!(!cache.wants(&big), "larger than the whole cache");
         assert!(ResponseCache::new(dir.path(), 0).is_none());
+    }
+
+    #[test]
+    fn junk_accept_encoding_values_share_one_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = ResponseCache::new(dir.path(), 1 << 20).unwrap();
+        for i in 0..1000 {
+            let junk = format!("junk-{i}, other;q=0.{}", i % 10);
+            keep(&cache, &get("/a.html", &[("accept-encoding", &junk)]), "plain");
+        }
+        let entries = cache.state.entries.read().unwrap();
+        assert_eq!(entries.by_path["/a.html"].len(), 1);
+    }
+
+    #[test]
+    fn preferences_follow_serve_dir_order() {
+        let of = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::ACCEPT_ENCODING, value.parse().unwrap());
+            Preference::of(&headers)
+        };
+        let none = Preference::of(&HeaderMap::new());
+        assert_eq!(of("junk, *"), none);
+        assert_eq!(of("gzip;q=0"), none);
+        assert_eq!(of("gzip;q=0.5"), of("gzip"));
+        assert_eq!(of("x-gzip"), of("gzip"));
+        assert_eq!(of("GZIP, Br"), of("br, gzip"), "equal q: tower-http's rank decides");
+        assert_ne!(of("gzip;q=1, br;q=0.5"), of("br, gzip"));
+        assert_eq!(of("gzip;q=0.2, gzip;q=0.9, br;q=0.5"), of("gzip, br;q=0.5"));
+        assert_eq!(of("br;q=2, gzip"), of("gzip"), "a malformed q-value drops its item");
+        assert_ne!(of("identity, gzip;q=0.5"), of("gzip"));
     }
 }
