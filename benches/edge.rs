@@ -18,12 +18,16 @@ fn routing(c: &mut Criterion) {
     std::fs::write(dir.path().join("index.html"), "x".repeat(2048)).expect("page written");
     let edge = |cache_bytes| {
         runtime.block_on(async {
-            let files = foobar_edge::static_files(dir.path(), cache_bytes).expect("static files");
+            let rules =
+                std::collections::BTreeMap::from([("/".to_string(), "no-cache".to_string())]);
+            let files =
+                foobar_edge::static_files(dir.path(), cache_bytes, &rules).expect("static files");
             let store = foobar_app::Store::open("sqlite://:memory:")
                 .await
                 .expect("store");
             let app = foobar_app::router(foobar_app::AppState::new(store, "token"));
-            foobar_edge::edge_service(app.fallback_service(files), 8443, 1 << 20)
+            let stamp = foobar_edge::Stamp::new(8443, &Default::default()).expect("headers");
+            foobar_edge::edge_service(app.fallback_service(files), stamp, 1 << 20)
         })
     };
     let (from_disk, kept) = (edge(0), edge(1 << 20));

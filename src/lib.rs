@@ -49,8 +49,9 @@ pub async fn load(config: &Config) -> anyhow::Result<Loaded> {
         .into_iter()
         .flat_map(|origin| [format!("www.{origin}"), origin])
         .collect();
-    let files: StaticFiles = foobar_edge::static_files(&edge.root, edge.file_cache_bytes)
-        .context("loading the static site")?;
+    let files: StaticFiles =
+        foobar_edge::static_files(&edge.root, edge.file_cache_bytes, &edge.cache_control)
+            .context("loading the static site")?;
     let edge = Edge::load(edge, state_dir, &names).context("loading the certificate")?;
     let app = foobar_app::load(app, state_dir)
         .await

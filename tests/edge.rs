@@ -61,7 +61,105 @@ async fn https_responses_carry_alt_svc_hsts_and_nosniff() {
             Some("max-age=63072000")
         );
         assert_eq!(reply.header("x-content-type-options"), Some("nosniff"));
+        assert_eq!(reply.header("cache-control"), Some("no-cache"), "{proto:?}");
+        assert_eq!(reply.header("content-security-policy"), None);
+        assert_eq!(reply.header("x-frame-options"), None);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cache_control_and_security_headers_follow_the_configuration() {
+    let server = Foobar::setup()
+        .shipped_site()
+        .file("assets/app.js", "console.log(1);\n")
+        .file("assets/fonts/a.woff2", "font")
+        .edge(
+            r#"cache_control = { "/" = "no-cache", "/assets/" = "public, max-age=31536000, immutable", "/assets/fonts/" = "public, max-age=600" }"#,
+        )
+        .edge("headers.hsts_max_age = 300")
+        .edge("headers.hsts_include_subdomains = true")
+        .edge("headers.content_security_policy = \"default-src 'self'\"")
+        .edge("headers.frame_ancestors = \"'none'\"")
+        .start();
+    let pem = server.certificate_pem();
+    for proto in ALL {
+        let cases = [
+            ("/", "no-cache"),
+            ("/assets/app.js", "public, max-age=31536000, immutable"),
+            ("/assets/fonts/a.woff2", "public, max-age=600"),
+        ];
+        for (path, expected) in cases {
+            let first = fetch(proto, server.https, &pem, get(path, &[])).await;
+            assert_eq!(first.status, StatusCode::OK, "{proto:?} {path}");
+            assert_eq!(
+                first.header("cache-control"),
+                Some(expected),
+                "{proto:?} {path}"
+            );
+            // Asked twice: the second answer may come from the in-memory cache.
+            let again = fetch(proto, server.https, &pem, get(path, &[])).await;
+            assert_eq!(
+                again.header("cache-control"),
+                Some(expected),
+                "{proto:?} {path}"
+            );
+            let etag = first.header("etag").unwrap().to_string();
+            let unchanged = fetch(
+                proto,
+                server.https,
+                &pem,
+                get(path, &[("if-none-match", &etag)]),
+            )
+            .await;
+            assert_eq!(
+                unchanged.status,
+                StatusCode::NOT_MODIFIED,
+                "{proto:?} {path}"
+            );
+            assert_eq!(
+                unchanged.header("cache-control"),
+                Some(expected),
+                "{proto:?} {path}"
+            );
+        }
+        let missing = fetch(proto, server.https, &pem, get("/assets/none.js", &[])).await;
+        assert_eq!(missing.status, StatusCode::NOT_FOUND);
+        assert_eq!(missing.header("cache-control"), None, "a 404 is not cached");
+        let reply = fetch(proto, server.https, &pem, get("/", &[])).await;
+        assert_eq!(
+            reply.header("strict-transport-security"),
+            Some("max-age=300; includeSubDomains")
+        );
+        assert_eq!(
+            reply.header("content-security-policy"),
+            Some("default-src 'self'; frame-ancestors 'none'")
+        );
+        assert_eq!(reply.header("x-frame-options"), Some("DENY"));
+    }
+}
+
+#[test]
+fn a_bad_header_value_is_refused_at_start_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("foobar.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir = \"{dir}/data\"\n[dns]\nzones = \"{dir}\"\n[edge]\nroot = \"{dir}\"\n\
+             cache_control = {{ \"assets/\" = \"max-age=60\" }}\n",
+            dir = dir.path().display()
+        ),
+    )
+    .unwrap();
+    let output = support::output_within(
+        std::process::Command::new(support::binary())
+            .args(["serve", "--check", "--config"])
+            .arg(&config),
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("cache_control.\"assets/\""), "{stderr}");
+    assert!(stderr.contains("starts with \"/\""), "{stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

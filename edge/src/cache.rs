@@ -318,12 +318,16 @@ impl ResponseCache {
         if entries.bytes + cost > self.state.max_bytes {
             evict(&mut entries, self.state.max_bytes - cost);
         }
-        entries.by_path.entry(path).or_default().push(Arc::new(Cached {
-            preference,
-            headers,
-            body,
-            used: AtomicU64::new(self.state.tick()),
-        }));
+        entries
+            .by_path
+            .entry(path)
+            .or_default()
+            .push(Arc::new(Cached {
+                preference,
+                headers,
+                body,
+                used: AtomicU64::new(self.state.tick()),
+            }));
         entries.bytes += cost;
     }
 }
@@ -337,7 +341,12 @@ fn evict(entries: &mut Entries, room: usize) {
         .flat_map(|(path, variants)| {
             variants.iter().map(|cached| {
                 let cost = cached.body.len() + ENTRY_OVERHEAD;
-                (cached.used.load(Ordering::Relaxed), path.clone(), cached.preference, cost)
+                (
+                    cached.used.load(Ordering::Relaxed),
+                    path.clone(),
+                    cached.preference,
+                    cost,
+                )
             })
         })
         .collect();
@@ -357,7 +366,11 @@ fn evict(entries: &mut Entries, room: usize) {
         entries.bytes -= cost;
         evicted += 1;
     }
-    debug!(evicted, bytes = entries.bytes, "file cache full; least recently used dropped");
+    debug!(
+        evicted,
+        bytes = entries.bytes,
+        "file cache full; least recently used dropped"
+    );
 }
 
 impl State {
@@ -475,7 +488,10 @@ mod tests {
         assert!(cache.get(&get("/a", &[])).is_some());
         keep(&cache, &get("/d", &[]), "12345");
         assert!(cache.get(&get("/a", &[])).is_some(), "recently used, kept");
-        assert!(cache.get(&get("/b", &[])).is_none(), "least recently used, dropped");
+        assert!(
+            cache.get(&get("/b", &[])).is_none(),
+            "least recently used, dropped"
+        );
         assert!(cache.get(&get("/d", &[])).is_some(), "the new one is kept");
         let big = Response::builder()
             .header(header::CONTENT_LENGTH, "2000")
@@ -491,7 +507,11 @@ mod tests {
         let cache = ResponseCache::new(dir.path(), 1 << 20).unwrap();
         for i in 0..1000 {
             let junk = format!("junk-{i}, other;q=0.{}", i % 10);
-            keep(&cache, &get("/a.html", &[("accept-encoding", &junk)]), "plain");
+            keep(
+                &cache,
+                &get("/a.html", &[("accept-encoding", &junk)]),
+                "plain",
+            );
         }
         let entries = cache.state.entries.read().unwrap();
         assert_eq!(entries.by_path["/a.html"].len(), 1);
@@ -509,10 +529,18 @@ mod tests {
         assert_eq!(of("gzip;q=0"), none);
         assert_eq!(of("gzip;q=0.5"), of("gzip"));
         assert_eq!(of("x-gzip"), of("gzip"));
-        assert_eq!(of("GZIP, Br"), of("br, gzip"), "equal q: tower-http's rank decides");
+        assert_eq!(
+            of("GZIP, Br"),
+            of("br, gzip"),
+            "equal q: tower-http's rank decides"
+        );
         assert_ne!(of("gzip;q=1, br;q=0.5"), of("br, gzip"));
         assert_eq!(of("gzip;q=0.2, gzip;q=0.9, br;q=0.5"), of("gzip, br;q=0.5"));
-        assert_eq!(of("br;q=2, gzip"), of("gzip"), "a malformed q-value drops its item");
+        assert_eq!(
+            of("br;q=2, gzip"),
+            of("gzip"),
+            "a malformed q-value drops its item"
+        );
         assert_ne!(of("identity, gzip;q=0.5"), of("gzip"));
     }
 }

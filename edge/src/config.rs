@@ -1,4 +1,4 @@
-use std::{net::SocketAddr, path::PathBuf};
+use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf};
 
 use serde::Deserialize;
 
@@ -40,6 +40,39 @@ pub struct Config {
     /// QUIC handshakes in progress beyond which a new client must first answer a Retry
     /// (RFC 9000 section 8.1), proving its address; 0 asks it of every client.
     pub quic_retry_after_handshakes: usize,
+    /// `Cache-Control` of static files by path prefix (`[edge.cache_control]`); the longest
+    /// prefix that matches wins. Default: `"/" = "no-cache"` (revalidate with the ETag).
+    pub cache_control: BTreeMap<String, String>,
+    /// Security headers on every HTTPS response (`[edge.headers]`).
+    pub headers: Headers,
+}
+
+/// The `[edge.headers]` table: security headers stamped on every HTTPS response the site does
+/// not set itself.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Headers {
+    /// `Strict-Transport-Security` max-age in seconds; 0 sends no HSTS header.
+    pub hsts_max_age: u64,
+    pub hsts_include_subdomains: bool,
+    pub hsts_preload: bool,
+    /// `Content-Security-Policy`, sent when set.
+    pub content_security_policy: Option<String>,
+    /// Who may frame the site (`'none'`, `'self'`, or origins): a CSP `frame-ancestors`
+    /// directive, and the matching `X-Frame-Options` for older browsers.
+    pub frame_ancestors: Option<String>,
+}
+
+impl Default for Headers {
+    fn default() -> Self {
+        Headers {
+            hsts_max_age: 63_072_000,
+            hsts_include_subdomains: false,
+            hsts_preload: false,
+            content_security_policy: None,
+            frame_ancestors: None,
+        }
+    }
 }
 
 impl Default for Config {
@@ -61,6 +94,8 @@ impl Default for Config {
             send_timeout: 60,
             shutdown_timeout: 10,
             quic_retry_after_handshakes: 64,
+            cache_control: BTreeMap::from([("/".to_string(), "no-cache".to_string())]),
+            headers: Headers::default(),
         }
     }
 }

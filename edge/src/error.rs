@@ -17,4 +17,6 @@ pub enum Error {
     Quic(String),
     #[error("static files root {}: {source}", path.display())]
     Root { path: PathBuf, source: io::Error },
+    #[error("[edge] {key}: {reason}")]
+    Config { key: String, reason: String },
 }

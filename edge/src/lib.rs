@@ -32,7 +32,7 @@ use tracing::{info, warn};
 pub use crate::{
     config::Config,
     error::Error,
-    service::{EdgeService, Peer, edge_service},
+    service::{EdgeService, Peer, Stamp, edge_service},
     site::{StaticFiles, static_files},
     tls::{Source as CertificateSource, spki_sha256},
 };
@@ -116,6 +116,8 @@ impl Edge {
             }
         };
         let resolver = Arc::new(tls::Resolver::new(&source, &provider)?);
+        // Checked now, before any port is bound; made again with the bound port in `run`.
+        Stamp::new(config.https.port(), &config.headers)?;
         Ok(Edge {
             config: config.clone(),
             source,
@@ -239,7 +241,8 @@ impl Edge {
             addr: self.config.https,
             source: e,
         })?;
-        let service = edge_service(site, https.port(), self.config.max_body_bytes);
+        let stamp = Stamp::new(https.port(), &self.config.headers)?;
+        let service = edge_service(site, stamp, self.config.max_body_bytes);
 
         let tcp_tls = self.tls_config(&[b"h2", b"http/1.1"], true)?;
         let quic_tls = self.tls_config(&[b"h3"], false)?;

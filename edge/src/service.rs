@@ -5,6 +5,7 @@ use std::{
     convert::Infallible,
     net::SocketAddr,
     pin::Pin,
+    sync::Arc,
     task::{Context, Poll},
     time::Instant,
 };
@@ -24,6 +25,8 @@ use tower_http::{
 };
 use tracing::info;
 
+use crate::{config::Headers, error::Error};
+
 /// The service the transports call: `Request<Body>` in, `Response<Body>` out.
 pub type EdgeService = BoxCloneSyncService<Request<Body>, Response<Body>, Infallible>;
 
@@ -31,8 +34,94 @@ pub type EdgeService = BoxCloneSyncService<Request<Body>, Response<Body>, Infall
 #[derive(Debug, Clone, Copy)]
 pub struct Peer(pub SocketAddr);
 
+/// The headers the front layer puts on every HTTPS response: Alt-Svc always (it names our
+/// HTTP/3 port), and the security headers of `[edge.headers]` unless the site set its own.
+#[derive(Debug, Clone)]
+pub struct Stamp {
+    alt_svc: HeaderValue,
+    hsts: Option<HeaderValue>,
+    csp: Option<HeaderValue>,
+    frame_options: Option<HeaderValue>,
+}
+
+impl Stamp {
+    pub fn new(https_port: u16, headers: &Headers) -> Result<Stamp, Error> {
+        let Headers {
+            hsts_max_age,
+            hsts_include_subdomains,
+            hsts_preload,
+            content_security_policy,
+            frame_ancestors,
+        } = headers;
+        let value = |key: &str, text: String| {
+            HeaderValue::from_str(&text).map_err(|_| Error::Config {
+                key: format!("headers.{key}"),
+                reason: format!("not a valid header value: {text:?}"),
+            })
+        };
+        let alt_svc = value("https", format!("h3=\":{https_port}\"; ma=86400"))?;
+        let hsts = (*hsts_max_age > 0)
+            .then(|| {
+                let mut text = format!("max-age={hsts_max_age}");
+                if *hsts_include_subdomains {
+                    text.push_str("; includeSubDomains");
+                }
+                if *hsts_preload {
+                    text.push_str("; preload");
+                }
+                value("hsts_max_age", text)
+            })
+            .transpose()?;
+        let policy = match (content_security_policy, frame_ancestors) {
+            (Some(policy), Some(ancestors)) => {
+                Some(format!("{policy}; frame-ancestors {ancestors}"))
+            }
+            (Some(policy), None) => Some(policy.clone()),
+            (None, Some(ancestors)) => Some(format!("frame-ancestors {ancestors}")),
+            (None, None) => None,
+        };
+        let csp = policy
+            .map(|policy| value("content_security_policy", policy))
+            .transpose()?;
+        // The older header knows only these two.
+        let frame_options = match frame_ancestors.as_deref().map(str::trim) {
+            Some("'none'") => Some(HeaderValue::from_static("DENY")),
+            Some("'self'") => Some(HeaderValue::from_static("SAMEORIGIN")),
+            _ => None,
+        };
+        Ok(Stamp {
+            alt_svc,
+            hsts,
+            csp,
+            frame_options,
+        })
+    }
+
+    fn apply(&self, headers: &mut http::HeaderMap) {
+        headers.insert(header::ALT_SVC, self.alt_svc.clone());
+        let defaults = [
+            (header::STRICT_TRANSPORT_SECURITY, self.hsts.as_ref()),
+            (header::CONTENT_SECURITY_POLICY, self.csp.as_ref()),
+            (header::X_FRAME_OPTIONS, self.frame_options.as_ref()),
+        ];
+        for (name, value) in defaults {
+            if let Some(value) = value
+                && !headers.contains_key(&name)
+            {
+                headers.insert(name, value.clone());
+            }
+        }
+        if !headers.contains_key(header::X_CONTENT_TYPE_OPTIONS) {
+            headers.insert(
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            );
+        }
+    }
+}
+
 /// Wraps the site's service with what the edge adds to every HTTPS response.
-pub fn edge_service<S>(site: S, https_port: u16, max_body_bytes: usize) -> EdgeService
+pub fn edge_service<S>(site: S, stamp: Stamp, max_body_bytes: usize) -> EdgeService
 where
     S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>
         + Clone
@@ -41,8 +130,6 @@ where
         + 'static,
     S::Future: Send + 'static,
 {
-    let alt_svc = HeaderValue::from_str(&format!("h3=\":{https_port}\"; ma=86400"))
-        .unwrap_or_else(|_| HeaderValue::from_static("clear"));
     // The compressed body is boxed right away: it is large, and every layer's future that
     // hands it on would copy it.
     let service = ServiceBuilder::new()
@@ -53,7 +140,7 @@ where
         .service(site);
     BoxCloneSyncService::new(Front {
         inner: service,
-        alt_svc,
+        stamp: Arc::new(stamp),
     })
 }
 
@@ -96,24 +183,6 @@ fn compressible(
         )
 }
 
-/// The headers every HTTPS response carries: Alt-Svc always (it names our HTTP/3 port), HSTS
-/// and nosniff unless the site set its own.
-fn stamp(headers: &mut http::HeaderMap, alt_svc: &HeaderValue) {
-    headers.insert(header::ALT_SVC, alt_svc.clone());
-    if !headers.contains_key(header::STRICT_TRANSPORT_SECURITY) {
-        headers.insert(
-            header::STRICT_TRANSPORT_SECURITY,
-            HeaderValue::from_static("max-age=63072000"),
-        );
-    }
-    if !headers.contains_key(header::X_CONTENT_TYPE_OPTIONS) {
-        headers.insert(
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        );
-    }
-}
-
 fn into_body<B>(response: Response<B>) -> Response<Body>
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
@@ -128,7 +197,7 @@ where
 #[derive(Clone)]
 struct Front<S> {
     inner: S,
-    alt_svc: HeaderValue,
+    stamp: Arc<Stamp>,
 }
 
 impl<S> Service<Request<Body>> for Front<S>
@@ -150,7 +219,7 @@ where
     fn call(&mut self, request: Request<Body>) -> Self::Future {
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
-        let alt_svc = self.alt_svc.clone();
+        let stamp = self.stamp.clone();
         let line = Line {
             start: Instant::now(),
             method: request.method().clone(),
@@ -161,7 +230,7 @@ where
         };
         Box::pin(async move {
             let mut response = inner.oneshot(request).await?;
-            stamp(response.headers_mut(), &alt_svc);
+            stamp.apply(response.headers_mut());
             let status = response.status().as_u16();
             Ok(response.map(|body| {
                 Body::new(Counted {

@@ -3,6 +3,7 @@
 //! request inside the root, with small files' responses kept in memory (`crate::cache`).
 
 use std::{
+    collections::BTreeMap,
     convert::Infallible,
     future::Future,
     io,
@@ -16,7 +17,7 @@ use tokio::io::{AsyncRead, AsyncSeek, ReadBuf};
 use tower_http::services::fs::{Backend, File as BackendFile};
 
 use axum::body::Body;
-use http::{Request, Response, StatusCode, header};
+use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
 use tower::{Service, ServiceExt, util::BoxCloneSyncService};
 use tower_http::services::{ServeDir, ServeFile};
@@ -29,8 +30,28 @@ use crate::{
 
 /// The static files under `root`, as one service. Unknown paths get `root/404.html` (if there is
 /// one) with status 404. Up to `cache_bytes` of small files' responses are kept in memory (0
-/// turns that off).
-pub fn static_files(root: &Path, cache_bytes: usize) -> Result<StaticFiles, Error> {
+/// turns that off). Responses get the `Cache-Control` of the longest prefix of their path in
+/// `cache_control`.
+pub fn static_files(
+    root: &Path,
+    cache_bytes: usize,
+    cache_control: &BTreeMap<String, String>,
+) -> Result<StaticFiles, Error> {
+    let mut rules = Vec::with_capacity(cache_control.len());
+    for (prefix, value) in cache_control {
+        let invalid = |reason: String| Error::Config {
+            key: format!("cache_control.{prefix:?}"),
+            reason,
+        };
+        if !prefix.starts_with('/') {
+            return Err(invalid("a path prefix starts with \"/\"".to_string()));
+        }
+        let value = HeaderValue::from_str(value)
+            .map_err(|_| invalid(format!("not a valid header value: {value:?}")))?;
+        rules.push((prefix.clone(), value));
+    }
+    // Longest prefix first: the first that matches is the most specific.
+    rules.sort_by_key(|rule| std::cmp::Reverse(rule.0.len()));
     let canonical = std::fs::canonicalize(root).map_err(|source| Error::Root {
         path: root.to_path_buf(),
         source,
@@ -48,6 +69,7 @@ pub fn static_files(root: &Path, cache_bytes: usize) -> Result<StaticFiles, Erro
         cache: ResponseCache::new(&canonical, cache_bytes).map(Arc::new),
         root: canonical,
         files: BoxCloneSyncService::new(files),
+        cache_control: Arc::new(CacheControl(rules)),
     })
 }
 
@@ -144,6 +166,27 @@ pub struct StaticFiles {
     root: PathBuf,
     cache: Option<Arc<ResponseCache>>,
     files: BoxCloneSyncService<Request<Body>, Response<Body>, Infallible>,
+    cache_control: Arc<CacheControl>,
+}
+
+/// `Cache-Control` values by path prefix, the longest first.
+struct CacheControl(Vec<(String, HeaderValue)>);
+
+impl CacheControl {
+    /// Sets the rule's `Cache-Control` on a response to `path` that may be cached (200, 206,
+    /// 304), unless it has one.
+    fn apply(&self, path: &str, response: &mut Response<Body>) {
+        if !matches!(response.status().as_u16(), 200 | 206 | 304)
+            || response.headers().contains_key(header::CACHE_CONTROL)
+        {
+            return;
+        }
+        if let Some((_, value)) = self.0.iter().find(|(prefix, _)| path.starts_with(prefix)) {
+            response
+                .headers_mut()
+                .insert(header::CACHE_CONTROL, value.clone());
+        }
+    }
 }
 
 impl std::fmt::Debug for StaticFiles {
@@ -178,9 +221,19 @@ impl Service<Request<Body>> for StaticFiles {
                     .cache
                     .as_ref()
                     .and_then(|cache| Some((cache.clone(), cache.ticket(&request)?)));
+                let rules = self.cache_control.clone();
                 return match kept {
-                    Some((cache, ticket)) => Box::pin(read_and_keep(files, request, cache, ticket)),
-                    None => Box::pin(files.oneshot(request)),
+                    Some((cache, ticket)) => {
+                        Box::pin(read_and_keep(files, request, cache, ticket, rules))
+                    }
+                    None => {
+                        let path = request.uri().path().to_string();
+                        Box::pin(async move {
+                            let mut response = files.oneshot(request).await?;
+                            rules.apply(&path, &mut response);
+                            Ok(response)
+                        })
+                    }
                 };
             }
             Containment::Malformed => plain(StatusCode::BAD_REQUEST, "bad request path\n"),
@@ -196,8 +249,11 @@ async fn read_and_keep(
     request: Request<Body>,
     cache: Arc<ResponseCache>,
     ticket: Ticket,
+    rules: Arc<CacheControl>,
 ) -> Result<Response<Body>, Infallible> {
-    let response = files.oneshot(request).await?;
+    let mut response = files.oneshot(request).await?;
+    // Before it is kept: a response answered from memory carries it already.
+    rules.apply(ticket.path(), &mut response);
     if !cache.wants(&response) {
         return Ok(response);
     }
