@@ -596,6 +596,104 @@ async fn sighup_reloads_the_certificate_without_dropping_connections() {
     assert_eq!(presented(&third), der(&cert_b));
 }
 
+/// The certificate the server presents to a new connection for www.foobar.com, if it is
+/// `trusted` (PEM).
+async fn served_now(server: &Foobar, trusted: &str) -> Option<Vec<u8>> {
+    let config = web::tls_config(trusted.as_bytes(), &[b"h2"]);
+    let stream = web::connect(server.https, "www.foobar.com", config)
+        .await
+        .ok()?;
+    Some(presented(&stream))
+}
+
+/// Points the symlink `link` at `target` in one rename, as certbot renews `live/`.
+fn swap_link(link: &std::path::Path, target: &str) {
+    let tmp = link.with_extension("new");
+    std::os::unix::fs::symlink(target, &tmp).unwrap();
+    std::fs::rename(&tmp, link).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificate_files_renewed_on_disk_are_served_without_a_signal() {
+    // certbot's layout: live/ holds symlinks into archive/, swapped on each renewal.
+    let files = tempfile::tempdir().unwrap();
+    let (live, archive) = (files.path().join("live"), files.path().join("archive"));
+    std::fs::create_dir_all(&live).unwrap();
+    std::fs::create_dir_all(&archive).unwrap();
+    let expiring = {
+        let mut params = rcgen::CertificateParams::new(vec!["www.foobar.com".to_string()]).unwrap();
+        params.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(5);
+        let key = rcgen::KeyPair::generate().unwrap();
+        (params.self_signed(&key).unwrap().pem(), key.serialize_pem())
+    };
+    let pairs = [
+        certificate(&["www.foobar.com"]),
+        certificate(&["www.foobar.com"]),
+        ("not a certificate".to_string(), "not a key".to_string()),
+        expiring,
+    ];
+    for (n, (cert, key)) in pairs.iter().enumerate() {
+        std::fs::write(archive.join(format!("cert{n}.pem")), cert).unwrap();
+        std::fs::write(archive.join(format!("key{n}.pem")), key).unwrap();
+    }
+    let renew = |n: usize| {
+        swap_link(&live.join("key.pem"), &format!("../archive/key{n}.pem"));
+        swap_link(&live.join("cert.pem"), &format!("../archive/cert{n}.pem"));
+    };
+    renew(0);
+    let server = Foobar::setup()
+        .shipped_site()
+        .edge(&format!("cert = \"{}\"", live.join("cert.pem").display()))
+        .edge(&format!("key = \"{}\"", live.join("key.pem").display()))
+        .start();
+    let served = |n: usize| {
+        let (trusted, expected) = (pairs[n].0.clone(), der(&pairs[n].0));
+        let server = &server;
+        async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            loop {
+                let now = served_now(server, &trusted).await;
+                if now.as_ref() == Some(&expected) || std::time::Instant::now() > deadline {
+                    return now == Some(expected);
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    assert!(served(0).await);
+    assert!(
+        !server
+            .log()
+            .iter()
+            .any(|line| line.contains("expires soon"))
+    );
+
+    renew(1);
+    assert!(served(1).await, "the renewed certificate is served");
+    assert!(
+        !server
+            .log()
+            .iter()
+            .any(|line| line.contains("certificate reload failed")),
+        "the key is swapped first, so no half-renewed pair was refused"
+    );
+
+    let skip = server.log_len();
+    renew(2);
+    let line = server.wait_for_log_after(skip, "certificate reload failed");
+    assert!(line.contains("live/cert.pem: no certificate"), "{line}");
+    assert!(
+        served(1).await,
+        "a broken renewal keeps the current certificate"
+    );
+
+    let skip = server.log_len();
+    renew(3);
+    assert!(served(3).await);
+    let line = server.wait_for_log_after(skip, "certificate expires soon");
+    assert!(line.contains("days_left=4"), "{line}");
+}
+
 /// A download of `size` bytes started over `proto`, its first part read: the bytes so far,
 /// and the rest of the body to read.
 async fn start_download(

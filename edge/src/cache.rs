@@ -21,10 +21,7 @@ use std::{
 use axum::body::Body;
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, StatusCode, header};
-use notify::{
-    EventKind, RecursiveMode, Watcher,
-    event::{AccessKind, AccessMode},
-};
+use notify::{RecursiveMode, Watcher};
 use tracing::{debug, warn};
 
 /// The largest file kept; larger ones are streamed from disk on every request.
@@ -218,19 +215,8 @@ impl ResponseCache {
         });
         let watched = Arc::downgrade(&state);
         let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            let changed = match &event {
-                // Opening and reading (our own misses among them) change nothing.
-                Ok(event) => !matches!(
-                    event.kind,
-                    EventKind::Access(
-                        AccessKind::Open(_)
-                            | AccessKind::Read
-                            | AccessKind::Close(AccessMode::Read)
-                    )
-                ),
-                // Lost events (a full queue and the like): assume anything changed.
-                Err(_) => true,
-            };
+            // Our own misses read files: only a change empties the cache.
+            let changed = foobar_state::watch::is_change(&event);
             if let (true, Some(state)) = (changed, watched.upgrade()) {
                 state.clear();
             }

@@ -17,6 +17,7 @@ mod cache;
 mod config;
 mod error;
 mod h3;
+mod renewal;
 mod service;
 mod site;
 mod tcp;
@@ -126,13 +127,13 @@ impl Edge {
         })
     }
 
-    /// Re-reads the certificate (SIGHUP). Open connections keep theirs; new handshakes get the
-    /// new one. On error the current certificate stays.
     /// How long stopping waits for requests in flight (`shutdown_timeout`).
     pub fn drain_timeout(&self) -> Duration {
         Duration::from_secs(self.config.shutdown_timeout)
     }
 
+    /// Re-reads the certificate (SIGHUP). Open connections keep theirs; new handshakes get the
+    /// new one. On error the current certificate stays.
     pub fn reload_certificate(&self) -> Result<(), Error> {
         self.resolver.reload(&self.source, &self.provider)
     }
@@ -262,6 +263,19 @@ impl Edge {
         info!(addr = %https, "https listening on tcp (h2, http/1.1)");
         info!(addr = %https, "https listening on udp (h3)");
         info!(addr = %http_addr, "http listening on tcp (redirect to https)");
+        if self.source.self_signed_for_others(https) {
+            warn!(
+                addr = %https,
+                "SERVING A SELF-SIGNED CERTIFICATE to other machines: browsers will refuse it. \
+                 Set [edge] cert and key to a certificate from a CA (e.g. Let's Encrypt)"
+            );
+        }
+        tokio::spawn(renewal::keep_current(
+            self.resolver.clone(),
+            self.source.clone(),
+            self.provider.clone(),
+            shutdown.clone(),
+        ));
         accept.spawn(tcp::serve_https(
             https_listener,
             tokio_rustls::TlsAcceptor::from(Arc::new(tcp_tls)),

@@ -1,10 +1,13 @@
 //! Certificates: loaded from PEM files, or a self-signed one created once and kept; served by a
-//! resolver whose certificate can be replaced (SIGHUP) without touching open connections.
+//! resolver whose certificate can be replaced (SIGHUP, or the files changed: `crate::renewal`)
+//! without touching open connections.
 
 use std::{
     fmt,
+    net::SocketAddr,
     path::{Path, PathBuf},
     sync::Arc,
+    time::{Duration, SystemTime},
 };
 
 use arc_swap::ArcSwap;
@@ -28,11 +31,23 @@ pub enum Source {
     SelfSigned { folder: PathBuf, names: Vec<String> },
 }
 
+impl Source {
+    /// Whether this is the self-signed certificate, served on an address other machines reach:
+    /// their browsers refuse it.
+    pub fn self_signed_for_others(&self, listen: SocketAddr) -> bool {
+        matches!(self, Source::SelfSigned { .. }) && !listen.ip().is_loopback()
+    }
+}
+
 /// A loaded certificate with what the resolver needs to pick it.
 struct Loaded {
     key: Arc<CertifiedKey>,
     /// The end-entity certificate, to check SNI names against.
     leaf: CertificateDer<'static>,
+    /// The certificate and key files' bytes as read, to tell whether they changed since.
+    files: Files,
+    /// The end of the certificate's validity.
+    not_after: Option<SystemTime>,
 }
 
 /// Picks the certificate for a TLS handshake: the default one without SNI (a client that
@@ -81,26 +96,70 @@ impl Resolver {
         self.current.store(Arc::new(load(source, provider)?));
         Ok(())
     }
+
+    /// Loads the certificate again if its files changed since it was loaded; true if it did.
+    /// On error the current one stays.
+    pub fn refresh(&self, source: &Source, provider: &CryptoProvider) -> Result<bool, Error> {
+        let files = read(source)?;
+        if files == self.current.load().files {
+            return Ok(false);
+        }
+        self.current.store(Arc::new(parse(files, provider)?));
+        Ok(true)
+    }
+
+    /// When the served certificate stops being valid.
+    pub fn not_after(&self) -> Option<SystemTime> {
+        self.current.load().not_after
+    }
 }
 
-fn load(source: &Source, provider: &CryptoProvider) -> Result<Loaded, Error> {
-    let (cert_path, key_path) = match source {
+/// The certificate and key files: paths and bytes.
+#[derive(PartialEq, Eq)]
+struct Files {
+    cert: (PathBuf, Vec<u8>),
+    key: (PathBuf, Vec<u8>),
+}
+
+/// The certificate and key files of `source`, read.
+fn read(source: &Source) -> Result<Files, Error> {
+    let (cert, key) = match source {
         Source::Files { cert, key } => (cert.clone(), key.clone()),
         Source::SelfSigned { folder, names } => self_signed(folder, names)?,
     };
+    let read = |path: PathBuf| match std::fs::read(&path) {
+        Ok(bytes) => Ok((path, bytes)),
+        Err(e) => Err(Error::Certificate {
+            path,
+            reason: e.to_string(),
+        }),
+    };
+    Ok(Files {
+        cert: read(cert)?,
+        key: read(key)?,
+    })
+}
+
+fn load(source: &Source, provider: &CryptoProvider) -> Result<Loaded, Error> {
+    parse(read(source)?, provider)
+}
+
+/// The certificate chain and key in PEM `files`.
+fn parse(files: Files, provider: &CryptoProvider) -> Result<Loaded, Error> {
+    let (cert_path, cert_pem) = &files.cert;
+    let (key_path, key_pem) = &files.key;
     let tls = |reason: String| Error::Certificate {
         path: cert_path.clone(),
         reason,
     };
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_path)
-        .map_err(|e| tls(e.to_string()))?
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<_, _>>()
         .map_err(|e| tls(e.to_string()))?;
     let leaf = chain
         .first()
         .cloned()
         .ok_or_else(|| tls("no certificate in the file".to_string()))?;
-    let key_der = PrivateKeyDer::from_pem_file(&key_path).map_err(|e| Error::Certificate {
+    let key_der = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| Error::Certificate {
         path: key_path.clone(),
         reason: e.to_string(),
     })?;
@@ -119,9 +178,15 @@ fn load(source: &Source, provider: &CryptoProvider) -> Result<Loaded, Error> {
         spki_sha256 = %spki_sha256(&leaf).unwrap_or_default(),
         "certificate loaded"
     );
+    let not_after = x509_parser::parse_x509_certificate(&leaf)
+        .ok()
+        .and_then(|(_, cert)| u64::try_from(cert.validity().not_after.timestamp()).ok())
+        .map(|seconds| SystemTime::UNIX_EPOCH + Duration::from_secs(seconds));
     Ok(Loaded {
         key: Arc::new(key),
         leaf,
+        files,
+        not_after,
     })
 }
 
@@ -218,6 +283,30 @@ mod tests {
                 .permissions()
                 .mode();
             assert_eq!(mode & 0o077, 0, "the key is private");
+        }
+    }
+
+    #[test]
+    fn only_the_self_signed_certificate_on_a_reachable_address_is_flagged() {
+        let self_signed = Source::SelfSigned {
+            folder: PathBuf::from("tls"),
+            names: names(&["foobar.com"]),
+        };
+        let files = Source::Files {
+            cert: PathBuf::from("cert.pem"),
+            key: PathBuf::from("key.pem"),
+        };
+        for (addr, flagged) in [
+            ("127.0.0.1:443", false),
+            ("127.0.0.5:443", false),
+            ("[::1]:443", false),
+            ("0.0.0.0:443", true),
+            ("[::]:443", true),
+            ("192.0.2.1:443", true),
+        ] {
+            let addr: SocketAddr = addr.parse().unwrap();
+            assert_eq!(self_signed.self_signed_for_others(addr), flagged, "{addr}");
+            assert!(!files.self_signed_for_others(addr), "{addr}");
         }
     }
 

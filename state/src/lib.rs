@@ -1,5 +1,6 @@
 //! foobar's own files in `state_dir` (certificates, keys, the API token, last good zones...):
-//! each kind in its own subfolder, each file written atomically.
+//! each kind in its own subfolder, each file written atomically. And [`watch`]: what counts as a
+//! change when watching files.
 //!
 //! ```text
 //! bytes ──▶ FOLDER/.NAME.tmp-PID-N (written, fsync) ──rename──▶ FOLDER/NAME ──▶ fsync FOLDER
@@ -8,6 +9,8 @@
 //! A crash at any point leaves either the previous file or the new one, never half of one, so
 //! the next start never trusts a torn file. Written here because it is four system calls; the
 //! crates that do it carry far more than that.
+
+pub mod watch;
 
 use std::{
     fs::{self, File, OpenOptions},

@@ -1,0 +1,192 @@
+//! Keeping the served certificate current: certificate and key files are watched and reloaded
+//! when they change (a certbot renewal, a secret swapped in place), checked again every minute in
+//! case a change was missed, and an expiring certificate is warned about every day from
+//! `WARN_BEFORE` on.
+
+use std::{
+    path::Path,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
+
+use foobar_state::watch::Changes;
+use notify::RecursiveMode;
+use rustls::crypto::CryptoProvider;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::tls::{Resolver, Source};
+
+/// How long before expiry the warnings start.
+const WARN_BEFORE: Duration = Duration::from_secs(14 * 86_400);
+/// How often the files are checked without a change event, and the expiry with them.
+const CHECK_EVERY: Duration = Duration::from_secs(60);
+/// How often an expiring certificate is warned about.
+const WARN_EVERY: Duration = Duration::from_secs(86_400);
+
+/// How the certificate stands at `now`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expiry {
+    /// Valid beyond `WARN_BEFORE`, or of unknown validity.
+    Fine,
+    /// Valid for this many more whole days, fewer than `WARN_BEFORE`.
+    Soon { days_left: u64 },
+    /// Expired this many whole days ago: browsers refuse it.
+    Expired { days_ago: u64 },
+}
+
+impl Expiry {
+    pub fn of(not_after: Option<SystemTime>, now: SystemTime) -> Expiry {
+        let Some(not_after) = not_after else {
+            return Expiry::Fine;
+        };
+        match not_after.duration_since(now) {
+            Ok(left) if left >= WARN_BEFORE => Expiry::Fine,
+            Ok(left) => Expiry::Soon {
+                days_left: left.as_secs() / 86_400,
+            },
+            Err(past) => Expiry::Expired {
+                days_ago: past.duration().as_secs() / 86_400,
+            },
+        }
+    }
+}
+
+/// Watches the certificate's files until `shutdown`, reloading them when they change.
+pub async fn keep_current(
+    resolver: Arc<Resolver>,
+    source: Source,
+    provider: Arc<CryptoProvider>,
+    shutdown: CancellationToken,
+) {
+    // The folders, not the files: renewals replace files (and symlinks to them) by rename.
+    let mut changes = match &source {
+        Source::Files { cert, key } => {
+            let mut folders: Vec<&Path> = [cert, key]
+                .into_iter()
+                .map(|path| path.parent().unwrap_or(Path::new(".")))
+                .map(|folder| {
+                    if folder.as_os_str().is_empty() {
+                        Path::new(".")
+                    } else {
+                        folder
+                    }
+                })
+                .collect();
+            folders.dedup();
+            match Changes::watch(&folders, RecursiveMode::NonRecursive, "certificate folder") {
+                Ok(changes) => Some(changes),
+                Err(e) => {
+                    warn!(error = %e, "certificate files are not watched; they are checked every minute");
+                    None
+                }
+            }
+        }
+        // Created and kept by the server itself.
+        Source::SelfSigned { .. } => None,
+    };
+    let mut tick = tokio::time::interval(CHECK_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut warned: Option<tokio::time::Instant> = None;
+    loop {
+        let changed = async {
+            match &mut changes {
+                Some(changes) => changes.next().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            alive = changed => {
+                if !alive {
+                    changes = None;
+                    continue;
+                }
+                if refresh(&resolver, &source, &provider).await {
+                    // A new certificate gets its own expiry verdict at once.
+                    warned = None;
+                }
+            }
+            _ = tick.tick() => {
+                if refresh(&resolver, &source, &provider).await {
+                    warned = None;
+                }
+            }
+            () = shutdown.cancelled() => return,
+        }
+        if warned.is_none_or(|at| at.elapsed() >= WARN_EVERY)
+            && report(Expiry::of(resolver.not_after(), SystemTime::now()))
+        {
+            warned = Some(tokio::time::Instant::now());
+        }
+    }
+}
+
+/// Loads the files again if they changed; true if a new certificate is served.
+async fn refresh(
+    resolver: &Arc<Resolver>,
+    source: &Source,
+    provider: &Arc<CryptoProvider>,
+) -> bool {
+    let (resolver, source, provider) = (resolver.clone(), source.clone(), provider.clone());
+    let refreshed = tokio::task::spawn_blocking(move || resolver.refresh(&source, &provider))
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|result| result.map_err(|e| e.to_string()));
+    match refreshed {
+        Ok(true) => {
+            info!("certificate files changed: certificate reloaded");
+            true
+        }
+        Ok(false) => false,
+        // Often a renewal halfway: the certificate written, its key not yet. The next change
+        // event loads the pair.
+        Err(error) => {
+            error!(%error, "certificate reload failed; the previous one stays");
+            false
+        }
+    }
+}
+
+/// Logs the expiry if it needs saying; true if it did.
+pub fn report(expiry: Expiry) -> bool {
+    match expiry {
+        Expiry::Fine => false,
+        Expiry::Soon { days_left } => {
+            warn!(
+                days_left,
+                "certificate expires soon: renew it (the new files are picked up as they change)"
+            );
+            true
+        }
+        Expiry::Expired { days_ago } => {
+            error!(days_ago, "certificate expired: browsers refuse it");
+            true
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expiry_is_fine_then_soon_then_expired() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let day = Duration::from_secs(86_400);
+        assert_eq!(Expiry::of(None, now), Expiry::Fine);
+        assert_eq!(Expiry::of(Some(now + 90 * day), now), Expiry::Fine);
+        assert_eq!(Expiry::of(Some(now + 14 * day), now), Expiry::Fine);
+        assert_eq!(
+            Expiry::of(Some(now + 14 * day - Duration::from_secs(1)), now),
+            Expiry::Soon { days_left: 13 }
+        );
+        assert_eq!(
+            Expiry::of(Some(now + Duration::from_secs(5)), now),
+            Expiry::Soon { days_left: 0 }
+        );
+        assert_eq!(
+            Expiry::of(Some(now - 3 * day - Duration::from_secs(1)), now),
+            Expiry::Expired { days_ago: 3 }
+        );
+    }
+}
