@@ -27,7 +27,13 @@ ensure_packages() {
 }
 
 # Builds the release binary and prints its path.
+# The release binary, built from this tree; FOOBAR_BINARY=PATH measures another build instead
+# (e.g. a copy of the previous commit's, for before/after figures).
 foobar_binary() {
+  if [ -n "${FOOBAR_BINARY:-}" ]; then
+    echo "$FOOBAR_BINARY"
+    return
+  fi
   (cd "$BENCH_ROOT" && cargo build --release -q --bin foobar) >&2
   echo "$BENCH_ROOT/target/release/foobar"
 }

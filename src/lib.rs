@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use foobar_dns::Dns;
-use foobar_edge::{Edge, StaticFiles};
+use foobar_edge::{Edge, Peer, StaticFiles};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
@@ -44,11 +44,7 @@ pub async fn load(config: &Config) -> anyhow::Result<Loaded> {
         app,
     } = config;
     let dns = Dns::load(dns, state_dir).context("loading zones")?;
-    let names: Vec<String> = dns
-        .origins()
-        .into_iter()
-        .flat_map(|origin| [format!("www.{origin}"), origin])
-        .collect();
+    let names = site_names(dns.origins());
     let files: StaticFiles =
         foobar_edge::static_files(&edge.root, edge.file_cache_bytes, &edge.cache_control)
             .context("loading the static site")?;
@@ -56,16 +52,51 @@ pub async fn load(config: &Config) -> anyhow::Result<Loaded> {
     let app = foobar_app::load(app, state_dir)
         .await
         .context("opening the database")?;
-    let site = foobar_app::router(app).fallback_service(files);
+    let site = foobar_app::router(app)
+        .fallback_service(files)
+        .layer(axum::middleware::map_request(client_address));
     Ok(Loaded { dns, edge, site })
+}
+
+/// Tells the app the client's address, which the edge knows from the connection.
+async fn client_address(mut request: axum::extract::Request) -> axum::extract::Request {
+    if let Some(&Peer(address)) = request.extensions().get::<Peer>() {
+        request
+            .extensions_mut()
+            .insert(foobar_app::ClientAddress(address.ip()));
+    }
+    request
 }
 
 /// Validates everything the configuration names, as `serve --check` does: a broken zone is an
 /// error here, where serving would fall back to its last good copy.
+///
+/// A dry run: nothing is written or created. A self-signed certificate, API token or SQLite
+/// database that does not exist yet is reported as one that serving would create.
 pub async fn check(config: &Config) -> anyhow::Result<()> {
-    Dns::check(&config.dns).context("checking zones")?;
-    load(config).await?;
+    let Config {
+        state_dir,
+        dns,
+        edge,
+        app,
+    } = config;
+    let names = Dns::check(dns).context("checking zones")?;
+    // No file cache: it would start watching the root.
+    foobar_edge::static_files(&edge.root, 0, &edge.cache_control)
+        .context("checking the static site")?;
+    Edge::check(edge, state_dir, &site_names(names)).context("checking the certificate")?;
+    foobar_app::check(app, state_dir)
+        .await
+        .context("checking the database")?;
     Ok(())
+}
+
+/// The names the site answers to: each zone's apex and www.
+fn site_names(origins: Vec<String>) -> Vec<String> {
+    origins
+        .into_iter()
+        .flat_map(|origin| [format!("www.{origin}"), origin])
+        .collect()
 }
 
 /// Binds every listen address of the configuration.

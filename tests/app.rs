@@ -193,14 +193,13 @@ impl Switch {
 
 /// A database outage: the app starts against a MySQL address where nothing listens, answers 503
 /// quickly, recovers by itself when the server appears, and keeps acknowledged writes across a
-/// second outage. Needs FOOBAR_TEST_MYSQL_URL (a MariaDB/MySQL server); skipped without it.
+/// second outage. Needs FOOBAR_TEST_MYSQL_URL (a MariaDB/MySQL server).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_outage_gives_503_then_recovers_without_losing_writes() {
     use mysql_async::prelude::Queryable;
-    let Ok(server_url) = std::env::var("FOOBAR_TEST_MYSQL_URL") else {
-        eprintln!(
-            "SKIPPED a_database_outage_gives_503_then_recovers_without_losing_writes: FOOBAR_TEST_MYSQL_URL is not set"
-        );
+    let Some(server_url) =
+        support::mysql_url("a_database_outage_gives_503_then_recovers_without_losing_writes")
+    else {
         return;
     };
     let name = format!("foobar_outage_{}", std::process::id());
@@ -282,6 +281,147 @@ async fn a_database_outage_gives_503_then_recovers_without_losing_writes() {
 
     drop(server);
     let mut conn = admin.get_conn().await.unwrap();
+    conn.query_drop(format!("DROP DATABASE IF EXISTS `{name}`"))
+        .await
+        .unwrap();
+    drop(conn);
+    admin.disconnect().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn comment_posting_is_limited_per_client_address() {
+    let server = Foobar::setup()
+        .app("comments_per_minute = 1")
+        .app("comment_burst = 2")
+        .start();
+    let pem = server.certificate_pem();
+    let token = server.api_token();
+    let post = json!({ "title": "Open to comments", "body": "say hi" });
+    let created = fetch(
+        Proto::H1,
+        server.https,
+        &pem,
+        json_request("POST", "/api/posts", &post, Some(&token)),
+    )
+    .await;
+    let comments = format!("{}/comments", created.header("location").unwrap());
+    let comment = json!({ "author": "ann", "body": "hi" });
+    // The allowance is per address, whatever the protocol.
+    for proto in [Proto::H2, Proto::H3] {
+        let reply = fetch(
+            proto,
+            server.https,
+            &pem,
+            json_request("POST", &comments, &comment, None),
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{proto:?}");
+    }
+    let refused = fetch(
+        Proto::H1,
+        server.https,
+        &pem,
+        json_request("POST", &comments, &comment, None),
+    )
+    .await;
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = refused.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    // Reading is not limited.
+    let listed = fetch(Proto::H2, server.https, &pem, get(&comments, &[])).await;
+    assert_eq!(json(&listed)["comments"].as_array().unwrap().len(), 2);
+}
+
+/// Runs `serve --check` on the configuration in `dir`.
+fn check(dir: &std::path::Path) -> std::process::Output {
+    support::output_within(
+        std::process::Command::new(support::binary())
+            .args(["serve", "--check", "--config"])
+            .arg(dir.join("foobar.toml")),
+    )
+}
+
+#[test]
+fn serve_check_is_a_dry_run() {
+    let dir = Foobar::setup().shipped_site().prepare();
+    let output = check(dir.path());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        !dir.path().join("data").exists(),
+        "no certificate, token or database written"
+    );
+
+    // What it checks it reads: a database from a newer binary is refused.
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let database = sqlite_at_version(&data.join("foobar.db"), 99);
+    let output = check(dir.path());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("schema is version 99"), "{stderr}");
+    assert_eq!(
+        std::fs::read(data.join("foobar.db")).unwrap(),
+        database,
+        "unchanged"
+    );
+    assert_eq!(
+        std::fs::read_dir(&data).unwrap().count(),
+        1,
+        "nothing else written"
+    );
+}
+
+/// A SQLite database at `path` whose schema is at `version`; its bytes.
+fn sqlite_at_version(path: &std::path::Path, version: i64) -> Vec<u8> {
+    let connection = rusqlite::Connection::open(path).unwrap();
+    connection
+        .execute_batch(&format!(
+            "CREATE TABLE schema_version (version INTEGER NOT NULL);
+             INSERT INTO schema_version (version) VALUES ({version});"
+        ))
+        .unwrap();
+    drop(connection);
+    std::fs::read(path).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_check_reads_a_mysql_database_without_migrating_it() {
+    use mysql_async::prelude::Queryable;
+    let Some(server_url) =
+        support::mysql_url("serve_check_reads_a_mysql_database_without_migrating_it")
+    else {
+        return;
+    };
+    let name = format!("foobar_check_{}", std::process::id());
+    let admin = mysql_async::Pool::new(server_url.as_str());
+    let mut conn = admin.get_conn().await.unwrap();
+    conn.query_drop(format!("DROP DATABASE IF EXISTS `{name}`"))
+        .await
+        .unwrap();
+    conn.query_drop(format!("CREATE DATABASE `{name}`"))
+        .await
+        .unwrap();
+    let base = server_url.rsplit_once('/').unwrap().0;
+    let dir = Foobar::setup()
+        .app(&format!("database = \"{base}/{name}\""))
+        .prepare();
+    let output = tokio::task::spawn_blocking({
+        let path = dir.path().to_path_buf();
+        move || check(&path)
+    })
+    .await
+    .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let tables: Vec<String> = conn
+        .query(format!("SHOW TABLES FROM `{name}`"))
+        .await
+        .unwrap();
+    assert!(tables.is_empty(), "check created {tables:?}");
     conn.query_drop(format!("DROP DATABASE IF EXISTS `{name}`"))
         .await
         .unwrap();

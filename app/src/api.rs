@@ -1,7 +1,9 @@
 //! The JSON API: posts and comments. Errors are `{"error": "..."}` with the right status.
 
+use std::time::Duration;
+
 use axum::{
-    Json,
+    Extension, Json,
     extract::{
         Path, Query, State,
         rejection::{JsonRejection, QueryRejection},
@@ -14,7 +16,7 @@ use serde_json::json;
 use tracing::error;
 
 use crate::{
-    AppState,
+    AppState, ClientAddress,
     store::{Comment, Post, StoreError},
 };
 
@@ -24,8 +26,12 @@ pub const MAX_TITLE: usize = 200;
 pub const MAX_BODY: usize = 64 * 1024;
 /// Longest comment author, in characters.
 pub const MAX_AUTHOR: usize = 80;
-/// Most posts in one page.
+/// Most posts or comments in one page.
 pub const MAX_LIMIT: u32 = 100;
+/// Posts in a page unless the client asks otherwise.
+const POSTS_PER_PAGE: u32 = 20;
+/// Comments in a page unless the client asks otherwise.
+pub const COMMENTS_PER_PAGE: u32 = 50;
 
 /// An API error: the status and a message for the client; details of 5xx go to the log only.
 #[derive(Debug)]
@@ -33,6 +39,8 @@ pub struct ApiError {
     status: StatusCode,
     message: String,
     field: Option<&'static str>,
+    /// For 429: when to try again.
+    retry_after: Option<Duration>,
 }
 
 impl ApiError {
@@ -41,14 +49,25 @@ impl ApiError {
             status,
             message: message.into(),
             field: None,
+            retry_after: None,
+        }
+    }
+
+    /// 429: this client has posted too much; it may again after `wait`.
+    pub fn too_many(wait: Duration) -> Self {
+        ApiError {
+            retry_after: Some(wait),
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many comments from this address; try again later",
+            )
         }
     }
 
     fn invalid(field: &'static str, message: impl Into<String>) -> Self {
         ApiError {
-            status: StatusCode::UNPROCESSABLE_ENTITY,
-            message: message.into(),
             field: Some(field),
+            ..ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, message)
         }
     }
 
@@ -68,6 +87,13 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Some(wait) = self.retry_after {
+            // Whole seconds, rounded up: never earlier than allowed.
+            let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
         }
         response
     }
@@ -204,16 +230,21 @@ pub async fn list(
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(params) = params?;
-    let limit = params.limit.unwrap_or(20);
-    if limit == 0 || limit > MAX_LIMIT {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!("limit must be 1 to {MAX_LIMIT}"),
-        ));
-    }
+    let limit = page_size(params.limit, POSTS_PER_PAGE)?;
     let page = state.store.list_posts(limit, params.before).await?;
     let posts: Vec<PostJson> = page.posts.into_iter().map(PostJson::from).collect();
     Ok(Json(json!({ "posts": posts, "next": page.next })).into_response())
+}
+
+/// The page size a client asked for, or `default`.
+fn page_size(asked: Option<u32>, default: u32) -> Result<u32, ApiError> {
+    match asked.unwrap_or(default) {
+        limit @ 1..=MAX_LIMIT => Ok(limit),
+        _ => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("limit must be 1 to {MAX_LIMIT}"),
+        )),
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -314,20 +345,25 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+#[derive(Debug, Deserialize)]
+pub struct CommentParams {
+    limit: Option<u32>,
+    after: Option<i64>,
+}
+
+/// A post's comments, oldest first, a page at a time: `next` is the `after` of the next page.
 pub async fn comments(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    params: Result<Query<CommentParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let id = post_id(&id)?;
+    let Query(params) = params?;
+    let limit = page_size(params.limit, COMMENTS_PER_PAGE)?;
     state.store.get_post(id).await?;
-    let comments: Vec<CommentJson> = state
-        .store
-        .comments(id)
-        .await?
-        .into_iter()
-        .map(CommentJson::from)
-        .collect();
-    Ok(Json(json!({ "comments": comments })).into_response())
+    let page = state.store.comments(id, limit, params.after).await?;
+    let comments: Vec<CommentJson> = page.comments.into_iter().map(CommentJson::from).collect();
+    Ok(Json(json!({ "comments": comments, "next": page.next })).into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -336,9 +372,11 @@ pub struct NewComment {
     body: String,
 }
 
+/// Posting a comment needs no token, so it is limited per client address.
 pub async fn comment(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    client: Option<Extension<ClientAddress>>,
     comment: Result<Json<NewComment>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let id = post_id(&id)?;
@@ -355,6 +393,13 @@ pub async fn comment(
             "body",
             format!("body must be 1 to {MAX_BODY} bytes"),
         ));
+    }
+    // Counted once the comment is valid, so a typo costs nothing. A request with no address
+    // comes from inside the process, not the network.
+    if let Some(Extension(ClientAddress(address))) = client
+        && let Err(wait) = state.comments.check(address)
+    {
+        return Err(ApiError::too_many(wait));
     }
     let comment = state
         .store

@@ -11,6 +11,7 @@
 //! static site, and the edge serves both.
 
 pub mod api;
+mod limit;
 mod pages;
 pub mod store;
 mod token;
@@ -28,10 +29,14 @@ use serde::Deserialize;
 use serde_json::json;
 use tracing::info;
 
-pub use crate::store::{Store, StoreError};
+use crate::limit::CommentLimit;
+pub use crate::{
+    limit::ClientAddress,
+    store::{Store, StoreError},
+};
 
 /// The `[app]` table of the configuration file.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// `sqlite://PATH` or `mysql://user:password@host:port/db`; default: `foobar.db` in the
@@ -39,6 +44,21 @@ pub struct Config {
     pub database: Option<String>,
     /// Bearer token for API writes; default: generated once into the state folder.
     pub api_token: Option<String>,
+    /// Comments one client address may post per minute, after `comment_burst` at once; 0 for
+    /// no limit. Beyond it: 429 with `Retry-After`.
+    pub comments_per_minute: u32,
+    pub comment_burst: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            database: None,
+            api_token: None,
+            comments_per_minute: 6,
+            comment_burst: 10,
+        }
+    }
 }
 
 /// Errors that stop the app from starting.
@@ -58,14 +78,28 @@ pub enum Error {
 pub struct AppState {
     pub store: Store,
     token: Arc<str>,
+    comments: Arc<CommentLimit>,
 }
 
 impl AppState {
+    /// The app on `store`, with `token` for API writes and the default comment limit.
     pub fn new(store: Store, token: &str) -> Self {
+        let Config {
+            comments_per_minute,
+            comment_burst,
+            ..
+        } = Config::default();
         AppState {
             store,
             token: token.into(),
+            comments: Arc::new(CommentLimit::new(comments_per_minute, comment_burst)),
         }
+    }
+
+    /// Comments limited to `per_minute` per client address after `burst` (0: no limit).
+    pub fn with_comment_limit(mut self, per_minute: u32, burst: u32) -> Self {
+        self.comments = Arc::new(CommentLimit::new(per_minute, burst));
+        self
     }
 }
 
@@ -75,12 +109,12 @@ const MAX_REQUEST: usize = 256 * 1024;
 /// Opens the database (migrating it) and settles the API token.
 pub async fn load(config: &Config, state_dir: &Path) -> Result<AppState, Error> {
     let Config {
-        database,
         api_token,
+        comments_per_minute,
+        comment_burst,
+        ..
     } = config;
-    let url = database
-        .clone()
-        .unwrap_or_else(|| format!("sqlite://{}", state_dir.join("foobar.db").display()));
+    let url = database_url(config, state_dir);
     let store = Store::open(&url).await?;
     info!(backend = store.backend(), "database ready");
     let token = match api_token {
@@ -95,7 +129,34 @@ pub async fn load(config: &Config, state_dir: &Path) -> Result<AppState, Error> 
             token
         }
     };
-    Ok(AppState::new(store, &token))
+    Ok(AppState::new(store, &token).with_comment_limit(*comments_per_minute, *comment_burst))
+}
+
+/// Checks what `load` would open, changing nothing (`serve --check`): the database's schema
+/// and the API token file. A MySQL server that does not answer is only a warning, as at start.
+pub async fn check(config: &Config, state_dir: &Path) -> Result<(), Error> {
+    let url = database_url(config, state_dir);
+    match Store::check(&url).await {
+        Ok(version) => info!(schema_version = version, "database checked"),
+        Err(StoreError::Unavailable(detail)) => {
+            tracing::warn!(%detail, "database unavailable; serving would answer 503 until it returns");
+        }
+        Err(e) => return Err(e.into()),
+    }
+    if config.api_token.is_none() {
+        let path = state_dir.join("api-token");
+        if path.exists() {
+            std::fs::read_to_string(&path).map_err(|source| Error::Token { path, source })?;
+        }
+    }
+    Ok(())
+}
+
+fn database_url(config: &Config, state_dir: &Path) -> String {
+    config
+        .database
+        .clone()
+        .unwrap_or_else(|| format!("sqlite://{}", state_dir.join("foobar.db").display()))
 }
 
 /// The app's routes. Paths it does not know fall through to whatever the caller adds.

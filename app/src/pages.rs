@@ -38,6 +38,9 @@ struct PostsPage {
 struct PostPage {
     post: PostView,
     comments: Vec<CommentView>,
+    /// Whether this page starts after the first comment (it then links back to the first).
+    later: bool,
+    next: Option<i64>,
 }
 
 fn view(post: crate::store::Post) -> PostView {
@@ -76,6 +79,11 @@ pub struct PageParams {
     before: Option<i64>,
 }
 
+#[derive(Debug, Deserialize)]
+pub struct CommentParams {
+    after: Option<i64>,
+}
+
 pub async fn list(
     State(state): State<AppState>,
     params: Result<Query<PageParams>, axum::extract::rejection::QueryRejection>,
@@ -90,18 +98,28 @@ pub async fn list(
     }
 }
 
-pub async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+/// A post and a page of its comments, oldest first (`?after=ID` for the next page).
+pub async fn show(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    params: Result<Query<CommentParams>, axum::extract::rejection::QueryRejection>,
+) -> Response {
     let Some(id) = id.parse::<i64>().ok().filter(|id| *id > 0) else {
         return failure(StoreError::NotFound);
     };
+    let after = params.ok().and_then(|Query(p)| p.after);
     let post = match state.store.get_post(id).await {
         Ok(post) => post,
         Err(e) => return failure(e),
     };
-    match state.store.comments(id).await {
-        Ok(comments) => render(PostPage {
+    let page = crate::api::COMMENTS_PER_PAGE;
+    match state.store.comments(id, page, after).await {
+        Ok(page) => render(PostPage {
             post: view(post),
-            comments: comments
+            later: after.is_some_and(|after| after > 0),
+            next: page.next,
+            comments: page
+                .comments
                 .into_iter()
                 .map(|c| CommentView {
                     created: crate::rfc3339(c.created_at),

@@ -369,3 +369,117 @@ async fn health_and_readiness() {
         "503 comes quickly"
     );
 }
+
+fn comment_from(post: i64, address: &str, n: usize) -> Request<Body> {
+    let body = json!({ "author": format!("reader {n}"), "body": "hello" }).to_string();
+    let mut request = json_request("POST", &format!("/api/posts/{post}/comments"), &body, None);
+    request
+        .extensions_mut()
+        .insert(foobar_app::ClientAddress(address.parse().unwrap()));
+    request
+}
+
+#[tokio::test]
+async fn comments_are_paginated_in_the_api_and_on_the_page() {
+    let app = app().await;
+    create(&app, "Busy").await;
+    for n in 0..7 {
+        let reply = send(&app, comment_from(1, "192.0.2.1", n)).await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+    }
+    let first = send(&app, get("/api/posts/1/comments?limit=3"))
+        .await
+        .json();
+    let authors = |page: &Value| -> Vec<String> {
+        page["comments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["author"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(authors(&first), ["reader 0", "reader 1", "reader 2"]);
+    let next = first["next"].as_i64().unwrap();
+    let second = send(
+        &app,
+        get(&format!("/api/posts/1/comments?limit=3&after={next}")),
+    )
+    .await
+    .json();
+    assert_eq!(authors(&second), ["reader 3", "reader 4", "reader 5"]);
+    let after = second["next"].as_i64().unwrap();
+    let last = send(
+        &app,
+        get(&format!("/api/posts/1/comments?limit=3&after={after}")),
+    )
+    .await
+    .json();
+    assert_eq!(authors(&last), ["reader 6"]);
+    assert_eq!(last["next"], Value::Null);
+    // The default page holds them all here; a limit beyond the maximum is refused.
+    let all = send(&app, get("/api/posts/1/comments")).await.json();
+    assert_eq!(authors(&all).len(), 7);
+    let too_many = send(&app, get("/api/posts/1/comments?limit=101")).await;
+    assert_eq!(too_many.status, StatusCode::BAD_REQUEST);
+
+    // The page shows 50 at a time, the count of all, and links to the next page.
+    for n in 7..60 {
+        send(&app, comment_from(1, &format!("192.0.2.{}", n + 2), n)).await;
+    }
+    let page = send(&app, get("/posts/1")).await;
+    assert!(page.text.contains("Comments (60)"), "{}", page.text);
+    assert_eq!(page.text.matches("class=\"comment\"").count(), 50);
+    assert!(page.text.contains("reader 49<") && !page.text.contains("reader 50<"));
+    let link = page
+        .text
+        .split("rel=\"next\" href=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_string();
+    let page = send(&app, get(&link)).await;
+    assert_eq!(page.text.matches("class=\"comment\"").count(), 10);
+    assert!(page.text.contains("reader 50<") && page.text.contains("reader 59<"));
+    assert!(!page.text.contains("rel=\"next\""));
+    assert!(page.text.contains("First comments"));
+}
+
+#[tokio::test]
+async fn comments_are_rate_limited_per_client_address_with_retry_after() {
+    let store = Store::open("sqlite://:memory:").await.unwrap();
+    let app = router(AppState::new(store, TOKEN).with_comment_limit(2, 3));
+    create(&app, "Popular").await;
+    for n in 0..3 {
+        let reply = send(&app, comment_from(1, "198.51.100.7", n)).await;
+        assert_eq!(reply.status, StatusCode::CREATED);
+    }
+    let refused = send(&app, comment_from(1, "198.51.100.7", 3)).await;
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = refused.header(header::RETRY_AFTER).parse().unwrap();
+    assert!((1..=30).contains(&retry), "{retry}");
+    assert!(
+        refused.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("too many")
+    );
+    // Another address is not held back; nothing refused was stored.
+    let other = send(&app, comment_from(1, "198.51.100.8", 4)).await;
+    assert_eq!(other.status, StatusCode::CREATED);
+    let post = send(&app, get("/api/posts/1")).await.json();
+    assert_eq!(post["comment_count"], 4);
+    // Invalid comments do not use up the allowance.
+    let body = json!({ "author": "", "body": "x" }).to_string();
+    for _ in 0..5 {
+        let mut invalid = json_request("POST", "/api/posts/1/comments", &body, None);
+        invalid
+            .extensions_mut()
+            .insert(foobar_app::ClientAddress("198.51.100.9".parse().unwrap()));
+        let reply = send(&app, invalid).await;
+        assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+    }
+    assert_eq!(
+        send(&app, comment_from(1, "198.51.100.9", 5)).await.status,
+        StatusCode::CREATED
+    );
+}

@@ -89,33 +89,7 @@ impl Edge {
     /// (created in `state_dir` the first time and reused after).
     pub fn load(config: &Config, state_dir: &Path, names: &[String]) -> Result<Edge, Error> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let source = match (&config.cert, &config.key) {
-            (Some(cert), Some(key)) => tls::Source::Files {
-                cert: cert.clone(),
-                key: key.clone(),
-            },
-            (Some(path), None) | (None, Some(path)) => {
-                return Err(Error::Certificate {
-                    path: path.clone(),
-                    reason: "[edge] cert and key go together; set both or neither".to_string(),
-                });
-            }
-            (None, None) => {
-                let mut names = names.to_vec();
-                names.push("localhost".to_string());
-                for addr in [config.https, config.http] {
-                    if !addr.ip().is_unspecified() {
-                        names.push(addr.ip().to_string());
-                    }
-                }
-                names.sort();
-                names.dedup();
-                tls::Source::SelfSigned {
-                    folder: state_dir.join("tls"),
-                    names,
-                }
-            }
-        };
+        let source = source(config, state_dir, names)?;
         let resolver = Arc::new(tls::Resolver::new(&source, &provider)?);
         // Checked now, before any port is bound; made again with the bound port in `run`.
         Stamp::new(config.https.port(), &config.headers)?;
@@ -125,6 +99,15 @@ impl Edge {
             provider,
             resolver,
         })
+    }
+
+    /// Checks what `load` would load, writing nothing: the configured certificate files, or the
+    /// self-signed certificate if there is one already (else it would be created).
+    pub fn check(config: &Config, state_dir: &Path, names: &[String]) -> Result<(), Error> {
+        let provider = rustls::crypto::ring::default_provider();
+        tls::check(&source(config, state_dir, names)?, &provider)?;
+        Stamp::new(config.https.port(), &config.headers)?;
+        Ok(())
     }
 
     /// How long stopping waits for requests in flight (`shutdown_timeout`).
@@ -333,6 +316,36 @@ impl Edge {
         // No 0-RTT: early data is replayable and this edge does not limit it to safe methods.
         config.max_early_data_size = 0;
         Ok(config)
+    }
+}
+
+/// Where the certificate comes from: the configured PEM files, or the self-signed certificate
+/// for `names`, localhost and the listen addresses, kept in `state_dir/tls`.
+fn source(config: &Config, state_dir: &Path, names: &[String]) -> Result<tls::Source, Error> {
+    match (&config.cert, &config.key) {
+        (Some(cert), Some(key)) => Ok(tls::Source::Files {
+            cert: cert.clone(),
+            key: key.clone(),
+        }),
+        (Some(path), None) | (None, Some(path)) => Err(Error::Certificate {
+            path: path.clone(),
+            reason: "[edge] cert and key go together; set both or neither".to_string(),
+        }),
+        (None, None) => {
+            let mut names = names.to_vec();
+            names.push("localhost".to_string());
+            for addr in [config.https, config.http] {
+                if !addr.ip().is_unspecified() {
+                    names.push(addr.ip().to_string());
+                }
+            }
+            names.sort();
+            names.dedup();
+            Ok(tls::Source::SelfSigned {
+                folder: state_dir.join("tls"),
+                names,
+            })
+        }
     }
 }
 

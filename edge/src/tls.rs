@@ -140,6 +140,17 @@ fn read(source: &Source) -> Result<Files, Error> {
     })
 }
 
+/// Checks that `source` loads, writing nothing: a self-signed certificate that does not exist
+/// yet (or no longer covers every name) would be created, which is not an error.
+pub fn check(source: &Source, provider: &CryptoProvider) -> Result<(), Error> {
+    if let Source::SelfSigned { folder, names } = source
+        && !self_signed_current(folder, names)
+    {
+        return Ok(());
+    }
+    load(source, provider).map(|_| ())
+}
+
 fn load(source: &Source, provider: &CryptoProvider) -> Result<Loaded, Error> {
     parse(read(source)?, provider)
 }
@@ -199,19 +210,29 @@ pub fn spki_sha256(leaf: &CertificateDer<'_>) -> Option<String> {
     Some(data_encoding::BASE64.encode(digest.as_ref()))
 }
 
-/// The self-signed certificate in `folder`, created when missing or when it no longer covers
-/// every name (a zone was added). Kept across restarts so a browser exception stays valid.
-fn self_signed(folder: &Path, names: &[String]) -> Result<(PathBuf, PathBuf), Error> {
-    let cert_path = folder.join("self-signed.crt");
-    let key_path = folder.join("self-signed.key");
+fn self_signed_paths(folder: &Path) -> (PathBuf, PathBuf) {
+    (
+        folder.join("self-signed.crt"),
+        folder.join("self-signed.key"),
+    )
+}
+
+/// Whether the self-signed certificate in `folder` exists, with its key, and covers `names`.
+fn self_signed_current(folder: &Path, names: &[String]) -> bool {
+    let (cert_path, key_path) = self_signed_paths(folder);
     let current = std::fs::read(&cert_path).ok().and_then(|pem| {
         CertificateDer::pem_slice_iter(&pem)
             .next()
             .and_then(Result::ok)
     });
-    let fresh = current.is_some_and(|leaf| names.iter().all(|name| covers(&leaf, name)))
-        && key_path.exists();
-    if fresh {
+    current.is_some_and(|leaf| names.iter().all(|name| covers(&leaf, name))) && key_path.exists()
+}
+
+/// The self-signed certificate in `folder`, created when missing or when it no longer covers
+/// every name (a zone was added). Kept across restarts so a browser exception stays valid.
+fn self_signed(folder: &Path, names: &[String]) -> Result<(PathBuf, PathBuf), Error> {
+    let (cert_path, key_path) = self_signed_paths(folder);
+    if self_signed_current(folder, names) {
         return Ok((cert_path, key_path));
     }
     let write = |path: &Path, reason: std::io::Error| Error::Certificate {

@@ -27,9 +27,23 @@ pub const DEADLINE: Duration = Duration::from_secs(10);
 pub fn skip_without(test: &str, tool: &str, install: &str) {
     assert!(
         std::env::var("FOOBAR_REQUIRE_INTEROP").as_deref() != Ok("1"),
-        "{tool} is required (FOOBAR_REQUIRE_INTEROP=1) but not installed"
+        "{tool} is required (FOOBAR_REQUIRE_INTEROP=1) but missing"
     );
     eprintln!("SKIPPED {test}: {tool} not installed ({install})");
+}
+
+/// The MySQL/MariaDB server URL the MySQL tests use (FOOBAR_TEST_MYSQL_URL); without it the
+/// test says why it is skipped, or fails when FOOBAR_REQUIRE_INTEROP=1 (as in CI).
+pub fn mysql_url(test: &str) -> Option<String> {
+    if let Ok(url) = std::env::var("FOOBAR_TEST_MYSQL_URL") {
+        return Some(url);
+    }
+    skip_without(
+        test,
+        "a MySQL server (FOOBAR_TEST_MYSQL_URL)",
+        "e.g. FOOBAR_TEST_MYSQL_URL=mysql://root@127.0.0.1:3306/test",
+    );
+    None
 }
 
 /// Whether `program` runs (with `args`, e.g. a version flag).
@@ -110,6 +124,12 @@ impl Setup {
     }
 
     pub fn start(self) -> Foobar {
+        Foobar::spawn(self.prepare())
+    }
+
+    /// The folder with everything written (site, zones, `foobar.toml`), nothing started; the
+    /// configuration's state_dir is `data/` in it, not created.
+    pub fn prepare(self) -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("public");
         std::fs::create_dir_all(&root).unwrap();
@@ -151,7 +171,7 @@ impl Setup {
             ),
         )
         .unwrap();
-        Foobar::spawn(dir)
+        dir
     }
 }
 

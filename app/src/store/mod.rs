@@ -34,6 +34,13 @@ pub struct Comment {
     pub created_at: i64,
 }
 
+/// One page of a post's comments, oldest first, and the cursor for the next (newer) page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommentPage {
+    pub comments: Vec<Comment>,
+    pub next: Option<i64>,
+}
+
 /// One page of posts, newest first, and the cursor for the next (older) page.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Page {
@@ -101,6 +108,26 @@ impl Store {
         }
     }
 
+    /// Checks the database `url` names and changes nothing (`serve --check`): its schema is one
+    /// this binary can bring up to date. The version found: 0 for a database not created or
+    /// migrated yet.
+    pub async fn check(url: &str) -> Result<i64, StoreError> {
+        let found = if let Some(path) = url.strip_prefix("sqlite://") {
+            Sqlite::schema_version(path).await?
+        } else if url.starts_with("mysql://") {
+            Mysql::open(url)?.schema_version().await?
+        } else {
+            return Err(StoreError::Url(url.to_string()));
+        };
+        if found > SCHEMA_VERSION {
+            return Err(StoreError::SchemaTooNew {
+                found,
+                known: SCHEMA_VERSION,
+            });
+        }
+        Ok(found)
+    }
+
     pub fn backend(&self) -> &'static str {
         match self {
             Store::Sqlite(_) => "sqlite",
@@ -120,13 +147,8 @@ impl Store {
     /// Up to `limit` posts with an id below `before` (all when `None`), newest first.
     pub async fn list_posts(&self, limit: u32, before: Option<i64>) -> Result<Page, StoreError> {
         let before = before.unwrap_or(i64::MAX);
-        let mut posts: Vec<Post> = dispatch!(self, s => s.list_posts(limit + 1, before))?;
-        let next = if posts.len() > limit as usize {
-            posts.truncate(limit as usize);
-            posts.last().map(|p| p.id)
-        } else {
-            None
-        };
+        let posts = dispatch!(self, s => s.list_posts(limit + 1, before))?;
+        let (posts, next) = page(posts, limit, |post| post.id);
         Ok(Page { posts, next })
     }
 
@@ -134,9 +156,18 @@ impl Store {
         dispatch!(self, s => s.get_post(id))
     }
 
-    /// The comments of a post, oldest first.
-    pub async fn comments(&self, post_id: i64) -> Result<Vec<Comment>, StoreError> {
-        dispatch!(self, s => s.comments(post_id))
+    /// Up to `limit` comments of a post with an id above `after` (from the first when `None`),
+    /// oldest first.
+    pub async fn comments(
+        &self,
+        post_id: i64,
+        limit: u32,
+        after: Option<i64>,
+    ) -> Result<CommentPage, StoreError> {
+        let after = after.unwrap_or(0);
+        let comments = dispatch!(self, s => s.comments(post_id, limit + 1, after))?;
+        let (comments, next) = page(comments, limit, |comment| comment.id);
+        Ok(CommentPage { comments, next })
     }
 
     pub async fn create_post(&self, title: &str, body: &str) -> Result<Post, StoreError> {
@@ -170,6 +201,18 @@ impl Store {
     }
 }
 
+/// The first `limit` of `items` (fetched one more than a page), and the cursor to the rest:
+/// the id of the last one kept, when there is more.
+fn page<T>(mut items: Vec<T>, limit: u32, id: impl Fn(&T) -> i64) -> (Vec<T>, Option<i64>) {
+    if items.len() > limit as usize {
+        items.truncate(limit as usize);
+        let next = items.last().map(id);
+        (items, next)
+    } else {
+        (items, None)
+    }
+}
+
 /// Microseconds since the Unix epoch.
 fn now() -> i64 {
     let elapsed = std::time::SystemTime::now()
@@ -178,5 +221,7 @@ fn now() -> i64 {
     i64::try_from(elapsed.as_micros()).unwrap_or(i64::MAX)
 }
 
-/// The schema versions this binary knows, for both backends.
-const SCHEMA_VERSION: i64 = 1;
+/// The schema version this binary knows; each backend's follows from its migration list, and
+/// both describe the same schema.
+pub const SCHEMA_VERSION: i64 = sqlite::SCHEMA_VERSION;
+const _: () = assert!(sqlite::SCHEMA_VERSION == mysql::SCHEMA_VERSION);

@@ -8,16 +8,21 @@ use mysql_async::{Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts, TxOpts, pr
 
 use tokio::sync::OnceCell;
 
-use super::{Comment, Post, SCHEMA_VERSION, StoreError};
+use super::{Comment, Post, StoreError};
 
 /// How long a request waits for a database connection before answering 503.
 const CONNECT_WAIT: Duration = Duration::from_secs(2);
 /// How long one operation may take in all.
 const OPERATION_WAIT: Duration = Duration::from_secs(10);
 
-/// Migrations by version, statement by statement.
+/// Migrations by version, each a list of steps. MySQL commits every DDL statement on its own,
+/// so a version cannot be applied in one transaction: instead every step is idempotent (`IF NOT
+/// EXISTS`) and recorded in `schema_steps` once done. A crash between two steps resumes at the
+/// first step not recorded, and instances starting side by side may run the same step at once
+/// without harm, so no lock is taken (a lock held across steps outlives a cancelled start on its
+/// pooled connection, and Galera does not replicate `GET_LOCK`).
 const MIGRATIONS: &[&[&str]] = &[&[
-    "CREATE TABLE posts (
+    "CREATE TABLE IF NOT EXISTS posts (
         id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
         title VARCHAR(200) NOT NULL,
         body MEDIUMTEXT NOT NULL,
@@ -25,7 +30,7 @@ const MIGRATIONS: &[&[&str]] = &[&[
         updated_at BIGINT NOT NULL,
         version BIGINT NOT NULL DEFAULT 1
     ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
-    "CREATE TABLE comments (
+    "CREATE TABLE IF NOT EXISTS comments (
         id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
         post_id BIGINT NOT NULL,
         author VARCHAR(80) NOT NULL,
@@ -35,6 +40,9 @@ const MIGRATIONS: &[&[&str]] = &[&[
         FOREIGN KEY (post_id) REFERENCES posts(id) ON DELETE CASCADE
     ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
 ]];
+
+/// The schema version this binary brings a database to.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 const POST_COLUMNS: &str = "p.id, p.title, p.body, p.created_at, p.updated_at, p.version, \
      (SELECT COUNT(*) FROM comments c WHERE c.post_id = p.id)";
@@ -140,45 +148,74 @@ impl Mysql {
             .unwrap_or_else(|_| Err(StoreError::Unavailable("database timed out".to_string())))
     }
 
+    /// The schema version of the database, read without changing anything: 0 before the first
+    /// migration.
+    pub async fn schema_version(&self) -> Result<i64, StoreError> {
+        let found = Self::bounded(async {
+            let mut conn = self.connect().await?;
+            let found: Result<Option<i64>, _> = conn
+                .query_first("SELECT COALESCE(MAX(version), 0) FROM schema_version")
+                .await;
+            match found {
+                Ok(found) => Ok(found.unwrap_or(0)),
+                // No such table: nothing migrated yet.
+                Err(mysql_async::Error::Server(e)) if e.code == 1146 => Ok(0),
+                Err(e) => Err(e.into()),
+            }
+        })
+        .await;
+        let _ = self.pool.clone().disconnect().await;
+        found
+    }
+
     async fn migrate_now(&self) -> Result<(), StoreError> {
         Self::bounded(async {
             let mut conn = self.connect().await?;
-            // Instances starting side by side migrate one at a time.
-            let locked: Option<i64> = conn
-                .query_first("SELECT GET_LOCK('foobar_migrate', 30)")
+            conn.query_drop(
+                "CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL) ENGINE=InnoDB",
+            )
+            .await?;
+            conn.query_drop(
+                "CREATE TABLE IF NOT EXISTS schema_steps (version BIGINT NOT NULL, \
+                 step INT NOT NULL, PRIMARY KEY (version, step)) ENGINE=InnoDB",
+            )
+            .await?;
+            let found: Option<i64> = conn
+                .query_first("SELECT COALESCE(MAX(version), 0) FROM schema_version")
                 .await?;
-            if locked != Some(1) {
-                return Err(StoreError::Unavailable(
-                    "another instance holds the migration lock".to_string(),
-                ));
+            let found = found.unwrap_or(0);
+            if found > SCHEMA_VERSION {
+                return Err(StoreError::SchemaTooNew {
+                    found,
+                    known: SCHEMA_VERSION,
+                });
             }
-            let result = async {
-                conn.query_drop(
-                    "CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL) ENGINE=InnoDB",
+            for (version, steps) in (1i64..).zip(MIGRATIONS).skip(found as usize) {
+                let done: Vec<i64> = conn
+                    .exec(
+                        "SELECT step FROM schema_steps WHERE version = ?",
+                        (version,),
+                    )
+                    .await?;
+                for (step, statement) in (0i64..).zip(*steps) {
+                    if done.contains(&step) {
+                        continue;
+                    }
+                    conn.query_drop(*statement).await?;
+                    conn.exec_drop(
+                        "INSERT IGNORE INTO schema_steps (version, step) VALUES (?, ?)",
+                        (version, step),
+                    )
+                    .await?;
+                }
+                conn.exec_drop(
+                    "INSERT INTO schema_version (version) SELECT ? FROM DUAL \
+                     WHERE NOT EXISTS (SELECT 1 FROM schema_version WHERE version = ?)",
+                    (version, version),
                 )
                 .await?;
-                let found: Option<i64> = conn
-                    .query_first("SELECT COALESCE(MAX(version), 0) FROM schema_version")
-                    .await?;
-                let found = found.unwrap_or(0);
-                if found > SCHEMA_VERSION {
-                    return Err(StoreError::SchemaTooNew {
-                        found,
-                        known: SCHEMA_VERSION,
-                    });
-                }
-                for (version, statements) in (1i64..).zip(MIGRATIONS).skip(found as usize) {
-                    for statement in *statements {
-                        conn.query_drop(*statement).await?;
-                    }
-                    conn.exec_drop("INSERT INTO schema_version (version) VALUES (?)", (version,))
-                        .await?;
-                }
-                Ok(())
             }
-            .await;
-            conn.query_drop("DO RELEASE_LOCK('foobar_migrate')").await?;
-            result
+            Ok(())
         })
         .await
     }
@@ -216,14 +253,20 @@ impl Mysql {
         .await
     }
 
-    pub async fn comments(&self, post_id: i64) -> Result<Vec<Comment>, StoreError> {
+    /// Up to `limit` comments of a post with an id above `after`, oldest first.
+    pub async fn comments(
+        &self,
+        post_id: i64,
+        limit: u32,
+        after: i64,
+    ) -> Result<Vec<Comment>, StoreError> {
         Self::bounded(async {
             let mut conn = self.conn().await?;
             let rows: Vec<CommentRow> = conn
                 .exec(
                     "SELECT id, post_id, author, body, created_at FROM comments \
-                     WHERE post_id = ? ORDER BY id",
-                    (post_id,),
+                     WHERE post_id = ? AND id > ? ORDER BY id LIMIT ?",
+                    (post_id, after, limit),
                 )
                 .await?;
             Ok(rows.into_iter().map(comment).collect())
@@ -338,4 +381,16 @@ async fn select_post(conn: &mut impl Queryable, id: i64) -> Result<Post, StoreEr
         )
         .await?;
     row.map(post).ok_or(StoreError::NotFound)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_migration_step_is_idempotent() {
+        for steps in super::MIGRATIONS {
+            for step in *steps {
+                assert!(step.contains("IF NOT EXISTS"), "{step}");
+            }
+        }
+    }
 }

@@ -1,5 +1,12 @@
-//! SQLite: one connection in WAL mode, used from a blocking thread so the async runtime never
-//! waits on the disk.
+//! SQLite in WAL mode: one connection writes, a small pool of read-only connections reads, so
+//! reads run side by side with each other and with the write (WAL readers see the last commit
+//! and never wait on the writer).
+//!
+//! Every call runs on a blocking thread, so the async runtime never waits on the disk, but only
+//! once a connection is free: callers wait their turn in async code (a semaphore for the readers,
+//! an async mutex for the writer), so a burst of requests queues as cheap futures rather than as
+//! blocking threads parked on a lock. The pool is written here because the async pools made for
+//! rusqlite (deadpool-sqlite) pin older rusqlite versions, and two cannot link in one binary.
 
 use std::{
     path::Path,
@@ -7,11 +14,13 @@ use std::{
     time::Duration,
 };
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use tokio::sync::Semaphore;
 
-use super::{Comment, Post, SCHEMA_VERSION, StoreError};
+use super::{Comment, Post, StoreError};
 
-/// Migrations by version; each runs in a transaction with its version bump.
+/// Migrations by version; each runs in one transaction with its version bump (SQLite's DDL is
+/// transactional, so a crash leaves a version applied whole or not at all).
 const MIGRATIONS: &[&str] = &["
     CREATE TABLE posts (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -31,12 +40,49 @@ const MIGRATIONS: &[&str] = &["
     CREATE INDEX comments_by_post ON comments(post_id, id);
 "];
 
+/// The schema version this binary brings a database to.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// How long a statement waits for a lock before the database counts as busy.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(2);
+
 const POST_COLUMNS: &str = "p.id, p.title, p.body, p.created_at, p.updated_at, p.version, \
      (SELECT COUNT(*) FROM comments c WHERE c.post_id = p.id)";
 
 #[derive(Debug, Clone)]
 pub struct Sqlite {
-    connection: Arc<Mutex<Connection>>,
+    writer: Arc<tokio::sync::Mutex<Connection>>,
+    /// `None` for `:memory:`, whose database only its own connection sees: reads then go
+    /// through the writer.
+    readers: Option<Arc<Readers>>,
+}
+
+/// Read-only connections, opened as needed up to the semaphore's permits and kept.
+#[derive(Debug)]
+struct Readers {
+    path: String,
+    idle: Mutex<Vec<Connection>>,
+    permits: Arc<Semaphore>,
+}
+
+impl Readers {
+    /// How many: reads are mostly CPU work on cached pages, so about one per core, with a few
+    /// more to overlap the reads that do wait on the disk.
+    fn count() -> usize {
+        std::thread::available_parallelism()
+            .map_or(2, usize::from)
+            .clamp(2, 8)
+            * 2
+    }
+
+    fn open(&self) -> Result<Connection, StoreError> {
+        let connection = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        connection.busy_timeout(BUSY_TIMEOUT)?;
+        Ok(connection)
+    }
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -92,48 +138,109 @@ impl Sqlite {
     /// in-memory database.
     pub async fn open(path: &str) -> Result<Sqlite, StoreError> {
         let path = path.to_string();
-        let connection = tokio::task::spawn_blocking(move || -> Result<Connection, StoreError> {
-            if path != ":memory:"
-                && let Some(folder) = Path::new(&path).parent()
-                && !folder.as_os_str().is_empty()
-            {
-                std::fs::create_dir_all(folder)
-                    .map_err(|e| StoreError::Unavailable(format!("{}: {e}", folder.display())))?;
-            }
-            let connection = Connection::open(&path)?;
-            connection.busy_timeout(Duration::from_secs(2))?;
-            // WAL for concurrent readers; FULL sync so an acknowledged write survives power loss.
-            connection.pragma_update(None, "journal_mode", "WAL")?;
-            connection.pragma_update(None, "synchronous", "FULL")?;
-            connection.pragma_update(None, "foreign_keys", "ON")?;
-            Ok(connection)
-        })
-        .await
-        .map_err(|e| StoreError::Database(e.to_string()))??;
+        let in_memory = path == ":memory:";
+        let writer = {
+            let path = path.clone();
+            blocking(move || -> Result<Connection, StoreError> {
+                if !in_memory
+                    && let Some(folder) = Path::new(&path).parent()
+                    && !folder.as_os_str().is_empty()
+                {
+                    std::fs::create_dir_all(folder).map_err(|e| {
+                        StoreError::Unavailable(format!("{}: {e}", folder.display()))
+                    })?;
+                }
+                let connection = Connection::open(&path)?;
+                connection.busy_timeout(BUSY_TIMEOUT)?;
+                // WAL for concurrent readers; FULL sync so an acknowledged write survives
+                // power loss.
+                connection.pragma_update(None, "journal_mode", "WAL")?;
+                connection.pragma_update(None, "synchronous", "FULL")?;
+                connection.pragma_update(None, "foreign_keys", "ON")?;
+                Ok(connection)
+            })
+            .await?
+        };
+        let readers = (!in_memory).then(|| {
+            let count = Readers::count();
+            Arc::new(Readers {
+                path,
+                idle: Mutex::new(Vec::with_capacity(count)),
+                permits: Arc::new(Semaphore::new(count)),
+            })
+        });
         Ok(Sqlite {
-            connection: Arc::new(Mutex::new(connection)),
+            writer: Arc::new(tokio::sync::Mutex::new(writer)),
+            readers,
         })
     }
 
-    /// Runs `work` on the connection in a blocking thread.
-    async fn run<T: Send + 'static>(
+    /// The schema version of the database at `path`, read without changing anything: 0 when
+    /// there is no such file (it would be created) or no schema yet.
+    pub async fn schema_version(path: &str) -> Result<i64, StoreError> {
+        if path == ":memory:" || !Path::new(path).exists() {
+            return Ok(0);
+        }
+        let path = path.to_string();
+        blocking(move || {
+            let connection = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+            let exists: bool = connection.query_row(
+                "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = 'schema_version')",
+                [],
+                |row| row.get(0),
+            )?;
+            if !exists {
+                return Ok(0);
+            }
+            Ok(connection.query_row(
+                "SELECT COALESCE(MAX(version), 0) FROM schema_version",
+                [],
+                |row| row.get(0),
+            )?)
+        })
+        .await
+    }
+
+    /// Runs `work` on the writing connection, once it is free, in a blocking thread.
+    async fn write<T: Send + 'static>(
         &self,
         work: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let connection = self.connection.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut guard = match connection.lock() {
-                Ok(guard) => guard,
-                Err(poisoned) => poisoned.into_inner(),
+        let mut connection = self.writer.clone().lock_owned().await;
+        blocking(move || work(&mut connection)).await
+    }
+
+    /// Runs `work` on a read-only connection, once one is free, in a blocking thread.
+    async fn read<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let Some(readers) = self.readers.clone() else {
+            return self.write(move |connection| work(connection)).await;
+        };
+        let permit = readers
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| StoreError::Database(e.to_string()))?;
+        blocking(move || {
+            let _permit = permit;
+            let idle = lock(&readers.idle).pop();
+            let connection = match idle {
+                Some(connection) => connection,
+                None => readers.open()?,
             };
-            work(&mut guard)
+            let result = work(&connection);
+            // Not returned if `work` panicked; the next caller opens a fresh one.
+            lock(&readers.idle).push(connection);
+            result
         })
         .await
-        .map_err(|e| StoreError::Database(e.to_string()))?
     }
 
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        self.run(|connection| {
+        self.write(|connection| {
             connection.execute_batch(
                 "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)",
             )?;
@@ -163,7 +270,7 @@ impl Sqlite {
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {
-        self.run(|connection| {
+        self.read(|connection| {
             connection.query_row("SELECT 1", [], |_| Ok(()))?;
             Ok(())
         })
@@ -171,7 +278,7 @@ impl Sqlite {
     }
 
     pub async fn list_posts(&self, limit: u32, before: i64) -> Result<Vec<Post>, StoreError> {
-        self.run(move |connection| {
+        self.read(move |connection| {
             let mut statement = connection.prepare_cached(&format!(
                 "SELECT {POST_COLUMNS} FROM posts p WHERE p.id < ?1 ORDER BY p.id DESC LIMIT ?2"
             ))?;
@@ -184,18 +291,24 @@ impl Sqlite {
     }
 
     pub async fn get_post(&self, id: i64) -> Result<Post, StoreError> {
-        self.run(move |connection| select_post(connection, id))
+        self.read(move |connection| select_post(connection, id))
             .await
     }
 
-    pub async fn comments(&self, post_id: i64) -> Result<Vec<Comment>, StoreError> {
-        self.run(move |connection| {
+    /// Up to `limit` comments of a post with an id above `after`, oldest first.
+    pub async fn comments(
+        &self,
+        post_id: i64,
+        limit: u32,
+        after: i64,
+    ) -> Result<Vec<Comment>, StoreError> {
+        self.read(move |connection| {
             let mut statement = connection.prepare_cached(
                 "SELECT id, post_id, author, body, created_at FROM comments \
-                 WHERE post_id = ?1 ORDER BY id",
+                 WHERE post_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
             )?;
             let comments = statement
-                .query_map(params![post_id], comment)?
+                .query_map(params![post_id, after, limit], comment)?
                 .collect::<Result<_, _>>()?;
             Ok(comments)
         })
@@ -204,7 +317,7 @@ impl Sqlite {
 
     pub async fn create_post(&self, title: &str, body: &str, now: i64) -> Result<Post, StoreError> {
         let (title, body) = (title.to_string(), body.to_string());
-        self.run(move |connection| {
+        self.write(move |connection| {
             let tx = connection.transaction()?;
             tx.execute(
                 "INSERT INTO posts (title, body, created_at, updated_at) VALUES (?1, ?2, ?3, ?3)",
@@ -226,7 +339,7 @@ impl Sqlite {
         now: i64,
     ) -> Result<Post, StoreError> {
         let (title, body) = (title.to_string(), body.to_string());
-        self.run(move |connection| {
+        self.write(move |connection| {
             let tx = connection.transaction()?;
             let current = select_post(&tx, id)?;
             if expected_version.is_some_and(|v| v != current.version) {
@@ -245,7 +358,7 @@ impl Sqlite {
     }
 
     pub async fn delete_post(&self, id: i64) -> Result<(), StoreError> {
-        self.run(move |connection| {
+        self.write(move |connection| {
             let tx = connection.transaction()?;
             tx.execute("DELETE FROM comments WHERE post_id = ?1", params![id])?;
             if tx.execute("DELETE FROM posts WHERE id = ?1", params![id])? == 0 {
@@ -265,7 +378,7 @@ impl Sqlite {
         now: i64,
     ) -> Result<Comment, StoreError> {
         let (author, body) = (author.to_string(), body.to_string());
-        self.run(move |connection| {
+        self.write(move |connection| {
             let tx = connection.transaction()?;
             select_post(&tx, post_id)?;
             tx.execute(
@@ -283,4 +396,20 @@ impl Sqlite {
         })
         .await
     }
+}
+
+/// Runs `work` on a blocking thread.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| StoreError::Database(e.to_string()))?
+}
+
+/// The idle list; a panic while it was held left it whole (a push or a pop), so a poisoned lock
+/// is used as is.
+fn lock(idle: &Mutex<Vec<Connection>>) -> std::sync::MutexGuard<'_, Vec<Connection>> {
+    idle.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
