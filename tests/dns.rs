@@ -85,6 +85,7 @@ fn an_edit_saved_by_rename_is_served_without_a_restart() {
 fn an_idle_zones_folder_is_not_reloaded() {
     let zone = shipped_zone();
     let server = Foobar::start(&[("foobar.com.zone", &zone)]);
+    // That nothing happens can only be seen by waiting: 800 ms is eight debounce windows.
     std::thread::sleep(std::time::Duration::from_millis(800));
     let reloads = |server: &Foobar| {
         server
@@ -200,9 +201,9 @@ fn sighup_reloads_even_what_the_watcher_cannot_see() {
     let skip = server.log_len();
     std::fs::write(&path, &edited).unwrap();
     set_modified(&path, modified);
-    // Past the watcher's debounce window its reload has run and, seeing the same size and time,
-    // kept the loaded version: only SIGHUP's forced reload brings the edit in.
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    // The watcher's reload runs and, seeing the same size and time, keeps the loaded version:
+    // only SIGHUP's forced reload brings the edit in.
+    server.wait_for_log_after(skip, "zones folder changed");
     assert_eq!(
         addresses(&server.query("www.foobar.com.", RecordType::A)),
         ["8.8.8.8"]
@@ -256,7 +257,7 @@ fn sigterm_stops_within_shutdown_timeout_whatever_tcp_clients_do() {
         .start();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     // A client that pipelines queries and never reads its answers: the server's writes block.
-    let _flood = runtime.block_on(async {
+    let flood = runtime.block_on(async {
         let socket = tokio::net::TcpSocket::new_v4().unwrap();
         socket.set_recv_buffer_size(4096).unwrap();
         let stream = socket.connect(server.dns).await.unwrap();
@@ -273,8 +274,20 @@ fn sigterm_stops_within_shutdown_timeout_whatever_tcp_clients_do() {
         });
         reader
     });
-    // Let the server answer until its writes block.
-    std::thread::sleep(Duration::from_millis(500));
+    let client = flood.local_addr().unwrap();
+    // The server answers until its writes block: answers pile up in its send queue until it
+    // stops growing (unchanged over 20 looks, 10 ms apart).
+    let (mut last, mut unchanged) = (0, 0);
+    support::wait_until("the server's writes block", || {
+        let now = support::unsent_bytes(server.dns, client).unwrap_or(0);
+        unchanged = if now > 0 && now == last {
+            unchanged + 1
+        } else {
+            0
+        };
+        last = now;
+        unchanged >= 20
+    });
     let start = Instant::now();
     server.signal("TERM");
     let status = server.wait();

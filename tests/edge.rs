@@ -145,7 +145,8 @@ fn a_bad_header_value_is_refused_at_start_naming_the_key() {
     std::fs::write(
         &config,
         format!(
-            "state_dir = \"{dir}/data\"\n[dns]\nzones = \"{dir}\"\n[edge]\nroot = \"{dir}\"\n\
+            "state_dir = \"{dir}/data\"\n[dns]\nlisten = [\"127.0.0.1:0\"]\nzones = \"{dir}\"\n\
+             [edge]\nhttp = \"127.0.0.1:0\"\nhttps = \"127.0.0.1:0\"\nroot = \"{dir}\"\n\
              cache_control = {{ \"assets/\" = \"max-age=60\" }}\n",
             dir = dir.path().display()
         ),

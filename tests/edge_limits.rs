@@ -225,13 +225,23 @@ async fn clients_that_stop_reading_are_cut_off() {
         .unwrap();
     let mut first = [0u8; 1024];
     let _ = stream.read(&mut first).await.unwrap();
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The server gives up on the response (its access line, written when the response body is
+    // dropped, shows the bytes it got to), and only then does the client read again.
+    let given_up = |line: &str| -> u64 {
+        line.split("bytes=")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|bytes| bytes.parse().ok())
+            .unwrap()
+    };
+    let line = wait_for_log_async(&server, 0, "path=/large.bin").await;
+    assert!(given_up(&line) < size as u64, "HTTP/1.1: {line}");
     let mut rest = Vec::new();
     let ended = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut rest)).await;
     let ended = ended.expect("the connection was never closed");
     assert!(
         ended.is_err() || rest.len() + 1024 < size,
-        "HTTP/1.1: all {} bytes arrived after a 3 s stall",
+        "HTTP/1.1: all {} bytes arrived after the stall",
         rest.len()
     );
 
@@ -241,9 +251,11 @@ async fn clients_that_stop_reading_are_cut_off() {
         ..H3Options::default()
     };
     let mut h3 = H3::try_connect(server.https, &pem, options).await.unwrap();
+    let skip = server.log_len();
     let (status, mut body) = h3.start("/large.bin").await.unwrap();
     assert_eq!(status, StatusCode::OK);
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let line = wait_for_log_async(&server, skip, "path=/large.bin").await;
+    assert!(given_up(&line) < size as u64, "HTTP/3: {line}");
     let mut received = 0;
     let outcome = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
@@ -258,7 +270,7 @@ async fn clients_that_stop_reading_are_cut_off() {
     .expect("the stream was never ended");
     assert!(
         outcome.is_err() && received < size,
-        "HTTP/3: {received} bytes then {outcome:?} after a 3 s stall"
+        "HTTP/3: {received} bytes then {outcome:?} after the stall"
     );
 }
 
@@ -397,4 +409,24 @@ async fn http2_connections_get_max_streams_requests_at_once() {
         h2raw::Seen::Reset(5, code::REFUSED_STREAM),
         "the third stream was not refused"
     );
+}
+
+/// `server.wait_for_log_after` without blocking the test's runtime.
+async fn wait_for_log_async(server: &Foobar, skip: usize, needle: &str) -> String {
+    let deadline = std::time::Instant::now() + support::DEADLINE;
+    loop {
+        if let Some(line) = server
+            .log()
+            .into_iter()
+            .skip(skip)
+            .find(|line| line.contains(needle))
+        {
+            return line;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no log line with {needle:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

@@ -394,6 +394,29 @@ pub fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
     }
 }
 
+/// Bytes written on the IPv4 TCP connection `local` → `remote` and not yet taken by the peer
+/// (the send queue in /proc/net/tcp); `None` when there is no such connection.
+pub fn unsent_bytes(local: SocketAddr, remote: SocketAddr) -> Option<u64> {
+    let hex = |addr: SocketAddr| match addr {
+        SocketAddr::V4(v4) => format!(
+            "{:08X}:{:04X}",
+            u32::from_le_bytes(v4.ip().octets()),
+            v4.port()
+        ),
+        SocketAddr::V6(_) => String::new(),
+    };
+    let (local, remote) = (hex(local), hex(remote));
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.get(1) != Some(&local.as_str()) || fields.get(2) != Some(&remote.as_str()) {
+            return None;
+        }
+        let (tx, _rx) = fields.get(4)?.split_once(':')?;
+        u64::from_str_radix(tx, 16).ok()
+    })
+}
+
 impl Drop for Foobar {
     fn drop(&mut self) {
         let _ = self.child.kill();
