@@ -32,7 +32,15 @@ impl Config {
     pub fn from_file(path: &Path) -> anyhow::Result<Config> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read config {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("invalid config {}", path.display()))
+        toml::from_str(&text).map_err(|e| {
+            let at = e.span().map_or(String::new(), |span| {
+                let before = &text[..span.start.min(text.len())];
+                let line = before.matches('\n').count() + 1;
+                let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+                format!(":{line}:{column}")
+            });
+            anyhow::anyhow!("invalid config {}{at}: {}", path.display(), e.message())
+        })
     }
 }
 
@@ -45,6 +53,25 @@ mod tests {
         let text = include_str!("../foobar.example.toml");
         let parsed: Config = toml::from_str(text).expect("example config parses");
         assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn errors_name_file_line_and_key() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("foobar.toml");
+        std::fs::write(
+            &path,
+            "state_dir = \"d\"\n\n[edge]\nmax_streams = \"lots\"\n",
+        )
+        .expect("written");
+        let error = Config::from_file(&path).expect_err("refused").to_string();
+        assert!(
+            error.starts_with(&format!("invalid config {}:4:15: ", path.display())),
+            "{error}"
+        );
+        std::fs::write(&path, "[dns]\nlisen = []\n").expect("written");
+        let error = Config::from_file(&path).expect_err("refused").to_string();
+        assert!(error.contains(":2:1: unknown field `lisen`"), "{error}");
     }
 
     #[test]

@@ -6,17 +6,23 @@
 //! ```
 
 mod config;
+mod control;
+mod handoff;
 pub mod log;
+mod supervise;
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use foobar_dns::Dns;
 use foobar_edge::{Edge, Peer, StaticFiles};
-use tokio_util::sync::CancellationToken;
-use tracing::{error, info};
 
 pub use crate::config::Config;
+use crate::handoff::Handover;
+pub use crate::{
+    handoff::Inherited,
+    supervise::{Launch, serve},
+};
 
 /// Everything loaded and validated before a port is bound.
 #[derive(Debug)]
@@ -99,73 +105,73 @@ fn site_names(origins: Vec<String>) -> Vec<String> {
         .collect()
 }
 
-/// Binds every listen address of the configuration.
-pub fn bind(config: &Config, loaded: &Loaded) -> anyhow::Result<Bound> {
-    let dns = config
-        .dns
-        .listen
-        .iter()
-        .map(|&addr| foobar_dns::bind(addr))
-        .collect::<Result<Vec<_>, _>>()?;
-    let edge = loaded.edge.bind()?;
+/// Binds every listen address of the configuration, taking over the sockets a predecessor
+/// hands over for the same configured addresses; every socket goes into `handover` for a
+/// successor in turn.
+pub fn bind(
+    config: &Config,
+    loaded: &Loaded,
+    mut inherited: Option<&mut Inherited>,
+    handover: &mut Handover,
+) -> anyhow::Result<Bound> {
+    let mut dns = Vec::new();
+    for &addr in &config.dns.listen {
+        let (udp_name, tcp_name) = (format!("dns-udp@{addr}"), format!("dns-tcp@{addr}"));
+        let taken = match inherited.as_deref_mut() {
+            Some(inherited) => (inherited.udp(&udp_name)?, inherited.tcp(&tcp_name)?),
+            None => (None, None),
+        };
+        let sockets = match taken {
+            (Some(udp), Some(tcp)) => foobar_dns::Sockets::taken_over(udp, tcp)?,
+            _ => foobar_dns::bind(addr)?,
+        };
+        handover.add(udp_name, &sockets.udp)?;
+        handover.add(tcp_name, &sockets.tcp)?;
+        dns.push(sockets);
+    }
+    let edge_config = &config.edge;
+    let names = (
+        format!("http@{}", edge_config.http),
+        format!("https-tcp@{}", edge_config.https),
+        format!("https-udp@{}", edge_config.https),
+    );
+    let (http, https) = match inherited {
+        Some(inherited) => (
+            inherited.tcp(&names.0)?,
+            match (inherited.tcp(&names.1)?, inherited.udp(&names.2)?) {
+                (Some(tcp), Some(udp)) => Some((tcp, udp)),
+                _ => None,
+            },
+        ),
+        None => (None, None),
+    };
+    let edge = loaded.edge.bind_with(http, https)?;
+    handover.add(names.0, &edge.http)?;
+    handover.add(names.1, &edge.https_tcp)?;
+    handover.add(names.2, &edge.https_udp)?;
     Ok(Bound { dns, edge })
 }
 
-/// Serves until `shutdown` fires or SIGTERM/Ctrl-C arrives; SIGHUP reloads zones and the
-/// certificate.
-pub async fn run(loaded: Loaded, bound: Bound, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let Loaded { dns, edge, site } = loaded;
-    let Bound {
-        dns: dns_sockets,
-        edge: edge_sockets,
-    } = bound;
-    tokio::spawn(signals(dns.clone(), edge.clone(), shutdown.clone()));
-    // Every part of the server stops within the one bound the operator sets.
-    let drain = edge.drain_timeout();
-    let (dns_result, edge_result) = tokio::join!(
-        dns.run(dns_sockets, shutdown.clone(), drain),
-        edge.run(edge_sockets, site, shutdown.clone())
-    );
-    dns_result?;
-    edge_result?;
-    info!("stopped");
-    Ok(())
-}
-
-#[cfg(unix)]
-async fn signals(dns: Dns, edge: Edge, shutdown: CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut hangup), Ok(mut terminate)) = (
-        signal(SignalKind::hangup()),
-        signal(SignalKind::terminate()),
-    ) else {
-        error!("cannot install signal handlers");
-        return;
+/// The state_dir a configuration file names (the default without one), read leniently: only
+/// that key must be readable.
+pub fn state_dir(path: Option<&Path>) -> anyhow::Result<PathBuf> {
+    let default = Config::default().state_dir;
+    let Some(path) = path else {
+        return Ok(default);
     };
-    loop {
-        tokio::select! {
-            _ = hangup.recv() => {
-                info!("SIGHUP: reloading zones and certificate");
-                let report = dns.reload().await;
-                info!(loaded = report.loaded, removed = report.removed, failed = report.failed, "zones reloaded");
-                match edge.reload_certificate() {
-                    Ok(()) => info!("certificate reloaded"),
-                    Err(e) => error!(error = %e, "certificate reload failed; the previous one stays"),
-                }
-            }
-            _ = terminate.recv() => break,
-            _ = tokio::signal::ctrl_c() => break,
-            () = shutdown.cancelled() => return,
-        }
-    }
-    info!("stopping: finishing in-flight requests");
-    shutdown.cancel();
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config {}", path.display()))?;
+    let named = text
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|table| table.get("state_dir")?.as_str().map(PathBuf::from));
+    Ok(named.unwrap_or(default))
 }
 
-#[cfg(not(unix))]
-async fn signals(_dns: Dns, _edge: Edge, shutdown: CancellationToken) {
-    let _ = tokio::signal::ctrl_c().await;
-    shutdown.cancel();
+/// Sends a command (`upgrade`, `reload`, `pid`) to the server running on `state_dir` and
+/// returns its answer line; an upgrade may take as long as the new process takes to load.
+pub fn ask_server(state_dir: &Path, command: &str) -> anyhow::Result<String> {
+    control::ask(state_dir, command, std::time::Duration::from_secs(120))
 }
 
 /// `foobar check-zone`: validates zone files like named-checkzone. Prints one line per file and

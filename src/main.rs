@@ -1,7 +1,6 @@
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Args, Parser, Subcommand};
-use tokio_util::sync::CancellationToken;
 
 /// One binary that owns a website end to end: authoritative DNS and the web edge.
 #[derive(Debug, Parser)]
@@ -25,6 +24,21 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Replace the running server with the binary on disk, without a gap: the new process
+    /// takes over the sockets, then the old one drains and exits. Exits non-zero, saying why,
+    /// if the new process does not start (the old one then serves on).
+    Upgrade(ControlArgs),
+    /// Re-read the configuration: applied in place where it can be, else by an upgrade to the
+    /// same binary. A file that does not load changes nothing.
+    Reload(ControlArgs),
+}
+
+#[derive(Debug, Args)]
+struct ControlArgs {
+    /// The configuration the server runs with (it names the state_dir where the server's
+    /// control socket is).
+    #[arg(long, short)]
+    config: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -39,13 +53,23 @@ struct ServeArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Before any thread starts: the environment naming inherited sockets is read and cleared.
+    let inherited = match foobar::Inherited::from_env() {
+        Ok(inherited) => inherited,
+        Err(e) => {
+            eprintln!("Error: sockets from the previous process: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     let _log = foobar::log::init();
     let result = match cli.command {
         Some(Command::CheckZone { origin, files }) => {
             foobar::check_zones(origin.as_deref(), &files)
         }
-        Some(Command::Serve(args)) => serve(args),
-        None => serve(cli.serve),
+        Some(Command::Upgrade(args)) => control(args, "upgrade"),
+        Some(Command::Reload(args)) => control(args, "reload"),
+        Some(Command::Serve(args)) => serve(args, inherited),
+        None => serve(cli.serve, inherited),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -57,8 +81,17 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve(args: ServeArgs) -> anyhow::Result<bool> {
-    let config = foobar::config(args.config.as_deref())?;
+fn serve(args: ServeArgs, mut inherited: Option<foobar::Inherited>) -> anyhow::Result<bool> {
+    let config = match foobar::config(args.config.as_deref()) {
+        Ok(config) => config,
+        Err(e) => {
+            if let Some(inherited) = inherited.as_mut() {
+                inherited.failed(&format!("{e:#}"));
+            }
+            return Err(e);
+        }
+    };
+    let launch = foobar::Launch::current(args.config.clone())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -68,9 +101,25 @@ fn serve(args: ServeArgs) -> anyhow::Result<bool> {
             println!("configuration, zones, certificate and database are valid");
             return Ok(true);
         }
-        let loaded = foobar::load(&config).await?;
-        let bound = foobar::bind(&config, &loaded)?;
-        foobar::run(loaded, bound, CancellationToken::new()).await?;
+        foobar::serve(launch, config, inherited).await?;
         Ok(true)
     })
+}
+
+/// `foobar upgrade` and `foobar reload`: asks the running server, prints its answer.
+fn control(args: ControlArgs, command: &str) -> anyhow::Result<bool> {
+    // Only the state_dir is needed, and it is found even in a file the server would refuse:
+    // the server then says what is wrong with it.
+    let state_dir = foobar::state_dir(args.config.as_deref())?;
+    let answer = foobar::ask_server(&state_dir, command)?;
+    match answer.strip_prefix("ok ") {
+        Some(done) => {
+            println!("{done}");
+            Ok(true)
+        }
+        None => {
+            eprintln!("{}", answer.strip_prefix("error ").unwrap_or(&answer));
+            Ok(false)
+        }
+    }
 }

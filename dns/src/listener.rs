@@ -37,6 +37,26 @@ impl Sockets {
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.udp.local_addr()
     }
+
+    /// Sockets bound by another process and handed over (an upgrade): ready as they are.
+    pub fn taken_over(
+        udp: std::net::UdpSocket,
+        tcp: std::net::TcpListener,
+    ) -> Result<Sockets, Error> {
+        let addr = udp.local_addr().map_err(|source| Error::Bind {
+            proto: "udp",
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            source,
+        })?;
+        let bind_err = |proto, source| Error::Bind {
+            proto,
+            addr,
+            source,
+        };
+        udp.set_nonblocking(true).map_err(|e| bind_err("udp", e))?;
+        tcp.set_nonblocking(true).map_err(|e| bind_err("tcp", e))?;
+        Ok(Sockets { udp, tcp })
+    }
 }
 
 /// Binds UDP and TCP on `addr`. With port 0 the system picks a port for UDP and TCP is bound
@@ -83,6 +103,9 @@ pub struct Shared {
     /// How long stopping waits for TCP connections to finish.
     pub drain_timeout: Duration,
 }
+
+/// When stopping, how long a TCP connection that has not sent its first query is waited for.
+const FIRST_QUERY_GRACE: Duration = Duration::from_secs(1);
 
 /// How often a blocked UDP worker looks at the shutdown token.
 const UDP_SHUTDOWN_POLL: Duration = Duration::from_millis(200);
@@ -212,14 +235,31 @@ async fn connection(
     let io_timeout = shared.tcp_io_timeout;
     let mut packet = vec![0u8; MAX_MESSAGE];
     let mut out = Vec::with_capacity(4096);
+    let mut answered = 0u64;
     loop {
-        let len = tokio::select! {
-            len = tokio::time::timeout(shared.tcp_idle_timeout, stream.read_u16()) => match len {
-                Ok(Ok(len)) => usize::from(len),
-                Ok(Err(_)) | Err(_) => return Ok(()),
-            },
-            () = shutdown.cancelled() => return Ok(()),
+        // The next query's first bytes: within the idle timeout; once stopping, only what has
+        // already arrived, except on a connection that has not sent its first query yet, which
+        // is on its way and gets `FIRST_QUERY_GRACE` (closing first would fail a query nothing
+        // else refused).
+        let wait = |stopping: bool| match (stopping, answered) {
+            (false, _) => shared.tcp_idle_timeout,
+            (true, 0) => FIRST_QUERY_GRACE,
+            (true, _) => Duration::ZERO,
         };
+        let readable = tokio::select! {
+            readable = tokio::time::timeout(wait(shutdown.is_cancelled()), stream.readable()) => readable,
+            () = shutdown.cancelled(), if !shutdown.is_cancelled() => {
+                tokio::time::timeout(wait(true), stream.readable()).await
+            }
+        };
+        if !matches!(readable, Ok(Ok(()))) {
+            return Ok(());
+        }
+        let len = match tokio::time::timeout(io_timeout, stream.read_u16()).await {
+            Ok(Ok(len)) => usize::from(len),
+            Ok(Err(_)) | Err(_) => return Ok(()),
+        };
+        answered += 1;
         match tokio::time::timeout(io_timeout, stream.read_exact(&mut packet[..len])).await {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => return Err(e),

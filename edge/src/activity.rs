@@ -21,6 +21,10 @@ use tokio::{sync::Notify, time::Instant};
 #[derive(Debug)]
 pub struct Activity {
     in_flight: AtomicUsize,
+    /// Requests begun since the connection opened.
+    begun: AtomicU64,
+    /// Woken when a request begins.
+    started: Notify,
     /// Milliseconds since `start` when the connection last went quiet.
     quiet_since: AtomicU64,
     start: Instant,
@@ -47,6 +51,8 @@ impl Activity {
     pub fn new() -> Arc<Self> {
         Arc::new(Activity {
             in_flight: AtomicUsize::new(0),
+            begun: AtomicU64::new(0),
+            started: Notify::new(),
             quiet_since: AtomicU64::new(0),
             start: Instant::now(),
             quiet: Notify::new(),
@@ -56,7 +62,28 @@ impl Activity {
     /// Counts a request from now until the returned guard is dropped.
     pub fn begin(self: &Arc<Self>) -> ActiveRequest {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.begun.fetch_add(1, Ordering::AcqRel);
+        self.started.notify_waiters();
         ActiveRequest(self.clone())
+    }
+
+    /// Completes once the connection has begun a request, or after `grace` if it has none.
+    ///
+    /// When the server stops, a connection that has not yet sent its first request is waited
+    /// for that long before it is closed: the client opened it to send one, which is most
+    /// likely on its way, and closing first would fail a request that nothing else had
+    /// refused. Connections that have been used close as soon as they are quiet.
+    pub async fn first_request(&self, grace: Duration) {
+        let started = async {
+            loop {
+                let notified = self.started.notified();
+                if self.begun.load(Ordering::Acquire) > 0 {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        let _ = tokio::time::timeout(grace, started).await;
     }
 
     pub fn in_flight(&self) -> usize {

@@ -25,6 +25,7 @@ use crate::{
     Limits,
     activity::Activity,
     service::{EdgeService, Peer},
+    tcp::FIRST_REQUEST_GRACE,
 };
 
 /// HTTP/3's "no error" code, for connections we close on purpose.
@@ -177,16 +178,24 @@ async fn connection(
                     return Ok(());
                 }
             },
-            () = shutdown.cancelled(), if !draining => {
-                // GOAWAY: requests already started finish, new ones go elsewhere.
+            // GOAWAY: requests already started finish, new ones go elsewhere; a connection
+            // that has not sent its first request yet gets it in first.
+            () = async {
+                shutdown.cancelled().await;
+                activity.first_request(FIRST_REQUEST_GRACE).await;
+            }, if !draining => {
                 draining = true;
                 h3.shutdown(0).await?;
                 continue;
             }
             // Draining with nothing in flight: once the client has what was sent (or is gone),
-            // the connection closes, rather than at QUIC's idle timeout.
-            () = activity.quiet(), if draining => {
+            // the connection closes, rather than at QUIC's idle timeout. Meanwhile `accept`
+            // goes on rejecting requests sent after the GOAWAY (H3_REQUEST_REJECTED), so that
+            // their clients retry elsewhere at once.
+            () = async {
+                activity.quiet().await;
                 delivered(&quic).await;
+            }, if draining => {
                 quic.close(H3_NO_ERROR.into(), b"shutdown");
                 return Ok(());
             }
@@ -260,9 +269,20 @@ where
 }
 
 /// A request body read from an h3 stream: data frames, then trailers.
-struct RequestBody<R> {
+struct RequestBody<R: h3::quic::RecvStream> {
     recv: RequestStream<R, Bytes>,
     state: Reading,
+}
+
+/// A request body given up before its end (a GET whose FIN is still on its way, or a body
+/// the handler did not read) asks the client to stop sending with H3_NO_ERROR, as RFC 9114
+/// section 4.1.2 says, rather than quinn's default code 0, which clients take for an error.
+impl<R: h3::quic::RecvStream> Drop for RequestBody<R> {
+    fn drop(&mut self) {
+        if self.state != Reading::Done {
+            self.recv.stop_sending(h3::error::Code::H3_NO_ERROR);
+        }
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -272,7 +292,7 @@ enum Reading {
     Done,
 }
 
-impl<R> RequestBody<R> {
+impl<R: h3::quic::RecvStream> RequestBody<R> {
     fn new(recv: RequestStream<R, Bytes>) -> Self {
         RequestBody {
             recv,

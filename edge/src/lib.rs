@@ -17,6 +17,7 @@ mod cache;
 mod config;
 mod error;
 mod h3;
+mod handoff;
 mod renewal;
 mod service;
 mod site;
@@ -33,6 +34,7 @@ use tracing::{info, warn};
 pub use crate::{
     config::Config,
     error::Error,
+    handoff::{Generation, Handoff},
     service::{EdgeService, Peer, Stamp, edge_service},
     site::{StaticFiles, static_files},
     tls::{Source as CertificateSource, spki_sha256},
@@ -124,13 +126,51 @@ impl Edge {
     /// Binds the configured addresses. With port 0 for `https`, TCP gets a free port and UDP is
     /// bound to the same one.
     pub fn bind(&self) -> Result<Sockets, Error> {
+        self.bind_with(None, None)
+    }
+
+    /// Binds the configured addresses, except those given: sockets another process bound and
+    /// handed over (an upgrade), the plain HTTP listener and the HTTPS pair.
+    pub fn bind_with(
+        &self,
+        http: Option<std::net::TcpListener>,
+        https: Option<(std::net::TcpListener, std::net::UdpSocket)>,
+    ) -> Result<Sockets, Error> {
         let bind_err = |proto, addr, source| Error::Bind {
             proto,
             addr,
             source,
         };
-        let http = std::net::TcpListener::bind(self.config.http)
-            .map_err(|e| bind_err("tcp", self.config.http, e))?;
+        let http = match http {
+            Some(http) => http,
+            None => std::net::TcpListener::bind(self.config.http)
+                .map_err(|e| bind_err("tcp", self.config.http, e))?,
+        };
+        let (https_tcp, https_udp) = match https {
+            Some(pair) => pair,
+            None => self.bind_https()?,
+        };
+        for socket in [&http, &https_tcp] {
+            socket
+                .set_nonblocking(true)
+                .map_err(|e| bind_err("tcp", self.config.https, e))?;
+        }
+        https_udp
+            .set_nonblocking(true)
+            .map_err(|e| bind_err("udp", self.config.https, e))?;
+        Ok(Sockets {
+            http,
+            https_tcp,
+            https_udp,
+        })
+    }
+
+    fn bind_https(&self) -> Result<(std::net::TcpListener, std::net::UdpSocket), Error> {
+        let bind_err = |proto, addr, source| Error::Bind {
+            proto,
+            addr,
+            source,
+        };
         let addr = self.config.https;
         let attempts = if addr.port() == 0 { 16 } else { 1 };
         let mut last = None;
@@ -148,16 +188,7 @@ impl Edge {
                             "quic socket offload"
                         );
                     }
-                    for socket in [&http, &tcp] {
-                        socket
-                            .set_nonblocking(true)
-                            .map_err(|e| bind_err("tcp", bound, e))?;
-                    }
-                    return Ok(Sockets {
-                        http,
-                        https_tcp: tcp,
-                        https_udp: udp,
-                    });
+                    return Ok((tcp, udp));
                 }
                 Err(e) => last = Some(bind_err("udp", bound, e)),
             }
@@ -202,6 +233,7 @@ impl Edge {
         sockets: Sockets,
         site: S,
         shutdown: CancellationToken,
+        handoff: Handoff,
     ) -> Result<(), Error>
     where
         S: tower::Service<
@@ -230,7 +262,7 @@ impl Edge {
 
         let tcp_tls = self.tls_config(&[b"h2", b"http/1.1"], true)?;
         let quic_tls = self.tls_config(&[b"h3"], false)?;
-        let endpoint = quic_endpoint(quic_tls, https_udp, &limits)?;
+        let endpoint = quic_endpoint(quic_tls, https_udp, &limits, handoff)?;
 
         let tasks = TaskTracker::new();
         let accept = TaskTracker::new();
@@ -353,10 +385,17 @@ fn quic_endpoint(
     tls: rustls::ServerConfig,
     socket: std::net::UdpSocket,
     limits: &Limits,
+    handoff: Handoff,
 ) -> Result<quinn::Endpoint, Error> {
-    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
-        .map_err(|e| Error::Quic(e.to_string()))?;
-    let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    let quic_error = |e: &dyn std::fmt::Display| Error::Quic(e.to_string());
+    let crypto =
+        quinn::crypto::rustls::QuicServerConfig::try_from(tls).map_err(|e| quic_error(&e))?;
+    // Keys shared by the generations of an upgrade: a Retry token or a stateless reset from one
+    // process is good in the next.
+    let key = handoff.generation().key;
+    let derive = |purpose: &[u8]| [purpose, &key[..]].concat();
+    let token_key = ring::hkdf::Prk::new_less_safe(ring::hkdf::HKDF_SHA256, &derive(b"token"));
+    let mut server = quinn::ServerConfig::new(Arc::new(crypto), Arc::new(token_key));
     let mut transport = quinn::TransportConfig::default();
     transport
         .max_concurrent_bidi_streams(limits.max_streams.into())
@@ -364,13 +403,16 @@ fn quic_endpoint(
         .max_concurrent_uni_streams(8u32.into())
         .max_idle_timeout(quinn::IdleTimeout::try_from(limits.idle_timeout).ok());
     server.transport_config(Arc::new(transport));
+    let reset_key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &derive(b"reset"));
+    let mut endpoint = quinn::EndpointConfig::new(Arc::new(reset_key));
+    let generation = handoff.generation().clone();
+    endpoint.cid_generator(move || Box::new(handoff::Cids::new(generation.clone())));
     let runtime = quinn::default_runtime()
         .ok_or_else(|| Error::Quic("no async runtime for QUIC".to_string()))?;
-    quinn::Endpoint::new(
-        quinn::EndpointConfig::default(),
-        Some(server),
-        socket,
-        runtime,
-    )
-    .map_err(|e| Error::Quic(e.to_string()))
+    let socket = runtime
+        .wrap_udp_socket(socket)
+        .map_err(|e| quic_error(&e))?;
+    let socket = Arc::new(handoff::RoutingSocket::new(socket, handoff));
+    quinn::Endpoint::new_with_abstract_socket(endpoint, Some(server), socket, runtime)
+        .map_err(|e| quic_error(&e))
 }

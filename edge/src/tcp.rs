@@ -15,7 +15,7 @@ use http::{Request, Response, StatusCode, Uri, header};
 use hyper::body::Incoming;
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
-    server::{conn::auto, graceful::GracefulShutdown},
+    server::{conn::auto, graceful::GracefulConnection},
 };
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
@@ -33,8 +33,12 @@ use crate::{
     service::{EdgeService, Peer},
 };
 
+/// How long a connection that has not yet sent its first request is waited for when the server
+/// stops (see `Activity::first_request`).
+pub(crate) const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(1);
+
 /// Accepts TLS connections until `shutdown`, then asks each open connection to finish (GOAWAY
-/// on HTTP/2, `Connection: close` on HTTP/1.1) through `graceful`.
+/// on HTTP/2, `Connection: close` on HTTP/1.1) once it has had its first request.
 pub async fn serve_https(
     listener: TcpListener,
     tls: TlsAcceptor,
@@ -43,7 +47,6 @@ pub async fn serve_https(
     tasks: TaskTracker,
     shutdown: CancellationToken,
 ) {
-    let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let mut http1 = auto::Builder::new(TokioExecutor::new());
     http1
@@ -76,7 +79,7 @@ pub async fn serve_https(
         let tls = tls.clone();
         let service = service.clone();
         let (http1, http2) = (http1.clone(), http2.clone());
-        let watcher = graceful.watcher();
+        let shutdown = shutdown.clone();
         let limits = limits.clone();
         tasks.spawn(async move {
             let _ = stream.set_nodelay(true);
@@ -115,15 +118,13 @@ pub async fn serve_https(
             });
             let io = TokioIo::new(SendTimeout::new(stream, limits.send_timeout));
             let connection: Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send>> = if h2 {
-                Box::pin(watcher.watch(http2.serve_connection(io, hyper_service).into_owned()))
+                let connection = http2.serve_connection(io, hyper_service).into_owned();
+                Box::pin(until_shutdown(connection, activity.clone(), shutdown))
             } else {
-                Box::pin(
-                    watcher.watch(
-                        http1
-                            .serve_connection_with_upgrades(io, hyper_service)
-                            .into_owned(),
-                    ),
-                )
+                let connection = http1
+                    .serve_connection_with_upgrades(io, hyper_service)
+                    .into_owned();
+                Box::pin(until_shutdown(connection, activity.clone(), shutdown))
             };
             // The idle bound (for HTTP/2 above all: a client that answers pings but sends
             // nothing would otherwise hold its connection forever): no request in flight for
@@ -139,7 +140,31 @@ pub async fn serve_https(
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+}
+
+/// Serves `connection` to its end; when `shutdown` fires, lets its first request come if it has
+/// had none (within `FIRST_REQUEST_GRACE`), then shuts it down gracefully: what is in flight
+/// finishes, and it closes.
+async fn until_shutdown<C>(
+    connection: C,
+    activity: Arc<Activity>,
+    shutdown: CancellationToken,
+) -> Result<(), BoxError>
+where
+    C: GracefulConnection,
+    C::Error: Into<BoxError>,
+{
+    let mut connection = std::pin::pin!(connection);
+    tokio::select! {
+        result = connection.as_mut() => return result.map_err(Into::into),
+        () = shutdown.cancelled() => {}
+    }
+    tokio::select! {
+        result = connection.as_mut() => return result.map_err(Into::into),
+        () = activity.first_request(FIRST_REQUEST_GRACE) => {}
+    }
+    connection.as_mut().graceful_shutdown();
+    connection.await.map_err(Into::into)
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -177,7 +202,6 @@ pub async fn serve_redirect(
     tasks: TaskTracker,
     shutdown: CancellationToken,
 ) {
-    let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -193,25 +217,29 @@ pub async fn serve_redirect(
             continue;
         };
         let max_head = limits.max_header_bytes;
+        let activity = Activity::new();
+        let tracked = activity.clone();
         let connection = builder.serve_connection(
             TokioIo::new(SendTimeout::new(stream, limits.send_timeout)),
-            hyper::service::service_fn(move |request: Request<Incoming>| async move {
-                if head_too_large(&request, max_head) {
-                    return Ok::<_, std::convert::Infallible>(header_fields_too_large());
+            hyper::service::service_fn(move |request: Request<Incoming>| {
+                let _request = tracked.begin();
+                async move {
+                    if head_too_large(&request, max_head) {
+                        return Ok::<_, std::convert::Infallible>(header_fields_too_large());
+                    }
+                    Ok::<_, std::convert::Infallible>(redirect(&request, https))
                 }
-                Ok::<_, std::convert::Infallible>(redirect(&request, https))
             }),
         );
-        let watched = graceful.watch(connection);
+        let shutdown = shutdown.clone();
         tasks.spawn(async move {
-            if let Err(e) = watched.await {
+            if let Err(e) = until_shutdown(connection, activity, shutdown).await {
                 debug!(%peer, error = %e, "http connection");
             }
             drop((permit, slot));
         });
     }
     drop(listener);
-    graceful.shutdown().await;
 }
 
 /// Whether an HTTP/1.x request's head (request line and header lines, as sent) is larger than

@@ -45,7 +45,8 @@ async fn echo_server() -> Running {
         Ok::<_, Infallible>(Response::new(request.into_body()))
     });
     let shutdown = CancellationToken::new();
-    tokio::spawn(edge.run(sockets, echo, shutdown.clone()));
+    let handoff = foobar_edge::Handoff::new(foobar_edge::Generation::random().unwrap());
+    tokio::spawn(edge.run(sockets, echo, shutdown.clone(), handoff));
     let pem = std::fs::read(state.path().join("tls/self-signed.crt")).unwrap();
     Running {
         addr,

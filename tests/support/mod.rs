@@ -3,11 +3,13 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 pub mod h2raw;
+pub mod load;
 pub mod web;
 
 use std::{
     io::{BufRead, BufReader},
     net::{SocketAddr, UdpSocket},
+    os::unix::process::CommandExt,
     path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Stdio},
     sync::{Arc, Condvar, Mutex},
@@ -190,6 +192,9 @@ impl Foobar {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
+            // Its own process group: the processes that take over from it (upgrades) are in
+            // it too, and all go when the test ends.
+            .process_group(0)
             .spawn()
             .unwrap();
         let stderr = child.stderr.take().unwrap();
@@ -215,6 +220,8 @@ impl Foobar {
         server.dns = server.address_in("dns listening on udp");
         server.https = server.address_in("https listening on tcp");
         server.http = server.address_in("http listening on tcp");
+        // Last of the start: the PID file is written.
+        server.wait_for_log(" serving pid=");
         server
     }
 }
@@ -273,6 +280,30 @@ impl Foobar {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// The process serving now, as the PID file names it (after an upgrade, not `pid()`).
+    pub fn serving_pid(&self) -> u32 {
+        let path = self.state_path("foobar.pid");
+        std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("foobar.toml")
+    }
+
+    /// Runs `foobar COMMAND --config <this server's config>` (upgrade, reload).
+    pub fn control(&self, command: &str) -> std::process::Output {
+        output_within(
+            Command::new(binary())
+                .arg(command)
+                .arg("--config")
+                .arg(self.config_path()),
+        )
     }
 
     /// Every log line so far.
@@ -419,8 +450,24 @@ pub fn unsent_bytes(local: SocketAddr, remote: SocketAddr) -> Option<u64> {
 
 impl Drop for Foobar {
     fn drop(&mut self) {
+        // The group is the first process's: it and every process started by an upgrade.
+        let _ = Command::new("kill")
+            .args(["-s", "KILL", "--", &format!("-{}", self.child.id())])
+            .stderr(Stdio::null())
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Whether process `pid` has exited (gone, or a zombie waiting to be reaped).
+pub fn exited(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        // The state follows the command name in parentheses.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
     }
 }
 

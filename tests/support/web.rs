@@ -350,7 +350,9 @@ impl H3 {
             .send_request(Request::from_parts(parts, ()))
             .await
             .map_err(|e| e.to_string())?;
-        stream.finish().await.map_err(|e| e.to_string())?;
+        // A server may stop reading a request it has answered (RFC 9114 section 4.1.2): the
+        // response still counts.
+        let _ = stream.finish().await;
         let response = stream.recv_response().await.map_err(|e| e.to_string())?;
         Ok((response.status(), stream))
     }
