@@ -33,15 +33,43 @@ impl Config {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read config {}", path.display()))?;
         toml::from_str(&text).map_err(|e| {
-            let at = e.span().map_or(String::new(), |span| {
+            let (at, key) = e.span().map_or((String::new(), None), |span| {
                 let before = &text[..span.start.min(text.len())];
                 let line = before.matches('\n').count() + 1;
                 let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-                format!(":{line}:{column}")
+                (format!(":{line}:{column}"), key_at(&text, span.start))
             });
-            anyhow::anyhow!("invalid config {}{at}: {}", path.display(), e.message())
+            let message = e.message();
+            match key {
+                // A bad value: its key, which the message does not name.
+                Some(key)
+                    if !message
+                        .contains(&format!("`{}`", key.rsplit('.').next().unwrap_or(&key))) =>
+                {
+                    anyhow::anyhow!("invalid config {}{at}: {key}: {message}", path.display())
+                }
+                _ => anyhow::anyhow!("invalid config {}{at}: {message}", path.display()),
+            }
         })
     }
+}
+
+/// The key whose line holds byte `offset` of `text`, with its table: `edge.max_streams`.
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let start = text[..offset.min(text.len())]
+        .rfind('\n')
+        .map_or(0, |i| i + 1);
+    let line = text[start..].lines().next()?;
+    let (key, _) = line.split_once('=')?;
+    let key = key.trim().trim_matches('"');
+    let table = text[..start].lines().rev().find_map(|line| {
+        let line = line.trim();
+        line.strip_prefix('[')?.strip_suffix(']').map(str::trim)
+    });
+    Some(match table {
+        Some(table) => format!("{table}.{key}"),
+        None => key.to_string(),
+    })
 }
 
 #[cfg(test)]
@@ -69,6 +97,7 @@ mod tests {
             error.starts_with(&format!("invalid config {}:4:15: ", path.display())),
             "{error}"
         );
+        assert!(error.contains("edge.max_streams: invalid type"), "{error}");
         std::fs::write(&path, "[dns]\nlisen = []\n").expect("written");
         let error = Config::from_file(&path).expect_err("refused").to_string();
         assert!(error.contains(":2:1: unknown field `lisen`"), "{error}");

@@ -361,12 +361,32 @@ impl Supervisor {
         let config = crate::config(self.inner.launch.config_path.as_deref())
             .map_err(|e| format!("{e:#}"))?;
         let current = lock(&self.inner.config).clone();
-        if config != current {
-            info!("reload: the configuration changed; a new process takes over with it");
+        if needs_new_sockets(&current, &config) {
+            info!("reload: listen addresses or state_dir changed; a new process takes over");
             return self
                 .upgrade_now()
                 .await
                 .map(|pid| format!("reloaded by a new process, pid {pid}"));
+        }
+        if config != current {
+            // Everything is loaded anew (zones, certificate, database, site) and only then put
+            // in place of what serves: a part that fails to load changes nothing.
+            let file = self
+                .inner
+                .launch
+                .config_path
+                .as_deref()
+                .map_or_else(String::new, |path| format!("{}: ", path.display()));
+            let Loaded { dns, edge, site } =
+                load(&config).await.map_err(|e| format!("{file}{e:#}"))?;
+            self.inner
+                .edge
+                .adopt(&edge, site)
+                .map_err(|e| format!("{file}{e:#}"))?;
+            self.inner.dns.adopt(dns);
+            *lock(&self.inner.config) = config;
+            info!("reload: the new configuration serves");
+            return Ok("reloaded in place".to_string());
         }
         let report = self.inner.dns.reload().await;
         info!(
@@ -477,6 +497,14 @@ impl Supervisor {
         let _ = std::fs::remove_file(control::socket_path(&self.state_dir));
         self.inner.shutdown.cancel();
     }
+}
+
+/// Whether going from `current` to `new` takes sockets that this process does not have.
+fn needs_new_sockets(current: &Config, new: &Config) -> bool {
+    current.state_dir != new.state_dir
+        || current.dns.listen != new.dns.listen
+        || current.edge.http != new.edge.http
+        || current.edge.https != new.edge.https
 }
 
 /// The value in `mutex`, also if a thread panicked holding it (every value here stays whole).

@@ -76,7 +76,19 @@ async fn upgrades_and_reloads_under_load_lose_nothing() {
         // Five upgrades, then five reloads: in place when the file is unchanged, by a new
         // process when a setting that needs one changed.
         let command = if round < 5 { "upgrade" } else { "reload" };
-        if round >= 7 {
+        if round == 9 {
+            // A second DNS address: new sockets, so a new process takes over.
+            let config = std::fs::read_to_string(server.config_path()).unwrap();
+            let listening = format!(
+                "listen = [\"127.0.0.1:0\", \"127.0.0.2:{}\"]",
+                server.dns.port()
+            );
+            std::fs::write(
+                server.config_path(),
+                config.replace("listen = [\"127.0.0.1:0\"]", &listening),
+            )
+            .unwrap();
+        } else if round >= 7 {
             let config: String = std::fs::read_to_string(server.config_path())
                 .unwrap()
                 .lines()
@@ -113,7 +125,11 @@ async fn upgrades_and_reloads_under_load_lose_nothing() {
     let report = load.stop().await;
     eprintln!("{}", report.summary());
     eprintln!("old processes exited after {handovers:?}");
-    assert!(handovers.len() >= 7, "{handovers:?}");
+    assert_eq!(
+        handovers.len(),
+        6,
+        "5 upgrades and a reload with a new address: {handovers:?}"
+    );
     for client in &report.clients {
         assert!(client.sent > 20, "{}", report.summary());
         assert_eq!(client.failed, 0, "{}", report.summary());
@@ -190,4 +206,125 @@ fn a_second_server_on_the_same_state_dir_is_refused() {
         stderr.contains(&server.serving_pid().to_string()),
         "{stderr}"
     );
+}
+
+fn post(token: &str, body_bytes: usize) -> http::Request<bytes::Bytes> {
+    let body = serde_json::json!({ "title": "Reloaded", "body": "x".repeat(body_bytes) });
+    http::Request::post("https://www.foobar.com/api/posts")
+        .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {token}"))
+        .body(bytes::Bytes::from(body.to_string()))
+        .unwrap()
+}
+
+fn www(server: &Foobar) -> Vec<String> {
+    support::addresses(&server.query("www.foobar.com.", hickory_proto::rr::RecordType::A))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_applies_token_limits_and_zones_folder_in_place_and_refuses_a_broken_file() {
+    let server = Foobar::setup()
+        .shipped_site()
+        .app("api_token = \"first-token\"")
+        .start();
+    let pem = server.certificate_pem();
+    let serving = server.serving_pid();
+    // Another zones folder, where www.foobar.com has another address.
+    let other = server.config_path().with_file_name("other-zones");
+    std::fs::create_dir(&other).unwrap();
+    let zone = support::shipped_zone();
+    std::fs::write(
+        other.join("foobar.com.zone"),
+        zone.replace("IN A    8.8.8.8", "IN A    9.9.9.9"),
+    )
+    .unwrap();
+    assert_eq!(www(&server), ["8.8.8.8"]);
+    let created = fetch(Proto::H2, server.https, &pem, post("first-token", 10)).await;
+    assert_eq!(created.status, StatusCode::CREATED);
+
+    let good = std::fs::read_to_string(server.config_path()).unwrap();
+    let zones_line = good.lines().find(|l| l.starts_with("zones = ")).unwrap();
+    let reloaded = good
+        .replace("first-token", "second-token")
+        .replace(zones_line, &format!("zones = \"{}\"", other.display()))
+        .replace("[edge]\n", "[edge]\nmax_body_bytes = 200\n");
+    std::fs::write(server.config_path(), &reloaded).unwrap();
+    let (ok, stdout, stderr) = control(&server, "reload").await;
+    assert!(ok, "{stdout}{stderr}");
+    assert!(stdout.contains("in place"), "{stdout}");
+    assert_eq!(server.serving_pid(), serving, "no new process");
+
+    assert_eq!(www(&server), ["9.9.9.9"], "the other zones folder serves");
+    for proto in web::ALL {
+        let old_token = fetch(proto, server.https, &pem, post("first-token", 10)).await;
+        assert_eq!(old_token.status, StatusCode::UNAUTHORIZED, "{proto:?}");
+        let new_token = fetch(proto, server.https, &pem, post("second-token", 10)).await;
+        assert_eq!(new_token.status, StatusCode::CREATED, "{proto:?}");
+        let too_large = fetch(proto, server.https, &pem, post("second-token", 300)).await;
+        assert_eq!(too_large.status, StatusCode::PAYLOAD_TOO_LARGE, "{proto:?}");
+    }
+    // The watch follows the zones folder: an edit there is served.
+    support::save_by_rename(
+        &other.join("foobar.com.zone"),
+        &zone
+            .replace("IN A    8.8.8.8", "IN A    9.9.9.10")
+            .replace("2026112901", "2026112902"),
+    );
+    support::wait_until("the edit in the new folder is served", || {
+        www(&server) == ["9.9.9.10"]
+    });
+
+    // A broken file changes nothing, and says where it is broken.
+    let broken = reloaded.replace("max_body_bytes = 200", "max_body_bytes = \"lots\"");
+    std::fs::write(server.config_path(), &broken).unwrap();
+    let (ok, _, stderr) = control(&server, "reload").await;
+    assert!(!ok);
+    let line = 1 + broken
+        .lines()
+        .position(|l| l.starts_with("max_body_bytes"))
+        .unwrap();
+    let at = format!("{}:{line}:", server.config_path().display());
+    assert!(stderr.contains(&at), "{stderr}");
+    assert!(
+        stderr.contains("max_body_bytes") || stderr.contains("integer"),
+        "{stderr}"
+    );
+    // SIGHUP reloads the same way: refused, logged with the place.
+    let skip = server.log_len();
+    server.signal("HUP");
+    let logged = server.wait_for_log_after(skip, "reload failed");
+    assert!(logged.contains(&at), "{logged}");
+    assert_eq!(server.serving_pid(), serving);
+    let still = fetch(Proto::H3, server.https, &pem, post("second-token", 10)).await;
+    assert_eq!(still.status, StatusCode::CREATED);
+    assert_eq!(www(&server), ["9.9.9.10"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_adds_a_listen_address_is_done_by_a_new_process() {
+    let server = Foobar::setup().start();
+    let serving = server.serving_pid();
+    let config = std::fs::read_to_string(server.config_path()).unwrap();
+    // Keep the port the first address has, add a second address on another loopback IP.
+    let listening = format!(
+        "listen = [\"127.0.0.1:0\", \"127.0.0.2:{}\"]",
+        server.dns.port()
+    );
+    std::fs::write(
+        server.config_path(),
+        config.replace("listen = [\"127.0.0.1:0\"]", &listening),
+    )
+    .unwrap();
+    let (ok, stdout, stderr) = control(&server, "reload").await;
+    assert!(ok, "{stdout}{stderr}");
+    assert!(stdout.contains("new process"), "{stdout}");
+    assert_ne!(server.serving_pid(), serving);
+    exit_of(serving, Duration::from_secs(12)).await;
+    // The first address is the same socket as before; the second is new.
+    let second: std::net::SocketAddr = format!("127.0.0.2:{}", server.dns.port()).parse().unwrap();
+    for address in [server.dns, second] {
+        let reply =
+            support::query_udp(address, "www.foobar.com.", hickory_proto::rr::RecordType::A);
+        assert_eq!(support::addresses(&reply), ["8.8.8.8"], "{address}");
+    }
 }

@@ -25,7 +25,13 @@ pub mod snapshot;
 mod watch;
 pub mod zone;
 
-use std::{path::Path, sync::Arc, time::Duration};
+use std::{
+    path::Path,
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
+
+use arc_swap::ArcSwap;
 
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
@@ -50,9 +56,18 @@ fn origin_names<'z>(zones: impl Iterator<Item = &'z Zone>) -> Vec<String> {
     origins
 }
 
-/// The DNS service: its zones and how it answers.
+/// The DNS service: its zones and how it answers. Clones share one serving state, which a
+/// configuration reload replaces whole while the listeners run ([`Dns::adopt`]).
 #[derive(Debug, Clone)]
 pub struct Dns {
+    live: Arc<ArcSwap<Live>>,
+    /// The zones-folder watch of the running service: what stops it, and what it answers to.
+    watch: Arc<Mutex<Option<(CancellationToken, CancellationToken)>>>,
+}
+
+/// What the listeners answer from.
+#[derive(Debug)]
+pub struct Live {
     zones: Arc<Zones>,
     shared: listener::Shared,
 }
@@ -92,9 +107,27 @@ impl Dns {
             max_tcp_connections_per_address: *max_tcp_connections_per_address,
             tcp_idle_timeout: Duration::from_secs(*tcp_idle_timeout),
             tcp_io_timeout: Duration::from_secs(*tcp_io_timeout),
-            drain_timeout: Duration::from_secs(*tcp_io_timeout),
         };
-        Ok(Dns { zones, shared })
+        Ok(Dns {
+            live: Arc::new(ArcSwap::from_pointee(Live { zones, shared })),
+            watch: Arc::default(),
+        })
+    }
+
+    /// Serves from now on what `loaded` loaded (a reloaded configuration: another zones folder,
+    /// other limits or answers), on the sockets already listening. TCP connections open now
+    /// finish under the old settings.
+    pub fn adopt(&self, loaded: Dns) {
+        let state = loaded.live.load_full();
+        let zones = state.zones.clone();
+        self.live.store(state);
+        let mut watch = self.watch.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((old, root)) = watch.take() {
+            old.cancel();
+            let token = root.child_token();
+            spawn_watch(zones, token.clone());
+            *watch = Some((token, root));
+        }
     }
 
     /// Checks every zone as `serve --check` does: fails on the first broken one and writes
@@ -106,14 +139,14 @@ impl Dns {
 
     /// The origins of the zones served now, as text without the final dot (`foobar.com`).
     pub fn origins(&self) -> Vec<String> {
-        let catalog = self.zones.catalog();
+        let catalog = self.live.load().zones.catalog();
         let catalog = catalog.load();
         origin_names(catalog.zones().map(|zone| &**zone))
     }
 
     /// Re-reads every zone file (SIGHUP), keeping the previous version of any that fails.
     pub async fn reload(&self) -> Reloaded {
-        let zones = self.zones.clone();
+        let zones = self.live.load().zones.clone();
         tokio::task::spawn_blocking(move || zones.reload(true))
             .await
             .unwrap_or_default()
@@ -122,22 +155,19 @@ impl Dns {
     /// Serves on the bound sockets and watches the zones folder until `shutdown`, then lets TCP
     /// clients take the answers in hand for at most `drain` (and the TCP I/O timeout).
     pub async fn run(
-        mut self,
+        self,
         sockets: Vec<Sockets>,
         shutdown: CancellationToken,
         drain: Duration,
     ) -> Result<(), Error> {
-        self.shared.drain_timeout = drain.min(self.shared.tcp_io_timeout);
         let mut tasks = tokio::task::JoinSet::new();
-        match watch::Watch::start(self.zones.clone()) {
-            Ok(watch) => {
-                tasks.spawn(watch.run(shutdown.clone()));
-                // Catch edits made between loading and the start of the watch, before serving.
-                let zones = self.zones.clone();
-                let _ = tokio::task::spawn_blocking(move || zones.reload(false)).await;
-            }
-            Err(e) => error!(error = %e, "zone files are not watched; SIGHUP still reloads"),
-        }
+        let zones = self.live.load().zones.clone();
+        let token = shutdown.child_token();
+        spawn_watch(zones.clone(), token.clone());
+        *self.watch.lock().unwrap_or_else(PoisonError::into_inner) =
+            Some((token, shutdown.clone()));
+        // Catch edits made between loading and the start of the watch, before serving.
+        let _ = tokio::task::spawn_blocking(move || zones.reload(false)).await;
         for Sockets { udp, tcp } in sockets {
             let addr = udp.local_addr().ok();
             let tcp = match (tokio::net::TcpListener::from_std(tcp), addr) {
@@ -157,16 +187,33 @@ impl Dns {
             };
             tasks.spawn(listener::serve_udp(
                 udp,
-                self.shared.clone(),
+                self.live.clone(),
                 shutdown.clone(),
             ));
             tasks.spawn(listener::serve_tcp(
                 tcp,
-                self.shared.clone(),
+                self.live.clone(),
                 shutdown.clone(),
+                drain,
             ));
         }
         while tasks.join_next().await.is_some() {}
         Ok(())
+    }
+}
+
+/// Watches a zones folder until `token` is cancelled.
+fn spawn_watch(zones: Arc<Zones>, token: CancellationToken) {
+    match watch::Watch::start(zones) {
+        Ok(watch) => {
+            tokio::spawn(watch.run(token));
+        }
+        Err(e) => error!(error = %e, "zone files are not watched; SIGHUP still reloads"),
+    }
+}
+
+impl Live {
+    pub(crate) fn shared(&self) -> &listener::Shared {
+        &self.shared
     }
 }

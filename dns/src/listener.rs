@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::{
+    Live,
     answer::{Client, Outcome, Responder, Transport, transfer},
     catalog::Catalog,
     error::Error,
@@ -100,8 +101,35 @@ pub struct Shared {
     pub max_tcp_connections_per_address: usize,
     pub tcp_idle_timeout: Duration,
     pub tcp_io_timeout: Duration,
-    /// How long stopping waits for TCP connections to finish.
-    pub drain_timeout: Duration,
+}
+
+/// The TCP connection bounds in force, and the settings they were made for.
+struct Bounds {
+    limit: Arc<Semaphore>,
+    per_address: PerAddress,
+    made_for: (usize, usize),
+}
+
+impl Bounds {
+    fn of(shared: &Shared) -> Bounds {
+        Bounds {
+            limit: Arc::new(Semaphore::new(shared.max_tcp_connections)),
+            per_address: PerAddress::new(shared.max_tcp_connections_per_address),
+            made_for: (
+                shared.max_tcp_connections,
+                shared.max_tcp_connections_per_address,
+            ),
+        }
+    }
+
+    /// Whether these bounds are still the ones `shared` asks for.
+    fn follow(&self, shared: &Shared) -> bool {
+        self.made_for
+            == (
+                shared.max_tcp_connections,
+                shared.max_tcp_connections_per_address,
+            )
+    }
 }
 
 /// When stopping, how long a TCP connection that has not sent its first query is waited for.
@@ -114,7 +142,11 @@ const UDP_SHUTDOWN_POLL: Duration = Duration::from_millis(200);
 ///
 /// Plain blocking `recv_from`/`send_to` rather than the async reactor: each datagram is one
 /// independent request, so readiness polling and task wake-ups would only add work per packet.
-pub async fn serve_udp(socket: std::net::UdpSocket, shared: Shared, shutdown: CancellationToken) {
+pub async fn serve_udp(
+    socket: std::net::UdpSocket,
+    live: Arc<ArcSwap<Live>>,
+    shutdown: CancellationToken,
+) {
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
     let mut tasks = JoinSet::new();
     for _ in 0..workers {
@@ -125,14 +157,14 @@ pub async fn serve_udp(socket: std::net::UdpSocket, shared: Shared, shutdown: Ca
                 continue;
             }
         };
-        let shared = shared.clone();
+        let live = live.clone();
         let shutdown = shutdown.clone();
-        tasks.spawn_blocking(move || udp_worker(&socket, &shared, &shutdown));
+        tasks.spawn_blocking(move || udp_worker(&socket, &live, &shutdown));
     }
     while tasks.join_next().await.is_some() {}
 }
 
-fn udp_worker(socket: &std::net::UdpSocket, shared: &Shared, shutdown: &CancellationToken) {
+fn udp_worker(socket: &std::net::UdpSocket, live: &ArcSwap<Live>, shutdown: &CancellationToken) {
     if let Err(e) = socket
         .set_nonblocking(false)
         .and_then(|()| socket.set_read_timeout(Some(UDP_SHUTDOWN_POLL)))
@@ -159,6 +191,8 @@ fn udp_worker(socket: &std::net::UdpSocket, shared: &Shared, shutdown: &Cancella
                 continue;
             }
         };
+        let live = live.load();
+        let shared = live.shared();
         let catalog = shared.catalog.load();
         let client = Client {
             transport: Transport::Udp,
@@ -177,11 +211,22 @@ fn udp_worker(socket: &std::net::UdpSocket, shared: &Shared, shutdown: &Cancella
 }
 
 /// Accepts TCP connections (RFC 7766) up to the configured bounds: in all, and per address.
-pub async fn serve_tcp(listener: TcpListener, shared: Shared, shutdown: CancellationToken) {
-    let limit = Arc::new(Semaphore::new(shared.max_tcp_connections));
-    let per_address = PerAddress::new(shared.max_tcp_connections_per_address);
+pub async fn serve_tcp(
+    listener: TcpListener,
+    live: Arc<ArcSwap<Live>>,
+    shutdown: CancellationToken,
+    drain: Duration,
+) {
+    let mut bounds = Bounds::of(live.load().shared());
     let mut connections = JoinSet::new();
     loop {
+        let current = live.load_full();
+        let shared = current.shared().clone();
+        // The bounds follow a reloaded configuration; connections open keep their slots.
+        if !bounds.follow(&shared) {
+            bounds = Bounds::of(&shared);
+        }
+        let (limit, per_address) = (&bounds.limit, &bounds.per_address);
         let permit = tokio::select! {
             permit = limit.clone().acquire_owned() => match permit {
                 Ok(permit) => permit,
@@ -216,7 +261,8 @@ pub async fn serve_tcp(listener: TcpListener, shared: Shared, shutdown: Cancella
     }
     // Connections answer the query in hand and stop at their next read; a client that does not
     // take its answer is cut off by the I/O timeout, and this wait is bounded as well.
-    let drained = tokio::time::timeout(shared.drain_timeout, async {
+    let drain = drain.min(live.load().shared().tcp_io_timeout);
+    let drained = tokio::time::timeout(drain, async {
         while connections.join_next().await.is_some() {}
     })
     .await;

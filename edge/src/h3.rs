@@ -11,6 +11,7 @@ use std::{
     time::Duration,
 };
 
+use arc_swap::ArcSwap;
 use axum::body::Body;
 use bytes::{Buf, Bytes};
 use h3::server::RequestStream;
@@ -36,7 +37,7 @@ const H3_NO_ERROR: u32 = 0x100;
 pub async fn serve_h3(
     endpoint: quinn::Endpoint,
     service: EdgeService,
-    limits: Arc<Limits>,
+    current: Arc<ArcSwap<Limits>>,
     tasks: TaskTracker,
     shutdown: CancellationToken,
 ) {
@@ -50,6 +51,8 @@ pub async fn serve_h3(
             },
             () = shutdown.cancelled() => break,
         };
+        // A reloaded configuration applies from the next connection on.
+        let limits = current.load_full();
         if open.load(Ordering::Relaxed) >= limits.max_connections {
             incoming.refuse();
             continue;

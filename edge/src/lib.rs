@@ -24,10 +24,16 @@ mod site;
 mod tcp;
 mod tls;
 
-use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
+use std::{
+    net::SocketAddr,
+    path::Path,
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
+
+use arc_swap::ArcSwap;
 
 use foobar_net::PerAddress;
-use rustls::crypto::CryptoProvider;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{info, warn};
 
@@ -59,13 +65,38 @@ pub(crate) struct Limits {
     pub quic_retry_after_handshakes: usize,
 }
 
-/// The edge, with its certificate loaded and ready to serve.
+/// The edge, with its certificate loaded and ready to serve. Clones share one serving state,
+/// which a configuration reload replaces while connections go on ([`Edge::adopt`]).
 #[derive(Debug, Clone)]
 pub struct Edge {
-    config: Config,
-    source: tls::Source,
-    provider: Arc<CryptoProvider>,
     resolver: Arc<tls::Resolver>,
+    live: Arc<Live>,
+}
+
+/// What the transports read as they go.
+struct Live {
+    config: ArcSwap<Config>,
+    limits: Arc<ArcSwap<Limits>>,
+    /// The site behind the front layers; set by `run`.
+    service: Arc<ArcSwap<Option<EdgeService>>>,
+    /// What `adopt` needs of a running edge: the HTTPS port (for Alt-Svc), the QUIC endpoint
+    /// and its TLS settings (its transport limits are changed in place).
+    running: Mutex<Option<Running>>,
+}
+
+struct Running {
+    https_port: u16,
+    endpoint: quinn::Endpoint,
+    quic_tls: rustls::ServerConfig,
+    handoff: Handoff,
+}
+
+impl std::fmt::Debug for Live {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Live")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Sockets for the edge: plain HTTP, and HTTPS on TCP and UDP with the same port.
@@ -92,15 +123,65 @@ impl Edge {
     pub fn load(config: &Config, state_dir: &Path, names: &[String]) -> Result<Edge, Error> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let source = source(config, state_dir, names)?;
-        let resolver = Arc::new(tls::Resolver::new(&source, &provider)?);
+        let resolver = Arc::new(tls::Resolver::new(source, provider)?);
         // Checked now, before any port is bound; made again with the bound port in `run`.
         Stamp::new(config.https.port(), &config.headers)?;
         Ok(Edge {
-            config: config.clone(),
-            source,
-            provider,
             resolver,
+            live: Arc::new(Live {
+                config: ArcSwap::from_pointee(config.clone()),
+                limits: Arc::new(ArcSwap::from_pointee(limits(
+                    config,
+                    PerAddress::new(config.max_connections_per_address),
+                ))),
+                service: Arc::new(ArcSwap::from_pointee(None)),
+                running: Mutex::new(None),
+            }),
         })
+    }
+
+    /// Serves from now on what `loaded` loaded (a reloaded configuration), with `site`: its
+    /// certificate, limits, headers and site, on the sockets already listening. New
+    /// connections and requests get the new settings; open connections keep their limits. The
+    /// listen addresses are not changed here (that takes new sockets: an upgrade).
+    pub fn adopt<S>(&self, loaded: &Edge, site: S) -> Result<(), Error>
+    where
+        S: tower::Service<
+                http::Request<axum::body::Body>,
+                Response = http::Response<axum::body::Body>,
+                Error = std::convert::Infallible,
+            > + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        let config = loaded.live.config.load_full();
+        let running = self
+            .live
+            .running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let https_port = running
+            .as_ref()
+            .map_or(config.https.port(), |r| r.https_port);
+        let stamp = Stamp::new(https_port, &config.headers)?;
+        let per_address = self.live.limits.load().per_address.clone();
+        per_address.set_most(config.max_connections_per_address);
+        let limits = limits(&config, per_address);
+        if let Some(running) = running.as_ref() {
+            let server = quic_server_config(running.quic_tls.clone(), &limits, &running.handoff)?;
+            running.endpoint.set_server_config(Some(server));
+        }
+        self.resolver.replace((*loaded.resolver.source()).clone())?;
+        self.live.service.store(Arc::new(Some(edge_service(
+            site,
+            stamp,
+            config.max_body_bytes,
+        ))));
+        self.live.limits.store(Arc::new(limits));
+        self.live.config.store(config);
+        Ok(())
     }
 
     /// Checks what `load` would load, writing nothing: the configured certificate files, or the
@@ -114,13 +195,13 @@ impl Edge {
 
     /// How long stopping waits for requests in flight (`shutdown_timeout`).
     pub fn drain_timeout(&self) -> Duration {
-        Duration::from_secs(self.config.shutdown_timeout)
+        Duration::from_secs(self.live.config.load().shutdown_timeout)
     }
 
     /// Re-reads the certificate (SIGHUP). Open connections keep theirs; new handshakes get the
     /// new one. On error the current certificate stays.
     pub fn reload_certificate(&self) -> Result<(), Error> {
-        self.resolver.reload(&self.source, &self.provider)
+        self.resolver.reload()
     }
 
     /// Binds the configured addresses. With port 0 for `https`, TCP gets a free port and UDP is
@@ -141,10 +222,11 @@ impl Edge {
             addr,
             source,
         };
+        let config = self.live.config.load();
         let http = match http {
             Some(http) => http,
-            None => std::net::TcpListener::bind(self.config.http)
-                .map_err(|e| bind_err("tcp", self.config.http, e))?,
+            None => std::net::TcpListener::bind(config.http)
+                .map_err(|e| bind_err("tcp", config.http, e))?,
         };
         let (https_tcp, https_udp) = match https {
             Some(pair) => pair,
@@ -153,11 +235,11 @@ impl Edge {
         for socket in [&http, &https_tcp] {
             socket
                 .set_nonblocking(true)
-                .map_err(|e| bind_err("tcp", self.config.https, e))?;
+                .map_err(|e| bind_err("tcp", config.https, e))?;
         }
         https_udp
             .set_nonblocking(true)
-            .map_err(|e| bind_err("udp", self.config.https, e))?;
+            .map_err(|e| bind_err("udp", config.https, e))?;
         Ok(Sockets {
             http,
             https_tcp,
@@ -171,7 +253,7 @@ impl Edge {
             addr,
             source,
         };
-        let addr = self.config.https;
+        let addr = self.live.config.load().https;
         let attempts = if addr.port() == 0 { 16 } else { 1 };
         let mut last = None;
         for _ in 0..attempts {
@@ -202,30 +284,6 @@ impl Edge {
         }))
     }
 
-    fn limits(&self) -> Limits {
-        let Config {
-            max_connections,
-            max_connections_per_address,
-            max_streams,
-            max_header_bytes,
-            header_timeout,
-            idle_timeout,
-            send_timeout,
-            quic_retry_after_handshakes,
-            ..
-        } = self.config;
-        Limits {
-            max_connections,
-            per_address: PerAddress::new(max_connections_per_address),
-            max_streams,
-            max_header_bytes,
-            header_timeout: Duration::from_secs(header_timeout),
-            idle_timeout: Duration::from_secs(idle_timeout),
-            send_timeout: Duration::from_secs(send_timeout),
-            quic_retry_after_handshakes,
-        }
-    }
-
     /// Serves `site` on the sockets until `shutdown`; then stops accepting, lets in-flight
     /// requests finish (at most `shutdown_timeout`), and returns.
     pub async fn run<S>(
@@ -246,7 +304,8 @@ impl Edge {
             + 'static,
         S::Future: Send + 'static,
     {
-        let limits = Arc::new(self.limits());
+        let limits = self.live.limits.clone();
+        let config = self.live.config.load_full();
         let Sockets {
             http,
             https_tcp,
@@ -254,15 +313,31 @@ impl Edge {
         } = sockets;
         let https = https_tcp.local_addr().map_err(|e| Error::Bind {
             proto: "tcp",
-            addr: self.config.https,
+            addr: config.https,
             source: e,
         })?;
-        let stamp = Stamp::new(https.port(), &self.config.headers)?;
-        let service = edge_service(site, stamp, self.config.max_body_bytes);
+        let stamp = Stamp::new(https.port(), &config.headers)?;
+        self.live.service.store(Arc::new(Some(edge_service(
+            site,
+            stamp,
+            config.max_body_bytes,
+        ))));
+        // The transports call the site in force at each request.
+        let service = EdgeService::new(Current(self.live.service.clone()));
 
         let tcp_tls = self.tls_config(&[b"h2", b"http/1.1"], true)?;
         let quic_tls = self.tls_config(&[b"h3"], false)?;
-        let endpoint = quic_endpoint(quic_tls, https_udp, &limits, handoff)?;
+        let endpoint = quic_endpoint(quic_tls.clone(), https_udp, &limits.load(), &handoff)?;
+        *self
+            .live
+            .running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(Running {
+            https_port: https.port(),
+            endpoint: endpoint.clone(),
+            quic_tls,
+            handoff,
+        });
 
         let tasks = TaskTracker::new();
         let accept = TaskTracker::new();
@@ -278,7 +353,7 @@ impl Edge {
         info!(addr = %https, "https listening on tcp (h2, http/1.1)");
         info!(addr = %https, "https listening on udp (h3)");
         info!(addr = %http_addr, "http listening on tcp (redirect to https)");
-        if self.source.self_signed_for_others(https) {
+        if self.resolver.source().self_signed_for_others(https) {
             warn!(
                 addr = %https,
                 "SERVING A SELF-SIGNED CERTIFICATE to other machines: browsers will refuse it. \
@@ -287,8 +362,6 @@ impl Edge {
         }
         tokio::spawn(renewal::keep_current(
             self.resolver.clone(),
-            self.source.clone(),
-            self.provider.clone(),
             shutdown.clone(),
         ));
         accept.spawn(tcp::serve_https(
@@ -315,7 +388,7 @@ impl Edge {
         ));
 
         shutdown.cancelled().await;
-        let grace = Duration::from_secs(self.config.shutdown_timeout);
+        let grace = self.drain_timeout();
         accept.close();
         tasks.close();
         let drained = tokio::time::timeout(grace, async {
@@ -340,10 +413,11 @@ impl Edge {
         } else {
             &[&rustls::version::TLS13]
         };
-        let mut config = rustls::ServerConfig::builder_with_provider(self.provider.clone())
-            .with_protocol_versions(versions)?
-            .with_no_client_auth()
-            .with_cert_resolver(self.resolver.clone());
+        let mut config =
+            rustls::ServerConfig::builder_with_provider(self.resolver.provider().clone())
+                .with_protocol_versions(versions)?
+                .with_no_client_auth()
+                .with_cert_resolver(self.resolver.clone());
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         // No 0-RTT: early data is replayable and this edge does not limit it to safe methods.
         config.max_early_data_size = 0;
@@ -381,29 +455,42 @@ fn source(config: &Config, state_dir: &Path, names: &[String]) -> Result<tls::So
     }
 }
 
+/// The bounds of `config`, counting connections per address in `per_address`.
+fn limits(config: &Config, per_address: PerAddress) -> Limits {
+    let Config {
+        max_connections,
+        max_streams,
+        max_header_bytes,
+        header_timeout,
+        idle_timeout,
+        send_timeout,
+        quic_retry_after_handshakes,
+        ..
+    } = *config;
+    Limits {
+        max_connections,
+        per_address,
+        max_streams,
+        max_header_bytes,
+        header_timeout: Duration::from_secs(header_timeout),
+        idle_timeout: Duration::from_secs(idle_timeout),
+        send_timeout: Duration::from_secs(send_timeout),
+        quic_retry_after_handshakes,
+    }
+}
+
 fn quic_endpoint(
     tls: rustls::ServerConfig,
     socket: std::net::UdpSocket,
     limits: &Limits,
-    handoff: Handoff,
+    handoff: &Handoff,
 ) -> Result<quinn::Endpoint, Error> {
     let quic_error = |e: &dyn std::fmt::Display| Error::Quic(e.to_string());
-    let crypto =
-        quinn::crypto::rustls::QuicServerConfig::try_from(tls).map_err(|e| quic_error(&e))?;
-    // Keys shared by the generations of an upgrade: a Retry token or a stateless reset from one
-    // process is good in the next.
-    let key = handoff.generation().key;
-    let derive = |purpose: &[u8]| [purpose, &key[..]].concat();
-    let token_key = ring::hkdf::Prk::new_less_safe(ring::hkdf::HKDF_SHA256, &derive(b"token"));
-    let mut server = quinn::ServerConfig::new(Arc::new(crypto), Arc::new(token_key));
-    let mut transport = quinn::TransportConfig::default();
-    transport
-        .max_concurrent_bidi_streams(limits.max_streams.into())
-        // HTTP/3 needs three unidirectional streams per side (control, QPACK encoder, decoder).
-        .max_concurrent_uni_streams(8u32.into())
-        .max_idle_timeout(quinn::IdleTimeout::try_from(limits.idle_timeout).ok());
-    server.transport_config(Arc::new(transport));
-    let reset_key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &derive(b"reset"));
+    let server = quic_server_config(tls, limits, handoff)?;
+    let reset_key = ring::hmac::Key::new(
+        ring::hmac::HMAC_SHA256,
+        &derive(b"reset", &handoff.generation().key),
+    );
     let mut endpoint = quinn::EndpointConfig::new(Arc::new(reset_key));
     let generation = handoff.generation().clone();
     endpoint.cid_generator(move || Box::new(handoff::Cids::new(generation.clone())));
@@ -412,7 +499,69 @@ fn quic_endpoint(
     let socket = runtime
         .wrap_udp_socket(socket)
         .map_err(|e| quic_error(&e))?;
-    let socket = Arc::new(handoff::RoutingSocket::new(socket, handoff));
+    let socket = Arc::new(handoff::RoutingSocket::new(socket, handoff.clone()));
     quinn::Endpoint::new_with_abstract_socket(endpoint, Some(server), socket, runtime)
         .map_err(|e| quic_error(&e))
+}
+
+/// A key for `purpose` from the key the generations of an upgrade share: a Retry token or a
+/// stateless reset from one process is good in the next.
+fn derive(purpose: &[u8], key: &[u8; 16]) -> Vec<u8> {
+    [purpose, &key[..]].concat()
+}
+
+/// QUIC's server settings: TLS, the address-validation token key, and transport limits.
+fn quic_server_config(
+    tls: rustls::ServerConfig,
+    limits: &Limits,
+    handoff: &Handoff,
+) -> Result<quinn::ServerConfig, Error> {
+    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
+        .map_err(|e| Error::Quic(e.to_string()))?;
+    let token_key = ring::hkdf::Prk::new_less_safe(
+        ring::hkdf::HKDF_SHA256,
+        &derive(b"token", &handoff.generation().key),
+    );
+    let mut server = quinn::ServerConfig::new(Arc::new(crypto), Arc::new(token_key));
+    let mut transport = quinn::TransportConfig::default();
+    transport
+        .max_concurrent_bidi_streams(limits.max_streams.into())
+        // HTTP/3 needs three unidirectional streams per side (control, QPACK encoder, decoder).
+        .max_concurrent_uni_streams(8u32.into())
+        .max_idle_timeout(quinn::IdleTimeout::try_from(limits.idle_timeout).ok());
+    server.transport_config(Arc::new(transport));
+    Ok(server)
+}
+
+/// The site in force, called per request.
+#[derive(Clone)]
+struct Current(Arc<ArcSwap<Option<EdgeService>>>);
+
+impl tower::Service<http::Request<axum::body::Body>> for Current {
+    type Response = http::Response<axum::body::Body>;
+    type Error = std::convert::Infallible;
+    type Future = tower::util::Oneshot<EdgeService, http::Request<axum::body::Body>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<axum::body::Body>) -> Self::Future {
+        use tower::ServiceExt;
+        let current = self.0.load();
+        match current.as_ref() {
+            Some(service) => service.clone().oneshot(request),
+            // `run` sets it before any transport starts.
+            None => EdgeService::new(tower::service_fn(|_| async {
+                Ok(http::Response::builder()
+                    .status(http::StatusCode::SERVICE_UNAVAILABLE)
+                    .body(axum::body::Body::empty())
+                    .unwrap_or_default())
+            }))
+            .oneshot(request),
+        }
+    }
 }

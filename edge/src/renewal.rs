@@ -11,7 +11,6 @@ use std::{
 
 use foobar_state::watch::Changes;
 use notify::RecursiveMode;
-use rustls::crypto::CryptoProvider;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
@@ -52,66 +51,42 @@ impl Expiry {
     }
 }
 
-/// Watches the certificate's files until `shutdown`, reloading them when they change.
-pub async fn keep_current(
-    resolver: Arc<Resolver>,
-    source: Source,
-    provider: Arc<CryptoProvider>,
-    shutdown: CancellationToken,
-) {
-    // The folders, not the files: renewals replace files (and symlinks to them) by rename.
-    let mut changes = match &source {
-        Source::Files { cert, key } => {
-            let mut folders: Vec<&Path> = [cert, key]
-                .into_iter()
-                .map(|path| path.parent().unwrap_or(Path::new(".")))
-                .map(|folder| {
-                    if folder.as_os_str().is_empty() {
-                        Path::new(".")
-                    } else {
-                        folder
-                    }
-                })
-                .collect();
-            folders.dedup();
-            match Changes::watch(&folders, RecursiveMode::NonRecursive, "certificate folder") {
-                Ok(changes) => Some(changes),
-                Err(e) => {
-                    warn!(error = %e, "certificate files are not watched; they are checked every minute");
-                    None
-                }
-            }
-        }
-        // Created and kept by the server itself.
-        Source::SelfSigned { .. } => None,
-    };
+/// Watches the certificate's files until `shutdown`, reloading them when they change; follows
+/// the resolver to new files when a configuration reload names others.
+pub async fn keep_current(resolver: Arc<Resolver>, shutdown: CancellationToken) {
+    let mut watched = resolver.source();
+    let mut changes = watch(&watched);
     let mut tick = tokio::time::interval(CHECK_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut warned: Option<tokio::time::Instant> = None;
     loop {
+        let current = resolver.source();
+        if current != watched {
+            watched = current;
+            changes = watch(&watched);
+        }
         let changed = async {
             match &mut changes {
                 Some(changes) => changes.next().await,
                 None => std::future::pending().await,
             }
         };
-        tokio::select! {
+        let renewed = tokio::select! {
             alive = changed => {
                 if !alive {
                     changes = None;
                     continue;
                 }
-                if refresh(&resolver, &source, &provider).await {
-                    // A new certificate gets its own expiry verdict at once.
-                    warned = None;
-                }
+                refresh(&resolver).await
             }
-            _ = tick.tick() => {
-                if refresh(&resolver, &source, &provider).await {
-                    warned = None;
-                }
-            }
+            _ = tick.tick() => refresh(&resolver).await,
+            // New files (a reload): watched from the top of the loop.
+            () = resolver.source_changed.notified() => true,
             () = shutdown.cancelled() => return,
+        };
+        if renewed {
+            // A new certificate gets its own expiry verdict at once.
+            warned = None;
         }
         if warned.is_none_or(|at| at.elapsed() >= WARN_EVERY)
             && report(Expiry::of(resolver.not_after(), SystemTime::now()))
@@ -121,14 +96,34 @@ pub async fn keep_current(
     }
 }
 
+/// A watch on the folders of the certificate's files, if they are the operator's.
+fn watch(source: &Source) -> Option<Changes> {
+    let Source::Files { cert, key } = source else {
+        // Created and kept by the server itself.
+        return None;
+    };
+    // The folders, not the files: renewals replace files (and symlinks to them) by rename.
+    let mut folders: Vec<&Path> = [cert, key]
+        .into_iter()
+        .map(|path| match path.parent() {
+            Some(folder) if !folder.as_os_str().is_empty() => folder,
+            _ => Path::new("."),
+        })
+        .collect();
+    folders.dedup();
+    match Changes::watch(&folders, RecursiveMode::NonRecursive, "certificate folder") {
+        Ok(changes) => Some(changes),
+        Err(e) => {
+            warn!(error = %e, "certificate files are not watched; they are checked every minute");
+            None
+        }
+    }
+}
+
 /// Loads the files again if they changed; true if a new certificate is served.
-async fn refresh(
-    resolver: &Arc<Resolver>,
-    source: &Source,
-    provider: &Arc<CryptoProvider>,
-) -> bool {
-    let (resolver, source, provider) = (resolver.clone(), source.clone(), provider.clone());
-    let refreshed = tokio::task::spawn_blocking(move || resolver.refresh(&source, &provider))
+async fn refresh(resolver: &Arc<Resolver>) -> bool {
+    let resolver = resolver.clone();
+    let refreshed = tokio::task::spawn_blocking(move || resolver.refresh())
         .await
         .map_err(|e| e.to_string())
         .and_then(|result| result.map_err(|e| e.to_string()));

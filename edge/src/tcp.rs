@@ -10,6 +10,7 @@ use std::{
     time::Duration,
 };
 
+use arc_swap::ArcSwap;
 use axum::body::Body;
 use http::{Request, Response, StatusCode, Uri, header};
 use hyper::body::Incoming;
@@ -43,42 +44,29 @@ pub async fn serve_https(
     listener: TcpListener,
     tls: TlsAcceptor,
     service: EdgeService,
-    limits: Arc<Limits>,
+    current: Arc<ArcSwap<Limits>>,
     tasks: TaskTracker,
     shutdown: CancellationToken,
 ) {
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
-    let mut http1 = auto::Builder::new(TokioExecutor::new());
-    http1
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout)
-        .max_buf_size(limits.max_header_bytes.max(8192));
-    // ALPN chose HTTP/2: only HTTP/2 is spoken, so a bad preface gets a GOAWAY, not an
-    // HTTP/1.1 400 (RFC 9113 section 3.4).
-    let mut http2 = auto::Builder::new(TokioExecutor::new()).http2_only();
-    http2
-        .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(limits.max_streams)
-        .max_header_list_size(limits.max_header_bytes as u32)
-        // RFC 9113 rapid reset (CVE-2023-44487): bound resets a client may cause.
-        .max_pending_accept_reset_streams(20)
-        .max_local_error_reset_streams(1024)
-        .keep_alive_interval(limits.idle_timeout)
-        .keep_alive_timeout(Duration::from_secs(20));
-    let (http1, http2) = (Arc::new(http1), Arc::new(http2));
+    let mut limits = current.load_full();
+    let mut built = Built::for_limits(&limits);
     loop {
-        let Some((permit, stream, peer)) = accept(&listener, &slots, &shutdown).await else {
+        let Some((permit, stream, peer)) = accept(&listener, &built.slots, &shutdown).await else {
             break;
         };
+        // A reloaded configuration applies from the next connection on.
+        let now = current.load_full();
+        if !Arc::ptr_eq(&now, &limits) {
+            limits = now;
+            built = Built::for_limits(&limits);
+        }
         let Some(slot) = limits.per_address.take(peer.ip()) else {
             debug!(%peer, "connection refused: too many from this address");
             continue;
         };
+        let (http1, http2) = (built.http1.clone(), built.http2.clone());
         let tls = tls.clone();
         let service = service.clone();
-        let (http1, http2) = (http1.clone(), http2.clone());
         let shutdown = shutdown.clone();
         let limits = limits.clone();
         tasks.spawn(async move {
@@ -142,6 +130,42 @@ pub async fn serve_https(
     drop(listener);
 }
 
+/// What a listener makes from its limits: the connection slots and the protocol builders.
+struct Built {
+    slots: Arc<Semaphore>,
+    http1: Arc<auto::Builder<TokioExecutor>>,
+    http2: Arc<auto::Builder<TokioExecutor>>,
+}
+
+impl Built {
+    fn for_limits(limits: &Limits) -> Built {
+        let mut http1 = auto::Builder::new(TokioExecutor::new());
+        http1
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_timeout)
+            .max_buf_size(limits.max_header_bytes.max(8192));
+        // ALPN chose HTTP/2: only HTTP/2 is spoken, so a bad preface gets a GOAWAY, not an
+        // HTTP/1.1 400 (RFC 9113 section 3.4).
+        let mut http2 = auto::Builder::new(TokioExecutor::new()).http2_only();
+        http2
+            .http2()
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(limits.max_streams)
+            .max_header_list_size(limits.max_header_bytes as u32)
+            // RFC 9113 rapid reset (CVE-2023-44487): bound resets a client may cause.
+            .max_pending_accept_reset_streams(20)
+            .max_local_error_reset_streams(1024)
+            .keep_alive_interval(limits.idle_timeout)
+            .keep_alive_timeout(Duration::from_secs(20));
+        Built {
+            slots: Arc::new(Semaphore::new(limits.max_connections)),
+            http1: Arc::new(http1),
+            http2: Arc::new(http2),
+        }
+    }
+}
+
 /// Serves `connection` to its end; when `shutdown` fires, lets its first request come if it has
 /// had none (within `FIRST_REQUEST_GRACE`), then shuts it down gracefully: what is in flight
 /// finishes, and it closes.
@@ -198,24 +222,30 @@ async fn accept(
 pub async fn serve_redirect(
     listener: TcpListener,
     https: SocketAddr,
-    limits: Arc<Limits>,
+    current: Arc<ArcSwap<Limits>>,
     tasks: TaskTracker,
     shutdown: CancellationToken,
 ) {
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout)
-        .max_buf_size(limits.max_header_bytes.max(8192));
+    let mut limits = current.load_full();
+    let mut slots = Arc::new(Semaphore::new(limits.max_connections));
     loop {
         let Some((permit, stream, peer)) = accept(&listener, &slots, &shutdown).await else {
             break;
         };
+        let now = current.load_full();
+        if !Arc::ptr_eq(&now, &limits) {
+            limits = now;
+            slots = Arc::new(Semaphore::new(limits.max_connections));
+        }
         let Some(slot) = limits.per_address.take(peer.ip()) else {
             debug!(%peer, "connection refused: too many from this address");
             continue;
         };
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_timeout)
+            .max_buf_size(limits.max_header_bytes.max(8192));
         let max_head = limits.max_header_bytes;
         let activity = Activity::new();
         let tracked = activity.clone();

@@ -55,6 +55,11 @@ struct Loaded {
 /// names it does not cover.
 pub struct Resolver {
     current: ArcSwap<Loaded>,
+    /// Where it comes from: replaced by a configuration reload.
+    source: ArcSwap<Source>,
+    provider: Arc<CryptoProvider>,
+    /// Woken when the source changes, for the watch on its files.
+    pub(crate) source_changed: tokio::sync::Notify,
 }
 
 impl fmt::Debug for Resolver {
@@ -85,26 +90,49 @@ fn covers(leaf: &CertificateDer<'_>, name: &str) -> bool {
 }
 
 impl Resolver {
-    pub fn new(source: &Source, provider: &CryptoProvider) -> Result<Resolver, Error> {
+    pub fn new(source: Source, provider: Arc<CryptoProvider>) -> Result<Resolver, Error> {
         Ok(Resolver {
-            current: ArcSwap::from_pointee(load(source, provider)?),
+            current: ArcSwap::from_pointee(load(&source, &provider)?),
+            source: ArcSwap::from_pointee(source),
+            provider,
+            source_changed: tokio::sync::Notify::new(),
         })
     }
 
+    pub fn source(&self) -> Arc<Source> {
+        self.source.load_full()
+    }
+
+    pub fn provider(&self) -> &Arc<CryptoProvider> {
+        &self.provider
+    }
+
     /// Loads the certificate again; on error the current one stays.
-    pub fn reload(&self, source: &Source, provider: &CryptoProvider) -> Result<(), Error> {
-        self.current.store(Arc::new(load(source, provider)?));
+    pub fn reload(&self) -> Result<(), Error> {
+        self.current
+            .store(Arc::new(load(&self.source.load(), &self.provider)?));
+        Ok(())
+    }
+
+    /// Serves the certificate of `source` from now on, if it loads; else nothing changes.
+    pub fn replace(&self, source: Source) -> Result<(), Error> {
+        if *self.source.load_full() == source {
+            return self.reload();
+        }
+        self.current.store(Arc::new(load(&source, &self.provider)?));
+        self.source.store(Arc::new(source));
+        self.source_changed.notify_waiters();
         Ok(())
     }
 
     /// Loads the certificate again if its files changed since it was loaded; true if it did.
     /// On error the current one stays.
-    pub fn refresh(&self, source: &Source, provider: &CryptoProvider) -> Result<bool, Error> {
-        let files = read(source)?;
+    pub fn refresh(&self) -> Result<bool, Error> {
+        let files = read(&self.source.load())?;
         if files == self.current.load().files {
             return Ok(false);
         }
-        self.current.store(Arc::new(parse(files, provider)?));
+        self.current.store(Arc::new(parse(files, &self.provider)?));
         Ok(true)
     }
 

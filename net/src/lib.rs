@@ -9,7 +9,10 @@
 use std::{
     collections::HashMap,
     net::IpAddr,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
 };
 
 use tracing::{info, warn};
@@ -18,7 +21,7 @@ use tracing::{info, warn};
 #[derive(Debug, Clone)]
 pub struct PerAddress {
     counts: Arc<Mutex<HashMap<IpAddr, usize>>>,
-    most: usize,
+    most: Arc<AtomicUsize>,
 }
 
 /// One of an address's connections, counted until dropped.
@@ -33,8 +36,13 @@ impl PerAddress {
     pub fn new(most: usize) -> Self {
         PerAddress {
             counts: Arc::default(),
-            most,
+            most: Arc::new(AtomicUsize::new(most)),
         }
+    }
+
+    /// Changes the bound (a reloaded configuration); connections open keep their slots.
+    pub fn set_most(&self, most: usize) {
+        self.most.store(most, Ordering::Relaxed);
     }
 
     /// A slot for a new connection from `address`, or `None` if it has `most` already.
@@ -44,7 +52,7 @@ impl PerAddress {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let count = map.entry(address).or_default();
-        if *count >= self.most {
+        if *count >= self.most.load(Ordering::Relaxed) {
             return None;
         }
         *count += 1;
