@@ -328,3 +328,113 @@ async fn a_reload_that_adds_a_listen_address_is_done_by_a_new_process() {
         assert_eq!(support::addresses(&reply), ["8.8.8.8"], "{address}");
     }
 }
+
+/// Messages a service manager would receive on its notification socket.
+struct NotifySocket {
+    path: std::path::PathBuf,
+    messages: std::sync::mpsc::Receiver<String>,
+    _dir: tempfile::TempDir,
+}
+
+impl NotifySocket {
+    fn bind() -> NotifySocket {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notify");
+        let socket = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+        let (sender, messages) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(length) = socket.recv(&mut buf) {
+                let message = String::from_utf8_lossy(&buf[..length]).into_owned();
+                if sender.send(message).is_err() {
+                    break;
+                }
+            }
+        });
+        NotifySocket {
+            path,
+            messages,
+            _dir: dir,
+        }
+    }
+
+    /// Waits for a message with every one of `fields`.
+    fn expect(&self, fields: &[&str]) -> String {
+        let deadline = Instant::now() + support::DEADLINE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let message = self
+                .messages
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no notification with {fields:?}"));
+            if fields
+                .iter()
+                .all(|field| message.lines().any(|line| line == *field))
+            {
+                return message;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn systemd_hears_ready_the_new_main_pid_and_stopping() {
+    let notify = NotifySocket::bind();
+    let server = Foobar::setup()
+        .env("NOTIFY_SOCKET", notify.path.to_str().unwrap())
+        .start();
+    let first = server.serving_pid();
+    notify.expect(&["READY=1", &format!("MAINPID={first}")]);
+    let (ok, stdout, stderr) = control(&server, "upgrade").await;
+    assert!(ok, "{stdout}{stderr}");
+    let reloading = notify.expect(&["RELOADING=1"]);
+    assert!(reloading.contains("MONOTONIC_USEC="), "{reloading}");
+    let second = server.serving_pid();
+    notify.expect(&["READY=1", &format!("MAINPID={second}")]);
+    exit_of(first, Duration::from_secs(12)).await;
+    // The old process, gone after a handover, never said STOPPING: the service did not stop.
+    while let Ok(message) = notify.messages.try_recv() {
+        assert!(!message.contains("STOPPING=1"), "{message}");
+    }
+    std::process::Command::new("kill")
+        .args(["-TERM", &second.to_string()])
+        .status()
+        .unwrap();
+    notify.expect(&["STOPPING=1"]);
+    exit_of(second, Duration::from_secs(12)).await;
+}
+
+#[test]
+fn the_systemd_unit_verifies() {
+    if !support::installed("systemd-analyze", &["--version"]) {
+        return support::skip_without(
+            "the_systemd_unit_verifies",
+            "systemd-analyze",
+            "apt-get install systemd",
+        );
+    }
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/dist/systemd/foobar.service"
+    ))
+    .unwrap();
+    assert!(unit.contains("ExecReload=/usr/local/bin/foobar upgrade"));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("foobar.service");
+    std::fs::write(
+        &path,
+        unit.replace("/usr/local/bin/foobar", support::binary()),
+    )
+    .unwrap();
+    let output = support::output_within(
+        std::process::Command::new("systemd-analyze")
+            .args(["verify", "--man=no"])
+            .arg(&path),
+    );
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{said}");
+    assert!(
+        said.trim().is_empty(),
+        "systemd-analyze has remarks: {said}"
+    );
+}

@@ -87,6 +87,7 @@ pub struct Setup {
     edge: Vec<String>,
     app: Vec<String>,
     shipped_site: bool,
+    env: Vec<(String, String)>,
 }
 
 impl Setup {
@@ -126,7 +127,14 @@ impl Setup {
     }
 
     pub fn start(self) -> Foobar {
-        Foobar::spawn(self.prepare())
+        let env = self.env.clone();
+        Foobar::spawn_with(self.prepare(), &env)
+    }
+
+    /// An environment variable for the server process.
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_string(), value.to_string()));
+        self
     }
 
     /// The folder with everything written (site, zones, `foobar.toml`), nothing started; the
@@ -180,10 +188,15 @@ impl Setup {
 impl Foobar {
     /// Runs the binary on the configuration in `dir`.
     fn spawn(dir: tempfile::TempDir) -> Foobar {
+        Foobar::spawn_with(dir, &[])
+    }
+
+    fn spawn_with(dir: tempfile::TempDir, env: &[(String, String)]) -> Foobar {
         let config = dir.path().join("foobar.toml");
         let mut child = Command::new(binary())
             .args(["serve", "--config"])
             .arg(&config)
+            .envs(env.iter().map(|(key, value)| (key, value)))
             .env(
                 "RUST_LOG",
                 std::env::var("FOOBAR_TEST_LOG")
