@@ -25,7 +25,6 @@ use std::{
         fd::{AsFd, OwnedFd},
         unix::net::{UnixDatagram, UnixListener, UnixStream},
     },
-    path::PathBuf,
     process::{Child, Command, Stdio},
 };
 
@@ -208,7 +207,7 @@ pub struct Successor {
 /// Starts `program args` with every socket of `handover`, as the successor of a process of
 /// `generation`.
 pub fn spawn(
-    program: &PathBuf,
+    program: &std::path::Path,
     args: &[std::ffi::OsString],
     handover: &Handover,
     generation: &Generation,

@@ -27,7 +27,14 @@ enum Command {
     /// Replace the running server with the binary on disk, without a gap: the new process
     /// takes over the sockets, then the old one drains and exits. Exits non-zero, saying why,
     /// if the new process does not start (the old one then serves on).
-    Upgrade(ControlArgs),
+    Upgrade {
+        #[command(flatten)]
+        args: ControlArgs,
+        /// Start this binary rather than the one the server was started from (e.g. a new
+        /// version installed beside the old).
+        #[arg(long)]
+        binary: Option<PathBuf>,
+    },
     /// Re-read the configuration: applied in place where it can be, else by an upgrade to the
     /// same binary. A file that does not load changes nothing.
     Reload(ControlArgs),
@@ -66,7 +73,13 @@ fn main() -> ExitCode {
         Some(Command::CheckZone { origin, files }) => {
             foobar::check_zones(origin.as_deref(), &files)
         }
-        Some(Command::Upgrade(args)) => control(args, "upgrade"),
+        Some(Command::Upgrade { args, binary }) => match binary {
+            Some(binary) => match std::path::absolute(&binary) {
+                Ok(path) => control(args, &format!("upgrade {}", path.display())),
+                Err(e) => Err(anyhow::anyhow!("{}: {e}", binary.display())),
+            },
+            None => control(args, "upgrade"),
+        },
         Some(Command::Reload(args)) => control(args, "reload"),
         Some(Command::Serve(args)) => serve(args, inherited),
         None => serve(cli.serve, inherited),

@@ -259,16 +259,17 @@ impl Supervisor {
     /// Starts the binary on disk with this process's sockets; once it serves, this process
     /// stops accepting and drains. The new process's PID, or why it did not start (this
     /// process then serves on, untouched).
-    async fn upgrade(&self) -> Result<u32, String> {
+    async fn upgrade(&self, program: Option<PathBuf>) -> Result<u32, String> {
         let _busy = self
             .inner
             .busy
             .try_lock()
             .map_err(|_| "an upgrade or reload is already in progress".to_string())?;
-        self.upgrade_now().await
+        self.upgrade_now(program).await
     }
 
-    async fn upgrade_now(&self) -> Result<u32, String> {
+    /// Upgrades to `program`, or to the binary this process was started from.
+    async fn upgrade_now(&self, program: Option<PathBuf>) -> Result<u32, String> {
         if self.inner.shutdown.is_cancelled() {
             return Err("this process is stopping".to_string());
         }
@@ -285,8 +286,9 @@ impl Supervisor {
             sd_notify::NotifyState::Reloading,
             sd_notify::NotifyState::monotonic_usec_now().map_err(|e| e.to_string())?,
         ]);
-        info!(program = %self.inner.launch.program.display(), "upgrade: starting the new process");
-        let result = self.hand_over().await;
+        let program = program.unwrap_or_else(|| self.inner.launch.program.clone());
+        info!(program = %program.display(), "upgrade: starting the new process");
+        let result = self.hand_over(&program).await;
         match &result {
             Ok(pid) => info!(
                 pid,
@@ -300,7 +302,7 @@ impl Supervisor {
         result
     }
 
-    async fn hand_over(&self) -> Result<u32, String> {
+    async fn hand_over(&self, program: &Path) -> Result<u32, String> {
         let launch = &self.inner.launch;
         let successor = {
             let handover = lock(&self.inner.handover);
@@ -308,7 +310,7 @@ impl Supervisor {
                 return Err("this process has handed its sockets over already".to_string());
             };
             handoff::spawn(
-                &launch.program,
+                program,
                 &launch.args,
                 handover,
                 self.inner.quic.generation(),
@@ -345,8 +347,10 @@ impl Supervisor {
     async fn abandon(&self, mut successor: Successor, reason: String) -> String {
         self.inner.quic.detach();
         let _ = successor.child.kill();
-        let _ = tokio::task::spawn_blocking(move || successor.child.wait()).await;
-        reason
+        match tokio::task::spawn_blocking(move || successor.child.wait()).await {
+            Ok(Ok(status)) => format!("{reason} ({status})"),
+            _ => reason,
+        }
     }
 
     /// Reads the configuration file again. What can change in place does; a change that needs
@@ -364,7 +368,7 @@ impl Supervisor {
         if needs_new_sockets(&current, &config) {
             info!("reload: listen addresses or state_dir changed; a new process takes over");
             return self
-                .upgrade_now()
+                .upgrade_now(None)
                 .await
                 .map(|pid| format!("reloaded by a new process, pid {pid}"));
         }
@@ -444,8 +448,17 @@ impl Supervisor {
         if !matches!(read, Ok(Ok(_))) {
             return;
         }
-        let answer = match line.trim() {
-            "upgrade" => match self.upgrade().await {
+        let line = line.trim();
+        if let Some(program) = line.strip_prefix("upgrade ") {
+            let answer = match self.upgrade(Some(PathBuf::from(program))).await {
+                Ok(pid) => format!("ok upgraded: new process {pid}"),
+                Err(reason) => format!("error {reason}"),
+            };
+            let _ = write.write_all(format!("{answer}\n").as_bytes()).await;
+            return;
+        }
+        let answer = match line {
+            "upgrade" => match self.upgrade(None).await {
                 Ok(pid) => format!("ok upgraded: new process {pid}"),
                 Err(reason) => format!("error {reason}"),
             },
@@ -481,7 +494,7 @@ impl Supervisor {
                 }
                 _ = upgrade.recv() => {
                     info!("SIGUSR2: upgrading");
-                    let _ = self.upgrade().await;
+                    let _ = self.upgrade(None).await;
                 }
                 _ = terminate.recv() => break,
                 _ = tokio::signal::ctrl_c() => break,
@@ -526,7 +539,8 @@ async fn wait_ready(successor: &Successor) -> Result<String, String> {
             "the new process did not start serving within {} s",
             START_WAIT.as_secs()
         )),
-        Ok(Err(e)) => Err(format!("the new process: {e}")),
+        // Its end closed unread (a reset), or the like: it is gone.
+        Ok(Err(_)) => Err("the new process exited before serving".to_string()),
         Ok(Ok(_)) => match line.trim().split_once(' ') {
             Some(("ready", pid)) => Ok(format!("ready {pid}")),
             Some(("failed", reason)) => Err(format!("the new process failed: {reason}")),

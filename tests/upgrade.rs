@@ -184,8 +184,35 @@ async fn a_new_process_that_cannot_start_leaves_the_old_one_serving() {
         ["8.8.8.8"]
     );
 
-    // Fixed, the upgrade goes through.
+    // A new binary that dies before it serves.
     std::fs::write(server.config_path(), &good).unwrap();
+    let crashing = server.config_path().with_file_name("crashing-foobar");
+    std::fs::write(&crashing, "#!/bin/sh\necho 'it broke' >&2\nexit 3\n").unwrap();
+    std::fs::set_permissions(
+        &crashing,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let path = server.config_path();
+    let output = tokio::task::spawn_blocking(move || {
+        support::output_within(
+            std::process::Command::new(support::binary())
+                .args(["upgrade", "--binary"])
+                .arg(&crashing)
+                .arg("--config")
+                .arg(path),
+        )
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("exited before serving"), "{stderr}");
+    assert_eq!(server.serving_pid(), serving);
+    let reply = fetch(Proto::H2, server.https, &pem, get("/", &[])).await;
+    assert_eq!(reply.status, StatusCode::OK);
+
+    // Fixed, the upgrade goes through.
     let (ok, stdout, stderr) = control(&server, "upgrade").await;
     assert!(ok, "{stdout}{stderr}");
     assert_ne!(server.serving_pid(), serving);
