@@ -13,9 +13,8 @@ use std::{
 };
 
 use foobar_dns::{
-    Catalog, Client, Cookies, Responder, Transport,
-    answer::{Outcome, transfer},
-    load_zone_text, rate_limit, snapshot,
+    Catalog, Client, Cookies, Responder, Transport, answer::Outcome, load_zone_text, rate_limit,
+    snapshot, xfr,
 };
 use hickory_proto::op::Message;
 
@@ -30,13 +29,14 @@ static SERVER: LazyLock<(Catalog, Responder)> = LazyLock::new(|| {
         responses_per_second: 20,
         ..rate_limit::Config::default()
     };
-    let responder = Responder::new(
-        vec!["0.0.0.0/0".parse().expect("a network")],
-        Cookies::new([7; 16]),
-    )
-    .with_nsid(Some("fuzz"))
-    .with_chaos(Some("fuzz"), Some("0"))
-    .with_rate_limit(&limit);
+    let access = foobar_dns::access::Access {
+        default_transfer: vec!["0.0.0.0/0".parse().expect("a network")],
+        ..Default::default()
+    };
+    let responder = Responder::new(access, Cookies::new([7; 16]))
+        .with_nsid(Some("fuzz"))
+        .with_chaos(Some("fuzz"), Some("0"))
+        .with_rate_limit(&limit);
     (Catalog::new([Arc::new(zone)]), responder)
 });
 
@@ -60,10 +60,12 @@ pub fn query(data: &[u8]) {
     match responder.respond(catalog, packet, client, &mut out) {
         Outcome::Drop => {}
         Outcome::Reply => check_reply(packet, &out, transport),
-        Outcome::Transfer(origin) => {
+        Outcome::Transfer(request) => {
             assert_eq!(transport, Transport::Tcp, "transfers only over TCP");
-            let zone = catalog.get(&origin).expect("the zone transferred exists");
-            for message in transfer(zone, packet, usize::from(u16::MAX)) {
+            let zone = catalog
+                .get(&request.origin_key)
+                .expect("the zone transferred exists");
+            for message in xfr::answer(zone, None, &request, packet, 0).messages {
                 check_reply(packet, &message, Transport::Tcp);
             }
         }

@@ -14,16 +14,20 @@
 
 use std::{net::IpAddr, sync::Arc};
 
-use ipnet::IpNet;
-
 use crate::{
+    access::Access,
     catalog::Catalog,
     cookie::{Cookies, Presented},
     message::{AA, CD, Full, OPT_LEN, Owner, QR, RD, Section, TC, Writer, rcode},
     name::{self, MAX_KEY, MAX_NAME},
     rate_limit::{self, RateLimit, Verdict},
+    tsig::{self, Signed, TsigRecord},
+    wire,
     zone::{NodeId, RRset, Zone, rdata_name_offset, rtype},
 };
+
+/// The NOTIFY opcode (RFC 1996).
+const NOTIFY: u16 = 4;
 
 /// Largest UDP payload we send with EDNS (the DNS flag day 2020 value, no fragmentation).
 pub const MAX_UDP_PAYLOAD: u16 = 1232;
@@ -48,14 +52,35 @@ pub enum Outcome {
     Reply,
     /// Send nothing (not a query, or too broken to answer).
     Drop,
-    /// Zone transfer allowed: send the messages of [`transfer`] for the zone at this origin key.
-    Transfer(Vec<u8>),
+    /// Zone transfer allowed: send the messages of [`transfer`] (or of an IXFR) for it.
+    Transfer(Box<TransferRequest>),
 }
+
+/// A zone transfer to send.
+#[derive(Debug)]
+pub struct TransferRequest {
+    /// The zone's origin key.
+    pub origin_key: Vec<u8>,
+    /// For an IXFR, the serial the client has.
+    pub ixfr_from: Option<u32>,
+    /// The request's TSIG, when signed: every message of the answer is signed too.
+    pub signed: Option<Signed>,
+}
+
+impl PartialEq for TransferRequest {
+    fn eq(&self, other: &Self) -> bool {
+        self.origin_key == other.origin_key && self.ixfr_from == other.ixfr_from
+    }
+}
+
+impl Eq for TransferRequest {}
 
 /// Answers queries from a catalog; shared by every listener.
 #[derive(Debug, Clone)]
 pub struct Responder {
-    allow_transfer: Vec<IpNet>,
+    access: Arc<Access>,
+    /// Where a NOTIFY from a secondary zone's primary is passed on (the zone's origin key).
+    notified: Option<tokio::sync::mpsc::UnboundedSender<Vec<u8>>>,
     cookies: Cookies,
     /// Sent to clients that ask for it (RFC 5001); none unless configured.
     nsid: Option<Vec<u8>>,
@@ -79,6 +104,10 @@ pub struct Query<'q> {
     pub qtype: u16,
     pub qclass: u16,
     edns: Option<Edns<'q>>,
+    /// The last record is a TSIG record (checked in full by `tsig`).
+    tsig: bool,
+    /// For an IXFR: the serial of the SOA the client sent in the authority section.
+    ixfr_serial: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -147,11 +176,28 @@ fn parse(packet: &[u8]) -> Result<Query<'_>, Malformed> {
         _ => return Err(formerr),
     };
     let mut edns = None;
-    for i in 0..u32::from(ancount) + u32::from(nscount) + u32::from(arcount) {
+    let mut tsig = false;
+    let mut ixfr_serial = None;
+    let total = u32::from(ancount) + u32::from(nscount) + u32::from(arcount);
+    for i in 0..total {
         let Some(record) = skip_record(packet, at) else {
             return Err(formerr);
         };
         let additional = i >= u32::from(ancount) + u32::from(nscount);
+        if additional && record.rtype == rtype::TSIG {
+            // RFC 8945 section 5.1: the TSIG record comes last.
+            if i + 1 != total {
+                return Err(formerr);
+            }
+            tsig = true;
+        }
+        let authority = !additional && i >= u32::from(ancount);
+        if authority && qtype == rtype::IXFR && record.rtype == rtype::SOA && ixfr_serial.is_none()
+        {
+            ixfr_serial = wire::read_record(packet, at)
+                .and_then(|soa| crate::zone::soa_serial_minimum(&soa.rdata))
+                .map(|(serial, _)| serial);
+        }
         if additional && record.rtype == rtype::OPT {
             // RFC 6891 section 6.1.1: one OPT, owned by the root.
             if edns.is_some() || packet[at] != 0 {
@@ -201,6 +247,8 @@ fn parse(packet: &[u8]) -> Result<Query<'_>, Malformed> {
         qtype,
         qclass,
         edns,
+        tsig,
+        ixfr_serial,
     })
 }
 
@@ -251,17 +299,28 @@ pub struct Client {
 }
 
 impl Responder {
-    /// A responder that allows zone transfers to these networks (none when empty) and makes
-    /// server cookies with `cookies`.
-    pub fn new(allow_transfer: Vec<IpNet>, cookies: Cookies) -> Self {
+    /// A responder that allows zone transfers and NOTIFY as `access` says, and makes server
+    /// cookies with `cookies`.
+    pub fn new(access: Access, cookies: Cookies) -> Self {
         Responder {
-            allow_transfer,
+            access: Arc::new(access),
+            notified: None,
             cookies,
             nsid: None,
             identity: None,
             version: None,
             rate_limit: None,
         }
+    }
+
+    /// Passes the origin keys of secondary zones whose primary sent a NOTIFY to `sink`.
+    pub fn with_notify_sink(mut self, sink: tokio::sync::mpsc::UnboundedSender<Vec<u8>>) -> Self {
+        self.notified = Some(sink);
+        self
+    }
+
+    pub fn access(&self) -> &Access {
+        &self.access
     }
 
     /// Limits UDP responses per source prefix as `config` says (nothing when it is off).
@@ -308,10 +367,38 @@ impl Responder {
                     .clamp(PLAIN_UDP_PAYLOAD as u16, MAX_UDP_PAYLOAD),
             ),
         };
+        let now = u64::from(client.now);
+        // TSIG (RFC 8945): a signed query is checked before anything else, and answered signed.
+        let signed = if query.tsig {
+            let verified = match TsigRecord::find(packet) {
+                Ok(Some(record)) => self.access.keyring.verify(packet, &record, now),
+                Ok(None) | Err(tsig::Malformed) => {
+                    let flags = query.response_flags() | u16::from(rcode::FORMERR);
+                    Writer::new(out, query.id, flags, limit);
+                    return Outcome::Reply;
+                }
+            };
+            match verified {
+                Ok(signed) => Some(signed),
+                Err(failure) => {
+                    let flags = query.response_flags() | u16::from(tsig::NOTAUTH);
+                    let mut w = Writer::new(out, query.id, flags, usize::from(u16::MAX));
+                    if query.has_question {
+                        w.question(query.qname, query.qtype, query.qclass);
+                    }
+                    failure.append(out, now);
+                    return Outcome::Reply;
+                }
+            }
+        } else {
+            None
+        };
+        let tsig_len = signed.as_ref().map_or(0, |s| tsig::record_len(&s.key));
         let mut w = Writer::new(out, query.id, query.response_flags(), limit);
         if query.has_question {
             w.question(query.qname, query.qtype, query.qclass);
         }
+        w.reserve(tsig_len);
         let after_question = w.mark();
         // The options of our OPT record: a fresh server cookie for a client cookie (RFC 7873
         // section 5.2), and the NSID when asked for and configured.
@@ -348,6 +435,9 @@ impl Responder {
         let outcome = if query.edns.is_some_and(|e| e.version > 0) {
             extended = (rcode::BADVERS >> 4) as u8;
             Outcome::Reply
+        } else if query.opcode() == NOTIFY {
+            self.notify(&query, client.address, signed.as_ref(), &mut w);
+            Outcome::Reply
         } else if query.opcode() != 0 {
             w.set_rcode(rcode::NOTIMP);
             Outcome::Reply
@@ -361,7 +451,7 @@ impl Responder {
             self.chaos(&query, &mut w);
             Outcome::Reply
         } else {
-            self.query(catalog, &query, client.transport, client.address, &mut w)
+            self.query(catalog, &query, client, signed.as_ref(), &mut w)
         };
         // Over UDP a source may be limited; TCP and clients with a valid cookie are exempt, as
         // neither can be spoofed.
@@ -401,7 +491,33 @@ impl Responder {
             }
             w.opt(MAX_UDP_PAYLOAD, extended, edns.dnssec_ok, &options[..count]);
         }
+        w.unreserve(tsig_len);
+        if let Some(signed) = &signed
+            && !matches!(outcome, Outcome::Transfer(_))
+        {
+            tsig::sign(out, &signed.key, Some(&signed.mac), now);
+        }
         outcome
+    }
+
+    /// A NOTIFY (RFC 1996): from a primary of one of our secondary zones, it is acknowledged
+    /// and starts a refresh of the zone; anything else is refused.
+    fn notify(&self, query: &Query<'_>, from: IpAddr, signed: Option<&Signed>, w: &mut Writer<'_>) {
+        if !query.has_question {
+            w.set_rcode(rcode::FORMERR);
+            return;
+        }
+        let mut qkey = KeyBuf::new();
+        qkey.set(query.qname);
+        let key = signed.map(|s| &*s.key);
+        if !self.access.notify_from_primary(qkey.get(), from, key) {
+            w.set_rcode(rcode::REFUSED);
+            return;
+        }
+        w.set_flags(w.flags() | AA);
+        if let Some(sink) = &self.notified {
+            let _ = sink.send(qkey.get().to_vec());
+        }
     }
 
     /// CH TXT queries for the server's identity and version (answered only when configured,
@@ -446,8 +562,8 @@ impl Responder {
         &self,
         catalog: &Catalog,
         query: &Query<'_>,
-        transport: Transport,
-        peer: IpAddr,
+        client: Client,
+        signed: Option<&Signed>,
         w: &mut Writer<'_>,
     ) -> Outcome {
         let mut qkey = KeyBuf::new();
@@ -480,14 +596,36 @@ impl Responder {
             }
             rtype::AXFR | rtype::IXFR => {
                 let at_apex = qkey.get() == zone.origin_key();
-                let allowed = self.allow_transfer.iter().any(|net| net.contains(&peer));
+                let key = signed.map(|s| &*s.key);
+                let allowed = self
+                    .access
+                    .may_transfer(zone.origin_key(), client.address, key);
+                let ixfr = query.qtype == rtype::IXFR;
                 if !at_apex || !allowed {
                     w.set_rcode(rcode::REFUSED);
-                } else if transport == Transport::Udp {
-                    // Transfers need TCP (RFC 5936 section 4.2); tell the client to retry there.
-                    w.set_flags(w.flags() | TC);
+                } else if ixfr && query.ixfr_serial.is_none() {
+                    // RFC 1995 section 3: the client's SOA is in the authority section.
+                    w.set_rcode(rcode::FORMERR);
+                } else if client.transport == Transport::Udp {
+                    if ixfr {
+                        // RFC 1995 section 2: over UDP, the current SOA alone says "up to
+                        // date" or "ask over TCP".
+                        w.set_flags(w.flags() | AA);
+                        if let Some(soa) = zone.apex().and_then(|apex| zone.rrset(apex, rtype::SOA))
+                            && w.rrset(Section::Answer, Owner::At(12), &soa).is_err()
+                        {
+                            w.set_flags(w.flags() | TC);
+                        }
+                    } else {
+                        // Transfers need TCP (RFC 5936 section 4.2); retry there.
+                        w.set_flags(w.flags() | TC);
+                    }
                 } else {
-                    return Outcome::Transfer(zone.origin_key().to_vec());
+                    return Outcome::Transfer(Box::new(TransferRequest {
+                        origin_key: zone.origin_key().to_vec(),
+                        ixfr_from: query.ixfr_serial.filter(|_| ixfr),
+                        signed: signed.cloned(),
+                    }));
                 }
                 return Outcome::Reply;
             }
@@ -760,55 +898,6 @@ fn additional(zone: &Zone, set: &RRset<'_>, owner: &[u8], w: &mut Writer<'_>, gl
     missing_glue
 }
 
-/// A zone transfer (RFC 5936): the messages answering `query` for `zone`, each at most
-/// `max_len` bytes. SOA first and last, every other record in between.
-pub fn transfer(zone: &Zone, packet: &[u8], max_len: usize) -> Vec<Vec<u8>> {
-    let Ok(query) = parse(packet) else {
-        return Vec::new();
-    };
-    let flags = query.response_flags() | AA;
-    let mut messages = Vec::new();
-    let mut buf = Vec::with_capacity(max_len);
-    let mut w = Writer::new(&mut buf, query.id, flags, max_len);
-    w.question(query.qname, query.qtype, query.qclass);
-
-    let Some(apex) = zone.apex() else {
-        return messages;
-    };
-    let soa: Vec<(u32, &[u8])> = zone
-        .rrset(apex, rtype::SOA)
-        .iter()
-        .flat_map(|set| set.rdatas().map(move |r| (set.ttl, r)))
-        .collect();
-    let origin = zone.origin();
-    let mut records: Vec<(&[u8], u16, u32, &[u8])> = Vec::new();
-    records.extend(soa.iter().map(|&(ttl, r)| (origin, rtype::SOA, ttl, r)));
-    for node in zone.nodes() {
-        for set in zone.rrsets(node) {
-            if node == apex && set.rtype == rtype::SOA {
-                continue;
-            }
-            for rdata in set.rdatas() {
-                records.push((zone.name(node), set.rtype, set.ttl, rdata));
-            }
-        }
-    }
-    records.extend(soa.iter().map(|&(ttl, r)| (origin, rtype::SOA, ttl, r)));
-
-    for (owner, rtype, ttl, rdata) in records {
-        if w.record(Section::Answer, Owner::Wire(owner), rtype, ttl, rdata)
-            .is_err()
-        {
-            messages.push(std::mem::replace(&mut buf, Vec::with_capacity(max_len)));
-            w = Writer::new(&mut buf, query.id, flags, max_len);
-            // A single record always fits in an empty 64 KiB message.
-            let _ = w.record(Section::Answer, Owner::Wire(owner), rtype, ttl, rdata);
-        }
-    }
-    messages.push(buf);
-    messages
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -833,49 +922,11 @@ mod tests {
         Zone::build(&origin, &records, &sorted)
     }
 
-    fn axfr_query() -> Vec<u8> {
-        let mut packet = vec![0xAB, 0xCD, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0];
-        packet.extend_from_slice(&wire("example.com"));
-        packet.extend_from_slice(&rtype::AXFR.to_be_bytes());
-        packet.extend_from_slice(&1u16.to_be_bytes());
-        packet
-    }
-
-    #[test]
-    fn a_large_transfer_spans_messages_with_soa_first_and_last() {
-        let zone = zone(20_000);
-        let messages = transfer(&zone, &axfr_query(), 16_384);
-        assert!(messages.len() > 10, "{} messages", messages.len());
-        let mut total = 0;
-        for (i, message) in messages.iter().enumerate() {
-            assert!(message.len() <= 16_384);
-            assert_eq!(
-                message[..2],
-                [0xAB, 0xCD],
-                "every message carries the query ID"
-            );
-            assert_eq!(message[2] & 0x84, 0x84, "QR and AA");
-            let qdcount = u16::from_be_bytes([message[4], message[5]]);
-            assert_eq!(qdcount, u16::from(i == 0), "the question only in the first");
-            total += usize::from(u16::from_be_bytes([message[6], message[7]]));
-        }
-        // Every record once, plus the closing SOA.
-        assert_eq!(total, zone.record_count() + 1);
-        let first_type_at = 12 + wire("example.com").len() + 4 + 2;
-        assert_eq!(
-            messages[0][first_type_at..first_type_at + 2],
-            rtype::SOA.to_be_bytes()
-        );
-        let last = messages.last().unwrap();
-        // The closing SOA is the last record: its RDATA ends the message with the MINIMUM 60.
-        assert_eq!(last[last.len() - 4..], [0, 0, 0, 60]);
-    }
-
     #[test]
     fn responses_never_exceed_the_udp_limit() {
         let zone = zone(10);
         let catalog = Catalog::new([std::sync::Arc::new(zone)]);
-        let responder = Responder::new(Vec::new(), Cookies::new([7; 16]));
+        let responder = Responder::new(Access::default(), Cookies::new([7; 16]));
         let mut out = Vec::new();
         let mut packet = vec![0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0];
         packet.extend_from_slice(&wire("example.com"));

@@ -110,11 +110,26 @@ impl Served {
     }
 }
 
-/// The zones folder and what is served from it.
+/// A zone whose served version changed (journal, NOTIFY).
+#[derive(Debug, Clone)]
+pub struct Change {
+    /// What was served before, if anything was (since this process started).
+    pub old: Option<Arc<Zone>>,
+    pub new: Arc<Zone>,
+    /// For a zone file at its first load: its last good copy, the version served before a
+    /// restart, which the journal may need to catch up from.
+    pub last_good: Option<PathBuf>,
+}
+
+/// The zones folder and what is served from it, with the secondary zones beside it.
 #[derive(Debug)]
 pub struct Zones {
     folder: PathBuf,
     live: Arc<ArcSwap<Catalog>>,
+    /// Secondary zones by origin key, as their transfers last brought them.
+    secondaries: Mutex<HashMap<Vec<u8>, Arc<Zone>>>,
+    /// Where changes of served versions go.
+    changes: Option<tokio::sync::mpsc::UnboundedSender<Change>>,
     /// What each zone file currently serves; the lock only orders reloads, queries never take it.
     served: Mutex<HashMap<PathBuf, Served>>,
     /// Where the last good version of each zone is kept, by file name.
@@ -157,11 +172,23 @@ impl Zones {
     /// file, line and reason and served from its last good copy in `last_good` (kept there at
     /// every successful load), or answered SERVFAIL: one broken zone never stops the others,
     /// nor the rest of the server. Only an unreadable folder is an error.
-    pub fn load(folder: &Path, last_good: &Path) -> Result<Zones, Error> {
+    pub fn load(
+        folder: &Path,
+        last_good: &Path,
+        secondaries: Vec<Arc<Zone>>,
+        changes: Option<tokio::sync::mpsc::UnboundedSender<Change>>,
+    ) -> Result<Zones, Error> {
         zone_files(folder)?;
         let zones = Zones {
             folder: folder.to_path_buf(),
             live: Arc::new(ArcSwap::from_pointee(Catalog::default())),
+            secondaries: Mutex::new(
+                secondaries
+                    .into_iter()
+                    .map(|zone| (zone.origin_key().to_vec(), zone))
+                    .collect(),
+            ),
+            changes,
             served: Mutex::new(HashMap::new()),
             last_good: last_good.to_path_buf(),
             saving: Arc::new(Mutex::new(())),
@@ -177,6 +204,61 @@ impl Zones {
 
     pub fn folder(&self) -> &Path {
         &self.folder
+    }
+
+    /// The version of the secondary zone `origin` (wire form) served now.
+    pub fn secondary(&self, origin: &[u8]) -> Option<Arc<Zone>> {
+        let key = crate::name::key_of(origin);
+        self.secondaries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&key)
+            .cloned()
+    }
+
+    /// Serves `zone` as the new version of a secondary zone.
+    pub fn publish_secondary(&self, zone: Arc<Zone>) {
+        let served = self
+            .served
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let old = self
+            .secondaries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(zone.origin_key().to_vec(), zone.clone());
+        self.publish(&served);
+        self.announce(Change {
+            old,
+            new: zone,
+            last_good: None,
+        });
+    }
+
+    /// Builds the catalog from the zone files served and the secondary zones; a secondary
+    /// zone whose origin a file also has is left out (the file wins).
+    fn publish(&self, served: &HashMap<PathBuf, Served>) {
+        let secondaries = self
+            .secondaries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let files: std::collections::HashSet<&[u8]> =
+            served.values().map(|s| s.zone.origin_key()).collect();
+        let mut zones: Vec<Arc<Zone>> = served.values().map(|s| s.zone.clone()).collect();
+        for (key, zone) in secondaries.iter() {
+            if files.contains(key.as_slice()) {
+                error!(zone = %zone.origin_text(), "a zone file and a secondary zone have the same origin; the file is served");
+            } else {
+                zones.push(zone.clone());
+            }
+        }
+        self.live.store(Arc::new(Catalog::new(zones)));
+    }
+
+    fn announce(&self, change: Change) {
+        if let Some(changes) = &self.changes {
+            let _ = changes.send(change);
+        }
     }
 
     /// Re-reads the zones folder: new files add zones, deleted files remove them, changed files
@@ -200,6 +282,7 @@ impl Zones {
         let mut next: HashMap<PathBuf, Served> = HashMap::new();
         let mut origins: HashMap<Vec<u8>, PathBuf> = HashMap::new();
         let mut to_save: Vec<(PathBuf, Arc<Zone>)> = Vec::new();
+        let mut changes: Vec<Change> = Vec::new();
         for path in files {
             let previous = served.remove(&path);
             let keep = previous.as_ref().is_some_and(|p| !force && p.unchanged());
@@ -215,6 +298,11 @@ impl Zones {
                         report.loaded += 1;
                         let entry = Served::new(loaded);
                         to_save.push((path.clone(), entry.zone.clone()));
+                        changes.push(Change {
+                            old: previous.as_ref().map(|p| p.zone.clone()),
+                            new: entry.zone.clone(),
+                            last_good: previous.is_none().then(|| self.last_good_path(&path)),
+                        });
                         Some(entry)
                     }
                     Err(e) => {
@@ -248,11 +336,14 @@ impl Zones {
             report.removed += 1;
             info!(zone = %gone.zone.origin_text(), file = %path.display(), "zone removed");
         }
-        self.live.store(Arc::new(Catalog::new(
-            next.values().map(|s| s.zone.clone()),
-        )));
+        self.publish(&next);
         *served = next;
+        // The last good copies are written before the changes go out, so that a journal that
+        // catches up from one reads the version it replaced.
         self.save(to_save);
+        for change in changes {
+            self.announce(change);
+        }
         report
     }
 

@@ -1,7 +1,8 @@
-use std::{net::SocketAddr, path::PathBuf, str::FromStr};
+use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf, str::FromStr};
 
-use ipnet::IpNet;
 use serde::{Deserialize, Deserializer};
+
+use crate::access::{Peer, Rule};
 
 /// The `[dns]` table of the configuration file.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -11,9 +12,20 @@ pub struct Config {
     pub listen: Vec<SocketAddr>,
     /// Folder whose `*.zone` files are served.
     pub zones: PathBuf,
-    /// Addresses or networks allowed to transfer zones (AXFR); none by default.
-    #[serde(deserialize_with = "networks")]
-    pub allow_transfer: Vec<IpNet>,
+    /// Who may transfer zones (AXFR, IXFR) that have no rules of their own: addresses,
+    /// networks, `key:NAME` (a TSIG key), or an address and a key together. None by default.
+    #[serde(deserialize_with = "parsed")]
+    pub allow_transfer: Vec<Rule>,
+    /// TSIG keys (`[[dns.tsig]]`), as `tsig-keygen` and `keymgr` print them.
+    pub tsig: Vec<TsigKey>,
+    /// Settings of zones from the zones folder (`[dns.zone."foobar.com"]`).
+    pub zone: BTreeMap<String, ZoneSettings>,
+    /// Zones followed from primaries instead of read from files (`[[dns.secondary]]`).
+    pub secondary: Vec<Secondary>,
+    /// Bytes of differences kept per zone for IXFR (RFC 1995), in memory and in
+    /// `state_dir/dns/journal`; older ones are dropped first, and a client further behind
+    /// gets the whole zone.
+    pub journal_max_bytes: usize,
     /// Most TCP connections served at once.
     pub max_tcp_connections: usize,
     /// Seconds a TCP connection may sit idle between queries.
@@ -43,6 +55,10 @@ impl Default for Config {
             listen: vec![SocketAddr::from(([127, 0, 0, 1], 5353))],
             zones: PathBuf::from("zones"),
             allow_transfer: Vec::new(),
+            tsig: Vec::new(),
+            zone: BTreeMap::new(),
+            secondary: Vec::new(),
+            journal_max_bytes: 16 * 1024 * 1024,
             max_tcp_connections: 1024,
             tcp_idle_timeout: 10,
             tcp_io_timeout: 5,
@@ -56,16 +72,66 @@ impl Default for Config {
     }
 }
 
-/// Accepts `192.0.2.1` as well as `192.0.2.0/24`.
-fn networks<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<IpNet>, D::Error> {
-    let texts = Vec::<String>::deserialize(deserializer)?;
-    texts
+/// A TSIG key.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TsigKey {
+    /// As the peers know it, e.g. `xfr.foobar.com.`.
+    pub name: String,
+    /// `hmac-sha256` (the default), `hmac-sha512`, `hmac-sha384` or `hmac-sha1`.
+    #[serde(default = "default_algorithm")]
+    pub algorithm: String,
+    /// The secret in base64.
+    pub secret: Option<String>,
+    /// Or a file holding it (relative paths from `state_dir`): the base64 secret alone, or a
+    /// BIND key file (`secret "...";`).
+    pub secret_file: Option<PathBuf>,
+}
+
+fn default_algorithm() -> String {
+    "hmac-sha256".to_string()
+}
+
+/// `[dns.zone."NAME"]`: a zone of the zones folder.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ZoneSettings {
+    /// Who may transfer this zone, instead of `[dns] allow_transfer`.
+    #[serde(deserialize_with = "parsed")]
+    pub allow_transfer: Vec<Rule>,
+    /// Secondaries told of every new serial (RFC 1996): `"192.0.2.2:53"`, optionally with
+    /// `key:NAME` to sign the NOTIFY.
+    #[serde(deserialize_with = "parsed")]
+    pub notify: Vec<Peer>,
+}
+
+/// `[[dns.secondary]]`: a zone transferred from its primaries.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Secondary {
+    pub zone: String,
+    /// Tried in order: `"192.0.2.1:53"`.
+    #[serde(deserialize_with = "parsed")]
+    pub primaries: Vec<Peer>,
+    /// The TSIG key that signs requests to the primaries and their NOTIFY.
+    pub key: Option<String>,
+    /// Who may transfer it from us in turn, instead of `[dns] allow_transfer`.
+    #[serde(default, deserialize_with = "parsed")]
+    pub allow_transfer: Vec<Rule>,
+    /// Our own secondaries, told of each new serial.
+    #[serde(default, deserialize_with = "parsed")]
+    pub notify: Vec<Peer>,
+}
+
+/// A list of strings, each parsed (rules, peers).
+fn parsed<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: FromStr<Err = String>,
+{
+    Vec::<String>::deserialize(deserializer)?
         .iter()
-        .map(|text| {
-            IpNet::from_str(text)
-                .or_else(|_| std::net::IpAddr::from_str(text).map(IpNet::from))
-                .map_err(|_| serde::de::Error::custom(format!("not an address or network: {text}")))
-        })
+        .map(|text| text.parse().map_err(serde::de::Error::custom))
         .collect()
 }
 

@@ -37,6 +37,9 @@ pub enum Error {
     },
     #[error("{0}")]
     Randomness(String),
+    /// A setting of `[dns]` that cannot be used (a TSIG key, a rule naming an unknown key).
+    #[error("[dns] {0}")]
+    Config(String),
     #[error("cannot watch {}: {source}", path.display())]
     Watch {
         path: PathBuf,

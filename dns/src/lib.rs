@@ -10,19 +10,28 @@
 //! The crate knows nothing of HTTP or SQL. [`Dns::load`] reads zones before any port is bound;
 //! [`bind`] binds; [`Dns::run`] serves until the shutdown token fires.
 
+pub mod access;
 pub mod answer;
 pub mod catalog;
+mod changes;
 mod config;
 pub mod cookie;
 mod error;
+pub mod journal;
 pub mod load;
+pub mod notify;
+pub mod secondary;
+mod settings;
 
 pub mod listener;
 pub mod message;
 pub mod name;
 pub mod rate_limit;
 pub mod snapshot;
+pub mod tsig;
 mod watch;
+pub mod wire;
+pub mod xfr;
 pub mod zone;
 
 use std::{
@@ -32,6 +41,7 @@ use std::{
 };
 
 use arc_swap::ArcSwap;
+use tokio::sync::mpsc;
 
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
@@ -46,6 +56,7 @@ pub use crate::{
     load::{load_zone, load_zone_text},
     zone::Zone,
 };
+use crate::{catalog::Change, journal::Journals, secondary::Secondary};
 
 fn origin_names<'z>(zones: impl Iterator<Item = &'z Zone>) -> Vec<String> {
     let mut origins: Vec<String> = zones
@@ -61,26 +72,35 @@ fn origin_names<'z>(zones: impl Iterator<Item = &'z Zone>) -> Vec<String> {
 #[derive(Debug, Clone)]
 pub struct Dns {
     live: Arc<ArcSwap<Live>>,
-    /// The zones-folder watch of the running service: what stops it, and what it answers to.
-    watch: Arc<Mutex<Option<(CancellationToken, CancellationToken)>>>,
+    /// What stops the background tasks of the state served now (the zones-folder watch, the
+    /// journal and NOTIFY, the secondary zones), and the service's own shutdown.
+    background: Arc<Mutex<Option<(CancellationToken, CancellationToken)>>>,
 }
 
-/// What the listeners answer from.
+/// What the listeners answer from, and what keeps it current.
 #[derive(Debug)]
 pub struct Live {
     zones: Arc<Zones>,
     shared: listener::Shared,
+    secondaries: Vec<Arc<Secondary>>,
+    /// Changes of served versions and NOTIFYs from primaries, for the background tasks.
+    changes: Mutex<Option<mpsc::UnboundedReceiver<Change>>>,
+    notified: Mutex<Option<mpsc::UnboundedReceiver<Vec<u8>>>>,
 }
 
 impl Dns {
     /// Loads every zone named by the configuration to serve it. A broken zone file is logged and
     /// served from its last good copy in `state_dir` (or answered SERVFAIL): it never stops the
-    /// other zones from loading.
+    /// other zones from loading. Secondary zones start from their copy in `state_dir`.
     pub fn load(config: &Config, state_dir: &Path) -> Result<Dns, Error> {
         let Config {
             listen: _,
             zones,
-            allow_transfer,
+            allow_transfer: _,
+            tsig: _,
+            zone: _,
+            secondary: _,
+            journal_max_bytes,
             max_tcp_connections,
             tcp_idle_timeout,
             tcp_io_timeout,
@@ -91,42 +111,74 @@ impl Dns {
             cookie_secret,
             rate_limit,
         } = config;
-        let zones = Arc::new(Zones::load(zones, &state_dir.join("dns/last-good"))?);
+        let access = settings::access(config, state_dir)?;
+        let secondaries = settings::secondaries(config, state_dir, &access)?;
+        let initial: Vec<Arc<Zone>> = secondaries
+            .iter()
+            .map(|secondary| match secondary.load_copy() {
+                Some((zone, _)) => {
+                    info!(zone = %secondary.name(), serial = zone.serial(), "secondary zone served from its copy");
+                    Arc::new(zone)
+                }
+                None => Arc::new(Zone::unavailable(&secondary.origin)),
+            })
+            .collect();
+        let (changes, changed) = mpsc::unbounded_channel();
+        let zones = Arc::new(Zones::load(
+            zones,
+            &state_dir.join("dns/last-good"),
+            initial,
+            Some(changes),
+        )?);
         let cookies = match cookie_secret {
             Some(secret) => Cookies::new(*secret),
             None => Cookies::random().map_err(Error::Randomness)?,
         };
-        let responder = Responder::new(allow_transfer.clone(), cookies)
+        let (notify_sink, notified) = mpsc::unbounded_channel();
+        let responder = Responder::new(access, cookies)
+            .with_notify_sink(notify_sink)
             .with_nsid(nsid.as_deref())
             .with_chaos(identity.as_deref(), version.as_deref())
             .with_rate_limit(rate_limit);
         let shared = listener::Shared {
             catalog: zones.catalog(),
             responder: Arc::new(responder),
+            journals: Arc::new(Journals::new(
+                &state_dir.join("dns/journal"),
+                *journal_max_bytes,
+            )),
             max_tcp_connections: *max_tcp_connections,
             max_tcp_connections_per_address: *max_tcp_connections_per_address,
             tcp_idle_timeout: Duration::from_secs(*tcp_idle_timeout),
             tcp_io_timeout: Duration::from_secs(*tcp_io_timeout),
         };
         Ok(Dns {
-            live: Arc::new(ArcSwap::from_pointee(Live { zones, shared })),
-            watch: Arc::default(),
+            live: Arc::new(ArcSwap::from_pointee(Live {
+                zones,
+                shared,
+                secondaries,
+                changes: Mutex::new(Some(changed)),
+                notified: Mutex::new(Some(notified)),
+            })),
+            background: Arc::default(),
         })
     }
 
     /// Serves from now on what `loaded` loaded (a reloaded configuration: another zones folder,
-    /// other limits or answers), on the sockets already listening. TCP connections open now
-    /// finish under the old settings.
+    /// other limits, keys or answers), on the sockets already listening. TCP connections open
+    /// now finish under the old settings.
     pub fn adopt(&self, loaded: Dns) {
         let state = loaded.live.load_full();
-        let zones = state.zones.clone();
-        self.live.store(state);
-        let mut watch = self.watch.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((old, root)) = watch.take() {
+        self.live.store(state.clone());
+        let mut background = self
+            .background
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some((old, root)) = background.take() {
             old.cancel();
             let token = root.child_token();
-            spawn_watch(zones, token.clone());
-            *watch = Some((token, root));
+            spawn_background(&state, &token);
+            *background = Some((token, root));
         }
     }
 
@@ -161,11 +213,14 @@ impl Dns {
         drain: Duration,
     ) -> Result<(), Error> {
         let mut tasks = tokio::task::JoinSet::new();
-        let zones = self.live.load().zones.clone();
+        let live = self.live.load_full();
+        let zones = live.zones.clone();
         let token = shutdown.child_token();
-        spawn_watch(zones.clone(), token.clone());
-        *self.watch.lock().unwrap_or_else(PoisonError::into_inner) =
-            Some((token, shutdown.clone()));
+        spawn_background(&live, &token);
+        *self
+            .background
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some((token, shutdown.clone()));
         // Catch edits made between loading and the start of the watch, before serving.
         let _ = tokio::task::spawn_blocking(move || zones.reload(false)).await;
         for Sockets { udp, tcp } in sockets {
@@ -202,13 +257,61 @@ impl Dns {
     }
 }
 
-/// Watches a zones folder until `token` is cancelled.
-fn spawn_watch(zones: Arc<Zones>, token: CancellationToken) {
-    match watch::Watch::start(zones) {
+/// Starts what keeps `live` current until `token` is cancelled: the zones-folder watch, the
+/// journal and NOTIFY for every change, and the secondary zones.
+fn spawn_background(live: &Arc<Live>, token: &CancellationToken) {
+    match watch::Watch::start(live.zones.clone()) {
         Ok(watch) => {
-            tokio::spawn(watch.run(token));
+            tokio::spawn(watch.run(token.clone()));
         }
         Err(e) => error!(error = %e, "zone files are not watched; SIGHUP still reloads"),
+    }
+    let changes = live
+        .changes
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take();
+    if let Some(changes) = changes {
+        tokio::spawn(changes::follow(
+            changes,
+            live.shared.journals.clone(),
+            live.shared.responder.clone(),
+            token.clone(),
+        ));
+    }
+    let notified = live
+        .notified
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take();
+    if let Some(mut notified) = notified {
+        let secondaries = live.secondaries.clone();
+        let token = token.clone();
+        tokio::spawn(async move {
+            loop {
+                let origin_key = tokio::select! {
+                    key = notified.recv() => match key {
+                        Some(key) => key,
+                        None => return,
+                    },
+                    () = token.cancelled() => return,
+                };
+                if let Some(secondary) = secondaries
+                    .iter()
+                    .find(|s| name::key_of(&s.origin) == origin_key)
+                {
+                    secondary.notified.notify_one();
+                }
+            }
+        });
+    }
+    for secondary in &live.secondaries {
+        let zones = live.zones.clone();
+        let publish = {
+            let zones = zones.clone();
+            move |_old: Option<Arc<Zone>>, new: Arc<Zone>| zones.publish_secondary(new)
+        };
+        tokio::spawn(secondary.clone().run(zones, publish, token.clone()));
     }
 }
 

@@ -12,13 +12,15 @@ use tokio::{
     task::JoinSet,
 };
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::{
     Live,
-    answer::{Client, Outcome, Responder, Transport, transfer},
+    answer::{Client, Outcome, Responder, Transport},
     catalog::Catalog,
     error::Error,
+    journal::Journals,
+    xfr,
 };
 
 /// Largest message a query may be: the UDP datagrams we accept and TCP frames we read.
@@ -97,6 +99,8 @@ pub fn bind(addr: SocketAddr) -> Result<Sockets, Error> {
 pub struct Shared {
     pub catalog: Arc<ArcSwap<Catalog>>,
     pub responder: Arc<Responder>,
+    /// Differences between versions of each zone, for IXFR.
+    pub journals: Arc<Journals>,
     pub max_tcp_connections: usize,
     pub max_tcp_connections_per_address: usize,
     pub tcp_idle_timeout: Duration,
@@ -323,18 +327,35 @@ async fn connection(
         match outcome {
             Outcome::Reply => write_message(&mut stream, &out, io_timeout).await?,
             Outcome::Drop => return Ok(()),
-            Outcome::Transfer(origin_key) => {
-                let Some(zone) = catalog.get(&origin_key).cloned() else {
+            Outcome::Transfer(request) => {
+                let Some(zone) = catalog.get(&request.origin_key).cloned() else {
                     return Ok(());
                 };
+                let started = std::time::Instant::now();
                 let query = packet[..len].to_vec();
-                let messages =
-                    tokio::task::spawn_blocking(move || transfer(&zone, &query, MAX_MESSAGE))
-                        .await
-                        .map_err(std::io::Error::other)?;
-                for message in messages {
-                    write_message(&mut stream, &message, io_timeout).await?;
+                let journals = shared.journals.clone();
+                let serial = zone.serial();
+                let origin = zone.origin_text();
+                let now = u64::from(client.now);
+                let answer = tokio::task::spawn_blocking(move || {
+                    xfr::answer(&zone, Some(&journals), &request, &query, now)
+                })
+                .await
+                .map_err(std::io::Error::other)?;
+                let bytes: usize = answer.messages.iter().map(Vec::len).sum();
+                for message in &answer.messages {
+                    write_message(&mut stream, message, io_timeout).await?;
                 }
+                info!(
+                    zone = %origin,
+                    %peer,
+                    serial,
+                    kind = answer.kind,
+                    records = answer.records,
+                    bytes,
+                    ms = started.elapsed().as_millis() as u64,
+                    "transfer out"
+                );
             }
         }
     }

@@ -147,8 +147,8 @@ pub fn wire_len(wire: &[u8]) -> Option<usize> {
     }
 }
 
-/// Wire form of a plain dotted name, for tests.
-#[cfg(test)]
+/// Wire form of a plain dotted name with no escapes (an algorithm name, a test's name); names
+/// from users go through `load::parse_origin`.
 pub(crate) fn wire(text: &str) -> Vec<u8> {
     let mut out = Vec::new();
     for label in text.split('.').filter(|l| !l.is_empty()) {

@@ -11,6 +11,7 @@
 //! rather than trusted.
 
 use crate::{
+    journal::Rr,
     load::check,
     name,
     zone::{Records, Zone},
@@ -79,11 +80,75 @@ pub fn decode(bytes: &[u8]) -> Result<Zone, String> {
     if reader.at != body.len() || records.is_empty() {
         return Err("unexpected length".to_string());
     }
+    build_checked(&origin, &records)
+}
+
+/// A zone of `origin` from `records` (a transfer's), checked as a zone file is: a record
+/// outside the zone, a missing or second SOA, a CNAME beside other data... refuse it.
+pub fn checked(origin: &[u8], records: &[Rr]) -> Result<Zone, String> {
+    let mut all = Records::default();
+    for rr in records {
+        if !name::is_subdomain(&rr.owner, origin) {
+            return Err(format!(
+                "a record outside the zone: {}",
+                name::to_text(&rr.owner)
+            ));
+        }
+        all.push(&rr.owner, rr.rtype, rr.ttl, &rr.rdata);
+    }
+    if all.is_empty() {
+        return Err("no records".to_string());
+    }
+    build_checked(origin, &all)
+}
+
+fn build_checked(origin: &[u8], records: &Records) -> Result<Zone, String> {
     let sorted = records.sort();
-    if let Some((_, reason)) = check::check(&origin, &records, &sorted).error {
+    if let Some((_, reason)) = check::check(origin, records, &sorted).error {
         return Err(reason);
     }
-    Ok(Zone::build(&origin, &records, &sorted))
+    Ok(Zone::build(origin, records, &sorted))
+}
+
+/// Every record of `zone`, its SOA included.
+pub fn records(zone: &Zone) -> Vec<Rr> {
+    let mut out = Vec::with_capacity(zone.record_count());
+    for node in zone.nodes() {
+        let owner = zone.name(node);
+        for set in zone.rrsets(node) {
+            for rdata in set.rdatas() {
+                out.push(Rr {
+                    owner: owner.to_vec(),
+                    rtype: set.rtype,
+                    ttl: set.ttl,
+                    rdata: rdata.to_vec(),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// The serial in a snapshot, read from its first records without decoding the rest (the SOA
+/// is the apex's, which comes first); `None` if it cannot be found that way.
+pub fn peek_serial(bytes: &[u8]) -> Option<u32> {
+    let mut reader = Reader { bytes, at: 0 };
+    if reader.take(MAGIC.len()).ok()? != MAGIC || reader.u16().ok()? != VERSION {
+        return None;
+    }
+    reader.name().ok()?;
+    let count = reader.u32().ok()?;
+    for _ in 0..count.min(64) {
+        reader.name().ok()?;
+        let rtype = reader.u16().ok()?;
+        reader.u32().ok()?;
+        let len = usize::from(reader.u16().ok()?);
+        let rdata = reader.take(len).ok()?;
+        if rtype == crate::zone::rtype::SOA {
+            return crate::zone::soa_serial_minimum(rdata).map(|(serial, _)| serial);
+        }
+    }
+    None
 }
 
 struct Reader<'b> {

@@ -259,12 +259,7 @@ async fn random_garbage_never_stops_the_server() {
 #[tokio::test]
 async fn unknown_opcodes_get_notimp() {
     let server = example().await;
-    for opcode in [
-        OpCode::Status,
-        OpCode::Notify,
-        OpCode::Update,
-        OpCode::Unknown(7),
-    ] {
+    for opcode in [OpCode::Status, OpCode::Update, OpCode::Unknown(7)] {
         let mut message = query("example.com.", RecordType::SOA);
         message.metadata.op_code = opcode;
         let raw = server.udp_raw(&message.to_vec().unwrap()).await.unwrap();
@@ -272,6 +267,13 @@ async fn unknown_opcodes_get_notimp() {
         assert_eq!(flags & 0xF, 4, "{opcode:?} gets NOTIMP");
         assert_eq!((flags >> 11) & 0xF, u16::from(u8::from(opcode)));
     }
+    // NOTIFY is understood, and refused for a zone that is not followed from that address.
+    let mut message = query("example.com.", RecordType::SOA);
+    message.metadata.op_code = OpCode::Notify;
+    let raw = server.udp_raw(&message.to_vec().unwrap()).await.unwrap();
+    let (_, flags) = header(&raw);
+    assert_eq!(flags & 0xF, 5, "REFUSED");
+    assert_eq!((flags >> 11) & 0xF, 4, "the NOTIFY opcode echoed");
 }
 
 #[tokio::test]

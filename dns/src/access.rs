@@ -1,0 +1,205 @@
+//! Who may do what with a zone beyond querying it: transfer it out (by address and/or TSIG
+//! key), be told of its changes (NOTIFY targets), and tell us of them (a secondary zone's
+//! primaries).
+//!
+//! Rules are written as the configuration writes them: `"192.0.2.2"`, `"2001:db8::/64"`,
+//! `"key:xfr.foobar.com."`, or an address and a key together (`"192.0.2.0/24 key:xfr."`, both
+//! needed). A NOTIFY target or a primary is `"192.0.2.2:53"`, with an optional key.
+
+use std::{
+    collections::HashMap,
+    net::{IpAddr, SocketAddr},
+    str::FromStr,
+    sync::Arc,
+};
+
+use ipnet::IpNet;
+
+use crate::tsig::{Key, Keyring};
+
+/// One way to be allowed: from these addresses, with this key, or both.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    pub network: Option<IpNet>,
+    /// The key's name, as configured.
+    pub key: Option<String>,
+}
+
+impl Rule {
+    /// Whether a request from `address`, signed with `key` (verified), is allowed by this rule.
+    pub fn allows(&self, address: IpAddr, key: Option<&Key>) -> bool {
+        let address_ok = self.network.is_none_or(|net| net.contains(&address));
+        let key_ok = match (&self.key, key) {
+            (None, _) => true,
+            (Some(wanted), Some(key)) => same_key_name(wanted, &key.name()),
+            (Some(_), None) => false,
+        };
+        address_ok && key_ok
+    }
+}
+
+impl FromStr for Rule {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Rule, String> {
+        let mut rule = Rule {
+            network: None,
+            key: None,
+        };
+        for part in text.split_whitespace() {
+            if let Some(key) = part.strip_prefix("key:") {
+                if key.is_empty() || rule.key.replace(key.to_string()).is_some() {
+                    return Err(format!("{text:?}: one key: name per rule"));
+                }
+            } else {
+                let network = IpNet::from_str(part)
+                    .or_else(|_| IpAddr::from_str(part).map(IpNet::from))
+                    .map_err(|_| {
+                        format!("{text:?}: {part:?} is not an address, network or key:NAME")
+                    })?;
+                if rule.network.replace(network).is_some() {
+                    return Err(format!("{text:?}: one address or network per rule"));
+                }
+            }
+        }
+        if rule.network.is_none() && rule.key.is_none() {
+            return Err(format!("{text:?}: an empty rule"));
+        }
+        Ok(rule)
+    }
+}
+
+/// A server to send NOTIFY to, or to transfer from: an address and port, and optionally the key
+/// that signs what goes there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    pub address: SocketAddr,
+    pub key: Option<String>,
+}
+
+impl FromStr for Peer {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Peer, String> {
+        let mut parts = text.split_whitespace();
+        let address = parts.next().ok_or_else(|| "an empty address".to_string())?;
+        let address = SocketAddr::from_str(address)
+            .or_else(|_| IpAddr::from_str(address).map(|ip| SocketAddr::new(ip, 53)))
+            .map_err(|_| format!("{text:?}: {address:?} is not an address (192.0.2.1:53)"))?;
+        let key = match parts.next() {
+            None => None,
+            Some(part) => Some(
+                part.strip_prefix("key:")
+                    .filter(|key| !key.is_empty())
+                    .ok_or_else(|| format!("{text:?}: after the address, only key:NAME"))?
+                    .to_string(),
+            ),
+        };
+        if parts.next().is_some() {
+            return Err(format!("{text:?}: an address and at most one key:NAME"));
+        }
+        Ok(Peer { address, key })
+    }
+}
+
+fn same_key_name(a: &str, b: &str) -> bool {
+    a.trim_end_matches('.')
+        .eq_ignore_ascii_case(b.trim_end_matches('.'))
+}
+
+/// The policy of one zone.
+#[derive(Debug, Clone, Default)]
+pub struct ZoneAccess {
+    /// Who may transfer it.
+    pub transfer: Vec<Rule>,
+    /// Where its changes are announced.
+    pub notify: Vec<Peer>,
+    /// For a secondary zone: its primaries, whose NOTIFY (signed with their key where one is
+    /// set) starts a refresh.
+    pub primaries: Vec<Peer>,
+}
+
+/// Transfer and NOTIFY policy for every zone, with the keys.
+#[derive(Debug, Clone, Default)]
+pub struct Access {
+    pub keyring: Keyring,
+    /// For zones with no rules of their own.
+    pub default_transfer: Vec<Rule>,
+    /// By origin key (see `crate::name`).
+    pub zones: HashMap<Vec<u8>, ZoneAccess>,
+}
+
+impl Access {
+    /// Whether a transfer of the zone at `origin_key` is allowed to `address` with `key`.
+    pub fn may_transfer(&self, origin_key: &[u8], address: IpAddr, key: Option<&Key>) -> bool {
+        let rules = self
+            .zones
+            .get(origin_key)
+            .filter(|zone| !zone.transfer.is_empty())
+            .map_or(&self.default_transfer, |zone| &zone.transfer);
+        rules.iter().any(|rule| rule.allows(address, key))
+    }
+
+    /// Whether a NOTIFY for the zone at `origin_key` comes from one of its primaries (with the
+    /// primary's key when it has one).
+    pub fn notify_from_primary(
+        &self,
+        origin_key: &[u8],
+        address: IpAddr,
+        key: Option<&Key>,
+    ) -> bool {
+        let Some(zone) = self.zones.get(origin_key) else {
+            return false;
+        };
+        zone.primaries.iter().any(|primary| {
+            primary.address.ip() == address
+                && match (&primary.key, key) {
+                    (None, _) => true,
+                    (Some(wanted), Some(key)) => same_key_name(wanted, &key.name()),
+                    (Some(_), None) => false,
+                }
+        })
+    }
+
+    /// The key configured under `name`, if any.
+    pub fn key(&self, name: Option<&str>) -> Option<Arc<Key>> {
+        name.and_then(|name| self.keyring.get(name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::tsig::Algorithm;
+
+    #[test]
+    fn rules_allow_by_address_key_or_both() {
+        let key = Key::new("xfr.foobar.com.", Algorithm::HmacSha256, b"s").unwrap();
+        let other = Key::new("other.", Algorithm::HmacSha256, b"s").unwrap();
+        let inside: IpAddr = "192.0.2.7".parse().unwrap();
+        let outside: IpAddr = "198.51.100.1".parse().unwrap();
+        let by_net: Rule = "192.0.2.0/24".parse().unwrap();
+        let by_key: Rule = "key:XFR.foobar.com".parse().unwrap();
+        let both: Rule = "192.0.2.0/24 key:xfr.foobar.com.".parse().unwrap();
+        assert!(by_net.allows(inside, None) && !by_net.allows(outside, Some(&key)));
+        assert!(by_key.allows(outside, Some(&key)) && !by_key.allows(inside, None));
+        assert!(!by_key.allows(inside, Some(&other)));
+        assert!(both.allows(inside, Some(&key)));
+        assert!(!both.allows(outside, Some(&key)) && !both.allows(inside, None));
+        for bad in ["", "key:", "bogus", "192.0.2.1 192.0.2.2", "key:a key:b"] {
+            assert!(bad.parse::<Rule>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn peers_take_a_port_and_a_key() {
+        let peer: Peer = "192.0.2.2:5300 key:xfr.".parse().unwrap();
+        assert_eq!(peer.address, "192.0.2.2:5300".parse().unwrap());
+        assert_eq!(peer.key.as_deref(), Some("xfr."));
+        let plain: Peer = "2001:db8::1".parse().unwrap();
+        assert_eq!(plain.address.port(), 53);
+        assert!("192.0.2.2:53 xfr".parse::<Peer>().is_err());
+    }
+}

@@ -1,0 +1,196 @@
+//! Telling secondaries a zone changed (NOTIFY, RFC 1996), and asking a primary for its SOA:
+//! small exchanges over UDP, retried, signed with TSIG where a key is set.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use tokio::net::UdpSocket;
+use tracing::{debug, info, warn};
+
+use crate::{
+    journal::Rr,
+    message::{AA, Owner, Section, Writer, rcode},
+    tsig::{self, Key, StreamVerifier},
+    wire,
+    zone::rtype,
+};
+
+/// Tries per NOTIFY before giving up on a secondary; the wait doubles from one second.
+const TRIES: u32 = 5;
+const OPCODE_NOTIFY: u16 = 4;
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
+}
+
+fn random_id() -> u16 {
+    let mut id = [0u8; 2];
+    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut id);
+    u16::from_be_bytes(id)
+}
+
+/// A NOTIFY for the zone with `soa` as its SOA record, signed with `key` if any: the message,
+/// and its MAC when signed.
+fn notify_message(id: u16, soa: &Rr, key: Option<&Key>) -> (Vec<u8>, Option<Vec<u8>>) {
+    let mut message = Vec::with_capacity(512);
+    let mut w = Writer::new(&mut message, id, OPCODE_NOTIFY << 11 | AA, 65_535);
+    w.question(&soa.owner, rtype::SOA, 1);
+    // The new SOA as a hint (RFC 1996 section 3.7).
+    let _ = w.record(
+        Section::Answer,
+        Owner::At(12),
+        rtype::SOA,
+        soa.ttl,
+        &soa.rdata,
+    );
+    let mac = key.map(|key| tsig::sign(&mut message, key, None, unix_now()));
+    (message, mac)
+}
+
+/// Sends a NOTIFY for the zone of `soa` to `target`, retrying until it answers. Logs the
+/// outcome; true if the secondary acknowledged it.
+pub async fn send(soa: &Rr, target: SocketAddr, key: Option<Arc<Key>>) -> bool {
+    let zone = crate::name::to_text(&soa.owner);
+    let serial = crate::zone::soa_serial_minimum(&soa.rdata).map_or(0, |(s, _)| s);
+    let bind: SocketAddr = if target.is_ipv4() {
+        ([0, 0, 0, 0], 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let socket = match UdpSocket::bind(bind).await {
+        Ok(socket) => socket,
+        Err(e) => {
+            warn!(%zone, %target, error = %e, "notify: no socket");
+            return false;
+        }
+    };
+    let id = random_id();
+    let mut wait = Duration::from_secs(1);
+    for _ in 0..TRIES {
+        // Signed anew each try: the time in the signature must be fresh.
+        let (message, mac) = notify_message(id, soa, key.as_deref());
+        if let Err(e) = socket.send_to(&message, target).await {
+            debug!(%zone, %target, error = %e, "notify send");
+        }
+        match tokio::time::timeout(wait, answer(&socket, id, target)).await {
+            Ok(reply) => {
+                let verdict = match (&key, &mac) {
+                    (Some(key), Some(mac)) => {
+                        StreamVerifier::new(key.clone(), mac.clone()).verify(&reply, unix_now())
+                    }
+                    _ => Ok(()),
+                };
+                let code = reply.get(3).map_or(rcode::SERVFAIL, |flags| flags & 0xF);
+                match (verdict, code) {
+                    (Ok(()), rcode::NOERROR) => {
+                        info!(%zone, %target, serial, "notify acknowledged");
+                        return true;
+                    }
+                    (Err(reason), _) => {
+                        warn!(%zone, %target, %reason, "notify answer not trusted");
+                        return false;
+                    }
+                    (Ok(()), code) => {
+                        warn!(%zone, %target, rcode = code, "notify refused");
+                        return false;
+                    }
+                }
+            }
+            Err(_) => wait *= 2,
+        }
+    }
+    warn!(%zone, %target, serial, tries = TRIES, "notify unanswered");
+    false
+}
+
+/// The next reply to `id` from `from` on `socket`.
+async fn answer(socket: &UdpSocket, id: u16, from: SocketAddr) -> Vec<u8> {
+    let mut buf = vec![0u8; 65_535];
+    loop {
+        let Ok((len, peer)) = socket.recv_from(&mut buf).await else {
+            continue;
+        };
+        if peer == from && len >= 12 && buf[..2] == id.to_be_bytes() && buf[2] & 0x80 != 0 {
+            return buf[..len].to_vec();
+        }
+    }
+}
+
+/// Asks `primary` for the serial of the zone `origin` (wire form), over UDP, signed with `key`
+/// if any; falls back to TCP when the answer is truncated.
+pub async fn primary_serial(
+    origin: &[u8],
+    primary: SocketAddr,
+    key: Option<&Arc<Key>>,
+) -> Result<u32, String> {
+    let id = random_id();
+    let mut message = Vec::with_capacity(512);
+    Writer::new(&mut message, id, 0, 512).question(origin, rtype::SOA, 1);
+    let mac = key.map(|key| tsig::sign(&mut message, key, None, unix_now()));
+    let bind: SocketAddr = if primary.is_ipv4() {
+        ([0, 0, 0, 0], 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let socket = UdpSocket::bind(bind).await.map_err(|e| e.to_string())?;
+    let mut reply = None;
+    for wait in [2, 4] {
+        socket
+            .send_to(&message, primary)
+            .await
+            .map_err(|e| e.to_string())?;
+        if let Ok(got) =
+            tokio::time::timeout(Duration::from_secs(wait), answer(&socket, id, primary)).await
+        {
+            reply = Some(got);
+            break;
+        }
+    }
+    let mut reply = reply.ok_or_else(|| "no answer to the SOA query".to_string())?;
+    if reply[2] & 0x02 != 0 {
+        reply = tcp_exchange(&message, primary).await?;
+        if reply.len() < 12 {
+            return Err("a short answer over TCP".to_string());
+        }
+    }
+    if let (Some(key), Some(mac)) = (key, mac) {
+        StreamVerifier::new(key.clone(), mac).verify(&reply, unix_now())?;
+    }
+    let code = reply[3] & 0xF;
+    if code != rcode::NOERROR {
+        return Err(format!("the SOA query was answered with RCODE {code}"));
+    }
+    let [_, answers, ..] = wire::counts(&reply).ok_or("a short answer")?;
+    let mut at = wire::after_question(&reply).ok_or("a malformed answer")?;
+    for _ in 0..answers {
+        let record = wire::read_record(&reply, at).ok_or("a malformed answer")?;
+        if record.rtype == rtype::SOA && crate::name::eq_ignore_case(&record.owner, origin) {
+            return crate::zone::soa_serial_minimum(&record.rdata)
+                .map(|(serial, _)| serial)
+                .ok_or_else(|| "a malformed SOA".to_string());
+        }
+        at = record.end;
+    }
+    Err("no SOA in the answer (is the zone served there?)".to_string())
+}
+
+/// One query and its answer over TCP.
+async fn tcp_exchange(message: &[u8], server: SocketAddr) -> Result<Vec<u8>, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(server).await?;
+        let mut framed = (message.len() as u16).to_be_bytes().to_vec();
+        framed.extend_from_slice(message);
+        stream.write_all(&framed).await?;
+        let len = stream.read_u16().await?;
+        let mut reply = vec![0u8; usize::from(len)];
+        stream.read_exact(&mut reply).await?;
+        Ok::<_, std::io::Error>(reply)
+    };
+    tokio::time::timeout(Duration::from_secs(10), exchange)
+        .await
+        .map_err(|_| "no answer over TCP".to_string())?
+        .map_err(|e| e.to_string())
+}

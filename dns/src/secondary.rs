@@ -1,0 +1,514 @@
+//! Secondary zones: followed from their primaries by zone transfer rather than read from files.
+//!
+//! ```text
+//! start: the copy in state_dir/dns/secondary (served at once), else SERVFAIL until the first
+//!        transfer
+//! loop:  NOTIFY from a primary, or the SOA refresh timer (retry after a failure)
+//!        ──▶ SOA query to each primary in turn ──▶ newer serial (RFC 1982)?
+//!        ──▶ IXFR from our serial (the whole zone when there is none yet, or the primary
+//!            answers with the whole zone) ──▶ checked like a zone file ──▶ kept in state_dir,
+//!            served, journaled, and announced to our own secondaries
+//!        no primary answers for the SOA expire time ──▶ SERVFAIL until one does
+//! ```
+
+use std::{
+    net::SocketAddr,
+    path::PathBuf,
+    sync::Arc,
+    time::{Duration, Instant, SystemTime},
+};
+
+use foobar_state::Access as FileAccess;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    sync::Notify,
+};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::{
+    catalog::Zones,
+    journal::{self, Diff, Rr},
+    message::{Owner, Section, Writer},
+    name,
+    notify::{primary_serial, unix_now},
+    snapshot,
+    tsig::{self, Key, StreamVerifier},
+    wire,
+    zone::{Zone, rtype},
+};
+
+/// Timers for a zone with no SOA yet (RFC 1912's suggestions are hours; a zone we do not have
+/// is worth asking for often).
+const FIRST_RETRY: Duration = Duration::from_secs(10);
+/// Bounds on the SOA timers a primary sets, so that a zone is neither hammered nor forgotten.
+const MIN_TIMER: Duration = Duration::from_secs(5);
+const MAX_TIMER: Duration = Duration::from_secs(7 * 86_400);
+/// How long one transfer may take.
+const TRANSFER_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// One secondary zone and how to follow it.
+#[derive(Debug)]
+pub struct Secondary {
+    /// The origin in wire form.
+    pub origin: Vec<u8>,
+    pub primaries: Vec<(SocketAddr, Option<Arc<Key>>)>,
+    /// Where the last transferred copy is kept.
+    pub copy: PathBuf,
+    /// Woken by a NOTIFY from a primary.
+    pub notified: Notify,
+}
+
+impl Secondary {
+    pub fn name(&self) -> String {
+        name::to_text(&self.origin)
+    }
+
+    /// The copy kept in `state_dir`, if it checks out, and when it was written (its last
+    /// successful refresh, for the expire timer).
+    pub fn load_copy(&self) -> Option<(Zone, SystemTime)> {
+        let bytes = match std::fs::read(&self.copy) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(e) => {
+                warn!(zone = %self.name(), file = %self.copy.display(), error = %e, "secondary copy unreadable");
+                return None;
+            }
+        };
+        match snapshot::decode(&bytes) {
+            Ok(zone) if name::eq_ignore_case(zone.origin(), &self.origin) => {
+                let written = std::fs::metadata(&self.copy)
+                    .and_then(|m| m.modified())
+                    .unwrap_or_else(|_| SystemTime::now());
+                Some((zone, written))
+            }
+            Ok(_) => None,
+            Err(reason) => {
+                warn!(zone = %self.name(), file = %self.copy.display(), %reason, "secondary copy refused");
+                None
+            }
+        }
+    }
+
+    /// Follows the zone until `shutdown`: every new version goes to `publish`.
+    pub async fn run(
+        self: Arc<Self>,
+        zones: Arc<Zones>,
+        publish: impl Fn(Option<Arc<Zone>>, Arc<Zone>) + Send + Sync + 'static,
+        shutdown: CancellationToken,
+    ) {
+        let mut current: Option<Arc<Zone>> =
+            zones.secondary(&self.origin).filter(|z| z.is_available());
+        let mut last_success = match &current {
+            Some(_) => self
+                .copy
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|written| written.elapsed().ok())
+                .map_or_else(Instant::now, |age| {
+                    Instant::now().checked_sub(age).unwrap_or_else(Instant::now)
+                }),
+            None => Instant::now(),
+        };
+        // Check at once: a primary may have moved on while we were down.
+        let mut wait = Duration::ZERO;
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = self.notified.notified() => info!(zone = %self.name(), "notify from a primary: refreshing"),
+                () = shutdown.cancelled() => return,
+            }
+            let now = current.as_deref().and_then(timers);
+            match self.refresh(current.as_deref()).await {
+                Ok(Some(zone)) => {
+                    let zone = Arc::new(zone);
+                    self.keep(&zone);
+                    publish(current.take(), zone.clone());
+                    current = Some(zone);
+                    last_success = Instant::now();
+                    wait = current
+                        .as_deref()
+                        .and_then(timers)
+                        .map_or(FIRST_RETRY, |t| t.refresh);
+                }
+                Ok(None) => {
+                    last_success = Instant::now();
+                    wait = now.map_or(FIRST_RETRY, |t| t.refresh);
+                }
+                Err(reason) => {
+                    wait = now.map_or(FIRST_RETRY, |t| t.retry);
+                    warn!(zone = %self.name(), %reason, retry_in = wait.as_secs(), "refresh failed");
+                    if let (Some(zone), Some(soa_timers)) = (&current, now)
+                        && last_success.elapsed() >= soa_timers.expire
+                    {
+                        error!(
+                            zone = %self.name(),
+                            expire = soa_timers.expire.as_secs(),
+                            "no primary reached within the SOA expire time: answering SERVFAIL"
+                        );
+                        publish(
+                            Some(zone.clone()),
+                            Arc::new(Zone::unavailable(&self.origin)),
+                        );
+                        current = None;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Asks each primary in turn: the new version if one has a newer serial, `None` if ours is
+    /// current.
+    async fn refresh(&self, current: Option<&Zone>) -> Result<Option<Zone>, String> {
+        let mut reasons = Vec::new();
+        for (primary, key) in &self.primaries {
+            let serial = match primary_serial(&self.origin, *primary, key.as_ref()).await {
+                Ok(serial) => serial,
+                Err(reason) => {
+                    reasons.push(format!("{primary}: {reason}"));
+                    continue;
+                }
+            };
+            if current.is_some_and(|zone| !journal::serial_newer(serial, zone.serial())) {
+                return Ok(None);
+            }
+            let started = Instant::now();
+            let transfer = tokio::time::timeout(
+                TRANSFER_TIMEOUT,
+                transfer_in(&self.origin, *primary, key.clone(), current),
+            )
+            .await
+            .unwrap_or_else(|_| Err("the transfer took too long".to_string()));
+            match transfer {
+                Ok((zone, kind, records)) => {
+                    info!(
+                        zone = %self.name(),
+                        peer = %primary,
+                        serial = zone.serial(),
+                        kind,
+                        records,
+                        ms = started.elapsed().as_millis() as u64,
+                        "transfer in"
+                    );
+                    return Ok(Some(zone));
+                }
+                Err(reason) => reasons.push(format!("{primary}: {reason}")),
+            }
+        }
+        Err(reasons.join("; "))
+    }
+
+    /// Keeps `zone` in `state_dir` so that it is served after a restart.
+    fn keep(&self, zone: &Zone) {
+        if let Err(e) = foobar_state::write(&self.copy, &snapshot::encode(zone), FileAccess::Public)
+        {
+            warn!(zone = %self.name(), file = %self.copy.display(), error = %e, "cannot keep the secondary copy");
+        }
+    }
+}
+
+/// A zone's SOA timers.
+#[derive(Debug, Clone, Copy)]
+struct Timers {
+    refresh: Duration,
+    retry: Duration,
+    expire: Duration,
+}
+
+fn timers(zone: &Zone) -> Option<Timers> {
+    let soa = journal::soa(zone)?;
+    let fixed = soa.rdata.get(soa.rdata.len().checked_sub(20)?..)?;
+    let field = |i: usize| {
+        let seconds = u32::from_be_bytes([fixed[i], fixed[i + 1], fixed[i + 2], fixed[i + 3]]);
+        Duration::from_secs(u64::from(seconds)).clamp(MIN_TIMER, MAX_TIMER)
+    };
+    Some(Timers {
+        refresh: field(4),
+        retry: field(8),
+        expire: field(12),
+    })
+}
+
+/// Transfers the zone `origin` from `primary`: IXFR from `current` when there is one, else
+/// AXFR. The new version, checked like a zone file; how it came (`AXFR`, `IXFR`,
+/// `IXFR-as-AXFR`); and how many records were sent.
+pub async fn transfer_in(
+    origin: &[u8],
+    primary: SocketAddr,
+    key: Option<Arc<Key>>,
+    current: Option<&Zone>,
+) -> Result<(Zone, &'static str, usize), String> {
+    let current_soa = current.and_then(journal::soa);
+    let qtype = if current_soa.is_some() {
+        rtype::IXFR
+    } else {
+        rtype::AXFR
+    };
+    let id = u16::from_be_bytes({
+        let mut id = [0u8; 2];
+        let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut id);
+        id
+    });
+    let mut request = Vec::with_capacity(512);
+    {
+        let mut w = Writer::new(&mut request, id, 0, 65_535);
+        w.question(origin, qtype, 1);
+        if let Some(soa) = &current_soa {
+            let _ = w.record(
+                Section::Authority,
+                Owner::At(12),
+                rtype::SOA,
+                soa.ttl,
+                &soa.rdata,
+            );
+        }
+    }
+    let mac = key
+        .as_ref()
+        .map(|key| tsig::sign(&mut request, key, None, unix_now()));
+    let mut verifier = key.zip(mac).map(|(key, mac)| StreamVerifier::new(key, mac));
+
+    let mut stream = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio::net::TcpStream::connect(primary),
+    )
+    .await
+    .map_err(|_| "no TCP connection".to_string())?
+    .map_err(|e| format!("TCP: {e}"))?;
+    let mut framed = (request.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(&request);
+    stream.write_all(&framed).await.map_err(|e| e.to_string())?;
+
+    let mut records: Vec<Rr> = Vec::new();
+    let mut reader = Sequence::default();
+    loop {
+        let len = stream
+            .read_u16()
+            .await
+            .map_err(|e| format!("the transfer stopped: {e}"))?;
+        let mut message = vec![0u8; usize::from(len)];
+        stream
+            .read_exact(&mut message)
+            .await
+            .map_err(|e| format!("the transfer stopped: {e}"))?;
+        if message.len() < 12 || message[..2] != id.to_be_bytes() {
+            return Err("an answer to another query".to_string());
+        }
+        if let Some(verifier) = verifier.as_mut() {
+            verifier.verify(&message, unix_now())?;
+        }
+        let code = message[3] & 0xF;
+        if code != 0 {
+            return Err(format!("refused with RCODE {code}"));
+        }
+        let [_, answers, ..] = wire::counts(&message).ok_or("a short message")?;
+        let mut at = wire::after_question(&message).ok_or("a malformed message")?;
+        for _ in 0..answers {
+            let record = wire::read_record(&message, at).ok_or("a malformed record")?;
+            at = record.end;
+            if record.class != 1 {
+                return Err("a record of another class".to_string());
+            }
+            if !name::is_subdomain(&record.owner, origin) {
+                return Err(format!(
+                    "a record outside the zone: {}",
+                    name::to_text(&record.owner)
+                ));
+            }
+            if !well_formed(record.rtype, &record.rdata) {
+                return Err(format!(
+                    "malformed {} RDATA at {}",
+                    record.rtype,
+                    name::to_text(&record.owner)
+                ));
+            }
+            records.push(Rr {
+                owner: record.owner,
+                rtype: record.rtype,
+                ttl: record.ttl,
+                rdata: record.rdata,
+            });
+            if reader.take(&records, current_soa.as_ref()) {
+                return build(origin, records, current, current_soa.as_ref());
+            }
+        }
+    }
+}
+
+/// Where a transfer's answer stands: it is done when its SOA comes again (AXFR), or the SOA
+/// of the new version ends the last difference (IXFR), or a lone SOA says we are current.
+#[derive(Debug, Default)]
+struct Sequence {
+    soas: usize,
+}
+
+impl Sequence {
+    /// Looks at the last record of `records`; true once the answer is complete.
+    fn take(&mut self, records: &[Rr], current: Option<&Rr>) -> bool {
+        let Some(last) = records.last() else {
+            return false;
+        };
+        if last.rtype != rtype::SOA {
+            return false;
+        }
+        self.soas += 1;
+        let new_serial = soa_serial(&records[0]);
+        if records.len() == 1 {
+            // A lone SOA no newer than ours: we are current (RFC 1995 section 2).
+            return current.is_some_and(|soa| !journal::serial_newer(new_serial, soa_serial(soa)));
+        }
+        let incremental = records.len() > 1 && records[1].rtype == rtype::SOA && current.is_some();
+        if !incremental {
+            // AXFR style: the second SOA ends it.
+            return self.soas == 2;
+        }
+        // IXFR: SOA(new), then pairs of SOA(old) ... SOA(next) ...; the final SOA(new) comes
+        // where a difference would start (an odd count after the first).
+        // The SOAs come as: the new one (1), then old/next for each difference (2, 3; 4, 5...),
+        // then the new one again, at an even count where a difference would start.
+        self.soas >= 4 && self.soas.is_multiple_of(2) && soa_serial(last) == new_serial
+    }
+}
+
+fn soa_serial(soa: &Rr) -> u32 {
+    crate::zone::soa_serial_minimum(&soa.rdata).map_or(0, |(serial, _)| serial)
+}
+
+/// Whether RDATA of these fixed-size types has their size (the types with names were checked
+/// when they were read).
+fn well_formed(rtype: u16, rdata: &[u8]) -> bool {
+    match rtype {
+        rtype::A => rdata.len() == 4,
+        rtype::AAAA => rdata.len() == 16,
+        rtype::SOA => crate::zone::soa_serial_minimum(rdata).is_some(),
+        _ => true,
+    }
+}
+
+/// The new version from a complete answer: the records of an AXFR, or the differences of an
+/// IXFR applied to `current`.
+fn build(
+    origin: &[u8],
+    records: Vec<Rr>,
+    current: Option<&Zone>,
+    current_soa: Option<&Rr>,
+) -> Result<(Zone, &'static str, usize), String> {
+    let count = records.len();
+    if count == 1 {
+        return Err("the primary sent its SOA alone, no new version".to_string());
+    }
+    let incremental = records[1].rtype == rtype::SOA && current_soa.is_some();
+    if !incremental {
+        // SOA, the records, SOA: all but the closing SOA.
+        let all = &records[..count - 1];
+        let zone = snapshot::checked(origin, all)?;
+        let kind = if current_soa.is_some() {
+            "IXFR-as-AXFR"
+        } else {
+            "AXFR"
+        };
+        return Ok((zone, kind, count));
+    }
+    let (Some(zone), Some(current_soa)) = (current, current_soa) else {
+        return Err("an incremental answer for a zone we do not have".to_string());
+    };
+    let mut all = snapshot::records(zone);
+    // records: SOA(new), then for each difference SOA(old) removed... SOA(next) added...,
+    // then SOA(new).
+    let body = &records[1..count - 1];
+    let mut at = 0;
+    let mut expected_from = soa_serial(current_soa);
+    while at < body.len() {
+        let from_soa = body[at].clone();
+        if from_soa.rtype != rtype::SOA || soa_serial(&from_soa) != expected_from {
+            return Err("the differences do not start from our version".to_string());
+        }
+        at += 1;
+        let removed_end = at
+            + body[at..]
+                .iter()
+                .position(|r| r.rtype == rtype::SOA)
+                .ok_or("a difference without its new SOA")?;
+        let removed = body[at..removed_end].to_vec();
+        let to_soa = body[removed_end].clone();
+        at = removed_end + 1;
+        let added_end = at
+            + body[at..]
+                .iter()
+                .position(|r| r.rtype == rtype::SOA)
+                .unwrap_or(body.len() - at);
+        let added = body[at..added_end].to_vec();
+        at = added_end;
+        expected_from = soa_serial(&to_soa);
+        let diff = Diff {
+            from_soa,
+            to_soa,
+            removed,
+            added,
+        };
+        all =
+            journal::apply(&all, &diff).ok_or("a difference that does not apply to our version")?;
+    }
+    let zone = snapshot::checked(origin, &all)?;
+    Ok((zone, "IXFR", count))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn soa(serial: u32) -> Rr {
+        let mut rdata = vec![0, 0];
+        rdata.extend_from_slice(&serial.to_be_bytes());
+        rdata.extend_from_slice(&[0; 16]);
+        Rr {
+            owner: vec![0],
+            rtype: rtype::SOA,
+            ttl: 60,
+            rdata,
+        }
+    }
+
+    fn a(n: u8) -> Rr {
+        Rr {
+            owner: vec![0],
+            rtype: rtype::A,
+            ttl: 60,
+            rdata: vec![192, 0, 2, n],
+        }
+    }
+
+    fn complete_after(records: &[Rr], current: Option<&Rr>) -> Option<usize> {
+        let mut sequence = Sequence::default();
+        (1..=records.len()).find(|&n| sequence.take(&records[..n], current))
+    }
+
+    #[test]
+    fn the_end_of_an_answer_is_found_for_each_form() {
+        // AXFR: SOA, records, SOA.
+        let axfr = [soa(5), a(1), a(2), soa(5)];
+        assert_eq!(complete_after(&axfr, None), Some(4));
+        // IXFR, two differences: SOA(7) SOA(5) -a1 SOA(6) +a2 SOA(6) -a2 SOA(7) +a3 SOA(7).
+        let ixfr = [
+            soa(7),
+            soa(5),
+            a(1),
+            soa(6),
+            a(2),
+            soa(6),
+            a(2),
+            soa(7),
+            a(3),
+            soa(7),
+        ];
+        assert_eq!(complete_after(&ixfr, Some(&soa(5))), Some(10));
+        // Up to date: the lone SOA.
+        assert_eq!(complete_after(&[soa(5)], Some(&soa(5))), Some(1));
+        // An IXFR answered AXFR-style.
+        let as_axfr = [soa(7), a(1), soa(7)];
+        assert_eq!(complete_after(&as_axfr, Some(&soa(5))), Some(3));
+    }
+}

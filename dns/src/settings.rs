@@ -1,0 +1,190 @@
+//! The `[dns]` settings for transfers turned into what serves them: the TSIG keyring, each
+//! zone's transfer and NOTIFY policy, and the secondary zones. A rule or a zone that names a key
+//! no `[[dns.tsig]]` defines is an error, named.
+
+use std::{path::Path, sync::Arc};
+
+use tokio::sync::Notify;
+
+use crate::{
+    Error,
+    access::{Access, Peer, ZoneAccess},
+    config::{Config, TsigKey},
+    load::parse_origin,
+    name,
+    secondary::Secondary,
+    tsig::{Algorithm, Key, Keyring},
+};
+
+/// The keys of `[[dns.tsig]]`; secret files are read relative to `state_dir`.
+fn keyring(keys: &[TsigKey], state_dir: &Path) -> Result<Keyring, Error> {
+    let mut ring = Vec::new();
+    for key in keys {
+        let invalid = |reason: String| Error::Config(format!("tsig key {:?}: {reason}", key.name));
+        let algorithm = Algorithm::from_name(&key.algorithm).ok_or_else(|| {
+            invalid(format!(
+                "unknown algorithm {:?} (hmac-sha256, hmac-sha512, hmac-sha384, hmac-sha1)",
+                key.algorithm
+            ))
+        })?;
+        let secret = match (&key.secret, &key.secret_file) {
+            (Some(secret), None) => secret.clone(),
+            (None, Some(file)) => {
+                let path = state_dir.join(file);
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| invalid(format!("{}: {e}", path.display())))?;
+                secret_in(&text)
+            }
+            _ => {
+                return Err(invalid(
+                    "give secret or secret_file, one of them".to_string(),
+                ));
+            }
+        };
+        let bytes = data_encoding::BASE64
+            .decode(secret.trim().as_bytes())
+            .map_err(|e| invalid(format!("the secret is not base64: {e}")))?;
+        if bytes.is_empty() {
+            return Err(invalid("an empty secret".to_string()));
+        }
+        if ring.iter().any(|k: &Key| {
+            k.name()
+                .eq_ignore_ascii_case(&format!("{}.", key.name.trim_end_matches('.')))
+        }) {
+            return Err(invalid("defined twice".to_string()));
+        }
+        ring.push(Key::new(&key.name, algorithm, &bytes).map_err(invalid)?);
+    }
+    Ok(Keyring::new(ring))
+}
+
+/// The secret in a key file: a BIND key file's `secret "...";`, else the whole text.
+fn secret_in(text: &str) -> String {
+    text.split_once("secret")
+        .and_then(|(_, rest)| rest.split('"').nth(1))
+        .unwrap_or(text)
+        .trim()
+        .to_string()
+}
+
+/// Every transfer and NOTIFY rule of `config`, checked against its keys.
+pub fn access(config: &Config, state_dir: &Path) -> Result<Access, Error> {
+    let keyring = keyring(&config.tsig, state_dir)?;
+    let known = |name: &Option<String>, place: &str| match name {
+        Some(name) if keyring.get(name).is_none() => Err(Error::Config(format!(
+            "{place}: no [[dns.tsig]] key is named {name:?}"
+        ))),
+        _ => Ok(()),
+    };
+    for rule in &config.allow_transfer {
+        known(&rule.key, "allow_transfer")?;
+    }
+    let mut zones = std::collections::HashMap::new();
+    for (zone, settings) in &config.zone {
+        let origin = origin(zone)?;
+        for rule in &settings.allow_transfer {
+            known(&rule.key, &format!("zone {zone:?} allow_transfer"))?;
+        }
+        for peer in &settings.notify {
+            known(&peer.key, &format!("zone {zone:?} notify"))?;
+        }
+        zones.insert(
+            name::key_of(&origin),
+            ZoneAccess {
+                transfer: settings.allow_transfer.clone(),
+                notify: settings.notify.clone(),
+                primaries: Vec::new(),
+            },
+        );
+    }
+    for secondary in &config.secondary {
+        let origin = origin(&secondary.zone)?;
+        let place = format!("secondary {:?}", secondary.zone);
+        known(&secondary.key, &place)?;
+        if secondary.primaries.is_empty() {
+            return Err(Error::Config(format!("{place}: no primaries")));
+        }
+        let primaries: Vec<Peer> = secondary
+            .primaries
+            .iter()
+            .map(|peer| Peer {
+                address: peer.address,
+                key: peer.key.clone().or_else(|| secondary.key.clone()),
+            })
+            .collect();
+        for peer in primaries.iter().chain(&secondary.notify) {
+            known(&peer.key, &place)?;
+        }
+        for rule in &secondary.allow_transfer {
+            known(&rule.key, &place)?;
+        }
+        let key = name::key_of(&origin);
+        if zones.contains_key(&key) {
+            return Err(Error::Config(format!(
+                "{place}: also set in [dns.zone]; a secondary zone's settings go in its [[dns.secondary]]"
+            )));
+        }
+        zones.insert(
+            key,
+            ZoneAccess {
+                transfer: secondary.allow_transfer.clone(),
+                notify: secondary.notify.clone(),
+                primaries,
+            },
+        );
+    }
+    Ok(Access {
+        keyring,
+        default_transfer: config.allow_transfer.clone(),
+        zones,
+    })
+}
+
+/// The secondary zones of `config`, each with its primaries' keys and the place of its copy.
+pub fn secondaries(
+    config: &Config,
+    state_dir: &Path,
+    access: &Access,
+) -> Result<Vec<Arc<Secondary>>, Error> {
+    let mut out: Vec<Arc<Secondary>> = Vec::new();
+    for secondary in &config.secondary {
+        let origin = origin(&secondary.zone)?;
+        if out.iter().any(|s| name::eq_ignore_case(&s.origin, &origin)) {
+            return Err(Error::Config(format!(
+                "secondary {:?} is configured twice",
+                secondary.zone
+            )));
+        }
+        let zone = &access.zones[&name::key_of(&origin)];
+        let primaries = zone
+            .primaries
+            .iter()
+            .map(|peer| (peer.address, access.key(peer.key.as_deref())))
+            .collect();
+        let file = format!("{}zone", name::to_text(&origin));
+        out.push(Arc::new(Secondary {
+            origin,
+            primaries,
+            copy: state_dir.join("dns/secondary").join(file),
+            notified: Notify::new(),
+        }));
+    }
+    Ok(out)
+}
+
+fn origin(text: &str) -> Result<Vec<u8>, Error> {
+    parse_origin(text).map_err(|reason| Error::Config(format!("zone name {text:?}: {reason}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bind_key_file_gives_its_secret() {
+        let bind =
+            "key \"xfr.foobar.com\" {\n\talgorithm hmac-sha256;\n\tsecret \"c2VjcmV0\";\n};\n";
+        assert_eq!(secret_in(bind), "c2VjcmV0");
+        assert_eq!(secret_in("  c2VjcmV0\n"), "c2VjcmV0");
+    }
+}
