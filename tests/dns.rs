@@ -361,7 +361,7 @@ fn an_invalid_config_is_a_clear_error() {
     let config = dir.path().join("foobar.toml");
     std::fs::write(
         &config,
-        "[dns]\nlisten = [\"127.0.0.1:0\"]\nzone = \"zones\"\n",
+        "[dns]\nlisten = [\"127.0.0.1:0\"]\nzone_folder = \"zones\"\n",
     )
     .unwrap();
     let output = Command::new(binary())
@@ -372,7 +372,7 @@ fn an_invalid_config_is_a_clear_error() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("invalid config"), "{stderr}");
-    assert!(stderr.contains("unknown field `zone`"), "{stderr}");
+    assert!(stderr.contains(":3:1: unknown field `zone_folder`"), "{stderr}");
 }
 
 #[test]
