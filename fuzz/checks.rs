@@ -122,3 +122,34 @@ fn crc32(data: &[u8]) -> u32 {
     }
     !crc
 }
+
+/// A transfer's answer as a primary would stream it: the first byte says AXFR (even) or IXFR
+/// from the fixture zone (odd); then length-prefixed messages. Whatever comes, reading stops
+/// with a zone or a reason, and a zone that comes out survives its snapshot.
+pub fn transfer_in(data: &[u8]) {
+    let Some((&first, mut rest)) = data.split_first() else {
+        return;
+    };
+    let (catalog, _) = &*SERVER;
+    let zone = catalog.zones().next().expect("the fixture zone");
+    let current = (first & 1 == 1).then_some(&**zone);
+    let soa = current.and_then(foobar_dns::journal::soa);
+    let mut incoming = foobar_dns::secondary::Incoming::new(zone.origin(), soa);
+    while let Some((len, tail)) = rest.split_first_chunk::<2>() {
+        let len = usize::from(u16::from_be_bytes(*len)).min(tail.len());
+        let (message, tail) = tail.split_at(len);
+        rest = tail;
+        match incoming.message(message) {
+            Ok(false) => {}
+            Ok(true) => {
+                if let Ok((zone, _, _)) = incoming.finish(current) {
+                    let back = snapshot::decode(&snapshot::encode(&zone))
+                        .expect("a transferred zone survives its snapshot");
+                    assert_eq!(back.record_count(), zone.record_count());
+                }
+                return;
+            }
+            Err(_) => return,
+        }
+    }
+}

@@ -86,7 +86,7 @@ pub async fn check(config: &Config) -> anyhow::Result<()> {
         edge,
         app,
     } = config;
-    let names = Dns::check(dns).context("checking zones")?;
+    let names = Dns::check(dns, state_dir).context("checking zones")?;
     // No file cache: it would start watching the root.
     foobar_edge::static_files(&edge.root, 0, &edge.cache_control)
         .context("checking the static site")?;

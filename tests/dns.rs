@@ -372,7 +372,10 @@ fn an_invalid_config_is_a_clear_error() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("invalid config"), "{stderr}");
-    assert!(stderr.contains(":3:1: unknown field `zone_folder`"), "{stderr}");
+    assert!(
+        stderr.contains(":3:1: unknown field `zone_folder`"),
+        "{stderr}"
+    );
 }
 
 #[test]

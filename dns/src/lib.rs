@@ -184,7 +184,9 @@ impl Dns {
 
     /// Checks every zone as `serve --check` does: fails on the first broken one and writes
     /// nothing. Returns the origins, as [`Dns::origins`] does.
-    pub fn check(config: &Config) -> Result<Vec<String>, Error> {
+    pub fn check(config: &Config, state_dir: &Path) -> Result<Vec<String>, Error> {
+        let access = settings::access(config, state_dir)?;
+        settings::secondaries(config, state_dir, &access)?;
         let zones = Zones::check(&config.zones)?;
         Ok(origin_names(zones.iter()))
     }

@@ -280,8 +280,7 @@ pub async fn transfer_in(
     framed.extend_from_slice(&request);
     stream.write_all(&framed).await.map_err(|e| e.to_string())?;
 
-    let mut records: Vec<Rr> = Vec::new();
-    let mut reader = Sequence::default();
+    let mut answer = Incoming::new(origin, current_soa);
     loop {
         let len = stream
             .read_u16()
@@ -298,19 +297,56 @@ pub async fn transfer_in(
         if let Some(verifier) = verifier.as_mut() {
             verifier.verify(&message, unix_now())?;
         }
-        let code = message[3] & 0xF;
+        if answer.message(&message)? {
+            return answer.finish(current);
+        }
+    }
+}
+
+/// A transfer's answer as its messages come: the records read and checked one by one, until
+/// the answer is complete.
+#[derive(Debug)]
+pub struct Incoming<'o> {
+    origin: &'o [u8],
+    current_soa: Option<Rr>,
+    records: Vec<Rr>,
+    sequence: Sequence,
+    complete: bool,
+}
+
+impl<'o> Incoming<'o> {
+    /// An answer for `origin`, to a request made with `current_soa` (an IXFR) or none (AXFR).
+    pub fn new(origin: &'o [u8], current_soa: Option<Rr>) -> Incoming<'o> {
+        Incoming {
+            origin,
+            current_soa,
+            records: Vec::new(),
+            sequence: Sequence::default(),
+            complete: false,
+        }
+    }
+
+    /// Reads one message; true once the answer is complete.
+    pub fn message(&mut self, message: &[u8]) -> Result<bool, String> {
+        if self.complete {
+            return Err("records after the end of the transfer".to_string());
+        }
+        let code = message.get(3).ok_or("a short message")? & 0xF;
         if code != 0 {
             return Err(format!("refused with RCODE {code}"));
         }
-        let [_, answers, ..] = wire::counts(&message).ok_or("a short message")?;
-        let mut at = wire::after_question(&message).ok_or("a malformed message")?;
+        let [_, answers, ..] = wire::counts(message).ok_or("a short message")?;
+        let mut at = wire::after_question(message).ok_or("a malformed message")?;
         for _ in 0..answers {
-            let record = wire::read_record(&message, at).ok_or("a malformed record")?;
+            let record = wire::read_record(message, at).ok_or("a malformed record")?;
             at = record.end;
+            if self.complete {
+                return Err("records after the end of the transfer".to_string());
+            }
             if record.class != 1 {
                 return Err("a record of another class".to_string());
             }
-            if !name::is_subdomain(&record.owner, origin) {
+            if !name::is_subdomain(&record.owner, self.origin) {
                 return Err(format!(
                     "a record outside the zone: {}",
                     name::to_text(&record.owner)
@@ -323,16 +359,32 @@ pub async fn transfer_in(
                     name::to_text(&record.owner)
                 ));
             }
-            records.push(Rr {
+            if self.records.is_empty() && record.rtype != rtype::SOA {
+                return Err("the answer does not start with the SOA".to_string());
+            }
+            self.records.push(Rr {
                 owner: record.owner,
                 rtype: record.rtype,
                 ttl: record.ttl,
                 rdata: record.rdata,
             });
-            if reader.take(&records, current_soa.as_ref()) {
-                return build(origin, records, current, current_soa.as_ref());
-            }
+            self.complete = self.sequence.take(&self.records, self.current_soa.as_ref());
         }
+        Ok(self.complete)
+    }
+
+    /// The new version: the records of an AXFR, or the differences of an IXFR applied to
+    /// `current`.
+    pub fn finish(self, current: Option<&Zone>) -> Result<(Zone, &'static str, usize), String> {
+        if !self.complete {
+            return Err("the transfer ended early".to_string());
+        }
+        build(
+            self.origin,
+            self.records,
+            current,
+            self.current_soa.as_ref(),
+        )
     }
 }
 

@@ -42,3 +42,8 @@ fn zone_file_inputs() {
 fn snapshot_inputs() {
     replay("snapshot", checks::snapshot);
 }
+
+#[test]
+fn transfer_in_inputs() {
+    replay("transfer_in", checks::transfer_in);
+}

@@ -1,0 +1,719 @@
+//! Zone transfers with real peers: Knot and NSD following foobar, foobar following Knot, a chain
+//! of the three, all TSIG-signed, NOTIFY-driven and incremental; and what TSIG and the
+//! transfer rules refuse. Each peer runs from a temporary folder on loopback ports; without
+//! knotd or nsd the tests say why and skip, unless FOOBAR_REQUIRE_INTEROP=1.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::{
+    net::SocketAddr,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use hickory_proto::{
+    op::{Message, MessageType, OpCode, Query},
+    rr::{Name, RecordType, TSigner, rdata::tsig::TsigAlgorithm},
+};
+use std::os::unix::process::CommandExt;
+
+use support::Foobar;
+
+/// A peer server run by a test, stopped (its whole process group) when dropped.
+struct Peer {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-s", "KILL", "--", &format!("-{}", self.child.id())])
+            .stderr(Stdio::null())
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+impl Peer {
+    fn address(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// A port free on 127.0.0.1 for both UDP and TCP just now.
+fn free_port() -> u16 {
+    loop {
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = udp.local_addr().unwrap().port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+fn secret() -> String {
+    let bytes: Vec<u8> = (0..32).map(|_| rand_byte()).collect();
+    data_encoding::BASE64.encode(&bytes)
+}
+
+fn rand_byte() -> u8 {
+    let mut byte = [0u8; 1];
+    std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom").unwrap(), &mut byte)
+        .unwrap();
+    byte[0]
+}
+
+fn available(test: &str) -> bool {
+    for (program, package) in [
+        ("knotd", "knot"),
+        ("nsd", "nsd"),
+        ("named", "bind9"),
+        ("dig", "bind9-dnsutils"),
+    ] {
+        if !support::installed(program, &["-V"]) && !support::installed(program, &["-v"]) {
+            support::skip_without(test, program, &format!("apt-get install {package}"));
+            return false;
+        }
+    }
+    true
+}
+
+/// knotd on `port` with `zones` (its own configuration text for keys, remotes, ACLs, zones).
+fn knot(port: u16, config: &str, zone_files: &[(&str, &str)]) -> Peer {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    for sub in ["run", "db", "zones"] {
+        std::fs::create_dir(root.join(sub)).unwrap();
+    }
+    for (name, text) in zone_files {
+        std::fs::write(root.join("zones").join(name), text).unwrap();
+    }
+    let conf = root.join("knot.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "server:\n    rundir: \"{root}/run\"\n    listen: 127.0.0.1@{port}\n\
+             log:\n  - target: stderr\n    any: info\n\
+             database:\n    storage: \"{root}/db\"\n\
+             template:\n  - id: default\n    storage: \"{root}/zones\"\n    zonefile-sync: -1\n    \
+             journal-content: changes\n    zonefile-load: difference\n{config}",
+            root = root.display()
+        ),
+    )
+    .unwrap();
+    let log = root.join("knot.log");
+    let child = Command::new("knotd")
+        .arg("-c")
+        .arg(&conf)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let peer = Peer {
+        child,
+        port,
+        log,
+        _dir: dir,
+    };
+    support::wait_until("knotd answers", || answers(peer.address()));
+    peer
+}
+
+/// knotc against the knotd of `peer`.
+fn knotc(peer: &Peer, args: &[&str]) {
+    let conf = peer.log.with_file_name("knot.conf");
+    let output = support::output_within(Command::new("knotc").arg("-c").arg(conf).args(args));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// nsd on `port` (its own configuration text for keys and zones).
+fn nsd(port: u16, config: &str) -> Peer {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let conf = root.join("nsd.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "server:\n    ip-address: 127.0.0.1@{port}\n    port: {port}\n    username: \"\"\n    \
+             chroot: \"\"\n    zonesdir: \"{root}\"\n    pidfile: \"{root}/nsd.pid\"\n    \
+             database: \"\"\n    xfrdfile: \"{root}/xfrd.state\"\n    zonelistfile: \"{root}/zone.list\"\n    \
+             logfile: \"{root}/nsd.log\"\n    verbosity: 2\n\
+             remote-control:\n    control-enable: no\n{config}",
+            root = root.display()
+        ),
+    )
+    .unwrap();
+    let log = root.join("nsd.log");
+    let child = Command::new("nsd")
+        .args(["-d", "-c"])
+        .arg(&conf)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let peer = Peer {
+        child,
+        port,
+        log,
+        _dir: dir,
+    };
+    support::wait_until("nsd answers", || answers(peer.address()));
+    peer
+}
+
+/// named (BIND) on `port` (its own configuration text for keys and zones).
+fn bind(port: u16, config: &str) -> Peer {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let conf = root.join("named.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "options {{\n    directory \"{root}\";\n    listen-on port {port} {{ 127.0.0.1; }};\n    \
+             listen-on-v6 {{ none; }};\n    pid-file \"{root}/named.pid\";\n    recursion no;\n    \
+             dnssec-validation no;\n}};\n{config}",
+            root = root.display()
+        ),
+    )
+    .unwrap();
+    let log = root.join("named.log");
+    let child = Command::new("named")
+        .args(["-g", "-c"])
+        .arg(&conf)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let peer = Peer {
+        child,
+        port,
+        log,
+        _dir: dir,
+    };
+    support::wait_until("named answers", || answers(peer.address()));
+    peer
+}
+
+/// Whether something answers DNS on `server`.
+fn answers(server: SocketAddr) -> bool {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let query = support::query_message("example.invalid.", RecordType::SOA);
+    socket.send_to(&query, server).unwrap();
+    let mut buf = [0u8; 512];
+    socket.recv_from(&mut buf).is_ok()
+}
+
+/// The addresses `server` answers for `name` A, if it answers.
+fn addresses(server: SocketAddr, name: &str) -> Option<Vec<String>> {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    socket
+        .send_to(&support::query_message(name, RecordType::A), server)
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    let (len, _) = socket.recv_from(&mut buf).ok()?;
+    Message::from_vec(&buf[..len])
+        .ok()
+        .map(|reply| support::addresses(&reply))
+}
+
+/// Waits until `server` answers `want` for `name` A; how long it took (bounded by 10 s).
+fn until_answer(server: SocketAddr, name: &str, want: &str) -> Duration {
+    let start = Instant::now();
+    while addresses(server, name).as_deref() != Some(&[want.to_string()]) {
+        assert!(
+            start.elapsed() < support::DEADLINE,
+            "{server} never answered {want} for {name}: {:?}",
+            addresses(server, name)
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    start.elapsed()
+}
+
+/// The records of a zone as `dig AXFR` prints them, TSIG lines and comments left out, sorted.
+fn axfr(server: SocketAddr, zone: &str, key: &str) -> Vec<String> {
+    let output = support::output_within(Command::new("dig").args([
+        "+nocmd",
+        "+nostats",
+        "+onesoa",
+        "-p",
+        &server.port().to_string(),
+        "@127.0.0.1",
+        "-y",
+        key,
+        zone,
+        "AXFR",
+    ]));
+    let text = String::from_utf8_lossy(&output.stdout);
+    let mut records: Vec<String> = text
+        .lines()
+        .filter(|line| !line.starts_with(';') && !line.trim().is_empty())
+        .filter(|line| !line.contains("\tTSIG\t"))
+        .map(|line| {
+            line.split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+                .to_lowercase()
+        })
+        .collect();
+    records.sort();
+    records
+}
+
+fn edited(zone: &str, serial: &str, address: &str) -> String {
+    zone.replace("2026112901", serial)
+        .replace("IN A    8.8.8.8", &format!("IN A    {address}"))
+}
+
+#[test]
+fn knot_nsd_and_bind_follow_foobar_over_tsig_notify_and_ixfr() {
+    if !available("knot_nsd_and_bind_follow_foobar_over_tsig_notify_and_ixfr") {
+        return;
+    }
+    let secret = secret();
+    let (knot_port, nsd_port, bind_port) = (free_port(), free_port(), free_port());
+    let server = Foobar::setup()
+        .dns(&format!(
+            "[[dns.tsig]]\nname = \"xfr.foobar.com.\"\nsecret = \"{secret}\"\n\
+             [dns.zone.\"foobar.com\"]\nallow_transfer = [\"key:xfr.foobar.com.\"]\n\
+             notify = [\"127.0.0.1:{knot_port} key:xfr.foobar.com.\", \"127.0.0.1:{nsd_port} key:xfr.foobar.com.\", \
+             \"127.0.0.1:{bind_port} key:xfr.foobar.com.\"]"
+        ))
+        .start();
+    let primary = server.dns;
+    let key =
+        format!("key:\n  - id: xfr.foobar.com\n    algorithm: hmac-sha256\n    secret: {secret}\n");
+    let knot = knot(
+        knot_port,
+        &format!(
+            "{key}remote:\n  - id: foobar\n    address: 127.0.0.1@{}\n    key: xfr.foobar.com\n\
+             acl:\n  - id: from_foobar\n    address: 127.0.0.1\n    key: xfr.foobar.com\n    action: notify\n  \
+             - id: to_test\n    address: 127.0.0.1\n    key: xfr.foobar.com\n    action: transfer\n\
+             zone:\n  - domain: foobar.com\n    master: foobar\n    acl: [from_foobar, to_test]\n",
+            primary.port()
+        ),
+        &[],
+    );
+    let nsd = nsd(
+        nsd_port,
+        &format!(
+            "key:\n    name: \"xfr.foobar.com\"\n    algorithm: hmac-sha256\n    secret: \"{secret}\"\n\
+             zone:\n    name: foobar.com\n    zonefile: foobar.com.zone\n    \
+             allow-notify: 127.0.0.1 xfr.foobar.com\n    request-xfr: 127.0.0.1@{} xfr.foobar.com\n    \
+             provide-xfr: 127.0.0.1 xfr.foobar.com\n",
+            primary.port()
+        ),
+    );
+    let bind = bind(
+        bind_port,
+        &format!(
+            "key \"xfr.foobar.com\" {{\n    algorithm hmac-sha256;\n    secret \"{secret}\";\n}};\n\
+             server 127.0.0.1 {{ keys {{ xfr.foobar.com; }}; }};\n\
+             zone \"foobar.com\" {{\n    type secondary;\n    \
+             primaries port {} {{ 127.0.0.1 key xfr.foobar.com; }};\n    file \"foobar.com.db\";\n    \
+             allow-notify {{ key xfr.foobar.com; }};\n    allow-transfer {{ key xfr.foobar.com; }};\n}};\n",
+            primary.port()
+        ),
+    );
+    for peer in [&knot, &nsd, &bind] {
+        until_answer(peer.address(), "www.foobar.com.", "8.8.8.8");
+    }
+
+    let skip = server.log_len();
+    support::save_by_rename(
+        &server.zone_path("foobar.com.zone"),
+        &edited(&support::shipped_zone(), "2026112902", "8.8.4.4"),
+    );
+    let edit = Instant::now();
+    until_answer(knot.address(), "www.foobar.com.", "8.8.4.4");
+    let knot_took = edit.elapsed();
+    until_answer(nsd.address(), "www.foobar.com.", "8.8.4.4");
+    let nsd_took = edit.elapsed();
+    until_answer(bind.address(), "www.foobar.com.", "8.8.4.4");
+    let bind_took = edit.elapsed();
+    eprintln!(
+        "edit served by Knot after {knot_took:?}, by NSD after {nsd_took:?}, by BIND after {bind_took:?}"
+    );
+    for took in [knot_took, nsd_took, bind_took] {
+        assert!(took < Duration::from_secs(2), "{took:?}");
+    }
+    // Both came by NOTIFY then IXFR (a difference, not the whole zone).
+    support::wait_until("both transfers are logged", || {
+        server
+            .log()
+            .iter()
+            .skip(skip)
+            .filter(|line| line.contains("transfer out") && line.contains("kind=\"IXFR\""))
+            .count()
+            >= 3
+    });
+    assert!(knot.log().contains("IXFR, incoming"), "{}", knot.log());
+
+    // The same zone everywhere.
+    let key = format!("hmac-sha256:xfr.foobar.com:{secret}");
+    let ours = axfr(primary, "foobar.com", &key);
+    assert!(ours.iter().any(|r| r.contains("8.8.4.4")), "{ours:?}");
+    assert_eq!(axfr(knot.address(), "foobar.com", &key), ours);
+    assert_eq!(axfr(nsd.address(), "foobar.com", &key), ours);
+    assert_eq!(axfr(bind.address(), "foobar.com", &key), ours);
+}
+
+#[test]
+fn foobar_follows_knot_and_serves_its_copy_after_a_restart() {
+    if !available("foobar_follows_knot_and_serves_its_copy_after_a_restart") {
+        return;
+    }
+    let secret = secret();
+    let knot_port = free_port();
+    let server = Foobar::setup()
+        .dns(&format!(
+            "[[dns.tsig]]\nname = \"xfr.example.net.\"\nsecret = \"{secret}\"\n\
+             [[dns.secondary]]\nzone = \"example.net\"\nprimaries = [\"127.0.0.1:{knot_port}\"]\n\
+             key = \"xfr.example.net.\""
+        ))
+        .start();
+    let zone = |serial: u32, address: &str| {
+        format!(
+            "$ORIGIN example.net.\n$TTL 300\n@ SOA ns1 hostmaster {serial} 60 10 600 60\n  NS ns1\n\
+             ns1 A 192.0.2.1\nwww A {address}\n"
+        )
+    };
+    let knot = knot(
+        knot_port,
+        &format!(
+            "key:\n  - id: xfr.example.net\n    algorithm: hmac-sha256\n    secret: {secret}\n\
+             remote:\n  - id: foobar\n    address: 127.0.0.1@{}\n    key: xfr.example.net\n\
+             acl:\n  - id: to_foobar\n    address: 127.0.0.1\n    key: xfr.example.net\n    action: transfer\n\
+             zone:\n  - domain: example.net\n    notify: foobar\n    acl: to_foobar\n",
+            server.dns.port()
+        ),
+        &[("example.net.zone", &zone(1, "192.0.2.10"))],
+    );
+    until_answer(server.dns, "www.example.net.", "192.0.2.10");
+
+    std::fs::write(
+        knot.log.with_file_name("zones").join("example.net.zone"),
+        zone(2, "192.0.2.20"),
+    )
+    .unwrap();
+    let skip = server.log_len();
+    knotc(&knot, &["zone-reload", "example.net"]);
+    let took = until_answer(server.dns, "www.example.net.", "192.0.2.20");
+    eprintln!("edit on Knot served by foobar after {took:?}");
+    assert!(took < Duration::from_secs(2));
+    let line = server.wait_for_log_after(skip, "transfer in");
+    assert!(line.contains("kind=\"IXFR\""), "{line}");
+    assert!(
+        server.log()[skip..]
+            .iter()
+            .any(|l| l.contains("notify from a primary")),
+        "it came by NOTIFY"
+    );
+
+    // The primary gone, a restarted foobar still serves the zone from its copy.
+    drop(knot);
+    let server = server.restart();
+    assert_eq!(
+        addresses(server.dns, "www.example.net.").unwrap(),
+        ["192.0.2.20"]
+    );
+}
+
+#[test]
+fn a_chain_knot_to_foobar_to_nsd() {
+    if !available("a_chain_knot_to_foobar_to_nsd") {
+        return;
+    }
+    let secret = secret();
+    let (knot_port, nsd_port) = (free_port(), free_port());
+    let server = Foobar::setup()
+        .dns(&format!(
+            "[[dns.tsig]]\nname = \"xfr.\"\nsecret = \"{secret}\"\n\
+             [[dns.secondary]]\nzone = \"example.org\"\nprimaries = [\"127.0.0.1:{knot_port}\"]\n\
+             key = \"xfr.\"\nallow_transfer = [\"127.0.0.1 key:xfr.\"]\n\
+             notify = [\"127.0.0.1:{nsd_port} key:xfr.\"]"
+        ))
+        .start();
+    let zone = |serial: u32, address: &str| {
+        format!(
+            "$ORIGIN example.org.\n$TTL 300\n@ SOA ns1 hostmaster {serial} 60 10 600 60\n  NS ns1\n\
+             ns1 A 192.0.2.1\nwww A {address}\n"
+        )
+    };
+    let knot = knot(
+        knot_port,
+        &format!(
+            "key:\n  - id: xfr\n    algorithm: hmac-sha256\n    secret: {secret}\n\
+             remote:\n  - id: foobar\n    address: 127.0.0.1@{}\n    key: xfr\n\
+             acl:\n  - id: to_foobar\n    address: 127.0.0.1\n    key: xfr\n    action: transfer\n\
+             zone:\n  - domain: example.org\n    notify: foobar\n    acl: to_foobar\n",
+            server.dns.port()
+        ),
+        &[("example.org.zone", &zone(1, "192.0.2.10"))],
+    );
+    until_answer(server.dns, "www.example.org.", "192.0.2.10");
+    let nsd = nsd(
+        nsd_port,
+        &format!(
+            "key:\n    name: \"xfr\"\n    algorithm: hmac-sha256\n    secret: \"{secret}\"\n\
+             zone:\n    name: example.org\n    zonefile: example.org.zone\n    \
+             allow-notify: 127.0.0.1 xfr\n    request-xfr: 127.0.0.1@{} xfr\n",
+            server.dns.port()
+        ),
+    );
+    until_answer(nsd.address(), "www.example.org.", "192.0.2.10");
+
+    std::fs::write(
+        knot.log.with_file_name("zones").join("example.org.zone"),
+        zone(2, "192.0.2.20"),
+    )
+    .unwrap();
+    knotc(&knot, &["zone-reload", "example.org"]);
+    let took = until_answer(nsd.address(), "www.example.org.", "192.0.2.20");
+    eprintln!("edit on Knot served by NSD, through foobar, after {took:?}");
+    assert!(took < Duration::from_secs(4));
+}
+
+/// A query for `name` `rtype`, signed by hickory's own TSIG code (an implementation
+/// independent of foobar's) with `secret` under `key` at `time`.
+fn signed_query(name: &str, rtype: RecordType, key: &str, secret: &[u8], time: u64) -> Vec<u8> {
+    let mut message = Message::new(0x4242, MessageType::Query, OpCode::Query);
+    message.add_query(Query::query(Name::from_ascii(name).unwrap(), rtype));
+    let signer = TSigner::new(
+        secret.to_vec(),
+        TsigAlgorithm::HmacSha256,
+        Name::from_ascii(key).unwrap(),
+        300,
+    )
+    .unwrap();
+    message.finalize(&signer, time).unwrap();
+    message.to_vec().unwrap()
+}
+
+/// One exchange over TCP.
+fn tcp(server: SocketAddr, query: &[u8]) -> Message {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(server).unwrap();
+    stream.set_read_timeout(Some(support::DEADLINE)).unwrap();
+    let mut framed = (query.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(query);
+    stream.write_all(&framed).unwrap();
+    let mut len = [0u8; 2];
+    stream.read_exact(&mut len).unwrap();
+    let mut reply = vec![0u8; usize::from(u16::from_be_bytes(len))];
+    stream.read_exact(&mut reply).unwrap();
+    Message::from_vec(&reply).unwrap()
+}
+
+#[test]
+fn tsig_failures_and_transfer_rules_get_the_rfc_answers() {
+    let secret_bytes: Vec<u8> = (0..32).map(|_| rand_byte()).collect();
+    let secret = data_encoding::BASE64.encode(&secret_bytes);
+    let server = Foobar::setup()
+        .dns(&format!(
+            "[[dns.tsig]]\nname = \"xfr.foobar.com.\"\nsecret = \"{secret}\"\n\
+             [dns.zone.\"foobar.com\"]\nallow_transfer = [\"127.0.0.1 key:xfr.foobar.com.\"]"
+        ))
+        .start();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let rcode = |reply: &Message| u16::from(reply.metadata.response_code);
+    let raw_tsig = |reply_bytes: &[u8]| foobar_dns::tsig::TsigRecord::find(reply_bytes).unwrap();
+
+    // Signed right, from an allowed address: the transfer, signed.
+    let good = signed_query(
+        "foobar.com.",
+        RecordType::AXFR,
+        "xfr.foobar.com.",
+        &secret_bytes,
+        now,
+    );
+    let reply = tcp(server.dns, &good);
+    assert_eq!(rcode(&reply), 0);
+    assert!(reply.answers.len() > 10);
+    assert!(reply.signature.is_some(), "the answer is signed");
+
+    // Each failure: NOTAUTH in the header, the reason in the TSIG record.
+    let cases: [(&str, Vec<u8>, u16); 3] = [
+        (
+            "a wrong secret",
+            signed_query(
+                "foobar.com.",
+                RecordType::AXFR,
+                "xfr.foobar.com.",
+                b"wrong secret",
+                now,
+            ),
+            foobar_dns::tsig::error::BADSIG,
+        ),
+        (
+            "an unknown key",
+            signed_query(
+                "foobar.com.",
+                RecordType::AXFR,
+                "other.foobar.com.",
+                &secret_bytes,
+                now,
+            ),
+            foobar_dns::tsig::error::BADKEY,
+        ),
+        (
+            "a stale time",
+            signed_query(
+                "foobar.com.",
+                RecordType::AXFR,
+                "xfr.foobar.com.",
+                &secret_bytes,
+                now - 3600,
+            ),
+            foobar_dns::tsig::error::BADTIME,
+        ),
+    ];
+    for (what, query, error) in cases {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket.set_read_timeout(Some(support::DEADLINE)).unwrap();
+        socket.send_to(&query, server.dns).unwrap();
+        let mut buf = [0u8; 4096];
+        let (len, _) = socket.recv_from(&mut buf).unwrap();
+        let bytes = &buf[..len];
+        assert_eq!(bytes[3] & 0xF, 9, "{what}: NOTAUTH");
+        let record = raw_tsig(bytes).unwrap_or_else(|| panic!("{what}: a TSIG record"));
+        assert_eq!(record.error, error, "{what}");
+        // BADTIME is signed and says our time; BADSIG and BADKEY cannot be.
+        assert_eq!(
+            record.mac.is_empty(),
+            error != foobar_dns::tsig::error::BADTIME,
+            "{what}"
+        );
+        if error == foobar_dns::tsig::error::BADTIME {
+            assert_eq!(record.other.len(), 6, "our time in other data");
+        }
+    }
+
+    // Unsigned, to a zone whose rule wants the key: refused.
+    let unsigned = tcp(
+        server.dns,
+        &support::query_message("foobar.com.", RecordType::AXFR),
+    );
+    assert_eq!(rcode(&unsigned), 5, "REFUSED");
+    // Signed, but from an address outside the rule.
+    use std::io::{Read, Write};
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket
+        .bind(&SocketAddr::from(([127, 0, 0, 2], 0)).into())
+        .unwrap();
+    socket.connect(&server.dns.into()).unwrap();
+    let mut stream: std::net::TcpStream = socket.into();
+    stream.set_read_timeout(Some(support::DEADLINE)).unwrap();
+    let mut framed = (good.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(&good);
+    stream.write_all(&framed).unwrap();
+    let mut len = [0u8; 2];
+    stream.read_exact(&mut len).unwrap();
+    let mut reply = vec![0u8; usize::from(u16::from_be_bytes(len))];
+    stream.read_exact(&mut reply).unwrap();
+    assert_eq!(reply[3] & 0xF, 5, "REFUSED from 127.0.0.2");
+    // An ordinary signed query is answered, and signed.
+    let plain = tcp(
+        server.dns,
+        &signed_query(
+            "www.foobar.com.",
+            RecordType::A,
+            "xfr.foobar.com.",
+            &secret_bytes,
+            now,
+        ),
+    );
+    assert_eq!(support::addresses(&plain), ["8.8.8.8"]);
+    assert!(plain.signature.is_some());
+}
+
+/// What `dig` says of a transfer: "N records" of its XFR size line, and the answer records.
+fn dig_ixfr(server: SocketAddr, serial: u32, tcp: bool) -> (Option<usize>, Vec<String>) {
+    let output = support::output_within(Command::new("dig").args([
+        "+nocmd",
+        if tcp { "+tcp" } else { "+notcp" },
+        "-p",
+        &server.port().to_string(),
+        "@127.0.0.1",
+        "foobar.com",
+        &format!("IXFR={serial}"),
+    ]));
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let records = text
+        .lines()
+        .find_map(|line| line.split("XFR size: ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok());
+    let answers = text
+        .lines()
+        .filter(|line| !line.starts_with(';') && !line.trim().is_empty())
+        .map(|line| line.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    (records, answers)
+}
+
+#[test]
+fn ixfr_serves_the_difference_after_a_restart_and_the_soa_over_udp() {
+    if !support::installed("dig", &["-v"]) {
+        return support::skip_without(
+            "ixfr_serves_the_difference_after_a_restart_and_the_soa_over_udp",
+            "dig",
+            "apt-get install bind9-dnsutils",
+        );
+    }
+    let server = Foobar::setup()
+        .dns("allow_transfer = [\"127.0.0.1\"]")
+        .start();
+    support::save_by_rename(
+        &server.zone_path("foobar.com.zone"),
+        &edited(&support::shipped_zone(), "2026112902", "8.8.4.4"),
+    );
+    until_answer(server.dns, "www.foobar.com.", "8.8.4.4");
+    support::wait_until("the difference is journaled", || {
+        dig_ixfr(server.dns, 2026112901, true).0 == Some(6)
+    });
+    // After a restart the journal is read back: still incremental.
+    let server = server.restart();
+    let (records, answers) = dig_ixfr(server.dns, 2026112901, true);
+    assert_eq!(records, Some(6), "{answers:#?}");
+    assert!(answers.iter().any(|r| r.ends_with("A 8.8.8.8")), "removed");
+    assert!(answers.iter().any(|r| r.ends_with("A 8.8.4.4")), "added");
+    // An older serial than the journal holds: the whole zone, AXFR-style.
+    let (records, _) = dig_ixfr(server.dns, 2026112800, true);
+    assert!(records.is_some_and(|n| n > 20), "{records:?}");
+    // Over UDP, the current SOA alone (RFC 1995 section 2): ask again over TCP.
+    let (_, answers) = dig_ixfr(server.dns, 2026112901, false);
+    assert_eq!(answers.len(), 1, "{answers:#?}");
+    assert!(
+        answers[0].contains("SOA") && answers[0].contains("2026112902"),
+        "{answers:?}"
+    );
+}
