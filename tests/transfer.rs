@@ -717,3 +717,44 @@ fn ixfr_serves_the_difference_after_a_restart_and_the_soa_over_udp() {
         "{answers:?}"
     );
 }
+
+#[test]
+fn a_secondary_zone_expires_to_servfail_when_no_primary_answers() {
+    if !available("a_secondary_zone_expires_to_servfail_when_no_primary_answers") {
+        return;
+    }
+    let knot_port = free_port();
+    let server = Foobar::setup()
+        .dns(&format!(
+            "[[dns.secondary]]\nzone = \"example.com\"\nprimaries = [\"127.0.0.1:{knot_port}\"]"
+        ))
+        .start();
+    // Refresh and retry every 5 s, expire after 6: the shortest the secondary allows.
+    let zone = "$ORIGIN example.com.\n$TTL 300\n@ SOA ns1 hostmaster 1 5 5 6 60\n  NS ns1\n\
+                ns1 A 192.0.2.1\nwww A 192.0.2.10\n";
+    let knot = knot(
+        knot_port,
+        "acl:\n  - id: anyone\n    address: 127.0.0.1\n    action: transfer\n\
+         zone:\n  - domain: example.com\n    acl: anyone\n",
+        &[("example.com.zone", zone)],
+    );
+    until_answer(server.dns, "www.example.com.", "192.0.2.10");
+    drop(knot);
+    let gone = Instant::now();
+    let servfail = || {
+        support::query_udp(server.dns, "www.example.com.", RecordType::A)
+            .metadata
+            .response_code
+            == hickory_proto::op::ResponseCode::ServFail
+    };
+    while !servfail() {
+        assert!(gone.elapsed() < Duration::from_secs(20), "never expired");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        gone.elapsed() >= Duration::from_secs(4),
+        "expired too early: {:?}",
+        gone.elapsed()
+    );
+    server.wait_for_log("no primary reached within the SOA expire time");
+}
