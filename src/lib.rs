@@ -8,6 +8,7 @@
 mod config;
 mod control;
 mod handoff;
+mod health;
 pub mod log;
 mod supervise;
 
@@ -42,7 +43,7 @@ pub struct Bound {
 /// Loads and validates everything the configuration names: zones, the certificate (created
 /// for the zones' names when none is configured), the database (migrated), the site: the app's
 /// routes in front of the static files.
-pub async fn load(config: &Config) -> anyhow::Result<Loaded> {
+pub async fn load(config: &Config, draining: &Draining) -> anyhow::Result<Loaded> {
     let Config {
         state_dir,
         dns,
@@ -58,10 +59,37 @@ pub async fn load(config: &Config) -> anyhow::Result<Loaded> {
     let app = foobar_app::load(app, state_dir)
         .await
         .context("opening the database")?;
-    let site = foobar_app::router(app)
+    let ready = {
+        let (draining, dns) = (draining.clone(), dns.clone());
+        move || {
+            if draining.is_set() {
+                return Err("draining: this node is stopping or handing over".to_string());
+            }
+            match dns.unavailable_zones().first() {
+                Some(zone) => Err(format!("zone {zone} is not loaded")),
+                None => Ok(()),
+            }
+        }
+    };
+    let site = foobar_app::router(app.with_readiness(ready))
         .fallback_service(files)
         .layer(axum::middleware::map_request(client_address));
     Ok(Loaded { dns, edge, site })
+}
+
+/// Set when this process stops serving (stopping, or handing over to a new one): `/readyz`
+/// answers 503 from then on, so that the other nodes' health checks withdraw this one.
+#[derive(Debug, Clone, Default)]
+pub struct Draining(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Draining {
+    pub fn set(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    pub fn is_set(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Acquire)
+    }
 }
 
 /// Tells the app the client's address, which the edge knows from the connection.

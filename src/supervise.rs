@@ -26,9 +26,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::{
-    Config, Loaded, bind, control,
+    Config, Draining, Loaded, bind, control,
     handoff::{self, Handover, Inherited, Successor},
-    load,
+    health, load,
 };
 
 /// How long a new process may take to load and start serving before the upgrade is given up.
@@ -113,7 +113,8 @@ async fn start(
         Some(control) => control,
         None => control::bind(&state_dir)?,
     };
-    let loaded = load(config).await?;
+    let draining = Draining::default();
+    let loaded = load(config, &draining).await?;
     let mut handover = Handover::default();
     let bound = bind(config, &loaded, inherited.as_deref_mut(), &mut handover)?;
     handover.add("control".to_string(), &control)?;
@@ -132,6 +133,12 @@ async fn start(
     let shutdown = CancellationToken::new();
     let Loaded { dns, edge, site } = loaded;
     let drain = edge.drain_timeout();
+    let https_port = bound
+        .edge
+        .https_addr()
+        .map_or(config.edge.https.port(), |addr| addr.port());
+    let checks = shutdown.child_token();
+    health::spawn(&config.dns.health, https_port, &dns, &checks);
     let servers = {
         let (dns, edge, shutdown, quic) =
             (dns.clone(), edge.clone(), shutdown.clone(), quic.clone());
@@ -150,6 +157,8 @@ async fn start(
         inner: Arc::new(Inner {
             launch: launch.clone(),
             config: Mutex::new(config.clone()),
+            draining,
+            checks: Mutex::new((checks, https_port)),
             handover: Mutex::new(Some(handover)),
             quic,
             dns,
@@ -239,6 +248,10 @@ struct Supervisor {
 struct Inner {
     launch: Launch,
     config: Mutex<Config>,
+    /// Set when this process stops serving: `/readyz` says so first.
+    draining: Draining,
+    /// What stops the running health checks, and the HTTPS port they probe by default.
+    checks: Mutex<(CancellationToken, u16)>,
     /// Duplicates of the listening sockets, for a successor; dropped once they are not needed
     /// (a successor has them, or the server stops), so that a stopped server's ports close.
     handover: Mutex<Option<Handover>>,
@@ -330,6 +343,7 @@ impl Supervisor {
         // The PID file names the serving process from the moment the upgrade is answered.
         write_pid_file(&self.state_dir, pid);
         // From here the new process takes every new connection; this one stops accepting.
+        self.inner.draining.set();
         self.inner.quic.successor_ready();
         self.inner.shutdown.cancel();
         lock(&self.inner.control).take();
@@ -381,13 +395,21 @@ impl Supervisor {
                 .config_path
                 .as_deref()
                 .map_or_else(String::new, |path| format!("{}: ", path.display()));
-            let Loaded { dns, edge, site } =
-                load(&config).await.map_err(|e| format!("{file}{e:#}"))?;
+            let Loaded { dns, edge, site } = load(&config, &self.inner.draining)
+                .await
+                .map_err(|e| format!("{file}{e:#}"))?;
             self.inner
                 .edge
                 .adopt(&edge, site)
                 .map_err(|e| format!("{file}{e:#}"))?;
             self.inner.dns.adopt(dns);
+            {
+                // The health checks start over with the new settings.
+                let mut checks = lock(&self.inner.checks);
+                checks.0.cancel();
+                checks.0 = self.inner.shutdown.child_token();
+                health::spawn(&config.dns.health, checks.1, &self.inner.dns, &checks.0);
+            }
             *lock(&self.inner.config) = config;
             info!("reload: the new configuration serves");
             return Ok("reloaded in place".to_string());
@@ -501,8 +523,19 @@ impl Supervisor {
                 () = self.inner.shutdown.cancelled() => return,
             }
         }
-        info!("stopping: finishing in-flight requests");
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+        // /readyz fails first, and the listeners stay open while the other nodes' health
+        // checks take this one out of DNS.
+        self.inner.draining.set();
+        let delay = Duration::from_secs(lock(&self.inner.config).edge.shutdown_delay);
+        if !delay.is_zero() {
+            info!(
+                seconds = delay.as_secs(),
+                "stopping: /readyz fails; waiting for the other nodes to withdraw this one"
+            );
+            tokio::time::sleep(delay).await;
+        }
+        info!("stopping: finishing in-flight requests");
         // No successor: the ports close now (new connections are refused, so clients go
         // elsewhere), and so does the control socket.
         lock(&self.inner.handover).take();

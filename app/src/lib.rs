@@ -74,11 +74,22 @@ pub enum Error {
 }
 
 /// What every handler shares.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct AppState {
     pub store: Store,
     token: Arc<str>,
     comments: Arc<CommentLimit>,
+    /// What else `/readyz` asks before it says "send me traffic" (the server's own state: not
+    /// draining, zones loaded); the reason when not.
+    ready: Arc<dyn Fn() -> Result<(), String> + Send + Sync>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("store", &self.store)
+            .finish_non_exhaustive()
+    }
 }
 
 impl AppState {
@@ -93,7 +104,17 @@ impl AppState {
             store,
             token: token.into(),
             comments: Arc::new(CommentLimit::new(comments_per_minute, comment_burst)),
+            ready: Arc::new(|| Ok(())),
         }
+    }
+
+    /// `/readyz` also asks `ready`, and answers 503 with its reason when it says no.
+    pub fn with_readiness(
+        mut self,
+        ready: impl Fn() -> Result<(), String> + Send + Sync + 'static,
+    ) -> Self {
+        self.ready = Arc::new(ready);
+        self
     }
 
     /// Comments limited to `per_minute` per client address after `burst` (0: no limit).
@@ -183,7 +204,15 @@ async fn healthz() -> impl IntoResponse {
     Json(json!({ "status": "alive" }))
 }
 
+/// "Send me traffic": the server is not stopping, its zones are served, and the database
+/// answers. Health checks of the other nodes take a node out of DNS on a 503.
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    if let Err(reason) = (state.ready)() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "error": reason })),
+        );
+    }
     match state.store.ping().await {
         Ok(()) => (StatusCode::OK, Json(json!({ "status": "ready" }))),
         Err(_) => (

@@ -18,6 +18,7 @@ use crate::{
     access::Access,
     catalog::Catalog,
     cookie::{Cookies, Presented},
+    health::{self, Filter, Health},
     message::{AA, CD, Full, OPT_LEN, Owner, QR, RD, Section, TC, Writer, rcode},
     name::{self, MAX_KEY, MAX_NAME},
     rate_limit::{self, RateLimit, Verdict},
@@ -79,6 +80,8 @@ impl Eq for TransferRequest {}
 #[derive(Debug, Clone)]
 pub struct Responder {
     access: Arc<Access>,
+    /// Addresses left out of the answers for names whose edges are health-checked.
+    health: Arc<Health>,
     /// Where a NOTIFY from a secondary zone's primary is passed on (the zone's origin key).
     notified: Option<tokio::sync::mpsc::UnboundedSender<Vec<u8>>>,
     cookies: Cookies,
@@ -304,6 +307,7 @@ impl Responder {
     pub fn new(access: Access, cookies: Cookies) -> Self {
         Responder {
             access: Arc::new(access),
+            health: Arc::default(),
             notified: None,
             cookies,
             nsid: None,
@@ -321,6 +325,12 @@ impl Responder {
 
     pub fn access(&self) -> &Access {
         &self.access
+    }
+
+    /// Filters the answers of health-checked names as `health` says.
+    pub fn with_health(mut self, health: Arc<Health>) -> Self {
+        self.health = health;
+        self
     }
 
     /// Limits UDP responses per source prefix as `config` says (nothing when it is off).
@@ -632,7 +642,8 @@ impl Responder {
             _ => {}
         }
         let after_question = w.mark();
-        match lookup(zone, query.qname, &qkey, query.qtype, w) {
+        let filters = self.health.filters();
+        match lookup(zone, query.qname, &qkey, query.qtype, &filters, w) {
             Ok((code, authoritative)) => {
                 w.set_rcode(code);
                 if authoritative {
@@ -709,6 +720,7 @@ fn lookup(
     qname: &[u8],
     qkey: &KeyBuf,
     qtype: u16,
+    filters: &std::collections::HashMap<Vec<u8>, Filter>,
     w: &mut Writer<'_>,
 ) -> Result<(u8, bool), Full> {
     let mut key = KeyBuf::new();
@@ -794,7 +806,22 @@ fn lookup(
             negative(zone, w)?;
             return Ok((rcode::NOERROR, true));
         };
-        w.rrset(Section::Answer, owner, &set)?;
+        // A health-checked name: the addresses found down are left out (`health`).
+        let filter = (!filters.is_empty())
+            .then(|| filters.get(zone.key(node)))
+            .flatten();
+        match filter.and_then(|filter| health::filtered(filter, &set)) {
+            Some((rdatas, ttl)) => {
+                let mark = w.mark();
+                for rdata in rdatas {
+                    if let Err(full) = w.record(Section::Answer, owner, set.rtype, ttl, rdata) {
+                        w.rollback(mark);
+                        return Err(full);
+                    }
+                }
+            }
+            None => w.rrset(Section::Answer, owner, &set)?,
+        }
         additional(zone, &set, name.get(), w, false);
         return Ok((rcode::NOERROR, true));
     }

@@ -22,6 +22,8 @@ pub struct Config {
     pub zone: BTreeMap<String, ZoneSettings>,
     /// Zones followed from primaries instead of read from files (`[[dns.secondary]]`).
     pub secondary: Vec<Secondary>,
+    /// Names whose A/AAAA answers follow the health of the addresses (`[[dns.health]]`).
+    pub health: Vec<crate::health::Check>,
     /// Bytes of differences kept per zone for IXFR (RFC 1995), in memory and in
     /// `state_dir/dns/journal`; older ones are dropped first, and a client further behind
     /// gets the whole zone.
@@ -58,6 +60,7 @@ impl Default for Config {
             tsig: Vec::new(),
             zone: BTreeMap::new(),
             secondary: Vec::new(),
+            health: Vec::new(),
             journal_max_bytes: 16 * 1024 * 1024,
             max_tcp_connections: 1024,
             tcp_idle_timeout: 10,

@@ -17,6 +17,7 @@ mod changes;
 mod config;
 pub mod cookie;
 mod error;
+pub mod health;
 pub mod journal;
 pub mod load;
 pub mod notify;
@@ -82,6 +83,8 @@ pub struct Dns {
 pub struct Live {
     zones: Arc<Zones>,
     shared: listener::Shared,
+    health: Arc<health::Health>,
+    checks: Vec<health::Check>,
     secondaries: Vec<Arc<Secondary>>,
     /// Changes of served versions and NOTIFYs from primaries, for the background tasks.
     changes: Mutex<Option<mpsc::UnboundedReceiver<Change>>>,
@@ -100,6 +103,7 @@ impl Dns {
             tsig: _,
             zone: _,
             secondary: _,
+            health: checks,
             journal_max_bytes,
             max_tcp_connections,
             tcp_idle_timeout,
@@ -135,8 +139,10 @@ impl Dns {
             None => Cookies::random().map_err(Error::Randomness)?,
         };
         let (notify_sink, notified) = mpsc::unbounded_channel();
+        let health = Arc::new(health::Health::default());
         let responder = Responder::new(access, cookies)
             .with_notify_sink(notify_sink)
+            .with_health(health.clone())
             .with_nsid(nsid.as_deref())
             .with_chaos(identity.as_deref(), version.as_deref())
             .with_rate_limit(rate_limit);
@@ -156,6 +162,8 @@ impl Dns {
             live: Arc::new(ArcSwap::from_pointee(Live {
                 zones,
                 shared,
+                health,
+                checks: checks.clone(),
                 secondaries,
                 changes: Mutex::new(Some(changed)),
                 notified: Mutex::new(Some(notified)),
@@ -196,6 +204,66 @@ impl Dns {
         let catalog = self.live.load().zones.catalog();
         let catalog = catalog.load();
         origin_names(catalog.zones().map(|zone| &**zone))
+    }
+
+    /// The A and AAAA addresses `name` has in the zones served now (the addresses a health
+    /// check probes).
+    pub fn addresses(&self, name: &str) -> Vec<std::net::IpAddr> {
+        let Ok(wire) = load::parse_origin(name) else {
+            return Vec::new();
+        };
+        let key = name::key_of(&wire);
+        let catalog = self.live.load().zones.catalog();
+        let catalog = catalog.load();
+        let Some(zone) = catalog.find(&key) else {
+            return Vec::new();
+        };
+        let Ok(node) = zone.find(&key) else {
+            return Vec::new();
+        };
+        let mut addresses = Vec::new();
+        for rtype in [zone::rtype::A, zone::rtype::AAAA] {
+            if let Some(set) = zone.rrset(node, rtype) {
+                for rdata in set.rdatas() {
+                    match rdata.len() {
+                        4 => addresses
+                            .extend(<[u8; 4]>::try_from(rdata).ok().map(std::net::IpAddr::from)),
+                        16 => addresses
+                            .extend(<[u8; 16]>::try_from(rdata).ok().map(std::net::IpAddr::from)),
+                        _ => {}
+                    }
+                }
+            }
+        }
+        addresses
+    }
+
+    /// The zones answered SERVFAIL now (a broken file with no good copy, a secondary zone not
+    /// transferred yet or expired).
+    pub fn unavailable_zones(&self) -> Vec<String> {
+        let catalog = self.live.load().zones.catalog();
+        let catalog = catalog.load();
+        catalog
+            .zones()
+            .filter(|zone| !zone.is_available())
+            .map(|zone| zone.origin_text())
+            .collect()
+    }
+
+    /// The health checks of the configuration served now.
+    pub fn health_checks(&self) -> Vec<health::Check> {
+        self.live.load().checks.clone()
+    }
+
+    /// Leaves `down` out of the answers for `name` (a health check's finding), with `ttl` at
+    /// most.
+    pub fn set_health(&self, name: &str, down: Vec<std::net::IpAddr>, ttl: u32) {
+        if let Ok(wire) = load::parse_origin(name) {
+            self.live
+                .load()
+                .health
+                .set(name::key_of(&wire), health::Filter { down, ttl });
+        }
     }
 
     /// Re-reads every zone file (SIGHUP), keeping the previous version of any that fails.

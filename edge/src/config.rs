@@ -35,6 +35,10 @@ pub struct Config {
     pub idle_timeout: u64,
     /// Seconds a response may make no progress because the client stopped reading.
     pub send_timeout: u64,
+    /// Seconds between `/readyz` turning 503 and the listeners closing, when stopping: time
+    /// for the other nodes' health checks to withdraw this one from DNS (their interval ×
+    /// fall, and a little more). 0 for a single node.
+    pub shutdown_delay: u64,
     /// Seconds in-flight requests get to finish at shutdown.
     pub shutdown_timeout: u64,
     /// QUIC handshakes in progress beyond which a new client must first answer a Retry
@@ -92,6 +96,7 @@ impl Default for Config {
             header_timeout: 10,
             idle_timeout: 60,
             send_timeout: 60,
+            shutdown_delay: 0,
             shutdown_timeout: 10,
             quic_retry_after_handshakes: 64,
             cache_control: BTreeMap::from([("/".to_string(), "no-cache".to_string())]),
