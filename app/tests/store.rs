@@ -283,7 +283,7 @@ async fn bump_schema(url: &str) {
     } else {
         let pool = mysql_async::Pool::new(url);
         let mut conn = pool.get_conn().await.unwrap();
-        conn.query_drop("INSERT INTO schema_version (version) VALUES (99)")
+        conn.query_drop("INSERT INTO schema_migrations (version) VALUES (99)")
             .await
             .unwrap();
         drop(conn);
@@ -413,7 +413,7 @@ async fn mysql_migrations_resume_after_a_crash_between_steps() {
     mysql_run(
         &url,
         &[
-            "DELETE FROM schema_version",
+            "DELETE FROM schema_migrations",
             "DELETE FROM schema_steps WHERE step > 0",
         ],
     )
@@ -429,7 +429,7 @@ async fn mysql_migrations_resume_after_a_crash_between_steps() {
     mysql_run(
         &url,
         &[
-            "DELETE FROM schema_version",
+            "DELETE FROM schema_migrations",
             "DELETE FROM schema_steps WHERE step > 0",
             "DROP TABLE comments",
         ],
@@ -474,10 +474,51 @@ async fn mysql_instances_migrate_side_by_side_and_a_cancelled_one_holds_nothing(
         .unwrap();
     assert_eq!(held, Some(None), "no migration lock left held");
     let versions: Vec<i64> = conn
-        .query("SELECT DISTINCT version FROM schema_version")
+        .query("SELECT version FROM schema_migrations")
         .await
         .unwrap();
     assert_eq!(versions, [foobar_app::store::SCHEMA_VERSION]);
+    drop(conn);
+    pool.disconnect().await.unwrap();
+    cleanup.run().await;
+}
+
+#[tokio::test]
+async fn mysql_tables_all_have_primary_keys_and_an_older_schema_record_carries_over() {
+    let Some((url, cleanup)) = fresh_mysql().await else {
+        return;
+    };
+    // As an older binary left it: its version in schema_version, a table with no key.
+    mysql_run(
+        &url,
+        &[
+            "CREATE TABLE schema_version (version BIGINT NOT NULL) ENGINE=InnoDB",
+            "INSERT INTO schema_version VALUES (1), (1)",
+        ],
+    )
+    .await;
+    let store = Store::open(&url).await.unwrap();
+    store.create_post("After", "the carry-over").await.unwrap();
+    drop(store);
+    let pool = mysql_async::Pool::new(url.as_str());
+    let mut conn = pool.get_conn().await.unwrap();
+    let versions: Vec<i64> = conn
+        .query("SELECT version FROM schema_migrations")
+        .await
+        .unwrap();
+    assert_eq!(versions, [1]);
+    // Galera replicates only tables with a primary key: every table the store writes has one.
+    let keyless: Vec<String> = conn
+        .query(
+            "SELECT t.table_name FROM information_schema.tables t \
+             WHERE t.table_schema = DATABASE() AND t.table_name <> 'schema_version' \
+             AND NOT EXISTS (SELECT 1 FROM information_schema.table_constraints c \
+             WHERE c.table_schema = t.table_schema AND c.table_name = t.table_name \
+             AND c.constraint_type = 'PRIMARY KEY')",
+        )
+        .await
+        .unwrap();
+    assert!(keyless.is_empty(), "{keyless:?}");
     drop(conn);
     pool.disconnect().await.unwrap();
     cleanup.run().await;

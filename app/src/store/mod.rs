@@ -66,6 +66,10 @@ pub enum StoreError {
     Url(String),
     #[error("database error: {0}")]
     Database(String),
+    /// A transaction that lost a deadlock or Galera's certification: nothing was committed;
+    /// it is run again (a bounded number of times) before the client sees `Unavailable`.
+    #[error("transaction conflict: {0}")]
+    Retry(String),
 }
 
 /// The storage interface: one of the two backends.

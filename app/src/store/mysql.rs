@@ -14,6 +14,10 @@ use super::{Comment, Post, StoreError};
 const CONNECT_WAIT: Duration = Duration::from_secs(2);
 /// How long one operation may take in all.
 const OPERATION_WAIT: Duration = Duration::from_secs(10);
+/// ER_LOCK_DEADLOCK: also what Galera answers a transaction that failed certification.
+const DEADLOCK: u16 = 1213;
+/// Runs of a write transaction that failed that way, before the client is told to retry later.
+const TRANSACTION_TRIES: u32 = 4;
 
 /// Migrations by version, each a list of steps. MySQL commits every DDL statement on its own,
 /// so a version cannot be applied in one transaction: instead every step is idempotent (`IF NOT
@@ -40,6 +44,9 @@ const MIGRATIONS: &[&[&str]] = &[&[
         FOREIGN KEY (post_id) REFERENCES posts(id) ON DELETE CASCADE
     ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
 ]];
+
+/// The highest version done (0 before the first migration).
+const VERSION_FOUND: &str = "SELECT COALESCE(MAX(version), 0) FROM schema_migrations";
 
 /// The schema version this binary brings a database to.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -78,9 +85,15 @@ impl From<mysql_async::Error> for StoreError {
             mysql_async::Error::Io(_) | mysql_async::Error::Driver(_) => {
                 StoreError::Unavailable(error.to_string())
             }
-            // Too many connections, shutdown in progress, server gone, connection lost.
-            mysql_async::Error::Server(e) if matches!(e.code, 1040 | 1053 | 2006 | 2013) => {
+            // Too many connections, shutdown in progress, server gone, connection lost; a
+            // Galera node that is not (yet) part of the primary component (1047).
+            mysql_async::Error::Server(e) if matches!(e.code, 1040 | 1047 | 1053 | 2006 | 2013) => {
                 StoreError::Unavailable(error.to_string())
+            }
+            // A deadlock, or on Galera a write set that lost certification to another node's:
+            // nothing was committed, and the transaction may run again.
+            mysql_async::Error::Server(e) if e.code == DEADLOCK => {
+                StoreError::Retry(error.to_string())
             }
             _ => StoreError::Database(error.to_string()),
         }
@@ -153,9 +166,7 @@ impl Mysql {
     pub async fn schema_version(&self) -> Result<i64, StoreError> {
         let found = Self::bounded(async {
             let mut conn = self.connect().await?;
-            let found: Result<Option<i64>, _> = conn
-                .query_first("SELECT COALESCE(MAX(version), 0) FROM schema_version")
-                .await;
+            let found: Result<Option<i64>, _> = conn.query_first(VERSION_FOUND).await;
             match found {
                 Ok(found) => Ok(found.unwrap_or(0)),
                 // No such table: nothing migrated yet.
@@ -168,21 +179,58 @@ impl Mysql {
         found
     }
 
+    /// Runs a write transaction, again when it lost a deadlock or Galera's certification
+    /// (nothing was committed then), at most `TRANSACTION_TRIES` times.
+    async fn retried<T, F, Fut>(work: F) -> Result<T, StoreError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, StoreError>>,
+    {
+        let mut last = String::new();
+        for attempt in 0..TRANSACTION_TRIES {
+            match Self::bounded(work()).await {
+                Err(StoreError::Retry(reason)) => {
+                    last = reason;
+                    // A short, growing pause: the other transaction is committing now.
+                    tokio::time::sleep(Duration::from_millis(5 << attempt)).await;
+                }
+                other => return other,
+            }
+        }
+        Err(StoreError::Unavailable(format!(
+            "a transaction kept conflicting with others ({TRANSACTION_TRIES} tries): {last}"
+        )))
+    }
+
     async fn migrate_now(&self) -> Result<(), StoreError> {
         Self::bounded(async {
             let mut conn = self.connect().await?;
+            // Versions done, one row each, keyed (Galera replicates only tables with a primary
+            // key); what an older binary recorded in `schema_version` is carried over.
             conn.query_drop(
-                "CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL) ENGINE=InnoDB",
+                "CREATE TABLE IF NOT EXISTS schema_migrations \
+                 (version BIGINT NOT NULL PRIMARY KEY) ENGINE=InnoDB",
             )
             .await?;
+            let old: Option<i64> = conn
+                .query_first(
+                    "SELECT COUNT(*) FROM information_schema.tables \
+                     WHERE table_schema = DATABASE() AND table_name = 'schema_version'",
+                )
+                .await?;
+            if old.unwrap_or(0) > 0 {
+                conn.query_drop(
+                    "INSERT IGNORE INTO schema_migrations (version) \
+                     SELECT DISTINCT version FROM schema_version",
+                )
+                .await?;
+            }
             conn.query_drop(
                 "CREATE TABLE IF NOT EXISTS schema_steps (version BIGINT NOT NULL, \
                  step INT NOT NULL, PRIMARY KEY (version, step)) ENGINE=InnoDB",
             )
             .await?;
-            let found: Option<i64> = conn
-                .query_first("SELECT COALESCE(MAX(version), 0) FROM schema_version")
-                .await?;
+            let found: Option<i64> = conn.query_first(VERSION_FOUND).await?;
             let found = found.unwrap_or(0);
             if found > SCHEMA_VERSION {
                 return Err(StoreError::SchemaTooNew {
@@ -190,7 +238,10 @@ impl Mysql {
                     known: SCHEMA_VERSION,
                 });
             }
-            for (version, steps) in (1i64..).zip(MIGRATIONS).skip(found as usize) {
+            // Every step not recorded runs, whatever version is recorded: the steps are
+            // idempotent, so a step done but not recorded (a crash, an older binary that kept
+            // only versions) is done again harmlessly.
+            for (version, steps) in (1i64..).zip(MIGRATIONS) {
                 let done: Vec<i64> = conn
                     .exec(
                         "SELECT step FROM schema_steps WHERE version = ?",
@@ -209,9 +260,8 @@ impl Mysql {
                     .await?;
                 }
                 conn.exec_drop(
-                    "INSERT INTO schema_version (version) SELECT ? FROM DUAL \
-                     WHERE NOT EXISTS (SELECT 1 FROM schema_version WHERE version = ?)",
-                    (version, version),
+                    "INSERT IGNORE INTO schema_migrations (version) VALUES (?)",
+                    (version,),
                 )
                 .await?;
             }
@@ -223,7 +273,9 @@ impl Mysql {
     pub async fn ping(&self) -> Result<(), StoreError> {
         Self::bounded(async {
             let mut conn = self.conn().await?;
-            conn.ping().await?;
+            // A query, not a protocol ping: a Galera node out of the primary component answers
+            // pings but refuses queries.
+            conn.query_drop("SELECT 1").await?;
             Ok(())
         })
         .await
@@ -275,7 +327,7 @@ impl Mysql {
     }
 
     pub async fn create_post(&self, title: &str, body: &str, now: i64) -> Result<Post, StoreError> {
-        Self::bounded(async {
+        Self::retried(|| async move {
             let mut conn = self.conn().await?;
             let mut tx = conn.start_transaction(TxOpts::default()).await?;
             tx.exec_drop(
@@ -299,7 +351,7 @@ impl Mysql {
         expected_version: Option<i64>,
         now: i64,
     ) -> Result<Post, StoreError> {
-        Self::bounded(async {
+        Self::retried(|| async move {
             let mut conn = self.conn().await?;
             let mut tx = conn.start_transaction(TxOpts::default()).await?;
             let version: Option<i64> = tx
@@ -323,7 +375,7 @@ impl Mysql {
     }
 
     pub async fn delete_post(&self, id: i64) -> Result<(), StoreError> {
-        Self::bounded(async {
+        Self::retried(|| async move {
             let mut conn = self.conn().await?;
             let mut tx = conn.start_transaction(TxOpts::default()).await?;
             tx.exec_drop("DELETE FROM comments WHERE post_id = ?", (id,))
@@ -346,7 +398,7 @@ impl Mysql {
         body: &str,
         now: i64,
     ) -> Result<Comment, StoreError> {
-        Self::bounded(async {
+        Self::retried(|| async move {
             let mut conn = self.conn().await?;
             let mut tx = conn.start_transaction(TxOpts::default()).await?;
             let exists: Option<i64> = tx
@@ -385,9 +437,48 @@ async fn select_post(conn: &mut impl Queryable, id: i64) -> Result<Post, StoreEr
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_conflicting_transaction_runs_again_a_bounded_number_of_times() {
+        let runs = AtomicU32::new(0);
+        let twice_then_done = Mysql::retried(|| async {
+            if runs.fetch_add(1, Ordering::Relaxed) < 2 {
+                Err(StoreError::Retry("deadlock".to_string()))
+            } else {
+                Ok(7)
+            }
+        })
+        .await;
+        assert_eq!(twice_then_done.unwrap_or_default(), 7);
+        assert_eq!(runs.load(Ordering::Relaxed), 3);
+
+        runs.store(0, Ordering::Relaxed);
+        let always: Result<(), StoreError> = Mysql::retried(|| async {
+            runs.fetch_add(1, Ordering::Relaxed);
+            Err(StoreError::Retry("deadlock".to_string()))
+        })
+        .await;
+        assert!(
+            matches!(always, Err(StoreError::Unavailable(_))),
+            "{always:?}"
+        );
+        assert_eq!(runs.load(Ordering::Relaxed), TRANSACTION_TRIES);
+        // Other errors are not run again.
+        runs.store(0, Ordering::Relaxed);
+        let _: Result<(), StoreError> = Mysql::retried(|| async {
+            runs.fetch_add(1, Ordering::Relaxed);
+            Err(StoreError::NotFound)
+        })
+        .await;
+        assert_eq!(runs.load(Ordering::Relaxed), 1);
+    }
+
     #[test]
     fn every_migration_step_is_idempotent() {
-        for steps in super::MIGRATIONS {
+        for steps in MIGRATIONS {
             for step in *steps {
                 assert!(step.contains("IF NOT EXISTS"), "{step}");
             }
