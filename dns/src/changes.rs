@@ -20,6 +20,7 @@ pub async fn follow(
     mut changes: mpsc::UnboundedReceiver<Change>,
     journals: Arc<Journals>,
     responder: Arc<Responder>,
+    sources: notify::Sources,
     shutdown: CancellationToken,
 ) {
     loop {
@@ -44,7 +45,7 @@ pub async fn follow(
             .flatten();
         let Some(new) = recorded else { continue };
         if moved {
-            announce(&new, &responder);
+            announce(&new, &responder, &sources);
         }
     }
 }
@@ -74,7 +75,7 @@ fn journal_change(journals: &Journals, change: &Change) -> Option<Arc<Zone>> {
 }
 
 /// Sends NOTIFY for `zone` to each of its configured secondaries.
-fn announce(zone: &Zone, responder: &Responder) {
+fn announce(zone: &Zone, responder: &Responder, sources: &notify::Sources) {
     let access = responder.access();
     let Some(targets) = access
         .zones
@@ -94,9 +95,9 @@ fn announce(zone: &Zone, responder: &Responder) {
             warn!(%target.address, "notify: unknown key");
             continue;
         }
-        let soa = soa.clone();
+        let (soa, sources) = (soa.clone(), sources.clone());
         tokio::spawn(async move {
-            notify::send(&soa, target.address, key).await;
+            notify::send(&soa, target.address, key, &sources).await;
         });
     }
 }

@@ -85,6 +85,8 @@ pub struct Live {
     shared: listener::Shared,
     health: Arc<health::Health>,
     checks: Vec<health::Check>,
+    /// The addresses NOTIFY and queries to primaries come from.
+    sources: notify::Sources,
     secondaries: Vec<Arc<Secondary>>,
     /// Changes of served versions and NOTIFYs from primaries, for the background tasks.
     changes: Mutex<Option<mpsc::UnboundedReceiver<Change>>>,
@@ -164,6 +166,7 @@ impl Dns {
                 shared,
                 health,
                 checks: checks.clone(),
+                sources: settings::sources(config),
                 secondaries,
                 changes: Mutex::new(Some(changed)),
                 notified: Mutex::new(Some(notified)),
@@ -346,6 +349,7 @@ fn spawn_background(live: &Arc<Live>, token: &CancellationToken) {
             changes,
             live.shared.journals.clone(),
             live.shared.responder.clone(),
+            live.sources.clone(),
             token.clone(),
         ));
     }

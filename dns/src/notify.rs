@@ -18,6 +18,40 @@ use crate::{
 const TRIES: u32 = 5;
 const OPCODE_NOTIFY: u16 = 4;
 
+/// Where this server's own queries come from: an address it listens on (of the family of the
+/// server asked), so that a peer's rules by address see the address it knows this server by,
+/// not whatever the system picks on a host with several.
+#[derive(Debug, Clone, Default)]
+pub struct Sources(pub Vec<std::net::IpAddr>);
+
+impl Sources {
+    /// The address to send from towards `to`, port 0.
+    pub fn towards(&self, to: SocketAddr) -> SocketAddr {
+        let ip = self
+            .0
+            .iter()
+            .copied()
+            .find(|ip| ip.is_ipv4() == to.is_ipv4() && !ip.is_unspecified())
+            .unwrap_or(if to.is_ipv4() {
+                std::net::IpAddr::from([0, 0, 0, 0])
+            } else {
+                std::net::IpAddr::from(std::net::Ipv6Addr::UNSPECIFIED)
+            });
+        SocketAddr::new(ip, 0)
+    }
+
+    /// A TCP connection to `to` from the address `towards` picks.
+    pub async fn connect(&self, to: SocketAddr) -> std::io::Result<tokio::net::TcpStream> {
+        let socket = if to.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.bind(self.towards(to))?;
+        socket.connect(to).await
+    }
+}
+
 /// Seconds since the Unix epoch.
 pub fn unix_now() -> u64 {
     std::time::SystemTime::now()
@@ -51,15 +85,10 @@ fn notify_message(id: u16, soa: &Rr, key: Option<&Key>) -> (Vec<u8>, Option<Vec<
 
 /// Sends a NOTIFY for the zone of `soa` to `target`, retrying until it answers. Logs the
 /// outcome; true if the secondary acknowledged it.
-pub async fn send(soa: &Rr, target: SocketAddr, key: Option<Arc<Key>>) -> bool {
+pub async fn send(soa: &Rr, target: SocketAddr, key: Option<Arc<Key>>, sources: &Sources) -> bool {
     let zone = crate::name::to_text(&soa.owner);
     let serial = crate::zone::soa_serial_minimum(&soa.rdata).map_or(0, |(s, _)| s);
-    let bind: SocketAddr = if target.is_ipv4() {
-        ([0, 0, 0, 0], 0).into()
-    } else {
-        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
-    };
-    let socket = match UdpSocket::bind(bind).await {
+    let socket = match UdpSocket::bind(sources.towards(target)).await {
         Ok(socket) => socket,
         Err(e) => {
             warn!(%zone, %target, error = %e, "notify: no socket");
@@ -124,17 +153,15 @@ pub async fn primary_serial(
     origin: &[u8],
     primary: SocketAddr,
     key: Option<&Arc<Key>>,
+    sources: &Sources,
 ) -> Result<u32, String> {
     let id = random_id();
     let mut message = Vec::with_capacity(512);
     Writer::new(&mut message, id, 0, 512).question(origin, rtype::SOA, 1);
     let mac = key.map(|key| tsig::sign(&mut message, key, None, unix_now()));
-    let bind: SocketAddr = if primary.is_ipv4() {
-        ([0, 0, 0, 0], 0).into()
-    } else {
-        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
-    };
-    let socket = UdpSocket::bind(bind).await.map_err(|e| e.to_string())?;
+    let socket = UdpSocket::bind(sources.towards(primary))
+        .await
+        .map_err(|e| e.to_string())?;
     let mut reply = None;
     for wait in [2, 4] {
         socket
@@ -150,7 +177,7 @@ pub async fn primary_serial(
     }
     let mut reply = reply.ok_or_else(|| "no answer to the SOA query".to_string())?;
     if reply[2] & 0x02 != 0 {
-        reply = tcp_exchange(&message, primary).await?;
+        reply = tcp_exchange(&message, primary, sources).await?;
         if reply.len() < 12 {
             return Err("a short answer over TCP".to_string());
         }
@@ -177,10 +204,14 @@ pub async fn primary_serial(
 }
 
 /// One query and its answer over TCP.
-async fn tcp_exchange(message: &[u8], server: SocketAddr) -> Result<Vec<u8>, String> {
+async fn tcp_exchange(
+    message: &[u8],
+    server: SocketAddr,
+    sources: &Sources,
+) -> Result<Vec<u8>, String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect(server).await?;
+        let mut stream = sources.connect(server).await?;
         let mut framed = (message.len() as u16).to_be_bytes().to_vec();
         framed.extend_from_slice(message);
         stream.write_all(&framed).await?;

@@ -31,7 +31,7 @@ use crate::{
     journal::{self, Diff, Rr},
     message::{Owner, Section, Writer},
     name,
-    notify::{primary_serial, unix_now},
+    notify::{Sources, primary_serial, unix_now},
     snapshot,
     tsig::{self, Key, StreamVerifier},
     wire,
@@ -53,6 +53,8 @@ pub struct Secondary {
     /// The origin in wire form.
     pub origin: Vec<u8>,
     pub primaries: Vec<(SocketAddr, Option<Arc<Key>>)>,
+    /// The addresses this server's queries to them come from.
+    pub sources: Sources,
     /// Where the last transferred copy is kept.
     pub copy: PathBuf,
     /// Woken by a NOTIFY from a primary.
@@ -163,20 +165,21 @@ impl Secondary {
     async fn refresh(&self, current: Option<&Zone>) -> Result<Option<Zone>, String> {
         let mut reasons = Vec::new();
         for (primary, key) in &self.primaries {
-            let serial = match primary_serial(&self.origin, *primary, key.as_ref()).await {
-                Ok(serial) => serial,
-                Err(reason) => {
-                    reasons.push(format!("{primary}: {reason}"));
-                    continue;
-                }
-            };
+            let serial =
+                match primary_serial(&self.origin, *primary, key.as_ref(), &self.sources).await {
+                    Ok(serial) => serial,
+                    Err(reason) => {
+                        reasons.push(format!("{primary}: {reason}"));
+                        continue;
+                    }
+                };
             if current.is_some_and(|zone| !journal::serial_newer(serial, zone.serial())) {
                 return Ok(None);
             }
             let started = Instant::now();
             let transfer = tokio::time::timeout(
                 TRANSFER_TIMEOUT,
-                transfer_in(&self.origin, *primary, key.clone(), current),
+                transfer_in(&self.origin, *primary, key.clone(), current, &self.sources),
             )
             .await
             .unwrap_or_else(|_| Err("the transfer took too long".to_string()));
@@ -238,6 +241,7 @@ pub async fn transfer_in(
     primary: SocketAddr,
     key: Option<Arc<Key>>,
     current: Option<&Zone>,
+    sources: &Sources,
 ) -> Result<(Zone, &'static str, usize), String> {
     let current_soa = current.and_then(journal::soa);
     let qtype = if current_soa.is_some() {
@@ -269,13 +273,10 @@ pub async fn transfer_in(
         .map(|key| tsig::sign(&mut request, key, None, unix_now()));
     let mut verifier = key.zip(mac).map(|(key, mac)| StreamVerifier::new(key, mac));
 
-    let mut stream = tokio::time::timeout(
-        Duration::from_secs(10),
-        tokio::net::TcpStream::connect(primary),
-    )
-    .await
-    .map_err(|_| "no TCP connection".to_string())?
-    .map_err(|e| format!("TCP: {e}"))?;
+    let mut stream = tokio::time::timeout(Duration::from_secs(10), sources.connect(primary))
+        .await
+        .map_err(|_| "no TCP connection".to_string())?
+        .map_err(|e| format!("TCP: {e}"))?;
     let mut framed = (request.len() as u16).to_be_bytes().to_vec();
     framed.extend_from_slice(&request);
     stream.write_all(&framed).await.map_err(|e| e.to_string())?;

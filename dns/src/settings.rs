@@ -165,11 +165,17 @@ pub fn secondaries(
         out.push(Arc::new(Secondary {
             origin,
             primaries,
+            sources: sources(config),
             copy: state_dir.join("dns/secondary").join(file),
             notified: Notify::new(),
         }));
     }
     Ok(out)
+}
+
+/// The addresses this server listens on, for its own queries to come from.
+pub fn sources(config: &Config) -> crate::notify::Sources {
+    crate::notify::Sources(config.listen.iter().map(|a| a.ip()).collect())
 }
 
 fn origin(text: &str) -> Result<Vec<u8>, Error> {

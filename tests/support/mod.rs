@@ -2,6 +2,7 @@
 //! HTTP clients (`web`).
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod galera;
 pub mod h2raw;
 pub mod load;
 pub mod web;
@@ -88,6 +89,11 @@ pub struct Setup {
     app: Vec<String>,
     shipped_site: bool,
     env: Vec<(String, String)>,
+    /// Listen on this address with these DNS, HTTPS and HTTP ports, rather than 127.0.0.1 on
+    /// ports the system picks.
+    at: Option<(std::net::IpAddr, u16, u16, u16)>,
+    /// No zone files at all (a node with secondary zones only).
+    no_zone_files: bool,
 }
 
 impl Setup {
@@ -131,6 +137,18 @@ impl Setup {
         Foobar::spawn_with(self.prepare(), &env)
     }
 
+    /// Listens on `ip`, DNS on `dns`, HTTPS on `https`, plain HTTP on `http`.
+    pub fn at(mut self, ip: std::net::IpAddr, dns: u16, https: u16, http: u16) -> Self {
+        self.at = Some((ip, dns, https, http));
+        self
+    }
+
+    /// Starts with an empty zones folder.
+    pub fn without_zone_files(mut self) -> Self {
+        self.no_zone_files = true;
+        self
+    }
+
     /// An environment variable for the server process.
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.env.push((key.to_string(), value.to_string()));
@@ -156,7 +174,7 @@ impl Setup {
             std::fs::write(path, bytes).unwrap();
         }
         std::fs::create_dir(dir.path().join("zones")).unwrap();
-        let zones = if self.zones.is_empty() {
+        let zones = if self.zones.is_empty() && !self.no_zone_files {
             vec![("foobar.com.zone".to_string(), shipped_zone())]
         } else {
             self.zones
@@ -167,13 +185,20 @@ impl Setup {
             std::fs::write(path, text).unwrap();
         }
         let config = dir.path().join("foobar.toml");
+        let (ip, dns_port, https_port, http_port) =
+            self.at
+                .unwrap_or((std::net::IpAddr::from([127, 0, 0, 1]), 0, 0, 0));
+        let address = |port: u16| SocketAddr::new(ip, port);
         std::fs::write(
             &config,
             format!(
                 "state_dir = \"{dir}/data\"\n\
-                 [dns]\nlisten = [\"127.0.0.1:0\"]\nzones = \"{dir}/zones\"\n{dns}\n\
-                 [edge]\nhttp = \"127.0.0.1:0\"\nhttps = \"127.0.0.1:0\"\nroot = \"{dir}/public\"\n{edge}\n\
+                 [dns]\nlisten = [\"{dns_at}\"]\nzones = \"{dir}/zones\"\n{dns}\n\
+                 [edge]\nhttp = \"{http_at}\"\nhttps = \"{https_at}\"\nroot = \"{dir}/public\"\n{edge}\n\
                  [app]\n{app}\n",
+                dns_at = address(dns_port),
+                http_at = address(http_port),
+                https_at = address(https_port),
                 dir = dir.path().display(),
                 dns = self.dns.join("\n"),
                 edge = self.edge.join("\n"),
@@ -265,6 +290,23 @@ impl Foobar {
     }
 
     /// Stops the server (SIGTERM) and starts it again on the same folder, config and data.
+    /// Kills the server at once (SIGKILL, every process of its group), as a crash would.
+    pub fn kill(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-s", "KILL", "--", &format!("-{}", self.child.id())])
+            .stderr(Stdio::null())
+            .status();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the server again on the same folder after `kill`.
+    pub fn respawn(mut self) -> Foobar {
+        let dir = tempfile::TempDir::new().unwrap();
+        let dir = std::mem::replace(&mut self.dir, dir);
+        drop(self);
+        Foobar::spawn(dir)
+    }
+
     pub fn restart(mut self) -> Foobar {
         self.signal("TERM");
         assert!(self.wait().success());
