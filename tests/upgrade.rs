@@ -300,6 +300,14 @@ async fn a_reload_applies_token_limits_and_zones_folder_in_place_and_refuses_a_b
     support::wait_until("the edit in the new folder is served", || {
         www(&server) == ["9.9.9.10"]
     });
+    // Over TCP too: the first connection accepted after the reload is served from the new
+    // zones, not from the ones the accept loop held while it waited.
+    let over_tcp = support::query_tcp(
+        server.dns,
+        "www.foobar.com.",
+        hickory_proto::rr::RecordType::A,
+    );
+    assert_eq!(support::addresses(&over_tcp), ["9.9.9.10"], "over TCP");
 
     // A broken file changes nothing, and says where it is broken.
     let broken = reloaded.replace("max_body_bytes = 200", "max_body_bytes = \"lots\"");

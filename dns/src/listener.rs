@@ -224,11 +224,9 @@ pub async fn serve_tcp(
     let mut bounds = Bounds::of(live.load().shared());
     let mut connections = JoinSet::new();
     loop {
-        let current = live.load_full();
-        let shared = current.shared().clone();
         // The bounds follow a reloaded configuration; connections open keep their slots.
-        if !bounds.follow(&shared) {
-            bounds = Bounds::of(&shared);
+        if !bounds.follow(live.load().shared()) {
+            bounds = Bounds::of(live.load().shared());
         }
         let (limit, per_address) = (&bounds.limit, &bounds.per_address);
         let permit = tokio::select! {
@@ -253,7 +251,9 @@ pub async fn serve_tcp(
             debug!(%peer, "tcp connection refused: too many from this address");
             continue;
         };
-        let shared = shared.clone();
+        // What serves now, taken once the connection is in: a reload while this loop waited
+        // to accept must not leave the new connection on the replaced zones.
+        let shared = live.load().shared().clone();
         let shutdown = shutdown.clone();
         connections.spawn(async move {
             if let Err(e) = connection(stream, peer, &shared, &shutdown).await {

@@ -549,6 +549,24 @@ pub fn query_udp(server: SocketAddr, name: &str, rtype: RecordType) -> Message {
     Message::from_vec(&buf[..len]).unwrap()
 }
 
+/// One query over a new TCP connection (RFC 1035 section 4.2.2 framing).
+pub fn query_tcp(server: SocketAddr, name: &str, rtype: RecordType) -> Message {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(server).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    let query = query_message(name, rtype);
+    let mut framed = u16::try_from(query.len()).unwrap().to_be_bytes().to_vec();
+    framed.extend_from_slice(&query);
+    stream.write_all(&framed).unwrap();
+    let mut len = [0u8; 2];
+    stream.read_exact(&mut len).unwrap();
+    let mut reply = vec![0u8; usize::from(u16::from_be_bytes(len))];
+    stream.read_exact(&mut reply).unwrap();
+    Message::from_vec(&reply).unwrap()
+}
+
 /// The A or AAAA addresses in the answer section, as text.
 pub fn addresses(reply: &Message) -> Vec<String> {
     reply
