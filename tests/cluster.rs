@@ -153,10 +153,18 @@ async fn three_nodes_follow_each_other_and_lose_no_acknowledged_write() {
         https: port_on_all(),
         http: port_on_all(),
     };
-    let mut nodes: Vec<Option<Foobar>> = Vec::new();
-    for (i, n) in (2..=4).enumerate() {
-        nodes.push(Some(node(n, ports, &galera.url(i))));
-    }
+    // All three at once, as after a power cut: their schema migrations race on Galera.
+    let urls: Vec<String> = (0..3).map(|i| galera.url(i)).collect();
+    let mut nodes: Vec<Option<Foobar>> = std::thread::scope(|scope| {
+        let starting: Vec<_> = (2..=4u8)
+            .zip(&urls)
+            .map(|(n, url)| scope.spawn(move || node(n, ports, url)))
+            .collect();
+        starting
+            .into_iter()
+            .map(|node| Some(node.join().unwrap()))
+            .collect()
+    });
     let all = ["127.0.0.2", "127.0.0.3", "127.0.0.4"];
     let resolvers: Vec<SocketAddr> = (2..=4).map(|n| dns(n, ports)).collect();
     until_www(&resolvers, &all, Duration::from_secs(30)).await;
@@ -297,4 +305,48 @@ async fn with_every_address_down_all_are_served() {
         reply.answers.iter().all(|r| r.ttl <= 5),
         "the health check's TTL"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_keeps_what_the_health_checks_know() {
+    // www is this server (its own /readyz) and 127.0.0.7, where a listener on the same port
+    // takes connections and never answers: each probe of it waits out the whole timeout.
+    let zone = support::shipped_zone().replace(
+        "www             IN A    8.8.8.8",
+        "www             IN A    127.0.0.1\n                IN A    127.0.0.7",
+    );
+    let server = Foobar::setup()
+        .zone("foobar.com.zone", &zone)
+        .dns(
+            "[[dns.health]]\nname = \"www.foobar.com\"\ninterval = 1\ntimeout = 2\nfall = 2\n\
+             rise = 2\nttl = 5\nverify_certificate = false",
+        )
+        .start();
+    let _silent = std::net::TcpListener::bind((ip(7), server.https.port())).unwrap();
+    let answer = || {
+        let mut addresses = support::addresses(&support::query_udp(
+            server.dns,
+            "www.foobar.com.",
+            RecordType::A,
+        ));
+        addresses.sort();
+        addresses
+    };
+    let start = Instant::now();
+    while answer() != ["127.0.0.1"] {
+        assert!(start.elapsed() < Duration::from_secs(15), "{:?}", answer());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let config = std::fs::read_to_string(server.config_path()).unwrap();
+    std::fs::write(server.config_path(), config.replace("ttl = 5", "ttl = 6")).unwrap();
+    let reload = server.control("reload");
+    assert!(reload.status.success(), "{reload:?}");
+    // The new checkers have not finished a probe of 127.0.0.7 yet (each takes 2 s): what the
+    // old ones learned keeps it out meanwhile.
+    for _ in 0..10 {
+        assert_eq!(answer(), ["127.0.0.1"], "right after the reload");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let reply = support::query_udp(server.dns, "www.foobar.com.", RecordType::A);
+    assert!(reply.answers.iter().all(|r| r.ttl <= 6), "the new TTL");
 }

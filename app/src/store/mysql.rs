@@ -18,6 +18,10 @@ const OPERATION_WAIT: Duration = Duration::from_secs(10);
 const DEADLOCK: u16 = 1213;
 /// Runs of a write transaction that failed that way, before the client is told to retry later.
 const TRANSACTION_TRIES: u32 = 4;
+/// Runs of the whole migration when a step conflicted with another node's (Galera applies DDL
+/// in total order and may abort a statement that raced it): every step is idempotent, so a run
+/// again finishes what is left. Pauses grow from 10 ms to 2.56 s, under 8 s in all.
+const MIGRATION_TRIES: u32 = 10;
 
 /// Migrations by version, each a list of steps. MySQL commits every DDL statement on its own,
 /// so a version cannot be applied in one transaction: instead every step is idempotent (`IF NOT
@@ -203,6 +207,22 @@ impl Mysql {
     }
 
     async fn migrate_now(&self) -> Result<(), StoreError> {
+        let mut last = String::new();
+        for attempt in 0..MIGRATION_TRIES {
+            match self.migrate_once().await {
+                Err(StoreError::Retry(reason)) => {
+                    last = reason;
+                    tokio::time::sleep(Duration::from_millis(10 << attempt.min(8))).await;
+                }
+                other => return other,
+            }
+        }
+        Err(StoreError::Unavailable(format!(
+            "the schema migration kept conflicting with another node's ({MIGRATION_TRIES} tries): {last}"
+        )))
+    }
+
+    async fn migrate_once(&self) -> Result<(), StoreError> {
         Self::bounded(async {
             let mut conn = self.connect().await?;
             // Versions done, one row each, keyed (Galera replicates only tables with a primary
