@@ -9,6 +9,7 @@
 use std::{
     collections::HashMap,
     net::{IpAddr, SocketAddr},
+    sync::{Arc, Mutex, PoisonError},
     time::Duration,
 };
 
@@ -17,9 +18,32 @@ use foobar_edge::probe::Prober;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+/// What the checks have learned, by name and address, kept across reloads: a reload that
+/// restarts the checkers does not put a dead address back into the answers.
+#[derive(Debug, Clone, Default)]
+pub struct Memory(Arc<Mutex<HashMap<String, HashMap<IpAddr, State>>>>);
+
+impl Memory {
+    fn recall(&self, name: &str) -> HashMap<IpAddr, State> {
+        let known = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        known.get(name).cloned().unwrap_or_default()
+    }
+
+    fn keep(&self, name: &str, states: &HashMap<IpAddr, State>) {
+        let mut known = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        known.insert(name.to_string(), states.clone());
+    }
+}
+
 /// Starts a checker for each of `checks` until `stop`; `edge_port` is the port probed when a
 /// check names none.
-pub fn spawn(checks: &[Check], edge_port: u16, dns: &Dns, stop: &CancellationToken) {
+pub fn spawn(
+    checks: &[Check],
+    edge_port: u16,
+    dns: &Dns,
+    memory: &Memory,
+    stop: &CancellationToken,
+) {
     for check in checks {
         let prober = match Prober::new(check.verify_certificate) {
             Ok(prober) => prober,
@@ -29,7 +53,14 @@ pub fn spawn(checks: &[Check], edge_port: u16, dns: &Dns, stop: &CancellationTok
             }
         };
         let port = check.port.unwrap_or(edge_port);
-        tokio::spawn(run(check.clone(), port, prober, dns.clone(), stop.clone()));
+        let run = run(
+            check.clone(),
+            port,
+            prober,
+            (dns.clone(), memory.clone()),
+            stop.clone(),
+        );
+        tokio::spawn(run);
     }
 }
 
@@ -41,13 +72,24 @@ struct State {
     streak: u32,
 }
 
-async fn run(check: Check, port: u16, prober: Prober, dns: Dns, stop: CancellationToken) {
+async fn run(
+    check: Check,
+    port: u16,
+    prober: Prober,
+    (dns, memory): (Dns, Memory),
+    stop: CancellationToken,
+) {
     let host = check.name.trim_end_matches('.').to_string();
     let timeout = Duration::from_secs(check.timeout.max(1));
-    let mut states: HashMap<IpAddr, State> = HashMap::new();
+    let mut states = memory.recall(&check.name);
     let mut all_down = false;
-    // Until the first round, every address is served, with the check's TTL.
-    dns.set_health(&check.name, Vec::new(), check.ttl);
+    // Until the first round, what an earlier checker learned stands (after a reload); at
+    // start, every address is served, with the check's TTL.
+    dns.set_health(
+        &check.name,
+        down(&states, &dns.addresses(&check.name)),
+        check.ttl,
+    );
     let mut tick = tokio::time::interval(Duration::from_secs(check.interval.max(1)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -67,11 +109,22 @@ async fn run(check: Check, port: u16, prober: Prober, dns: Dns, stop: Cancellati
             });
         }
         while let Some(Ok((address, result))) = probes.join_next().await {
-            let state = states.entry(address).or_insert(State {
-                up: true,
-                streak: 0,
-            });
             let healthy = result.is_ok();
+            let Some(state) = states.get_mut(&address) else {
+                // First seen (at start, or new in the zone): its first probe decides, so that a
+                // node starting up does not send browsers to a dead address for `fall` rounds.
+                states.insert(
+                    address,
+                    State {
+                        up: healthy,
+                        streak: 0,
+                    },
+                );
+                if let Err(reason) = result {
+                    warn!(name = %check.name, %address, %reason, "health: down, left out of the answers");
+                }
+                continue;
+            };
             if healthy == state.up {
                 state.streak = 0;
                 continue;
@@ -90,11 +143,8 @@ async fn run(check: Check, port: u16, prober: Prober, dns: Dns, stop: Cancellati
             }
         }
         states.retain(|address, _| addresses.contains(address));
-        let down: Vec<IpAddr> = addresses
-            .iter()
-            .copied()
-            .filter(|address| states.get(address).is_some_and(|s| !s.up))
-            .collect();
+        memory.keep(&check.name, &states);
+        let down = down(&states, &addresses);
         let now_all_down = !addresses.is_empty() && down.len() == addresses.len();
         if now_all_down && !all_down {
             warn!(name = %check.name, addresses = addresses.len(), "health: every address is down; all are served (fail open)");
@@ -102,4 +152,13 @@ async fn run(check: Check, port: u16, prober: Prober, dns: Dns, stop: Cancellati
         all_down = now_all_down;
         dns.set_health(&check.name, down, check.ttl);
     }
+}
+
+/// The addresses of `addresses` known to be down.
+fn down(states: &HashMap<IpAddr, State>, addresses: &[IpAddr]) -> Vec<IpAddr> {
+    addresses
+        .iter()
+        .copied()
+        .filter(|address| states.get(address).is_some_and(|s| !s.up))
+        .collect()
 }

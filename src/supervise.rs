@@ -138,7 +138,8 @@ async fn start(
         .https_addr()
         .map_or(config.edge.https.port(), |addr| addr.port());
     let checks = shutdown.child_token();
-    health::spawn(&config.dns.health, https_port, &dns, &checks);
+    let memory = health::Memory::default();
+    health::spawn(&config.dns.health, https_port, &dns, &memory, &checks);
     let servers = {
         let (dns, edge, shutdown, quic) =
             (dns.clone(), edge.clone(), shutdown.clone(), quic.clone());
@@ -159,6 +160,7 @@ async fn start(
             config: Mutex::new(config.clone()),
             draining,
             checks: Mutex::new((checks, https_port)),
+            health: memory,
             handover: Mutex::new(Some(handover)),
             quic,
             dns,
@@ -252,6 +254,8 @@ struct Inner {
     draining: Draining,
     /// What stops the running health checks, and the HTTPS port they probe by default.
     checks: Mutex<(CancellationToken, u16)>,
+    /// What the health checks know, for the checkers a reload starts.
+    health: health::Memory,
     /// Duplicates of the listening sockets, for a successor; dropped once they are not needed
     /// (a successor has them, or the server stops), so that a stopped server's ports close.
     handover: Mutex<Option<Handover>>,
@@ -408,7 +412,14 @@ impl Supervisor {
                 let mut checks = lock(&self.inner.checks);
                 checks.0.cancel();
                 checks.0 = self.inner.shutdown.child_token();
-                health::spawn(&config.dns.health, checks.1, &self.inner.dns, &checks.0);
+                let (stop, port) = (checks.0.clone(), checks.1);
+                health::spawn(
+                    &config.dns.health,
+                    port,
+                    &self.inner.dns,
+                    &self.inner.health,
+                    &stop,
+                );
             }
             *lock(&self.inner.config) = config;
             info!("reload: the new configuration serves");
