@@ -78,8 +78,19 @@ fn get_request(stream: u32) -> Step {
 }
 
 /// POST headers on `stream` that leave it open for a body.
+/// A POST whose body stays open. Its route reads the whole body before it answers (a JSON
+/// comment), so the stream is still open when the case's next frames arrive; a route that
+/// answered at once would end the stream first (RST_STREAM NO_ERROR) and race the case.
 fn post_open(stream: u32) -> Step {
-    send(HEADERS, END_HEADERS, stream, &post("/", &[]))
+    send(
+        HEADERS,
+        END_HEADERS,
+        stream,
+        &post(
+            "/api/posts/1/comments",
+            &[("content-type", "application/json")],
+        ),
+    )
 }
 
 fn cases() -> Vec<Case> {
