@@ -14,6 +14,7 @@ pub struct Config {
     pub dns: foobar_dns::Config,
     pub edge: foobar_edge::Config,
     pub app: foobar_app::Config,
+    pub admin: crate::admin::Config,
 }
 
 impl Default for Config {
@@ -23,6 +24,7 @@ impl Default for Config {
             dns: foobar_dns::Config::default(),
             edge: foobar_edge::Config::default(),
             app: foobar_app::Config::default(),
+            admin: crate::admin::Config::default(),
         }
     }
 }

@@ -5,6 +5,7 @@
 //!      ──▶ run DNS and the edge until SIGTERM/Ctrl-C        SIGHUP: reload zones and certificate
 //! ```
 
+mod admin;
 mod config;
 mod control;
 mod handoff;
@@ -38,6 +39,7 @@ pub struct Loaded {
 pub struct Bound {
     dns: Vec<foobar_dns::Sockets>,
     edge: foobar_edge::Sockets,
+    admin: Option<std::net::TcpListener>,
 }
 
 /// Loads and validates everything the configuration names: zones, the certificate (created
@@ -49,7 +51,9 @@ pub async fn load(config: &Config, draining: &Draining) -> anyhow::Result<Loaded
         dns,
         edge,
         app,
+        admin,
     } = config;
+    admin.address()?;
     let dns = Dns::load(dns, state_dir).context("loading zones")?;
     let names = site_names(dns.origins());
     let files: StaticFiles =
@@ -113,7 +117,9 @@ pub async fn check(config: &Config) -> anyhow::Result<()> {
         dns,
         edge,
         app,
+        admin,
     } = config;
+    admin.address()?;
     let names = Dns::check(dns, state_dir).context("checking zones")?;
     // No file cache: it would start watching the root.
     foobar_edge::static_files(&edge.root, 0, &edge.cache_control)
@@ -163,7 +169,7 @@ pub fn bind(
         format!("https-tcp@{}", edge_config.https),
         format!("https-udp@{}", edge_config.https),
     );
-    let (http, https) = match inherited {
+    let (http, https) = match inherited.as_deref_mut() {
         Some(inherited) => (
             inherited.tcp(&names.0)?,
             match (inherited.tcp(&names.1)?, inherited.udp(&names.2)?) {
@@ -177,7 +183,24 @@ pub fn bind(
     handover.add(names.0, &edge.http)?;
     handover.add(names.1, &edge.https_tcp)?;
     handover.add(names.2, &edge.https_udp)?;
-    Ok(Bound { dns, edge })
+    let admin = match config.admin.address()? {
+        Some(addr) => {
+            let name = format!("admin@{addr}");
+            let taken = match inherited {
+                Some(inherited) => inherited.tcp(&name)?,
+                None => None,
+            };
+            let listener = match taken {
+                Some(listener) => listener,
+                None => std::net::TcpListener::bind(addr)
+                    .with_context(|| format!("admin listener on {addr}"))?,
+            };
+            handover.add(name, &listener)?;
+            Some(listener)
+        }
+        None => None,
+    };
+    Ok(Bound { dns, edge, admin })
 }
 
 /// The state_dir a configuration file names (the default without one), read leniently: only

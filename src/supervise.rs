@@ -26,7 +26,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::{
-    Config, Draining, Loaded, bind, control,
+    Config, Draining, Loaded,
+    admin::Admin,
+    bind, control,
     handoff::{self, Handover, Inherited, Successor},
     health, load,
 };
@@ -116,7 +118,7 @@ async fn start(
     let draining = Draining::default();
     let loaded = load(config, &draining).await?;
     let mut handover = Handover::default();
-    let bound = bind(config, &loaded, inherited.as_deref_mut(), &mut handover)?;
+    let mut bound = bind(config, &loaded, inherited.as_deref_mut(), &mut handover)?;
     handover.add("control".to_string(), &control)?;
     let generation = match inherited.as_deref() {
         Some(inherited) => inherited.generation.clone(),
@@ -137,6 +139,10 @@ async fn start(
         .edge
         .https_addr()
         .map_or(config.edge.https.port(), |addr| addr.port());
+    if let Some(listener) = bound.admin.take() {
+        let admin = admin_of(config, &dns);
+        tokio::spawn(admin.serve(listener, shutdown.clone()));
+    }
     let checks = shutdown.child_token();
     let memory = health::Memory::default();
     health::spawn(&config.dns.health, https_port, &dns, &memory, &checks);
@@ -177,6 +183,29 @@ async fn start(
     Ok(Running {
         supervisor,
         servers,
+    })
+}
+
+/// What the admin listener serves: every crate's metrics, and the status `foobar ctl` shows.
+fn admin_of(config: &Config, dns: &Dns) -> Admin {
+    let started = crate::admin::unix_now();
+    let listeners = serde_json::json!({
+        "dns": config.dns.listen,
+        "https": config.edge.https,
+        "http": config.edge.http,
+        "admin": config.admin.listen,
+    });
+    let collectors: Vec<Box<dyn foobar_metrics::Collector>> = vec![Box::new(dns.collector())];
+    let dns = dns.clone();
+    Admin::new(collectors, move || {
+        serde_json::json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "pid": std::process::id(),
+            "started": started,
+            "uptime_seconds": crate::admin::unix_now().saturating_sub(started),
+            "listeners": listeners,
+            "zones": dns.zone_status(),
+        })
     })
 }
 

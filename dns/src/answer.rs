@@ -20,6 +20,7 @@ use crate::{
     cookie::{Cookies, Presented},
     health::{self, Filter, Health},
     message::{AA, CD, Full, OPT_LEN, Owner, QR, RD, Section, TC, Writer, rcode},
+    metrics::{ZoneCounters, metrics},
     name::{self, MAX_KEY, MAX_NAME},
     rate_limit::{self, RateLimit, Verdict},
     tsig::{self, Signed, TsigRecord},
@@ -366,6 +367,7 @@ impl Responder {
             Err(Malformed::FormErr { id, flags }) => {
                 let flags = QR | (flags & (0xF << 11 | RD | CD)) | u16::from(rcode::FORMERR);
                 Writer::new(out, id, flags, PLAIN_UDP_PAYLOAD);
+                metrics().answered(client.transport, None, out, 0, None);
                 return Outcome::Reply;
             }
         };
@@ -385,6 +387,7 @@ impl Responder {
                 Ok(None) | Err(tsig::Malformed) => {
                     let flags = query.response_flags() | u16::from(rcode::FORMERR);
                     Writer::new(out, query.id, flags, limit);
+                    metrics().answered(client.transport, None, out, 0, None);
                     return Outcome::Reply;
                 }
             };
@@ -397,6 +400,8 @@ impl Responder {
                         w.question(query.qname, query.qtype, query.qclass);
                     }
                     failure.append(out, now);
+                    let qtype = query.has_question.then_some(query.qtype);
+                    metrics().answered(client.transport, qtype, out, 0, None);
                     return Outcome::Reply;
                 }
             }
@@ -442,6 +447,7 @@ impl Responder {
             w.reserve(opt_len);
         }
         let mut extended = 0u8;
+        let mut counters = None;
         let outcome = if query.edns.is_some_and(|e| e.version > 0) {
             extended = (rcode::BADVERS >> 4) as u8;
             Outcome::Reply
@@ -461,7 +467,14 @@ impl Responder {
             self.chaos(&query, &mut w);
             Outcome::Reply
         } else {
-            self.query(catalog, &query, client, signed.as_ref(), &mut w)
+            self.query(
+                catalog,
+                &query,
+                client,
+                signed.as_ref(),
+                &mut w,
+                &mut counters,
+            )
         };
         // Over UDP a source may be limited; TCP and clients with a valid cookie are exempt, as
         // neither can be spoofed.
@@ -506,6 +519,10 @@ impl Responder {
             && !matches!(outcome, Outcome::Transfer(_))
         {
             tsig::sign(out, &signed.key, Some(&signed.mac), now);
+        }
+        if outcome == Outcome::Reply {
+            let qtype = query.has_question.then_some(query.qtype);
+            metrics().answered(client.transport, qtype, out, extended, counters);
         }
         outcome
     }
@@ -568,23 +585,27 @@ impl Responder {
         }
     }
 
-    fn query(
+    fn query<'c>(
         &self,
-        catalog: &Catalog,
+        catalog: &'c Catalog,
         query: &Query<'_>,
         client: Client,
         signed: Option<&Signed>,
         w: &mut Writer<'_>,
+        counters: &mut Option<&'c ZoneCounters>,
     ) -> Outcome {
         let mut qkey = KeyBuf::new();
         qkey.set(query.qname);
         let zone = if query.qtype == rtype::DS {
             catalog.find_for_ds(qkey.get())
         } else {
-            catalog.find(qkey.get())
+            catalog.find_counted(qkey.get())
         };
         let zone = match (query.qclass, zone) {
-            (1 | 255, Some(zone)) => zone,
+            (1 | 255, Some((zone, zone_counters))) => {
+                *counters = Some(zone_counters);
+                zone
+            }
             _ => {
                 w.set_rcode(rcode::REFUSED);
                 return Outcome::Reply;

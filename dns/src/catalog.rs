@@ -7,11 +7,12 @@
 use std::{
     collections::HashMap,
     path::{Path, PathBuf},
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, PoisonError},
 };
 
-/// Zones by origin key; looked up once per label of every query, so with a fast hasher.
-type ZoneMap = hashbrown::HashMap<Box<[u8]>, Arc<Zone>>;
+/// Zones by origin key, each with its query counters; looked up once per label of every query,
+/// so with a fast hasher.
+type ZoneMap = hashbrown::HashMap<Box<[u8]>, (Arc<Zone>, Arc<ZoneCounters>)>;
 
 use arc_swap::ArcSwap;
 use tracing::{error, info, warn};
@@ -21,6 +22,7 @@ use foobar_state::Access;
 use crate::{
     error::{Error, ZoneError},
     load::{Loaded, Stamp, default_origin, load_zone, stamp},
+    metrics::{Load, ZoneCounters, metrics},
     name, snapshot,
     zone::Zone,
 };
@@ -37,44 +39,52 @@ impl Catalog {
         Catalog {
             zones: zones
                 .into_iter()
-                .map(|zone| (zone.origin_key().into(), zone))
+                .map(|zone| {
+                    let counters = metrics().zone(zone.origin_key(), &zone.origin_text());
+                    (zone.origin_key().into(), (zone, counters))
+                })
                 .collect(),
         }
     }
 
     /// The zone that `key` falls in: the one with the longest origin at or above it.
     pub fn find(&self, key: &[u8]) -> Option<&Zone> {
+        self.find_counted(key).map(|(zone, _)| zone)
+    }
+
+    /// [`Catalog::find`], with the zone's query counters.
+    pub(crate) fn find_counted(&self, key: &[u8]) -> Option<(&Zone, &ZoneCounters)> {
         self.find_within(key, key.len())
     }
 
     /// The zone for a DS query: DS records live on the parent side of a cut (RFC 4035 section
     /// 3.1.4.1), so a zone's own apex is looked up in the zone above it where we have that.
-    pub fn find_for_ds(&self, key: &[u8]) -> Option<&Zone> {
-        match self.find(key) {
-            Some(zone) if zone.origin_key() == key && !key.is_empty() => {
-                self.find_within(key, key.len() - 1).or(Some(zone))
-            }
+    pub(crate) fn find_for_ds(&self, key: &[u8]) -> Option<(&Zone, &ZoneCounters)> {
+        match self.find_counted(key) {
+            Some((zone, counters)) if zone.origin_key() == key && !key.is_empty() => self
+                .find_within(key, key.len() - 1)
+                .or(Some((zone, counters))),
             found => found,
         }
     }
 
     /// The zone with the longest origin at or above `key` whose key is at most `max_len` long.
-    fn find_within(&self, key: &[u8], max_len: usize) -> Option<&Zone> {
+    fn find_within(&self, key: &[u8], max_len: usize) -> Option<(&Zone, &ZoneCounters)> {
         let mut found = self.zones.get(&key[..0]);
         for len in name::key_prefixes(key).take_while(|&len| len <= max_len) {
-            if let Some(zone) = self.zones.get(&key[..len]) {
-                found = Some(zone);
+            if let Some(entry) = self.zones.get(&key[..len]) {
+                found = Some(entry);
             }
         }
-        found.map(|zone| &**zone)
+        found.map(|(zone, counters)| (&**zone, &**counters))
     }
 
     pub fn get(&self, origin_key: &[u8]) -> Option<&Arc<Zone>> {
-        self.zones.get(origin_key)
+        self.zones.get(origin_key).map(|(zone, _)| zone)
     }
 
     pub fn zones(&self) -> impl Iterator<Item = &Arc<Zone>> {
-        self.zones.values()
+        self.zones.values().map(|(zone, _)| zone)
     }
 
     pub fn len(&self) -> usize {
@@ -132,6 +142,8 @@ pub struct Zones {
     changes: Option<tokio::sync::mpsc::UnboundedSender<Change>>,
     /// What each zone file currently serves; the lock only orders reloads, queries never take it.
     served: Mutex<HashMap<PathBuf, Served>>,
+    /// The last load of each zone (file or transfer), by origin key: for status and metrics.
+    loads: Mutex<HashMap<Vec<u8>, Load>>,
     /// Where the last good version of each zone is kept, by file name.
     last_good: PathBuf,
     /// Orders the writes of last good copies.
@@ -190,6 +202,7 @@ impl Zones {
             ),
             changes,
             served: Mutex::new(HashMap::new()),
+            loads: Mutex::default(),
             last_good: last_good.to_path_buf(),
             saving: Arc::new(Mutex::new(())),
         };
@@ -200,6 +213,20 @@ impl Zones {
     /// The live catalog, for the listeners.
     pub fn catalog(&self) -> Arc<ArcSwap<Catalog>> {
         self.live.clone()
+    }
+
+    /// Every zone served, with its last load.
+    pub fn status(&self) -> Vec<crate::metrics::ZoneStatus> {
+        let loads = self.loads.lock().unwrap_or_else(PoisonError::into_inner);
+        crate::metrics::zone_status(&self.live, &loads)
+    }
+
+    fn record_load(&self, origin_key: &[u8], ok: bool, secondary: bool) {
+        let at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_secs());
+        let mut loads = self.loads.lock().unwrap_or_else(PoisonError::into_inner);
+        loads.insert(origin_key.to_vec(), Load { ok, secondary, at });
     }
 
     pub fn folder(&self) -> &Path {
@@ -218,6 +245,7 @@ impl Zones {
 
     /// Serves `zone` as the new version of a secondary zone.
     pub fn publish_secondary(&self, zone: Arc<Zone>) {
+        self.record_load(zone.origin_key(), zone.is_available(), true);
         let served = self
             .served
             .lock()
@@ -295,6 +323,7 @@ impl Zones {
                             warn_serial(&path, &old.zone, &loaded.zone);
                         }
                         log_loaded(&path, &loaded);
+                        self.record_load(loaded.zone.origin_key(), true, false);
                         report.loaded += 1;
                         let entry = Served::new(loaded);
                         to_save.push((path.clone(), entry.zone.clone()));
@@ -307,13 +336,17 @@ impl Zones {
                     }
                     Err(e) => {
                         report.failed += 1;
-                        match previous {
+                        let kept = match previous {
                             Some(previous) if !previous.failed => {
                                 error!("{e}; the previous version keeps serving");
                                 Some(previous)
                             }
                             _ => self.fallback(&path, &e),
+                        };
+                        if let Some(kept) = &kept {
+                            self.record_load(kept.zone.origin_key(), false, false);
                         }
+                        kept
                     }
                 }
             };
@@ -338,6 +371,7 @@ impl Zones {
         }
         self.publish(&next);
         *served = next;
+        metrics().reloaded(report.failed > 0);
         // The last good copies are written before the changes go out, so that a journal that
         // catches up from one reads the version it replaced.
         self.save(to_save);

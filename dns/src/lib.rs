@@ -26,6 +26,7 @@ mod settings;
 
 pub mod listener;
 pub mod message;
+pub mod metrics;
 pub mod name;
 pub mod rate_limit;
 pub mod snapshot;
@@ -200,6 +201,16 @@ impl Dns {
         settings::secondaries(config, state_dir, &access)?;
         let zones = Zones::check(&config.zones)?;
         Ok(origin_names(zones.iter()))
+    }
+
+    /// Every zone served now, with its serial, records and last load, sorted by name.
+    pub fn zone_status(&self) -> Vec<metrics::ZoneStatus> {
+        self.live.load().zones.status()
+    }
+
+    /// What `/metrics` shows of the DNS server.
+    pub fn collector(&self) -> metrics::DnsCollector {
+        metrics::DnsCollector { dns: self.clone() }
     }
 
     /// The origins of the zones served now, as text without the final dot (`foobar.com`).

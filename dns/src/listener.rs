@@ -255,10 +255,12 @@ pub async fn serve_tcp(
         // to accept must not leave the new connection on the replaced zones.
         let shared = live.load().shared().clone();
         let shutdown = shutdown.clone();
+        crate::metrics::metrics().tcp_opened();
         connections.spawn(async move {
             if let Err(e) = connection(stream, peer, &shared, &shutdown).await {
                 debug!(error = %e, %peer, "tcp connection");
             }
+            crate::metrics::metrics().tcp_closed();
             drop((permit, slot));
         });
         while connections.try_join_next().is_some() {}
@@ -343,6 +345,7 @@ async fn connection(
                 .await
                 .map_err(std::io::Error::other)?;
                 let bytes: usize = answer.messages.iter().map(Vec::len).sum();
+                crate::metrics::metrics().transferred_out();
                 for message in &answer.messages {
                     write_message(&mut stream, message, io_timeout).await?;
                 }

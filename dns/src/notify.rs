@@ -115,6 +115,7 @@ pub async fn send(soa: &Rr, target: SocketAddr, key: Option<Arc<Key>>, sources: 
                 match (verdict, code) {
                     (Ok(()), rcode::NOERROR) => {
                         info!(%zone, %target, serial, "notify acknowledged");
+                        crate::metrics::metrics().notified();
                         return true;
                     }
                     (Err(reason), _) => {

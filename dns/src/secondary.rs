@@ -124,6 +124,7 @@ impl Secondary {
             let now = current.as_deref().and_then(timers);
             match self.refresh(current.as_deref()).await {
                 Ok(Some(zone)) => {
+                    crate::metrics::metrics().transferred_in(true);
                     let zone = Arc::new(zone);
                     self.keep(&zone);
                     publish(current.take(), zone.clone());
@@ -139,6 +140,7 @@ impl Secondary {
                     wait = now.map_or(FIRST_RETRY, |t| t.refresh);
                 }
                 Err(reason) => {
+                    crate::metrics::metrics().transferred_in(false);
                     wait = now.map_or(FIRST_RETRY, |t| t.retry);
                     warn!(zone = %self.name(), %reason, retry_in = wait.as_secs(), "refresh failed");
                     if let (Some(zone), Some(soa_timers)) = (&current, now)

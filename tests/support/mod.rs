@@ -195,7 +195,8 @@ impl Setup {
                 "state_dir = \"{dir}/data\"\n\
                  [dns]\nlisten = [\"{dns_at}\"]\nzones = \"{dir}/zones\"\n{dns}\n\
                  [edge]\nhttp = \"{http_at}\"\nhttps = \"{https_at}\"\nroot = \"{dir}/public\"\n{edge}\n\
-                 [app]\n{app}\n",
+                 [app]\n{app}\n[admin]\nlisten = \"{admin_at}\"\n",
+                admin_at = address(0),
                 dns_at = address(dns_port),
                 http_at = address(http_port),
                 https_at = address(https_port),
@@ -277,6 +278,24 @@ impl Foobar {
 
     pub fn setup() -> Setup {
         Setup::default()
+    }
+
+    /// The admin listener's address (`/metrics`, `foobar ctl`): the last one logged, which
+    /// is the serving process's after an upgrade.
+    pub fn admin(&self) -> SocketAddr {
+        self.wait_for_log("admin listening");
+        let log = self.log();
+        let line = log
+            .iter()
+            .rev()
+            .find(|line| line.contains("admin listening"))
+            .unwrap();
+        line.split("addr=")
+            .nth(1)
+            .and_then(|a| a.split_whitespace().next())
+            .unwrap()
+            .parse()
+            .unwrap()
     }
 
     fn address_in(&self, needle: &str) -> SocketAddr {

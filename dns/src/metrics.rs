@@ -1,0 +1,413 @@
+//! What the DNS server counts, for `/metrics`: queries by transport, type, RCODE and zone,
+//! truncated answers, response sizes, TCP connections, reloads and transfers; and, read from
+//! the live catalog when scraped, each zone's serial, records and last load.
+//!
+//! Answering adds to atomics in fixed tables (a zone's table is found with the zone itself, in
+//! the lookup the answer makes anyway): no lock and no allocation per query. The counters live
+//! for the whole process, across reloads, as Prometheus expects of counters.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, LazyLock, Mutex, PoisonError,
+        atomic::{AtomicI64, AtomicU64, Ordering::Relaxed},
+    },
+};
+
+use arc_swap::ArcSwap;
+use foobar_metrics::{Collector, DescriptorEncoder, Histogram, MetricType, Unit, counters, gauges};
+
+use crate::{answer::Transport, catalog::Catalog, zone::rtype};
+
+/// Query types counted by name; the rest count as "other".
+const TYPES: [(u16, &str); 20] = [
+    (rtype::A, "A"),
+    (rtype::NS, "NS"),
+    (rtype::CNAME, "CNAME"),
+    (rtype::SOA, "SOA"),
+    (rtype::PTR, "PTR"),
+    (rtype::MX, "MX"),
+    (rtype::TXT, "TXT"),
+    (rtype::AAAA, "AAAA"),
+    (rtype::SRV, "SRV"),
+    (rtype::NAPTR, "NAPTR"),
+    (rtype::DS, "DS"),
+    (rtype::DNSKEY, "DNSKEY"),
+    (rtype::SVCB, "SVCB"),
+    (rtype::HTTPS, "HTTPS"),
+    (rtype::CAA, "CAA"),
+    (rtype::TLSA, "TLSA"),
+    (rtype::IXFR, "IXFR"),
+    (rtype::AXFR, "AXFR"),
+    (rtype::ANY, "ANY"),
+    (0, "none"),
+];
+const RCODES: [(u16, &str); 10] = [
+    (0, "NOERROR"),
+    (1, "FORMERR"),
+    (2, "SERVFAIL"),
+    (3, "NXDOMAIN"),
+    (4, "NOTIMP"),
+    (5, "REFUSED"),
+    (9, "NOTAUTH"),
+    (16, "BADVERS"),
+    (23, "BADCOOKIE"),
+    (u16::MAX, "other"),
+];
+const TRANSPORTS: [&str; 2] = ["udp", "tcp"];
+/// Response size buckets, in bytes: the classic 512, the EDNS 1232, then TCP sizes.
+const SIZES: [u64; 8] = [64, 128, 256, 512, 1232, 4096, 16384, 65535];
+
+fn type_slot(qtype: u16) -> usize {
+    TYPES
+        .iter()
+        .position(|(t, _)| *t == qtype)
+        .unwrap_or(TYPES.len())
+}
+
+fn rcode_slot(rcode: u16) -> usize {
+    RCODES
+        .iter()
+        .position(|(r, _)| *r == rcode)
+        .unwrap_or(RCODES.len() - 1)
+}
+
+fn transport_slot(transport: Transport) -> usize {
+    match transport {
+        Transport::Udp => 0,
+        Transport::Tcp => 1,
+    }
+}
+
+/// Queries of one zone (or of none) by transport, type and RCODE.
+#[derive(Debug)]
+pub struct ZoneCounters {
+    queries: [[[AtomicU64; RCODES.len()]; TYPES.len() + 1]; 2],
+}
+
+impl ZoneCounters {
+    fn new() -> Self {
+        ZoneCounters {
+            queries: std::array::from_fn(|_| {
+                std::array::from_fn(|_| std::array::from_fn(|_| AtomicU64::new(0)))
+            }),
+        }
+    }
+}
+
+/// A zone's origin as text, and its counters.
+type Named = (String, Arc<ZoneCounters>);
+
+/// The process's DNS counters.
+#[derive(Debug)]
+pub struct Metrics {
+    /// By zone origin ("foobar.com."), created when a catalog first holds the zone.
+    zones: Mutex<HashMap<Box<[u8]>, Named>>,
+    /// Queries no zone of ours holds (REFUSED), and those answered before a zone is looked up.
+    outside: ZoneCounters,
+    truncated: [AtomicU64; 2],
+    sizes: [Histogram<{ SIZES.len() }>; 2],
+    tcp_accepted: AtomicU64,
+    tcp_open: AtomicI64,
+    reloads: AtomicU64,
+    reload_failures: AtomicU64,
+    transfers_in: AtomicU64,
+    transfer_in_failures: AtomicU64,
+    transfers_out: AtomicU64,
+    notifies_sent: AtomicU64,
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
+    zones: Mutex::default(),
+    outside: ZoneCounters::new(),
+    truncated: Default::default(),
+    sizes: [Histogram::new(SIZES), Histogram::new(SIZES)],
+    tcp_accepted: AtomicU64::new(0),
+    tcp_open: AtomicI64::new(0),
+    reloads: AtomicU64::new(0),
+    reload_failures: AtomicU64::new(0),
+    transfers_in: AtomicU64::new(0),
+    transfer_in_failures: AtomicU64::new(0),
+    transfers_out: AtomicU64::new(0),
+    notifies_sent: AtomicU64::new(0),
+});
+
+pub fn metrics() -> &'static Metrics {
+    &METRICS
+}
+
+impl Metrics {
+    /// The counters of the zone `origin_key`, made on first use (when a catalog is built).
+    pub(crate) fn zone(&self, origin_key: &[u8], origin: &str) -> Arc<ZoneCounters> {
+        let mut zones = self.zones.lock().unwrap_or_else(PoisonError::into_inner);
+        zones
+            .entry(origin_key.into())
+            .or_insert_with(|| (origin.to_string(), Arc::new(ZoneCounters::new())))
+            .1
+            .clone()
+    }
+
+    /// One response sent: `message` as written (its header says RCODE and TC; the extended
+    /// RCODE bits are `extended`).
+    pub(crate) fn answered(
+        &self,
+        transport: Transport,
+        qtype: Option<u16>,
+        message: &[u8],
+        extended: u8,
+        zone: Option<&ZoneCounters>,
+    ) {
+        let t = transport_slot(transport);
+        let (flags, rcode) = match message {
+            [_, _, flags, low, ..] => (*flags, u16::from(*low & 0xF)),
+            _ => return,
+        };
+        let rcode = u16::from(extended) << 4 | rcode;
+        let q = qtype.map_or(type_slot(0), type_slot);
+        zone.unwrap_or(&self.outside).queries[t][q][rcode_slot(rcode)].fetch_add(1, Relaxed);
+        if flags & 0x02 != 0 {
+            self.truncated[t].fetch_add(1, Relaxed);
+        }
+        self.sizes[t].observe(message.len() as u64);
+    }
+
+    pub(crate) fn tcp_opened(&self) {
+        self.tcp_accepted.fetch_add(1, Relaxed);
+        self.tcp_open.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn tcp_closed(&self) {
+        self.tcp_open.fetch_sub(1, Relaxed);
+    }
+
+    pub(crate) fn reloaded(&self, failed: bool) {
+        self.reloads.fetch_add(1, Relaxed);
+        if failed {
+            self.reload_failures.fetch_add(1, Relaxed);
+        }
+    }
+
+    pub(crate) fn transferred_in(&self, ok: bool) {
+        self.transfers_in.fetch_add(1, Relaxed);
+        if !ok {
+            self.transfer_in_failures.fetch_add(1, Relaxed);
+        }
+    }
+
+    pub(crate) fn transferred_out(&self) {
+        self.transfers_out.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn notified(&self) {
+        self.notifies_sent.fetch_add(1, Relaxed);
+    }
+}
+
+/// A zone as `/metrics` and `foobar ctl` show it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ZoneStatus {
+    pub zone: String,
+    pub serial: u32,
+    pub records: usize,
+    /// "loaded", "failed" (the file is broken: its last good copy or SERVFAIL is served),
+    /// "secondary", or "unavailable" (a secondary zone with no copy yet, or expired).
+    pub state: &'static str,
+    /// Unix seconds of the last load of its file or transfer, when known.
+    pub loaded_at: Option<u64>,
+}
+
+/// The collector for `/metrics`: the counters above, and each zone of the live catalog.
+#[derive(Debug)]
+pub struct DnsCollector {
+    pub(crate) dns: crate::Dns,
+}
+
+impl Collector for DnsCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
+        let m = metrics();
+        let zones: Vec<(String, Arc<ZoneCounters>)> = m
+            .zones
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect();
+        let mut series = Vec::new();
+        for (zone, counters) in zones
+            .iter()
+            .map(|(zone, counters)| (zone.as_str(), &**counters))
+            .chain([("", &m.outside)])
+        {
+            for (t, transport) in TRANSPORTS.iter().enumerate() {
+                for (q, by_type) in counters.queries[t].iter().enumerate() {
+                    let qtype = TYPES.get(q).map_or("other", |(_, name)| name);
+                    for (r, count) in by_type.iter().enumerate() {
+                        let count = count.load(Relaxed);
+                        if count > 0 {
+                            let labels = [
+                                ("transport", *transport),
+                                ("type", qtype),
+                                ("rcode", RCODES[r].1),
+                                ("zone", zone),
+                            ];
+                            series.push((labels, count));
+                        }
+                    }
+                }
+            }
+        }
+        counters(
+            &mut encoder,
+            "foobar_dns_responses",
+            "DNS responses sent, by transport, query type, RCODE and zone (\"\" outside every zone).",
+            series,
+        )?;
+        counters(
+            &mut encoder,
+            "foobar_dns_truncated_responses",
+            "Responses sent with TC set (the client should retry over TCP).",
+            TRANSPORTS
+                .iter()
+                .zip(&m.truncated)
+                .map(|(t, count)| ([("transport", *t)], count.load(Relaxed))),
+        )?;
+        let mut sizes = encoder.encode_descriptor(
+            "foobar_dns_response_size",
+            "Sizes of the responses sent.",
+            Some(&Unit::Bytes),
+            MetricType::Histogram,
+        )?;
+        for (t, histogram) in TRANSPORTS.iter().zip(&m.sizes) {
+            histogram.encode(&mut sizes, &[("transport", *t)], 1.0)?;
+        }
+        let total = [
+            (
+                "foobar_dns_tcp_connections",
+                "TCP connections accepted.",
+                &m.tcp_accepted,
+            ),
+            (
+                "foobar_dns_reloads",
+                "Loads of the zones folder: at start and at each reload or change.",
+                &m.reloads,
+            ),
+            (
+                "foobar_dns_reload_failures",
+                "Reloads in which a zone file failed to load.",
+                &m.reload_failures,
+            ),
+            (
+                "foobar_dns_transfers_in",
+                "Refreshes of secondary zones that brought a new version or failed.",
+                &m.transfers_in,
+            ),
+            (
+                "foobar_dns_transfer_in_failures",
+                "Refreshes of secondary zones that failed (no primary answered, or the transfer was refused or broken).",
+                &m.transfer_in_failures,
+            ),
+            (
+                "foobar_dns_transfers_out",
+                "Zone transfers served (AXFR and IXFR).",
+                &m.transfers_out,
+            ),
+            (
+                "foobar_dns_notifies",
+                "NOTIFY messages acknowledged by secondaries.",
+                &m.notifies_sent,
+            ),
+        ];
+        for (name, help, count) in total {
+            counters(
+                &mut encoder,
+                name,
+                help,
+                [(foobar_metrics::NO_LABELS, count.load(Relaxed))],
+            )?;
+        }
+        gauges(
+            &mut encoder,
+            "foobar_dns_tcp_connections_open",
+            "TCP connections open now.",
+            None,
+            [(foobar_metrics::NO_LABELS, m.tcp_open.load(Relaxed))],
+        )?;
+        let status = self.dns.zone_status();
+        gauges(
+            &mut encoder,
+            "foobar_dns_zone_serial",
+            "The SOA serial served, by zone.",
+            None,
+            status
+                .iter()
+                .map(|z| ([("zone", z.zone.as_str())], i64::from(z.serial))),
+        )?;
+        gauges(
+            &mut encoder,
+            "foobar_dns_zone_records",
+            "Records served, by zone.",
+            None,
+            status
+                .iter()
+                .map(|z| ([("zone", z.zone.as_str())], z.records as i64)),
+        )?;
+        gauges(
+            &mut encoder,
+            "foobar_dns_zone_load_ok",
+            "1 when the zone's last load or transfer succeeded, 0 when what is served is an older version or SERVFAIL.",
+            None,
+            status.iter().map(|z| {
+                let ok = matches!(z.state, "loaded" | "secondary");
+                ([("zone", z.zone.as_str())], i64::from(ok))
+            }),
+        )?;
+        gauges(
+            &mut encoder,
+            "foobar_dns_zone_last_load_timestamp_seconds",
+            "When the zone's file was last loaded or the zone last transferred in (Unix time).",
+            None,
+            status
+                .iter()
+                .filter_map(|z| Some(([("zone", z.zone.as_str())], z.loaded_at? as i64))),
+        )?;
+        Ok(())
+    }
+}
+
+/// The last load of a zone's file, or transfer of a secondary zone.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Load {
+    pub ok: bool,
+    pub secondary: bool,
+    /// Unix seconds.
+    pub at: u64,
+}
+
+/// The catalog's zones as a status list, with what `Zones` knows of their loads.
+pub(crate) fn zone_status(
+    catalog: &ArcSwap<Catalog>,
+    loads: &HashMap<Vec<u8>, Load>,
+) -> Vec<ZoneStatus> {
+    let catalog = catalog.load();
+    let mut status: Vec<ZoneStatus> = catalog
+        .zones()
+        .map(|zone| {
+            let load = loads.get(zone.origin_key());
+            let state = match (zone.is_available(), load) {
+                (false, _) => "unavailable",
+                (true, Some(load)) if !load.ok => "failed",
+                (true, Some(load)) if load.secondary => "secondary",
+                (true, _) => "loaded",
+            };
+            ZoneStatus {
+                zone: zone.origin_text(),
+                serial: zone.serial(),
+                records: zone.record_count(),
+                state,
+                loaded_at: load.map(|load| load.at),
+            }
+        })
+        .collect();
+    status.sort_by(|a, b| a.zone.cmp(&b.zone));
+    status
+}

@@ -1,0 +1,146 @@
+//! Operating the server: `/metrics` on the admin listener counts exactly what was sent, in an
+//! exposition `promtool` accepts.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::{
+    io::{Read, Write},
+    net::SocketAddr,
+};
+
+use hickory_proto::rr::RecordType;
+use support::Foobar;
+
+/// GET `path` from the admin listener: status and body.
+fn admin_get(admin: SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = std::net::TcpStream::connect(admin).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {admin}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).unwrap();
+    let (head, body) = reply.split_once("\r\n\r\n").unwrap();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, body.to_string())
+}
+
+/// The value of the series `name{labels}` (labels as written, in order), 0 when absent.
+fn value(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .map_or(0.0, |value| value.trim().parse().unwrap())
+}
+
+#[test]
+fn metrics_count_dns_queries_by_transport_type_rcode_and_zone() {
+    let server = Foobar::start(&[("foobar.com.zone", &support::shipped_zone())]);
+    let admin = server.admin();
+    for _ in 0..7 {
+        support::query_udp(server.dns, "www.foobar.com.", RecordType::A);
+    }
+    for _ in 0..3 {
+        support::query_udp(server.dns, "foobar.com.", RecordType::MX);
+    }
+    for _ in 0..4 {
+        support::query_tcp(server.dns, "www.foobar.com.", RecordType::AAAA);
+    }
+    for _ in 0..5 {
+        support::query_udp(server.dns, "nothing.foobar.com.", RecordType::A);
+    }
+    for _ in 0..2 {
+        support::query_udp(server.dns, "example.org.", RecordType::A);
+    }
+    // A type counted as "other".
+    support::query_udp(server.dns, "www.foobar.com.", RecordType::Unknown(65280));
+
+    let (status, metrics) = admin_get(admin, "/metrics");
+    assert_eq!(status, 200);
+    let responses =
+        |labels: &str| value(&metrics, &format!("foobar_dns_responses_total{{{labels}}}"));
+    assert_eq!(
+        responses(r#"transport="udp",type="A",rcode="NOERROR",zone="foobar.com.""#),
+        7.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        responses(r#"transport="udp",type="MX",rcode="NOERROR",zone="foobar.com.""#),
+        3.0
+    );
+    assert_eq!(
+        responses(r#"transport="tcp",type="AAAA",rcode="NOERROR",zone="foobar.com.""#),
+        4.0
+    );
+    assert_eq!(
+        responses(r#"transport="udp",type="A",rcode="NXDOMAIN",zone="foobar.com.""#),
+        5.0
+    );
+    assert_eq!(
+        responses(r#"transport="udp",type="A",rcode="REFUSED",zone="""#),
+        2.0
+    );
+    assert_eq!(
+        responses(r#"transport="udp",type="other",rcode="NOERROR",zone="foobar.com.""#),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &metrics,
+            r#"foobar_dns_response_size_bytes_count{transport="udp"}"#
+        ),
+        18.0
+    );
+    assert_eq!(
+        value(
+            &metrics,
+            r#"foobar_dns_response_size_bytes_count{transport="tcp"}"#
+        ),
+        4.0
+    );
+    assert_eq!(value(&metrics, "foobar_dns_tcp_connections_total"), 4.0);
+    assert_eq!(
+        value(&metrics, r#"foobar_dns_zone_serial{zone="foobar.com."}"#),
+        2026112901.0
+    );
+    assert_eq!(
+        value(&metrics, r#"foobar_dns_zone_load_ok{zone="foobar.com."}"#),
+        1.0
+    );
+    assert!(
+        value(&metrics, "process_resident_memory_bytes") > 1e6,
+        "{metrics}"
+    );
+    assert!(value(&metrics, "process_open_fds") > 5.0);
+
+    // The exposition is what Prometheus reads.
+    if !support::installed("promtool", &["--version"]) {
+        return support::skip_without(
+            "metrics_count_dns_queries_by_transport_type_rcode_and_zone (promtool)",
+            "promtool",
+            "apt-get install prometheus",
+        );
+    }
+    let mut promtool = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(metrics.as_bytes())
+        .unwrap();
+    let checked = promtool.wait_with_output().unwrap();
+    assert!(
+        checked.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+}
