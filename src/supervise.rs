@@ -195,7 +195,10 @@ fn admin_of(config: &Config, dns: &Dns) -> Admin {
         "http": config.edge.http,
         "admin": config.admin.listen,
     });
-    let collectors: Vec<Box<dyn foobar_metrics::Collector>> = vec![Box::new(dns.collector())];
+    let collectors: Vec<Box<dyn foobar_metrics::Collector>> = vec![
+        Box::new(dns.collector()),
+        Box::new(foobar_edge::metrics::EdgeCollector),
+    ];
     let dns = dns.clone();
     Admin::new(collectors, move || {
         serde_json::json!({

@@ -144,3 +144,71 @@ fn metrics_count_dns_queries_by_transport_type_rcode_and_zone() {
         String::from_utf8_lossy(&checked.stderr)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_http_requests_by_protocol_method_and_status() {
+    use support::web::{self, Proto, fetch};
+    let server = Foobar::setup().shipped_site().start();
+    let admin = server.admin();
+    let pem = server.certificate_pem();
+    for proto in web::ALL {
+        for _ in 0..3 {
+            let reply = fetch(proto, server.https, &pem, web::get("/", &[])).await;
+            assert_eq!(reply.status, 200);
+        }
+        for _ in 0..2 {
+            let reply = fetch(proto, server.https, &pem, web::get("/missing", &[])).await;
+            assert_eq!(reply.status, 404);
+        }
+    }
+    // A request is counted when its response is done, which the client may see first.
+    let series = |proto: &str, status: &str| {
+        format!(
+            r#"foobar_http_requests_total{{protocol="{proto}",method="GET",status="{status}"}}"#
+        )
+    };
+    let mut metrics = String::new();
+    for _ in 0..100 {
+        metrics = tokio::task::spawn_blocking(move || admin_get(admin, "/metrics").1)
+            .await
+            .unwrap();
+        if ["h1", "h2", "h3"]
+            .iter()
+            .all(|p| value(&metrics, &series(p, "4xx")) >= 2.0)
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    for proto in ["h1", "h2", "h3"] {
+        assert_eq!(
+            value(&metrics, &series(proto, "2xx")),
+            3.0,
+            "{proto}\n{metrics}"
+        );
+        assert_eq!(value(&metrics, &series(proto, "4xx")), 2.0, "{proto}");
+        assert_eq!(
+            value(
+                &metrics,
+                &format!(r#"foobar_http_request_duration_seconds_count{{protocol="{proto}"}}"#)
+            ),
+            5.0,
+            "{proto}"
+        );
+        assert_eq!(
+            value(
+                &metrics,
+                &format!(r#"foobar_http_connections_total{{protocol="{proto}"}}"#)
+            ),
+            5.0,
+            "{proto}: one connection per request"
+        );
+    }
+    assert_eq!(value(&metrics, "foobar_tls_handshakes_total"), 10.0);
+    assert_eq!(value(&metrics, "foobar_tls_handshake_failures_total"), 0.0);
+    assert!(
+        metrics
+            .contains(r#"foobar_tls_certificate_expiry_timestamp_seconds{name="www.foobar.com"}"#),
+        "{metrics}"
+    );
+}

@@ -53,6 +53,14 @@ struct Entries {
     bytes: usize,
 }
 
+impl Drop for Entries {
+    /// Emptied (a change under the root) or gone (a reload replaced the cache): what it held
+    /// leaves the gauge.
+    fn drop(&mut self) {
+        crate::metrics::metrics().cache_size(-(self.bytes as i64));
+    }
+}
+
 /// One kept response.
 pub struct Cached {
     preference: Preference,
@@ -315,6 +323,7 @@ impl ResponseCache {
                 used: AtomicU64::new(self.state.tick()),
             }));
         entries.bytes += cost;
+        crate::metrics::metrics().cache_size(cost as i64);
     }
 }
 
@@ -350,6 +359,7 @@ fn evict(entries: &mut Entries, room: usize) {
             }
         }
         entries.bytes -= cost;
+        crate::metrics::metrics().cache_size(-(cost as i64));
         evicted += 1;
     }
     debug!(

@@ -79,6 +79,7 @@ pub async fn serve_h3(
         let open = open.clone();
         let request_tasks = tasks.clone();
         open.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::metrics().opened(crate::metrics::Protocol::H3);
         let handshake = Counted::new(&handshaking);
         tasks.spawn(async move {
             let result = connection(
@@ -94,6 +95,7 @@ pub async fn serve_h3(
                 debug!(error = %e, "h3 connection");
             }
             open.fetch_sub(1, Ordering::Relaxed);
+            crate::metrics::metrics().closed(crate::metrics::Protocol::H3);
             drop(slot);
         });
     }

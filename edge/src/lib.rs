@@ -18,6 +18,7 @@ mod config;
 mod error;
 mod h3;
 mod handoff;
+pub mod metrics;
 pub mod probe;
 mod renewal;
 mod service;

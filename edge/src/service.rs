@@ -262,13 +262,21 @@ struct Counted {
 impl Counted {
     fn log(&mut self) {
         if let Some(line) = self.line.take() {
+            let micros = line.start.elapsed().as_micros() as u64;
+            crate::metrics::metrics().request(
+                crate::metrics::Protocol::of(line.version),
+                &line.method,
+                line.status,
+                micros,
+                self.bytes,
+            );
             info!(
                 target: "access",
                 method = %line.method,
                 path = %line.path,
                 status = line.status,
                 bytes = self.bytes,
-                us = line.start.elapsed().as_micros() as u64,
+                us = micros,
                 protocol = ?line.version,
                 peer = line.peer.map(tracing::field::display),
             );

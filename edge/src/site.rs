@@ -211,6 +211,7 @@ impl Service<Request<Body>> for StaticFiles {
         // A kept response passed this guard when it was read, and any change under the root
         // since would have emptied the cache.
         if let Some(hit) = self.cache.as_ref().and_then(|cache| cache.get(&request)) {
+            crate::metrics::metrics().cache(true);
             return Box::pin(std::future::ready(Ok(hit.response())));
         }
         let refusal = match contained(&self.root, request.uri().path()) {
@@ -224,6 +225,7 @@ impl Service<Request<Body>> for StaticFiles {
                 let rules = self.cache_control.clone();
                 return match kept {
                     Some((cache, ticket)) => {
+                        crate::metrics::metrics().cache(false);
                         Box::pin(read_and_keep(files, request, cache, ticket, rules))
                     }
                     None => {

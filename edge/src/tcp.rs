@@ -31,6 +31,7 @@ use tracing::{debug, warn};
 use crate::{
     Limits,
     activity::{Activity, Tracked},
+    metrics::{Protocol, metrics},
     service::{EdgeService, Peer},
 };
 
@@ -75,15 +76,20 @@ pub async fn serve_https(
             {
                 Ok(Ok(stream)) => stream,
                 Ok(Err(e)) => {
+                    metrics().handshake(false);
                     debug!(%peer, error = %e, "tls handshake");
                     return;
                 }
                 Err(_) => {
+                    metrics().handshake(false);
                     debug!(%peer, "tls handshake timed out");
                     return;
                 }
             };
+            metrics().handshake(true);
             let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+            let protocol = if h2 { Protocol::H2 } else { Protocol::H1 };
+            metrics().opened(protocol);
             let activity = Activity::new();
             let tracked = activity.clone();
             let max_head = limits.max_header_bytes;
@@ -124,6 +130,7 @@ pub async fn serve_https(
             if let Err(e) = result {
                 debug!(%peer, error = %e, "https connection");
             }
+            metrics().closed(protocol);
             drop((permit, slot));
         });
     }
@@ -257,6 +264,7 @@ pub async fn serve_redirect(
                     if head_too_large(&request, max_head) {
                         return Ok::<_, std::convert::Infallible>(header_fields_too_large());
                     }
+                    metrics().redirected();
                     Ok::<_, std::convert::Infallible>(redirect(&request, https))
                 }
             }),

@@ -217,10 +217,32 @@ fn parse(files: Files, provider: &CryptoProvider) -> Result<Loaded, Error> {
         spki_sha256 = %spki_sha256(&leaf).unwrap_or_default(),
         "certificate loaded"
     );
-    let not_after = x509_parser::parse_x509_certificate(&leaf)
-        .ok()
+    let parsed = x509_parser::parse_x509_certificate(&leaf).ok();
+    let not_after = parsed
+        .as_ref()
         .and_then(|(_, cert)| u64::try_from(cert.validity().not_after.timestamp()).ok())
         .map(|seconds| SystemTime::UNIX_EPOCH + Duration::from_secs(seconds));
+    if let (Some((_, cert)), Some(expiry)) = (&parsed, not_after) {
+        let names = cert
+            .subject_alternative_name()
+            .ok()
+            .flatten()
+            .map(|san| {
+                san.value
+                    .general_names
+                    .iter()
+                    .filter_map(|name| match name {
+                        x509_parser::extensions::GeneralName::DNSName(dns) => Some(dns.to_string()),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let seconds = expiry
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        crate::metrics::metrics().certificate(names, seconds);
+    }
     Ok(Loaded {
         key: Arc::new(key),
         leaf,

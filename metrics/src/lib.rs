@@ -139,7 +139,8 @@ mod tests {
         let mut registry = Registry::default();
         registry.register_collector(Box::new(One(histogram)));
         let mut text = String::new();
-        prometheus_client::encoding::prometheus_text::encode(&mut text, &registry).expect("encodes");
+        prometheus_client::encoding::prometheus_text::encode(&mut text, &registry)
+            .expect("encodes");
         assert!(
             text.contains("size_bytes_bucket{transport=\"udp\",le=\"10\"} 1\n"),
             "{text}"

@@ -1,0 +1,266 @@
+//! What the edge counts, for `/metrics`: requests by protocol, method and status class, their
+//! durations, connections by protocol, TLS handshakes, the file cache, and the certificate's
+//! expiry. Atomics in fixed tables, added to as requests finish: no lock, no allocation.
+
+use std::sync::{
+    LazyLock, Mutex, PoisonError,
+    atomic::{AtomicI64, AtomicU64, Ordering::Relaxed},
+};
+
+use foobar_metrics::{
+    Collector, DescriptorEncoder, Histogram, MetricType, NO_LABELS, Unit, counters, gauges,
+};
+use http::{Method, Version};
+
+const PROTOCOLS: [&str; 3] = ["h1", "h2", "h3"];
+const METHODS: [&str; 6] = ["GET", "HEAD", "POST", "PUT", "DELETE", "other"];
+const STATUSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+/// Request duration buckets in microseconds (encoded in seconds).
+const DURATIONS: [u64; 12] = [
+    500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000, 2_500_000,
+    10_000_000,
+];
+
+/// The protocol a request came over, as a table index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    H1 = 0,
+    H2 = 1,
+    H3 = 2,
+}
+
+impl Protocol {
+    pub fn of(version: Version) -> Protocol {
+        match version {
+            Version::HTTP_2 => Protocol::H2,
+            Version::HTTP_3 => Protocol::H3,
+            _ => Protocol::H1,
+        }
+    }
+}
+
+fn method_slot(method: &Method) -> usize {
+    match *method {
+        Method::GET => 0,
+        Method::HEAD => 1,
+        Method::POST => 2,
+        Method::PUT => 3,
+        Method::DELETE => 4,
+        _ => 5,
+    }
+}
+
+#[derive(Debug)]
+pub struct Metrics {
+    requests: [[[AtomicU64; STATUSES.len()]; METHODS.len()]; PROTOCOLS.len()],
+    durations: [Histogram<{ DURATIONS.len() }>; PROTOCOLS.len()],
+    response_bytes: [AtomicU64; PROTOCOLS.len()],
+    connections: [AtomicU64; PROTOCOLS.len()],
+    open: [AtomicI64; PROTOCOLS.len()],
+    handshakes: AtomicU64,
+    handshake_failures: AtomicU64,
+    cache_hits: AtomicU64,
+    cache_misses: AtomicU64,
+    cache_bytes: AtomicI64,
+    redirects: AtomicU64,
+    /// The certificate served: its names and when it expires (Unix seconds).
+    certificate: Mutex<(Vec<String>, i64)>,
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
+    requests: Default::default(),
+    durations: std::array::from_fn(|_| Histogram::new(DURATIONS)),
+    response_bytes: Default::default(),
+    connections: Default::default(),
+    open: Default::default(),
+    handshakes: AtomicU64::new(0),
+    handshake_failures: AtomicU64::new(0),
+    cache_hits: AtomicU64::new(0),
+    cache_misses: AtomicU64::new(0),
+    cache_bytes: AtomicI64::new(0),
+    redirects: AtomicU64::new(0),
+    certificate: Mutex::new((Vec::new(), 0)),
+});
+
+pub fn metrics() -> &'static Metrics {
+    &METRICS
+}
+
+impl Metrics {
+    /// A request whose response is done: sent, or dropped by the client.
+    pub(crate) fn request(
+        &self,
+        protocol: Protocol,
+        method: &Method,
+        status: u16,
+        micros: u64,
+        bytes: u64,
+    ) {
+        let p = protocol as usize;
+        let class = usize::from(status / 100).clamp(1, 5) - 1;
+        self.requests[p][method_slot(method)][class].fetch_add(1, Relaxed);
+        self.durations[p].observe(micros);
+        self.response_bytes[p].fetch_add(bytes, Relaxed);
+    }
+
+    pub(crate) fn opened(&self, protocol: Protocol) {
+        self.connections[protocol as usize].fetch_add(1, Relaxed);
+        self.open[protocol as usize].fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn closed(&self, protocol: Protocol) {
+        self.open[protocol as usize].fetch_sub(1, Relaxed);
+    }
+
+    pub(crate) fn handshake(&self, ok: bool) {
+        self.handshakes.fetch_add(1, Relaxed);
+        if !ok {
+            self.handshake_failures.fetch_add(1, Relaxed);
+        }
+    }
+
+    pub(crate) fn cache(&self, hit: bool) {
+        let counter = if hit {
+            &self.cache_hits
+        } else {
+            &self.cache_misses
+        };
+        counter.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn cache_size(&self, change: i64) {
+        self.cache_bytes.fetch_add(change, Relaxed);
+    }
+
+    pub(crate) fn redirected(&self) {
+        self.redirects.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn certificate(&self, names: Vec<String>, not_after: i64) {
+        *self
+            .certificate
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = (names, not_after);
+    }
+}
+
+/// The collector for `/metrics`.
+#[derive(Debug, Default)]
+pub struct EdgeCollector;
+
+impl Collector for EdgeCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
+        let m = metrics();
+        let mut series = Vec::new();
+        for (p, protocol) in PROTOCOLS.iter().enumerate() {
+            for (k, method) in METHODS.iter().enumerate() {
+                for (s, status) in STATUSES.iter().enumerate() {
+                    let count = m.requests[p][k][s].load(Relaxed);
+                    if count > 0 {
+                        let labels = [
+                            ("protocol", *protocol),
+                            ("method", *method),
+                            ("status", *status),
+                        ];
+                        series.push((labels, count));
+                    }
+                }
+            }
+        }
+        counters(
+            &mut encoder,
+            "foobar_http_requests",
+            "HTTPS requests answered, by protocol (h1, h2, h3), method and status class.",
+            series,
+        )?;
+        let mut durations = encoder.encode_descriptor(
+            "foobar_http_request_duration",
+            "Time from a request's arrival to the end of its response.",
+            Some(&Unit::Seconds),
+            MetricType::Histogram,
+        )?;
+        for (protocol, histogram) in PROTOCOLS.iter().zip(&m.durations) {
+            histogram.encode(&mut durations, &[("protocol", *protocol)], 1e-6)?;
+        }
+        let per_protocol = |table: &'static [AtomicU64; 3]| {
+            PROTOCOLS
+                .iter()
+                .zip(table)
+                .map(|(p, count)| ([("protocol", *p)], count.load(Relaxed)))
+        };
+        counters(
+            &mut encoder,
+            "foobar_http_response_body_bytes",
+            "Bytes of response bodies sent, by protocol.",
+            per_protocol(&m.response_bytes),
+        )?;
+        counters(
+            &mut encoder,
+            "foobar_http_connections",
+            "Connections accepted, by protocol (after TLS for h1 and h2; QUIC for h3).",
+            per_protocol(&m.connections),
+        )?;
+        gauges(
+            &mut encoder,
+            "foobar_http_connections_open",
+            "Connections open now, by protocol.",
+            None,
+            PROTOCOLS
+                .iter()
+                .zip(&m.open)
+                .map(|(p, open)| ([("protocol", *p)], open.load(Relaxed))),
+        )?;
+        let totals = [
+            (
+                "foobar_tls_handshakes",
+                "TLS handshakes over TCP, done or failed.",
+                &m.handshakes,
+            ),
+            (
+                "foobar_tls_handshake_failures",
+                "TLS handshakes over TCP that failed or timed out.",
+                &m.handshake_failures,
+            ),
+            (
+                "foobar_http_redirects",
+                "Plain-HTTP requests redirected to HTTPS.",
+                &m.redirects,
+            ),
+            (
+                "foobar_file_cache_hits",
+                "Static files answered from memory.",
+                &m.cache_hits,
+            ),
+            (
+                "foobar_file_cache_misses",
+                "Static files that could be kept but were read from disk.",
+                &m.cache_misses,
+            ),
+        ];
+        for (name, help, count) in totals {
+            counters(&mut encoder, name, help, [(NO_LABELS, count.load(Relaxed))])?;
+        }
+        gauges(
+            &mut encoder,
+            "foobar_file_cache",
+            "Bytes of static files kept in memory.",
+            Some(&Unit::Bytes),
+            [(NO_LABELS, m.cache_bytes.load(Relaxed))],
+        )?;
+        let (names, not_after) = m
+            .certificate
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        gauges(
+            &mut encoder,
+            "foobar_tls_certificate_expiry_timestamp_seconds",
+            "When the certificate served for each name expires (Unix time).",
+            None,
+            names
+                .iter()
+                .map(|name| ([("name", name.as_str())], not_after)),
+        )?;
+        Ok(())
+    }
+}
