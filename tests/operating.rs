@@ -147,7 +147,7 @@ fn metrics_count_dns_queries_by_transport_type_rcode_and_zone() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_http_requests_by_protocol_method_and_status() {
-    use support::web::{self, Proto, fetch};
+    use support::web::{self, fetch};
     let server = Foobar::setup().shipped_site().start();
     let admin = server.admin();
     let pem = server.certificate_pem();
