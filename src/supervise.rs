@@ -198,6 +198,7 @@ fn admin_of(config: &Config, dns: &Dns) -> Admin {
     let collectors: Vec<Box<dyn foobar_metrics::Collector>> = vec![
         Box::new(dns.collector()),
         Box::new(foobar_edge::metrics::EdgeCollector),
+        Box::new(foobar_app::metrics::AppCollector),
     ];
     let dns = dns.clone();
     Admin::new(collectors, move || {

@@ -212,3 +212,68 @@ async fn metrics_count_http_requests_by_protocol_method_and_status() {
         "{metrics}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_app_requests_by_route_and_database_operations() {
+    use bytes::Bytes;
+    use support::web::{self, Proto, fetch};
+    let server = Foobar::setup()
+        .shipped_site()
+        .app("api_token = \"metrics-token\"")
+        .start();
+    let admin = server.admin();
+    let pem = server.certificate_pem();
+    for i in 0..3 {
+        let body = format!(r#"{{"title": "Post {i}", "body": "counted"}}"#);
+        let request = http::Request::post("https://www.foobar.com/api/posts")
+            .header("content-type", "application/json")
+            .header("authorization", "Bearer metrics-token")
+            .body(Bytes::from(body))
+            .unwrap();
+        assert_eq!(
+            fetch(Proto::H2, server.https, &pem, request).await.status,
+            201
+        );
+    }
+    for _ in 0..2 {
+        let missing = fetch(
+            Proto::H1,
+            server.https,
+            &pem,
+            web::get("/api/posts/999", &[]),
+        )
+        .await;
+        assert_eq!(missing.status, 404);
+    }
+    let ready = fetch(Proto::H3, server.https, &pem, web::get("/readyz", &[])).await;
+    assert_eq!(ready.status, 200);
+
+    let metrics = tokio::task::spawn_blocking(move || admin_get(admin, "/metrics").1)
+        .await
+        .unwrap();
+    let requests = |route: &str, status: &str| {
+        value(
+            &metrics,
+            &format!(r#"foobar_app_requests_total{{route="{route}",status="{status}"}}"#),
+        )
+    };
+    assert_eq!(requests("/api/posts", "2xx"), 3.0, "{metrics}");
+    assert_eq!(requests("/api/posts/{id}", "4xx"), 2.0);
+    assert_eq!(requests("/readyz", "2xx"), 1.0);
+    let operations = |name: &str| {
+        value(
+            &metrics,
+            &format!(r#"foobar_db_operation_duration_seconds_count{{operation="{name}"}}"#),
+        )
+    };
+    assert_eq!(operations("create_post"), 3.0);
+    assert_eq!(operations("get_post"), 2.0);
+    assert_eq!(
+        value(&metrics, r#"foobar_db_errors_total{kind="unavailable"}"#),
+        0.0
+    );
+    assert!(
+        metrics.contains("foobar_db_connections{state=\"idle\"}"),
+        "{metrics}"
+    );
+}

@@ -12,6 +12,7 @@
 
 pub mod api;
 mod limit;
+pub mod metrics;
 mod pages;
 pub mod store;
 mod token;
@@ -138,6 +139,7 @@ pub async fn load(config: &Config, state_dir: &Path) -> Result<AppState, Error> 
     let url = database_url(config, state_dir);
     let store = Store::open(&url).await?;
     info!(backend = store.backend(), "database ready");
+    metrics::serving(&store);
     let token = match api_token {
         Some(token) => token.clone(),
         None => {
@@ -196,6 +198,7 @@ pub fn router(state: AppState) -> Router {
             "/api/posts/{id}/comments",
             get(api::comments).post(api::comment),
         )
+        .route_layer(axum::middleware::from_fn(metrics::count))
         .layer(DefaultBodyLimit::max(MAX_REQUEST))
         .with_state(state)
 }

@@ -72,6 +72,14 @@ pub enum StoreError {
     Retry(String),
 }
 
+/// A connection pool's state: connections in use and idle, requests waiting for one.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PoolState {
+    pub in_use: usize,
+    pub idle: usize,
+    pub waiting: usize,
+}
+
 /// The storage interface: one of the two backends.
 #[derive(Debug, Clone)]
 pub enum Store {
@@ -80,12 +88,16 @@ pub enum Store {
 }
 
 /// Runs the same method on whichever backend the store is.
+/// Runs an operation on the backend in use, timed and counted under its name.
 macro_rules! dispatch {
-    ($self:ident, $store:ident => $call:expr) => {
-        match $self {
-            Store::Sqlite($store) => $call.await,
-            Store::Mysql($store) => $call.await,
-        }
+    ($self:ident, $store:ident => $store2:ident . $op:ident ( $($arg:expr),* )) => {
+        crate::metrics::timed(stringify!($op), async {
+            match $self {
+                Store::Sqlite($store) => $store2.$op($($arg),*).await,
+                Store::Mysql($store) => $store2.$op($($arg),*).await,
+            }
+        })
+        .await
     };
 }
 
@@ -130,6 +142,14 @@ impl Store {
             });
         }
         Ok(found)
+    }
+
+    /// The connection pool now.
+    pub fn pool(&self) -> PoolState {
+        match self {
+            Store::Sqlite(s) => s.pool(),
+            Store::Mysql(s) => s.pool(),
+        }
     }
 
     pub fn backend(&self) -> &'static str {

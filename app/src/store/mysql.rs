@@ -290,6 +290,21 @@ impl Mysql {
         .await
     }
 
+    pub fn pool(&self) -> super::PoolState {
+        let metrics = self.pool.metrics();
+        super::PoolState {
+            in_use: metrics
+                .connections_in_use
+                .load(std::sync::atomic::Ordering::Relaxed),
+            idle: metrics
+                .connections_in_pool
+                .load(std::sync::atomic::Ordering::Relaxed),
+            waiting: metrics
+                .active_wait_requests
+                .load(std::sync::atomic::Ordering::Relaxed),
+        }
+    }
+
     pub async fn ping(&self) -> Result<(), StoreError> {
         Self::bounded(async {
             let mut conn = self.conn().await?;

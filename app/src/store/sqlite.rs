@@ -63,6 +63,9 @@ struct Readers {
     path: String,
     idle: Mutex<Vec<Connection>>,
     permits: Arc<Semaphore>,
+    size: usize,
+    /// Reads waiting for a connection now.
+    waiting: std::sync::atomic::AtomicUsize,
 }
 
 impl Readers {
@@ -167,6 +170,8 @@ impl Sqlite {
                 path,
                 idle: Mutex::new(Vec::with_capacity(count)),
                 permits: Arc::new(Semaphore::new(count)),
+                size: count,
+                waiting: std::sync::atomic::AtomicUsize::new(0),
             })
         });
         Ok(Sqlite {
@@ -218,12 +223,14 @@ impl Sqlite {
         let Some(readers) = self.readers.clone() else {
             return self.write(move |connection| work(connection)).await;
         };
-        let permit = readers
-            .permits
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|e| StoreError::Database(e.to_string()))?;
+        readers
+            .waiting
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let permit = readers.permits.clone().acquire_owned().await;
+        readers
+            .waiting
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        let permit = permit.map_err(|e| StoreError::Database(e.to_string()))?;
         blocking(move || {
             let _permit = permit;
             let idle = lock(&readers.idle).pop();
@@ -267,6 +274,19 @@ impl Sqlite {
             Ok(())
         })
         .await
+    }
+
+    /// The read-only pool (the single writer is not counted).
+    pub fn pool(&self) -> super::PoolState {
+        let Some(readers) = &self.readers else {
+            return super::PoolState::default();
+        };
+        let idle = lock(&readers.idle).len();
+        super::PoolState {
+            in_use: readers.size - readers.permits.available_permits(),
+            idle,
+            waiting: readers.waiting.load(std::sync::atomic::Ordering::Relaxed),
+        }
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {
