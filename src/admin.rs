@@ -6,21 +6,23 @@
 
 use std::{
     net::SocketAddr,
-    sync::Arc,
+    sync::{Arc, OnceLock},
     time::{SystemTime, UNIX_EPOCH},
 };
 
 use axum::{
     Json, Router,
-    extract::State,
+    extract::{Path, State},
     http::{StatusCode, header},
     response::IntoResponse,
-    routing::get,
+    routing::{get, post},
 };
 use foobar_metrics::{Collector, DescriptorEncoder, MetricType, NO_LABELS, Registry, Unit, gauges};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
+
+use crate::supervise::Supervisor;
 
 /// `[admin]`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -51,11 +53,14 @@ impl Config {
     }
 }
 
-/// What the admin listener reads from the running server.
+/// What the admin listener reads from the running server, and acts on.
 #[derive(Clone)]
 pub struct Admin {
     registry: Arc<Registry>,
     status: Arc<dyn Fn() -> serde_json::Value + Send + Sync>,
+    dns: foobar_dns::Dns,
+    /// The running server, once it runs: reloads go through it.
+    supervisor: Arc<OnceLock<Supervisor>>,
 }
 
 impl std::fmt::Debug for Admin {
@@ -68,6 +73,8 @@ impl Admin {
     /// `collectors` are the crates' collectors; the process collector is added.
     pub fn new(
         collectors: Vec<Box<dyn Collector>>,
+        dns: foobar_dns::Dns,
+        supervisor: Arc<OnceLock<Supervisor>>,
         status: impl Fn() -> serde_json::Value + Send + Sync + 'static,
     ) -> Admin {
         let mut registry = Registry::default();
@@ -78,6 +85,8 @@ impl Admin {
         Admin {
             registry: Arc::new(registry),
             status: Arc::new(status),
+            dns,
+            supervisor,
         }
     }
 
@@ -100,6 +109,9 @@ impl Admin {
         let router = Router::new()
             .route("/metrics", get(metrics))
             .route("/status", get(status))
+            .route("/zones", get(zones))
+            .route("/reload", post(reload))
+            .route("/zones/{name}/reload", post(reload_zone))
             .with_state(self);
         let served = axum::serve(listener, router)
             .with_graceful_shutdown(async move { shutdown.cancelled().await })
@@ -130,7 +142,46 @@ async fn metrics(State(admin): State<Admin>) -> impl IntoResponse {
 }
 
 async fn status(State(admin): State<Admin>) -> impl IntoResponse {
-    Json((admin.status)())
+    let mut status = (admin.status)();
+    let (names, expires) = foobar_edge::metrics::certificate();
+    status["certificate"] = serde_json::json!({ "names": names, "expires": expires });
+    status["database"] = match foobar_app::metrics::database().await {
+        Some((backend, Ok(()))) => serde_json::json!({ "backend": backend, "ready": true }),
+        Some((backend, Err(error))) => {
+            serde_json::json!({ "backend": backend, "ready": false, "error": error })
+        }
+        None => serde_json::Value::Null,
+    };
+    Json(status)
+}
+
+async fn zones(State(admin): State<Admin>) -> impl IntoResponse {
+    Json(serde_json::json!({ "zones": admin.dns.zone_status() }))
+}
+
+/// An action's answer: `{"ok": true, "message": ...}`, or 409 with `{"ok": false, "error"}`.
+fn outcome(result: Result<String, String>) -> (StatusCode, Json<serde_json::Value>) {
+    match result {
+        Ok(message) => (
+            StatusCode::OK,
+            Json(serde_json::json!({ "ok": true, "message": message })),
+        ),
+        Err(error) => (
+            StatusCode::CONFLICT,
+            Json(serde_json::json!({ "ok": false, "error": error })),
+        ),
+    }
+}
+
+async fn reload(State(admin): State<Admin>) -> impl IntoResponse {
+    let Some(supervisor) = admin.supervisor.get().cloned() else {
+        return outcome(Err("the server is still starting".to_string()));
+    };
+    outcome(supervisor.reload().await)
+}
+
+async fn reload_zone(State(admin): State<Admin>, Path(name): Path<String>) -> impl IntoResponse {
+    outcome(admin.dns.reload_zone(&name).await)
 }
 
 /// The standard process metrics (as Prometheus client libraries name them), read from /proc.

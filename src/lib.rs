@@ -8,6 +8,7 @@
 mod admin;
 mod config;
 mod control;
+pub mod ctl;
 mod handoff;
 mod health;
 pub mod log;

@@ -38,6 +38,41 @@ enum Command {
     /// Re-read the configuration: applied in place where it can be, else by an upgrade to the
     /// same binary. A file that does not load changes nothing.
     Reload(ControlArgs),
+    /// Ask the running server, over its admin listener: its status, its zones; reload.
+    Ctl {
+        /// The configuration the server runs with (its [admin] listen is asked).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// The admin listener's address, instead of the configuration's.
+        #[arg(long)]
+        admin: Option<std::net::SocketAddr>,
+        /// The server's answer as JSON, for scripts.
+        #[arg(long)]
+        json: bool,
+        #[command(subcommand)]
+        request: CtlCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CtlCommand {
+    /// Version, uptime, listeners, zones with serials and last load, certificate, database.
+    Status,
+    /// Re-read the configuration (as `foobar reload`).
+    Reload,
+    /// The zones served.
+    Zone {
+        #[command(subcommand)]
+        request: ZoneCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ZoneCommand {
+    /// Every zone with its serial, records, state and last load.
+    List,
+    /// Load one zone again: its file, or a refresh from its primaries.
+    Reload { name: String },
 }
 
 #[derive(Debug, Args)]
@@ -81,6 +116,25 @@ fn main() -> ExitCode {
             None => control(args, "upgrade"),
         },
         Some(Command::Reload(args)) => control(args, "reload"),
+        Some(Command::Ctl {
+            config,
+            admin,
+            json,
+            request,
+        }) => {
+            let request = match request {
+                CtlCommand::Status => foobar::ctl::Request::Status,
+                CtlCommand::Reload => foobar::ctl::Request::Reload,
+                CtlCommand::Zone {
+                    request: ZoneCommand::List,
+                } => foobar::ctl::Request::ZoneList,
+                CtlCommand::Zone {
+                    request: ZoneCommand::Reload { name },
+                } => foobar::ctl::Request::ZoneReload(name),
+            };
+            foobar::ctl::address(config.as_deref(), admin)
+                .and_then(|admin| foobar::ctl::run(admin, request, json))
+        }
         Some(Command::Serve(args)) => serve(args, inherited),
         None => serve(cli.serve, inherited),
     };

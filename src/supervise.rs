@@ -139,8 +139,9 @@ async fn start(
         .edge
         .https_addr()
         .map_or(config.edge.https.port(), |addr| addr.port());
+    let acting = Arc::new(std::sync::OnceLock::new());
     if let Some(listener) = bound.admin.take() {
-        let admin = admin_of(config, &dns);
+        let admin = admin_of(config, &dns, acting.clone());
         tokio::spawn(admin.serve(listener, shutdown.clone()));
     }
     let checks = shutdown.child_token();
@@ -180,6 +181,7 @@ async fn start(
         }),
         state_dir,
     };
+    let _ = acting.set(supervisor.clone());
     Ok(Running {
         supervisor,
         servers,
@@ -187,7 +189,7 @@ async fn start(
 }
 
 /// What the admin listener serves: every crate's metrics, and the status `foobar ctl` shows.
-fn admin_of(config: &Config, dns: &Dns) -> Admin {
+fn admin_of(config: &Config, dns: &Dns, acting: Arc<std::sync::OnceLock<Supervisor>>) -> Admin {
     let started = crate::admin::unix_now();
     let listeners = serde_json::json!({
         "dns": config.dns.listen,
@@ -200,8 +202,9 @@ fn admin_of(config: &Config, dns: &Dns) -> Admin {
         Box::new(foobar_edge::metrics::EdgeCollector),
         Box::new(foobar_app::metrics::AppCollector),
     ];
-    let dns = dns.clone();
-    Admin::new(collectors, move || {
+    let status_dns = dns.clone();
+    Admin::new(collectors, dns.clone(), acting, move || {
+        let dns = &status_dns;
         serde_json::json!({
             "version": env!("CARGO_PKG_VERSION"),
             "pid": std::process::id(),
@@ -275,7 +278,7 @@ fn write_pid_file(state_dir: &Path, pid: u32) {
 
 /// What upgrades and reloads act on.
 #[derive(Clone)]
-struct Supervisor {
+pub(crate) struct Supervisor {
     inner: Arc<Inner>,
     state_dir: PathBuf,
 }
@@ -407,7 +410,7 @@ impl Supervisor {
     /// Reads the configuration file again. What can change in place does; a change that needs
     /// new sockets is made by an upgrade to the same binary. A file that does not load changes
     /// nothing.
-    async fn reload(&self) -> Result<String, String> {
+    pub(crate) async fn reload(&self) -> Result<String, String> {
         let _busy = self
             .inner
             .busy
@@ -595,6 +598,7 @@ fn needs_new_sockets(current: &Config, new: &Config) -> bool {
         || current.dns.listen != new.dns.listen
         || current.edge.http != new.edge.http
         || current.edge.https != new.edge.https
+        || current.admin.listen != new.admin.listen
 }
 
 /// The value in `mutex`, also if a thread panicked holding it (every value here stays whole).

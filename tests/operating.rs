@@ -277,3 +277,84 @@ async fn metrics_count_app_requests_by_route_and_database_operations() {
         "{metrics}"
     );
 }
+
+/// Runs `foobar ctl --admin ADDR ARGS...`: success, stdout.
+fn ctl(admin: SocketAddr, args: &[&str]) -> (bool, String) {
+    let output = support::output_within(
+        std::process::Command::new(support::binary())
+            .args(["ctl", "--admin", &admin.to_string()])
+            .args(args),
+    );
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
+}
+
+fn serial_in(status: &str) -> u64 {
+    let json: serde_json::Value = serde_json::from_str(status).unwrap();
+    let zone = json["zones"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|z| z["zone"] == "foobar.com.")
+        .unwrap();
+    assert_eq!(zone["state"], "loaded", "{zone}");
+    zone["serial"].as_u64().unwrap()
+}
+
+#[test]
+fn ctl_shows_zones_and_their_serials_and_reloads() {
+    let server = Foobar::start(&[("foobar.com.zone", &support::shipped_zone())]);
+    let admin = server.admin();
+    let (ok, status) = ctl(admin, &["--json", "status"]);
+    assert!(ok, "{status}");
+    assert_eq!(serial_in(&status), 2026112901);
+    let json: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(json["database"]["ready"], true, "{json}");
+    assert!(json["uptime_seconds"].is_u64());
+
+    // An edit: the status follows.
+    support::save_by_rename(
+        &server.zone_path("foobar.com.zone"),
+        &support::shipped_zone().replace("2026112901", "2026112902"),
+    );
+    support::wait_until("the edit is in ctl status", || {
+        serial_in(&ctl(admin, &["--json", "status"]).1) == 2026112902
+    });
+
+    // `ctl reload` applies a changed configuration: another zones folder.
+    let other = server.config_path().with_file_name("other-zones");
+    std::fs::create_dir(&other).unwrap();
+    std::fs::write(
+        other.join("foobar.com.zone"),
+        support::shipped_zone().replace("2026112901", "2026113001"),
+    )
+    .unwrap();
+    let config = std::fs::read_to_string(server.config_path()).unwrap();
+    let zones_line = config.lines().find(|l| l.starts_with("zones = ")).unwrap();
+    std::fs::write(
+        server.config_path(),
+        config.replace(zones_line, &format!("zones = \"{}\"", other.display())),
+    )
+    .unwrap();
+    let (ok, said) = ctl(admin, &["reload"]);
+    assert!(ok, "{said}");
+    let (ok, zones) = ctl(admin, &["--json", "zone", "list"]);
+    assert!(ok);
+    assert_eq!(serial_in(&zones), 2026113001);
+
+    // One zone again, by name; an unknown one is an error.
+    let (ok, said) = ctl(admin, &["zone", "reload", "foobar.com"]);
+    assert!(ok, "{said}");
+    assert!(said.contains("serial 2026113001"), "{said}");
+    let (ok, _) = ctl(admin, &["zone", "reload", "nothing.example"]);
+    assert!(!ok);
+    // The text for a person names the zone and its serial.
+    let (ok, text) = ctl(admin, &["status"]);
+    assert!(ok);
+    assert!(
+        text.contains("foobar.com.") && text.contains("2026113001"),
+        "{text}"
+    );
+}

@@ -115,6 +115,18 @@ pub(crate) fn serving(store: &Store) {
     *METRICS.store.lock().unwrap_or_else(PoisonError::into_inner) = Some(store.clone());
 }
 
+/// The database in use and whether it answers now (`foobar ctl status`): its backend, and the
+/// reason when it does not.
+pub async fn database() -> Option<(&'static str, Result<(), String>)> {
+    let store = METRICS
+        .store
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone()?;
+    let answer = store.ping().await.map_err(|e| e.to_string());
+    Some((store.backend(), answer))
+}
+
 /// The collector for `/metrics`.
 #[derive(Debug, Default)]
 pub struct AppCollector;

@@ -294,6 +294,20 @@ impl Zones {
     /// version serving, else its last good copy, else SERVFAIL; the error is logged with file,
     /// line and reason.
     pub fn reload(&self, force: bool) -> Reloaded {
+        self.reload_forcing(|_| force)
+    }
+
+    /// The file of the zone `origin_key`, if a file serves it.
+    pub fn file_of(&self, origin_key: &[u8]) -> Option<PathBuf> {
+        let served = self.served.lock().unwrap_or_else(PoisonError::into_inner);
+        served
+            .iter()
+            .find(|(_, entry)| entry.zone.origin_key() == origin_key)
+            .map(|(path, _)| path.clone())
+    }
+
+    /// [`Zones::reload`], parsing again the files `force` picks even if unchanged.
+    pub fn reload_forcing(&self, force: impl Fn(&Path) -> bool) -> Reloaded {
         let mut served = match self.served.lock() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
@@ -313,7 +327,9 @@ impl Zones {
         let mut changes: Vec<Change> = Vec::new();
         for path in files {
             let previous = served.remove(&path);
-            let keep = previous.as_ref().is_some_and(|p| !force && p.unchanged());
+            let keep = previous
+                .as_ref()
+                .is_some_and(|p| !force(&path) && p.unchanged());
             let entry = if keep {
                 previous
             } else {

@@ -281,6 +281,48 @@ impl Dns {
     }
 
     /// Re-reads every zone file (SIGHUP), keeping the previous version of any that fails.
+    /// Loads one zone again: a zone file is parsed again (as `foobar ctl zone reload`), a
+    /// secondary zone asks its primaries now. What happened, or why nothing could.
+    pub async fn reload_zone(&self, name: &str) -> Result<String, String> {
+        let wire = load::parse_origin(name).map_err(|e| format!("{name:?}: {e}"))?;
+        let key = name::key_of(&wire);
+        let live = self.live.load_full();
+        if let Some(secondary) = live
+            .secondaries
+            .iter()
+            .find(|s| name::key_of(&s.origin) == key)
+        {
+            secondary.notified.notify_one();
+            return Ok(format!(
+                "{name}: secondary zone, refresh from its primaries started"
+            ));
+        }
+        let zones = live.zones.clone();
+        let Some(path) = zones.file_of(&key) else {
+            return Err(format!("{name}: no such zone"));
+        };
+        let report = tokio::task::spawn_blocking(move || {
+            let forced = path.clone();
+            zones.reload_forcing(move |p| p == forced)
+        })
+        .await
+        .unwrap_or_default();
+        if report.failed > 0 {
+            return Err(format!(
+                "{name}: the file did not load (the previous version serves; the log says why)"
+            ));
+        }
+        let serial = self
+            .zone_status()
+            .into_iter()
+            .find(|z| name::key_of(&load::parse_origin(&z.zone).unwrap_or_default()) == key)
+            .map(|z| z.serial);
+        Ok(match serial {
+            Some(serial) => format!("{name}: loaded, serial {serial}"),
+            None => format!("{name}: loaded"),
+        })
+    }
+
     pub async fn reload(&self) -> Reloaded {
         let zones = self.live.load().zones.clone();
         tokio::task::spawn_blocking(move || zones.reload(true))

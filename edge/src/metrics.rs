@@ -144,6 +144,15 @@ impl Metrics {
     }
 }
 
+/// The certificate served: the names it covers and when it expires (Unix seconds).
+pub fn certificate() -> (Vec<String>, i64) {
+    metrics()
+        .certificate
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone()
+}
+
 /// The collector for `/metrics`.
 #[derive(Debug, Default)]
 pub struct EdgeCollector;
