@@ -15,6 +15,7 @@ pub struct Config {
     pub edge: foobar_edge::Config,
     pub app: foobar_app::Config,
     pub admin: crate::admin::Config,
+    pub log: crate::log::Config,
 }
 
 impl Default for Config {
@@ -25,6 +26,7 @@ impl Default for Config {
             edge: foobar_edge::Config::default(),
             app: foobar_app::Config::default(),
             admin: crate::admin::Config::default(),
+            log: crate::log::Config::default(),
         }
     }
 }

@@ -53,8 +53,10 @@ pub async fn load(config: &Config, draining: &Draining) -> anyhow::Result<Loaded
         edge,
         app,
         admin,
+        log,
     } = config;
     admin.address()?;
+    foobar_dns::metrics::log_queries(log.dns_queries);
     let dns = Dns::load(dns, state_dir).context("loading zones")?;
     let names = site_names(dns.origins());
     let files: StaticFiles =
@@ -119,6 +121,7 @@ pub async fn check(config: &Config) -> anyhow::Result<()> {
         edge,
         app,
         admin,
+        log: _,
     } = config;
     admin.address()?;
     let names = Dns::check(dns, state_dir).context("checking zones")?;
@@ -202,6 +205,11 @@ pub fn bind(
         None => None,
     };
     Ok(Bound { dns, edge, admin })
+}
+
+/// The log format the configuration asks for; text if it cannot be read.
+pub fn log_format(path: Option<&Path>) -> log::Format {
+    config(path).map_or(log::Format::Text, |config| config.log.format)
 }
 
 /// The state_dir a configuration file names (the default without one), read leniently: only

@@ -10,7 +10,34 @@ use std::{
     time::Duration,
 };
 
+use serde::Deserialize;
 use tracing_subscriber::{EnvFilter, fmt::writer::MakeWriterExt};
+
+/// `[log]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// "text" (a line for a person) or "json" (one JSON object per line, for log tools).
+    pub format: Format,
+    /// Log one DNS query in this many (0: none), as `dns_query` lines.
+    pub dns_queries: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            format: Format::Text,
+            dns_queries: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    Text,
+    Json,
+}
 
 /// How long an access line may wait in memory.
 const FLUSH_EVERY: Duration = Duration::from_millis(100);
@@ -19,20 +46,30 @@ const SOON: usize = 64 * 1024;
 /// Past this the request's own thread writes (stderr is not keeping up).
 const FULL: usize = 4 * 1024 * 1024;
 
-/// Starts logging with the `RUST_LOG` filter (default `info`). Keep the guard: dropping it
-/// writes what is still gathered.
-pub fn init() -> Flusher {
+/// Starts logging in `format` with the `RUST_LOG` filter (default `info`). Keep the guard:
+/// dropping it writes what is still gathered.
+pub fn init(format: Format) -> Flusher {
     let batch = Batch::default();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let writer = batch
         .clone()
-        .with_filter(|meta| meta.target() == "access")
+        .with_filter(|meta| matches!(meta.target(), "access" | "dns_query"))
         .or_else(std::io::stderr);
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(writer)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_writer(writer);
+    match format {
+        Format::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        // One object per line: timestamp, level, target and every field at the top level.
+        Format::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .init(),
+    }
     let shared = batch.0.clone();
     let thread = std::thread::Builder::new()
         .name("log-flush".to_string())

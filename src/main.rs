@@ -103,7 +103,14 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let _log = foobar::log::init();
+    // The log format is the configuration's: read it first when serving (a file that does
+    // not load is reported once logging runs, in text).
+    let format = match &cli.command {
+        Some(Command::Serve(args)) => foobar::log_format(args.config.as_deref()),
+        None => foobar::log_format(cli.serve.config.as_deref()),
+        Some(_) => foobar::log::Format::Text,
+    };
+    let _log = foobar::log::init(format);
     let result = match cli.command {
         Some(Command::CheckZone { origin, files }) => {
             foobar::check_zones(origin.as_deref(), &files)

@@ -599,6 +599,8 @@ fn needs_new_sockets(current: &Config, new: &Config) -> bool {
         || current.edge.http != new.edge.http
         || current.edge.https != new.edge.https
         || current.admin.listen != new.admin.listen
+        // The log's format is set once per process.
+        || current.log.format != new.log.format
 }
 
 /// The value in `mutex`, also if a thread panicked holding it (every value here stays whole).

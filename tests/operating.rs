@@ -358,3 +358,66 @@ fn ctl_shows_zones_and_their_serials_and_reloads() {
         "{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_parse_with_access_fields_and_sampled_dns_queries() {
+    use support::web::{self, Proto, fetch};
+    let server = Foobar::setup()
+        .shipped_site()
+        .log("format = \"json\"\ndns_queries = 2")
+        .start();
+    let pem = server.certificate_pem();
+    let request = http::Request::get("https://www.foobar.com/")
+        .header("user-agent", "metrics-test/1")
+        .header("referer", "https://example.org/from")
+        .body(bytes::Bytes::new())
+        .unwrap();
+    assert_eq!(
+        fetch(Proto::H2, server.https, &pem, request).await.status,
+        200
+    );
+    let _ = fetch(Proto::H1, server.https, &pem, web::get("/", &[])).await;
+    for _ in 0..4 {
+        support::query_udp(server.dns, "www.foobar.com.", RecordType::A);
+    }
+    server.wait_for_log("metrics-test/1");
+    server.wait_for_log("dns_query");
+
+    let raw = server.raw_log();
+    let lines: Vec<serde_json::Value> = raw
+        .iter()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    for line in &lines {
+        for field in ["timestamp", "level", "target"] {
+            assert!(line[field].is_string(), "{field} in {line}");
+        }
+    }
+    let access = lines
+        .iter()
+        .find(|l| l["target"] == "access" && l["user_agent"] == "metrics-test/1")
+        .unwrap();
+    assert_eq!(access["method"], "GET");
+    assert_eq!(access["path"], "/");
+    assert_eq!(access["status"], 200);
+    assert_eq!(access["host"], "www.foobar.com");
+    assert_eq!(access["referer"], "https://example.org/from");
+    assert_eq!(access["protocol"], "HTTP/2.0");
+    let id = access["request_id"].as_str().unwrap();
+    assert_eq!(id.len(), 16, "{id}");
+    let ids: std::collections::HashSet<&str> = lines
+        .iter()
+        .filter(|l| l["target"] == "access")
+        .filter_map(|l| l["request_id"].as_str())
+        .collect();
+    assert_eq!(ids.len(), 2, "each request its own id");
+    // One query in two is logged.
+    let queries: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| l["target"] == "dns_query")
+        .collect();
+    assert_eq!(queries.len(), 2, "{queries:?}");
+    assert_eq!(queries[0]["name"], "www.foobar.com.");
+    assert_eq!(queries[0]["qtype"], "A");
+    assert_eq!(queries[0]["rcode"], 0);
+}

@@ -524,6 +524,19 @@ impl Responder {
             let qtype = query.has_question.then_some(query.qtype);
             metrics().answered(client.transport, qtype, out, extended, counters);
         }
+        if crate::metrics::sampled() {
+            let rcode = u16::from(extended) << 4 | u16::from(out.get(3).map_or(0, |b| b & 0xF));
+            tracing::info!(
+                target: "dns_query",
+                client = %client.address,
+                transport = ?client.transport,
+                name = %name::to_text(query.qname),
+                qtype = %crate::load::rdata::type_name(query.qtype),
+                rcode,
+                bytes = out.len(),
+                outcome = ?outcome,
+            );
+        }
         outcome
     }
 

@@ -93,6 +93,20 @@ impl Health {
     pub(crate) fn filters(&self) -> arc_swap::Guard<Arc<HashMap<Vec<u8>, Filter>>> {
         self.filters.load()
     }
+
+    /// Takes over what `other` filters for the names `checked` still names (a reload: the
+    /// answers keep leaving out what is down until the new checks have their own results; a
+    /// name no longer checked is no longer filtered).
+    pub(crate) fn carry_over(&self, other: &Health, checked: &[Vec<u8>]) {
+        let kept: HashMap<Vec<u8>, Filter> = other
+            .filters
+            .load()
+            .iter()
+            .filter(|(name, _)| checked.contains(name))
+            .map(|(name, filter)| (name.clone(), filter.clone()))
+            .collect();
+        self.filters.store(Arc::new(kept));
+    }
 }
 
 /// The RDATAs of `set` to answer with and their TTL, when `set` is an A or AAAA RRset of a

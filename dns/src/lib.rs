@@ -181,6 +181,13 @@ impl Dns {
     /// now finish under the old settings.
     pub fn adopt(&self, loaded: Dns) {
         let state = loaded.live.load_full();
+        let checked: Vec<Vec<u8>> = state
+            .checks
+            .iter()
+            .filter_map(|check| load::parse_origin(&check.name).ok())
+            .map(|wire| name::key_of(&wire))
+            .collect();
+        state.health.carry_over(&self.live.load().health, &checked);
         self.live.store(state.clone());
         let mut background = self
             .background

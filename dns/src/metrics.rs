@@ -136,6 +136,21 @@ pub fn metrics() -> &'static Metrics {
     &METRICS
 }
 
+/// One query in this many is logged (target `dns_query`); 0 logs none.
+static QUERY_LOG_EVERY: AtomicU64 = AtomicU64::new(0);
+static QUERIES_SEEN: AtomicU64 = AtomicU64::new(0);
+
+/// Sets the query log's sampling (`[log] dns_queries`).
+pub fn log_queries(every: u64) {
+    QUERY_LOG_EVERY.store(every, Relaxed);
+}
+
+/// Whether this query is one the query log samples.
+pub(crate) fn sampled() -> bool {
+    let every = QUERY_LOG_EVERY.load(Relaxed);
+    every > 0 && QUERIES_SEEN.fetch_add(1, Relaxed).is_multiple_of(every)
+}
+
 impl Metrics {
     /// The counters of the zone `origin_key`, made on first use (when a catalog is built).
     pub(crate) fn zone(&self, origin_key: &[u8], origin: &str) -> Arc<ZoneCounters> {

@@ -220,6 +220,18 @@ where
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
         let stamp = self.stamp.clone();
+        let header = |name: http::header::HeaderName| {
+            request
+                .headers()
+                .get(name)
+                .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
+        };
+        // HTTP/2 and HTTP/3 carry the host as :authority, HTTP/1.1 as Host.
+        let host = request
+            .uri()
+            .authority()
+            .map(|authority| authority.as_str().to_string())
+            .or_else(|| header(http::header::HOST));
         let line = Line {
             start: Instant::now(),
             method: request.method().clone(),
@@ -227,6 +239,10 @@ where
             version: request.version(),
             peer: request.extensions().get::<Peer>().map(|p| p.0),
             status: 0,
+            host,
+            user_agent: header(http::header::USER_AGENT),
+            referer: header(http::header::REFERER),
+            id: request_id(),
         };
         Box::pin(async move {
             let mut response = inner.oneshot(request).await?;
@@ -250,6 +266,22 @@ struct Line {
     version: Version,
     peer: Option<SocketAddr>,
     status: u16,
+    host: Option<String>,
+    user_agent: Option<String>,
+    referer: Option<String>,
+    id: u64,
+}
+
+/// A request's id in the access log: unique in this process and, by a random start, across
+/// processes and restarts; written as 16 hex digits.
+fn request_id() -> u64 {
+    static NEXT: std::sync::LazyLock<std::sync::atomic::AtomicU64> =
+        std::sync::LazyLock::new(|| {
+            let mut seed = [0u8; 8];
+            let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut seed);
+            std::sync::atomic::AtomicU64::new(u64::from_be_bytes(seed))
+        });
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 /// A response body that counts what it sends and logs the request when done.
@@ -279,6 +311,10 @@ impl Counted {
                 us = micros,
                 protocol = ?line.version,
                 peer = line.peer.map(tracing::field::display),
+                host = line.host.as_deref(),
+                user_agent = line.user_agent.as_deref(),
+                referer = line.referer.as_deref(),
+                request_id = %format_args!("{:016x}", line.id),
             );
         }
     }

@@ -76,7 +76,39 @@ pub struct Foobar {
     pub https: SocketAddr,
     pub http: SocketAddr,
     child: Child,
-    log: Arc<(Mutex<Vec<String>>, Condvar)>,
+    log: Log,
+}
+
+/// The server's log lines, each as text and as sent, with a signal for new ones.
+type Log = Arc<(Mutex<(Vec<String>, Vec<String>)>, Condvar)>;
+
+/// A JSON log line in the text format's shape: `LEVEL target: message key=value ...`.
+fn as_text(line: &str) -> Option<String> {
+    let serde_json::Value::Object(fields) = serde_json::from_str(line).ok()? else {
+        return None;
+    };
+    let field = |name: &str| {
+        fields
+            .get(name)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+    };
+    let mut text = format!(
+        "{} {} {}: {}",
+        field("timestamp"),
+        field("level"),
+        field("target"),
+        field("message")
+    );
+    for (key, value) in &fields {
+        if !matches!(key.as_str(), "timestamp" | "level" | "target" | "message") {
+            match value {
+                serde_json::Value::String(s) => text.push_str(&format!(" {key}={s}")),
+                other => text.push_str(&format!(" {key}={other}")),
+            }
+        }
+    }
+    Some(text)
 }
 
 /// What to start `foobar` with.
@@ -87,6 +119,7 @@ pub struct Setup {
     dns: Vec<String>,
     edge: Vec<String>,
     app: Vec<String>,
+    log: Vec<String>,
     shipped_site: bool,
     env: Vec<(String, String)>,
     /// Listen on this address with these DNS, HTTPS and HTTP ports, rather than 127.0.0.1 on
@@ -127,6 +160,12 @@ impl Setup {
     }
 
     /// A line for the `[app]` table, e.g. `database = "mysql://..."`.
+    /// A line for the `[log]` table, e.g. `format = "json"`.
+    pub fn log(mut self, line: &str) -> Self {
+        self.log.push(line.to_string());
+        self
+    }
+
     pub fn app(mut self, line: &str) -> Self {
         self.app.push(line.to_string());
         self
@@ -195,7 +234,8 @@ impl Setup {
                 "state_dir = \"{dir}/data\"\n\
                  [dns]\nlisten = [\"{dns_at}\"]\nzones = \"{dir}/zones\"\n{dns}\n\
                  [edge]\nhttp = \"{http_at}\"\nhttps = \"{https_at}\"\nroot = \"{dir}/public\"\n{edge}\n\
-                 [app]\n{app}\n[admin]\nlisten = \"{admin_at}\"\n",
+                 [app]\n{app}\n[admin]\nlisten = \"{admin_at}\"\n[log]\n{log}\n",
+                log = self.log.join("\n"),
                 admin_at = address(0),
                 dns_at = address(dns_port),
                 http_at = address(http_port),
@@ -237,13 +277,19 @@ impl Foobar {
             .spawn()
             .unwrap();
         let stderr = child.stderr.take().unwrap();
-        let log = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
+        let log = Arc::new((Mutex::new((Vec::new(), Vec::new())), Condvar::new()));
         let sink = log.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
                 eprintln!("[foobar] {line}");
-                sink.0.lock().unwrap().push(line);
+                // A JSON line ([log] format = "json") is kept as the text form would read,
+                // so that what tests look for is found either way; `raw_log` has it as sent.
+                let text = as_text(&line).unwrap_or_else(|| line.clone());
+                let mut log = sink.0.lock().unwrap();
+                log.0.push(text);
+                log.1.push(line);
+                drop(log);
                 sink.1.notify_all();
             }
         });
@@ -382,7 +428,12 @@ impl Foobar {
 
     /// Every log line so far.
     pub fn log(&self) -> Vec<String> {
-        self.log.0.lock().unwrap().clone()
+        self.log.0.lock().unwrap().0.clone()
+    }
+
+    /// Every log line so far, as the server wrote it.
+    pub fn raw_log(&self) -> Vec<String> {
+        self.log.0.lock().unwrap().1.clone()
     }
 
     /// Waits for a log line containing `needle` and returns it.
@@ -396,13 +447,13 @@ impl Foobar {
         let start = Instant::now();
         let mut guard = lines.lock().unwrap();
         loop {
-            if let Some(line) = guard.iter().skip(skip).find(|l| l.contains(needle)) {
+            if let Some(line) = guard.0.iter().skip(skip).find(|l| l.contains(needle)) {
                 return line.clone();
             }
             let left = DEADLINE.checked_sub(start.elapsed()).unwrap_or_else(|| {
                 panic!(
                     "no log line with {needle:?} within {DEADLINE:?}; log:\n{}",
-                    guard.join("\n")
+                    guard.0.join("\n")
                 )
             });
             guard = changed.wait_timeout(guard, left).unwrap().0;
@@ -410,7 +461,7 @@ impl Foobar {
     }
 
     pub fn log_len(&self) -> usize {
-        self.log.0.lock().unwrap().len()
+        self.log.0.lock().unwrap().0.len()
     }
 
     pub fn signal(&self, name: &str) {

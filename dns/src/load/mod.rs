@@ -11,7 +11,7 @@
 
 pub(crate) mod check;
 mod lexer;
-mod rdata;
+pub(crate) mod rdata;
 mod svcb;
 
 use std::{
