@@ -72,10 +72,21 @@ pub async fn load(config: &Config, draining: &Draining) -> anyhow::Result<Loaded
             if draining.is_set() {
                 return Err("draining: this node is stopping or handing over".to_string());
             }
-            match dns.unavailable_zones().first() {
-                Some(zone) => Err(format!("zone {zone} is not loaded")),
-                None => Ok(()),
+            if let Some(zone) = dns.unavailable_zones().first() {
+                return Err(format!("zone {zone} is not loaded"));
             }
+            // Served, but not from the current file: reported, not a reason to leave.
+            Ok(dns
+                .zone_status()
+                .into_iter()
+                .filter(|zone| zone.state == "failed")
+                .map(|zone| {
+                    format!(
+                        "zone {}: its file failed to load; serial {} (the last good version) serves",
+                        zone.zone, zone.serial
+                    )
+                })
+                .collect())
         }
     };
     let site = foobar_app::router(app.with_readiness(ready))

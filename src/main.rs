@@ -1,10 +1,18 @@
 use std::{path::PathBuf, process::ExitCode};
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
+
+/// The version and the git revision it was built from.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("FOOBAR_REVISION"),
+    ")"
+);
 
 /// One binary that owns a website end to end: authoritative DNS and the web edge.
 #[derive(Debug, Parser)]
-#[command(version, about, args_conflicts_with_subcommands = true)]
+#[command(name = "foobar", version = VERSION, about, args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -38,6 +46,10 @@ enum Command {
     /// Re-read the configuration: applied in place where it can be, else by an upgrade to the
     /// same binary. A file that does not load changes nothing.
     Reload(ControlArgs),
+    /// Write the manual pages (roff: foobar.1 and one per command) into a folder, for
+    /// packaging.
+    #[command(hide = true)]
+    Manpages { folder: PathBuf },
     /// Ask the running server, over its admin listener: its status, its zones; reload.
     Ctl {
         /// The configuration the server runs with (its [admin] listen is asked).
@@ -123,6 +135,10 @@ fn main() -> ExitCode {
             None => control(args, "upgrade"),
         },
         Some(Command::Reload(args)) => control(args, "reload"),
+        Some(Command::Manpages { folder }) => std::fs::create_dir_all(&folder)
+            .and_then(|()| clap_mangen::generate_to(Cli::command(), &folder))
+            .map(|()| true)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", folder.display())),
         Some(Command::Ctl {
             config,
             admin,

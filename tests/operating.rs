@@ -421,3 +421,49 @@ async fn json_logs_parse_with_access_fields_and_sampled_dns_queries() {
     assert_eq!(queries[0]["qtype"], "A");
     assert_eq!(queries[0]["rcode"], 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zone_that_failed_to_load_is_reported_by_readyz_ctl_and_metrics() {
+    use support::web::{self, Proto, fetch};
+    let server = Foobar::setup()
+        .shipped_site()
+        .zone("foobar.com.zone", &support::shipped_zone())
+        .start();
+    let admin = server.admin();
+    support::save_by_rename(
+        &server.zone_path("foobar.com.zone"),
+        &support::shipped_zone()
+            .replace("2026112901", "2026112902")
+            .replace("IN A    8.8.8.8", "IN A    8.8.8.888"),
+    );
+    server.wait_for_log("the previous version keeps serving");
+    let (ok, zones) = ctl(admin, &["--json", "zone", "list"]);
+    assert!(ok);
+    let json: serde_json::Value = serde_json::from_str(&zones).unwrap();
+    assert_eq!(json["zones"][0]["state"], "failed", "{json}");
+    assert_eq!(
+        json["zones"][0]["serial"], 2026112901,
+        "the old version serves"
+    );
+
+    let ready = fetch(
+        Proto::H1,
+        server.https,
+        &server.certificate_pem(),
+        web::get("/readyz", &[]),
+    )
+    .await;
+    assert_eq!(ready.status, 200, "still serving");
+    let body: serde_json::Value = serde_json::from_slice(&ready.body).unwrap();
+    let degraded = body["degraded"][0].as_str().unwrap_or_default();
+    assert!(degraded.contains("foobar.com."), "{body}");
+
+    let metrics = tokio::task::spawn_blocking(move || admin_get(admin, "/metrics").1)
+        .await
+        .unwrap();
+    assert_eq!(
+        value(&metrics, r#"foobar_dns_zone_load_ok{zone="foobar.com."}"#),
+        0.0
+    );
+    assert!(value(&metrics, "foobar_dns_reload_failures_total") >= 1.0);
+}

@@ -453,14 +453,10 @@ fn the_systemd_unit_verifies() {
         "/dist/systemd/foobar.service"
     ))
     .unwrap();
-    assert!(unit.contains("ExecReload=/usr/local/bin/foobar upgrade"));
+    assert!(unit.contains("ExecReload=/usr/bin/foobar upgrade"));
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("foobar.service");
-    std::fs::write(
-        &path,
-        unit.replace("/usr/local/bin/foobar", support::binary()),
-    )
-    .unwrap();
+    std::fs::write(&path, unit.replace("/usr/bin/foobar", support::binary())).unwrap();
     let output = support::output_within(
         std::process::Command::new("systemd-analyze")
             .args(["verify", "--man=no"])

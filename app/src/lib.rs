@@ -81,8 +81,9 @@ pub struct AppState {
     token: Arc<str>,
     comments: Arc<CommentLimit>,
     /// What else `/readyz` asks before it says "send me traffic" (the server's own state: not
-    /// draining, zones loaded); the reason when not.
-    ready: Arc<dyn Fn() -> Result<(), String> + Send + Sync>,
+    /// draining, zones loaded): what it reports (e.g. a zone whose file failed to load, served
+    /// from its last good version), or the reason it is not ready.
+    ready: Arc<dyn Fn() -> Result<Vec<String>, String> + Send + Sync>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -105,14 +106,15 @@ impl AppState {
             store,
             token: token.into(),
             comments: Arc::new(CommentLimit::new(comments_per_minute, comment_burst)),
-            ready: Arc::new(|| Ok(())),
+            ready: Arc::new(|| Ok(Vec::new())),
         }
     }
 
-    /// `/readyz` also asks `ready`, and answers 503 with its reason when it says no.
+    /// `/readyz` also asks `ready`, and answers 503 with its reason when it says no, or lists
+    /// what it reports when it says yes.
     pub fn with_readiness(
         mut self,
-        ready: impl Fn() -> Result<(), String> + Send + Sync + 'static,
+        ready: impl Fn() -> Result<Vec<String>, String> + Send + Sync + 'static,
     ) -> Self {
         self.ready = Arc::new(ready);
         self
@@ -210,14 +212,21 @@ async fn healthz() -> impl IntoResponse {
 /// "Send me traffic": the server is not stopping, its zones are served, and the database
 /// answers. Health checks of the other nodes take a node out of DNS on a 503.
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    if let Err(reason) = (state.ready)() {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "error": reason })),
-        );
-    }
+    let notes = match (state.ready)() {
+        Ok(notes) => notes,
+        Err(reason) => {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({ "error": reason })),
+            );
+        }
+    };
     match state.store.ping().await {
-        Ok(()) => (StatusCode::OK, Json(json!({ "status": "ready" }))),
+        Ok(()) if notes.is_empty() => (StatusCode::OK, Json(json!({ "status": "ready" }))),
+        Ok(()) => (
+            StatusCode::OK,
+            Json(json!({ "status": "ready", "degraded": notes })),
+        ),
         Err(_) => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({ "error": "database unavailable" })),
