@@ -205,6 +205,17 @@ async fn metrics_count_http_requests_by_protocol_method_and_status() {
         );
     }
     assert_eq!(value(&metrics, "foobar_tls_handshakes_total"), 10.0);
+    assert_eq!(
+        value(
+            &metrics,
+            r#"foobar_quic_handshakes_total{outcome="accepted"}"#
+        ),
+        5.0
+    );
+    assert!(
+        metrics.contains("foobar_quic_packets_dropped_total "),
+        "{metrics}"
+    );
     assert_eq!(value(&metrics, "foobar_tls_handshake_failures_total"), 0.0);
     assert!(
         metrics

@@ -43,6 +43,7 @@ pub async fn serve_h3(
 ) {
     let open = Arc::new(AtomicUsize::new(0));
     let handshaking = Arc::new(AtomicUsize::new(0));
+    crate::metrics::metrics().quic(&endpoint);
     loop {
         let incoming = tokio::select! {
             incoming = endpoint.accept() => match incoming {

@@ -65,6 +65,9 @@ pub struct Metrics {
     redirects: AtomicU64,
     /// The certificate served: its names and when it expires (Unix seconds).
     certificate: Mutex<(Vec<String>, i64)>,
+    /// The QUIC endpoint serving now: its handshake counts, and its UDP port, whose datagrams
+    /// the kernel dropped (a full receive buffer) are read from /proc.
+    quic: Mutex<Option<(quinn::Endpoint, u16)>>,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
@@ -80,6 +83,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
     cache_bytes: AtomicI64::new(0),
     redirects: AtomicU64::new(0),
     certificate: Mutex::new((Vec::new(), 0)),
+    quic: Mutex::new(None),
 });
 
 pub fn metrics() -> &'static Metrics {
@@ -134,6 +138,11 @@ impl Metrics {
 
     pub(crate) fn redirected(&self) {
         self.redirects.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn quic(&self, endpoint: &quinn::Endpoint) {
+        let port = endpoint.local_addr().map_or(0, |addr| addr.port());
+        *self.quic.lock().unwrap_or_else(PoisonError::into_inner) = Some((endpoint.clone(), port));
     }
 
     pub(crate) fn certificate(&self, names: Vec<String>, not_after: i64) {
@@ -256,6 +265,30 @@ impl Collector for EdgeCollector {
             Some(&Unit::Bytes),
             [(NO_LABELS, m.cache_bytes.load(Relaxed))],
         )?;
+        let quic = m
+            .quic
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if let Some((endpoint, port)) = quic {
+            let stats = endpoint.stats();
+            counters(
+                &mut encoder,
+                "foobar_quic_handshakes",
+                "QUIC handshakes by outcome: accepted, refused (limits, shutdown), ignored (dropped).",
+                [
+                    ([("outcome", "accepted")], stats.accepted_handshakes),
+                    ([("outcome", "refused")], stats.refused_handshakes),
+                    ([("outcome", "ignored")], stats.ignored_handshakes),
+                ],
+            )?;
+            counters(
+                &mut encoder,
+                "foobar_quic_packets_dropped",
+                "UDP datagrams for QUIC the kernel dropped (receive buffer full), since the socket opened.",
+                [(NO_LABELS, udp_drops(port))],
+            )?;
+        }
         let (names, not_after) = m
             .certificate
             .lock()
@@ -272,4 +305,28 @@ impl Collector for EdgeCollector {
         )?;
         Ok(())
     }
+}
+
+/// Datagrams the kernel dropped on the UDP sockets bound to `port` (the last column of
+/// /proc/net/udp and udp6).
+fn udp_drops(port: u16) -> u64 {
+    let port = format!(":{port:04X}");
+    ["/proc/self/net/udp", "/proc/self/net/udp6"]
+        .iter()
+        .filter_map(|path| std::fs::read_to_string(path).ok())
+        .flat_map(|table| {
+            table
+                .lines()
+                .skip(1)
+                .filter_map(|line| {
+                    let fields: Vec<&str> = line.split_whitespace().collect();
+                    let local = fields.get(1)?;
+                    local
+                        .ends_with(&port)
+                        .then(|| fields.last()?.parse::<u64>().ok())
+                        .flatten()
+                })
+                .collect::<Vec<u64>>()
+        })
+        .sum()
 }
