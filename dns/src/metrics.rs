@@ -58,18 +58,30 @@ const TRANSPORTS: [&str; 2] = ["udp", "tcp"];
 /// Response size buckets, in bytes: the classic 512, the EDNS 1232, then TCP sizes.
 const SIZES: [u64; 8] = [64, 128, 256, 512, 1232, 4096, 16384, 65535];
 
+/// The slot of a query type in `TYPES` ("other" past the end), by a table built once.
 fn type_slot(qtype: u16) -> usize {
-    TYPES
-        .iter()
-        .position(|(t, _)| *t == qtype)
-        .unwrap_or(TYPES.len())
+    static SLOTS: LazyLock<[u8; 512]> = LazyLock::new(|| {
+        let mut slots = [TYPES.len() as u8; 512];
+        for (slot, (rtype, _)) in TYPES.iter().enumerate() {
+            if let Some(entry) = slots.get_mut(usize::from(*rtype)) {
+                *entry = slot as u8;
+            }
+        }
+        slots
+    });
+    SLOTS
+        .get(usize::from(qtype))
+        .map_or(TYPES.len(), |slot| usize::from(*slot))
 }
 
 fn rcode_slot(rcode: u16) -> usize {
-    RCODES
-        .iter()
-        .position(|(r, _)| *r == rcode)
-        .unwrap_or(RCODES.len() - 1)
+    match rcode {
+        0..=5 => usize::from(rcode),
+        9 => 6,
+        16 => 7,
+        23 => 8,
+        _ => RCODES.len() - 1,
+    }
 }
 
 fn transport_slot(transport: Transport) -> usize {
@@ -105,8 +117,6 @@ pub struct Metrics {
     zones: Mutex<HashMap<Box<[u8]>, Named>>,
     /// Queries no zone of ours holds (REFUSED), and those answered before a zone is looked up.
     outside: ZoneCounters,
-    truncated: [AtomicU64; 2],
-    sizes: [Histogram<{ SIZES.len() }>; 2],
     tcp_accepted: AtomicU64,
     tcp_open: AtomicI64,
     reloads: AtomicU64,
@@ -117,11 +127,34 @@ pub struct Metrics {
     notifies_sent: AtomicU64,
 }
 
+/// What each thread that answers counts on its own (no atomic read-modify-write on the
+/// answer path beyond the zone's counter); summed when scraped.
+#[derive(Debug)]
+struct Shard {
+    truncated: [AtomicU64; 2],
+    sizes: [Histogram<{ SIZES.len() }>; 2],
+}
+
+/// Every thread's shard, kept after the thread ends (its counts stay in the totals).
+static SHARDS: Mutex<Vec<Arc<Shard>>> = Mutex::new(Vec::new());
+
+thread_local! {
+    static SHARD: Arc<Shard> = {
+        let shard = Arc::new(Shard {
+            truncated: Default::default(),
+            sizes: [Histogram::new(SIZES), Histogram::new(SIZES)],
+        });
+        SHARDS
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(shard.clone());
+        shard
+    };
+}
+
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
     zones: Mutex::default(),
     outside: ZoneCounters::new(),
-    truncated: Default::default(),
-    sizes: [Histogram::new(SIZES), Histogram::new(SIZES)],
     tcp_accepted: AtomicU64::new(0),
     tcp_open: AtomicI64::new(0),
     reloads: AtomicU64::new(0),
@@ -180,10 +213,12 @@ impl Metrics {
         let rcode = u16::from(extended) << 4 | rcode;
         let q = qtype.map_or(type_slot(0), type_slot);
         zone.unwrap_or(&self.outside).queries[t][q][rcode_slot(rcode)].fetch_add(1, Relaxed);
-        if flags & 0x02 != 0 {
-            self.truncated[t].fetch_add(1, Relaxed);
-        }
-        self.sizes[t].observe(message.len() as u64);
+        SHARD.with(|shard| {
+            if flags & 0x02 != 0 {
+                foobar_metrics::bump(&shard.truncated[t], 1);
+            }
+            shard.sizes[t].observe_owned(message.len() as u64);
+        });
     }
 
     pub(crate) fn tcp_opened(&self) {
@@ -277,14 +312,18 @@ impl Collector for DnsCollector {
             "DNS responses sent, by transport, query type, RCODE and zone (\"\" outside every zone).",
             series,
         )?;
+        let shards: Vec<Arc<Shard>> = SHARDS
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         counters(
             &mut encoder,
             "foobar_dns_truncated_responses",
             "Responses sent with TC set (the client should retry over TCP).",
-            TRANSPORTS
-                .iter()
-                .zip(&m.truncated)
-                .map(|(t, count)| ([("transport", *t)], count.load(Relaxed))),
+            TRANSPORTS.iter().enumerate().map(|(t, transport)| {
+                let count = shards.iter().map(|s| s.truncated[t].load(Relaxed)).sum();
+                ([("transport", *transport)], count)
+            }),
         )?;
         let mut sizes = encoder.encode_descriptor(
             "foobar_dns_response_size",
@@ -292,8 +331,10 @@ impl Collector for DnsCollector {
             Some(&Unit::Bytes),
             MetricType::Histogram,
         )?;
-        for (t, histogram) in TRANSPORTS.iter().zip(&m.sizes) {
-            histogram.encode(&mut sizes, &[("transport", *t)], 1.0)?;
+        for (t, transport) in TRANSPORTS.iter().enumerate() {
+            let parts: Vec<&Histogram<{ SIZES.len() }>> =
+                shards.iter().map(|s| &s.sizes[t]).collect();
+            Histogram::encode_sum(&parts, &mut sizes, &[("transport", *transport)], 1.0)?;
         }
         let total = [
             (

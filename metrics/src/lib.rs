@@ -52,6 +52,16 @@ impl<const N: usize> Histogram<N> {
         self.sum.fetch_add(value, Relaxed);
     }
 
+    /// [`Histogram::observe`] for a histogram only the calling thread writes (a per-thread
+    /// shard): plain loads and stores, no read-modify-write.
+    pub fn observe_owned(&self, value: u64) {
+        match self.bounds.iter().position(|&bound| value <= bound) {
+            Some(i) => bump(&self.counts[i], 1),
+            None => bump(&self.above, 1),
+        }
+        bump(&self.sum, value);
+    }
+
     /// Writes this histogram as one series of a family, its bounds and sum times `scale`.
     pub fn encode(
         &self,
@@ -59,20 +69,44 @@ impl<const N: usize> Histogram<N> {
         labels: &impl EncodeLabelSet,
         scale: f64,
     ) -> std::fmt::Result {
+        Self::encode_sum(&[self], family, labels, scale)
+    }
+
+    /// Writes the sum of `parts` (per-thread shards of one histogram) as one series.
+    pub fn encode_sum(
+        parts: &[&Self],
+        family: &mut prometheus_client::encoding::MetricEncoder<'_>,
+        labels: &impl EncodeLabelSet,
+        scale: f64,
+    ) -> std::fmt::Result {
         // The encoder takes each bucket's own count and makes them cumulative; the +Inf
         // bucket is the total.
-        let buckets: Vec<(f64, u64)> = self
+        let Some(first) = parts.first() else {
+            return Ok(());
+        };
+        let buckets: Vec<(f64, u64)> = first
             .bounds
             .iter()
-            .zip(&self.counts)
-            .map(|(bound, count)| (*bound as f64 * scale, count.load(Relaxed)))
+            .enumerate()
+            .map(|(i, bound)| {
+                let count = parts.iter().map(|h| h.counts[i].load(Relaxed)).sum();
+                (*bound as f64 * scale, count)
+            })
             .collect();
-        let total = buckets.iter().map(|(_, count)| count).sum::<u64>() + self.above.load(Relaxed);
-        let sum = self.sum.load(Relaxed) as f64 * scale;
+        let above: u64 = parts.iter().map(|h| h.above.load(Relaxed)).sum();
+        let total = buckets.iter().map(|(_, count)| count).sum::<u64>() + above;
+        let sum = parts.iter().map(|h| h.sum.load(Relaxed)).sum::<u64>() as f64 * scale;
         family
             .encode_family(labels)?
             .encode_histogram::<NoLabelSet>(sum, total, &buckets, None)
     }
+}
+
+/// Adds to a counter only the calling thread writes (a per-thread shard): a plain load and
+/// store, cheaper than an atomic add and sharing no cache line with other cores; readers on
+/// other threads see each value whole.
+pub fn bump(counter: &AtomicU64, by: u64) {
+    counter.store(counter.load(Relaxed).wrapping_add(by), Relaxed);
 }
 
 /// Writes a counter family: `name` gets `_total` (and the unit) as Prometheus names it.
