@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
 # What counting for /metrics costs: this tree's foobar against a build of a revision without
 # metrics (BASELINE_REV, default the commit before they were added), on the same core in
-# alternating rounds. DNS with dnsperf over UDP and TCP (the query mix of dns-compare.sh), a 2 KB
-# page over HTTP/2 with h2load; answers and requests per server CPU-second, and the ratio.
+# alternating rounds. DNS with dnsperf over UDP and TCP (a query mix like dns-compare.sh's), a
+# 2 KB page over HTTP/2 with h2load; answers and requests per server CPU-second, and the ratio.
+# Both log at RUST_LOG=warn (no access lines).
 #
-#   benches/metrics-cost.sh [--rounds N] [--seconds S] [--baseline-rev REV]
+#   benches/metrics-cost.sh [--rounds N] [--seconds S] [--baseline-rev REV] [--tests "udp tcp h2"]
 source "$(dirname "$0")/lib.sh"
 
-rounds=5 seconds=10 baseline_rev=${BASELINE_REV:-}
+rounds=5 seconds=10 baseline_rev=${BASELINE_REV:-} tests="udp tcp h2"
 while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) rounds=$2; shift 2 ;;
     --seconds) seconds=$2; shift 2 ;;
     --baseline-rev) baseline_rev=$2; shift 2 ;;
+    --tests) tests=$2; shift 2 ;;
     --smoke) rounds=1 seconds=2; shift ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
@@ -65,7 +67,7 @@ for i in 0 1; do wait_port "${port_dns[$i]}"; wait_port "${port_https[$i]}"; don
 
 declare -A cps
 for round in $(seq "$rounds"); do
-  for test in udp tcp h2; do
+  for test in $tests; do
     for i in 0 1; do
       before=$(cpu_seconds "${pid[$i]}")
       if [ "$test" = h2 ]; then
@@ -86,7 +88,7 @@ done
 echo
 echo "Metrics cost, $rounds rounds x ${seconds}s, baseline $(git -C "$BENCH_ROOT" rev-parse --short "$baseline_rev"), servers on core $SERVER_CORE"
 printf '%-4s %28s %28s %10s\n' test "baseline /CPU-s (min-max)" "metered /CPU-s (min-max)" ratio
-for test in udp tcp h2; do
+for test in $tests; do
   read -r b bmin bmax < <(tr ' ' '\n' <<<"${cps[$test/0]}" | grep . | summarize)
   read -r m mmin mmax < <(tr ' ' '\n' <<<"${cps[$test/1]}" | grep . | summarize)
   ratio=$(awk -v a="$m" -v b="$b" 'BEGIN { printf "%.3f", (b > 0 ? a / b : 0) }')

@@ -50,17 +50,50 @@ fn method_slot(method: &Method) -> usize {
     }
 }
 
+/// What each thread counts per request on its own (plain stores, no shared cache line),
+/// summed when scraped.
 #[derive(Debug)]
-pub struct Metrics {
+struct Shard {
     requests: [[[AtomicU64; STATUSES.len()]; METHODS.len()]; PROTOCOLS.len()],
     durations: [Histogram<{ DURATIONS.len() }>; PROTOCOLS.len()],
     response_bytes: [AtomicU64; PROTOCOLS.len()],
+    cache_hits: AtomicU64,
+    cache_misses: AtomicU64,
+}
+
+/// Every thread's shard, kept after the thread ends (its counts stay in the totals).
+static SHARDS: Mutex<Vec<std::sync::Arc<Shard>>> = Mutex::new(Vec::new());
+
+thread_local! {
+    static SHARD: std::sync::Arc<Shard> = {
+        let shard = std::sync::Arc::new(Shard {
+            requests: Default::default(),
+            durations: std::array::from_fn(|_| Histogram::new(DURATIONS)),
+            response_bytes: Default::default(),
+            cache_hits: AtomicU64::new(0),
+            cache_misses: AtomicU64::new(0),
+        });
+        SHARDS
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(shard.clone());
+        shard
+    };
+}
+
+fn shards() -> Vec<std::sync::Arc<Shard>> {
+    SHARDS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone()
+}
+
+#[derive(Debug)]
+pub struct Metrics {
     connections: [AtomicU64; PROTOCOLS.len()],
     open: [AtomicI64; PROTOCOLS.len()],
     handshakes: AtomicU64,
     handshake_failures: AtomicU64,
-    cache_hits: AtomicU64,
-    cache_misses: AtomicU64,
     cache_bytes: AtomicI64,
     redirects: AtomicU64,
     /// The certificate served: its names and when it expires (Unix seconds).
@@ -71,15 +104,10 @@ pub struct Metrics {
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
-    requests: Default::default(),
-    durations: std::array::from_fn(|_| Histogram::new(DURATIONS)),
-    response_bytes: Default::default(),
     connections: Default::default(),
     open: Default::default(),
     handshakes: AtomicU64::new(0),
     handshake_failures: AtomicU64::new(0),
-    cache_hits: AtomicU64::new(0),
-    cache_misses: AtomicU64::new(0),
     cache_bytes: AtomicI64::new(0),
     redirects: AtomicU64::new(0),
     certificate: Mutex::new((Vec::new(), 0)),
@@ -102,9 +130,11 @@ impl Metrics {
     ) {
         let p = protocol as usize;
         let class = usize::from(status / 100).clamp(1, 5) - 1;
-        self.requests[p][method_slot(method)][class].fetch_add(1, Relaxed);
-        self.durations[p].observe(micros);
-        self.response_bytes[p].fetch_add(bytes, Relaxed);
+        SHARD.with(|shard| {
+            foobar_metrics::bump(&shard.requests[p][method_slot(method)][class], 1);
+            shard.durations[p].observe_owned(micros);
+            foobar_metrics::bump(&shard.response_bytes[p], bytes);
+        });
     }
 
     pub(crate) fn opened(&self, protocol: Protocol) {
@@ -124,12 +154,14 @@ impl Metrics {
     }
 
     pub(crate) fn cache(&self, hit: bool) {
-        let counter = if hit {
-            &self.cache_hits
-        } else {
-            &self.cache_misses
-        };
-        counter.fetch_add(1, Relaxed);
+        SHARD.with(|shard| {
+            let counter = if hit {
+                &shard.cache_hits
+            } else {
+                &shard.cache_misses
+            };
+            foobar_metrics::bump(counter, 1);
+        });
     }
 
     pub(crate) fn cache_size(&self, change: i64) {
@@ -169,11 +201,15 @@ pub struct EdgeCollector;
 impl Collector for EdgeCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
         let m = metrics();
+        let shards = shards();
+        let sum = |count: &dyn Fn(&Shard) -> &AtomicU64| -> u64 {
+            shards.iter().map(|shard| count(shard).load(Relaxed)).sum()
+        };
         let mut series = Vec::new();
         for (p, protocol) in PROTOCOLS.iter().enumerate() {
             for (k, method) in METHODS.iter().enumerate() {
                 for (s, status) in STATUSES.iter().enumerate() {
-                    let count = m.requests[p][k][s].load(Relaxed);
+                    let count = sum(&|shard| &shard.requests[p][k][s]);
                     if count > 0 {
                         let labels = [
                             ("protocol", *protocol),
@@ -197,26 +233,30 @@ impl Collector for EdgeCollector {
             Some(&Unit::Seconds),
             MetricType::Histogram,
         )?;
-        for (protocol, histogram) in PROTOCOLS.iter().zip(&m.durations) {
-            histogram.encode(&mut durations, &[("protocol", *protocol)], 1e-6)?;
+        for (p, protocol) in PROTOCOLS.iter().enumerate() {
+            let parts: Vec<&Histogram<{ DURATIONS.len() }>> =
+                shards.iter().map(|shard| &shard.durations[p]).collect();
+            Histogram::encode_sum(&parts, &mut durations, &[("protocol", *protocol)], 1e-6)?;
         }
-        let per_protocol = |table: &'static [AtomicU64; 3]| {
-            PROTOCOLS
-                .iter()
-                .zip(table)
-                .map(|(p, count)| ([("protocol", *p)], count.load(Relaxed)))
-        };
         counters(
             &mut encoder,
             "foobar_http_response_body_bytes",
             "Bytes of response bodies sent, by protocol.",
-            per_protocol(&m.response_bytes),
+            PROTOCOLS.iter().enumerate().map(|(p, protocol)| {
+                (
+                    [("protocol", *protocol)],
+                    sum(&|shard| &shard.response_bytes[p]),
+                )
+            }),
         )?;
         counters(
             &mut encoder,
             "foobar_http_connections",
             "Connections accepted, by protocol (after TLS for h1 and h2; QUIC for h3).",
-            per_protocol(&m.connections),
+            PROTOCOLS
+                .iter()
+                .zip(&m.connections)
+                .map(|(p, count)| ([("protocol", *p)], count.load(Relaxed))),
         )?;
         gauges(
             &mut encoder,
@@ -244,20 +284,22 @@ impl Collector for EdgeCollector {
                 "Plain-HTTP requests redirected to HTTPS.",
                 &m.redirects,
             ),
-            (
-                "foobar_file_cache_hits",
-                "Static files answered from memory.",
-                &m.cache_hits,
-            ),
-            (
-                "foobar_file_cache_misses",
-                "Static files that could be kept but were read from disk.",
-                &m.cache_misses,
-            ),
         ];
         for (name, help, count) in totals {
             counters(&mut encoder, name, help, [(NO_LABELS, count.load(Relaxed))])?;
         }
+        counters(
+            &mut encoder,
+            "foobar_file_cache_hits",
+            "Static files answered from memory.",
+            [(NO_LABELS, sum(&|shard| &shard.cache_hits))],
+        )?;
+        counters(
+            &mut encoder,
+            "foobar_file_cache_misses",
+            "Static files that could be kept but were read from disk.",
+            [(NO_LABELS, sum(&|shard| &shard.cache_misses))],
+        )?;
         gauges(
             &mut encoder,
             "foobar_file_cache",

@@ -220,29 +220,34 @@ where
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
         let stamp = self.stamp.clone();
-        let header = |name: http::header::HeaderName| {
-            request
-                .headers()
-                .get(name)
-                .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
-        };
-        // HTTP/2 and HTTP/3 carry the host as :authority, HTTP/1.1 as Host.
-        let host = request
-            .uri()
-            .authority()
-            .map(|authority| authority.as_str().to_string())
-            .or_else(|| header(http::header::HOST));
+        // What only the access line shows is copied only when access lines are written.
+        let logged = tracing::enabled!(target: "access", tracing::Level::INFO).then(|| {
+            let header = |name: http::header::HeaderName| {
+                request
+                    .headers()
+                    .get(name)
+                    .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
+            };
+            Box::new(Logged {
+                path: request.uri().path().to_string(),
+                // HTTP/2 and HTTP/3 carry the host as :authority, HTTP/1.1 as Host.
+                host: request
+                    .uri()
+                    .authority()
+                    .map(|authority| authority.as_str().to_string())
+                    .or_else(|| header(http::header::HOST)),
+                user_agent: header(http::header::USER_AGENT),
+                referer: header(http::header::REFERER),
+                id: request_id(),
+                peer: request.extensions().get::<Peer>().map(|p| p.0),
+            })
+        });
         let line = Line {
             start: Instant::now(),
             method: request.method().clone(),
-            path: request.uri().path().to_string(),
             version: request.version(),
-            peer: request.extensions().get::<Peer>().map(|p| p.0),
             status: 0,
-            host,
-            user_agent: header(http::header::USER_AGENT),
-            referer: header(http::header::REFERER),
-            id: request_id(),
+            logged,
         };
         Box::pin(async move {
             let mut response = inner.oneshot(request).await?;
@@ -262,10 +267,15 @@ where
 struct Line {
     start: Instant,
     method: Method,
-    path: String,
     version: Version,
-    peer: Option<SocketAddr>,
     status: u16,
+    /// What the access line adds, when access lines are written.
+    logged: Option<Box<Logged>>,
+}
+
+struct Logged {
+    path: String,
+    peer: Option<SocketAddr>,
     host: Option<String>,
     user_agent: Option<String>,
     referer: Option<String>,
@@ -302,20 +312,22 @@ impl Counted {
                 micros,
                 self.bytes,
             );
-            info!(
-                target: "access",
-                method = %line.method,
-                path = %line.path,
-                status = line.status,
-                bytes = self.bytes,
-                us = micros,
-                protocol = ?line.version,
-                peer = line.peer.map(tracing::field::display),
-                host = line.host.as_deref(),
-                user_agent = line.user_agent.as_deref(),
-                referer = line.referer.as_deref(),
-                request_id = %format_args!("{:016x}", line.id),
-            );
+            if let Some(logged) = line.logged {
+                info!(
+                    target: "access",
+                    method = %line.method,
+                    path = %logged.path,
+                    status = line.status,
+                    bytes = self.bytes,
+                    us = micros,
+                    protocol = ?line.version,
+                    peer = logged.peer.map(tracing::field::display),
+                    host = logged.host.as_deref(),
+                    user_agent = logged.user_agent.as_deref(),
+                    referer = logged.referer.as_deref(),
+                    request_id = %format_args!("{:016x}", logged.id),
+                );
+            }
         }
     }
 }
