@@ -53,10 +53,10 @@ done
 
 # --- What one machine changes -----------------------------------------------------------------
 # Ports free over TCP and UDP on every node address (the same port on each, as on real machines).
-read -r DNS HTTP HTTPS GCOMM IST SST SQL1 SQL2 SQL3 SQL4 < <(python3 - <<'PY'
+read -r DNS HTTP HTTPS GCOMM IST SST SQL1 SQL2 SQL3 SQL4 ADMIN1 ADMIN2 ADMIN3 ADMIN4 < <(python3 - <<'PY'
 import socket
 found = []
-while len(found) < 10:
+while len(found) < 14:
     probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     probe.bind(("127.0.0.2", 0))
     port = probe.getsockname()[1]
@@ -80,6 +80,7 @@ print(*found)
 PY
 )
 SQL=([1]=$SQL1 [2]=$SQL2 [3]=$SQL3 [4]=$SQL4)
+ADMIN=([1]=$ADMIN1 [2]=$ADMIN2 [3]=$ADMIN3 [4]=$ADMIN4)
 TSIG_SECRET=$(openssl rand -base64 32)
 API_TOKEN=$(openssl rand -hex 32)
 ip() { echo "127.0.0.$(($1 + 1))"; }
@@ -93,7 +94,7 @@ localize() {
         -e "s/\(127\.0\.0\.[2-5]\):53\b/\1:$DNS/g; s/\(127\.0\.0\.[2-5]\):80\b/\1:$HTTP/g" \
         -e "s/\(127\.0\.0\.[2-5]\):443\b/\1:$HTTPS/g; s/\(127\.0\.0\.[2-5]\):4567\b/\1:$GCOMM/g" \
         -e "s/\(127\.0\.0\.[2-5]\):4568\b/\1:$IST/g; s/\(127\.0\.0\.[2-5]\):4444\b/\1:$SST/g" \
-        -e "s/127\.0\.0\.1:3306\b/127.0.0.1:${SQL[$n]}/g" \
+        -e "s/127\.0\.0\.1:3306\b/127.0.0.1:${SQL[$n]}/g; s/127\.0\.0\.1:9153\b/127.0.0.1:${ADMIN[$n]}/g" \
         -e "s#/var/lib/foobar#$work/node$n/state#g; s#/etc/foobar/zones#$work/node$n/zones#g" \
         -e "s#/srv/foobar/public#$root/public#g" \
         -e '/^cert = "\/etc\/letsencrypt/d; /^key = "\/etc\/letsencrypt/d' \
@@ -223,6 +224,9 @@ foobar_node 3
 for n in 1 2 3; do wait_ready "$n" 200; done
 echo "three nodes ready in $(since "$start") s"
 wait_www "1 2 3" "$A1 $A2 $A3" "zone on every node"
+for n in 1 2 3; do
+  "$FOOBAR" ctl -c "$work/node$n/foobar.toml" zone list | sed "s/^/node $n: /"
+done
 
 step "A post written through node 1 is read through nodes 2 and 3"
 created=$(curl -sk --max-time 5 --resolve "www.foobar.com:$HTTPS:$A1" \
