@@ -392,7 +392,15 @@ async fn json_logs_parse_with_access_fields_and_sampled_dns_queries() {
         support::query_udp(server.dns, "www.foobar.com.", RecordType::A);
     }
     server.wait_for_log("metrics-test/1");
-    server.wait_for_log("dns_query");
+    // Access and query lines are written in batches: wait for both sampled queries.
+    support::wait_until("two sampled query lines", || {
+        server
+            .raw_log()
+            .iter()
+            .filter(|line| line.contains("\"dns_query\""))
+            .count()
+            >= 2
+    });
 
     let raw = server.raw_log();
     let lines: Vec<serde_json::Value> = raw
