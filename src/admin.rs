@@ -184,7 +184,8 @@ async fn reload_zone(State(admin): State<Admin>, Path(name): Path<String>) -> im
     outcome(admin.dns.reload_zone(&name).await)
 }
 
-/// The standard process metrics (as Prometheus client libraries name them), read from /proc.
+/// The standard process metrics (as Prometheus client libraries name them), read from /proc:
+/// `prometheus-client` has no process collector, and these six values are all it would read.
 #[derive(Debug)]
 struct Process;
 
