@@ -9,7 +9,10 @@ echo "installing $deb"
 dpkg -i "$deb"
 trap 'dpkg --purge foobar >/dev/null' EXIT
 
-foobar --version | tee /dev/stderr | grep -Eq '^foobar [0-9.]+ \(([0-9a-f]{12}|unknown)'
+version=$(foobar --version)
+echo "$version"
+grep -Eq '^foobar [0-9.]+ \(([0-9a-f]{12}|unknown)' <<<"$version" ||
+  { echo "no revision in the version" >&2; exit 1; }
 getent passwd foobar >/dev/null || { echo "no foobar user" >&2; exit 1; }
 systemd-analyze verify /lib/systemd/system/foobar.service
 for page in foobar foobar-serve foobar-ctl foobar-upgrade; do
