@@ -516,20 +516,6 @@ fn signed_query(name: &str, rtype: RecordType, key: &str, secret: &[u8], time: u
 }
 
 /// One exchange over TCP.
-fn tcp(server: SocketAddr, query: &[u8]) -> Message {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(server).unwrap();
-    stream.set_read_timeout(Some(support::DEADLINE)).unwrap();
-    let mut framed = (query.len() as u16).to_be_bytes().to_vec();
-    framed.extend_from_slice(query);
-    stream.write_all(&framed).unwrap();
-    let mut len = [0u8; 2];
-    stream.read_exact(&mut len).unwrap();
-    let mut reply = vec![0u8; usize::from(u16::from_be_bytes(len))];
-    stream.read_exact(&mut reply).unwrap();
-    Message::from_vec(&reply).unwrap()
-}
-
 #[test]
 fn tsig_failures_and_transfer_rules_get_the_rfc_answers() {
     let secret_bytes: Vec<u8> = (0..32).map(|_| rand_byte()).collect();
@@ -555,7 +541,7 @@ fn tsig_failures_and_transfer_rules_get_the_rfc_answers() {
         &secret_bytes,
         now,
     );
-    let reply = tcp(server.dns, &good);
+    let reply = support::message_tcp(server.dns, &good);
     assert_eq!(rcode(&reply), 0);
     assert!(reply.answers.len() > 10);
     assert!(reply.signature.is_some(), "the answer is signed");
@@ -618,30 +604,22 @@ fn tsig_failures_and_transfer_rules_get_the_rfc_answers() {
     }
 
     // Unsigned, to a zone whose rule wants the key: refused.
-    let unsigned = tcp(
+    let unsigned = support::message_tcp(
         server.dns,
         &support::query_message("foobar.com.", RecordType::AXFR),
     );
     assert_eq!(rcode(&unsigned), 5, "REFUSED");
     // Signed, but from an address outside the rule.
-    use std::io::{Read, Write};
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
     socket
         .bind(&SocketAddr::from(([127, 0, 0, 2], 0)).into())
         .unwrap();
     socket.connect(&server.dns.into()).unwrap();
     let mut stream: std::net::TcpStream = socket.into();
-    stream.set_read_timeout(Some(support::DEADLINE)).unwrap();
-    let mut framed = (good.len() as u16).to_be_bytes().to_vec();
-    framed.extend_from_slice(&good);
-    stream.write_all(&framed).unwrap();
-    let mut len = [0u8; 2];
-    stream.read_exact(&mut len).unwrap();
-    let mut reply = vec![0u8; usize::from(u16::from_be_bytes(len))];
-    stream.read_exact(&mut reply).unwrap();
+    let reply = support::exchange_tcp(&mut stream, &good);
     assert_eq!(reply[3] & 0xF, 5, "REFUSED from 127.0.0.2");
     // An ordinary signed query is answered, and signed.
-    let plain = tcp(
+    let plain = support::message_tcp(
         server.dns,
         &signed_query(
             "www.foobar.com.",

@@ -619,22 +619,29 @@ pub fn query_udp(server: SocketAddr, name: &str, rtype: RecordType) -> Message {
     Message::from_vec(&buf[..len]).unwrap()
 }
 
-/// One query over a new TCP connection (RFC 1035 section 4.2.2 framing).
+/// One query over a new TCP connection.
 pub fn query_tcp(server: SocketAddr, name: &str, rtype: RecordType) -> Message {
-    use std::io::{Read, Write};
+    message_tcp(server, &query_message(name, rtype))
+}
+
+/// One message (a query as wire bytes) over a new TCP connection; the reply.
+pub fn message_tcp(server: SocketAddr, query: &[u8]) -> Message {
     let mut stream = std::net::TcpStream::connect(server).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(3)))
-        .unwrap();
-    let query = query_message(name, rtype);
+    Message::from_vec(&exchange_tcp(&mut stream, query)).unwrap()
+}
+
+/// Sends `query` on `stream` and reads one reply, with RFC 1035 section 4.2.2 framing.
+pub fn exchange_tcp(stream: &mut std::net::TcpStream, query: &[u8]) -> Vec<u8> {
+    use std::io::{Read, Write};
+    stream.set_read_timeout(Some(DEADLINE)).unwrap();
     let mut framed = u16::try_from(query.len()).unwrap().to_be_bytes().to_vec();
-    framed.extend_from_slice(&query);
+    framed.extend_from_slice(query);
     stream.write_all(&framed).unwrap();
     let mut len = [0u8; 2];
     stream.read_exact(&mut len).unwrap();
     let mut reply = vec![0u8; usize::from(u16::from_be_bytes(len))];
     stream.read_exact(&mut reply).unwrap();
-    Message::from_vec(&reply).unwrap()
+    reply
 }
 
 /// The A or AAAA addresses in the answer section, as text.
