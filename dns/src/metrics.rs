@@ -15,7 +15,9 @@ use std::{
 };
 
 use arc_swap::ArcSwap;
-use foobar_metrics::{Collector, DescriptorEncoder, Histogram, MetricType, Unit, counters, gauges};
+use foobar_metrics::{
+    Collector, DescriptorEncoder, Histogram, MetricType, Shards, Unit, counters, gauges,
+};
 
 use crate::{answer::Transport, catalog::Catalog, zone::rtype};
 
@@ -135,21 +137,13 @@ struct Shard {
     sizes: [Histogram<{ SIZES.len() }>; 2],
 }
 
-/// Every thread's shard, kept after the thread ends (its counts stay in the totals).
-static SHARDS: Mutex<Vec<Arc<Shard>>> = Mutex::new(Vec::new());
+static SHARDS: Shards<Shard> = Shards::new();
 
 thread_local! {
-    static SHARD: Arc<Shard> = {
-        let shard = Arc::new(Shard {
-            truncated: Default::default(),
-            sizes: [Histogram::new(SIZES), Histogram::new(SIZES)],
-        });
-        SHARDS
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(shard.clone());
-        shard
-    };
+    static SHARD: Arc<Shard> = SHARDS.register(Shard {
+        truncated: Default::default(),
+        sizes: [Histogram::new(SIZES), Histogram::new(SIZES)],
+    });
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
@@ -312,10 +306,7 @@ impl Collector for DnsCollector {
             "DNS responses sent, by transport, query type, RCODE and zone (\"\" outside every zone).",
             series,
         )?;
-        let shards: Vec<Arc<Shard>> = SHARDS
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
+        let shards = SHARDS.all();
         counters(
             &mut encoder,
             "foobar_dns_truncated_responses",

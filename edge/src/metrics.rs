@@ -8,7 +8,7 @@ use std::sync::{
 };
 
 use foobar_metrics::{
-    Collector, DescriptorEncoder, Histogram, MetricType, NO_LABELS, Unit, counters, gauges,
+    Collector, DescriptorEncoder, Histogram, MetricType, NO_LABELS, Shards, Unit, counters, gauges,
 };
 use http::{Method, Version};
 
@@ -61,31 +61,16 @@ struct Shard {
     cache_misses: AtomicU64,
 }
 
-/// Every thread's shard, kept after the thread ends (its counts stay in the totals).
-static SHARDS: Mutex<Vec<std::sync::Arc<Shard>>> = Mutex::new(Vec::new());
+static SHARDS: Shards<Shard> = Shards::new();
 
 thread_local! {
-    static SHARD: std::sync::Arc<Shard> = {
-        let shard = std::sync::Arc::new(Shard {
-            requests: Default::default(),
-            durations: std::array::from_fn(|_| Histogram::new(DURATIONS)),
-            response_bytes: Default::default(),
-            cache_hits: AtomicU64::new(0),
-            cache_misses: AtomicU64::new(0),
-        });
-        SHARDS
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(shard.clone());
-        shard
-    };
-}
-
-fn shards() -> Vec<std::sync::Arc<Shard>> {
-    SHARDS
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .clone()
+    static SHARD: std::sync::Arc<Shard> = SHARDS.register(Shard {
+        requests: Default::default(),
+        durations: std::array::from_fn(|_| Histogram::new(DURATIONS)),
+        response_bytes: Default::default(),
+        cache_hits: AtomicU64::new(0),
+        cache_misses: AtomicU64::new(0),
+    });
 }
 
 #[derive(Debug)]
@@ -201,7 +186,7 @@ pub struct EdgeCollector;
 impl Collector for EdgeCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
         let m = metrics();
-        let shards = shards();
+        let shards = SHARDS.all();
         let sum = |count: &dyn Fn(&Shard) -> &AtomicU64| -> u64 {
             shards.iter().map(|shard| count(shard).load(Relaxed)).sum()
         };

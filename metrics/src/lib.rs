@@ -102,6 +102,42 @@ impl<const N: usize> Histogram<N> {
     }
 }
 
+/// Per-thread shards of one set of counters: each thread registers its own once (from a
+/// `thread_local!`) and alone writes it; a scrape reads them all. Shards stay after their thread
+/// ends, so that its counts stay in the totals.
+#[derive(Debug)]
+pub struct Shards<T>(std::sync::Mutex<Vec<std::sync::Arc<T>>>);
+
+impl<T> Shards<T> {
+    pub const fn new() -> Self {
+        Shards(std::sync::Mutex::new(Vec::new()))
+    }
+
+    /// Keeps `shard` for the scrapes; the calling thread's handle to it.
+    pub fn register(&self, shard: T) -> std::sync::Arc<T> {
+        let shard = std::sync::Arc::new(shard);
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(shard.clone());
+        shard
+    }
+
+    /// Every shard so far.
+    pub fn all(&self) -> Vec<std::sync::Arc<T>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl<T> Default for Shards<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// Adds to a counter only the calling thread writes (a per-thread shard): a plain load and
 /// store, cheaper than an atomic add and sharing no cache line with other cores; readers on
 /// other threads see each value whole.

@@ -82,6 +82,16 @@ pub struct Foobar {
 /// The server's log lines, each as text and as sent, with a signal for new ones.
 type Log = Arc<(Mutex<(Vec<String>, Vec<String>)>, Condvar)>;
 
+/// The `addr=` field of a log line.
+fn address_of(line: &str) -> SocketAddr {
+    line.split("addr=")
+        .nth(1)
+        .and_then(|a| a.split_whitespace().next())
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
 /// A JSON log line in the text format's shape: `LEVEL target: message key=value ...`.
 fn as_text(line: &str) -> Option<String> {
     let serde_json::Value::Object(fields) = serde_json::from_str(line).ok()? else {
@@ -336,22 +346,11 @@ impl Foobar {
             .rev()
             .find(|line| line.contains("admin listening"))
             .unwrap();
-        line.split("addr=")
-            .nth(1)
-            .and_then(|a| a.split_whitespace().next())
-            .unwrap()
-            .parse()
-            .unwrap()
+        address_of(line)
     }
 
     fn address_in(&self, needle: &str) -> SocketAddr {
-        let line = self.wait_for_log(needle);
-        line.split("addr=")
-            .nth(1)
-            .and_then(|a| a.split_whitespace().next())
-            .unwrap()
-            .parse()
-            .unwrap()
+        address_of(&self.wait_for_log(needle))
     }
 
     /// Stops the server (SIGTERM) and starts it again on the same folder, config and data.
