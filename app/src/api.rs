@@ -17,6 +17,7 @@ use tracing::error;
 
 use crate::{
     AppState, ClientAddress,
+    cache::{Key, Rendered, cached},
     store::{Comment, Post, StoreError},
 };
 
@@ -181,9 +182,20 @@ impl From<Comment> for CommentJson {
     }
 }
 
-/// The ETag of a post at its current version.
+/// The ETag of a post's JSON: its id and version (what `If-Match` on a change compares) and
+/// its number of comments (the rest of what the JSON shows).
 pub fn etag(post: &Post) -> String {
-    format!("\"{}-{}\"", post.id, post.version)
+    format!("\"{}-{}-{}\"", post.id, post.version, post.comment_count)
+}
+
+/// JSON text of `value` as a kept response with a weak ETag.
+fn json_rendered(value: &impl Serialize) -> Result<Rendered, ApiError> {
+    serde_json::to_vec(value)
+        .map(|body| Rendered::weak(body, "application/json"))
+        .map_err(|e| {
+            error!(error = %e, "json");
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+        })
 }
 
 fn with_etag(status: StatusCode, post: Post) -> Response {
@@ -227,13 +239,24 @@ pub struct ListParams {
 
 pub async fn list(
     State(state): State<AppState>,
+    headers: HeaderMap,
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(params) = params?;
     let limit = page_size(params.limit, POSTS_PER_PAGE)?;
-    let page = state.store.list_posts(limit, params.before).await?;
-    let posts: Vec<PostJson> = page.posts.into_iter().map(PostJson::from).collect();
-    Ok(Json(json!({ "posts": posts, "next": page.next })).into_response())
+    let before = params.before;
+    let make = async {
+        let page = state.store.list_posts(limit, before).await?;
+        let posts: Vec<PostJson> = page.posts.into_iter().map(PostJson::from).collect();
+        json_rendered(&json!({ "posts": posts, "next": page.next }))
+    };
+    Ok(cached(
+        &state.cache,
+        &headers,
+        Key::ListJson { limit, before },
+        make,
+    )
+    .await)
 }
 
 /// The page size a client asked for, or `default`.
@@ -280,7 +303,9 @@ pub async fn create(
     authorize(&state, &headers)?;
     let Json(post) = post?;
     post.validate()?;
-    let post = state.store.create_post(&post.title, &post.body).await?;
+    let created = state.store.create_post(&post.title, &post.body).await;
+    state.cache.changed(None);
+    let post = created?;
     let location = format!("/api/posts/{}", post.id);
     let mut response = with_etag(StatusCode::CREATED, post);
     if let Ok(value) = HeaderValue::from_str(&location) {
@@ -291,10 +316,20 @@ pub async fn create(
 
 pub async fn show(
     State(state): State<AppState>,
+    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let post = state.store.get_post(post_id(&id)?).await?;
-    Ok(with_etag(StatusCode::OK, post))
+    let id = post_id(&id)?;
+    let make = async {
+        let post = state.store.get_post(id).await?;
+        let etag = HeaderValue::from_str(&etag(&post))
+            .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error"))?;
+        Ok::<_, ApiError>(Rendered {
+            etag,
+            ..json_rendered(&PostJson::from(post))?
+        })
+    };
+    Ok(cached(&state.cache, &headers, Key::PostJson { id }, make).await)
 }
 
 /// The version an `If-Match` header asks for: `None` for no header or `*`; an ETag of another
@@ -307,12 +342,14 @@ fn expected_version(headers: &HeaderMap, id: i64) -> Result<Option<i64>, ApiErro
     if value == "*" {
         return Ok(None);
     }
-    let version = value
-        .trim_start_matches("W/")
-        .trim_matches('"')
-        .split_once('-')
-        .filter(|(tag_id, _)| tag_id.parse() == Ok(id))
-        .and_then(|(_, version)| version.parse::<i64>().ok());
+    // "ID-VERSION-COMMENTS"; a change compares the version only (a comment added since does
+    // not conflict with a new title or body).
+    let mut fields = value.trim_matches('"').split('-');
+    let version = fields
+        .next()
+        .filter(|tag_id| tag_id.parse() == Ok(id))
+        .and_then(|_| fields.next())
+        .and_then(|version| version.parse::<i64>().ok());
     // A tag that names no version of this post fails like a stale one.
     Ok(Some(version.unwrap_or(-1)))
 }
@@ -328,10 +365,12 @@ pub async fn update(
     let Json(post) = post?;
     post.validate()?;
     let expected = expected_version(&headers, id)?;
-    let post = state
+    let updated = state
         .store
         .update_post(id, &post.title, &post.body, expected)
-        .await?;
+        .await;
+    state.cache.changed(Some(id));
+    let post = updated?;
     Ok(with_etag(StatusCode::OK, post))
 }
 
@@ -341,7 +380,10 @@ pub async fn delete(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers)?;
-    state.store.delete_post(post_id(&id)?).await?;
+    let id = post_id(&id)?;
+    let deleted = state.store.delete_post(id).await;
+    state.cache.changed(Some(id));
+    deleted?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -354,16 +396,22 @@ pub struct CommentParams {
 /// A post's comments, oldest first, a page at a time: `next` is the `after` of the next page.
 pub async fn comments(
     State(state): State<AppState>,
+    headers: HeaderMap,
     Path(id): Path<String>,
     params: Result<Query<CommentParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let id = post_id(&id)?;
     let Query(params) = params?;
     let limit = page_size(params.limit, COMMENTS_PER_PAGE)?;
-    state.store.get_post(id).await?;
-    let page = state.store.comments(id, limit, params.after).await?;
-    let comments: Vec<CommentJson> = page.comments.into_iter().map(CommentJson::from).collect();
-    Ok(Json(json!({ "comments": comments, "next": page.next })).into_response())
+    let after = params.after;
+    let make = async {
+        state.store.get_post(id).await?;
+        let page = state.store.comments(id, limit, after).await?;
+        let comments: Vec<CommentJson> = page.comments.into_iter().map(CommentJson::from).collect();
+        json_rendered(&json!({ "comments": comments, "next": page.next }))
+    };
+    let key = Key::CommentsJson { id, limit, after };
+    Ok(cached(&state.cache, &headers, key, make).await)
 }
 
 #[derive(Debug, Deserialize)]
@@ -401,10 +449,12 @@ pub async fn comment(
     {
         return Err(ApiError::too_many(wait));
     }
-    let comment = state
+    let added = state
         .store
         .add_comment(id, &comment.author, &comment.body)
-        .await?;
+        .await;
+    state.cache.changed(Some(id));
+    let comment = added?;
     let location = format!("/api/posts/{id}/comments");
     let mut response = (StatusCode::CREATED, Json(CommentJson::from(comment))).into_response();
     if let Ok(value) = HeaderValue::from_str(&location) {

@@ -11,13 +11,14 @@
 //! static site, and the edge serves both.
 
 pub mod api;
+mod cache;
 mod limit;
 pub mod metrics;
 mod pages;
 pub mod store;
 mod token;
 
-use std::{path::Path, sync::Arc};
+use std::{path::Path, sync::Arc, time::Duration};
 
 use axum::{
     Json, Router,
@@ -30,7 +31,7 @@ use serde::Deserialize;
 use serde_json::json;
 use tracing::info;
 
-use crate::limit::CommentLimit;
+use crate::{cache::Cache, limit::CommentLimit};
 pub use crate::{
     limit::ClientAddress,
     store::{Store, StoreError},
@@ -49,6 +50,12 @@ pub struct Config {
     /// no limit. Beyond it: 429 with `Retry-After`.
     pub comments_per_minute: u32,
     pub comment_burst: u32,
+    /// Milliseconds a rendered page or JSON response is kept for the next reads; this node's
+    /// own writes drop what they change at once, so this bounds only how late writes made
+    /// through other nodes (or other programs) on the same database are seen here. 0: off.
+    pub cache_ms: u64,
+    /// Bytes of rendered responses kept at most.
+    pub cache_bytes: usize,
 }
 
 impl Default for Config {
@@ -58,6 +65,8 @@ impl Default for Config {
             api_token: None,
             comments_per_minute: 6,
             comment_burst: 10,
+            cache_ms: 1000,
+            cache_bytes: 32 * 1024 * 1024,
         }
     }
 }
@@ -80,6 +89,8 @@ pub struct AppState {
     pub store: Store,
     token: Arc<str>,
     comments: Arc<CommentLimit>,
+    /// Rendered responses of reads, dropped by writes.
+    cache: Arc<Cache>,
     /// What else `/readyz` asks before it says "send me traffic" (the server's own state: not
     /// draining, zones loaded): what it reports (e.g. a zone whose file failed to load, served
     /// from its last good version), or the reason it is not ready.
@@ -100,12 +111,15 @@ impl AppState {
         let Config {
             comments_per_minute,
             comment_burst,
+            cache_ms,
+            cache_bytes,
             ..
         } = Config::default();
         AppState {
             store,
             token: token.into(),
             comments: Arc::new(CommentLimit::new(comments_per_minute, comment_burst)),
+            cache: Arc::new(Cache::new(Duration::from_millis(cache_ms), cache_bytes)),
             ready: Arc::new(|| Ok(Vec::new())),
         }
     }
@@ -125,6 +139,12 @@ impl AppState {
         self.comments = Arc::new(CommentLimit::new(per_minute, burst));
         self
     }
+
+    /// Rendered responses kept `ttl` at most, `max_bytes` in all (either 0: none).
+    pub fn with_cache(mut self, ttl: Duration, max_bytes: usize) -> Self {
+        self.cache = Arc::new(Cache::new(ttl, max_bytes));
+        self
+    }
 }
 
 /// Largest request body the API reads (413 above it); fields have their own limits.
@@ -136,6 +156,8 @@ pub async fn load(config: &Config, state_dir: &Path) -> Result<AppState, Error> 
         api_token,
         comments_per_minute,
         comment_burst,
+        cache_ms,
+        cache_bytes,
         ..
     } = config;
     let url = database_url(config, state_dir);
@@ -154,7 +176,9 @@ pub async fn load(config: &Config, state_dir: &Path) -> Result<AppState, Error> 
             token
         }
     };
-    Ok(AppState::new(store, &token).with_comment_limit(*comments_per_minute, *comment_burst))
+    Ok(AppState::new(store, &token)
+        .with_comment_limit(*comments_per_minute, *comment_burst)
+        .with_cache(Duration::from_millis(*cache_ms), *cache_bytes))
 }
 
 /// Checks what `load` would open, changing nothing (`serve --check`): the database's schema

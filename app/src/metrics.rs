@@ -51,6 +51,22 @@ const ERRORS: [&str; 4] = [
     "database",
     "other",
 ];
+const CACHE_RESULTS: [&str; 3] = ["hit", "miss", "not_modified"];
+
+/// What a lookup in the response cache found.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum CacheResult {
+    Hit = 0,
+    Miss = 1,
+    /// Found or made, and the client already had it (304).
+    NotModified = 2,
+}
+
+/// Counts one lookup in the response cache.
+pub(crate) fn cache(result: CacheResult) {
+    METRICS.cache[result as usize].fetch_add(1, Relaxed);
+}
+
 /// Operation duration buckets in microseconds (encoded in seconds).
 const DURATIONS: [u64; 11] = [
     100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 100_000, 1_000_000, 10_000_000,
@@ -61,6 +77,7 @@ struct Metrics {
     requests: [[AtomicU64; STATUSES.len()]; ROUTES.len()],
     operations: [Histogram<{ DURATIONS.len() }>; OPERATIONS.len()],
     errors: [AtomicU64; ERRORS.len()],
+    cache: [AtomicU64; CACHE_RESULTS.len()],
     /// The store serving now, for the pool gauges.
     store: Mutex<Option<Store>>,
 }
@@ -69,6 +86,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
     requests: Default::default(),
     operations: std::array::from_fn(|_| Histogram::new(DURATIONS)),
     errors: Default::default(),
+    cache: Default::default(),
     store: Mutex::new(None),
 });
 
@@ -166,6 +184,16 @@ impl Collector for AppCollector {
                 .iter()
                 .zip(&m.errors)
                 .map(|(kind, count)| ([("kind", *kind)], count.load(Relaxed))),
+        )?;
+        counters(
+            &mut encoder,
+            "foobar_app_cache_lookups",
+            "Reads looked up in the rendered-response cache: hit, or miss (rendered from the \
+             database); not_modified counts those of either answered 304 to the client's ETag.",
+            CACHE_RESULTS
+                .iter()
+                .zip(&m.cache)
+                .map(|(result, count)| ([("result", *result)], count.load(Relaxed))),
         )?;
         let store = m
             .store

@@ -3,12 +3,16 @@
 use askama::Template;
 use axum::{
     extract::{Path, Query, State},
-    http::StatusCode,
-    response::{Html, IntoResponse, Response},
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
 };
 use serde::Deserialize;
 
-use crate::{AppState, store::StoreError};
+use crate::{
+    AppState,
+    cache::{Key, Rendered, cached},
+    store::StoreError,
+};
 
 const PAGE_SIZE: u32 = 20;
 
@@ -53,23 +57,33 @@ fn view(post: crate::store::Post) -> PostView {
     }
 }
 
-/// A page-level error: plain text, no details.
-fn failure(error: StoreError) -> Response {
-    let status = crate::api::ApiError::from(error).status();
-    let text = match status {
-        StatusCode::NOT_FOUND => "Not found.",
-        StatusCode::SERVICE_UNAVAILABLE => "The database is unavailable; try again shortly.",
-        _ => "Something went wrong.",
-    };
-    (status, text).into_response()
+/// A page-level error: its status, and plain text with no details.
+#[derive(Debug)]
+struct Failure(StatusCode);
+
+impl From<StoreError> for Failure {
+    fn from(error: StoreError) -> Self {
+        Failure(crate::api::ApiError::from(error).status())
+    }
 }
 
-fn render(template: impl Template) -> Response {
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        let text = match self.0 {
+            StatusCode::NOT_FOUND => "Not found.",
+            StatusCode::SERVICE_UNAVAILABLE => "The database is unavailable; try again shortly.",
+            _ => "Something went wrong.",
+        };
+        (self.0, text).into_response()
+    }
+}
+
+fn render(template: impl Template) -> Result<Rendered, Failure> {
     match template.render() {
-        Ok(html) => Html(html).into_response(),
+        Ok(html) => Ok(Rendered::weak(html, "text/html; charset=utf-8")),
         Err(e) => {
             tracing::error!(error = %e, "template");
-            (StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong.").into_response()
+            Err(Failure(StatusCode::INTERNAL_SERVER_ERROR))
         }
     }
 }
@@ -86,35 +100,38 @@ pub struct CommentParams {
 
 pub async fn list(
     State(state): State<AppState>,
+    headers: HeaderMap,
     params: Result<Query<PageParams>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let before = params.ok().and_then(|Query(p)| p.before);
-    match state.store.list_posts(PAGE_SIZE, before).await {
-        Ok(page) => render(PostsPage {
+    let make = async {
+        let page = state.store.list_posts(PAGE_SIZE, before).await?;
+        render(PostsPage {
             posts: page.posts.into_iter().map(view).collect(),
             next: page.next,
-        }),
-        Err(e) => failure(e),
-    }
+        })
+    };
+    cached(&state.cache, &headers, Key::ListPage { before }, make).await
 }
 
 /// A post and a page of its comments, oldest first (`?after=ID` for the next page).
 pub async fn show(
     State(state): State<AppState>,
+    headers: HeaderMap,
     Path(id): Path<String>,
     params: Result<Query<CommentParams>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let Some(id) = id.parse::<i64>().ok().filter(|id| *id > 0) else {
-        return failure(StoreError::NotFound);
+        return Failure(StatusCode::NOT_FOUND).into_response();
     };
     let after = params.ok().and_then(|Query(p)| p.after);
-    let post = match state.store.get_post(id).await {
-        Ok(post) => post,
-        Err(e) => return failure(e),
-    };
-    let page = crate::api::COMMENTS_PER_PAGE;
-    match state.store.comments(id, page, after).await {
-        Ok(page) => render(PostPage {
+    let make = async {
+        let post = state.store.get_post(id).await?;
+        let page = state
+            .store
+            .comments(id, crate::api::COMMENTS_PER_PAGE, after)
+            .await?;
+        render(PostPage {
             post: view(post),
             later: after.is_some_and(|after| after > 0),
             next: page.next,
@@ -127,7 +144,7 @@ pub async fn show(
                     body: c.body,
                 })
                 .collect(),
-        }),
-        Err(e) => failure(e),
-    }
+        })
+    };
+    cached(&state.cache, &headers, Key::PostPage { id, after }, make).await
 }

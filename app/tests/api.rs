@@ -71,7 +71,7 @@ async fn create_returns_201_location_etag_and_the_post() {
     let reply = create(&app, "Hello").await;
     assert_eq!(reply.status, StatusCode::CREATED);
     assert_eq!(reply.header(header::LOCATION), "/api/posts/1");
-    assert_eq!(reply.header(header::ETAG), "\"1-1\"");
+    assert_eq!(reply.header(header::ETAG), "\"1-1-0\"");
     let post = reply.json();
     assert_eq!(post["id"], 1);
     assert_eq!(post["title"], "Hello");
@@ -84,7 +84,7 @@ async fn create_returns_201_location_etag_and_the_post() {
     }
     let read = send(&app, get("/api/posts/1")).await;
     assert_eq!(read.status, StatusCode::OK);
-    assert_eq!(read.header(header::ETAG), "\"1-1\"");
+    assert_eq!(read.header(header::ETAG), "\"1-1-0\"");
     assert_eq!(read.json(), post);
 }
 
@@ -235,7 +235,7 @@ async fn put_with_a_stale_if_match_is_412() {
         .insert(header::IF_MATCH, "\"1-1\"".parse().unwrap());
     let reply = send(&app, put).await;
     assert_eq!(reply.status, StatusCode::OK);
-    assert_eq!(reply.header(header::ETAG), "\"1-2\"");
+    assert_eq!(reply.header(header::ETAG), "\"1-2-0\"");
     assert_eq!(reply.json()["title"], "Edited");
     // The same If-Match again is stale now.
     let mut stale = json_request("PUT", "/api/posts/1", &body, Some(TOKEN));
@@ -481,5 +481,115 @@ async fn comments_are_rate_limited_per_client_address_with_retry_after() {
     assert_eq!(
         send(&app, comment_from(1, "198.51.100.9", 5)).await.status,
         StatusCode::CREATED
+    );
+}
+
+fn conditional(uri: &str, etag: &str) -> Request<Body> {
+    Request::get(uri)
+        .header(header::IF_NONE_MATCH, etag)
+        .body(Body::empty())
+        .unwrap()
+}
+
+/// Reads are kept and answered without the database, but never after a write of this app has
+/// changed them; a client's ETag gets a 304 while it is current.
+#[tokio::test]
+async fn kept_reads_follow_every_write_and_answer_if_none_match() {
+    let app = app().await;
+    create(&app, "First title").await;
+    let mut tags = Vec::new();
+    for uri in [
+        "/api/posts/1",
+        "/posts/1",
+        "/api/posts",
+        "/posts",
+        "/api/posts/1/comments",
+    ] {
+        let first = send(&app, get(uri)).await;
+        assert_eq!(first.status, StatusCode::OK, "{uri}");
+        assert_eq!(first.header(header::CACHE_CONTROL), "no-cache");
+        let etag = first.header(header::ETAG).to_string();
+        let again = send(&app, get(uri)).await;
+        assert_eq!(again.text, first.text, "{uri} kept");
+        assert_eq!(again.header(header::ETAG), etag);
+        let not_modified = send(&app, conditional(uri, &etag)).await;
+        assert_eq!(not_modified.status, StatusCode::NOT_MODIFIED, "{uri}");
+        assert_eq!(not_modified.header(header::ETAG), etag);
+        assert!(not_modified.text.is_empty());
+        tags.push((uri, etag));
+    }
+    assert_eq!(tags[0].1, "\"1-1-0\"");
+    assert!(
+        tags[1].1.starts_with("W/\""),
+        "pages get weak tags: {}",
+        tags[1].1
+    );
+
+    // A comment changes the post's JSON, its page, its comments and the lists at once.
+    let added = send(&app, comment_from(1, "192.0.2.1", 1)).await;
+    assert_eq!(added.status, StatusCode::CREATED);
+    for (uri, etag) in &tags {
+        let read = send(&app, conditional(uri, etag)).await;
+        assert_eq!(read.status, StatusCode::OK, "{uri} changed by the comment");
+        assert_ne!(read.header(header::ETAG), etag);
+    }
+    assert_eq!(
+        send(&app, get("/api/posts/1")).await.json()["comment_count"],
+        1
+    );
+    assert!(
+        send(&app, get("/posts/1"))
+            .await
+            .text
+            .contains("Comments (1)")
+    );
+
+    // So do a new title, and a delete.
+    let body = json!({ "title": "Second title", "body": "text" }).to_string();
+    let put = send(
+        &app,
+        json_request("PUT", "/api/posts/1", &body, Some(TOKEN)),
+    )
+    .await;
+    assert_eq!(put.status, StatusCode::OK);
+    assert_eq!(
+        send(&app, get("/api/posts/1")).await.json()["title"],
+        "Second title"
+    );
+    assert!(
+        send(&app, get("/posts/1"))
+            .await
+            .text
+            .contains("Second title")
+    );
+    assert!(
+        send(&app, get("/posts"))
+            .await
+            .text
+            .contains("Second title")
+    );
+    let delete = Request::delete("/api/posts/1")
+        .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(send(&app, delete).await.status, StatusCode::NO_CONTENT);
+    for uri in ["/api/posts/1", "/posts/1", "/api/posts/1/comments"] {
+        assert_eq!(
+            send(&app, get(uri)).await.status,
+            StatusCode::NOT_FOUND,
+            "{uri}"
+        );
+    }
+    assert!(
+        !send(&app, get("/posts"))
+            .await
+            .text
+            .contains("Second title")
+    );
+    create(&app, "Third").await;
+    assert_eq!(
+        send(&app, get("/api/posts")).await.json()["posts"][0]["title"],
+        "Third",
+        "a new post shows in the list at once"
     );
 }
