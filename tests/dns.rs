@@ -44,6 +44,63 @@ fn serves_www_foobar_com_from_the_shipped_zone() {
     assert!(ent.answers.is_empty());
 }
 
+/// Queries arriving together are taken and answered in batches: every one is answered once, to
+/// the socket that asked, with the answer to its own question, whatever else is in the batch.
+#[test]
+fn a_burst_of_udp_queries_is_answered_each_to_its_sender() {
+    use hickory_proto::op::Message;
+    let server = Foobar::start(&[("foobar.com.zone", &shipped_zone())]);
+    let names = ["www.foobar.com.", "foobar.com.", "missing.foobar.com."];
+    let clients: Vec<std::net::UdpSocket> = (0..8)
+        .map(|_| {
+            let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            socket
+                .set_read_timeout(Some(Duration::from_secs(3)))
+                .unwrap();
+            socket
+        })
+        .collect();
+    const PER_CLIENT: u16 = 100;
+    for id in 0..PER_CLIENT {
+        for (c, client) in clients.iter().enumerate() {
+            let mut query = support::query_message(names[(id as usize + c) % 3], RecordType::A);
+            query[..2].copy_from_slice(&(id + 1000 * c as u16).to_be_bytes());
+            client.send_to(&query, server.dns).unwrap();
+            if id % 25 == 0 {
+                // Not DNS at all, amid the queries: dropped, and the rest still answered.
+                client.send_to(b"\x01\x02\x03", server.dns).unwrap();
+            }
+        }
+    }
+    let mut buf = [0u8; 4096];
+    for (c, client) in clients.iter().enumerate() {
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..PER_CLIENT {
+            let (len, from) = client.recv_from(&mut buf).unwrap();
+            assert_eq!(from, server.dns);
+            let reply = Message::from_vec(&buf[..len]).unwrap();
+            let id = reply.metadata.id - 1000 * c as u16;
+            assert!(
+                id < PER_CLIENT,
+                "client {c} got another's answer: {}",
+                reply.metadata.id
+            );
+            assert!(seen.insert(id), "answered twice: {id}");
+            let asked = names[(id as usize + c) % 3];
+            assert_eq!(reply.queries[0].name().to_ascii(), asked);
+            let expected = if asked.starts_with("missing") {
+                ResponseCode::NXDomain
+            } else {
+                ResponseCode::NoError
+            };
+            assert_eq!(reply.metadata.response_code, expected, "{asked}");
+            if asked.starts_with("www") {
+                assert_eq!(addresses(&reply), ["8.8.8.8"]);
+            }
+        }
+    }
+}
+
 #[test]
 fn logs_name_every_bound_address() {
     let server = Foobar::start(&[("foobar.com.zone", &shipped_zone())]);

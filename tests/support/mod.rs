@@ -595,7 +595,6 @@ pub fn exited(pid: u32) -> bool {
     }
 }
 
-/// One query over UDP with EDNS, as a stub resolver sends it.
 /// The wire bytes of a query with EDNS, as a stub resolver sends it.
 pub fn query_message(name: &str, rtype: RecordType) -> Vec<u8> {
     let mut message = Message::query();
@@ -607,6 +606,7 @@ pub fn query_message(name: &str, rtype: RecordType) -> Vec<u8> {
     message.to_vec().unwrap()
 }
 
+/// One query over UDP with EDNS, as a stub resolver sends it.
 pub fn query_udp(server: SocketAddr, name: &str, rtype: RecordType) -> Message {
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     socket
