@@ -101,6 +101,48 @@ fn a_burst_of_udp_queries_is_answered_each_to_its_sender() {
     }
 }
 
+/// Over TCP, queries sent together in one write (and one split across writes) are answered
+/// in order, each with its own id (RFC 7766 section 6.2.1.1).
+#[test]
+fn pipelined_tcp_queries_are_answered_in_order() {
+    use hickory_proto::op::Message;
+    use std::io::{Read, Write};
+    let server = Foobar::start(&[("foobar.com.zone", &shipped_zone())]);
+    let mut stream = std::net::TcpStream::connect(server.dns).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    let names = ["www.foobar.com.", "missing.foobar.com."];
+    let (mut burst, mut last) = (Vec::new(), 0);
+    for id in 0..300u16 {
+        last = burst.len();
+        let mut query = support::query_message(names[usize::from(id % 2)], RecordType::A);
+        query[..2].copy_from_slice(&id.to_be_bytes());
+        burst.extend_from_slice(&(query.len() as u16).to_be_bytes());
+        burst.extend_from_slice(&query);
+    }
+    // The last query arrives in three pieces: one byte of its length, then half of the rest.
+    let half = last + (burst.len() - last) / 2;
+    for piece in [&burst[..=last], &burst[last + 1..half], &burst[half..]] {
+        stream.write_all(piece).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for id in 0..300u16 {
+        let mut length = [0u8; 2];
+        stream.read_exact(&mut length).unwrap();
+        let mut reply = vec![0u8; usize::from(u16::from_be_bytes(length))];
+        stream.read_exact(&mut reply).unwrap();
+        let reply = Message::from_vec(&reply).unwrap();
+        assert_eq!(reply.metadata.id, id, "in order");
+        let expected = if id % 2 == 0 {
+            ResponseCode::NoError
+        } else {
+            ResponseCode::NXDomain
+        };
+        assert_eq!(reply.metadata.response_code, expected);
+    }
+}
+
 #[test]
 fn logs_name_every_bound_address() {
     let server = Foobar::start(&[("foobar.com.zone", &shipped_zone())]);

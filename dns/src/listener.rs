@@ -355,83 +355,140 @@ async fn connection(
 ) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
     let io_timeout = shared.tcp_io_timeout;
-    let mut packet = vec![0u8; MAX_MESSAGE];
+    // What has arrived and is not answered yet: `input[start..end]`. Room for the largest
+    // message and its length, and more, so that pipelined queries are read together.
+    let mut input = vec![0u8; TCP_INPUT];
+    let (mut start, mut end) = (0, 0);
     let mut out = Vec::with_capacity(4096);
+    // Answers not written yet: every query that has arrived is answered, then all of them are
+    // written at once (RFC 7766 section 6.2.1.1 pipelining).
+    let mut pending = Vec::with_capacity(4096);
     let mut answered = 0u64;
     loop {
-        // The next query's first bytes: within the idle timeout; once stopping, only what has
-        // already arrived, except on a connection that has not sent its first query yet, which
-        // is on its way and gets `FIRST_QUERY_GRACE` (closing first would fail a query nothing
-        // else refused).
-        let wait = |stopping: bool| match (stopping, answered) {
-            (false, _) => shared.tcp_idle_timeout,
-            (true, 0) => FIRST_QUERY_GRACE,
-            (true, _) => Duration::ZERO,
-        };
-        let readable = tokio::select! {
-            readable = tokio::time::timeout(wait(shutdown.is_cancelled()), stream.readable()) => readable,
-            () = shutdown.cancelled(), if !shutdown.is_cancelled() => {
-                tokio::time::timeout(wait(true), stream.readable()).await
-            }
-        };
-        if !matches!(readable, Ok(Ok(()))) {
-            return Ok(());
-        }
-        let len = match tokio::time::timeout(io_timeout, stream.read_u16()).await {
-            Ok(Ok(len)) => usize::from(len),
-            Ok(Err(_)) | Err(_) => return Ok(()),
-        };
-        answered += 1;
-        match tokio::time::timeout(io_timeout, stream.read_exact(&mut packet[..len])).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => return Err(e),
-            Err(_) => return Ok(()),
-        }
-        let catalog = shared.catalog.load_full();
-        let client = Client {
-            transport: Transport::Tcp,
-            address: peer.ip(),
-            now: unix_now(),
-        };
-        let outcome = shared
-            .responder
-            .respond(&catalog, &packet[..len], client, &mut out);
-        match outcome {
-            Outcome::Reply => write_message(&mut stream, &out, io_timeout).await?,
-            Outcome::Drop => return Ok(()),
-            Outcome::Transfer(request) => {
-                let Some(zone) = catalog.get(&request.origin_key).cloned() else {
-                    return Ok(());
-                };
-                let started = std::time::Instant::now();
-                let query = packet[..len].to_vec();
-                let journals = shared.journals.clone();
-                let serial = zone.serial();
-                let origin = zone.origin_text();
-                let now = u64::from(client.now);
-                let answer = tokio::task::spawn_blocking(move || {
-                    xfr::answer(&zone, Some(&journals), &request, &query, now)
-                })
-                .await
-                .map_err(std::io::Error::other)?;
-                let bytes: usize = answer.messages.iter().map(Vec::len).sum();
-                crate::metrics::metrics().transferred_out();
-                for message in &answer.messages {
-                    write_message(&mut stream, message, io_timeout).await?;
+        while let Some(len) = complete_frame(&input[start..end]) {
+            let query = start + 2..start + 2 + len;
+            start = query.end;
+            answered += 1;
+            let catalog = shared.catalog.load_full();
+            let client = Client {
+                transport: Transport::Tcp,
+                address: peer.ip(),
+                now: unix_now(),
+            };
+            let outcome =
+                shared
+                    .responder
+                    .respond(&catalog, &input[query.clone()], client, &mut out);
+            match outcome {
+                Outcome::Reply => {
+                    pending.extend_from_slice(&(out.len() as u16).to_be_bytes());
+                    pending.extend_from_slice(&out);
+                    if pending.len() >= TCP_INPUT {
+                        write_all(&mut stream, &mut pending, io_timeout).await?;
+                    }
                 }
-                info!(
-                    zone = %origin,
-                    %peer,
-                    serial,
-                    kind = answer.kind,
-                    records = answer.records,
-                    bytes,
-                    ms = started.elapsed().as_millis() as u64,
-                    "transfer out"
-                );
+                Outcome::Drop => {
+                    write_all(&mut stream, &mut pending, io_timeout).await?;
+                    return Ok(());
+                }
+                Outcome::Transfer(request) => {
+                    write_all(&mut stream, &mut pending, io_timeout).await?;
+                    let Some(zone) = catalog.get(&request.origin_key).cloned() else {
+                        return Ok(());
+                    };
+                    let started = std::time::Instant::now();
+                    let query = input[query].to_vec();
+                    let journals = shared.journals.clone();
+                    let serial = zone.serial();
+                    let origin = zone.origin_text();
+                    let now = u64::from(client.now);
+                    let answer = tokio::task::spawn_blocking(move || {
+                        xfr::answer(&zone, Some(&journals), &request, &query, now)
+                    })
+                    .await
+                    .map_err(std::io::Error::other)?;
+                    let bytes: usize = answer.messages.iter().map(Vec::len).sum();
+                    crate::metrics::metrics().transferred_out();
+                    for message in &answer.messages {
+                        pending.extend_from_slice(&(message.len() as u16).to_be_bytes());
+                        pending.extend_from_slice(message);
+                        write_all(&mut stream, &mut pending, io_timeout).await?;
+                    }
+                    info!(
+                        zone = %origin,
+                        %peer,
+                        serial,
+                        kind = answer.kind,
+                        records = answer.records,
+                        bytes,
+                        ms = started.elapsed().as_millis() as u64,
+                        "transfer out"
+                    );
+                }
             }
+        }
+        write_all(&mut stream, &mut pending, io_timeout).await?;
+        // Keep what is left of a message at the front, with room after it for the rest.
+        if start == end {
+            (start, end) = (0, 0);
+        } else if start > 0 {
+            input.copy_within(start..end, 0);
+            (start, end) = (0, end - start);
+        }
+        // A message begun must be finished within the I/O timeout. Before the next one: the idle
+        // timeout; once stopping, only what has already arrived, except on a connection that
+        // has not sent its first query yet, which is on its way and gets `FIRST_QUERY_GRACE`
+        // (closing first would fail a query nothing else refused).
+        let partial = end > 0;
+        let wait = |stopping: bool| match (partial, stopping, answered) {
+            (true, _, _) => io_timeout,
+            (false, false, _) => shared.tcp_idle_timeout,
+            (false, true, 0) => FIRST_QUERY_GRACE,
+            (false, true, _) => Duration::ZERO,
+        };
+        let room = &mut input[end..];
+        let read = tokio::select! {
+            read = tokio::time::timeout(wait(shutdown.is_cancelled()), stream.read(room)) => read,
+            () = shutdown.cancelled(), if !shutdown.is_cancelled() => {
+                tokio::time::timeout(wait(true), stream.read(&mut input[end..])).await
+            }
+        };
+        match read {
+            Ok(Ok(0)) | Err(_) => return Ok(()),
+            Ok(Ok(n)) => end += n,
+            Ok(Err(e)) => return Err(e),
         }
     }
+}
+
+/// Bytes read at once from a TCP connection: the largest message with its length, and more.
+const TCP_INPUT: usize = 2 * (MAX_MESSAGE + 2);
+
+/// The length of the message at the start of `input`, if all of it has arrived.
+fn complete_frame(input: &[u8]) -> Option<usize> {
+    let (length, rest) = input.split_first_chunk::<2>()?;
+    let len = usize::from(u16::from_be_bytes(*length));
+    (rest.len() >= len).then_some(len)
+}
+
+/// Writes `bytes` (and empties it) within `timeout`.
+async fn write_all(
+    stream: &mut TcpStream,
+    bytes: &mut Vec<u8>,
+    timeout: Duration,
+) -> std::io::Result<()> {
+    if bytes.is_empty() {
+        return Ok(());
+    }
+    let written = match tokio::time::timeout(timeout, stream.write_all(bytes)).await {
+        Ok(result) => result,
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "the client does not read its answers",
+        )),
+    };
+    bytes.clear();
+    written
 }
 
 /// Seconds since the Unix epoch, modulo 2^32, as cookies count them.
@@ -439,22 +496,4 @@ fn unix_now() -> u32 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_secs() as u32)
-}
-
-/// Writes one framed message; a client that does not take it within `timeout` is cut off.
-async fn write_message(
-    stream: &mut TcpStream,
-    message: &[u8],
-    timeout: Duration,
-) -> std::io::Result<()> {
-    let mut framed = Vec::with_capacity(message.len() + 2);
-    framed.extend_from_slice(&(message.len() as u16).to_be_bytes());
-    framed.extend_from_slice(message);
-    match tokio::time::timeout(timeout, stream.write_all(&framed)).await {
-        Ok(result) => result,
-        Err(_) => Err(std::io::Error::new(
-            std::io::ErrorKind::TimedOut,
-            "the client does not read its answers",
-        )),
-    }
 }
