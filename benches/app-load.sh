@@ -1,104 +1,229 @@
 #!/usr/bin/env bash
-# The app under load: the post page (HTML) and the post JSON from foobar, with SQLite and with
-# MySQL/MariaDB behind it. Prints requests per second, per server CPU-second, and p99 latency
-# (oha over HTTP/2, 16 connections), median of the rounds.
+# The app under load, against the classic stack it replaces. The same post (a 2 KB body, 10
+# comments) is read as a page (/posts/1, HTML) and as JSON (/api/posts/1) from:
 #
-#   benches/app-load.sh [--rounds N] [--seconds S] [--mysql mysql://root@127.0.0.1:3306]
+#   classic         nginx + PHP-FPM (benches/classic/index.php, PDO) + MariaDB, plain HTTP
+#   foobar          foobar + MariaDB, HTTPS, as configured by default (rendered responses kept)
+#   foobar-nocache  the same with `cache_ms = 0`: every request queries and renders
+#   foobar-sqlite   foobar alone on its embedded SQLite, HTTPS
+#
+# Every stack runs pinned to core 0 with its own MariaDB (a private mariadbd in a temporary
+# folder, so its CPU is the stack's alone); wrk (64 connections, no compression asked) runs on
+# core 1. Prints requests per second, requests per CPU-second of the whole stack (every process
+# of it: nginx, php-fpm, mariadbd; foobar, mariadbd), p99 latency and the stack's resident
+# memory, median of the rounds, and the ratio of each to the classic stack.
+#
+#   benches/app-load.sh [--rounds N] [--seconds S] [--stacks "classic foobar ..."]
 source "$(dirname "$0")/lib.sh"
 
-rounds=3 seconds=6 mysql=${FOOBAR_TEST_MYSQL_URL:-mysql://root@127.0.0.1:3306/test}
+rounds=3 seconds=8 stacks="classic foobar foobar-nocache foobar-sqlite"
 while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) rounds=$2; shift 2 ;;
     --seconds) seconds=$2; shift 2 ;;
-    --mysql) mysql=$2; shift 2 ;;
+    --stacks) stacks=$2; shift 2 ;;
     --smoke) rounds=1 seconds=2; shift ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
 
-ensure_packages python3 mariadb-client
-command -v oha >/dev/null || cargo install oha --features http3 --locked -q
+ensure_packages wrk curl nginx php-fpm php-mysql mariadb-server mariadb-client
 foobar=$(foobar_binary)
+php_fpm=$(ls /usr/sbin/php-fpm* | head -1)
 work=$(mktemp -d)
-database="foobar_bench_$$"
-server="${mysql%/*}"
-pid=""
-# Runs SQL on the MySQL server of the URL given (mysql://user[:password]@host[:port]/...).
-mysql_admin() { # mysql_admin SQL
-  python3 - "$server" "$1" <<'PY'
-import subprocess, sys, urllib.parse
-url = urllib.parse.urlparse(sys.argv[1])
-args = ["mariadb", "-h", url.hostname or "127.0.0.1", "-P", str(url.port or 3306),
-        "-u", url.username or "root"]
-if url.password:
-    args.append(f"-p{url.password}")
-subprocess.run(args + ["-e", sys.argv[2]], check=True)
-PY
-}
+chmod 755 "$work"
+pids=""
 cleanup() {
-  [ -n "$pid" ] && stop "$pid"
-  mysql_admin "DROP DATABASE IF EXISTS \`$database\`" || true
+  for p in $pids; do stop "$p"; done
   rm -rf "$work"
 }
 trap cleanup EXIT
-mkdir -p "$work/zones"
-cp "$BENCH_ROOT/zones/foobar.com.zone" "$work/zones/"
-mysql_admin "CREATE DATABASE \`$database\` CHARACTER SET utf8mb4"
 
-port=28543
-# Runs foobar with DATABASE_URL, seeds a post with comments, loads PATH; prints
-# "requests/s requests/CPU-s p99_ms".
-measure() { # measure DATABASE_URL PATH
-  write_foobar_conf "$work" 0 "$port" "$BENCH_ROOT/public" \
-    "$(printf '[app]\ndatabase = "%s"\napi_token = "bench"' "$1")"
-  RUST_LOG=warn taskset -c "$SERVER_CORE" "$foobar" serve --config "$work/foobar.toml" 2>>"$work/foobar.log" & pid=$!
-  wait_port "$port"
-  if ! curl -sk "https://127.0.0.1:$port/api/posts/1" | grep -q '"id":1'; then
-    curl -sk -o /dev/null "https://127.0.0.1:$port/api/posts" -H 'Authorization: Bearer bench' \
-      -H 'content-type: application/json' \
-      -d "{\"title\": \"A post under load\", \"body\": \"$(head -c 2000 /dev/zero | tr '\0' x)\"}"
-    for i in $(seq 10); do
-      curl -sk -o /dev/null "https://127.0.0.1:$port/api/posts/1/comments" \
-        -H 'content-type: application/json' -d "{\"author\": \"reader $i\", \"body\": \"comment $i\"}"
-    done
-  fi
-  before=$(cpu_seconds "$pid")
-  taskset -c "$CLIENT_CORE" oha -z "${seconds}s" -c 16 --http2 --insecure --no-tui \
-    --output-format json "https://127.0.0.1:$port$2" > "$work/oha.json" 2>/dev/null
-  after=$(cpu_seconds "$pid")
-  stop "$pid"; pid=""
-  python3 - "$work/oha.json" "$before" "$after" <<'PY'
-import json, sys
-d = json.load(open(sys.argv[1])); s = d["summary"]
-ok = d.get("statusCodeDistribution", {}).get("200", 0)
-cpu = float(sys.argv[3]) - float(sys.argv[2])
-p99 = (d.get("latencyPercentiles") or {}).get("p99") or 0
-print(round(ok / s["total"]), round(ok / cpu) if cpu > 0 else 0, round(p99 * 1000, 2))
-PY
+port_db=28630 port_foobar=28631 port_nginx=28632
+
+# A private MariaDB for the run, its data in the work folder.
+mariadb-install-db --no-defaults --user=mysql --auth-root-authentication-method=normal \
+  --skip-test-db --datadir="$work/db" >/dev/null
+chown -R mysql:mysql "$work/db"
+taskset -c "$SERVER_CORE" mariadbd --no-defaults --user=mysql --bind-address=127.0.0.1 \
+  --skip-name-resolve --port="$port_db" --datadir="$work/db" --socket="$work/db/sock" \
+  --pid-file="$work/db/pid" --log-error="$work/db/error.log" --innodb-buffer-pool-size=128M \
+  --max-connections=500 & pid_db=$!
+pids="$pid_db"
+wait_port "$port_db"
+sql() { mariadb -h 127.0.0.1 -P "$port_db" -u root "$@"; }
+sql -e "CREATE DATABASE bench CHARACTER SET utf8mb4"
+
+mkdir -p "$work/zones" "$work/nginx"
+cp "$BENCH_ROOT/zones/foobar.com.zone" "$work/zones/"
+
+# Starts foobar on DATABASE_URL with EXTRA [app] lines; sets pid_foobar.
+start_foobar() { # start_foobar DATABASE_URL EXTRA
+  write_foobar_conf "$work" 0 "$port_foobar" "$BENCH_ROOT/public" \
+    "$(printf '[app]\ndatabase = "%s"\napi_token = "bench"\n%s' "$1" "$2")"
+  RUST_LOG=warn taskset -c "$SERVER_CORE" "$foobar" serve --config "$work/foobar.toml" \
+    2>>"$work/foobar.log" & pid_foobar=$!
+  wait_port "$port_foobar"
 }
 
-declare -A rps cps p99
+# The post every stack reads, written once through foobar's API (so both stacks read the rows
+# foobar's schema holds).
+seed() { # seed
+  curl -sk -o /dev/null "https://127.0.0.1:$port_foobar/api/posts" -H 'Authorization: Bearer bench' \
+    -H 'content-type: application/json' \
+    -d "{\"title\": \"A post under load\", \"body\": \"$(head -c 2000 /dev/zero | tr '\0' x)\"}"
+  for i in $(seq 10); do
+    curl -sk -o /dev/null "https://127.0.0.1:$port_foobar/api/posts/1/comments" \
+      -H 'content-type: application/json' -d "{\"author\": \"reader $i\", \"body\": \"comment $i\"}"
+  done
+}
+start_foobar "mysql://root@127.0.0.1:$port_db/bench" ""
+seed
+stop "$pid_foobar"
+start_foobar "sqlite://$work/foobar.db" ""
+seed
+stop "$pid_foobar"
+
+# PHP-FPM and nginx as a tuned classic deployment runs them: static FPM children with
+# persistent database connections and opcache, nginx with keep-alive and no access log.
+cat > "$work/php-fpm.conf" <<CONF
+[global]
+pid = $work/php-fpm.pid
+error_log = $work/php-fpm.log
+daemonize = no
+[bench]
+user = root
+group = root
+listen = $work/php-fpm.sock
+listen.mode = 0666
+pm = static
+pm.max_children = 8
+pm.max_requests = 0
+env[BENCH_DSN] = "mysql:host=127.0.0.1;port=$port_db;dbname=bench"
+php_admin_value[opcache.enable] = 1
+php_admin_value[opcache.validate_timestamps] = 0
+CONF
+cat > "$work/nginx/nginx.conf" <<CONF
+worker_processes 1;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    keepalive_requests 100000;
+    client_body_temp_path $work/nginx;
+    proxy_temp_path $work/nginx;
+    fastcgi_temp_path $work/nginx;
+    uwsgi_temp_path $work/nginx;
+    scgi_temp_path $work/nginx;
+    server {
+        listen 127.0.0.1:$port_nginx;
+        location / {
+            include /etc/nginx/fastcgi_params;
+            fastcgi_param SCRIPT_FILENAME $BENCH_ROOT/benches/classic/index.php;
+            fastcgi_pass unix:$work/php-fpm.sock;
+        }
+    }
+}
+CONF
+
+# Starts STACK's web side; sets web (its PID) and base (its URL).
+start_stack() { # start_stack STACK
+  case "$1" in
+    classic)
+      taskset -c "$SERVER_CORE" "$php_fpm" --nodaemonize --allow-to-run-as-root --fpm-config "$work/php-fpm.conf" \
+        2>>"$work/php-fpm.log" & pid_fpm=$!
+      taskset -c "$SERVER_CORE" nginx -c "$work/nginx/nginx.conf" -g 'daemon off;' \
+        2>>"$work/nginx.log" & pid_nginx=$!
+      wait_port "$port_nginx"
+      for _ in $(seq 50); do [ -S "$work/php-fpm.sock" ] && break; sleep 0.1; done
+      web="$pid_fpm $pid_nginx" base="http://127.0.0.1:$port_nginx" ;;
+    foobar) start_foobar "mysql://root@127.0.0.1:$port_db/bench" ""
+      web=$pid_foobar base="https://127.0.0.1:$port_foobar" ;;
+    foobar-nocache) start_foobar "mysql://root@127.0.0.1:$port_db/bench" "cache_ms = 0"
+      web=$pid_foobar base="https://127.0.0.1:$port_foobar" ;;
+    foobar-sqlite) start_foobar "sqlite://$work/foobar.db" ""
+      web=$pid_foobar base="https://127.0.0.1:$port_foobar" ;;
+  esac
+  pids="$pids $web"
+}
+
+# CPU seconds of PIDS and their descendants, summed.
+stack_cpu() { # stack_cpu PID...
+  local total=0
+  for p in "$@"; do total=$(awk -v a="$total" -v b="$(cpu_seconds "$p")" 'BEGIN { print a + b }'); done
+  echo "$total"
+}
+stack_rss() { # stack_rss PID...
+  local total=0
+  for p in "$@"; do total=$((total + $(rss_mb "$p"))); done
+  echo "$total"
+}
+
+# What the database server has been sent so far, as NAME=COUNT words: statements (Questions),
+# prepares, executes, closes, and administrative commands (a connection reset is one).
+db_counters() {
+  sql -N -e "SHOW GLOBAL STATUS WHERE Variable_name IN ('Questions', 'Com_stmt_prepare',
+    'Com_stmt_execute', 'Com_stmt_close', 'Com_admin_commands')" | awk '{printf "%s=%s ", $1, $2}'
+}
+
+# Loads URL for the run's seconds; prints "requests/s requests/stack-CPU-s p99_ms rss_mb", and
+# to stderr what each request sent to the database.
+measure() { # measure URL PID...
+  local url=$1; shift
+  curl -sfk -o /dev/null "$url" || { echo "no 200 from $url" >&2; return 1; }
+  # A short warm-up (persistent connections, the cache, the buffer pool), not counted.
+  taskset -c "$CLIENT_CORE" wrk -t1 -c64 -d1s "$url" >/dev/null
+  local before after db_before db_after
+  db_before=$(db_counters)
+  before=$(stack_cpu "$@")
+  taskset -c "$CLIENT_CORE" wrk -t1 -c64 -d"${seconds}s" --latency "$url" > "$work/wrk.txt"
+  after=$(stack_cpu "$@")
+  db_after=$(db_counters)
+  awk -v b="$db_before" -v a="$db_after" '/requests in/ { n = $1 } END {
+    split(b, x, " "); split(a, y, " ")
+    for (i in x) { split(x[i], kv, "="); from[kv[1]] = kv[2] }
+    for (i in y) { split(y[i], kv, "="); to[kv[1]] = kv[2] }
+    printf "  per request, sent to the database: %.2f statements, %.2f prepares, %.2f executes, %.2f closes, %.2f admin (resets)\n",
+      (to["Questions"] - from["Questions"]) / n, (to["Com_stmt_prepare"] - from["Com_stmt_prepare"]) / n,
+      (to["Com_stmt_execute"] - from["Com_stmt_execute"]) / n, (to["Com_stmt_close"] - from["Com_stmt_close"]) / n,
+      (to["Com_admin_commands"] - from["Com_admin_commands"]) / n
+  }' "$work/wrk.txt" >&2
+  awk -v b="$before" -v a="$after" -v rss="$(stack_rss "$@")" '
+    /requests in/ { n = $1 }
+    /Requests\/sec/ { r = $2 }
+    /Non-2xx/ { bad = $NF }
+    $1 == "99%" { p = $2; if (p ~ /us$/) p = p / 1000; else if (p ~ /ms$/) p = p + 0; else p = p * 1000 }
+    END { ok = n - bad; printf "%.0f %.0f %.2f %s\n", r * ok / (n ? n : 1), (a - b > 0 ? ok / (a - b) : 0), p, rss }
+  ' "$work/wrk.txt"
+}
+
+declare -A rps cps p99 mem
 for round in $(seq "$rounds"); do
-  for backend in sqlite mysql; do
-    url="sqlite://$work/foobar.db"
-    [ "$backend" = mysql ] && url="$server/$database"
+  for stack in $stacks; do
+    start_stack "$stack"
     for path in /posts/1 /api/posts/1; do
-      read -r r c p < <(measure "$url" "$path")
-      rps[$backend$path]+="$r " cps[$backend$path]+="$c " p99[$backend$path]+="$p "
-      printf 'round %d %-6s %-13s %7s req/s %7s req/CPU-s p99 %s ms\n' "$round" "$backend" "$path" "$r" "$c" "$p" >&2
+      # shellcheck disable=SC2086
+      read -r r c p m < <(measure "$base$path" $web "$pid_db")
+      rps[$stack$path]+="$r " cps[$stack$path]+="$c " p99[$stack$path]+="$p " mem[$stack$path]+="$m "
+      printf 'round %d %-15s %-13s %7s req/s %7s req/stack-CPU-s p99 %s ms, %s MB\n' \
+        "$round" "$stack" "$path" "$r" "$c" "$p" "$m" >&2
     done
+    for p in $web; do stop "$p"; done
   done
 done
 
+median() { tr ' ' '\n' | grep . | summarize | awk '{print $1}'; }
 echo
-echo "App, $rounds rounds x ${seconds}s, oha over HTTP/2 with 16 connections, foobar on core $SERVER_CORE"
-printf '%-6s %-13s %10s %12s %10s\n' backend path "req/s" "req/CPU-s" "p99 ms"
-for backend in sqlite mysql; do
-  for path in /posts/1 /api/posts/1; do
-    read -r r _ _ < <(tr ' ' '\n' <<<"${rps[$backend$path]}" | grep . | summarize)
-    read -r c _ _ < <(tr ' ' '\n' <<<"${cps[$backend$path]}" | grep . | summarize)
-    p=$(tr ' ' '\n' <<<"${p99[$backend$path]}" | grep . | sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}')
-    printf '%-6s %-13s %10s %12s %10s\n' "$backend" "$path" "$r" "$c" "$p"
+echo "The app against the classic stack, $rounds rounds x ${seconds}s, wrk -c64 on core $CLIENT_CORE, each stack (with its mariadbd) on core $SERVER_CORE"
+printf '%-15s %-13s %9s %16s %9s %9s %8s\n' stack path "req/s" "req/stack-CPU-s" "p99 ms" "RSS MB" "vs classic"
+for path in /posts/1 /api/posts/1; do
+  classic=$(median <<<"${cps[classic$path]:-}")
+  for stack in $stacks; do
+    c=$(median <<<"${cps[$stack$path]}")
+    ratio=$(awk -v a="$c" -v b="$classic" 'BEGIN { printf "%.2fx", (b > 0 ? a / b : 0) }')
+    printf '%-15s %-13s %9s %16s %9s %9s %8s\n' "$stack" "$path" "$(median <<<"${rps[$stack$path]}")" \
+      "$c" "$(tr ' ' '\n' <<<"${p99[$stack$path]}" | grep . | sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}')" \
+      "$(median <<<"${mem[$stack$path]}")" "$ratio"
   done
 done
