@@ -14,6 +14,7 @@
 
 mod activity;
 mod cache;
+mod coalesce;
 mod config;
 mod error;
 mod h3;
