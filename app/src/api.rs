@@ -303,9 +303,10 @@ pub async fn create(
     authorize(&state, &headers)?;
     let Json(post) = post?;
     post.validate()?;
-    let created = state.store.create_post(&post.title, &post.body).await;
-    state.cache.changed(None);
-    let post = created?;
+    let changing = state.cache.changing(None);
+    let post = state.store.create_post(&post.title, &post.body).await;
+    drop(changing);
+    let post = post?;
     let location = format!("/api/posts/{}", post.id);
     let mut response = with_etag(StatusCode::CREATED, post);
     if let Ok(value) = HeaderValue::from_str(&location) {
@@ -365,12 +366,13 @@ pub async fn update(
     let Json(post) = post?;
     post.validate()?;
     let expected = expected_version(&headers, id)?;
-    let updated = state
+    let changing = state.cache.changing(Some(id));
+    let post = state
         .store
         .update_post(id, &post.title, &post.body, expected)
         .await;
-    state.cache.changed(Some(id));
-    let post = updated?;
+    drop(changing);
+    let post = post?;
     Ok(with_etag(StatusCode::OK, post))
 }
 
@@ -381,8 +383,9 @@ pub async fn delete(
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers)?;
     let id = post_id(&id)?;
+    let changing = state.cache.changing(Some(id));
     let deleted = state.store.delete_post(id).await;
-    state.cache.changed(Some(id));
+    drop(changing);
     deleted?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -449,12 +452,13 @@ pub async fn comment(
     {
         return Err(ApiError::too_many(wait));
     }
-    let added = state
+    let changing = state.cache.changing(Some(id));
+    let comment = state
         .store
         .add_comment(id, &comment.author, &comment.body)
         .await;
-    state.cache.changed(Some(id));
-    let comment = added?;
+    drop(changing);
+    let comment = comment?;
     let location = format!("/api/posts/{id}/comments");
     let mut response = (StatusCode::CREATED, Json(CommentJson::from(comment))).into_response();
     if let Ok(value) = HeaderValue::from_str(&location) {

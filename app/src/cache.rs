@@ -19,7 +19,7 @@
 use std::{
     collections::HashMap,
     hash::{Hash, Hasher},
-    sync::{Mutex, PoisonError},
+    sync::{Arc, Mutex, PoisonError},
     time::{Duration, Instant},
 };
 
@@ -239,9 +239,19 @@ impl Cache {
         inner.bytes += size;
     }
 
+    /// A write to `post` (or a new post, with `None`) is about to be made: what it changes is
+    /// dropped when the returned guard is, after the write, whether it succeeded, failed, or
+    /// its request was abandoned midway (the database may have committed it all the same).
+    pub fn changing(self: &Arc<Self>, post: Option<i64>) -> Changing {
+        Changing {
+            cache: Arc::clone(self),
+            post,
+        }
+    }
+
     /// A write to `post` (or a new post, with `None`) has been made or tried: drop the post's
     /// responses and every list.
-    pub fn changed(&self, post: Option<i64>) {
+    fn changed(&self, post: Option<i64>) {
         let mut inner = self.lock();
         inner.generation = inner.generation.wrapping_add(1);
         let mut freed = 0;
@@ -253,6 +263,19 @@ impl Cache {
             keep
         });
         inner.bytes -= freed;
+    }
+}
+
+/// Drops what a write changes, when the write is over (see [`Cache::changing`]).
+#[derive(Debug)]
+pub struct Changing {
+    cache: Arc<Cache>,
+    post: Option<i64>,
+}
+
+impl Drop for Changing {
+    fn drop(&mut self) {
+        self.cache.changed(self.post);
     }
 }
 
@@ -292,6 +315,26 @@ mod tests {
         let ticket = cache.get(&key).unwrap_err();
         cache.changed(Some(1));
         cache.put(key, ticket, &rendered("read before the write"));
+        assert!(cache.get(&key).is_err());
+    }
+
+    /// A write whose request is abandoned (its future dropped) after the database may have
+    /// committed it still drops what it changes.
+    #[tokio::test]
+    async fn an_abandoned_write_still_drops_what_it_changes() {
+        let cache = Arc::new(Cache::new(Duration::from_secs(60), 1 << 20));
+        let key = Key::PostJson { id: 1 };
+        let ticket = cache.get(&key).unwrap_err();
+        cache.put(key, ticket, &rendered("before"));
+        let writer = {
+            let cache = Arc::clone(&cache);
+            async move {
+                let _changing = cache.changing(Some(1));
+                std::future::pending::<()>().await;
+            }
+        };
+        let abandoned = tokio::time::timeout(Duration::from_millis(10), writer).await;
+        assert!(abandoned.is_err());
         assert!(cache.get(&key).is_err());
     }
 
