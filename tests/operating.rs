@@ -256,6 +256,20 @@ async fn metrics_count_app_requests_by_route_and_database_operations() {
         .await;
         assert_eq!(missing.status, 404);
     }
+    // A kept read: made once (a miss), then kept (a hit), then a 304 to its ETag (a hit).
+    let first = fetch(Proto::H2, server.https, &pem, web::get("/api/posts/1", &[])).await;
+    assert_eq!(first.status, 200);
+    let again = fetch(Proto::H1, server.https, &pem, web::get("/api/posts/1", &[])).await;
+    assert_eq!(again.body, first.body);
+    let etag = first.header("etag").unwrap().to_string();
+    let not_modified = fetch(
+        Proto::H3,
+        server.https,
+        &pem,
+        web::get("/api/posts/1", &[("if-none-match", etag.as_str())]),
+    )
+    .await;
+    assert_eq!(not_modified.status, 304);
     let ready = fetch(Proto::H3, server.https, &pem, web::get("/readyz", &[])).await;
     assert_eq!(ready.status, 200);
 
@@ -270,6 +284,17 @@ async fn metrics_count_app_requests_by_route_and_database_operations() {
     };
     assert_eq!(requests("/api/posts", "2xx"), 3.0, "{metrics}");
     assert_eq!(requests("/api/posts/{id}", "4xx"), 2.0);
+    assert_eq!(requests("/api/posts/{id}", "2xx"), 2.0);
+    assert_eq!(requests("/api/posts/{id}", "3xx"), 1.0);
+    let lookups = |result: &str| {
+        value(
+            &metrics,
+            &format!(r#"foobar_app_cache_lookups_total{{result="{result}"}}"#),
+        )
+    };
+    assert_eq!(lookups("miss"), 3.0, "two 404s and the first read");
+    assert_eq!(lookups("hit"), 2.0);
+    assert_eq!(lookups("not_modified"), 1.0);
     assert_eq!(requests("/readyz", "2xx"), 1.0);
     let operations = |name: &str| {
         value(
@@ -278,7 +303,7 @@ async fn metrics_count_app_requests_by_route_and_database_operations() {
         )
     };
     assert_eq!(operations("create_post"), 3.0);
-    assert_eq!(operations("get_post"), 2.0);
+    assert_eq!(operations("get_post"), 3.0, "kept reads query nothing");
     assert_eq!(
         value(&metrics, r#"foobar_db_errors_total{kind="unavailable"}"#),
         0.0
