@@ -303,10 +303,8 @@ pub async fn create(
     authorize(&state, &headers)?;
     let Json(post) = post?;
     post.validate()?;
-    let changing = state.cache.changing(None);
-    let post = state.store.create_post(&post.title, &post.body).await;
-    drop(changing);
-    let post = post?;
+    let write = state.store.create_post(&post.title, &post.body);
+    let post = state.cache.writing(None, write).await?;
     let location = format!("/api/posts/{}", post.id);
     let mut response = with_etag(StatusCode::CREATED, post);
     if let Ok(value) = HeaderValue::from_str(&location) {
@@ -366,13 +364,10 @@ pub async fn update(
     let Json(post) = post?;
     post.validate()?;
     let expected = expected_version(&headers, id)?;
-    let changing = state.cache.changing(Some(id));
-    let post = state
+    let write = state
         .store
-        .update_post(id, &post.title, &post.body, expected)
-        .await;
-    drop(changing);
-    let post = post?;
+        .update_post(id, &post.title, &post.body, expected);
+    let post = state.cache.writing(Some(id), write).await?;
     Ok(with_etag(StatusCode::OK, post))
 }
 
@@ -383,10 +378,8 @@ pub async fn delete(
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers)?;
     let id = post_id(&id)?;
-    let changing = state.cache.changing(Some(id));
-    let deleted = state.store.delete_post(id).await;
-    drop(changing);
-    deleted?;
+    let write = state.store.delete_post(id);
+    state.cache.writing(Some(id), write).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -452,13 +445,8 @@ pub async fn comment(
     {
         return Err(ApiError::too_many(wait));
     }
-    let changing = state.cache.changing(Some(id));
-    let comment = state
-        .store
-        .add_comment(id, &comment.author, &comment.body)
-        .await;
-    drop(changing);
-    let comment = comment?;
+    let write = state.store.add_comment(id, &comment.author, &comment.body);
+    let comment = state.cache.writing(Some(id), write).await?;
     let location = format!("/api/posts/{id}/comments");
     let mut response = (StatusCode::CREATED, Json(CommentJson::from(comment))).into_response();
     if let Ok(value) = HeaderValue::from_str(&location) {

@@ -239,14 +239,19 @@ impl Cache {
         inner.bytes += size;
     }
 
-    /// A write to `post` (or a new post, with `None`) is about to be made: what it changes is
-    /// dropped when the returned guard is, after the write, whether it succeeded, failed, or
-    /// its request was abandoned midway (the database may have committed it all the same).
-    pub fn changing(self: &Arc<Self>, post: Option<i64>) -> Changing {
-        Changing {
+    /// Runs `write`, a write to `post` (or a new post, with `None`), then drops what it
+    /// changes: whether it succeeded or failed, and also when its request is abandoned midway
+    /// (the database may have committed it all the same).
+    pub async fn writing<T>(
+        self: &Arc<Self>,
+        post: Option<i64>,
+        write: impl Future<Output = T>,
+    ) -> T {
+        let _changing = Changing {
             cache: Arc::clone(self),
             post,
-        }
+        };
+        write.await
     }
 
     /// A write to `post` (or a new post, with `None`) has been made or tried: drop the post's
@@ -266,9 +271,9 @@ impl Cache {
     }
 }
 
-/// Drops what a write changes, when the write is over (see [`Cache::changing`]).
+/// Drops what a write changes, when the write is over (see [`Cache::writing`]).
 #[derive(Debug)]
-pub struct Changing {
+struct Changing {
     cache: Arc<Cache>,
     post: Option<i64>,
 }
@@ -326,13 +331,7 @@ mod tests {
         let key = Key::PostJson { id: 1 };
         let ticket = cache.get(&key).unwrap_err();
         cache.put(key, ticket, &rendered("before"));
-        let writer = {
-            let cache = Arc::clone(&cache);
-            async move {
-                let _changing = cache.changing(Some(1));
-                std::future::pending::<()>().await;
-            }
-        };
+        let writer = cache.writing(Some(1), std::future::pending::<()>());
         let abandoned = tokio::time::timeout(Duration::from_millis(10), writer).await;
         assert!(abandoned.is_err());
         assert!(cache.get(&key).is_err());
