@@ -188,23 +188,36 @@ pub fn etag(post: &Post) -> String {
     format!("\"{}-{}-{}\"", post.id, post.version, post.comment_count)
 }
 
-/// JSON text of `value` as a kept response with a weak ETag.
-fn json_rendered(value: &impl Serialize) -> Result<Rendered, ApiError> {
-    serde_json::to_vec(value)
-        .map(|body| Rendered::weak(body, "application/json"))
-        .map_err(|e| {
-            error!(error = %e, "json");
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
-        })
+/// JSON text of `value`.
+fn json_bytes(value: &impl Serialize) -> Result<Vec<u8>, ApiError> {
+    serde_json::to_vec(value).map_err(|e| {
+        error!(error = %e, "json");
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+    })
 }
 
-fn with_etag(status: StatusCode, post: Post) -> Response {
-    let tag = etag(&post);
-    let mut response = (status, Json(PostJson::from(post))).into_response();
-    if let Ok(value) = HeaderValue::from_str(&tag) {
-        response.headers_mut().insert(header::ETAG, value);
-    }
-    response
+/// JSON text of `value` as a kept response with a weak ETag.
+fn json_rendered(value: &impl Serialize) -> Result<Rendered, ApiError> {
+    json_bytes(value).map(|body| Rendered::weak(body, "application/json"))
+}
+
+/// A post's JSON with its ETag, as reads keep it and writes answer with it.
+fn post_rendered(post: Post) -> Result<Rendered, ApiError> {
+    let tag = HeaderValue::from_str(&etag(&post))
+        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error"))?;
+    let body = json_bytes(&PostJson::from(post))?;
+    Ok(Rendered::tagged(body, "application/json", tag))
+}
+
+/// A write's answer: the post as it now is, with its ETag.
+fn with_etag(status: StatusCode, post: Post) -> Result<Response, ApiError> {
+    let Rendered {
+        body,
+        content_type,
+        etag,
+    } = post_rendered(post)?;
+    let headers = [(header::CONTENT_TYPE, content_type), (header::ETAG, etag)];
+    Ok((status, headers, body).into_response())
 }
 
 /// Writes to posts need `Authorization: Bearer <token>`.
@@ -306,7 +319,7 @@ pub async fn create(
     let write = state.store.create_post(&post.title, &post.body);
     let post = state.cache.writing(None, write).await?;
     let location = format!("/api/posts/{}", post.id);
-    let mut response = with_etag(StatusCode::CREATED, post);
+    let mut response = with_etag(StatusCode::CREATED, post)?;
     if let Ok(value) = HeaderValue::from_str(&location) {
         response.headers_mut().insert(header::LOCATION, value);
     }
@@ -319,15 +332,7 @@ pub async fn show(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = post_id(&id)?;
-    let make = async {
-        let post = state.store.get_post(id).await?;
-        let etag = HeaderValue::from_str(&etag(&post))
-            .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error"))?;
-        Ok::<_, ApiError>(Rendered {
-            etag,
-            ..json_rendered(&PostJson::from(post))?
-        })
-    };
+    let make = async { post_rendered(state.store.get_post(id).await?) };
     Ok(cached(&state.cache, &headers, Key::PostJson { id }, make).await)
 }
 
@@ -368,7 +373,7 @@ pub async fn update(
         .store
         .update_post(id, &post.title, &post.body, expected);
     let post = state.cache.writing(Some(id), write).await?;
-    Ok(with_etag(StatusCode::OK, post))
+    with_etag(StatusCode::OK, post)
 }
 
 pub async fn delete(

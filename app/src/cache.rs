@@ -19,7 +19,7 @@
 use std::{
     collections::HashMap,
     hash::{Hash, Hasher},
-    sync::{Arc, Mutex, PoisonError},
+    sync::{Mutex, PoisonError},
     time::{Duration, Instant},
 };
 
@@ -78,8 +78,17 @@ impl Rendered {
         body.hash(&mut hasher);
         let etag = HeaderValue::from_str(&format!("W/\"{:016x}\"", hasher.finish()))
             .unwrap_or_else(|_| HeaderValue::from_static("W/\"0\""));
+        Rendered::tagged(body, content_type, etag)
+    }
+
+    /// A body with the ETag its maker gives it.
+    pub fn tagged(
+        body: impl Into<Bytes>,
+        content_type: &'static str,
+        etag: HeaderValue,
+    ) -> Rendered {
         Rendered {
-            body,
+            body: body.into(),
             content_type: HeaderValue::from_static(content_type),
             etag,
         }
@@ -103,7 +112,9 @@ impl Rendered {
 
 /// Whether `If-None-Match` names `etag` (weak comparison, RFC 9110 section 13.1.2) or is `*`.
 fn none_match(request: &HeaderMap, etag: &HeaderValue) -> bool {
-    let opaque = |tag: &[u8]| tag.strip_prefix(b"W/").unwrap_or(tag).to_vec();
+    fn opaque(tag: &[u8]) -> &[u8] {
+        tag.strip_prefix(b"W/").unwrap_or(tag)
+    }
     let ours = opaque(etag.as_bytes());
     request
         .get_all(header::IF_NONE_MATCH)
@@ -242,15 +253,8 @@ impl Cache {
     /// Runs `write`, a write to `post` (or a new post, with `None`), then drops what it
     /// changes: whether it succeeded or failed, and also when its request is abandoned midway
     /// (the database may have committed it all the same).
-    pub async fn writing<T>(
-        self: &Arc<Self>,
-        post: Option<i64>,
-        write: impl Future<Output = T>,
-    ) -> T {
-        let _changing = Changing {
-            cache: Arc::clone(self),
-            post,
-        };
+    pub async fn writing<T>(&self, post: Option<i64>, write: impl Future<Output = T>) -> T {
+        let _changing = Changing { cache: self, post };
         write.await
     }
 
@@ -273,12 +277,12 @@ impl Cache {
 
 /// Drops what a write changes, when the write is over (see [`Cache::writing`]).
 #[derive(Debug)]
-struct Changing {
-    cache: Arc<Cache>,
+struct Changing<'a> {
+    cache: &'a Cache,
     post: Option<i64>,
 }
 
-impl Drop for Changing {
+impl Drop for Changing<'_> {
     fn drop(&mut self) {
         self.cache.changed(self.post);
     }
@@ -327,7 +331,7 @@ mod tests {
     /// committed it still drops what it changes.
     #[tokio::test]
     async fn an_abandoned_write_still_drops_what_it_changes() {
-        let cache = Arc::new(Cache::new(Duration::from_secs(60), 1 << 20));
+        let cache = Cache::new(Duration::from_secs(60), 1 << 20);
         let key = Key::PostJson { id: 1 };
         let ticket = cache.get(&key).unwrap_err();
         cache.put(key, ticket, &rendered("before"));
