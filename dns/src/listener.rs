@@ -365,34 +365,34 @@ async fn connection(
     let mut pending = Vec::with_capacity(4096);
     let mut answered = 0u64;
     loop {
+        // The queries that arrived together are answered from one version of the zones.
+        let catalog = shared.catalog.load_full();
+        let client = Client {
+            transport: Transport::Tcp,
+            address: peer.ip(),
+            now: unix_now(),
+        };
         while let Some(len) = complete_frame(&input[start..end]) {
             let query = start + 2..start + 2 + len;
             start = query.end;
             answered += 1;
-            let catalog = shared.catalog.load_full();
-            let client = Client {
-                transport: Transport::Tcp,
-                address: peer.ip(),
-                now: unix_now(),
-            };
             let outcome =
                 shared
                     .responder
                     .respond(&catalog, &input[query.clone()], client, &mut out);
             match outcome {
                 Outcome::Reply => {
-                    pending.extend_from_slice(&(out.len() as u16).to_be_bytes());
-                    pending.extend_from_slice(&out);
+                    frame(&mut pending, &out);
                     if pending.len() >= TCP_INPUT {
-                        write_all(&mut stream, &mut pending, io_timeout).await?;
+                        write_pending(&mut stream, &mut pending, io_timeout).await?;
                     }
                 }
                 Outcome::Drop => {
-                    write_all(&mut stream, &mut pending, io_timeout).await?;
+                    write_pending(&mut stream, &mut pending, io_timeout).await?;
                     return Ok(());
                 }
                 Outcome::Transfer(request) => {
-                    write_all(&mut stream, &mut pending, io_timeout).await?;
+                    write_pending(&mut stream, &mut pending, io_timeout).await?;
                     let Some(zone) = catalog.get(&request.origin_key).cloned() else {
                         return Ok(());
                     };
@@ -410,9 +410,8 @@ async fn connection(
                     let bytes: usize = answer.messages.iter().map(Vec::len).sum();
                     crate::metrics::metrics().transferred_out();
                     for message in &answer.messages {
-                        pending.extend_from_slice(&(message.len() as u16).to_be_bytes());
-                        pending.extend_from_slice(message);
-                        write_all(&mut stream, &mut pending, io_timeout).await?;
+                        frame(&mut pending, message);
+                        write_pending(&mut stream, &mut pending, io_timeout).await?;
                     }
                     info!(
                         zone = %origin,
@@ -427,7 +426,7 @@ async fn connection(
                 }
             }
         }
-        write_all(&mut stream, &mut pending, io_timeout).await?;
+        write_pending(&mut stream, &mut pending, io_timeout).await?;
         // Keep what is left of a message at the front, with room after it for the rest.
         if start == end {
             (start, end) = (0, 0);
@@ -471,8 +470,14 @@ fn complete_frame(input: &[u8]) -> Option<usize> {
     (rest.len() >= len).then_some(len)
 }
 
+/// Appends `message` to `pending` with its two-byte length (RFC 1035 section 4.2.2).
+fn frame(pending: &mut Vec<u8>, message: &[u8]) {
+    pending.extend_from_slice(&(message.len() as u16).to_be_bytes());
+    pending.extend_from_slice(message);
+}
+
 /// Writes `bytes` (and empties it) within `timeout`.
-async fn write_all(
+async fn write_pending(
     stream: &mut TcpStream,
     bytes: &mut Vec<u8>,
     timeout: Duration,
