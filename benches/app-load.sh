@@ -148,18 +148,6 @@ start_stack() { # start_stack STACK
   pids="$pids $web"
 }
 
-# CPU seconds of PIDS and their descendants, summed.
-stack_cpu() { # stack_cpu PID...
-  local total=0
-  for p in "$@"; do total=$(awk -v a="$total" -v b="$(cpu_seconds "$p")" 'BEGIN { print a + b }'); done
-  echo "$total"
-}
-stack_rss() { # stack_rss PID...
-  local total=0
-  for p in "$@"; do total=$((total + $(rss_mb "$p"))); done
-  echo "$total"
-}
-
 # What the database server has been sent so far, as NAME=COUNT words: statements (Questions),
 # prepares, executes, closes, and administrative commands (a connection reset is one).
 db_counters() {
@@ -176,9 +164,9 @@ measure() { # measure URL PID...
   taskset -c "$CLIENT_CORE" wrk -t1 -c64 -d1s "$url" >/dev/null
   local before after db_before db_after
   db_before=$(db_counters)
-  before=$(stack_cpu "$@")
+  before=$(cpu_seconds "$@")
   taskset -c "$CLIENT_CORE" wrk -t1 -c64 -d"${seconds}s" --latency "$url" > "$work/wrk.txt"
-  after=$(stack_cpu "$@")
+  after=$(cpu_seconds "$@")
   db_after=$(db_counters)
   awk -v b="$db_before" -v a="$db_after" '/requests in/ { n = $1 } END {
     split(b, x, " "); split(a, y, " ")
@@ -189,7 +177,7 @@ measure() { # measure URL PID...
       (to["Com_stmt_execute"] - from["Com_stmt_execute"]) / n, (to["Com_stmt_close"] - from["Com_stmt_close"]) / n,
       (to["Com_admin_commands"] - from["Com_admin_commands"]) / n
   }' "$work/wrk.txt" >&2
-  awk -v b="$before" -v a="$after" -v rss="$(stack_rss "$@")" '
+  awk -v b="$before" -v a="$after" -v rss="$(rss_mb "$@")" '
     /requests in/ { n = $1 }
     /Requests\/sec/ { r = $2 }
     /Non-2xx/ { bad = $NF }

@@ -38,9 +38,9 @@ foobar_binary() {
   echo "$BENCH_ROOT/target/release/foobar"
 }
 
-# Process IDs of PID and all its descendants.
-process_tree() {
-  local pids=("$1") i=0
+# Process IDs of each PID and all their descendants.
+process_tree() { # process_tree PID...
+  local pids=("$@") i=0
   while [ $i -lt ${#pids[@]} ]; do
     for child in $(ps -o pid= --ppid "${pids[$i]}" 2>/dev/null); do pids+=("$child"); done
     i=$((i + 1))
@@ -48,10 +48,10 @@ process_tree() {
   echo "${pids[@]}"
 }
 
-# User plus system CPU seconds used so far by PID and its descendants.
-cpu_seconds() {
+# User plus system CPU seconds used so far by each PID and their descendants, summed.
+cpu_seconds() { # cpu_seconds PID...
   local total=0
-  for pid in $(process_tree "$1"); do
+  for pid in $(process_tree "$@"); do
     local ticks
     # The command name may hold spaces ("nsd: server 1"): count fields after its closing ")".
     ticks=$(sed 's/.*) //' /proc/"$pid"/stat 2>/dev/null | awk '{print $12 + $13}' || echo 0)
@@ -60,10 +60,10 @@ cpu_seconds() {
   awk -v t="$total" -v hz="$TICKS" 'BEGIN { printf "%.3f", t / hz }'
 }
 
-# Resident memory of PID and its descendants, in MB.
-rss_mb() {
+# Resident memory of each PID and their descendants, summed, in MB.
+rss_mb() { # rss_mb PID...
   local total=0
-  for pid in $(process_tree "$1"); do
+  for pid in $(process_tree "$@"); do
     local kb
     kb=$(awk '/^VmRSS/ {print $2}' /proc/"$pid"/status 2>/dev/null || echo 0)
     total=$((total + ${kb:-0}))
