@@ -231,8 +231,7 @@ impl Sqlite {
             .waiting
             .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         let permit = permit.map_err(|e| StoreError::Database(e.to_string()))?;
-        blocking(move || {
-            let _permit = permit;
+        let result = blocking(move || {
             let idle = lock(&readers.idle).pop();
             let connection = match idle {
                 Some(connection) => connection,
@@ -243,7 +242,12 @@ impl Sqlite {
             lock(&readers.idle).push(connection);
             result
         })
-        .await
+        .await;
+        // Released once the blocking thread is done, not from inside it: a permit freed while
+        // its thread is still busy let the next read start another thread, and a burst of
+        // reads grew the blocking pool far past the readers.
+        drop(permit);
+        result
     }
 
     pub async fn migrate(&self) -> Result<(), StoreError> {
