@@ -14,7 +14,6 @@
 
 mod activity;
 mod cache;
-mod coalesce;
 mod config;
 mod error;
 mod h3;

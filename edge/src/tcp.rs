@@ -31,7 +31,6 @@ use tracing::{debug, warn};
 use crate::{
     Limits,
     activity::{Activity, Tracked},
-    coalesce::Coalesce,
     metrics::{Protocol, metrics},
     service::{EdgeService, Peer},
 };
@@ -73,26 +72,22 @@ pub async fn serve_https(
         let limits = limits.clone();
         tasks.spawn(async move {
             let _ = stream.set_nodelay(true);
-            let stream = Coalesce::new(stream);
-            let mut stream =
-                match tokio::time::timeout(limits.header_timeout, tls.accept(stream)).await {
-                    Ok(Ok(stream)) => stream,
-                    Ok(Err(e)) => {
-                        metrics().handshake(false);
-                        debug!(%peer, error = %e, "tls handshake");
-                        return;
-                    }
-                    Err(_) => {
-                        metrics().handshake(false);
-                        debug!(%peer, "tls handshake timed out");
-                        return;
-                    }
-                };
+            let stream = match tokio::time::timeout(limits.header_timeout, tls.accept(stream)).await
+            {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(e)) => {
+                    metrics().handshake(false);
+                    debug!(%peer, error = %e, "tls handshake");
+                    return;
+                }
+                Err(_) => {
+                    metrics().handshake(false);
+                    debug!(%peer, "tls handshake timed out");
+                    return;
+                }
+            };
             metrics().handshake(true);
             let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-            if h2 {
-                stream.get_mut().0.hold_writes();
-            }
             let protocol = if h2 { Protocol::H2 } else { Protocol::H1 };
             metrics().opened(protocol);
             let activity = Activity::new();
