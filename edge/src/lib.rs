@@ -16,13 +16,13 @@ mod activity;
 mod cache;
 mod config;
 mod error;
+mod files;
 mod h3;
 mod handoff;
 pub mod metrics;
 pub mod probe;
 mod renewal;
 mod service;
-mod site;
 mod tcp;
 mod tls;
 
@@ -42,9 +42,9 @@ use tracing::{info, warn};
 pub use crate::{
     config::Config,
     error::Error,
+    files::{StaticFiles, static_files},
     handoff::{Generation, Handoff},
     service::{EdgeService, Peer, Stamp, edge_service},
-    site::{StaticFiles, static_files},
     tls::{Source as CertificateSource, spki_sha256},
 };
 
