@@ -14,22 +14,22 @@ use std::{
 };
 
 use foobar_dns::{Dns, health::Check};
-use foobar_edge::probe::Prober;
+use foobar_edge::probe::{Prober, Tally};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 /// What the checks have learned, by name and address, kept across reloads: a reload that
 /// restarts the checkers does not put a dead address back into the answers.
 #[derive(Debug, Clone, Default)]
-pub struct Memory(Arc<Mutex<HashMap<String, HashMap<IpAddr, State>>>>);
+pub struct Memory(Arc<Mutex<HashMap<String, HashMap<IpAddr, Tally>>>>);
 
 impl Memory {
-    fn recall(&self, name: &str) -> HashMap<IpAddr, State> {
+    fn recall(&self, name: &str) -> HashMap<IpAddr, Tally> {
         let known = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         known.get(name).cloned().unwrap_or_default()
     }
 
-    fn keep(&self, name: &str, states: &HashMap<IpAddr, State>) {
+    fn keep(&self, name: &str, states: &HashMap<IpAddr, Tally>) {
         let mut known = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         known.insert(name.to_string(), states.clone());
     }
@@ -62,14 +62,6 @@ pub fn spawn(
         );
         tokio::spawn(run);
     }
-}
-
-/// What is known of one address.
-#[derive(Debug, Clone, Copy)]
-struct State {
-    up: bool,
-    /// Results in a row that disagree with `up`.
-    streak: u32,
 }
 
 async fn run(
@@ -113,33 +105,20 @@ async fn run(
             let Some(state) = states.get_mut(&address) else {
                 // First seen (at start, or new in the zone): its first probe decides, so that a
                 // node starting up does not send browsers to a dead address for `fall` rounds.
-                states.insert(
-                    address,
-                    State {
-                        up: healthy,
-                        streak: 0,
-                    },
-                );
+                states.insert(address, Tally::first(healthy));
                 if let Err(reason) = result {
                     warn!(name = %check.name, %address, %reason, "health: down, left out of the answers");
                 }
                 continue;
             };
-            if healthy == state.up {
-                state.streak = 0;
-                continue;
-            }
-            state.streak += 1;
-            let needed = if state.up { check.fall } else { check.rise };
-            if state.streak >= needed.max(1) {
-                state.up = healthy;
-                state.streak = 0;
-                match result {
-                    Ok(()) => info!(name = %check.name, %address, "health: back in the answers"),
-                    Err(reason) => {
-                        warn!(name = %check.name, %address, %reason, "health: down, left out of the answers")
-                    }
+            match (state.record(healthy, check.rise, check.fall), result) {
+                (Some(true), _) => {
+                    info!(name = %check.name, %address, "health: back in the answers")
                 }
+                (Some(false), Err(reason)) => {
+                    warn!(name = %check.name, %address, %reason, "health: down, left out of the answers")
+                }
+                _ => {}
             }
         }
         states.retain(|address, _| addresses.contains(address));
@@ -155,10 +134,10 @@ async fn run(
 }
 
 /// The addresses of `addresses` known to be down.
-fn down(states: &HashMap<IpAddr, State>, addresses: &[IpAddr]) -> Vec<IpAddr> {
+fn down(states: &HashMap<IpAddr, Tally>, addresses: &[IpAddr]) -> Vec<IpAddr> {
     addresses
         .iter()
         .copied()
-        .filter(|address| states.get(address).is_some_and(|s| !s.up))
+        .filter(|address| states.get(address).is_some_and(|s| !s.is_up()))
         .collect()
 }

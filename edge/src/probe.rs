@@ -1,4 +1,6 @@
-//! The client side of a health check: an HTTPS GET to one node, answered 2xx in time or not.
+//! The client side of a health check: an HTTPS GET to one node, answered 2xx in time or not
+//! (`[[dns.health]]`), one GET over any connection (the proxy's upstream checks), and the
+//! rise/fall count both keep.
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -58,23 +60,11 @@ impl Prober {
                 .connect(name, tcp)
                 .await
                 .map_err(|e| format!("tls: {e}"))?;
-            let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-                .await
-                .map_err(|e| format!("http: {e}"))?;
-            tokio::spawn(connection);
-            let request = http::Request::get(path)
-                .header(http::header::HOST, host)
-                .header(http::header::USER_AGENT, "foobar-health-check")
-                .body(Empty::<bytes::Bytes>::new())
-                .map_err(|e| e.to_string())?;
-            let response = sender
-                .send_request(request)
-                .await
-                .map_err(|e| format!("http: {e}"))?;
-            if response.status().is_success() {
+            let status = get(tls, host, path).await?;
+            if status.is_success() {
                 Ok(())
             } else {
-                Err(format!("status {}", response.status()))
+                Err(format!("status {status}"))
             }
         };
         tokio::time::timeout(timeout, attempt)
@@ -83,8 +73,70 @@ impl Prober {
     }
 }
 
+/// One HTTP/1.1 GET of `path` with `host` over `io`, a connection made for it: the status.
+pub async fn get<I>(io: I, host: &str, path: &str) -> Result<http::StatusCode, String>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+        .await
+        .map_err(|e| format!("http: {e}"))?;
+    tokio::spawn(connection);
+    let request = http::Request::get(path)
+        .header(http::header::HOST, host)
+        .header(http::header::USER_AGENT, "foobar-health-check")
+        .header(http::header::CONNECTION, "close")
+        .body(Empty::<bytes::Bytes>::new())
+        .map_err(|e| e.to_string())?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| format!("http: {e}"))?;
+    Ok(response.status())
+}
+
+/// What is known of one checked target: up or down, and how many results in a row disagree.
+/// The first result decides (a target is not served for `fall` rounds after a start only to be
+/// found dead); after that it takes `fall` failures in a row to go down and `rise` successes
+/// to come back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tally {
+    up: bool,
+    streak: u32,
+}
+
+impl Tally {
+    /// What a first result says.
+    pub fn first(healthy: bool) -> Tally {
+        Tally {
+            up: healthy,
+            streak: 0,
+        }
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.up
+    }
+
+    /// Counts a result; the new state when it changes.
+    pub fn record(&mut self, healthy: bool, rise: u32, fall: u32) -> Option<bool> {
+        if healthy == self.up {
+            self.streak = 0;
+            return None;
+        }
+        self.streak += 1;
+        let needed = if self.up { fall } else { rise };
+        if self.streak < needed.max(1) {
+            return None;
+        }
+        self.up = healthy;
+        self.streak = 0;
+        Some(healthy)
+    }
+}
+
 /// The system's trusted roots (Debian's ca-certificates bundle), if it is there.
-fn rustls_native_roots() -> Vec<CertificateDer<'static>> {
+pub(crate) fn rustls_native_roots() -> Vec<CertificateDer<'static>> {
     use rustls_pki_types::pem::PemObject;
     CertificateDer::pem_file_iter("/etc/ssl/certs/ca-certificates.crt")
         .map(|certs| certs.filter_map(Result::ok).collect())
@@ -94,7 +146,7 @@ fn rustls_native_roots() -> Vec<CertificateDer<'static>> {
 /// Accepts any certificate whose signature checks out (the handshake still proves the node
 /// holds its key).
 #[derive(Debug)]
-struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+pub(crate) struct AnyCertificate(pub Arc<rustls::crypto::CryptoProvider>);
 
 impl ServerCertVerifier for AnyCertificate {
     fn verify_server_cert(
@@ -138,5 +190,28 @@ impl ServerCertVerifier for AnyCertificate {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tally_goes_down_after_fall_and_back_after_rise() {
+        let mut tally = Tally::first(true);
+        assert_eq!(tally.record(false, 2, 3), None);
+        assert_eq!(
+            tally.record(true, 2, 3),
+            None,
+            "a success resets the streak"
+        );
+        assert_eq!(tally.record(false, 2, 3), None);
+        assert_eq!(tally.record(false, 2, 3), None);
+        assert_eq!(tally.record(false, 2, 3), Some(false));
+        assert!(!tally.is_up());
+        assert_eq!(tally.record(true, 2, 3), None);
+        assert_eq!(tally.record(true, 2, 3), Some(true));
+        assert!(!Tally::first(false).is_up());
     }
 }
