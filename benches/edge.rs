@@ -1,5 +1,6 @@
 //! Request routing through the edge's service stack without sockets: a static file (read from
-//! disk, and kept in memory), an app route, and a 404. Run with `cargo bench --bench edge`.
+//! disk, and kept in memory), an app route, and a 404, on the default site (the app in front of
+//! the static root). Run with `cargo bench --bench edge`.
 
 use std::hint::black_box;
 
@@ -18,16 +19,20 @@ fn routing(c: &mut Criterion) {
     std::fs::write(dir.path().join("index.html"), "x".repeat(2048)).expect("page written");
     let edge = |cache_bytes| {
         runtime.block_on(async {
-            let rules =
-                std::collections::BTreeMap::from([("/".to_string(), "no-cache".to_string())]);
-            let files =
-                foobar_edge::static_files(dir.path(), cache_bytes, &rules).expect("static files");
+            let config = foobar_edge::Config {
+                root: dir.path().to_path_buf(),
+                file_cache_bytes: cache_bytes,
+                ..Default::default()
+            };
+            let edge =
+                foobar_edge::Edge::load(&config, &[], dir.path(), &["foobar.com".to_string()])
+                    .expect("edge");
             let store = foobar_app::Store::open("sqlite://:memory:")
                 .await
                 .expect("store");
-            let app = foobar_app::router(foobar_app::AppState::new(store, "token"));
-            let stamp = foobar_edge::Stamp::new(8443, &Default::default()).expect("headers");
-            foobar_edge::edge_service(app.fallback_service(files), stamp, 1 << 20)
+            let app = foobar_app::router(foobar_app::AppState::new(store, "token"))
+                .fallback_service(foobar_edge::Fallthrough);
+            edge.service(app).expect("sites")
         })
     };
     let (from_disk, kept) = (edge(0), edge(1 << 20));

@@ -143,8 +143,12 @@ async fn metrics(State(admin): State<Admin>) -> impl IntoResponse {
 
 async fn status(State(admin): State<Admin>) -> impl IntoResponse {
     let mut status = (admin.status)();
-    let (names, expires) = foobar_edge::metrics::certificate();
-    status["certificate"] = serde_json::json!({ "names": names, "expires": expires });
+    let certificates: Vec<serde_json::Value> = foobar_edge::metrics::certificates()
+        .into_iter()
+        .map(|(names, expires)| serde_json::json!({ "names": names, "expires": expires }))
+        .collect();
+    status["certificate"] = certificates.first().cloned().unwrap_or_default();
+    status["certificates"] = serde_json::Value::Array(certificates);
     status["database"] = match foobar_app::metrics::database().await {
         Some((backend, Ok(()))) => serde_json::json!({ "backend": backend, "ready": true }),
         Some((backend, Err(error))) => {

@@ -16,6 +16,8 @@ pub struct Config {
     pub app: foobar_app::Config,
     pub admin: crate::admin::Config,
     pub log: crate::log::Config,
+    /// `[[site]]`: sites by name, each with its routes; none: `[edge]`'s one default site.
+    pub site: Vec<foobar_edge::SiteConfig>,
 }
 
 impl Default for Config {
@@ -27,6 +29,7 @@ impl Default for Config {
             app: foobar_app::Config::default(),
             admin: crate::admin::Config::default(),
             log: crate::log::Config::default(),
+            site: Vec::new(),
         }
     }
 }

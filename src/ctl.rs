@@ -137,8 +137,11 @@ fn status_text(value: &Value) -> String {
         listeners["http"].as_str().unwrap_or("-"),
         listeners["admin"].as_str().unwrap_or("-"),
     ));
-    let certificate = &value["certificate"];
-    if let Some(expires) = certificate["expires"].as_i64().filter(|e| *e > 0) {
+    let none = Vec::new();
+    for certificate in value["certificates"].as_array().unwrap_or(&none) {
+        let Some(expires) = certificate["expires"].as_i64().filter(|e| *e > 0) else {
+            continue;
+        };
         let now = crate::admin::unix_now() as i64;
         out.push_str(&format!(
             "certificate: {} (expires {}, in {} days)\n",

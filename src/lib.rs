@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use foobar_dns::Dns;
-use foobar_edge::{Edge, Peer, StaticFiles};
+use foobar_edge::{ClientIp, Edge, Peer};
 
 pub use crate::config::Config;
 use crate::handoff::Handover;
@@ -32,7 +32,8 @@ pub use crate::{
 pub struct Loaded {
     dns: Dns,
     edge: Edge,
-    site: axum::Router,
+    /// The built-in app, which the edge serves where the sites' routes say.
+    app: axum::Router,
 }
 
 /// Sockets bound for every listener.
@@ -43,9 +44,9 @@ pub struct Bound {
     admin: Option<std::net::TcpListener>,
 }
 
-/// Loads and validates everything the configuration names: zones, the certificate (created
-/// for the zones' names when none is configured), the database (migrated), the site: the app's
-/// routes in front of the static files.
+/// Loads and validates everything the configuration names: zones, the sites (their roots,
+/// routes and certificates, a self-signed one for the zones' names where none is configured),
+/// the database (migrated), and the built-in app.
 pub async fn load(config: &Config, draining: &Draining) -> anyhow::Result<Loaded> {
     let Config {
         state_dir,
@@ -54,15 +55,13 @@ pub async fn load(config: &Config, draining: &Draining) -> anyhow::Result<Loaded
         app,
         admin,
         log,
+        site,
     } = config;
     admin.address()?;
     foobar_dns::metrics::log_queries(log.dns_queries);
     let dns = Dns::load(dns, state_dir).context("loading zones")?;
     let names = site_names(dns.origins());
-    let files: StaticFiles =
-        foobar_edge::static_files(&edge.root, edge.file_cache_bytes, &edge.cache_control)
-            .context("loading the static site")?;
-    let edge = Edge::load(edge, state_dir, &names).context("loading the certificate")?;
+    let edge = Edge::load(edge, site, state_dir, &names).context("loading the sites")?;
     let app = foobar_app::load(app, state_dir)
         .await
         .context("opening the database")?;
@@ -89,10 +88,11 @@ pub async fn load(config: &Config, draining: &Draining) -> anyhow::Result<Loaded
                 .collect())
         }
     };
-    let site = foobar_app::router(app.with_readiness(ready))
-        .fallback_service(files)
+    // Paths the app does not know are the site's static files.
+    let app = foobar_app::router(app.with_readiness(ready))
+        .fallback_service(foobar_edge::Fallthrough)
         .layer(axum::middleware::map_request(client_address));
-    Ok(Loaded { dns, edge, site })
+    Ok(Loaded { dns, edge, app })
 }
 
 /// Set when this process stops serving (stopping, or handing over to a new one): `/readyz`
@@ -110,12 +110,17 @@ impl Draining {
     }
 }
 
-/// Tells the app the client's address, which the edge knows from the connection.
+/// Tells the app the client's address, which the edge knows from the connection (and, behind
+/// a trusted proxy, from what it forwards).
 async fn client_address(mut request: axum::extract::Request) -> axum::extract::Request {
-    if let Some(&Peer(address)) = request.extensions().get::<Peer>() {
+    let address = match request.extensions().get::<ClientIp>() {
+        Some(&ClientIp(address)) => Some(address),
+        None => request.extensions().get::<Peer>().map(|peer| peer.0.ip()),
+    };
+    if let Some(address) = address {
         request
             .extensions_mut()
-            .insert(foobar_app::ClientAddress(address.ip()));
+            .insert(foobar_app::ClientAddress(address));
     }
     request
 }
@@ -133,13 +138,11 @@ pub async fn check(config: &Config) -> anyhow::Result<()> {
         app,
         admin,
         log: _,
+        site,
     } = config;
     admin.address()?;
     let names = Dns::check(dns, state_dir).context("checking zones")?;
-    // No file cache: it would start watching the root.
-    foobar_edge::static_files(&edge.root, 0, &edge.cache_control)
-        .context("checking the static site")?;
-    Edge::check(edge, state_dir, &site_names(names)).context("checking the certificate")?;
+    Edge::check(edge, site, state_dir, &site_names(names)).context("checking the sites")?;
     foobar_app::check(app, state_dir)
         .await
         .context("checking the database")?;

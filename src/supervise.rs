@@ -133,7 +133,7 @@ async fn start(
         )?;
     }
     let shutdown = CancellationToken::new();
-    let Loaded { dns, edge, site } = loaded;
+    let Loaded { dns, edge, app } = loaded;
     let drain = edge.drain_timeout();
     let https_port = bound
         .edge
@@ -153,7 +153,7 @@ async fn start(
         tokio::spawn(async move {
             let (dns_result, edge_result) = tokio::join!(
                 dns.run(bound.dns, shutdown.clone(), drain),
-                edge.run(bound.edge, site, shutdown.clone(), quic)
+                edge.run(bound.edge, app, shutdown.clone(), quic)
             );
             dns_result?;
             edge_result?;
@@ -435,12 +435,12 @@ impl Supervisor {
                 .config_path
                 .as_deref()
                 .map_or_else(String::new, |path| format!("{}: ", path.display()));
-            let Loaded { dns, edge, site } = load(&config, &self.inner.draining)
+            let Loaded { dns, edge, app } = load(&config, &self.inner.draining)
                 .await
                 .map_err(|e| format!("{file}{e:#}"))?;
             self.inner
                 .edge
-                .adopt(&edge, site)
+                .adopt(&edge, app)
                 .map_err(|e| format!("{file}{e:#}"))?;
             self.inner.dns.adopt(dns);
             {

@@ -47,8 +47,11 @@ pub struct Config {
     /// `Cache-Control` of static files by path prefix (`[edge.cache_control]`); the longest
     /// prefix that matches wins. Default: `"/" = "no-cache"` (revalidate with the ETag).
     pub cache_control: BTreeMap<String, String>,
-    /// Security headers on every HTTPS response (`[edge.headers]`).
+    /// Security headers on every HTTPS response (`[edge.headers]`); a site may set its own.
     pub headers: Headers,
+    /// Addresses and networks of proxies in front of the edge (a load balancer, a CDN) whose
+    /// `X-Forwarded-For` and `Forwarded` are believed; from anyone else they are replaced.
+    pub trusted_proxies: Vec<String>,
 }
 
 /// The `[edge.headers]` table: security headers stamped on every HTTPS response the site does
@@ -101,6 +104,7 @@ impl Default for Config {
             quic_retry_after_handshakes: 64,
             cache_control: BTreeMap::from([("/".to_string(), "no-cache".to_string())]),
             headers: Headers::default(),
+            trusted_proxies: Vec::new(),
         }
     }
 }

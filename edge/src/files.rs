@@ -70,6 +70,7 @@ pub fn static_files(
         root: canonical,
         files: BoxCloneSyncService::new(files),
         cache_control: Arc::new(CacheControl(rules)),
+        follow_symlinks: false,
     })
 }
 
@@ -167,6 +168,27 @@ pub struct StaticFiles {
     cache: Option<Arc<ResponseCache>>,
     files: BoxCloneSyncService<Request<Body>, Response<Body>, Infallible>,
     cache_control: Arc<CacheControl>,
+    /// Links that lead outside the root are followed (`follow_symlinks`).
+    follow_symlinks: bool,
+}
+
+impl StaticFiles {
+    /// Serves files reached through symbolic links wherever they lead (nginx's and Caddy's
+    /// default): for a root assembled from links, as Debian's WordPress is.
+    pub fn following_symlinks(mut self) -> StaticFiles {
+        self.follow_symlinks = true;
+        self
+    }
+
+    /// The root folder, canonical.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Whether links leading outside the root are followed.
+    pub(crate) fn follows_symlinks(&self) -> bool {
+        self.follow_symlinks
+    }
 }
 
 /// `Cache-Control` values by path prefix, the longest first.
@@ -214,7 +236,7 @@ impl Service<Request<Body>> for StaticFiles {
             crate::metrics::metrics().cache(true);
             return Box::pin(std::future::ready(Ok(hit.response())));
         }
-        let refusal = match contained(&self.root, request.uri().path()) {
+        let refusal = match contained(&self.root, request.uri().path(), self.follow_symlinks) {
             Containment::Inside => {
                 let files = self.files.clone();
                 let files = std::mem::replace(&mut self.files, files);
@@ -274,7 +296,7 @@ async fn read_and_keep(
     Ok(Response::from_parts(parts, cache::chunked(body)))
 }
 
-enum Containment {
+pub(crate) enum Containment {
     Inside,
     /// A path that cannot name a file under the root: `..`, encoded separators, backslashes.
     Malformed,
@@ -283,8 +305,9 @@ enum Containment {
 }
 
 /// Checks a request path before it reaches `ServeDir`: refuses `..` (plain or percent-encoded),
-/// `%2f`, `%5c`, backslashes and NUL, and resolves symlinks so that no link leads outside.
-fn contained(root: &Path, raw_path: &str) -> Containment {
+/// `%2f`, `%5c`, backslashes and NUL, and (unless `follow_symlinks`) resolves symlinks so that
+/// no link leads outside.
+pub(crate) fn contained(root: &Path, raw_path: &str, follow_symlinks: bool) -> Containment {
     let lower = raw_path.to_ascii_lowercase();
     if lower.contains("%2f") || lower.contains("%5c") || lower.contains("%00") {
         return Containment::Malformed;
@@ -294,6 +317,13 @@ fn contained(root: &Path, raw_path: &str) -> Containment {
     };
     if decoded.contains('\\') || decoded.contains('\0') {
         return Containment::Malformed;
+    }
+    if follow_symlinks {
+        return if decoded.split('/').any(|segment| segment == "..") {
+            Containment::Malformed
+        } else {
+            Containment::Inside
+        };
     }
     let mut path = root.to_path_buf();
     let mut through_link = false;

@@ -25,7 +25,7 @@ use tracing::debug;
 use crate::{
     Limits,
     activity::Activity,
-    service::{EdgeService, Peer},
+    service::{Connection, EdgeService, Peer},
     tcp::FIRST_REQUEST_GRACE,
 };
 
@@ -39,7 +39,7 @@ pub async fn serve_h3(
     service: EdgeService,
     current: Arc<ArcSwap<Limits>>,
     tasks: TaskTracker,
-    shutdown: CancellationToken,
+    (shutdown, streams): (CancellationToken, CancellationToken),
 ) {
     let open = Arc::new(AtomicUsize::new(0));
     let handshaking = Arc::new(AtomicUsize::new(0));
@@ -77,6 +77,7 @@ pub async fn serve_h3(
         let service = service.clone();
         let limits = limits.clone();
         let shutdown = shutdown.clone();
+        let streams = streams.clone();
         let open = open.clone();
         let request_tasks = tasks.clone();
         open.fetch_add(1, Ordering::Relaxed);
@@ -89,7 +90,7 @@ pub async fn serve_h3(
                 service,
                 &limits,
                 request_tasks,
-                shutdown,
+                (shutdown, streams),
             )
             .await;
             if let Err(e) = result {
@@ -161,17 +162,28 @@ async fn connection(
     service: EdgeService,
     limits: &Limits,
     tasks: TaskTracker,
-    shutdown: CancellationToken,
+    (shutdown, streams): (CancellationToken, CancellationToken),
 ) -> Result<(), BoxError> {
     let connection = tokio::time::timeout(limits.header_timeout, incoming.accept()?).await??;
     drop(handshake);
     let quic = connection.clone();
     let peer = connection.remote_address();
+    let tls_name = connection
+        .handshake_data()
+        .and_then(|data| data.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+        .and_then(|data| data.server_name.map(Arc::from));
     let mut h3 = h3::server::builder()
         .max_field_section_size(limits.max_header_bytes as u64)
+        // RFC 9220: WebSockets over HTTP/3 (extended CONNECT).
+        .enable_extended_connect(true)
         .build::<_, Bytes>(h3_quinn::Connection::new(connection))
         .await?;
     let activity = Activity::new();
+    let connection_info = Connection {
+        tls_name,
+        activity: activity.clone(),
+        streams,
+    };
     let mut draining = false;
     loop {
         let resolver = tokio::select! {
@@ -214,6 +226,7 @@ async fn connection(
         };
         let request = activity.begin();
         let service = service.clone();
+        let connection_info = connection_info.clone();
         let (header_timeout, send_timeout) = (limits.header_timeout, limits.send_timeout);
         tasks.spawn(async move {
             let (request_head, stream) =
@@ -228,8 +241,14 @@ async fn connection(
                         return;
                     }
                 };
-            if let Err(e) = request_stream(request_head, stream, service, peer, send_timeout).await
-            {
+            let served = request_stream(
+                request_head,
+                stream,
+                service,
+                (peer, connection_info),
+                send_timeout,
+            );
+            if let Err(e) = served.await {
                 debug!(%peer, error = %e, "h3 request");
             }
             drop(request);
@@ -238,25 +257,90 @@ async fn connection(
 }
 
 /// Answers one request: the body streams in through [`RequestBody`], the response body streams
-/// out frame by frame, trailers included.
+/// out frame by frame, trailers included. An extended CONNECT for a WebSocket (RFC 9220) that is
+/// answered 2xx becomes a byte stream both ways, handed to the tunnel.
 async fn request_stream<S>(
     request: Request<()>,
     stream: RequestStream<S, Bytes>,
     service: EdgeService,
-    peer: std::net::SocketAddr,
+    (peer, connection): (std::net::SocketAddr, Connection),
     send_timeout: Duration,
 ) -> Result<(), BoxError>
 where
     S: h3::quic::BidiStream<Bytes> + Send + 'static,
     S::RecvStream: Send + Unpin + 'static,
+    S::SendStream: Send + 'static,
 {
     let (mut send, recv) = stream.split();
     let (parts, ()) = request.into_parts();
+    let tunnel = parts.method == http::Method::CONNECT
+        && parts.extensions.get::<h3::ext::Protocol>() == Some(&h3::ext::Protocol::WEBSOCKET);
+    if tunnel {
+        let mut request = Request::from_parts(parts, Body::empty());
+        let (handed, taken) = tokio::sync::oneshot::channel();
+        request
+            .extensions_mut()
+            .insert(crate::tunnel::H3Upgrade::new(taken));
+        request.extensions_mut().insert(Peer(peer));
+        request.extensions_mut().insert(connection);
+        let response = service.oneshot(request).await?;
+        let (parts, body) = response.into_parts();
+        let opened = parts.status.is_success();
+        send.send_response(Response::from_parts(parts, ())).await?;
+        if !opened {
+            let sent = send_body(&mut send, body, send_timeout).await;
+            if sent.is_err() {
+                send.stop_stream(h3::error::Code::H3_REQUEST_CANCELLED);
+            }
+            return sent;
+        }
+        // The tunnel's writes come here and go out as DATA frames; its reads are the
+        // request's DATA frames.
+        let (writes, mut written) = tokio::sync::mpsc::channel::<Bytes>(4);
+        let io = TunnelIo {
+            recv,
+            leftover: Bytes::new(),
+            ended: false,
+            writes: tokio_util::sync::PollSender::new(writes),
+        };
+        if handed.send(Box::pin(io)).is_err() {
+            send.finish().await?;
+            return Ok(());
+        }
+        while let Some(data) = written.recv().await {
+            let sent = tokio::time::timeout(send_timeout, send.send_data(data)).await;
+            if !matches!(sent, Ok(Ok(()))) {
+                send.stop_stream(h3::error::Code::H3_REQUEST_CANCELLED);
+                return Err("the client stopped reading".into());
+            }
+        }
+        send.finish().await?;
+        return Ok(());
+    }
     let mut request = Request::from_parts(parts, Body::new(RequestBody::new(recv)));
     request.extensions_mut().insert(Peer(peer));
+    request.extensions_mut().insert(connection);
     let response = service.oneshot(request).await?;
-    let (parts, mut body) = response.into_parts();
+    let (parts, body) = response.into_parts();
     send.send_response(Response::from_parts(parts, ())).await?;
+    let sent = send_body(&mut send, body, send_timeout).await;
+    if sent.is_err() {
+        // A response cut short must not look whole: the stream is reset, not finished (a
+        // dropped quinn stream would be finished, and the client take the part for all).
+        send.stop_stream(h3::error::Code::H3_REQUEST_CANCELLED);
+    }
+    sent
+}
+
+/// Sends a response body frame by frame, trailers included, then ends the stream.
+async fn send_body<S>(
+    send: &mut RequestStream<S, Bytes>,
+    mut body: Body,
+    send_timeout: Duration,
+) -> Result<(), BoxError>
+where
+    S: h3::quic::SendStream<Bytes>,
+{
     while let Some(frame) = body.frame().await {
         match frame?.into_data() {
             // A client that stops reading holds its flow control shut: bounded, as over TCP.
@@ -272,6 +356,73 @@ where
     }
     send.finish().await?;
     Ok(())
+}
+
+/// An HTTP/3 request stream as a byte stream (a WebSocket's): reads are its DATA frames, writes
+/// go to the task that sends them as DATA frames; shutting down ends the stream.
+struct TunnelIo<R: h3::quic::RecvStream> {
+    recv: RequestStream<R, Bytes>,
+    leftover: Bytes,
+    ended: bool,
+    writes: tokio_util::sync::PollSender<Bytes>,
+}
+
+impl<R> tokio::io::AsyncRead for TunnelIo<R>
+where
+    R: h3::quic::RecvStream + Send + Unpin,
+{
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        while self.leftover.is_empty() && !self.ended {
+            match self.recv.poll_recv_data(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(std::io::Error::other(e))),
+                Poll::Ready(Ok(None)) => self.ended = true,
+                Poll::Ready(Ok(Some(mut data))) => {
+                    self.leftover = data.copy_to_bytes(data.remaining());
+                }
+            }
+        }
+        let n = self.leftover.len().min(buf.remaining());
+        buf.put_slice(&self.leftover.split_to(n));
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<R> tokio::io::AsyncWrite for TunnelIo<R>
+where
+    R: h3::quic::RecvStream + Send + Unpin,
+{
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let closed = || std::io::Error::from(std::io::ErrorKind::BrokenPipe);
+        match self.writes.poll_reserve(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Err(_)) => Poll::Ready(Err(closed())),
+            Poll::Ready(Ok(())) => {
+                let taken = buf.len().min(16 * 1024);
+                match self.writes.send_item(Bytes::copy_from_slice(&buf[..taken])) {
+                    Ok(()) => Poll::Ready(Ok(taken)),
+                    Err(_) => Poll::Ready(Err(closed())),
+                }
+            }
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.writes.close();
+        Poll::Ready(Ok(()))
+    }
 }
 
 /// A request body read from an h3 stream: data frames, then trailers.

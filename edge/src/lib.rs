@@ -1,30 +1,35 @@
 //! foobar's web edge: what nginx or Caddy would be in the classic stack.
 //!
 //! ```text
-//!  browsers ──TCP──▶ rustls (ALPN h2, http/1.1) ──▶ hyper-util auto ──┐
-//!           ──UDP──▶ quinn (ALPN h3) ──▶ h3 ──────────────────────────┤ Request<Body>
-//!           ──TCP──▶ plain HTTP/1.1 ──▶ 308 to https                   ▼
-//!                        AccessLog ▶ Alt-Svc, HSTS, nosniff ▶ compression ▶ body limit
-//!                                                                       ▼
-//!                                                  the site: one tower Service (static files,
-//!                                                  and whatever the binary routes in front)
+//!  browsers ──TCP──▶ rustls (ALPN h2, http/1.1; certificate by SNI) ──▶ hyper-util auto ──┐
+//!           ──UDP──▶ quinn (ALPN h3) ──▶ h3 ──────────────────────────────────────────────┤
+//!           ──TCP──▶ plain HTTP/1.1 ──▶ 308 to https                     Request<Body>     ▼
+//!                        access log ▶ compression ▶ site by name ▶ route (first match)
+//!                           ├─▶ static files      ├─▶ the built-in app (a service it is handed)
+//!                           ├─▶ proxy: upstreams, pools, health, WebSockets (tunnel)
+//!                           ├─▶ FastCGI (PHP-FPM) └─▶ redirect, fixed response
 //! ```
 //!
-//! The edge knows nothing of DNS or SQL: it is handed a service and serves it.
+//! The edge knows nothing of DNS or SQL: it is handed the app as a service and serves it where
+//! the routes say.
 
 mod activity;
 mod cache;
 mod config;
 mod error;
+mod fastcgi;
 mod files;
 mod h3;
 mod handoff;
 pub mod metrics;
 pub mod probe;
+mod proxy;
 mod renewal;
 mod service;
+mod site;
 mod tcp;
 mod tls;
+mod tunnel;
 
 use std::{
     net::SocketAddr,
@@ -45,12 +50,20 @@ pub use crate::{
     files::{StaticFiles, static_files},
     handoff::{Generation, Handoff},
     service::{EdgeService, Peer, Stamp, edge_service},
+    site::{
+        ClientIp, Fallthrough,
+        config::{RouteConfig, SiteConfig},
+    },
     tls::{Source as CertificateSource, spki_sha256},
 };
 
 /// Receive and send buffer asked for the QUIC socket: bursts of new clients overflow the
 /// system's default of about 208 KiB (quinn's documentation recommends raising it).
 const UDP_BUFFER_BYTES: usize = 4 * 1024 * 1024;
+
+/// How long WebSockets get, once the drain at shutdown has run out, to be told the server goes
+/// away.
+const STREAMS_GRACE: Duration = Duration::from_secs(2);
 
 /// Bounds applied to every connection, from the configuration.
 #[derive(Debug, Clone)]
@@ -67,20 +80,30 @@ pub(crate) struct Limits {
     pub quic_retry_after_handshakes: usize,
 }
 
-/// The edge, with its certificate loaded and ready to serve. Clones share one serving state,
-/// which a configuration reload replaces while connections go on ([`Edge::adopt`]).
+/// The edge, with its sites checked and certificates loaded, ready to serve. Clones share one
+/// serving state, which a configuration reload replaces while connections go on
+/// ([`Edge::adopt`]).
 #[derive(Debug, Clone)]
 pub struct Edge {
-    resolver: Arc<tls::Resolver>,
+    certificates: Arc<tls::Certificates>,
     live: Arc<Live>,
 }
 
 /// What the transports read as they go.
 struct Live {
     config: ArcSwap<Config>,
+    /// The sites as loaded; built into a service by `run` and `adopt`.
+    plan: ArcSwap<site::Plan>,
     limits: Arc<ArcSwap<Limits>>,
-    /// The site behind the front layers; set by `run`.
+    /// The sites behind the front layers; set by `run`.
     service: Arc<ArcSwap<Option<EdgeService>>>,
+    /// The upstreams and FastCGI servers in use, kept across reloads.
+    upstreams: proxy::Registry,
+    fastcgi: fastcgi::Registry,
+    /// Fired when the drain at shutdown runs out: WebSockets still open get a Close 1001.
+    streams: tokio_util::sync::CancellationToken,
+    /// Stops what runs for the upstreams (name resolving, health checks).
+    stop: tokio_util::sync::CancellationToken,
     /// What `adopt` needs of a running edge: the HTTPS port (for Alt-Svc), the QUIC endpoint
     /// and its TLS settings (its transport limits are changed in place).
     running: Mutex<Option<Running>>,
@@ -120,33 +143,47 @@ impl Sockets {
 }
 
 impl Edge {
-    /// Loads the certificate: the configured PEM files, or a self-signed certificate for `names`
-    /// (created in `state_dir` the first time and reused after).
-    pub fn load(config: &Config, state_dir: &Path, names: &[String]) -> Result<Edge, Error> {
+    /// Checks the sites and loads what they need: static roots, certificates (the configured
+    /// PEM files, or a self-signed certificate for `names` and the sites' names without
+    /// their own, created in `state_dir` the first time and reused after). Without sites, the
+    /// one default site of `[edge]` for `names` (the zones' names).
+    pub fn load(
+        config: &Config,
+        sites: &[SiteConfig],
+        state_dir: &Path,
+        names: &[String],
+    ) -> Result<Edge, Error> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let source = source(config, state_dir, names)?;
-        let resolver = Arc::new(tls::Resolver::new(source, provider)?);
-        // Checked now, before any port is bound; made again with the bound port in `run`.
-        Stamp::new(config.https.port(), &config.headers)?;
+        let plan = site::Plan::new(config, sites, state_dir, names, config.file_cache_bytes)?;
+        let certificates = Arc::new(tls::Certificates::new(&plan.certificates, provider)?);
+        let stop = tokio_util::sync::CancellationToken::new();
         Ok(Edge {
-            resolver,
+            certificates,
             live: Arc::new(Live {
                 config: ArcSwap::from_pointee(config.clone()),
+                plan: ArcSwap::from_pointee(plan),
                 limits: Arc::new(ArcSwap::from_pointee(limits(
                     config,
                     PerAddress::new(config.max_connections_per_address),
                 ))),
                 service: Arc::new(ArcSwap::from_pointee(None)),
+                upstreams: proxy::Registry::new(stop.clone()),
+                fastcgi: fastcgi::Registry::default(),
+                streams: tokio_util::sync::CancellationToken::new(),
+                stop,
                 running: Mutex::new(None),
             }),
         })
     }
 
-    /// Serves from now on what `loaded` loaded (a reloaded configuration), with `site`: its
-    /// certificate, limits, headers and site, on the sockets already listening. New
-    /// connections and requests get the new settings; open connections keep their limits. The
-    /// listen addresses are not changed here (that takes new sockets: an upgrade).
-    pub fn adopt<S>(&self, loaded: &Edge, site: S) -> Result<(), Error>
+    /// Serves from now on what `loaded` loaded (a reloaded configuration), with `app` as the
+    /// built-in app: its sites, routes, upstreams, certificates, limits and headers, on the
+    /// sockets already listening. New connections and requests get the new settings; open
+    /// connections keep their limits, and requests in flight (a download, a WebSocket) what
+    /// they started with. Upstreams whose settings did not change are kept, with their
+    /// connections and what their health checks know. The listen addresses are not changed
+    /// here (that takes new sockets: an upgrade).
+    pub fn adopt<S>(&self, loaded: &Edge, app: S) -> Result<(), Error>
     where
         S: tower::Service<
                 http::Request<axum::body::Body>,
@@ -159,6 +196,7 @@ impl Edge {
         S::Future: Send + 'static,
     {
         let config = loaded.live.config.load_full();
+        let plan = loaded.live.plan.load_full();
         let running = self
             .live
             .running
@@ -167,7 +205,12 @@ impl Edge {
         let https_port = running
             .as_ref()
             .map_or(config.https.port(), |r| r.https_port);
-        let stamp = Stamp::new(https_port, &config.headers)?;
+        let sites = plan.build(
+            &EdgeService::new(app),
+            https_port,
+            &self.live.upstreams,
+            &self.live.fastcgi,
+        )?;
         let per_address = self.live.limits.load().per_address.clone();
         per_address.set_most(config.max_connections_per_address);
         let limits = limits(&config, per_address);
@@ -175,24 +218,53 @@ impl Edge {
             let server = quic_server_config(running.quic_tls.clone(), &limits, &running.handoff)?;
             running.endpoint.set_server_config(Some(server));
         }
-        self.resolver.replace((*loaded.resolver.source()).clone())?;
-        self.live.service.store(Arc::new(Some(edge_service(
-            site,
-            stamp,
-            config.max_body_bytes,
-        ))));
+        self.certificates.replace(&plan.certificates)?;
+        self.live.service.store(Arc::new(Some(edge_service(sites))));
+        self.live.plan.store(plan);
         self.live.limits.store(Arc::new(limits));
         self.live.config.store(config);
         Ok(())
     }
 
-    /// Checks what `load` would load, writing nothing: the configured certificate files, or the
-    /// self-signed certificate if there is one already (else it would be created).
-    pub fn check(config: &Config, state_dir: &Path, names: &[String]) -> Result<(), Error> {
+    /// Checks what `load` would load, writing nothing: the sites, their roots and certificate
+    /// files, or the self-signed certificate if there is one already (else it would be
+    /// created).
+    pub fn check(
+        config: &Config,
+        sites: &[SiteConfig],
+        state_dir: &Path,
+        names: &[String],
+    ) -> Result<(), Error> {
         let provider = rustls::crypto::ring::default_provider();
-        tls::check(&source(config, state_dir, names)?, &provider)?;
-        Stamp::new(config.https.port(), &config.headers)?;
+        // No file cache: it would start watching the roots.
+        let plan = site::Plan::new(config, sites, state_dir, names, 0)?;
+        for (source, _) in &plan.certificates {
+            tls::check(source, &provider)?;
+        }
         Ok(())
+    }
+
+    /// The sites as one service, with `app` as the built-in app, without sockets: what the
+    /// transports would call (for benchmarks and tests of routing).
+    pub fn service<S>(&self, app: S) -> Result<EdgeService, Error>
+    where
+        S: tower::Service<
+                http::Request<axum::body::Body>,
+                Response = http::Response<axum::body::Body>,
+                Error = std::convert::Infallible,
+            > + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        let sites = self.live.plan.load().build(
+            &EdgeService::new(app),
+            self.live.config.load().https.port(),
+            &self.live.upstreams,
+            &self.live.fastcgi,
+        )?;
+        Ok(edge_service(sites))
     }
 
     /// How long stopping waits for requests in flight (`shutdown_timeout`).
@@ -200,10 +272,10 @@ impl Edge {
         Duration::from_secs(self.live.config.load().shutdown_timeout)
     }
 
-    /// Re-reads the certificate (SIGHUP). Open connections keep theirs; new handshakes get the
-    /// new one. On error the current certificate stays.
+    /// Re-reads the certificates (SIGHUP). Open connections keep theirs; new handshakes get
+    /// the new ones. On error the current certificates stay.
     pub fn reload_certificate(&self) -> Result<(), Error> {
-        self.resolver.reload()
+        self.certificates.reload()
     }
 
     /// Binds the configured addresses. With port 0 for `https`, TCP gets a free port and UDP is
@@ -286,12 +358,13 @@ impl Edge {
         }))
     }
 
-    /// Serves `site` on the sockets until `shutdown`; then stops accepting, lets in-flight
-    /// requests finish (at most `shutdown_timeout`), and returns.
+    /// Serves the sites on the sockets, with `app` as the built-in app, until `shutdown`; then
+    /// stops accepting, lets in-flight requests finish (at most `shutdown_timeout`; WebSockets
+    /// still open then get a Close 1001), and returns.
     pub async fn run<S>(
         self,
         sockets: Sockets,
-        site: S,
+        app: S,
         shutdown: CancellationToken,
         handoff: Handoff,
     ) -> Result<(), Error>
@@ -318,12 +391,13 @@ impl Edge {
             addr: config.https,
             source: e,
         })?;
-        let stamp = Stamp::new(https.port(), &config.headers)?;
-        self.live.service.store(Arc::new(Some(edge_service(
-            site,
-            stamp,
-            config.max_body_bytes,
-        ))));
+        let sites = self.live.plan.load().build(
+            &EdgeService::new(app),
+            https.port(),
+            &self.live.upstreams,
+            &self.live.fastcgi,
+        )?;
+        self.live.service.store(Arc::new(Some(edge_service(sites))));
         // The transports call the site in force at each request.
         let service = EdgeService::new(Current(self.live.service.clone()));
 
@@ -355,31 +429,34 @@ impl Edge {
         info!(addr = %https, "https listening on tcp (h2, http/1.1)");
         info!(addr = %https, "https listening on udp (h3)");
         info!(addr = %http_addr, "http listening on tcp (redirect to https)");
-        if self.resolver.source().self_signed_for_others(https) {
+        if self
+            .certificates
+            .sources()
+            .iter()
+            .any(|source| source.self_signed_for_others(https))
+        {
             warn!(
                 addr = %https,
                 "SERVING A SELF-SIGNED CERTIFICATE to other machines: browsers will refuse it. \
                  Set [edge] cert and key to a certificate from a CA (e.g. Let's Encrypt)"
             );
         }
-        tokio::spawn(renewal::keep_current(
-            self.resolver.clone(),
-            shutdown.clone(),
-        ));
+        tokio::spawn(self.certificates.clone().keep_current(shutdown.clone()));
+        let streams = self.live.streams.clone();
         accept.spawn(tcp::serve_https(
             https_listener,
             tokio_rustls::TlsAcceptor::from(Arc::new(tcp_tls)),
             service.clone(),
             limits.clone(),
             tasks.clone(),
-            shutdown.clone(),
+            (shutdown.clone(), streams.clone()),
         ));
         accept.spawn(h3::serve_h3(
             endpoint.clone(),
             service,
             limits.clone(),
             tasks.clone(),
-            shutdown.clone(),
+            (shutdown.clone(), streams.clone()),
         ));
         accept.spawn(tcp::serve_redirect(
             http_listener,
@@ -400,60 +477,38 @@ impl Edge {
         })
         .await;
         if drained.is_err() {
-            warn!(
-                seconds = grace.as_secs(),
-                "requests still running after the shutdown timeout"
-            );
+            // WebSockets still open are told the server goes away (Close 1001, between two
+            // frames), so that their clients reconnect at once, to the new process.
+            self.live.streams.cancel();
+            let closed = tokio::time::timeout(STREAMS_GRACE, tasks.wait()).await;
+            if closed.is_err() {
+                warn!(
+                    seconds = grace.as_secs(),
+                    "requests still running after the shutdown timeout"
+                );
+            }
         }
+        self.live.stop.cancel();
         endpoint.close(0u32.into(), b"shutdown");
         Ok(())
     }
 
     fn tls_config(&self, alpn: &[&[u8]], with_tls12: bool) -> Result<rustls::ServerConfig, Error> {
+        let resolver: Arc<dyn rustls::server::ResolvesServerCert> = self.certificates.clone();
         let versions: &[&rustls::SupportedProtocolVersion] = if with_tls12 {
             &[&rustls::version::TLS13, &rustls::version::TLS12]
         } else {
             &[&rustls::version::TLS13]
         };
         let mut config =
-            rustls::ServerConfig::builder_with_provider(self.resolver.provider().clone())
+            rustls::ServerConfig::builder_with_provider(self.certificates.provider().clone())
                 .with_protocol_versions(versions)?
                 .with_no_client_auth()
-                .with_cert_resolver(self.resolver.clone());
+                .with_cert_resolver(resolver);
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         // No 0-RTT: early data is replayable and this edge does not limit it to safe methods.
         config.max_early_data_size = 0;
         Ok(config)
-    }
-}
-
-/// Where the certificate comes from: the configured PEM files, or the self-signed certificate
-/// for `names`, localhost and the listen addresses, kept in `state_dir/tls`.
-fn source(config: &Config, state_dir: &Path, names: &[String]) -> Result<tls::Source, Error> {
-    match (&config.cert, &config.key) {
-        (Some(cert), Some(key)) => Ok(tls::Source::Files {
-            cert: cert.clone(),
-            key: key.clone(),
-        }),
-        (Some(path), None) | (None, Some(path)) => Err(Error::Certificate {
-            path: path.clone(),
-            reason: "[edge] cert and key go together; set both or neither".to_string(),
-        }),
-        (None, None) => {
-            let mut names = names.to_vec();
-            names.push("localhost".to_string());
-            for addr in [config.https, config.http] {
-                if !addr.ip().is_unspecified() {
-                    names.push(addr.ip().to_string());
-                }
-            }
-            names.sort();
-            names.dedup();
-            Ok(tls::Source::SelfSigned {
-                folder: state_dir.join("tls"),
-                names,
-            })
-        }
     }
 }
 

@@ -81,8 +81,9 @@ pub struct Metrics {
     handshake_failures: AtomicU64,
     cache_bytes: AtomicI64,
     redirects: AtomicU64,
-    /// The certificate served: its names and when it expires (Unix seconds).
-    certificate: Mutex<(Vec<String>, i64)>,
+    /// The certificates served, by file, the default site's first: the names each covers and
+    /// when it expires (Unix seconds).
+    certificates: Mutex<Vec<(String, Vec<String>, i64)>>,
     /// The QUIC endpoint serving now: its handshake counts, and its UDP port, whose datagrams
     /// the kernel dropped (a full receive buffer) are read from /proc.
     quic: Mutex<Option<(quinn::Endpoint, u16)>>,
@@ -95,7 +96,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
     handshake_failures: AtomicU64::new(0),
     cache_bytes: AtomicI64::new(0),
     redirects: AtomicU64::new(0),
-    certificate: Mutex::new((Vec::new(), 0)),
+    certificates: Mutex::new(Vec::new()),
     quic: Mutex::new(None),
 });
 
@@ -162,21 +163,39 @@ impl Metrics {
         *self.quic.lock().unwrap_or_else(PoisonError::into_inner) = Some((endpoint.clone(), port));
     }
 
-    pub(crate) fn certificate(&self, names: Vec<String>, not_after: i64) {
-        *self
-            .certificate
+    /// The certificate loaded from `file`.
+    pub(crate) fn certificate(&self, file: String, names: Vec<String>, not_after: i64) {
+        let mut all = self
+            .certificates
             .lock()
-            .unwrap_or_else(PoisonError::into_inner) = (names, not_after);
+            .unwrap_or_else(PoisonError::into_inner);
+        match all.iter_mut().find(|(known, _, _)| *known == file) {
+            Some(entry) => *entry = (file, names, not_after),
+            None => all.push((file, names, not_after)),
+        }
+    }
+
+    /// Only the certificates of `files` are served now, in that order.
+    pub(crate) fn certificates_in_use(&self, files: &[String]) {
+        let mut all = self
+            .certificates
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        all.retain(|(file, _, _)| files.contains(file));
+        all.sort_by_key(|(file, _, _)| files.iter().position(|f| f == file));
     }
 }
 
-/// The certificate served: the names it covers and when it expires (Unix seconds).
-pub fn certificate() -> (Vec<String>, i64) {
+/// The certificates served, the default site's first: the names each covers and when it
+/// expires (Unix seconds).
+pub fn certificates() -> Vec<(Vec<String>, i64)> {
     metrics()
-        .certificate
+        .certificates
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
-        .clone()
+        .iter()
+        .map(|(_, names, not_after)| (names.clone(), *not_after))
+        .collect()
 }
 
 /// The collector for `/metrics`.
@@ -316,20 +335,25 @@ impl Collector for EdgeCollector {
                 [(NO_LABELS, udp_drops(port))],
             )?;
         }
-        let (names, not_after) = m
-            .certificate
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
+        let mut expiry: Vec<(String, i64)> = Vec::new();
+        for (names, not_after) in certificates() {
+            for name in names {
+                // A name two certificates cover: the first (the one served) counts.
+                if !expiry.iter().any(|(known, _)| *known == name) {
+                    expiry.push((name, not_after));
+                }
+            }
+        }
         gauges(
             &mut encoder,
             "foobar_tls_certificate_expiry_timestamp_seconds",
             "When the certificate served for each name expires (Unix time).",
             None,
-            names
+            expiry
                 .iter()
-                .map(|name| ([("name", name.as_str())], not_after)),
+                .map(|(name, not_after)| ([("name", name.as_str())], *not_after)),
         )?;
+        crate::proxy::metrics::encode(&mut encoder)?;
         Ok(())
     }
 }

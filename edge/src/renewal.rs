@@ -51,20 +51,14 @@ impl Expiry {
     }
 }
 
-/// Watches the certificate's files until `shutdown`, reloading them when they change; follows
-/// the resolver to new files when a configuration reload names others.
+/// Watches the certificate's files until `shutdown` (the edge stops, or a reload no longer
+/// uses them), reloading them when they change.
 pub async fn keep_current(resolver: Arc<Resolver>, shutdown: CancellationToken) {
-    let mut watched = resolver.source();
-    let mut changes = watch(&watched);
+    let mut changes = watch(&resolver.source());
     let mut tick = tokio::time::interval(CHECK_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut warned: Option<tokio::time::Instant> = None;
     loop {
-        let current = resolver.source();
-        if current != watched {
-            watched = current;
-            changes = watch(&watched);
-        }
         let changed = async {
             match &mut changes {
                 Some(changes) => changes.next().await,
@@ -80,8 +74,6 @@ pub async fn keep_current(resolver: Arc<Resolver>, shutdown: CancellationToken) 
                 refresh(&resolver).await
             }
             _ = tick.tick() => refresh(&resolver).await,
-            // New files (a reload): watched from the top of the loop.
-            () = resolver.source_changed.notified() => true,
             () = shutdown.cancelled() => return,
         };
         if renewed {

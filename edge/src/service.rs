@@ -1,5 +1,6 @@
-//! What every request passes through, whichever transport carried it: the access log, security
-//! headers, Alt-Svc, the body limit and compression, around the site's one service.
+//! What every request passes through, whichever transport carried it: the access log and
+//! compression, around the sites' one service (which stamps each site's headers and applies
+//! each route's body limit).
 
 use std::{
     convert::Infallible,
@@ -15,14 +16,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, Version, header};
 use http_body::{Frame, SizeHint};
 use tower::{Service, ServiceBuilder, ServiceExt, util::BoxCloneSyncService};
-use tower_http::body::Limited;
-use tower_http::{
-    compression::{
-        CompressionLayer,
-        predicate::{DefaultPredicate, Predicate},
-    },
-    limit::RequestBodyLimitLayer,
-};
+use tower_http::compression::{CompressionLayer, Predicate, predicate::DefaultPredicate};
 use tracing::info;
 
 use crate::{config::Headers, error::Error};
@@ -33,6 +27,17 @@ pub type EdgeService = BoxCloneSyncService<Request<Body>, Response<Body>, Infall
 /// Set by the transport on every request: who is asking.
 #[derive(Debug, Clone, Copy)]
 pub struct Peer(pub SocketAddr);
+
+/// Set by the transport on every request: what it knows of the connection. The TLS server
+/// name (a site's requests over another site's certificate get 421), the requests in flight
+/// on it (a WebSocket keeps its connection counted while it lasts), and the signal that the
+/// server is stopping and long-lived streams must end.
+#[derive(Debug, Clone)]
+pub(crate) struct Connection {
+    pub tls_name: Option<Arc<str>>,
+    pub activity: Arc<crate::activity::Activity>,
+    pub streams: tokio_util::sync::CancellationToken,
+}
 
 /// The headers the front layer puts on every HTTPS response: Alt-Svc always (it names our
 /// HTTP/3 port), and the security headers of `[edge.headers]` unless the site set its own.
@@ -97,7 +102,7 @@ impl Stamp {
         })
     }
 
-    fn apply(&self, headers: &mut http::HeaderMap) {
+    pub(crate) fn apply(&self, headers: &mut http::HeaderMap) {
         headers.insert(header::ALT_SVC, self.alt_svc.clone());
         let defaults = [
             (header::STRICT_TRANSPORT_SECURITY, self.hsts.as_ref()),
@@ -120,8 +125,9 @@ impl Stamp {
     }
 }
 
-/// Wraps the site's service with what the edge adds to every HTTPS response.
-pub fn edge_service<S>(site: S, stamp: Stamp, max_body_bytes: usize) -> EdgeService
+/// Wraps the sites' service with what the edge adds to every HTTPS request: the access log
+/// and compression.
+pub fn edge_service<S>(sites: S) -> EdgeService
 where
     S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>
         + Clone
@@ -134,26 +140,36 @@ where
     // hands it on would copy it.
     let service = ServiceBuilder::new()
         .map_response(into_body)
-        .layer(CompressionLayer::new().compress_when(DefaultPredicate::new().and(compressible)))
-        .layer(RequestBodyLimitLayer::new(max_body_bytes))
-        .map_request(|request: Request<Limited<Body>>| request.map(Body::new))
-        .service(site);
-    BoxCloneSyncService::new(Front {
-        inner: service,
-        stamp: Arc::new(stamp),
-    })
+        .layer(CompressionLayer::new().compress_when(Compressible))
+        .service(sites);
+    BoxCloneSyncService::new(Front { inner: service })
+}
+
+/// What is compressed on the fly: responses of a compressible type (below) whose length is
+/// known. A response of unknown length is streamed as it comes (a proxied chunked response, a
+/// script's output, server-sent events): compressing it would hold its bytes back until the
+/// compressor's buffer fills.
+#[derive(Debug, Clone, Copy)]
+struct Compressible;
+
+impl Predicate for Compressible {
+    fn should_compress<B>(&self, response: &http::Response<B>) -> bool
+    where
+        B: http_body::Body,
+    {
+        let known_length = response.body().size_hint().exact().is_some()
+            || response.headers().contains_key(header::CONTENT_LENGTH);
+        known_length
+            && DefaultPredicate::new().should_compress(response)
+            && compressible(response.headers())
+    }
 }
 
 /// Whether a response's type is one that compresses: text, and the structured formats sent as
 /// text. Images, video, archives and `application/octet-stream` are compressed already or at
 /// random; compressing them on every request costs CPU for nothing (nginx's `gzip_types` and
 /// Caddy's `encode` take the same view).
-fn compressible(
-    _: http::StatusCode,
-    _: http::Version,
-    headers: &http::HeaderMap,
-    _: &http::Extensions,
-) -> bool {
+fn compressible(headers: &http::HeaderMap) -> bool {
     let Some(content_type) = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -166,7 +182,7 @@ fn compressible(
         .unwrap_or_default()
         .trim()
         .to_ascii_lowercase();
-    essence.starts_with("text/")
+    (essence.starts_with("text/") && essence != "text/event-stream")
         || essence.ends_with("+json")
         || essence.ends_with("+xml")
         || matches!(
@@ -191,13 +207,11 @@ where
     response.map(Body::new)
 }
 
-/// The outermost layer: stamps the edge's headers and logs one line per request when its
-/// response body has been sent (or dropped): method, path, status, bytes, duration, protocol,
-/// peer.
+/// The outermost layer: logs one line per request when its response body has been sent (or
+/// dropped): method, path, status, bytes, duration, protocol, peer.
 #[derive(Clone)]
 struct Front<S> {
     inner: S,
-    stamp: Arc<Stamp>,
 }
 
 impl<S> Service<Request<Body>> for Front<S>
@@ -219,7 +233,6 @@ where
     fn call(&mut self, request: Request<Body>) -> Self::Future {
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
-        let stamp = self.stamp.clone();
         // What only the access line shows is copied only when access lines are written.
         let logged = tracing::enabled!(target: "access", tracing::Level::INFO).then(|| {
             let header = |name: http::header::HeaderName| {
@@ -250,8 +263,7 @@ where
             logged,
         };
         Box::pin(async move {
-            let mut response = inner.oneshot(request).await?;
-            stamp.apply(response.headers_mut());
+            let response = inner.oneshot(request).await?;
             let status = response.status().as_u16();
             Ok(response.map(|body| {
                 Body::new(Counted {

@@ -32,7 +32,7 @@ use crate::{
     Limits,
     activity::{Activity, Tracked},
     metrics::{Protocol, metrics},
-    service::{EdgeService, Peer},
+    service::{Connection, EdgeService, Peer},
 };
 
 /// How long a connection that has not yet sent its first request is waited for when the server
@@ -47,7 +47,7 @@ pub async fn serve_https(
     service: EdgeService,
     current: Arc<ArcSwap<Limits>>,
     tasks: TaskTracker,
-    shutdown: CancellationToken,
+    (shutdown, streams): (CancellationToken, CancellationToken),
 ) {
     let mut limits = current.load_full();
     let mut built = Built::for_limits(&limits);
@@ -69,6 +69,7 @@ pub async fn serve_https(
         let tls = tls.clone();
         let service = service.clone();
         let shutdown = shutdown.clone();
+        let streams = streams.clone();
         let limits = limits.clone();
         tasks.spawn(async move {
             let _ = stream.set_nodelay(true);
@@ -93,10 +94,16 @@ pub async fn serve_https(
             let activity = Activity::new();
             let tracked = activity.clone();
             let max_head = limits.max_header_bytes;
+            let connection_info = Connection {
+                tls_name: stream.get_ref().1.server_name().map(Arc::from),
+                activity: activity.clone(),
+                streams,
+            };
             let hyper_service = hyper::service::service_fn(move |request: Request<Incoming>| {
                 let too_large = head_too_large(&request, max_head);
                 let mut request = request.map(Body::new);
                 request.extensions_mut().insert(Peer(peer));
+                request.extensions_mut().insert(connection_info.clone());
                 let guard = tracked.begin();
                 let response = service.clone().oneshot(request);
                 async move {
@@ -130,6 +137,9 @@ pub async fn serve_https(
             if let Err(e) = result {
                 debug!(%peer, error = %e, "https connection");
             }
+            // An HTTP/1.1 connection upgraded to a WebSocket lives on in its relay, which
+            // counts as a request in flight: it keeps its connection slots until it ends.
+            activity.quiet().await;
             metrics().closed(protocol);
             drop((permit, slot));
         });
@@ -162,6 +172,8 @@ impl Built {
             .max_header_list_size(limits.max_header_bytes as u32)
             // RFC 9113 rapid reset (CVE-2023-44487): bound resets a client may cause.
             .max_pending_accept_reset_streams(20)
+            // RFC 8441: WebSockets over HTTP/2 (extended CONNECT).
+            .enable_connect_protocol()
             .max_local_error_reset_streams(1024)
             .keep_alive_interval(limits.idle_timeout)
             .keep_alive_timeout(Duration::from_secs(20));

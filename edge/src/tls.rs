@@ -1,6 +1,7 @@
-//! Certificates: loaded from PEM files, or a self-signed one created once and kept; served by a
-//! resolver whose certificate can be replaced (SIGHUP, or the files changed: `crate::renewal`)
-//! without touching open connections.
+//! Certificates: loaded from PEM files, or a self-signed one created once and kept; each served
+//! by a resolver whose certificate can be replaced (SIGHUP, or the files changed:
+//! `crate::renewal`) without touching open connections, and picked per handshake by the site
+//! the TLS server name belongs to (`Certificates`).
 
 use std::{
     fmt,
@@ -55,11 +56,9 @@ struct Loaded {
 /// names it does not cover.
 pub struct Resolver {
     current: ArcSwap<Loaded>,
-    /// Where it comes from: replaced by a configuration reload.
-    source: ArcSwap<Source>,
+    /// Where it comes from (a reload that names another source gets another resolver).
+    source: Arc<Source>,
     provider: Arc<CryptoProvider>,
-    /// Woken when the source changes, for the watch on its files.
-    pub(crate) source_changed: tokio::sync::Notify,
 }
 
 impl fmt::Debug for Resolver {
@@ -78,6 +77,178 @@ impl ResolvesServerCert for Resolver {
     }
 }
 
+/// Every site's certificate, picked by the TLS server name: the certificate of the site whose
+/// names include it; else the first that covers it (the zones' apex in the self-signed one, an
+/// address); else none (a TLS alert). Without a name (a client that connects by address), the
+/// default site's.
+pub struct Certificates {
+    table: ArcSwap<Table>,
+    provider: Arc<CryptoProvider>,
+}
+
+struct Table {
+    /// The default site's first, each with what stops the watch on its files.
+    resolvers: Vec<(Arc<Resolver>, tokio_util::sync::CancellationToken)>,
+    names: crate::site::NameIndex,
+}
+
+impl fmt::Debug for Certificates {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Certificates").finish_non_exhaustive()
+    }
+}
+
+impl ResolvesServerCert for Certificates {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let table = self.table.load();
+        let Some(name) = hello.server_name() else {
+            let (first, _) = table.resolvers.first()?;
+            return Some(first.current.load().key.clone());
+        };
+        if let Some((resolver, _)) = table
+            .names
+            .find(name)
+            .and_then(|at| table.resolvers.get(at))
+        {
+            return Some(resolver.current.load().key.clone());
+        }
+        table.resolvers.iter().find_map(|(resolver, _)| {
+            let loaded = resolver.current.load();
+            covers(&loaded.leaf, name).then(|| loaded.key.clone())
+        })
+    }
+}
+
+impl Certificates {
+    /// Loads every certificate of `sources` (each with the site names it serves); the first is
+    /// the default.
+    pub fn new(
+        sources: &[(Source, Vec<crate::site::Name>)],
+        provider: Arc<CryptoProvider>,
+    ) -> Result<Certificates, Error> {
+        let table = Table::load(sources, &provider, &[])?;
+        Ok(Certificates {
+            table: ArcSwap::from_pointee(table),
+            provider,
+        })
+    }
+
+    pub fn provider(&self) -> &Arc<CryptoProvider> {
+        &self.provider
+    }
+
+    /// The sources in use, the default first.
+    pub fn sources(&self) -> Vec<Arc<Source>> {
+        self.table
+            .load()
+            .resolvers
+            .iter()
+            .map(|(r, _)| r.source())
+            .collect()
+    }
+
+    /// Serves the certificates of `sources` from now on, if every one loads; else nothing
+    /// changes. Certificates already served from the same source are kept (and read again).
+    pub fn replace(&self, sources: &[(Source, Vec<crate::site::Name>)]) -> Result<(), Error> {
+        let current = self.table.load_full();
+        let table = Table::load(sources, &self.provider, &current.resolvers)?;
+        for (resolver, stop) in &current.resolvers {
+            if !table
+                .resolvers
+                .iter()
+                .any(|(kept, _)| Arc::ptr_eq(kept, resolver))
+            {
+                stop.cancel();
+            }
+        }
+        table.report();
+        self.table.store(Arc::new(table));
+        Ok(())
+    }
+
+    /// Reads every certificate again (SIGHUP); on an error the ones served stay.
+    pub fn reload(&self) -> Result<(), Error> {
+        for (resolver, _) in &self.table.load().resolvers {
+            resolver.reload()?;
+        }
+        Ok(())
+    }
+
+    /// Keeps every certificate current (`crate::renewal`) until `shutdown`, including those a
+    /// reload adds.
+    pub async fn keep_current(self: Arc<Self>, shutdown: tokio_util::sync::CancellationToken) {
+        let mut watched: Vec<Arc<Resolver>> = Vec::new();
+        loop {
+            let table = self.table.load_full();
+            for (resolver, stop) in &table.resolvers {
+                if !watched.iter().any(|w| Arc::ptr_eq(w, resolver)) {
+                    watched.push(resolver.clone());
+                    tokio::spawn(crate::renewal::keep_current(
+                        resolver.clone(),
+                        stop.child_token(),
+                    ));
+                }
+            }
+            watched.retain(|w| table.resolvers.iter().any(|(r, _)| Arc::ptr_eq(r, w)));
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                () = shutdown.cancelled() => {
+                    for (_, stop) in &table.resolvers {
+                        stop.cancel();
+                    }
+                    return;
+                }
+            }
+        }
+    }
+}
+
+impl Table {
+    fn load(
+        sources: &[(Source, Vec<crate::site::Name>)],
+        provider: &Arc<CryptoProvider>,
+        reuse: &[(Arc<Resolver>, tokio_util::sync::CancellationToken)],
+    ) -> Result<Table, Error> {
+        let mut resolvers = Vec::with_capacity(sources.len());
+        let mut names = crate::site::NameIndex::default();
+        for (at, (source, site_names)) in sources.iter().enumerate() {
+            let known = reuse
+                .iter()
+                .find(|(resolver, _)| *resolver.source() == *source);
+            let entry = match known {
+                Some((resolver, stop)) => {
+                    resolver.reload()?;
+                    (resolver.clone(), stop.clone())
+                }
+                None => (
+                    Arc::new(Resolver::new(source.clone(), provider.clone())?),
+                    tokio_util::sync::CancellationToken::new(),
+                ),
+            };
+            resolvers.push(entry);
+            for name in site_names {
+                names.add(name, at);
+            }
+        }
+        if resolvers.is_empty() {
+            return Err(Error::Config {
+                key: "site".to_string(),
+                reason: "no certificate".to_string(),
+            });
+        }
+        Ok(Table { resolvers, names })
+    }
+
+    fn report(&self) {
+        let files: Vec<String> = self
+            .resolvers
+            .iter()
+            .map(|(resolver, _)| resolver.current.load().files.cert.0.display().to_string())
+            .collect();
+        crate::metrics::metrics().certificates_in_use(&files);
+    }
+}
+
 /// Whether the certificate is valid for the DNS name or IP address `name`.
 fn covers(leaf: &CertificateDer<'_>, name: &str) -> bool {
     let Ok(cert) = webpki::EndEntityCert::try_from(leaf) else {
@@ -93,42 +264,26 @@ impl Resolver {
     pub fn new(source: Source, provider: Arc<CryptoProvider>) -> Result<Resolver, Error> {
         Ok(Resolver {
             current: ArcSwap::from_pointee(load(&source, &provider)?),
-            source: ArcSwap::from_pointee(source),
+            source: Arc::new(source),
             provider,
-            source_changed: tokio::sync::Notify::new(),
         })
     }
 
     pub fn source(&self) -> Arc<Source> {
-        self.source.load_full()
-    }
-
-    pub fn provider(&self) -> &Arc<CryptoProvider> {
-        &self.provider
+        self.source.clone()
     }
 
     /// Loads the certificate again; on error the current one stays.
     pub fn reload(&self) -> Result<(), Error> {
         self.current
-            .store(Arc::new(load(&self.source.load(), &self.provider)?));
-        Ok(())
-    }
-
-    /// Serves the certificate of `source` from now on, if it loads; else nothing changes.
-    pub fn replace(&self, source: Source) -> Result<(), Error> {
-        if *self.source.load_full() == source {
-            return self.reload();
-        }
-        self.current.store(Arc::new(load(&source, &self.provider)?));
-        self.source.store(Arc::new(source));
-        self.source_changed.notify_waiters();
+            .store(Arc::new(load(&self.source, &self.provider)?));
         Ok(())
     }
 
     /// Loads the certificate again if its files changed since it was loaded; true if it did.
     /// On error the current one stays.
     pub fn refresh(&self) -> Result<bool, Error> {
-        let files = read(&self.source.load())?;
+        let files = read(&self.source)?;
         if files == self.current.load().files {
             return Ok(false);
         }
@@ -241,7 +396,7 @@ fn parse(files: Files, provider: &CryptoProvider) -> Result<Loaded, Error> {
         let seconds = expiry
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
-        crate::metrics::metrics().certificate(names, seconds);
+        crate::metrics::metrics().certificate(cert_path.display().to_string(), names, seconds);
     }
     Ok(Loaded {
         key: Arc::new(key),

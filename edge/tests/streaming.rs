@@ -36,9 +36,10 @@ async fn echo_server() -> Running {
     let config = Config {
         http: "127.0.0.1:0".parse().unwrap(),
         https: "127.0.0.1:0".parse().unwrap(),
+        root: state.path().to_path_buf(),
         ..Config::default()
     };
-    let edge = Edge::load(&config, state.path(), &["www.foobar.com".to_string()]).unwrap();
+    let edge = Edge::load(&config, &[], state.path(), &["www.foobar.com".to_string()]).unwrap();
     let sockets = edge.bind().unwrap();
     let addr = sockets.https_addr().unwrap();
     let echo = tower::service_fn(|request: Request<Body>| async move {

@@ -1,0 +1,316 @@
+//! Connections to one upstream, kept alive between requests.
+//!
+//! Written here on hyper's connection-level client rather than taken from hyper-util's pooled
+//! `Client`, because what the proxy needs of a pool is its own: a hard bound on the connections
+//! to each upstream (hyper-util's pool bounds only the idle ones), the connection handed back
+//! only once its response has been read to the end, and a send that gives the request back
+//! when it never left (`try_send_request`), which is what makes retrying a POST safe.
+
+use std::{
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicI64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use axum::body::Body;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tracing::debug;
+
+use super::{
+    metrics::UpstreamMetrics,
+    upstream::{ConnectError, Connector, Stream},
+};
+
+/// The connections of one upstream.
+pub struct Pool {
+    h2: bool,
+    /// One per connection open, idle or not.
+    slots: Arc<Semaphore>,
+    idle: Mutex<Vec<Idle>>,
+    /// HTTP/2 (h2c): connections shared by many requests at once.
+    shared: Mutex<Vec<Shared>>,
+    max_idle: usize,
+    idle_timeout: Duration,
+    in_use: AtomicI64,
+    metrics: Arc<UpstreamMetrics>,
+}
+
+struct Idle {
+    sender: http1::SendRequest<Body>,
+    since: Instant,
+    permit: OwnedSemaphorePermit,
+}
+
+struct Shared {
+    sender: http2::SendRequest<Body>,
+    _permit: OwnedSemaphorePermit,
+}
+
+/// A connection taken for one request.
+pub struct Lease {
+    sender: Option<Sender>,
+    permit: Option<OwnedSemaphorePermit>,
+    /// It served an earlier request (a closed keep-alive connection is then no fault of the
+    /// upstream's).
+    pub reused: bool,
+    pool: Arc<Pool>,
+}
+
+pub enum Sender {
+    H1(http1::SendRequest<Body>),
+    H2(http2::SendRequest<Body>),
+}
+
+/// Why a request got no response.
+pub enum SendError {
+    /// It never left: the connection was found closed first. The request comes back whole.
+    Unsent(Box<http::Request<Body>>, hyper::Error),
+    /// Some or all of it was sent.
+    Sent(hyper::Error),
+}
+
+impl Sender {
+    /// Sends `request`.
+    pub async fn send(
+        &mut self,
+        request: http::Request<Body>,
+    ) -> Result<http::Response<hyper::body::Incoming>, SendError> {
+        let sent = match self {
+            Sender::H1(sender) => {
+                // A keep-alive connection its upstream closed is found out here, with the
+                // request still in hand.
+                if let Err(error) = sender.ready().await {
+                    return Err(SendError::Unsent(Box::new(request), error));
+                }
+                sender.try_send_request(request).await
+            }
+            Sender::H2(sender) => {
+                if let Err(error) = sender.ready().await {
+                    return Err(SendError::Unsent(Box::new(request), error));
+                }
+                sender.try_send_request(request).await
+            }
+        };
+        sent.map_err(|mut error| match error.take_message() {
+            Some(request) => SendError::Unsent(Box::new(request), error.into_error()),
+            None => SendError::Sent(error.into_error()),
+        })
+    }
+}
+
+impl Pool {
+    pub fn new(
+        h2: bool,
+        max_connections: usize,
+        max_idle: usize,
+        idle_timeout: Duration,
+        metrics: Arc<UpstreamMetrics>,
+    ) -> Pool {
+        Pool {
+            h2,
+            slots: Arc::new(Semaphore::new(max_connections)),
+            idle: Mutex::new(Vec::new()),
+            shared: Mutex::new(Vec::new()),
+            max_idle,
+            idle_timeout,
+            in_use: AtomicI64::new(0),
+            metrics,
+        }
+    }
+
+    /// A connection for one request: an idle one, a shared HTTP/2 one, or a new one (waiting
+    /// for a free slot no longer than `timeout`, which also bounds the connect).
+    pub async fn lease(
+        self: &Arc<Self>,
+        connector: &Connector,
+        timeout: Duration,
+    ) -> Result<Lease, ConnectError> {
+        if self.h2 {
+            return self.lease_shared(connector, timeout).await;
+        }
+        if let Some(idle) = self.take_idle() {
+            return Ok(self.leased(Sender::H1(idle.sender), Some(idle.permit), true));
+        }
+        let deadline = Instant::now() + timeout;
+        let permit = self.slot(deadline).await?;
+        let stream = connector.connect(left(deadline)).await?;
+        let (sender, connection) = http1::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| ConnectError::Refused(std::io::Error::other(e)))?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                debug!(error = %e, "upstream connection");
+            }
+        });
+        Ok(self.leased(Sender::H1(sender), Some(permit), false))
+    }
+
+    /// A connection of its own for a WebSocket: never pooled, counted against the bound.
+    pub async fn dedicated(
+        &self,
+        connector: &Connector,
+        timeout: Duration,
+    ) -> Result<(Stream, OwnedSemaphorePermit), ConnectError> {
+        let deadline = Instant::now() + timeout;
+        let permit = self.slot(deadline).await?;
+        let stream = connector.connect(left(deadline)).await?;
+        Ok((stream, permit))
+    }
+
+    async fn slot(&self, deadline: Instant) -> Result<OwnedSemaphorePermit, ConnectError> {
+        if let Ok(permit) = self.slots.clone().try_acquire_owned() {
+            return Ok(permit);
+        }
+        // Every connection is busy: an idle one may be closed to make room.
+        if let Some(idle) = self.take_idle() {
+            drop(idle.sender);
+            return Ok(idle.permit);
+        }
+        match tokio::time::timeout(left(deadline), self.slots.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(ConnectError::Full),
+        }
+    }
+
+    fn leased(
+        self: &Arc<Self>,
+        sender: Sender,
+        permit: Option<OwnedSemaphorePermit>,
+        reused: bool,
+    ) -> Lease {
+        self.in_use.fetch_add(1, Ordering::Relaxed);
+        self.report();
+        Lease {
+            sender: Some(sender),
+            permit,
+            reused,
+            pool: self.clone(),
+        }
+    }
+
+    async fn lease_shared(
+        self: &Arc<Self>,
+        connector: &Connector,
+        timeout: Duration,
+    ) -> Result<Lease, ConnectError> {
+        {
+            let mut shared = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
+            shared.retain(|connection| !connection.sender.is_closed());
+            if let Some(connection) = shared.first() {
+                let sender = connection.sender.clone();
+                drop(shared);
+                return Ok(self.leased(Sender::H2(sender), None, true));
+            }
+        }
+        let deadline = Instant::now() + timeout;
+        let permit = self.slot(deadline).await?;
+        let stream = connector.connect(left(deadline)).await?;
+        let (sender, connection) = http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .keep_alive_interval(Duration::from_secs(30))
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| ConnectError::Refused(std::io::Error::other(e)))?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                debug!(error = %e, "upstream h2c connection");
+            }
+        });
+        self.shared
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Shared {
+                sender: sender.clone(),
+                _permit: permit,
+            });
+        Ok(self.leased(Sender::H2(sender), None, false))
+    }
+
+    /// An idle connection still open and young enough.
+    fn take_idle(&self) -> Option<Idle> {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        while let Some(connection) = idle.pop() {
+            if connection.sender.is_closed() || connection.since.elapsed() > self.idle_timeout {
+                continue;
+            }
+            if connection.sender.is_ready() {
+                drop(idle);
+                self.report();
+                return Some(connection);
+            }
+        }
+        drop(idle);
+        self.report();
+        None
+    }
+
+    /// Closes idle connections past the idle timeout.
+    pub fn sweep(&self) {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        idle.retain(|c| !c.sender.is_closed() && c.since.elapsed() <= self.idle_timeout);
+        drop(idle);
+        self.shared
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|c| !c.sender.is_closed());
+        self.report();
+    }
+
+    fn report(&self) {
+        let idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+            + self
+                .shared
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .len();
+        self.metrics
+            .pool(self.in_use.load(Ordering::Relaxed), idle as i64);
+    }
+}
+
+impl Lease {
+    pub fn sender(&mut self) -> Option<&mut Sender> {
+        self.sender.as_mut()
+    }
+
+    /// The response was read to its end: the connection can serve another request.
+    pub fn release(mut self) {
+        if let (Some(Sender::H1(sender)), Some(permit)) = (self.sender.take(), self.permit.take())
+            && !sender.is_closed()
+        {
+            let mut idle = self
+                .pool
+                .idle
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if idle.len() < self.pool.max_idle {
+                idle.push(Idle {
+                    sender,
+                    since: Instant::now(),
+                    permit,
+                });
+            }
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.pool.in_use.fetch_sub(1, Ordering::Relaxed);
+        self.pool.report();
+    }
+}
+
+/// How long until `deadline`.
+fn left(deadline: Instant) -> Duration {
+    deadline.saturating_duration_since(Instant::now())
+}
