@@ -5,6 +5,7 @@
 pub mod galera;
 pub mod h2raw;
 pub mod load;
+pub mod upstream;
 pub mod web;
 
 use std::{
@@ -130,6 +131,8 @@ pub struct Setup {
     edge: Vec<String>,
     app: Vec<String>,
     log: Vec<String>,
+    /// Tables after all others (`[[site]]`...).
+    tables: Vec<String>,
     shipped_site: bool,
     env: Vec<(String, String)>,
     /// Listen on this address with these DNS, HTTPS and HTTP ports, rather than 127.0.0.1 on
@@ -178,6 +181,13 @@ impl Setup {
 
     pub fn app(mut self, line: &str) -> Self {
         self.app.push(line.to_string());
+        self
+    }
+
+    /// TOML after every other table: `[[site]]` tables and their routes. `{dir}` stands for
+    /// the server's folder.
+    pub fn tables(mut self, text: &str) -> Self {
+        self.tables.push(text.to_string());
         self
     }
 
@@ -244,8 +254,12 @@ impl Setup {
                 "state_dir = \"{dir}/data\"\n\
                  [dns]\nlisten = [\"{dns_at}\"]\nzones = \"{dir}/zones\"\n{dns}\n\
                  [edge]\nhttp = \"{http_at}\"\nhttps = \"{https_at}\"\nroot = \"{dir}/public\"\n{edge}\n\
-                 [app]\n{app}\n[admin]\nlisten = \"{admin_at}\"\n[log]\n{log}\n",
+                 [app]\n{app}\n[admin]\nlisten = \"{admin_at}\"\n[log]\n{log}\n{tables}\n",
                 log = self.log.join("\n"),
+                tables = self
+                    .tables
+                    .join("\n")
+                    .replace("{dir}", &dir.path().display().to_string()),
                 admin_at = address(0),
                 dns_at = address(dns_port),
                 http_at = address(http_port),
