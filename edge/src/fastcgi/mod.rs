@@ -44,6 +44,7 @@ use self::record::{Decoder, Record};
 use crate::{
     Error,
     files::StaticFiles,
+    proxy::metrics::{Failure, UpstreamMetrics},
     service::Peer,
     site::{ClientIp, Trusted, config::FastCgiConfig, plain, request_host, route::OriginalUri},
 };
@@ -103,6 +104,17 @@ impl Stream {
         })
     }
 
+    /// Whether an idle connection is still open: nothing to read yet (the server closing it
+    /// would make it readable, at its end).
+    fn alive(&self) -> bool {
+        let mut byte = [0u8; 1];
+        let read = match self {
+            Stream::Unix(s) => s.try_read(&mut byte),
+            Stream::Tcp(s) => s.try_read(&mut byte),
+        };
+        matches!(read, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+    }
+
     fn split(
         &mut self,
     ) -> (
@@ -123,6 +135,12 @@ impl Stream {
 }
 
 /// The connections to one FastCGI server.
+///
+/// PHP-FPM gives each connection a worker of its own for as long as it stays open, kept alive
+/// or not: an idle connection kept here holds a worker that no other request can have. So few
+/// are kept (`max_idle`), and not for long (`idle_timeout`): under load, a connection goes from
+/// one request to the next; when the load stops, the workers are given back. Requests beyond
+/// `max_connections` wait here for one, as they would in FPM's listen queue.
 struct Pool {
     address: Address,
     slots: Arc<Semaphore>,
@@ -131,37 +149,48 @@ struct Pool {
     idle_timeout: Duration,
     /// Asked once, when the first connection opens.
     asked: std::sync::atomic::AtomicBool,
+    metrics: Arc<UpstreamMetrics>,
+    in_use: std::sync::atomic::AtomicI64,
+}
+
+/// Why no connection was had.
+enum LeaseError {
+    /// Every connection allowed stayed busy for the whole wait.
+    Busy,
+    Connect(std::io::Error),
 }
 
 impl Pool {
+    /// A connection: a kept one still open, or a new one once a slot is free (waiting at most
+    /// `wait` for it) and within `connect`.
     async fn lease(
         self: &Arc<Self>,
-        timeout: Duration,
-    ) -> Result<(Stream, OwnedSemaphorePermit), std::io::Error> {
-        {
-            let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-            while let Some((stream, permit, since)) = idle.pop() {
-                if since.elapsed() <= self.idle_timeout {
-                    return Ok((stream, permit));
-                }
-                drop((stream, permit));
-            }
+        wait: Duration,
+        connect: Duration,
+    ) -> Result<(Stream, OwnedSemaphorePermit), LeaseError> {
+        if let Some((stream, permit)) = self.take_idle() {
+            return Ok((stream, permit));
         }
-        let deadline = tokio::time::Instant::now() + timeout;
-        let permit = tokio::time::timeout_at(deadline, self.slots.clone().acquire_owned())
-            .await
-            .map_err(|_| {
-                std::io::Error::new(
+        let permit = match tokio::time::timeout(wait, self.slots.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => permit,
+            _ => return Err(LeaseError::Busy),
+        };
+        // A connection may have come back while this one waited.
+        if let Some((stream, kept)) = self.take_idle() {
+            drop(permit);
+            return Ok((stream, kept));
+        }
+        let stream = match tokio::time::timeout(connect, Stream::connect(&self.address)).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => return Err(LeaseError::Connect(e)),
+            Err(_) => {
+                return Err(LeaseError::Connect(std::io::Error::new(
                     std::io::ErrorKind::TimedOut,
-                    "every connection to the FastCGI server is busy",
-                )
-            })?
-            .map_err(std::io::Error::other)?;
-        let stream = tokio::time::timeout_at(deadline, Stream::connect(&self.address))
-            .await
-            .map_err(|_| {
-                std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
-            })??;
+                    "connect timed out",
+                )));
+            }
+        };
+        self.metrics.opened();
         if !self.asked.swap(true, std::sync::atomic::Ordering::Relaxed) {
             let pool = self.clone();
             tokio::spawn(async move { pool.ask_limits().await });
@@ -169,11 +198,39 @@ impl Pool {
         Ok((stream, permit))
     }
 
+    /// A kept connection, open and not kept too long.
+    fn take_idle(&self) -> Option<(Stream, OwnedSemaphorePermit)> {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        while let Some((stream, permit, since)) = idle.pop() {
+            if since.elapsed() <= self.idle_timeout && stream.alive() {
+                return Some((stream, permit));
+            }
+        }
+        None
+    }
+
+    /// Closes kept connections past the idle timeout, giving their workers back to FPM.
+    fn sweep(&self) {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        idle.retain(|(_, _, since)| since.elapsed() <= self.idle_timeout);
+        let count = idle.len() as i64;
+        drop(idle);
+        self.report(count);
+    }
+
+    fn report(&self, idle: i64) {
+        self.metrics
+            .pool(self.in_use.load(std::sync::atomic::Ordering::Relaxed), idle);
+    }
+
     fn put(&self, stream: Stream, permit: OwnedSemaphorePermit) {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         if idle.len() < self.max_idle {
             idle.push((stream, permit, Instant::now()));
         }
+        let count = idle.len() as i64;
+        drop(idle);
+        self.report(count);
     }
 
     /// Asks the server how many connections it takes and whether it multiplexes; its limit
@@ -234,8 +291,10 @@ impl Pool {
 /// Every FastCGI server in use, by address, so that routes (and reloads) share connections.
 #[derive(Default)]
 pub struct Registry {
-    pools: Mutex<HashMap<Address, Weak<Pool>>>,
+    pools: Mutex<HashMap<PoolKey, Weak<Pool>>>,
 }
+
+type PoolKey = (Address, usize, usize, Duration);
 
 impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -244,10 +303,18 @@ impl std::fmt::Debug for Registry {
 }
 
 impl Registry {
-    fn pool(&self, address: Address, config: &FastCgiConfig) -> Arc<Pool> {
+    /// The pool of `address` for `route`: shared by routes (and kept across reloads) with the
+    /// same address and settings.
+    fn pool(&self, route: &str, address: Address, config: &FastCgiConfig) -> Arc<Pool> {
         let mut pools = self.pools.lock().unwrap_or_else(PoisonError::into_inner);
         pools.retain(|_, weak| weak.strong_count() > 0);
-        if let Some(pool) = pools.get(&address).and_then(Weak::upgrade) {
+        let key = (
+            address.clone(),
+            config.max_connections,
+            config.max_idle,
+            config.idle_timeout,
+        );
+        if let Some(pool) = pools.get(&key).and_then(Weak::upgrade) {
             return pool;
         }
         let pool = Arc::new(Pool {
@@ -257,8 +324,21 @@ impl Registry {
             max_idle: config.max_idle,
             idle_timeout: config.idle_timeout,
             asked: std::sync::atomic::AtomicBool::new(false),
+            metrics: UpstreamMetrics::register(route, &address.to_string()),
+            in_use: std::sync::atomic::AtomicI64::new(0),
         });
-        pools.insert(address, Arc::downgrade(&pool));
+        pools.insert(key, Arc::downgrade(&pool));
+        let weak = Arc::downgrade(&pool);
+        let every = (config.idle_timeout / 2).max(Duration::from_millis(100));
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                match weak.upgrade() {
+                    Some(pool) => pool.sweep(),
+                    None => return,
+                }
+            }
+        });
         pool
     }
 }
@@ -316,7 +396,7 @@ impl FastCgi {
             .unwrap_or_else(|| files.root().to_path_buf());
         Ok(FastCgi {
             route: format!("{site}{path}"),
-            pool: registry.pool(address, config),
+            pool: registry.pool(&format!("{site}{path}"), address, config),
             files,
             root,
             index: config.index.clone(),
@@ -444,16 +524,31 @@ impl FastCgi {
             content_length: content_length.filter(|&n| n > 0),
             extra: &self.params,
         });
-        let (stream, permit) = match self.pool.lease(self.connect_timeout).await {
+        let leased = self
+            .pool
+            .lease(self.response_timeout, self.connect_timeout)
+            .await;
+        let (stream, permit) = match leased {
             Ok(leased) => leased,
-            Err(e) => {
+            Err(LeaseError::Connect(e)) => {
+                self.pool.metrics.failed(Failure::Connect);
                 warn!(route = %self.route, fastcgi = %self.pool.address, error = %e, "FastCGI server unavailable; answering 503");
                 return plain(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "503 Service Unavailable: the application server is not answering\n",
                 );
             }
+            Err(LeaseError::Busy) => {
+                self.pool.metrics.failed(Failure::Full);
+                warn!(route = %self.route, fastcgi = %self.pool.address, max_connections = self.pool.slots.available_permits(), "FastCGI: every connection stayed busy; answering 503");
+                return plain(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "503 Service Unavailable: the application server is busy\n",
+                );
+            }
         };
+        let started = Instant::now();
+        let in_use = InUse::new(&self.pool);
         let (head_tx, head_rx) = oneshot::channel();
         let (body_tx, body_rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(4);
         let exchange = Exchange {
@@ -466,6 +561,7 @@ impl FastCgi {
         let head = match tokio::time::timeout(self.response_timeout, head_rx).await {
             Ok(Ok(Ok(head))) => head,
             Ok(Ok(Err(reason))) => {
+                self.pool.metrics.failed(Failure::Reset);
                 warn!(route = %self.route, script = %script.name, %reason, "FastCGI: no response; answering 502");
                 return plain(
                     StatusCode::BAD_GATEWAY,
@@ -479,6 +575,7 @@ impl FastCgi {
                 );
             }
             Err(_) => {
+                self.pool.metrics.failed(Failure::Timeout);
                 warn!(route = %self.route, script = %script.name, seconds = self.response_timeout.as_secs_f64(), "FastCGI: the script did not answer in time; answering 504");
                 return plain(
                     StatusCode::GATEWAY_TIMEOUT,
@@ -487,11 +584,34 @@ impl FastCgi {
             }
         };
         let (status, headers, first) = head;
+        self.pool
+            .metrics
+            .answered(status.as_u16(), started.elapsed().as_micros() as u64);
+        drop(in_use);
         let stream = futures_stream(first, body_rx);
         let mut response = Response::new(Body::from_stream(stream));
         *response.status_mut() = status;
         *response.headers_mut() = headers;
         response
+    }
+}
+
+/// A connection of the pool in use, counted until dropped.
+struct InUse(Arc<Pool>);
+
+impl InUse {
+    fn new(pool: &Arc<Pool>) -> InUse {
+        pool.in_use
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        InUse(pool.clone())
+    }
+}
+
+impl Drop for InUse {
+    fn drop(&mut self) {
+        self.0
+            .in_use
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -672,6 +792,8 @@ impl Exchange {
                             }
                         }
                     }
+                    // The empty record that ends the output carries nothing to send.
+                    Record::Stdout(bytes) if bytes.is_empty() => {}
                     Record::Stdout(bytes) => {
                         if body_tx.send(Ok(bytes)).await.is_err() {
                             // The client went away: the rest is not read, the connection goes.

@@ -1,6 +1,7 @@
-//! What the proxy counts per upstream, for `/metrics`: requests by status class, time to the
-//! response head, failures by kind, whether it is up, its pool. Each upstream's counters are
-//! atomics it owns; the collector reads every upstream still configured.
+//! What the proxy and FastCGI count per upstream (an application server, or PHP-FPM), for
+//! `/metrics`: requests by status class, time to the response head, failures by kind, whether it
+//! is up, its pool and the connections it opened. Each upstream's counters are atomics it owns;
+//! the collector reads every upstream still configured.
 
 use std::sync::{
     Arc, LazyLock, Mutex, PoisonError, Weak,
@@ -44,6 +45,8 @@ pub struct UpstreamMetrics {
     up: AtomicBool,
     in_use: AtomicI64,
     idle: AtomicI64,
+    /// Connections opened (kept-alive ones are reused: fewer than requests).
+    opened: AtomicU64,
 }
 
 static REGISTERED: LazyLock<Mutex<Vec<Weak<UpstreamMetrics>>>> =
@@ -61,6 +64,7 @@ impl UpstreamMetrics {
             up: AtomicBool::new(true),
             in_use: AtomicI64::new(0),
             idle: AtomicI64::new(0),
+            opened: AtomicU64::new(0),
         });
         let mut all = REGISTERED.lock().unwrap_or_else(PoisonError::into_inner);
         all.retain(|weak| weak.strong_count() > 0);
@@ -80,6 +84,10 @@ impl UpstreamMetrics {
 
     pub fn set_up(&self, up: bool) {
         self.up.store(up, Relaxed);
+    }
+
+    pub fn opened(&self) {
+        self.opened.fetch_add(1, Relaxed);
     }
 
     pub fn pool(&self, in_use: i64, idle: i64) {
@@ -118,18 +126,18 @@ pub fn encode(encoder: &mut DescriptorEncoder) -> std::fmt::Result {
     }
     counters(
         encoder,
-        "foobar_proxy_requests",
-        "Requests answered by each upstream, by status class.",
+        "foobar_upstream_requests",
+        "Requests answered by each upstream (proxied application, FastCGI server), by status class.",
         requests,
     )?;
     counters(
         encoder,
-        "foobar_proxy_failures",
+        "foobar_upstream_failures",
         "Requests to each upstream that failed, by kind (connect, timeout, reset, busy, body).",
         failures,
     )?;
     let mut latency = encoder.encode_descriptor(
-        "foobar_proxy_response_time",
+        "foobar_upstream_response_time",
         "Time from sending a request upstream to its response head.",
         Some(&Unit::Seconds),
         MetricType::Histogram,
@@ -139,15 +147,21 @@ pub fn encode(encoder: &mut DescriptorEncoder) -> std::fmt::Result {
     }
     gauges(
         encoder,
-        "foobar_proxy_upstream_up",
+        "foobar_upstream_up",
         "Whether each upstream is taking requests (1) or out after failures or checks (0).",
         None,
         all.iter()
             .map(|m| (labels(m), i64::from(m.up.load(Relaxed)))),
     )?;
+    counters(
+        encoder,
+        "foobar_upstream_connections_opened",
+        "Connections opened to each upstream (kept alive, they serve many requests).",
+        all.iter().map(|m| (labels(m), m.opened.load(Relaxed))),
+    )?;
     gauges(
         encoder,
-        "foobar_proxy_connections",
+        "foobar_upstream_connections",
         "Connections to each upstream, by state (in use, idle).",
         None,
         all.iter().flat_map(|m| {

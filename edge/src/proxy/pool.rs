@@ -138,6 +138,7 @@ impl Pool {
         let deadline = Instant::now() + timeout;
         let permit = self.slot(deadline).await?;
         let stream = connector.connect(left(deadline)).await?;
+        self.metrics.opened();
         let (sender, connection) = http1::Builder::new()
             .handshake(TokioIo::new(stream))
             .await
@@ -159,6 +160,7 @@ impl Pool {
         let deadline = Instant::now() + timeout;
         let permit = self.slot(deadline).await?;
         let stream = connector.connect(left(deadline)).await?;
+        self.metrics.opened();
         Ok((stream, permit))
     }
 
@@ -210,6 +212,7 @@ impl Pool {
         let deadline = Instant::now() + timeout;
         let permit = self.slot(deadline).await?;
         let stream = connector.connect(left(deadline)).await?;
+        self.metrics.opened();
         let (sender, connection) = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .keep_alive_interval(Duration::from_secs(30))

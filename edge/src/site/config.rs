@@ -460,9 +460,11 @@ impl TryFrom<RawRoute> for RouteConfig {
                     connect_timeout: secs(raw.connect_timeout, 5),
                     response_timeout: secs(raw.response_timeout, 60),
                     read_timeout: secs(raw.read_timeout, 60),
-                    max_connections: raw.max_connections.unwrap_or(64).max(1),
-                    max_idle: raw.max_idle.unwrap_or(16),
-                    idle_timeout: secs(raw.idle_timeout, 60),
+                    max_connections: raw.max_connections.unwrap_or(16).max(1),
+                    // Each kept connection holds a PHP-FPM worker (see fastcgi::Pool): few,
+                    // briefly.
+                    max_idle: raw.max_idle.unwrap_or(2),
+                    idle_timeout: raw.idle_timeout.map_or(Duration::from_secs(1), |s| s.0),
                 }))
             }
             "app" => Action::App,
