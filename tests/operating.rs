@@ -4,28 +4,10 @@
 
 mod support;
 
-use std::{
-    io::{Read, Write},
-    net::SocketAddr,
-};
+use std::{io::Write, net::SocketAddr};
 
 use hickory_proto::rr::RecordType;
-use support::Foobar;
-
-/// GET `path` from the admin listener: status and body.
-fn admin_get(admin: SocketAddr, path: &str) -> (u16, String) {
-    let mut stream = std::net::TcpStream::connect(admin).unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {admin}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut reply = String::new();
-    stream.read_to_string(&mut reply).unwrap();
-    let (head, body) = reply.split_once("\r\n\r\n").unwrap();
-    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    (status, body.to_string())
-}
+use support::{Foobar, admin_get};
 
 /// The value of the series `name{labels}` (labels as written, in order), 0 when absent.
 fn value(metrics: &str, series: &str) -> f64 {

@@ -165,56 +165,31 @@ async fn server_sent_events_arrive_one_by_one() {
     }
 }
 
-/// GETs /app/sse on `stream` and returns when each event arrived.
+/// GETs /app/sse on `stream`: when each event arrived.
 async fn events(
     proto: Proto,
     stream: tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
 ) -> Vec<Duration> {
-    use http_body_util::BodyExt;
-    use hyper_util::rt::{TokioExecutor, TokioIo};
-    let request = Request::get("https://www.foobar.com/app/sse")
-        .header("accept-encoding", "gzip, br")
-        .body(http_body_util::Empty::<Bytes>::new())
-        .unwrap();
-    let response = if proto == Proto::H1 {
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .unwrap();
-        tokio::spawn(conn);
-        let (mut parts, body) = request.into_parts();
-        parts
-            .headers
-            .insert("host", "www.foobar.com".parse().unwrap());
-        parts.uri = "/app/sse".parse().unwrap();
-        sender
-            .send_request(Request::from_parts(parts, body))
-            .await
-            .unwrap()
-    } else {
-        let (mut sender, conn) =
-            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-                .await
-                .unwrap();
-        tokio::spawn(conn);
-        sender.send_request(request).await.unwrap()
-    };
-    assert_eq!(response.status(), StatusCode::OK);
+    let (head, frames) = support::web::frame_arrivals(
+        proto,
+        stream,
+        "/app/sse",
+        &[("accept-encoding", "gzip, br")],
+    )
+    .await;
+    assert_eq!(head.status, StatusCode::OK);
     assert_eq!(
-        response.headers().get("content-encoding"),
+        head.headers.get("content-encoding"),
         None,
         "a stream is not compressed"
     );
-    let start = Instant::now();
-    let mut body = response.into_body();
     let mut arrivals = Vec::new();
     let mut text = String::new();
-    while let Some(frame) = body.frame().await {
-        if let Ok(data) = frame.unwrap().into_data() {
-            text.push_str(&String::from_utf8_lossy(&data));
-            while let Some(end) = text.find("\n\n") {
-                text.drain(..end + 2);
-                arrivals.push(start.elapsed());
-            }
+    for (at, data) in frames {
+        text.push_str(&String::from_utf8_lossy(&data));
+        while let Some(end) = text.find("\n\n") {
+            text.drain(..end + 2);
+            arrivals.push(at);
         }
     }
     arrivals

@@ -2,9 +2,11 @@
 //! HTTP clients (`web`).
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod browser;
 pub mod galera;
 pub mod h2raw;
 pub mod load;
+pub mod php;
 pub mod upstream;
 pub mod web;
 
@@ -552,6 +554,22 @@ pub fn output_within(command: &mut Command) -> std::process::Output {
             panic!("the command did not exit within {DEADLINE:?}");
         }
     }
+}
+
+/// GET `path` from the admin listener (plain HTTP): status and body.
+pub fn admin_get(admin: SocketAddr, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(admin).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {admin}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).unwrap();
+    let (head, body) = reply.split_once("\r\n\r\n").unwrap();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, body.to_string())
 }
 
 /// Polls `check` until it holds; fails after [`DEADLINE`] naming `what`.

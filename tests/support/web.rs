@@ -392,3 +392,76 @@ impl H3 {
         Ok((status, Bytes::from(body)))
     }
 }
+
+/// Sends `request`, whose body is streamed, over a new HTTP/2 connection; the whole reply.
+pub async fn send_streamed_h2<B>(addr: SocketAddr, pem: &[u8], request: Request<B>) -> Reply
+where
+    B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let stream = connect(addr, "www.foobar.com", tls_config(pem, &[b"h2"]))
+        .await
+        .unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let response = sender.send_request(request).await.unwrap();
+    let (parts, body) = response.into_parts();
+    Reply {
+        status: parts.status,
+        version: parts.version,
+        headers: parts.headers,
+        body: body.collect().await.unwrap().to_bytes(),
+    }
+}
+
+/// GETs `path` on `stream` (HTTP/1.1 or HTTP/2, as negotiated) with `headers`: the response
+/// head, and each body frame with when it arrived (from the head on).
+pub async fn frame_arrivals(
+    proto: Proto,
+    stream: TlsStream<TcpStream>,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (http::response::Parts, Vec<(Duration, Bytes)>) {
+    let mut request = Request::get(format!("https://www.foobar.com{path}"));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request.body(http_body_util::Empty::<Bytes>::new()).unwrap();
+    let response = if proto == Proto::H1 {
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let (mut parts, body) = request.into_parts();
+        parts
+            .headers
+            .insert("host", "www.foobar.com".parse().unwrap());
+        parts.uri = path.parse().unwrap();
+        sender
+            .send_request(Request::from_parts(parts, body))
+            .await
+            .unwrap()
+    } else {
+        let (mut sender, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        sender.send_request(request).await.unwrap()
+    };
+    let start = std::time::Instant::now();
+    let (parts, mut body) = response.into_parts();
+    let mut frames = Vec::new();
+    while let Some(frame) = body.frame().await {
+        // (An empty DATA frame may end an HTTP/2 stream.)
+        if let Ok(data) = frame.unwrap().into_data()
+            && !data.is_empty()
+        {
+            frames.push((start.elapsed(), data));
+        }
+    }
+    (parts, frames)
+}
