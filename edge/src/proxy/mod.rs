@@ -824,6 +824,13 @@ impl http_body::Body for UpstreamBody {
         match Pin::new(&mut this.body).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 this.timer = None;
+                // The last frame: the connection is free now (the server may not ask again,
+                // seeing the body end).
+                if this.body.is_end_stream()
+                    && let Some(lease) = this.lease.take()
+                {
+                    lease.release();
+                }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => {

@@ -37,6 +37,8 @@ pub struct Pool {
     idle_timeout: Duration,
     in_use: AtomicI64,
     metrics: Arc<UpstreamMetrics>,
+    /// Woken when a connection is handed back, for requests waiting for one.
+    returned: tokio::sync::Notify,
 }
 
 struct Idle {
@@ -119,6 +121,7 @@ impl Pool {
             idle_timeout,
             in_use: AtomicI64::new(0),
             metrics,
+            returned: tokio::sync::Notify::new(),
         }
     }
 
@@ -132,11 +135,25 @@ impl Pool {
         if self.h2 {
             return self.lease_shared(connector, timeout).await;
         }
-        if let Some(idle) = self.take_idle() {
-            return Ok(self.leased(Sender::H1(idle.sender), Some(idle.permit), true));
-        }
         let deadline = Instant::now() + timeout;
-        let permit = self.slot(deadline).await?;
+        // A kept connection, or a slot for a new one; while every slot is taken, a connection
+        // handed back is as good (its slot comes with it).
+        let permit = loop {
+            let returned = self.returned.notified();
+            tokio::pin!(returned);
+            returned.as_mut().enable();
+            if let Some(idle) = self.take_idle() {
+                return Ok(self.leased(Sender::H1(idle.sender), Some(idle.permit), true));
+            }
+            tokio::select! {
+                permit = self.slots.clone().acquire_owned() => match permit {
+                    Ok(permit) => break permit,
+                    Err(_) => return Err(ConnectError::Full),
+                },
+                () = &mut returned => continue,
+                () = tokio::time::sleep_until(deadline.into()) => return Err(ConnectError::Full),
+            }
+        };
         let stream = connector.connect(left(deadline)).await?;
         self.metrics.opened();
         let (sender, connection) = http1::Builder::new()
@@ -241,11 +258,11 @@ impl Pool {
             if connection.sender.is_closed() || connection.since.elapsed() > self.idle_timeout {
                 continue;
             }
-            if connection.sender.is_ready() {
-                drop(idle);
-                self.report();
-                return Some(connection);
-            }
+            // Not yet ready, perhaps (its last response is being wound up): the send waits
+            // for it, and gets the request back if it turns out closed.
+            drop(idle);
+            self.report();
+            return Some(connection);
         }
         drop(idle);
         self.report();
@@ -301,6 +318,8 @@ impl Lease {
                     since: Instant::now(),
                     permit,
                 });
+                drop(idle);
+                self.pool.returned.notify_one();
             }
         }
     }

@@ -387,7 +387,8 @@ impl Upstream {
     /// `fail_timeout` (nginx's `max_fails`, `fail_timeout`).
     pub fn failed(&self, kind: Failure, reason: &str) {
         self.metrics.failed(kind);
-        if self.max_fails == 0 {
+        // Busy is this proxy's own bound, not the upstream failing.
+        if self.max_fails == 0 || kind == Failure::Full {
             return;
         }
         let now = Instant::now();
