@@ -461,3 +461,346 @@ fn peak_rss_kib(pid: u32) -> u64 {
         .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap()
 }
+
+/// Which upstream answered each of `count` GETs of `/app/` with `headers`, in order.
+async fn answered_by(
+    server: &Foobar,
+    pem: &[u8],
+    count: usize,
+    headers: &[(&str, &str)],
+) -> Vec<String> {
+    let mut sender = h2_client(server, pem).await;
+    let mut names = Vec::new();
+    for _ in 0..count {
+        let (status, body) = send(&mut sender, get("/app/", headers)).await.unwrap();
+        assert_eq!(status, StatusCode::OK);
+        let seen: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        names.push(seen["upstream"].as_str().unwrap().to_string());
+    }
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstreams_are_chosen_by_each_policy() {
+    let (a, b, c) = (
+        Upstream::start("a").await,
+        Upstream::start("b").await,
+        Upstream::start("c").await,
+    );
+    let policies = [
+        "round_robin",
+        "client_ip",
+        "header:X-User",
+        "cookie:lb",
+        "least_conn",
+    ];
+    for policy in policies {
+        let server = proxied(&[&a, &b, &c], &format!("policy = \"{policy}\"")).start();
+        let pem = server.certificate_pem();
+        match policy {
+            "round_robin" => {
+                let names = answered_by(&server, &pem, 30, &[]).await;
+                for name in ["a", "b", "c"] {
+                    let share = names.iter().filter(|n| *n == name).count();
+                    assert_eq!(share, 10, "{names:?}");
+                }
+            }
+            "client_ip" => {
+                let names = answered_by(&server, &pem, 10, &[]).await;
+                assert!(names.iter().all(|n| *n == names[0]), "{names:?}");
+            }
+            "header:X-User" => {
+                let mut seen = std::collections::BTreeSet::new();
+                for user in 0..20 {
+                    let user = format!("user-{user}");
+                    let names = answered_by(&server, &pem, 4, &[("x-user", &user)]).await;
+                    assert!(names.iter().all(|n| *n == names[0]), "{user}: {names:?}");
+                    seen.insert(names[0].clone());
+                }
+                assert_eq!(seen.len(), 3, "twenty users over three upstreams");
+            }
+            "cookie:lb" => {
+                // The first answer sets the cookie; with it, every request goes to one upstream.
+                let first =
+                    support::web::fetch(Proto::H2, server.https, &pem, get("/app/", &[])).await;
+                let cookie = first.header("set-cookie").unwrap().to_string();
+                assert!(
+                    cookie.starts_with("lb=") && cookie.contains("HttpOnly; Secure"),
+                    "{cookie}"
+                );
+                let value = cookie.split(';').next().unwrap().to_string();
+                let first_name = json(&first)["upstream"].as_str().unwrap().to_string();
+                let names = answered_by(&server, &pem, 10, &[("cookie", &value)]).await;
+                assert!(
+                    names.iter().all(|n| *n == first_name),
+                    "{first_name}: {names:?}"
+                );
+            }
+            "least_conn" => {
+                // One slow request holds an upstream; the next ones go to the other two.
+                let held = {
+                    let (addr, pem) = (server.https, pem.clone());
+                    tokio::spawn(async move {
+                        support::web::fetch(Proto::H2, addr, &pem, get("/app/slow?ms=1500", &[]))
+                            .await
+                    })
+                };
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                let names = answered_by(&server, &pem, 12, &[]).await;
+                assert_eq!(held.await.unwrap().status, StatusCode::OK);
+                let busy = ["a", "b", "c"]
+                    .into_iter()
+                    .find(|name| !names.iter().any(|n| n == name));
+                assert!(busy.is_some(), "the busy upstream got none: {names:?}");
+            }
+            _ => unreachable!(),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2c_unix_and_https_upstreams_are_reached() {
+    // h2c: multiplexed, with trailers passed (a gRPC call's status).
+    let grpc = Upstream::start("grpc").await;
+    let server = Foobar::setup()
+        .tables(&format!(
+            "[[site]]\nnames = [\"www.foobar.com\"]\nroot = \"{{dir}}/public\"\n\
+             [[site.route]]\npath = \"/grpc/\"\nstrip_prefix = true\nproxy = [\"h2c://{}\"]\n",
+            grpc.addr
+        ))
+        .start();
+    let pem = server.certificate_pem();
+    for proto in [Proto::H2, Proto::H3] {
+        let (head, trailers) = trailers_of(proto, &server, &pem, "/grpc/trailers").await;
+        assert_eq!(head.status, StatusCode::OK, "{proto:?}");
+        assert_eq!(
+            trailers.get("grpc-status").map(|v| v.as_bytes()),
+            Some(&b"0"[..]),
+            "{proto:?}"
+        );
+    }
+    let echo = support::web::fetch(Proto::H1, server.https, &pem, get("/grpc/echo", &[])).await;
+    assert_eq!(json(&echo)["version"], "HTTP/2.0", "h2c upstream");
+
+    // A Unix socket.
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("app.sock");
+    let _unix = Upstream::start_unix(&socket, "unix").await;
+    // HTTPS, verified against a CA file, with its own name.
+    let made = rcgen::generate_simple_self_signed(vec!["app.internal".to_string()]).unwrap();
+    let (cert, key) = (made.cert.pem(), made.signing_key.serialize_pem());
+    std::fs::write(dir.path().join("ca.pem"), &cert).unwrap();
+    let tls = Upstream::start_tls("tls", (cert.as_bytes(), key.as_bytes())).await;
+    let server = Foobar::setup()
+        .tables(&format!(
+            "[[site]]\nnames = [\"www.foobar.com\"]\nroot = \"{{dir}}/public\"\n\
+             [[site.route]]\npath = \"/unix/\"\nstrip_prefix = true\nproxy = [\"unix:{sock}\"]\n\
+             [[site.route]]\npath = \"/tls/\"\nstrip_prefix = true\nproxy = [\"https://127.0.0.1:{port}\"]\n\
+             ca = \"{ca}\"\ntls_name = \"app.internal\"\n\
+             [[site.route]]\npath = \"/untrusted/\"\nstrip_prefix = true\nproxy = [\"https://127.0.0.1:{port}\"]\n\
+             tls_name = \"app.internal\"\n",
+            sock = socket.display(),
+            port = tls.addr.port(),
+            ca = dir.path().join("ca.pem").display(),
+        ))
+        .start();
+    let pem = server.certificate_pem();
+    for proto in ALL {
+        let reply = support::web::fetch(proto, server.https, &pem, get("/unix/x", &[])).await;
+        assert_eq!(reply.header("x-upstream"), Some("unix"), "{proto:?}");
+        let reply = support::web::fetch(proto, server.https, &pem, get("/tls/x", &[])).await;
+        assert_eq!(reply.header("x-upstream"), Some("tls"), "{proto:?}");
+    }
+    // Without the CA, the upstream's certificate is not trusted: no connection.
+    let reply = support::web::fetch(Proto::H2, server.https, &pem, get("/untrusted/x", &[])).await;
+    assert_eq!(reply.status, StatusCode::BAD_GATEWAY);
+    server.wait_for_log("tls:");
+}
+
+/// GETs `path` over `proto`: the response head and its trailers.
+async fn trailers_of(
+    proto: Proto,
+    server: &Foobar,
+    pem: &[u8],
+    path: &str,
+) -> (http::response::Parts, http::HeaderMap) {
+    use http_body_util::BodyExt;
+    match proto {
+        Proto::H3 => {
+            let endpoint = support::web::quic_client(pem);
+            let connection = endpoint
+                .connect(server.https, "www.foobar.com")
+                .unwrap()
+                .await
+                .unwrap();
+            let (mut driver, mut sender) = h3::client::new(h3_quinn::Connection::new(connection))
+                .await
+                .unwrap();
+            tokio::spawn(async move {
+                let _ = std::future::poll_fn(|cx| driver.poll_close(cx)).await;
+            });
+            let request = Request::get(format!("https://www.foobar.com{path}"))
+                .header("te", "trailers")
+                .body(())
+                .unwrap();
+            let mut stream = sender.send_request(request).await.unwrap();
+            stream.finish().await.unwrap();
+            let response = stream.recv_response().await.unwrap();
+            while stream.recv_data().await.unwrap().is_some() {}
+            let trailers = stream.recv_trailers().await.unwrap().unwrap_or_default();
+            (response.into_parts().0, trailers)
+        }
+        _ => {
+            let mut sender = h2_client(server, pem).await;
+            sender.ready().await.unwrap();
+            let request = get(path, &[("te", "trailers")]);
+            let response = sender
+                .send_request(request.map(http_body_util::Full::new))
+                .await
+                .unwrap();
+            let (parts, body) = response.into_parts();
+            let collected = body.collect().await.unwrap();
+            let trailers = collected.trailers().cloned().unwrap_or_default();
+            (parts, trailers)
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_are_kept_alive_and_never_more_than_allowed() {
+    let app = Upstream::start("app").await;
+    // By name: resolved at start.
+    let server = Foobar::setup()
+        .tables(&format!(
+            "[[site]]\nnames = [\"www.foobar.com\"]\nroot = \"{{dir}}/public\"\n\
+             [[site.route]]\npath = \"/app/\"\nstrip_prefix = true\n\
+             proxy = [\"http://localhost:{}\"]\nmax_connections = 2\n",
+            app.addr.port()
+        ))
+        .start();
+    let pem = server.certificate_pem();
+    // Sequential requests reuse one connection.
+    let names = answered_by(&server, &pem, 20, &[]).await;
+    assert_eq!(names.len(), 20);
+    let accepted = app
+        .seen
+        .connections
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(accepted <= 2, "{accepted} connections for 20 requests");
+    // Ten at once, each slow: all answered, over two connections at most.
+    let mut calls = Vec::new();
+    for _ in 0..10 {
+        let (addr, pem) = (server.https, pem.clone());
+        calls.push(tokio::spawn(async move {
+            support::web::fetch(Proto::H2, addr, &pem, get("/app/slow?ms=200", &[])).await
+        }));
+    }
+    for call in calls {
+        assert_eq!(call.await.unwrap().status, StatusCode::OK);
+    }
+    let most = app
+        .seen
+        .most_open
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(most <= 2, "{most} connections open at once");
+    // And the metrics say so.
+    let admin = server.admin();
+    let (_, metrics) = tokio::task::spawn_blocking(move || support::admin_get(admin, "/metrics"))
+        .await
+        .unwrap();
+    let route = format!(
+        "route=\"www.foobar.com/app/\",upstream=\"http://localhost:{}\"",
+        app.addr.port()
+    );
+    let series = |name: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name) && l.contains(&route))
+            .unwrap_or_else(|| panic!("{name} {route}\n{metrics}"))
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(series("foobar_upstream_requests_total"), "0", "1xx first");
+    assert!(
+        metrics.contains(&format!(
+            "foobar_upstream_requests_total{{{route},status=\"2xx\"}} 30"
+        )),
+        "{metrics}"
+    );
+    assert_eq!(series("foobar_upstream_up"), "1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_changes_upstreams_in_place_and_keeps_what_checks_know() {
+    let (a, b) = (Upstream::start("a").await, Upstream::start("b").await);
+    a.seen
+        .healthy
+        .store(false, std::sync::atomic::Ordering::Relaxed);
+    let health = "[site.route.health]\npath = \"/health\"\ninterval = 0.3\nfall = 1\nrise = 1";
+    let server = proxied(&[&a], health).start();
+    let pem = server.certificate_pem();
+    server.wait_for_log("upstream down: health check fails");
+    let reply = support::web::fetch(Proto::H2, server.https, &pem, get("/app/", &[])).await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    // Reloaded with b added: no new process, and a (still failing its checks) gets nothing,
+    // not even the first request after the reload.
+    let pid = server.serving_pid();
+    let config = std::fs::read_to_string(server.config_path()).unwrap();
+    let list = format!("proxy = [\"{}\"]", a.url());
+    std::fs::write(
+        server.config_path(),
+        config.replace(
+            &list,
+            &format!("proxy = [\"{}\", \"{}\"]", a.url(), b.url()),
+        ),
+    )
+    .unwrap();
+    let reloaded = server.control("reload");
+    assert!(
+        String::from_utf8_lossy(&reloaded.stdout).contains("in place"),
+        "{reloaded:?}"
+    );
+    assert_eq!(server.serving_pid(), pid);
+    let names = answered_by(&server, &pem, 10, &[]).await;
+    assert!(names.iter().all(|n| n == "b"), "{names:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrades_and_reloads_under_proxy_load_lose_nothing() {
+    let app = Upstream::start("app").await;
+    let server = proxied(&[&app], "").edge("shutdown_timeout = 5").start();
+    let pem = server.certificate_pem();
+    let load = support::load::Load::start(
+        server.https,
+        server.dns,
+        &pem,
+        "/app/bytes?n=2048",
+        2048,
+        "8.8.8.8",
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for round in 0..6 {
+        let command = if round % 2 == 0 { "upgrade" } else { "reload" };
+        let path = server.config_path();
+        let output = tokio::task::spawn_blocking(move || {
+            support::output_within(
+                std::process::Command::new(support::binary())
+                    .arg(command)
+                    .arg("--config")
+                    .arg(path),
+            )
+        })
+        .await
+        .unwrap();
+        assert!(output.status.success(), "{command}: {output:?}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let report = load.stop().await;
+    eprintln!("{}", report.summary());
+    for client in &report.clients {
+        assert!(client.sent > 20, "{}", report.summary());
+        assert_eq!(client.failed, 0, "{}", report.summary());
+    }
+}

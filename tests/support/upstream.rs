@@ -36,6 +36,34 @@ pub struct Seen {
     pub healthy: AtomicBool,
     /// WebSocket connections opened.
     pub websockets: AtomicU64,
+    /// Connections accepted, open now, and the most open at once.
+    pub connections: AtomicU64,
+    pub open: AtomicU64,
+    pub most_open: AtomicU64,
+}
+
+/// One connection open, counted until dropped.
+struct Open(Arc<Seen>);
+
+impl Open {
+    fn new(seen: &Arc<Seen>) -> Open {
+        seen.connections.fetch_add(1, Ordering::Relaxed);
+        let now = seen.open.fetch_add(1, Ordering::Relaxed) + 1;
+        seen.most_open.fetch_max(now, Ordering::Relaxed);
+        Open(seen.clone())
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Where an upstream listens.
+enum Listener {
+    Tcp(tokio::net::TcpListener),
+    Unix(tokio::net::UnixListener),
 }
 
 /// A running upstream.
@@ -62,6 +90,47 @@ impl Upstream {
     pub async fn start_on(addr: SocketAddr, name: &str) -> Upstream {
         let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
+        Upstream::serve(Listener::Tcp(listener), addr, name, None)
+    }
+
+    /// Starts one on the Unix socket `path`.
+    pub async fn start_unix(path: &std::path::Path, name: &str) -> Upstream {
+        let listener = tokio::net::UnixListener::bind(path).unwrap();
+        Upstream::serve(
+            Listener::Unix(listener),
+            "127.0.0.1:1".parse().unwrap(),
+            name,
+            None,
+        )
+    }
+
+    /// Starts one over TLS with `certificate` (PEM chain, PEM key).
+    pub async fn start_tls(name: &str, certificate: (&[u8], &[u8])) -> Upstream {
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(certificate.0)
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let key = PrivateKeyDer::from_pem_slice(certificate.1).unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        Upstream::serve(Listener::Tcp(listener), addr, name, Some(acceptor))
+    }
+
+    fn serve(
+        listener: Listener,
+        addr: SocketAddr,
+        name: &str,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> Upstream {
         let seen = Arc::new(Seen {
             healthy: AtomicBool::new(true),
             ..Seen::default()
@@ -71,11 +140,29 @@ impl Upstream {
             (name.to_string(), seen.clone(), tasks.clone());
         tasks.lock().unwrap().spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    return;
+                let stream: Box<dyn Stream> = match &listener {
+                    Listener::Tcp(listener) => {
+                        let Ok((stream, _)) = listener.accept().await else {
+                            return;
+                        };
+                        let _ = stream.set_nodelay(true);
+                        match &tls {
+                            Some(acceptor) => match acceptor.accept(stream).await {
+                                Ok(stream) => Box::new(stream),
+                                Err(_) => continue,
+                            },
+                            None => Box::new(stream),
+                        }
+                    }
+                    Listener::Unix(listener) => {
+                        let Ok((stream, _)) = listener.accept().await else {
+                            return;
+                        };
+                        Box::new(stream)
+                    }
                 };
-                let _ = stream.set_nodelay(true);
                 let (name, seen) = (name_owned.clone(), seen_accept.clone());
+                let open = Open::new(&seen);
                 let service = hyper::service::service_fn(move |request| {
                     answer(request, name.clone(), seen.clone())
                 });
@@ -85,6 +172,7 @@ impl Upstream {
                     let _ = builder
                         .serve_connection_with_upgrades(TokioIo::new(stream), service)
                         .await;
+                    drop(open);
                 });
             }
         });
@@ -111,6 +199,10 @@ impl Upstream {
         self.seen.posts.lock().unwrap().clone()
     }
 }
+
+/// A connection an upstream serves: TCP, TLS or a Unix socket.
+trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static> Stream for T {}
 
 fn full(text: impl Into<Bytes>) -> Body {
     Full::new(text.into()).boxed()
