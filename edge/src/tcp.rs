@@ -71,6 +71,7 @@ pub async fn serve_https(
         let shutdown = shutdown.clone();
         let streams = streams.clone();
         let limits = limits.clone();
+        let lingering = tasks.clone();
         tasks.spawn(async move {
             let _ = stream.set_nodelay(true);
             let stream = match tokio::time::timeout(limits.header_timeout, tls.accept(stream)).await
@@ -117,7 +118,10 @@ pub async fn serve_https(
                     )
                 }
             });
-            let io = TokioIo::new(SendTimeout::new(stream, limits.send_timeout));
+            let io = TokioIo::new(SendTimeout::new(
+                Linger::new(stream, lingering.clone()),
+                limits.send_timeout,
+            ));
             let connection: Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send>> = if h2 {
                 let connection = http2.serve_connection(io, hyper_service).into_owned();
                 Box::pin(until_shutdown(connection, activity.clone(), shutdown))
@@ -353,6 +357,106 @@ fn redirect<B>(request: &Request<B>, https: SocketAddr) -> Response<Body> {
         Err(_) => *response.status_mut() = StatusCode::BAD_REQUEST,
     }
     response
+}
+
+/// How long a closed connection goes on reading what its client still sends (nginx's
+/// `lingering_close`).
+const LINGER: Duration = Duration::from_secs(2);
+
+/// A connection that, once the server is done with it, is closed the way nginx closes one: the
+/// server's side shut down first (a TLS close_notify, then FIN), then what the client still sends
+/// (window updates, a ping, a request it pipelined) read and thrown away until it closes its
+/// side or `LINGER` passes. Closing with unread bytes in the receive buffer would send a reset
+/// instead of a FIN, and a reset may destroy the end of the response still on its way to the
+/// client.
+struct Linger<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> {
+    inner: Option<S>,
+    /// Where the closing runs: tracked, so that the server waits for it when it stops.
+    tasks: TaskTracker,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Linger<S> {
+    fn new(inner: S, tasks: TaskTracker) -> Self {
+        Linger {
+            inner: Some(inner),
+            tasks,
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Drop for Linger<S> {
+    fn drop(&mut self) {
+        let Some(mut stream) = self.inner.take() else {
+            return;
+        };
+        if tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        self.tasks.spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let _ = tokio::time::timeout(LINGER, async {
+                let _ = stream.shutdown().await;
+                let mut scratch = [0u8; 4096];
+                while matches!(stream.read(&mut scratch).await, Ok(n) if n > 0) {}
+            })
+            .await;
+        });
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncRead for Linger<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.inner.as_mut() {
+            Some(inner) => Pin::new(inner).poll_read(cx, buf),
+            None => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncWrite for Linger<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.inner.as_mut() {
+            Some(inner) => Pin::new(inner).poll_write(cx, buf),
+            None => Poll::Ready(Err(std::io::ErrorKind::NotConnected.into())),
+        }
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.inner.as_mut() {
+            Some(inner) => Pin::new(inner).poll_write_vectored(cx, bufs),
+            None => Poll::Ready(Err(std::io::ErrorKind::NotConnected.into())),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.as_ref().is_some_and(|i| i.is_write_vectored())
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.inner.as_mut() {
+            Some(inner) => Pin::new(inner).poll_flush(cx),
+            None => Poll::Ready(Ok(())),
+        }
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.inner.as_mut() {
+            Some(inner) => Pin::new(inner).poll_shutdown(cx),
+            None => Poll::Ready(Ok(())),
+        }
+    }
 }
 
 /// A stream whose writes fail once they have made no progress for `limit`: a client that
