@@ -80,7 +80,7 @@ pub fn forward(headers: &mut HeaderMap, hop: Hop<'_>) {
     };
     set(headers, x_forwarded_for, &for_list);
     if !(hop.trusted && headers.contains_key(&x_forwarded_proto)) {
-        set(headers, x_forwarded_proto, "https");
+        headers.insert(x_forwarded_proto, HeaderValue::from_static("https"));
     }
     if !(hop.trusted && headers.contains_key(&x_forwarded_host))
         && let Some(host) = hop.host
@@ -103,11 +103,22 @@ pub fn forward(headers: &mut HeaderMap, hop: Hop<'_>) {
         _ => element,
     };
     set(headers, header::FORWARDED, &forwarded);
-    let via = match earlier(headers, &header::VIA) {
-        Some(list) => format!("{list}, {} foobar", hop.version),
-        None => format!("{} foobar", hop.version),
-    };
-    set(headers, header::VIA, &via);
+    match earlier(headers, &header::VIA) {
+        Some(list) => set(
+            headers,
+            header::VIA,
+            &format!("{list}, {} foobar", hop.version),
+        ),
+        None => {
+            let via = match hop.version {
+                "2" => "2 foobar",
+                "3" => "3 foobar",
+                "1.0" => "1.0 foobar",
+                _ => "1.1 foobar",
+            };
+            headers.insert(header::VIA, HeaderValue::from_static(via));
+        }
+    }
 }
 
 fn set(headers: &mut HeaderMap, name: HeaderName, value: &str) {

@@ -278,25 +278,29 @@ impl Proxy {
     }
 
     /// The upstream for this try: by the policy, among those up and not tried yet.
-    fn choose(&self, tried: &[bool], key: Option<&[u8]>) -> Option<usize> {
+    fn choose(&self, tried: u64, key: Option<&[u8]>) -> Option<usize> {
         let now = Instant::now();
-        let candidates: Vec<Candidate> = self
-            .upstreams
-            .iter()
-            .zip(tried)
-            .map(|(upstream, &tried)| Candidate {
+        // Routes have a few upstreams: the candidates are made on the stack.
+        let mut candidates = [Candidate {
+            id: 0,
+            usable: false,
+            in_flight: 0,
+        }; MAX_UPSTREAMS];
+        for (i, upstream) in self.upstreams.iter().enumerate() {
+            candidates[i] = Candidate {
                 id: upstream.id,
-                usable: !tried && upstream.is_up(now),
+                usable: tried & (1 << i) == 0 && upstream.is_up(now),
                 in_flight: upstream.in_flight.load(Ordering::Relaxed),
-            })
-            .collect();
+            };
+        }
+        let candidates = &candidates[..self.upstreams.len()];
         let turn = self.turn.fetch_add(1, Ordering::Relaxed);
         let choice = match (&self.config.policy, key) {
             (Policy::LeastConn, _) => Choice::LeastConn { turn },
             (Policy::RoundRobin, _) | (_, None) => Choice::RoundRobin { turn },
             (_, Some(key)) => Choice::Sticky { key },
         };
-        balance::choose(&candidates, choice)
+        balance::choose(candidates, choice)
     }
 
     /// The key a sticky policy goes by, and a cookie to set when the client has none yet.
@@ -343,23 +347,33 @@ impl Proxy {
         let (mut parts, body) = request.into_parts();
         self.outgoing_headers(&mut parts);
         // Without a body to send again, an idempotent request that failed before any response
-        // byte may be tried again elsewhere.
-        let replayable = is_idempotent(&parts.method) && http_body::Body::is_end_stream(&body);
-        let template = replayable.then(|| parts.clone());
-        let body = Body::new(Idle::new(body, self.config.read_timeout));
+        // byte may be tried again elsewhere: what it takes to make it again is kept (not its
+        // extensions, which only this edge reads).
+        let bodiless = http_body::Body::is_end_stream(&body);
+        let template = (bodiless && is_idempotent(&parts.method)).then(|| Template {
+            method: parts.method.clone(),
+            uri: parts.uri.clone(),
+            version: parts.version,
+            headers: parts.headers.clone(),
+        });
+        let body = if bodiless {
+            body
+        } else {
+            Body::new(Idle::new(body, self.config.read_timeout))
+        };
         let mut pending = Some(Request::from_parts(parts, body));
         let deadline = started + self.config.try_timeout;
-        let mut tried = vec![false; self.upstreams.len()];
+        let mut tried = 0u64;
         let mut tries = 0;
         // Kept-alive connections found closed are not the upstream's fault, and not a try.
         let mut stale = 0;
         let mut trouble = Trouble::NoneUp;
         while tries < self.config.tries && Instant::now() < deadline {
-            let Some(chosen) = self.choose(&tried, key.as_deref()) else {
+            let Some(chosen) = self.choose(tried, key.as_deref()) else {
                 break;
             };
             let upstream = &self.upstreams[chosen];
-            tried[chosen] = true;
+            tried |= 1 << chosen;
             tries += 1;
             let connect_within = self.config.connect_timeout.min(left(deadline));
             let mut lease = match upstream
@@ -383,10 +397,7 @@ impl Proxy {
             };
             let request = self.for_upstream(request, upstream);
             let in_flight = InFlight::new(upstream.clone());
-            let Some(sender) = lease.sender() else {
-                break;
-            };
-            let sent = tokio::time::timeout(self.config.response_timeout, sender.send(request));
+            let sent = tokio::time::timeout(self.config.response_timeout, lease.send(request));
             match sent.await {
                 Ok(Ok(response)) => {
                     return self.respond(response, lease, in_flight, started, set_cookie);
@@ -395,7 +406,7 @@ impl Proxy {
                     pending = Some(*request);
                     if lease.reused && stale < 8 {
                         stale += 1;
-                        tried[chosen] = false;
+                        tried &= !(1 << chosen);
                         tries -= 1;
                         continue;
                     }
@@ -412,9 +423,7 @@ impl Proxy {
                     self.log_failure(upstream, &error.to_string());
                     trouble = Trouble::Reset(error.to_string());
                     match &template {
-                        Some(parts) => {
-                            pending = Some(Request::from_parts(parts.clone(), Body::empty()));
-                        }
+                        Some(template) => pending = Some(template.request()),
                         None => break,
                     }
                 }
@@ -423,9 +432,7 @@ impl Proxy {
                     self.log_failure(upstream, "no response head within response_timeout");
                     trouble = Trouble::Timeout;
                     match &template {
-                        Some(parts) => {
-                            pending = Some(Request::from_parts(parts.clone(), Body::empty()));
-                        }
+                        Some(template) => pending = Some(template.request()),
                         None => break,
                     }
                 }
@@ -593,13 +600,13 @@ impl Proxy {
                 None => return plain(StatusCode::INTERNAL_SERVER_ERROR, "no randomness\n"),
             },
         };
-        let mut tried = vec![false; self.upstreams.len()];
+        let mut tried = 0u64;
         let mut trouble = Trouble::NoneUp;
         for _ in 0..self.config.tries {
-            let Some(chosen) = self.choose(&tried, key.as_deref()) else {
+            let Some(chosen) = self.choose(tried, key.as_deref()) else {
                 break;
             };
-            tried[chosen] = true;
+            tried |= 1 << chosen;
             let upstream = &self.upstreams[chosen];
             let (stream, permit) = match upstream
                 .pool
@@ -727,6 +734,28 @@ impl Proxy {
             return answer;
         }
         self.failed(trouble)
+    }
+}
+
+/// The most upstreams a route has (the tries are a bit mask).
+pub const MAX_UPSTREAMS: usize = 64;
+
+/// What an idempotent request without a body takes to be made again.
+struct Template {
+    method: Method,
+    uri: Uri,
+    version: Version,
+    headers: HeaderMap,
+}
+
+impl Template {
+    fn request(&self) -> Request<Body> {
+        let mut request = Request::new(Body::empty());
+        *request.method_mut() = self.method.clone();
+        *request.uri_mut() = self.uri.clone();
+        *request.version_mut() = self.version;
+        *request.headers_mut() = self.headers.clone();
+        request
     }
 }
 

@@ -397,6 +397,12 @@ impl TryFrom<RawRoute> for RouteConfig {
                 if upstreams.is_empty() {
                     return fail("proxy: at least one upstream".to_string());
                 }
+                if upstreams.len() > crate::proxy::MAX_UPSTREAMS {
+                    return fail(format!(
+                        "proxy: at most {} upstreams",
+                        crate::proxy::MAX_UPSTREAMS
+                    ));
+                }
                 for upstream in &upstreams {
                     if let Err(reason) = crate::proxy::Target::parse(upstream) {
                         return fail(format!("proxy: {upstream:?}: {reason}"));
