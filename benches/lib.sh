@@ -62,13 +62,18 @@ cpu_seconds() { # cpu_seconds PID...
 
 # Resident memory of each PID and their descendants, summed, in MB.
 rss_mb() { # rss_mb PID...
+  awk -v k="$(rss_kb "$@")" 'BEGIN { printf "%.0f", k / 1024 }'
+}
+
+# Resident memory of each PID and their descendants, summed, in KiB.
+rss_kb() { # rss_kb PID...
   local total=0
   for pid in $(process_tree "$@"); do
     local kb
     kb=$(awk '/^VmRSS/ {print $2}' /proc/"$pid"/status 2>/dev/null || echo 0)
     total=$((total + ${kb:-0}))
   done
-  awk -v k="$total" 'BEGIN { printf "%.0f", k / 1024 }'
+  echo "$total"
 }
 
 # Waits until TCP PORT on 127.0.0.1 accepts connections (at most 30 s).
