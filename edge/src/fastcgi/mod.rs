@@ -757,7 +757,10 @@ impl Exchange {
         let mut decoder = Decoder::default();
         let mut head_tx = Some(head_tx);
         let mut head = Vec::new();
-        let mut buf = vec![0u8; 16 * 1024];
+        let mut buf = vec![0u8; 64 * 1024];
+        // Output that came in one read goes on as one chunk: a script's many small writes
+        // become few TLS records and system calls (as nginx's fastcgi_buffering does).
+        let mut batch = bytes::BytesMut::new();
         loop {
             loop {
                 let next = match decoder.next() {
@@ -767,6 +770,11 @@ impl Exchange {
                     }
                 };
                 let Some((_, record)) = next else {
+                    if !batch.is_empty() && body_tx.send(Ok(batch.split().freeze())).await.is_err()
+                    {
+                        // The client went away: the rest is not read, the connection goes.
+                        return false;
+                    }
                     break;
                 };
                 match record {
@@ -794,12 +802,7 @@ impl Exchange {
                     }
                     // The empty record that ends the output carries nothing to send.
                     Record::Stdout(bytes) if bytes.is_empty() => {}
-                    Record::Stdout(bytes) => {
-                        if body_tx.send(Ok(bytes)).await.is_err() {
-                            // The client went away: the rest is not read, the connection goes.
-                            return false;
-                        }
-                    }
+                    Record::Stdout(bytes) => batch.extend_from_slice(&bytes),
                     Record::Stderr(bytes) => {
                         let text = String::from_utf8_lossy(&bytes);
                         for line in text.lines().filter(|l| !l.trim().is_empty()) {
@@ -809,6 +812,11 @@ impl Exchange {
                     Record::End {
                         protocol_status, ..
                     } => {
+                        if !batch.is_empty()
+                            && body_tx.send(Ok(batch.split().freeze())).await.is_err()
+                        {
+                            return false;
+                        }
                         if head_tx.is_some() {
                             // A script that printed nothing: an empty 200, as PHP means it.
                             if head.is_empty() {

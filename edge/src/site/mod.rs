@@ -147,23 +147,32 @@ impl Plan {
                 }
             };
             let cache_control = site.cache_control.as_ref().unwrap_or(&edge.cache_control);
-            let open = |root: &Path| -> Result<StaticFiles, Error> {
-                let files = static_files(root, cache_bytes, cache_control)?;
+            // Static answers are kept in memory (with a watch on the root), except under a root
+            // an application runs from: PHP opens its files all the time, and every open would
+            // wake the watch. There, as nginx does, files are read from disk on each request.
+            let open = |root: &Path, keep: bool| -> Result<StaticFiles, Error> {
+                let files = static_files(root, if keep { cache_bytes } else { 0 }, cache_control)?;
                 Ok(if site.follow_symlinks {
                     files.following_symlinks()
                 } else {
                     files
                 })
             };
-            let files = site.root.as_deref().map(open).transpose()?;
+            let runs_code = |route: &config::RouteConfig| matches!(&route.action, Action::FastCgi(fastcgi) if fastcgi.root.is_none());
+            let site_keeps = !site.route.iter().any(runs_code);
+            let files = site
+                .root
+                .as_deref()
+                .map(|root| open(root, site_keeps))
+                .transpose()?;
             let mut route_files = Vec::with_capacity(site.route.len());
             for route in &site.route {
-                let root = match &route.action {
-                    Action::Files(files) => files.root.as_deref(),
-                    Action::FastCgi(fastcgi) => fastcgi.root.as_deref(),
+                let opened = match &route.action {
+                    Action::Files(spec) => spec.root.as_deref().map(|root| open(root, true)),
+                    Action::FastCgi(spec) => spec.root.as_deref().map(|root| open(root, false)),
                     _ => None,
                 };
-                route_files.push(root.map(open).transpose()?);
+                route_files.push(opened.transpose()?);
             }
             let headers = site.headers.clone().unwrap_or_else(|| edge.headers.clone());
             Stamp::new(edge.https.port(), &headers)?;
