@@ -83,7 +83,9 @@ async fn hold(url: &str, count: usize, seconds: u64) {
                 .await
                 .map_err(|e| e.to_string())?;
             match tokio::time::timeout(Duration::from_secs(30), socket.next()).await {
-                Ok(Some(Ok(message))) if message.to_text().ok() == Some(text.as_str()) => Ok(socket),
+                Ok(Some(Ok(message))) if message.to_text().ok() == Some(text.as_str()) => {
+                    Ok(socket)
+                }
                 other => Err(format!("no echo: {other:?}")),
             }
         });

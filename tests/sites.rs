@@ -102,7 +102,8 @@ async fn ask(
                 .send_request(Request::get(&uri).body(()).unwrap())
                 .await
                 .map_err(|e| e.to_string())?;
-            stream.finish().await.map_err(|e| e.to_string())?;
+            // A server that has answered may stop reading (RFC 9114 section 4.1.2).
+            let _ = stream.finish().await;
             let response = stream.recv_response().await.map_err(|e| e.to_string())?;
             let mut body = Vec::new();
             while let Some(mut chunk) = stream.recv_data().await.map_err(|e| e.to_string())? {

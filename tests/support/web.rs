@@ -212,7 +212,9 @@ pub async fn fetch_h3(addr: SocketAddr, pem: &[u8], request: Request<Bytes>) -> 
     if !body.is_empty() {
         stream.send_data(body).await.unwrap();
     }
-    stream.finish().await.unwrap();
+    // A server may stop reading a request it has answered (RFC 9114 section 4.1.2, with
+    // H3_NO_ERROR): the response still counts.
+    let _ = stream.finish().await;
     let response = stream.recv_response().await.unwrap();
     let mut collected = Vec::new();
     while let Some(mut chunk) = stream.recv_data().await.unwrap() {
@@ -364,7 +366,8 @@ impl H3 {
             .send_request(request)
             .await
             .map_err(|e| e.to_string())?;
-        stream.finish().await.map_err(|e| e.to_string())?;
+        // As in `start`: a server that has answered may stop reading.
+        let _ = stream.finish().await;
         let response = stream.recv_response().await.map_err(|e| e.to_string())?;
         Ok(response.status())
     }
