@@ -53,7 +53,7 @@ pub struct Hop<'a> {
     /// Whether `peer` is a trusted proxy, whose forwarding headers are kept and added to.
     pub trusted: bool,
     /// The host the client asked for.
-    pub host: Option<&'a str>,
+    pub host: Option<&'a HeaderValue>,
     /// The protocol version it came over, as `Via` writes it: "1.1", "2", "3".
     pub version: &'static str,
 }
@@ -85,7 +85,7 @@ pub fn forward(headers: &mut HeaderMap, hop: Hop<'_>) {
     if !(hop.trusted && headers.contains_key(&x_forwarded_host))
         && let Some(host) = hop.host
     {
-        set(headers, x_forwarded_host, host);
+        headers.insert(x_forwarded_host, host.clone());
     }
     // RFC 7239: a node is quoted when it is an IPv6 address (or has a port).
     let node = match hop.peer {
@@ -93,9 +93,11 @@ pub fn forward(headers: &mut HeaderMap, hop: Hop<'_>) {
         IpAddr::V4(v4) => v4.to_string(),
     };
     let mut element = format!("for={node};proto=https");
-    if let Some(host) = hop.host.filter(|h| is_token(h)) {
-        element.push_str(&format!(";host={host}"));
-    } else if let Some(host) = hop.host {
+    let host = hop.host.and_then(|h| h.to_str().ok());
+    if let Some(host) = host.filter(|h| is_token(h)) {
+        element.push_str(";host=");
+        element.push_str(host);
+    } else if let Some(host) = host {
         element.push_str(&format!(";host=\"{}\"", host.replace(['"', '\\'], "")));
     }
     let forwarded = match (hop.trusted, earlier(headers, &header::FORWARDED)) {
@@ -205,7 +207,7 @@ mod tests {
             Hop {
                 peer: "192.0.2.7".parse().unwrap(),
                 trusted: false,
-                host: Some("www.foobar.com"),
+                host: Some(&HeaderValue::from_static("www.foobar.com")),
                 version: "2",
             },
         );
@@ -233,7 +235,7 @@ mod tests {
             Hop {
                 peer: "2001:db8::1".parse().unwrap(),
                 trusted: true,
-                host: Some("www.foobar.com:8443"),
+                host: Some(&HeaderValue::from_static("www.foobar.com:8443")),
                 version: "1.1",
             },
         );

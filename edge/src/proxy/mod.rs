@@ -212,6 +212,8 @@ pub struct Proxy {
     config: ProxyConfig,
     trusted: Arc<Trusted>,
     turn: AtomicUsize,
+    /// `host`'s value when it names one.
+    fixed_host: Option<HeaderValue>,
     /// When "no upstream" was last logged (ms since `epoch`), to log it once a second at most.
     quiet_until: AtomicU64,
     epoch: Instant,
@@ -272,6 +274,11 @@ impl Proxy {
             config: config.clone(),
             trusted,
             turn: AtomicUsize::new(0),
+            fixed_host: config
+                .host
+                .as_deref()
+                .filter(|host| *host != "{upstream}")
+                .and_then(|host| HeaderValue::from_str(host).ok()),
             quiet_until: AtomicU64::new(0),
             epoch: Instant::now(),
         })
@@ -444,7 +451,11 @@ impl Proxy {
     /// Hop-by-hop fields out; forwarding fields in.
     fn outgoing_headers(&self, parts: &mut http::request::Parts) {
         let peer = parts.extensions.get::<Peer>().map(|p| p.0.ip());
-        let host = request_host_of(parts).map(str::to_string);
+        // The host the client asked for, as sent: :authority (HTTP/2, HTTP/3), else Host.
+        let host = match parts.uri.authority() {
+            Some(authority) => HeaderValue::from_str(authority.as_str()).ok(),
+            None => parts.headers.get(header::HOST).cloned(),
+        };
         forwarded::remove_hop_by_hop(&mut parts.headers, true);
         // The edge answers `Expect: 100-continue` itself, as it reads the body.
         parts.headers.remove(header::EXPECT);
@@ -454,7 +465,7 @@ impl Proxy {
                 Hop {
                     peer,
                     trusted: self.trusted.contains(peer),
-                    host: host.as_deref(),
+                    host: host.as_ref(),
                     version: forwarded::via_version(parts.version),
                 },
             );
@@ -463,9 +474,9 @@ impl Proxy {
         let host = match self.config.host.as_deref() {
             None => host,
             Some("{upstream}") => None,
-            Some(fixed) => Some(fixed.to_string()),
+            Some(_) => self.fixed_host.clone(),
         };
-        match host.and_then(|h| HeaderValue::from_str(&h).ok()) {
+        match host {
             Some(value) => {
                 parts.headers.insert(header::HOST, value);
             }
@@ -483,26 +494,23 @@ impl Proxy {
             .path_and_query()
             .cloned()
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
-        let host = parts
-            .headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .map(str::to_string)
-            .unwrap_or_else(|| upstream.connector.target.authority());
+        let host = match parts.headers.get(header::HOST) {
+            Some(host) => host.clone(),
+            None => HeaderValue::from_str(&upstream.connector.target.authority())
+                .unwrap_or(HeaderValue::from_static("localhost")),
+        };
         if upstream.connector.target.scheme == Scheme::H2c {
             parts.version = Version::HTTP_2;
             parts.headers.remove(header::HOST);
             parts.uri = Uri::builder()
                 .scheme("http")
-                .authority(host.as_str())
+                .authority(host.to_str().unwrap_or("localhost"))
                 .path_and_query(path)
                 .build()
                 .unwrap_or_default();
         } else {
             parts.version = Version::HTTP_11;
-            if let Ok(value) = HeaderValue::from_str(&host) {
-                parts.headers.insert(header::HOST, value);
-            }
+            parts.headers.insert(header::HOST, host);
             parts.uri = Uri::from(path);
         }
         Request::from_parts(parts, body)
@@ -757,16 +765,6 @@ impl Template {
         *request.headers_mut() = self.headers.clone();
         request
     }
-}
-
-/// The host of a request's head: `:authority`, else `Host`.
-fn request_host_of(parts: &http::request::Parts) -> Option<&str> {
-    parts.uri.authority().map(|a| a.as_str()).or_else(|| {
-        parts
-            .headers
-            .get(header::HOST)
-            .and_then(|v| v.to_str().ok())
-    })
 }
 
 /// The value of cookie `name`.
