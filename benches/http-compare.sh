@@ -71,11 +71,7 @@ error_log $work/nginx/error.log;
 events { worker_connections 4096; }
 http {
     $nginx_tuning
-    client_body_temp_path $work/nginx;
-    proxy_temp_path $work/nginx;
-    fastcgi_temp_path $work/nginx;
-    uwsgi_temp_path $work/nginx;
-    scgi_temp_path $work/nginx;
+$(nginx_temp_paths "$work/nginx")
     sendfile on;
     keepalive_requests 100000;
     types { text/html html; application/octet-stream bin; }

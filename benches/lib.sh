@@ -156,6 +156,14 @@ zone:
 CONF
 }
 
+# The lines of an nginx http block that keep its temporary files in DIR (not in /var/lib/nginx,
+# which a benchmark must not touch).
+nginx_temp_paths() { # nginx_temp_paths DIR
+  for kind in client_body proxy fastcgi uwsgi scgi; do
+    printf '    %s_temp_path %s;\n' "$kind" "$1"
+  done
+}
+
 # Stops a server started in the background (by the PID the script recorded).
 stop() {
   kill "$1" 2>/dev/null || true

@@ -49,11 +49,7 @@ http {
     keepalive_timeout 300s;
     open_file_cache max=100 inactive=60s;
     types { text/html html; }
-    client_body_temp_path $work/upstream;
-    proxy_temp_path $work/upstream;
-    fastcgi_temp_path $work/upstream;
-    uwsgi_temp_path $work/upstream;
-    scgi_temp_path $work/upstream;
+$(nginx_temp_paths "$work/upstream")
     server {
         listen 127.0.0.1:$port_upstream;
         root $work/site;
@@ -87,11 +83,7 @@ events { worker_connections 4096; }
 http {
     access_log off;
     keepalive_requests 1000000;
-    client_body_temp_path $work/nginx;
-    proxy_temp_path $work/nginx;
-    fastcgi_temp_path $work/nginx;
-    uwsgi_temp_path $work/nginx;
-    scgi_temp_path $work/nginx;
+$(nginx_temp_paths "$work/nginx")
     upstream app {
         server 127.0.0.1:$port_upstream;
         keepalive 64;

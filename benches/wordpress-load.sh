@@ -120,11 +120,7 @@ http {
     access_log off;
     keepalive_requests 100000;
     include /etc/nginx/mime.types;
-    client_body_temp_path $work/nginx;
-    proxy_temp_path $work/nginx;
-    fastcgi_temp_path $work/nginx;
-    uwsgi_temp_path $work/nginx;
-    scgi_temp_path $work/nginx;
+$(nginx_temp_paths "$work/nginx")
     server {
         listen 127.0.0.1:$port_web ssl http2;
         ssl_certificate $work/state/tls/self-signed.crt;

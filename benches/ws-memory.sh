@@ -65,11 +65,7 @@ error_log $work/nginx/error.log;
 events { worker_connections 100000; }
 http {
     access_log off;
-    client_body_temp_path $work/nginx;
-    proxy_temp_path $work/nginx;
-    fastcgi_temp_path $work/nginx;
-    uwsgi_temp_path $work/nginx;
-    scgi_temp_path $work/nginx;
+$(nginx_temp_paths "$work/nginx")
     map \$http_upgrade \$connection_upgrade { default upgrade; '' close; }
     server {
         listen 127.0.0.1:$port_nginx ssl;

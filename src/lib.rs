@@ -33,7 +33,7 @@ pub struct Loaded {
     dns: Dns,
     edge: Edge,
     /// The built-in app, which the edge serves where the sites' routes say.
-    app: axum::Router,
+    app: foobar_edge::EdgeService,
 }
 
 /// Sockets bound for every listener.
@@ -92,7 +92,11 @@ pub async fn load(config: &Config, draining: &Draining) -> anyhow::Result<Loaded
     let app = foobar_app::router(app.with_readiness(ready))
         .fallback_service(foobar_edge::Fallthrough)
         .layer(axum::middleware::map_request(client_address));
-    Ok(Loaded { dns, edge, app })
+    Ok(Loaded {
+        dns,
+        edge,
+        app: foobar_edge::EdgeService::new(app),
+    })
 }
 
 /// Set when this process stops serving (stopping, or handing over to a new one): `/readyz`

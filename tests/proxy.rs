@@ -627,18 +627,10 @@ async fn trailers_of(
     use http_body_util::BodyExt;
     match proto {
         Proto::H3 => {
-            let endpoint = support::web::quic_client(pem);
-            let connection = endpoint
-                .connect(server.https, "www.foobar.com")
-                .unwrap()
-                .await
-                .unwrap();
-            let (mut driver, mut sender) = h3::client::new(h3_quinn::Connection::new(connection))
-                .await
-                .unwrap();
-            tokio::spawn(async move {
-                let _ = std::future::poll_fn(|cx| driver.poll_close(cx)).await;
-            });
+            let (mut sender, _endpoint) =
+                support::web::h3_client(server.https, pem, "www.foobar.com", false)
+                    .await
+                    .unwrap();
             let request = Request::get(format!("https://www.foobar.com{path}"))
                 .header("te", "trailers")
                 .body(())
@@ -784,18 +776,8 @@ async fn upgrades_and_reloads_under_proxy_load_lose_nothing() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     for round in 0..6 {
         let command = if round % 2 == 0 { "upgrade" } else { "reload" };
-        let path = server.config_path();
-        let output = tokio::task::spawn_blocking(move || {
-            support::output_within(
-                std::process::Command::new(support::binary())
-                    .arg(command)
-                    .arg("--config")
-                    .arg(path),
-            )
-        })
-        .await
-        .unwrap();
-        assert!(output.status.success(), "{command}: {output:?}");
+        let (ok, stdout, stderr) = support::control_async(&server, command).await;
+        assert!(ok, "{command}: {stdout}{stderr}");
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     let report = load.stop().await;

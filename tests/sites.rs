@@ -10,7 +10,6 @@ use std::{net::SocketAddr, path::Path};
 use bytes::{Buf, Bytes};
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use support::{
     Foobar,
     upstream::Upstream,
@@ -51,32 +50,7 @@ async fn ask(
                 .await
                 .map_err(|e| e.to_string())?;
             let request = Request::get(&uri).body(Full::new(Bytes::new())).unwrap();
-            let response = if proto == Proto::H1 {
-                let (mut sender, conn) =
-                    hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                        .await
-                        .map_err(|e| e.to_string())?;
-                tokio::spawn(conn);
-                let (mut parts, body) = request.into_parts();
-                parts.headers.insert("host", host.parse().unwrap());
-                parts.uri = path.parse().unwrap();
-                sender
-                    .send_request(Request::from_parts(parts, body))
-                    .await
-                    .map_err(|e| e.to_string())?
-            } else {
-                let (mut sender, conn) = hyper::client::conn::http2::handshake(
-                    TokioExecutor::new(),
-                    TokioIo::new(stream),
-                )
-                .await
-                .map_err(|e| e.to_string())?;
-                tokio::spawn(conn);
-                sender
-                    .send_request(request)
-                    .await
-                    .map_err(|e| e.to_string())?
-            };
+            let response = support::web::send_over(proto, stream, request).await?;
             let (parts, body) = response.into_parts();
             Ok(Reply {
                 status: parts.status,
@@ -86,18 +60,7 @@ async fn ask(
             })
         }
         Proto::H3 => {
-            let endpoint = support::web::quic_client(trust);
-            let connection = endpoint
-                .connect(addr, sni)
-                .map_err(|e| e.to_string())?
-                .await
-                .map_err(|e| e.to_string())?;
-            let (mut driver, mut sender) = h3::client::new(h3_quinn::Connection::new(connection))
-                .await
-                .map_err(|e| e.to_string())?;
-            tokio::spawn(async move {
-                let _ = std::future::poll_fn(|cx| driver.poll_close(cx)).await;
-            });
+            let (mut sender, _endpoint) = support::web::h3_client(addr, trust, sni, false).await?;
             let mut stream = sender
                 .send_request(Request::get(&uri).body(()).unwrap())
                 .await

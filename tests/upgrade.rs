@@ -13,25 +13,7 @@ use support::{
     web::{self, Proto, fetch, get},
 };
 
-/// Runs `foobar COMMAND` against the server off the async runtime; its stdout and stderr.
-async fn control(server: &Foobar, command: &'static str) -> (bool, String, String) {
-    let path = server.config_path();
-    let output = tokio::task::spawn_blocking(move || {
-        support::output_within(
-            std::process::Command::new(support::binary())
-                .arg(command)
-                .arg("--config")
-                .arg(path),
-        )
-    })
-    .await
-    .unwrap();
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
+use support::control_async as control;
 
 /// Waits until process `pid` has exited; how long that took.
 async fn exit_of(pid: u32, within: Duration) -> Duration {

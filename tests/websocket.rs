@@ -90,20 +90,10 @@ async fn open(proto: Proto, server: &Foobar, pem: &[u8]) -> Socket {
             WebSocketStream::from_raw_socket(io, Role::Client, None).await
         }
         Proto::H3 => {
-            let endpoint = support::web::quic_client(pem);
-            let connection = endpoint
-                .connect(server.https, "www.foobar.com")
-                .unwrap()
-                .await
-                .unwrap();
-            let (mut driver, mut sender) = h3::client::builder()
-                .enable_extended_connect(true)
-                .build::<_, _, Bytes>(h3_quinn::Connection::new(connection))
-                .await
-                .unwrap();
-            tokio::spawn(async move {
-                let _ = std::future::poll_fn(|cx| driver.poll_close(cx)).await;
-            });
+            let (mut sender, endpoint) =
+                support::web::h3_client(server.https, pem, "www.foobar.com", true)
+                    .await
+                    .unwrap();
             let mut request = Request::connect("https://www.foobar.com/app/ws")
                 .header("sec-websocket-version", "13")
                 .body(())

@@ -183,18 +183,7 @@ impl Edge {
     /// they started with. Upstreams whose settings did not change are kept, with their
     /// connections and what their health checks know. The listen addresses are not changed
     /// here (that takes new sockets: an upgrade).
-    pub fn adopt<S>(&self, loaded: &Edge, app: S) -> Result<(), Error>
-    where
-        S: tower::Service<
-                http::Request<axum::body::Body>,
-                Response = http::Response<axum::body::Body>,
-                Error = std::convert::Infallible,
-            > + Clone
-            + Send
-            + Sync
-            + 'static,
-        S::Future: Send + 'static,
-    {
+    pub fn adopt(&self, loaded: &Edge, app: EdgeService) -> Result<(), Error> {
         let config = loaded.live.config.load_full();
         let plan = loaded.live.plan.load_full();
         let running = self
@@ -205,12 +194,7 @@ impl Edge {
         let https_port = running
             .as_ref()
             .map_or(config.https.port(), |r| r.https_port);
-        let sites = plan.build(
-            &EdgeService::new(app),
-            https_port,
-            &self.live.upstreams,
-            &self.live.fastcgi,
-        )?;
+        let sites = plan.build(&app, https_port, &self.live.upstreams, &self.live.fastcgi)?;
         let per_address = self.live.limits.load().per_address.clone();
         per_address.set_most(config.max_connections_per_address);
         let limits = limits(&config, per_address);
@@ -246,20 +230,9 @@ impl Edge {
 
     /// The sites as one service, with `app` as the built-in app, without sockets: what the
     /// transports would call (for benchmarks and tests of routing).
-    pub fn service<S>(&self, app: S) -> Result<EdgeService, Error>
-    where
-        S: tower::Service<
-                http::Request<axum::body::Body>,
-                Response = http::Response<axum::body::Body>,
-                Error = std::convert::Infallible,
-            > + Clone
-            + Send
-            + Sync
-            + 'static,
-        S::Future: Send + 'static,
-    {
+    pub fn service(&self, app: EdgeService) -> Result<EdgeService, Error> {
         let sites = self.live.plan.load().build(
-            &EdgeService::new(app),
+            &app,
             self.live.config.load().https.port(),
             &self.live.upstreams,
             &self.live.fastcgi,
@@ -361,24 +334,13 @@ impl Edge {
     /// Serves the sites on the sockets, with `app` as the built-in app, until `shutdown`; then
     /// stops accepting, lets in-flight requests finish (at most `shutdown_timeout`; WebSockets
     /// still open then get a Close 1001), and returns.
-    pub async fn run<S>(
+    pub async fn run(
         self,
         sockets: Sockets,
-        app: S,
+        app: EdgeService,
         shutdown: CancellationToken,
         handoff: Handoff,
-    ) -> Result<(), Error>
-    where
-        S: tower::Service<
-                http::Request<axum::body::Body>,
-                Response = http::Response<axum::body::Body>,
-                Error = std::convert::Infallible,
-            > + Clone
-            + Send
-            + Sync
-            + 'static,
-        S::Future: Send + 'static,
-    {
+    ) -> Result<(), Error> {
         let limits = self.live.limits.clone();
         let config = self.live.config.load_full();
         let Sockets {
@@ -392,7 +354,7 @@ impl Edge {
             source: e,
         })?;
         let sites = self.live.plan.load().build(
-            &EdgeService::new(app),
+            &app,
             https.port(),
             &self.live.upstreams,
             &self.live.fastcgi,

@@ -47,7 +47,12 @@ async fn echo_server() -> Running {
     });
     let shutdown = CancellationToken::new();
     let handoff = foobar_edge::Handoff::new(foobar_edge::Generation::random().unwrap());
-    tokio::spawn(edge.run(sockets, echo, shutdown.clone(), handoff));
+    tokio::spawn(edge.run(
+        sockets,
+        foobar_edge::EdgeService::new(echo),
+        shutdown.clone(),
+        handoff,
+    ));
     let pem = std::fs::read(state.path().join("tls/self-signed.crt")).unwrap();
     Running {
         addr,

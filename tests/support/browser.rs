@@ -39,11 +39,7 @@ pub struct Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        // The negative process ID names the group; `--` keeps `kill` from reading it as an option.
-        let group = format!("-{}", self.child.id());
-        let _ = Command::new("kill")
-            .args(["-s", "KILL", "--", &group])
-            .status();
+        super::kill_group(self.child.id());
         let _ = self.child.wait();
     }
 }
@@ -87,10 +83,7 @@ impl Browser {
         let browser_ws = match rx.recv_timeout(DEADLINE) {
             Ok(address) => address,
             Err(_) => {
-                let group = format!("-{}", child.id());
-                let _ = Command::new("kill")
-                    .args(["-s", "KILL", "--", &group])
-                    .status();
+                super::kill_group(child.id());
                 panic!("Chromium did not print its DevTools address");
             }
         };

@@ -372,10 +372,7 @@ impl Foobar {
     /// Stops the server (SIGTERM) and starts it again on the same folder, config and data.
     /// Kills the server at once (SIGKILL, every process of its group), as a crash would.
     pub fn kill(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-s", "KILL", "--", &format!("-{}", self.child.id())])
-            .stderr(Stdio::null())
-            .status();
+        kill_group(self.child.id());
         let _ = self.child.wait();
     }
 
@@ -572,6 +569,36 @@ pub fn admin_get(admin: SocketAddr, path: &str) -> (u16, String) {
     (status, body.to_string())
 }
 
+/// Runs `foobar COMMAND` (upgrade, reload) against `server` off the async runtime: whether it
+/// succeeded, its stdout and stderr.
+pub async fn control_async(server: &Foobar, command: &'static str) -> (bool, String, String) {
+    let path = server.config_path();
+    let output = tokio::task::spawn_blocking(move || {
+        output_within(
+            Command::new(binary())
+                .arg(command)
+                .arg("--config")
+                .arg(path),
+        )
+    })
+    .await
+    .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// Kills process group `group` (a process started with `process_group(0)`, and all it started).
+pub fn kill_group(group: u32) {
+    // The negative process ID names the group; `--` keeps `kill` from reading it as an option.
+    let _ = Command::new("kill")
+        .args(["-s", "KILL", "--", &format!("-{group}")])
+        .stderr(Stdio::null())
+        .status();
+}
+
 /// Polls `check` until it holds; fails after [`DEADLINE`] naming `what`.
 pub fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
     let start = Instant::now();
@@ -607,10 +634,7 @@ pub fn unsent_bytes(local: SocketAddr, remote: SocketAddr) -> Option<u64> {
 impl Drop for Foobar {
     fn drop(&mut self) {
         // The group is the first process's: it and every process started by an upgrade.
-        let _ = Command::new("kill")
-            .args(["-s", "KILL", "--", &format!("-{}", self.child.id())])
-            .stderr(Stdio::null())
-            .status();
+        kill_group(self.child.id());
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -28,10 +28,7 @@ pub struct Fpm {
 
 impl Drop for Fpm {
     fn drop(&mut self) {
-        let group = format!("-{}", self.child.id());
-        let _ = Command::new("kill")
-            .args(["-s", "KILL", "--", &group])
-            .status();
+        super::kill_group(self.child.id());
         let _ = self.child.wait();
     }
 }

@@ -115,11 +115,33 @@ pub async fn send_tcp(
     stream: TlsStream<TcpStream>,
     request: Request<Bytes>,
 ) -> Reply {
-    let request = request.map(Full::new);
-    let response = if proto == Proto::H1 {
+    let response = send_over(proto, stream, request.map(Full::new))
+        .await
+        .unwrap();
+    let (parts, body) = response.into_parts();
+    Reply {
+        status: parts.status,
+        version: parts.version,
+        headers: parts.headers,
+        body: body.collect().await.unwrap().to_bytes(),
+    }
+}
+
+/// Sends `request` on `stream` over HTTP/1.1 (its authority as Host, its target in origin
+/// form) or HTTP/2; the response, its body still to read.
+pub async fn send_over<B>(
+    proto: Proto,
+    stream: TlsStream<TcpStream>,
+    request: Request<B>,
+) -> Result<http::Response<hyper::body::Incoming>, String>
+where
+    B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    if proto == Proto::H1 {
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
-            .unwrap();
+            .map_err(|e| e.to_string())?;
         tokio::spawn(connection);
         let (mut parts, body) = request.into_parts();
         if let Some(authority) = parts.uri.authority().cloned() {
@@ -136,22 +158,49 @@ pub async fn send_tcp(
         sender
             .send_request(Request::from_parts(parts, body))
             .await
-            .unwrap()
+            .map_err(|e| e.to_string())
     } else {
         let (mut sender, connection) =
             hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
                 .await
-                .unwrap();
+                .map_err(|e| e.to_string())?;
         tokio::spawn(connection);
-        sender.send_request(request).await.unwrap()
-    };
-    let (parts, body) = response.into_parts();
-    Reply {
-        status: parts.status,
-        version: parts.version,
-        headers: parts.headers,
-        body: body.collect().await.unwrap().to_bytes(),
+        sender
+            .send_request(request)
+            .await
+            .map_err(|e| e.to_string())
     }
+}
+
+/// An HTTP/3 connection to `addr` with `sni` as the TLS name (extended CONNECT offered when
+/// asked), its driver running; the endpoint goes with it.
+pub async fn h3_client(
+    addr: SocketAddr,
+    pem: &[u8],
+    sni: &str,
+    extended_connect: bool,
+) -> Result<
+    (
+        h3::client::SendRequest<h3_quinn::OpenStreams, Bytes>,
+        quinn::Endpoint,
+    ),
+    String,
+> {
+    let endpoint = quic_client(pem);
+    let connection = endpoint
+        .connect(addr, sni)
+        .map_err(|e| e.to_string())?
+        .await
+        .map_err(|e| e.to_string())?;
+    let (mut driver, sender) = h3::client::builder()
+        .enable_extended_connect(extended_connect)
+        .build::<_, _, Bytes>(h3_quinn::Connection::new(connection))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        let _ = std::future::poll_fn(|cx| driver.poll_close(cx)).await;
+    });
+    Ok((sender, endpoint))
 }
 
 /// An HTTP/2 request whose failure is an expected outcome: the error's text instead of a panic.
@@ -192,18 +241,7 @@ pub fn quic_client(pem: &[u8]) -> quinn::Endpoint {
 
 /// One request over HTTP/3.
 pub async fn fetch_h3(addr: SocketAddr, pem: &[u8], request: Request<Bytes>) -> Reply {
-    let endpoint = quic_client(pem);
-    let connection = endpoint
-        .connect(addr, "www.foobar.com")
-        .unwrap()
-        .await
-        .unwrap();
-    let (mut driver, mut sender) = h3::client::new(h3_quinn::Connection::new(connection))
-        .await
-        .unwrap();
-    let drive = tokio::spawn(async move {
-        let _ = std::future::poll_fn(|cx| driver.poll_close(cx)).await;
-    });
+    let (mut sender, endpoint) = h3_client(addr, pem, "www.foobar.com", false).await.unwrap();
     let (parts, body) = request.into_parts();
     let mut stream = sender
         .send_request(Request::from_parts(parts, ()))
@@ -221,7 +259,6 @@ pub async fn fetch_h3(addr: SocketAddr, pem: &[u8], request: Request<Bytes>) -> 
         collected.extend_from_slice(&chunk.copy_to_bytes(chunk.remaining()));
     }
     drop(sender);
-    drive.abort();
     endpoint.close(0u32.into(), b"done");
     let (parts, ()) = response.into_parts();
     Reply {
@@ -433,28 +470,7 @@ pub async fn frame_arrivals(
         request = request.header(*name, *value);
     }
     let request = request.body(http_body_util::Empty::<Bytes>::new()).unwrap();
-    let response = if proto == Proto::H1 {
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .unwrap();
-        tokio::spawn(conn);
-        let (mut parts, body) = request.into_parts();
-        parts
-            .headers
-            .insert("host", "www.foobar.com".parse().unwrap());
-        parts.uri = path.parse().unwrap();
-        sender
-            .send_request(Request::from_parts(parts, body))
-            .await
-            .unwrap()
-    } else {
-        let (mut sender, conn) =
-            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-                .await
-                .unwrap();
-        tokio::spawn(conn);
-        sender.send_request(request).await.unwrap()
-    };
+    let response = send_over(proto, stream, request).await.unwrap();
     let start = std::time::Instant::now();
     let (parts, mut body) = response.into_parts();
     let mut frames = Vec::new();

@@ -654,7 +654,7 @@ async fn spool(mut body: Body) -> Result<(u64, Upload), Box<Response<Body>>> {
     let mut length = 0u64;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| {
-            if is_too_large(&e) {
+            if crate::site::body_too_large(&e) {
                 too_large()
             } else {
                 broke()
@@ -685,17 +685,6 @@ async fn spool(mut body: Body) -> Result<(u64, Upload), Box<Response<Body>>> {
         }
         None => (length, Upload::Memory(Bytes::from(memory))),
     })
-}
-
-fn is_too_large(error: &axum::Error) -> bool {
-    let mut source: Option<&dyn std::error::Error> = Some(error);
-    while let Some(e) = source {
-        if e.is::<http_body_util::LengthLimitError>() {
-            return true;
-        }
-        source = e.source();
-    }
-    false
 }
 
 /// The response's status, headers, and body bytes that came with the headers.

@@ -422,7 +422,7 @@ impl Proxy {
                     trouble = Trouble::Reset(error.to_string());
                 }
                 Ok(Err(SendError::Sent(error))) => {
-                    if body_too_large(&error) {
+                    if crate::site::body_too_large(&error) {
                         trouble = Trouble::BodyTooLarge;
                         break;
                     }
@@ -538,8 +538,7 @@ impl Proxy {
             body,
             lease: Some(lease),
             _in_flight: in_flight,
-            idle: self.config.read_timeout,
-            timer: None,
+            stall: Stall::new(self.config.read_timeout),
             route: self.route.clone(),
         };
         let body = if http_body::Body::is_end_stream(&body) {
@@ -787,18 +786,6 @@ fn is_idempotent(method: &Method) -> bool {
     )
 }
 
-/// Whether a send failed because the client's body went over the route's limit.
-fn body_too_large(error: &hyper::Error) -> bool {
-    let mut source: Option<&dyn std::error::Error> = Some(error);
-    while let Some(e) = source {
-        if e.is::<http_body_util::LengthLimitError>() {
-            return true;
-        }
-        source = e.source();
-    }
-    false
-}
-
 fn left(deadline: Instant) -> Duration {
     deadline.saturating_duration_since(Instant::now())
 }
@@ -826,9 +813,35 @@ struct UpstreamBody {
     body: hyper::body::Incoming,
     lease: Option<Lease>,
     _in_flight: InFlight,
-    idle: Duration,
-    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    stall: Stall,
     route: String,
+}
+
+/// How long a body may go without a frame: armed when it has none ready, disarmed by one.
+struct Stall {
+    limit: Duration,
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Stall {
+    fn new(limit: Duration) -> Stall {
+        Stall { limit, timer: None }
+    }
+
+    /// The body had nothing ready: true once that has lasted the limit.
+    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        let limit = self.limit;
+        self.timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)))
+            .as_mut()
+            .poll(cx)
+            .is_ready()
+    }
+
+    /// A frame came.
+    fn progress(&mut self) {
+        self.timer = None;
+    }
 }
 
 impl UpstreamBody {
@@ -850,7 +863,7 @@ impl http_body::Body for UpstreamBody {
         let this = &mut *self;
         match Pin::new(&mut this.body).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
-                this.timer = None;
+                this.stall.progress();
                 // The last frame: the connection is free now (the server may not ask again,
                 // seeing the body end).
                 if this.body.is_end_stream()
@@ -872,11 +885,7 @@ impl http_body::Body for UpstreamBody {
                 Poll::Ready(None)
             }
             Poll::Pending => {
-                let idle = this.idle;
-                let timer = this
-                    .timer
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
-                if timer.as_mut().poll(cx).is_ready() {
+                if this.stall.expired(cx) {
                     this.lease = None;
                     this._in_flight
                         .0
@@ -902,16 +911,14 @@ impl http_body::Body for UpstreamBody {
 /// uploading halfway cannot hold an upstream connection).
 struct Idle {
     body: Body,
-    idle: Duration,
-    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    stall: Stall,
 }
 
 impl Idle {
     fn new(body: Body, idle: Duration) -> Idle {
         Idle {
             body,
-            idle,
-            timer: None,
+            stall: Stall::new(idle),
         }
     }
 }
@@ -926,18 +933,12 @@ impl http_body::Body for Idle {
     ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
         let this = &mut *self;
         match Pin::new(&mut this.body).poll_frame(cx) {
-            Poll::Pending => {
-                let idle = this.idle;
-                let timer = this
-                    .timer
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
-                if timer.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(Some(Err(axum::Error::new("the request body stalled"))));
-                }
-                Poll::Pending
+            Poll::Pending if this.stall.expired(cx) => {
+                Poll::Ready(Some(Err(axum::Error::new("the request body stalled"))))
             }
+            Poll::Pending => Poll::Pending,
             other => {
-                this.timer = None;
+                this.stall.progress();
                 other
             }
         }

@@ -120,6 +120,30 @@ impl Lease {
             None => SendError::Sent(error.into_error()),
         })
     }
+    /// The response was read to its end: the connection can serve another request.
+    pub fn release(mut self) {
+        if let (Some(Sender::H1(sender)), Some(permit)) = (self.sender.take(), self.permit.take())
+            && !sender.is_closed()
+        {
+            let mut idle = self
+                .pool
+                .idle
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if idle.len() < self.pool.max_idle {
+                idle.push(Idle {
+                    sender,
+                    since: Instant::now(),
+                    permit,
+                });
+                self.pool
+                    .idle_count
+                    .store(idle.len() as i64, Ordering::Relaxed);
+                drop(idle);
+                self.pool.returned.notify_one();
+            }
+        }
+    }
 }
 
 impl Pool {
@@ -312,33 +336,6 @@ impl Pool {
             self.in_use.load(Ordering::Relaxed),
             self.idle_count.load(Ordering::Relaxed),
         );
-    }
-}
-
-impl Lease {
-    /// The response was read to its end: the connection can serve another request.
-    pub fn release(mut self) {
-        if let (Some(Sender::H1(sender)), Some(permit)) = (self.sender.take(), self.permit.take())
-            && !sender.is_closed()
-        {
-            let mut idle = self
-                .pool
-                .idle
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            if idle.len() < self.pool.max_idle {
-                idle.push(Idle {
-                    sender,
-                    since: Instant::now(),
-                    permit,
-                });
-                self.pool
-                    .idle_count
-                    .store(idle.len() as i64, Ordering::Relaxed);
-                drop(idle);
-                self.pool.returned.notify_one();
-            }
-        }
     }
 }
 

@@ -442,6 +442,19 @@ impl Service<Request<Body>> for Sites {
     }
 }
 
+/// Whether `error` (reading a request body, or sending one on) comes from the route's body
+/// limit: the answer is then 413.
+pub(crate) fn body_too_large(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(error);
+    while let Some(e) = source {
+        if e.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
 /// The client's address as the sites see it (after `trusted_proxies`).
 #[derive(Debug, Clone, Copy)]
 pub struct ClientIp(pub IpAddr);
