@@ -26,6 +26,27 @@ ensure_packages() {
   fi
 }
 
+# Installs oha, the HTTP/3 load generator, from crates.io when PROTOCOLS include h3.
+ensure_oha() { # ensure_oha "h1 h2 h3"
+  if [[ " $1 " == *" h3 "* ]] && ! command -v oha >/dev/null; then
+    echo "installing oha (the HTTP/3 load generator) from crates.io" >&2
+    cargo install oha --features http3 --locked -q
+  fi
+}
+
+# Starts a private MariaDB with its data in WORK/db, pinned to the server core, on PORT; sets
+# pid_db.
+start_private_mariadb() { # start_private_mariadb WORK PORT
+  mariadb-install-db --no-defaults --user=mysql --auth-root-authentication-method=normal \
+    --skip-test-db --datadir="$1/db" >/dev/null
+  chown -R mysql:mysql "$1/db"
+  taskset -c "$SERVER_CORE" mariadbd --no-defaults --user=mysql --bind-address=127.0.0.1 \
+    --skip-name-resolve --port="$2" --datadir="$1/db" --socket="$1/db/sock" \
+    --pid-file="$1/db/pid" --log-error="$1/db/error.log" --innodb-buffer-pool-size=128M \
+    --max-connections=500 & pid_db=$!
+  wait_port "$2"
+}
+
 # Builds the release binary and prints its path.
 # The release binary, built from this tree; FOOBAR_BINARY=PATH measures another build instead
 # (e.g. a copy of the previous commit's, for before/after figures).

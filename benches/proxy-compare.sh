@@ -22,10 +22,7 @@ while [ $# -gt 0 ]; do
 done
 
 ensure_packages nginx caddy wrk nghttp2-client python3
-if [[ " $protocols " == *" h3 "* ]] && ! command -v oha >/dev/null; then
-  echo "installing oha (the HTTP/3 load generator) from crates.io" >&2
-  cargo install oha --features http3 --locked -q
-fi
+ensure_oha "$protocols"
 foobar=$(foobar_binary)
 work=$(mktemp -d)
 pids=""

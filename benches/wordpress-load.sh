@@ -38,15 +38,8 @@ trap cleanup EXIT
 port_db=28800 port_web=28801
 
 # A private MariaDB for the run.
-mariadb-install-db --no-defaults --user=mysql --auth-root-authentication-method=normal \
-  --skip-test-db --datadir="$work/db" >/dev/null
-chown -R mysql:mysql "$work/db"
-taskset -c "$SERVER_CORE" mariadbd --no-defaults --user=mysql --bind-address=127.0.0.1 \
-  --skip-name-resolve --port="$port_db" --datadir="$work/db" --socket="$work/db/sock" \
-  --pid-file="$work/db/pid" --log-error="$work/db/error.log" --innodb-buffer-pool-size=128M \
-  --max-connections=500 & pid_db=$!
+start_private_mariadb "$work" "$port_db"
 pids="$pid_db"
-wait_port "$port_db"
 mariadb -h 127.0.0.1 -P "$port_db" -u root -e "CREATE DATABASE wordpress CHARACTER SET utf8mb4"
 
 # WordPress's files with a configuration of the run's own (the package's reads /etc).

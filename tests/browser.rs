@@ -21,13 +21,7 @@ fn chromium_loads_the_home_page_over_http3() {
         );
     };
     let server = Foobar::setup().shipped_site().start();
-    let spki = server
-        .wait_for_log("spki_sha256=")
-        .split("spki_sha256=")
-        .nth(1)
-        .and_then(|s| s.split_whitespace().next())
-        .unwrap()
-        .to_string();
+    let spki = server.spki_sha256();
     let origin = format!("www.foobar.com:{}", server.https.port());
     let mut browser = Browser::start(binary, &origin, &spki);
     let url = format!("https://{origin}/");

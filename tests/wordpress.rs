@@ -515,13 +515,7 @@ async fn wordpress_from_debian_installs_and_runs_over_every_protocol() {
 /// Chromium, logged in with the client's cookies, loads the front page and wp-admin over
 /// HTTP/3.
 fn chromium(binary: &str, server: &Foobar, client: &Client) {
-    let spki = server
-        .wait_for_log("spki_sha256=")
-        .split("spki_sha256=")
-        .nth(1)
-        .and_then(|s| s.split_whitespace().next())
-        .unwrap()
-        .to_string();
+    let spki = server.spki_sha256();
     let mut browser = support::browser::Browser::start(binary, &client.origin, &spki);
     let front = browser.load(&format!("https://{}/", client.origin));
     assert_eq!(front.protocol, "h3", "{front:?}");

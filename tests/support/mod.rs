@@ -393,6 +393,17 @@ impl Foobar {
         Foobar::spawn(dir)
     }
 
+    /// The base64 SHA-256 of the certificate's key, as the server logged it (what Chromium's
+    /// `--ignore-certificate-errors-spki-list` takes).
+    pub fn spki_sha256(&self) -> String {
+        self.wait_for_log("spki_sha256=")
+            .split("spki_sha256=")
+            .nth(1)
+            .and_then(|s| s.split_whitespace().next())
+            .unwrap()
+            .to_string()
+    }
+
     /// The API token the server generated.
     pub fn api_token(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("data/api-token"))
