@@ -71,7 +71,9 @@ fn key_at(text: &str, offset: usize) -> Option<String> {
     let key = key.trim().trim_matches('"');
     let table = text[..start].lines().rev().find_map(|line| {
         let line = line.trim();
-        line.strip_prefix('[')?.strip_suffix(']').map(str::trim)
+        // `[edge]`, `[edge.headers]`, `[[site.route]]`: the table's name.
+        let name = line.strip_prefix('[')?.strip_suffix(']')?;
+        Some(name.trim_start_matches('[').trim_end_matches(']').trim())
     });
     Some(match table {
         Some(table) => format!("{table}.{key}"),
@@ -108,6 +110,29 @@ mod tests {
         std::fs::write(&path, "[dns]\nlisen = []\n").expect("written");
         let error = Config::from_file(&path).expect_err("refused").to_string();
         assert!(error.contains(":2:1: unknown field `lisen`"), "{error}");
+        // A key of an array of tables, and a check made after reading the table.
+        std::fs::write(
+            &path,
+            "[[site]]\nnames = [\"a.example\"]\nroot = \"/tmp\"\n[[site.route]]\npath = \"/x\"\n\
+             proxy = [\"http://127.0.0.1:1\"]\nconnect_timeout = \"soon\"\n",
+        )
+        .expect("written");
+        let error = Config::from_file(&path).expect_err("refused").to_string();
+        assert!(
+            error.contains(":7:19: site.route.connect_timeout: invalid type: string \"soon\", expected a number of seconds"),
+            "{error}"
+        );
+        std::fs::write(
+            &path,
+            "[[site]]\nnames = [\"a.example\"]\nroot = \"/tmp\"\n[[site.route]]\npath = \"/x\"\n\
+             respond = \"x\"\npolicy = \"least_conn\"\n",
+        )
+        .expect("written");
+        let error = Config::from_file(&path).expect_err("refused").to_string();
+        assert!(
+            error.contains(":4:1: site.route \"/x\": policy does not apply to a respond route"),
+            "{error}"
+        );
     }
 
     #[test]

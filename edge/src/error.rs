@@ -7,16 +7,18 @@ pub enum Error {
     Certificate { path: PathBuf, reason: String },
     #[error("TLS configuration: {0}")]
     Tls(#[from] rustls::Error),
-    #[error("cannot bind {proto} {addr}: {source}")]
+    // The I/O error is part of the message, not a source: printed as a chain (`{:#}`), it
+    // would say the same twice.
+    #[error("cannot bind {proto} {addr}: {reason}")]
     Bind {
         proto: &'static str,
         addr: SocketAddr,
-        source: io::Error,
+        reason: io::Error,
     },
     #[error("QUIC configuration: {0}")]
     Quic(String),
-    #[error("static files root {}: {source}", path.display())]
-    Root { path: PathBuf, source: io::Error },
+    #[error("static files root {}: {reason}", path.display())]
+    Root { path: PathBuf, reason: io::Error },
     #[error("[edge] {key}: {reason}")]
     Config { key: String, reason: String },
 }

@@ -52,9 +52,9 @@ pub fn static_files(
     }
     // Longest prefix first: the first that matches is the most specific.
     rules.sort_by_key(|rule| std::cmp::Reverse(rule.0.len()));
-    let canonical = std::fs::canonicalize(root).map_err(|source| Error::Root {
+    let canonical = std::fs::canonicalize(root).map_err(|reason| Error::Root {
         path: root.to_path_buf(),
-        source,
+        reason,
     })?;
     let not_found = ServeFile::new(canonical.join("404.html"));
     let files = ServeDir::with_backend(&canonical, Direct)

@@ -264,10 +264,10 @@ impl Edge {
         http: Option<std::net::TcpListener>,
         https: Option<(std::net::TcpListener, std::net::UdpSocket)>,
     ) -> Result<Sockets, Error> {
-        let bind_err = |proto, addr, source| Error::Bind {
+        let bind_err = |proto, addr, reason| Error::Bind {
             proto,
             addr,
-            source,
+            reason,
         };
         let config = self.live.config.load();
         let http = match http {
@@ -295,10 +295,10 @@ impl Edge {
     }
 
     fn bind_https(&self) -> Result<(std::net::TcpListener, std::net::UdpSocket), Error> {
-        let bind_err = |proto, addr, source| Error::Bind {
+        let bind_err = |proto, addr, reason| Error::Bind {
             proto,
             addr,
-            source,
+            reason,
         };
         let addr = self.live.config.load().https;
         let attempts = if addr.port() == 0 { 16 } else { 1 };
@@ -351,7 +351,7 @@ impl Edge {
         let https = https_tcp.local_addr().map_err(|e| Error::Bind {
             proto: "tcp",
             addr: config.https,
-            source: e,
+            reason: e,
         })?;
         let sites = self.live.plan.load().build(
             &app,
@@ -382,7 +382,7 @@ impl Edge {
         let bind = |proto, e| Error::Bind {
             proto,
             addr: https,
-            source: e,
+            reason: e,
         };
         let https_listener =
             tokio::net::TcpListener::from_std(https_tcp).map_err(|e| bind("tcp", e))?;

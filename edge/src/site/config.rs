@@ -229,10 +229,31 @@ pub struct Seconds(pub Duration);
 
 impl<'de> Deserialize<'de> for Seconds {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let seconds = f64::deserialize(deserializer)?;
-        Duration::try_from_secs_f64(seconds)
-            .map(Seconds)
-            .map_err(|_| serde::de::Error::custom(format!("not a number of seconds: {seconds}")))
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Seconds;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a number of seconds (2, 0.5)")
+            }
+
+            fn visit_f64<E: serde::de::Error>(self, seconds: f64) -> Result<Seconds, E> {
+                Duration::try_from_secs_f64(seconds)
+                    .map(Seconds)
+                    .map_err(|_| E::custom(format!("not a number of seconds: {seconds}")))
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, seconds: i64) -> Result<Seconds, E> {
+                u64::try_from(seconds)
+                    .map(|s| Seconds(Duration::from_secs(s)))
+                    .map_err(|_| E::custom(format!("not a number of seconds: {seconds}")))
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, seconds: u64) -> Result<Seconds, E> {
+                Ok(Seconds(Duration::from_secs(seconds)))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
     }
 }
 
