@@ -4,7 +4,7 @@
 
 mod support;
 
-use std::{io::Write, net::SocketAddr};
+use std::net::SocketAddr;
 
 use hickory_proto::rr::RecordType;
 use support::{Foobar, admin_get};
@@ -98,32 +98,9 @@ fn metrics_count_dns_queries_by_transport_type_rcode_and_zone() {
     assert!(value(&metrics, "process_open_fds") > 5.0);
 
     // The exposition is what Prometheus reads.
-    if !support::installed("promtool", &["--version"]) {
-        return support::skip_without(
-            "metrics_count_dns_queries_by_transport_type_rcode_and_zone (promtool)",
-            "promtool",
-            "apt-get install prometheus",
-        );
-    }
-    let mut promtool = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    promtool
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(metrics.as_bytes())
-        .unwrap();
-    let checked = promtool.wait_with_output().unwrap();
-    assert!(
-        checked.status.success(),
-        "promtool: {}{}",
-        String::from_utf8_lossy(&checked.stdout),
-        String::from_utf8_lossy(&checked.stderr)
+    support::promtool_check(
+        "metrics_count_dns_queries_by_transport_type_rcode_and_zone",
+        &metrics,
     );
 }
 

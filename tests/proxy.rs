@@ -723,6 +723,10 @@ async fn connections_are_kept_alive_and_never_more_than_allowed() {
         "{metrics}"
     );
     assert_eq!(series("foobar_upstream_up"), "1");
+    support::promtool_check(
+        "connections_are_kept_alive_and_never_more_than_allowed",
+        &metrics,
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -580,6 +580,39 @@ pub fn admin_get(admin: SocketAddr, path: &str) -> (u16, String) {
     (status, body.to_string())
 }
 
+/// Checks a `/metrics` exposition with `promtool check metrics`, as Prometheus would read it;
+/// says why it is skipped when promtool is missing (required when FOOBAR_REQUIRE_INTEROP=1).
+pub fn promtool_check(test: &str, metrics: &str) {
+    use std::io::Write;
+    if !installed("promtool", &["--version"]) {
+        return skip_without(
+            &format!("{test} (promtool)"),
+            "promtool",
+            "apt-get install prometheus",
+        );
+    }
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(metrics.as_bytes())
+        .unwrap();
+    let checked = promtool.wait_with_output().unwrap();
+    assert!(
+        checked.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+}
+
 /// Runs `foobar COMMAND` (upgrade, reload) against `server` off the async runtime: whether it
 /// succeeded, its stdout and stderr.
 pub async fn control_async(server: &Foobar, command: &'static str) -> (bool, String, String) {
