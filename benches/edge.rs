@@ -24,9 +24,14 @@ fn routing(c: &mut Criterion) {
                 file_cache_bytes: cache_bytes,
                 ..Default::default()
             };
-            let edge =
-                foobar_edge::Edge::load(&config, &[], dir.path(), &["foobar.com".to_string()])
-                    .expect("edge");
+            let edge = foobar_edge::Edge::load(
+                &config,
+                &[],
+                dir.path(),
+                &["foobar.com".to_string()],
+                false,
+            )
+            .expect("edge");
             let store = foobar_app::Store::open("sqlite://:memory:")
                 .await
                 .expect("store");

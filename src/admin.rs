@@ -59,6 +59,8 @@ pub struct Admin {
     registry: Arc<Registry>,
     status: Arc<dyn Fn() -> serde_json::Value + Send + Sync>,
     dns: foobar_dns::Dns,
+    /// The ACME client's certificates.
+    acme: Arc<foobar_acme::Status>,
     /// The running server, once it runs: reloads go through it.
     supervisor: Arc<OnceLock<Supervisor>>,
 }
@@ -75,6 +77,7 @@ impl Admin {
         collectors: Vec<Box<dyn Collector>>,
         dns: foobar_dns::Dns,
         supervisor: Arc<OnceLock<Supervisor>>,
+        acme: Arc<foobar_acme::Status>,
         status: impl Fn() -> serde_json::Value + Send + Sync + 'static,
     ) -> Admin {
         let mut registry = Registry::default();
@@ -86,6 +89,7 @@ impl Admin {
             registry: Arc::new(registry),
             status: Arc::new(status),
             dns,
+            acme,
             supervisor,
         }
     }
@@ -112,6 +116,7 @@ impl Admin {
             .route("/zones", get(zones))
             .route("/reload", post(reload))
             .route("/zones/{name}/reload", post(reload_zone))
+            .route("/acme/renew", post(acme_renew))
             .with_state(self);
         let served = axum::serve(listener, router)
             .with_graceful_shutdown(async move { shutdown.cancelled().await })
@@ -149,6 +154,7 @@ async fn status(State(admin): State<Admin>) -> impl IntoResponse {
         .collect();
     status["certificate"] = certificates.first().cloned().unwrap_or_default();
     status["certificates"] = serde_json::Value::Array(certificates);
+    status["acme"] = serde_json::json!(admin.acme.certificates());
     status["database"] = match foobar_app::metrics::database().await {
         Some((backend, Ok(()))) => serde_json::json!({ "backend": backend, "ready": true }),
         Some((backend, Err(error))) => {
@@ -186,6 +192,16 @@ async fn reload(State(admin): State<Admin>) -> impl IntoResponse {
 
 async fn reload_zone(State(admin): State<Admin>, Path(name): Path<String>) -> impl IntoResponse {
     outcome(admin.dns.reload_zone(&name).await)
+}
+
+/// Orders every ACME certificate again now, due or not (`foobar ctl acme renew`).
+async fn acme_renew(State(admin): State<Admin>) -> impl IntoResponse {
+    let count = admin.acme.certificates().len();
+    if count == 0 {
+        return outcome(Err("no certificate comes from ACME here".to_string()));
+    }
+    admin.acme.renew_all();
+    outcome(Ok(format!("renewing {count} certificate(s)")))
 }
 
 /// The standard process metrics (as Prometheus client libraries name them), read from /proc:

@@ -18,6 +18,9 @@ pub struct Config {
     pub log: crate::log::Config,
     /// `[[site]]`: sites by name, each with its routes; none: `[edge]`'s one default site.
     pub site: Vec<foobar_edge::SiteConfig>,
+    /// `[acme]`: certificates from an ACME CA for the sites without certificate files; none:
+    /// a self-signed certificate for them.
+    pub acme: Option<foobar_acme::Config>,
 }
 
 impl Default for Config {
@@ -30,6 +33,7 @@ impl Default for Config {
             admin: crate::admin::Config::default(),
             log: crate::log::Config::default(),
             site: Vec::new(),
+            acme: None,
         }
     }
 }

@@ -15,6 +15,7 @@ pub enum Request {
     Reload,
     ZoneList,
     ZoneReload(String),
+    AcmeRenew,
 }
 
 /// The admin address: `admin` if given, else the configuration's `[admin] listen`.
@@ -41,6 +42,7 @@ pub fn run(admin: SocketAddr, request: Request, json: bool) -> anyhow::Result<bo
         Request::Status => ("GET", "/status".to_string()),
         Request::Reload => ("POST", "/reload".to_string()),
         Request::ZoneList => ("GET", "/zones".to_string()),
+        Request::AcmeRenew => ("POST", "/acme/renew".to_string()),
         Request::ZoneReload(name) => (
             "POST",
             format!(
@@ -86,10 +88,12 @@ fn human(request: &Request, value: &Value) -> String {
     match request {
         Request::Status => status_text(value),
         Request::ZoneList => zones_text(value),
-        Request::Reload | Request::ZoneReload(_) => match value["ok"].as_bool() {
-            Some(true) => format!("{}\n", value["message"].as_str().unwrap_or("done")),
-            _ => format!("failed: {}\n", value["error"].as_str().unwrap_or("unknown")),
-        },
+        Request::Reload | Request::ZoneReload(_) | Request::AcmeRenew => {
+            match value["ok"].as_bool() {
+                Some(true) => format!("{}\n", value["message"].as_str().unwrap_or("done")),
+                _ => format!("failed: {}\n", value["error"].as_str().unwrap_or("unknown")),
+            }
+        }
     }
 }
 
@@ -155,6 +159,29 @@ fn status_text(value: &Value) -> String {
                 .unwrap_or_default(),
             time_text(expires as u64),
             (expires - now) / 86_400
+        ));
+    }
+    for acme in value["acme"].as_array().unwrap_or(&none) {
+        let names = acme["names"]
+            .as_array()
+            .map(|names| {
+                names
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default();
+        let expiry = acme["not_after"].as_u64().map_or_else(
+            || "not issued yet".to_string(),
+            |t| format!("expires {}", time_text(t)),
+        );
+        let renew = acme["renew_at"]
+            .as_u64()
+            .map_or_else(String::new, |t| format!(", renews {}", time_text(t)));
+        out.push_str(&format!(
+            "acme: {names}: {expiry}{renew}; last order: {}\n",
+            acme["last_result"].as_str().unwrap_or("none yet")
         ));
     }
     let database = &value["database"];

@@ -5,6 +5,7 @@
 //!      ──▶ run DNS and the edge until SIGTERM/Ctrl-C        SIGHUP: reload zones and certificate
 //! ```
 
+mod acme;
 mod admin;
 mod config;
 mod control;
@@ -56,12 +57,17 @@ pub async fn load(config: &Config, draining: &Draining) -> anyhow::Result<Loaded
         admin,
         log,
         site,
+        acme,
     } = config;
     admin.address()?;
+    if let Some(acme) = acme {
+        acme.check()?;
+    }
     foobar_dns::metrics::log_queries(log.dns_queries);
     let dns = Dns::load(dns, state_dir).context("loading zones")?;
     let names = site_names(dns.origins());
-    let edge = Edge::load(edge, site, state_dir, &names).context("loading the sites")?;
+    let edge =
+        Edge::load(edge, site, state_dir, &names, acme.is_some()).context("loading the sites")?;
     let app = foobar_app::load(app, state_dir)
         .await
         .context("opening the database")?;
@@ -143,10 +149,15 @@ pub async fn check(config: &Config) -> anyhow::Result<()> {
         admin,
         log: _,
         site,
+        acme,
     } = config;
     admin.address()?;
+    if let Some(acme) = acme {
+        acme.check()?;
+    }
     let names = Dns::check(dns, state_dir).context("checking zones")?;
-    Edge::check(edge, site, state_dir, &site_names(names)).context("checking the sites")?;
+    Edge::check(edge, site, state_dir, &site_names(names), acme.is_some())
+        .context("checking the sites")?;
     foobar_app::check(app, state_dir)
         .await
         .context("checking the database")?;

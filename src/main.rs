@@ -77,6 +77,17 @@ enum CtlCommand {
         #[command(subcommand)]
         request: ZoneCommand,
     },
+    /// Certificates from the ACME CA.
+    Acme {
+        #[command(subcommand)]
+        request: AcmeCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AcmeCommand {
+    /// Order every ACME certificate again now, due or not.
+    Renew,
 }
 
 #[derive(Debug, Subcommand)]
@@ -154,6 +165,9 @@ fn main() -> ExitCode {
                 CtlCommand::Zone {
                     request: ZoneCommand::Reload { name },
                 } => foobar::ctl::Request::ZoneReload(name),
+                CtlCommand::Acme {
+                    request: AcmeCommand::Renew,
+                } => foobar::ctl::Request::AcmeRenew,
             };
             foobar::ctl::address(config.as_deref(), admin)
                 .and_then(|admin| foobar::ctl::run(admin, request, json))

@@ -140,13 +140,25 @@ async fn start(
         .https_addr()
         .map_or(config.edge.https.port(), |addr| addr.port());
     let acting = Arc::new(std::sync::OnceLock::new());
+    let acme_status = Arc::new(foobar_acme::Status::default());
     if let Some(listener) = bound.admin.take() {
-        let admin = admin_of(config, &dns, acting.clone());
+        let admin = admin_of(config, &dns, acting.clone(), acme_status.clone());
         tokio::spawn(admin.serve(listener, shutdown.clone()));
     }
     let checks = shutdown.child_token();
     let memory = health::Memory::default();
     health::spawn(&config.dns.health, https_port, &dns, &memory, &checks);
+    let acme_stop = shutdown.child_token();
+    if let Some(acme) = &config.acme {
+        crate::acme::spawn(
+            acme,
+            &config.state_dir,
+            &dns,
+            &edge,
+            &acme_status,
+            &acme_stop,
+        );
+    }
     let servers = {
         let (dns, edge, shutdown, quic) =
             (dns.clone(), edge.clone(), shutdown.clone(), quic.clone());
@@ -168,6 +180,8 @@ async fn start(
             draining,
             checks: Mutex::new((checks, https_port)),
             health: memory,
+            acme: Mutex::new(acme_stop),
+            acme_status,
             handover: Mutex::new(Some(handover)),
             quic,
             dns,
@@ -189,7 +203,12 @@ async fn start(
 }
 
 /// What the admin listener serves: every crate's metrics, and the status `foobar ctl` shows.
-fn admin_of(config: &Config, dns: &Dns, acting: Arc<std::sync::OnceLock<Supervisor>>) -> Admin {
+fn admin_of(
+    config: &Config,
+    dns: &Dns,
+    acting: Arc<std::sync::OnceLock<Supervisor>>,
+    acme: Arc<foobar_acme::Status>,
+) -> Admin {
     let started = crate::admin::unix_now();
     let listeners = serde_json::json!({
         "dns": config.dns.listen,
@@ -203,7 +222,7 @@ fn admin_of(config: &Config, dns: &Dns, acting: Arc<std::sync::OnceLock<Supervis
         Box::new(foobar_app::metrics::AppCollector),
     ];
     let status_dns = dns.clone();
-    Admin::new(collectors, dns.clone(), acting, move || {
+    Admin::new(collectors, dns.clone(), acting, acme, move || {
         let dns = &status_dns;
         serde_json::json!({
             "version": env!("CARGO_PKG_VERSION"),
@@ -292,6 +311,9 @@ struct Inner {
     checks: Mutex<(CancellationToken, u16)>,
     /// What the health checks know, for the checkers a reload starts.
     health: health::Memory,
+    /// What stops the ACME client, and what it knows.
+    acme: Mutex<CancellationToken>,
+    acme_status: Arc<foobar_acme::Status>,
     /// Duplicates of the listening sockets, for a successor; dropped once they are not needed
     /// (a successor has them, or the server stops), so that a stopped server's ports close.
     handover: Mutex<Option<Handover>>,
@@ -456,6 +478,22 @@ impl Supervisor {
                     &self.inner.health,
                     &stop,
                 );
+            }
+            if lock(&self.inner.config).acme != config.acme {
+                // Another CA or account: the client starts over with it.
+                let mut stop = lock(&self.inner.acme);
+                stop.cancel();
+                *stop = self.inner.shutdown.child_token();
+                if let Some(acme) = &config.acme {
+                    crate::acme::spawn(
+                        acme,
+                        &config.state_dir,
+                        &self.inner.dns,
+                        &self.inner.edge,
+                        &self.inner.acme_status,
+                        &stop,
+                    );
+                }
             }
             *lock(&self.inner.config) = config;
             info!("reload: the new configuration serves");

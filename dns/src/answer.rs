@@ -22,6 +22,7 @@ use crate::{
     message::{AA, CD, Full, OPT_LEN, Owner, QR, RD, Section, TC, Writer, rcode},
     metrics::{ZoneCounters, metrics},
     name::{self, MAX_KEY, MAX_NAME},
+    overlay::{self, Overlay},
     rate_limit::{self, RateLimit, Verdict},
     tsig::{self, Signed, TsigRecord},
     wire,
@@ -83,6 +84,8 @@ pub struct Responder {
     access: Arc<Access>,
     /// Addresses left out of the answers for names whose edges are health-checked.
     health: Arc<Health>,
+    /// Records added at run time (ACME challenges), answered ahead of the zone.
+    overlay: Arc<Overlay>,
     /// Where a NOTIFY from a secondary zone's primary is passed on (the zone's origin key).
     notified: Option<tokio::sync::mpsc::UnboundedSender<Vec<u8>>>,
     cookies: Cookies,
@@ -309,6 +312,7 @@ impl Responder {
         Responder {
             access: Arc::new(access),
             health: Arc::default(),
+            overlay: Arc::default(),
             notified: None,
             cookies,
             nsid: None,
@@ -335,6 +339,12 @@ impl Responder {
     }
 
     /// Limits UDP responses per source prefix as `config` says (nothing when it is off).
+    /// Answers the records `overlay` holds ahead of the zones.
+    pub fn with_overlay(mut self, overlay: Arc<Overlay>) -> Self {
+        self.overlay = overlay;
+        self
+    }
+
     pub fn with_rate_limit(mut self, config: &rate_limit::Config) -> Self {
         self.rate_limit = RateLimit::new(config).map(Arc::new);
         self
@@ -677,7 +687,14 @@ impl Responder {
         }
         let after_question = w.mark();
         let filters = self.health.filters();
-        match lookup(zone, query.qname, &qkey, query.qtype, &filters, w) {
+        let overlay = self.overlay.txt();
+        let found = match overlay.get(qkey.get()) {
+            Some(txt) if zone.cut_above(qkey.get()).is_none() => {
+                added(zone, &qkey, query.qtype, txt, w)
+            }
+            _ => lookup(zone, query.qname, &qkey, query.qtype, &filters, w),
+        };
+        match found {
             Ok((code, authoritative)) => {
                 w.set_rcode(code);
                 if authoritative {
@@ -858,6 +875,40 @@ fn lookup(
         }
         additional(zone, &set, name.get(), w, false);
         return Ok((rcode::NOERROR, true));
+    }
+    Ok((rcode::NOERROR, true))
+}
+
+/// The answer for a name with records added at run time (`overlay`): its TXT records for TXT
+/// and ANY; for another type, the zone's RRset if the name has one, else NODATA (the name
+/// exists).
+fn added(
+    zone: &Zone,
+    qkey: &KeyBuf,
+    qtype: u16,
+    txt: &[Vec<u8>],
+    w: &mut Writer<'_>,
+) -> Result<(u8, bool), Full> {
+    if matches!(qtype, rtype::TXT | rtype::ANY) {
+        for rdata in txt {
+            w.record(
+                Section::Answer,
+                Owner::At(12),
+                rtype::TXT,
+                overlay::TTL,
+                rdata,
+            )?;
+        }
+        return Ok((rcode::NOERROR, true));
+    }
+    if let Some(set) = zone
+        .find(qkey.get())
+        .ok()
+        .and_then(|node| zone.rrset(node, qtype))
+    {
+        w.rrset(Section::Answer, Owner::At(12), &set)?;
+    } else {
+        negative(zone, w)?;
     }
     Ok((rcode::NOERROR, true))
 }

@@ -21,6 +21,7 @@ pub mod health;
 pub mod journal;
 pub mod load;
 pub mod notify;
+pub mod overlay;
 pub mod secondary;
 mod settings;
 
@@ -85,6 +86,7 @@ pub struct Live {
     zones: Arc<Zones>,
     shared: listener::Shared,
     health: Arc<health::Health>,
+    overlay: Arc<overlay::Overlay>,
     checks: Vec<health::Check>,
     /// The addresses NOTIFY and queries to primaries come from.
     sources: notify::Sources,
@@ -143,9 +145,11 @@ impl Dns {
         };
         let (notify_sink, notified) = mpsc::unbounded_channel();
         let health = Arc::new(health::Health::default());
+        let overlay = Arc::new(overlay::Overlay::default());
         let responder = Responder::new(access, cookies)
             .with_notify_sink(notify_sink)
             .with_health(health.clone())
+            .with_overlay(overlay.clone())
             .with_nsid(nsid.as_deref())
             .with_chaos(identity.as_deref(), version.as_deref())
             .with_rate_limit(rate_limit);
@@ -166,6 +170,7 @@ impl Dns {
                 zones,
                 shared,
                 health,
+                overlay,
                 checks: checks.clone(),
                 sources: settings::sources(config),
                 secondaries,
@@ -188,6 +193,7 @@ impl Dns {
             .map(|wire| name::key_of(&wire))
             .collect();
         state.health.carry_over(&self.live.load().health, &checked);
+        state.overlay.carry_over(&self.live.load().overlay);
         self.live.store(state.clone());
         let mut background = self
             .background
@@ -285,6 +291,97 @@ impl Dns {
                 .health
                 .set(name::key_of(&wire), health::Filter { down, ttl });
         }
+    }
+
+    /// Answers `values` as the TXT records of `name` from memory, ahead of its zone (an ACME
+    /// DNS-01 challenge); an empty list stops. Names outside every zone are never answered.
+    pub fn set_txt(&self, name: &str, values: &[String]) -> Result<(), String> {
+        let wire = load::parse_origin(name).map_err(|e| format!("{name:?}: {e}"))?;
+        self.live
+            .load()
+            .overlay
+            .set_txt(name::key_of(&wire), values);
+        Ok(())
+    }
+
+    /// Done once every nameserver in the NS set of the zone of `name` answers `value` among the
+    /// TXT records of `name`, asked on `port` (addresses from the zones served here, else the
+    /// system's resolver); asks again every second until then.
+    pub async fn txt_visible(&self, name: &str, value: &str, port: u16) -> Result<(), String> {
+        let wire = load::parse_origin(name).map_err(|e| format!("{name:?}: {e}"))?;
+        let key = name::key_of(&wire);
+        let nameservers: Vec<String> = {
+            let live = self.live.load();
+            let catalog = live.shared.catalog.load();
+            let zone = catalog
+                .find(&key)
+                .ok_or_else(|| format!("{name} is in no zone served here"))?;
+            zone.apex()
+                .and_then(|apex| zone.rrset(apex, zone::rtype::NS))
+                .map(|set| set.rdatas().map(name::to_text).collect())
+                .unwrap_or_default()
+        };
+        if nameservers.is_empty() {
+            return Err(format!("the zone of {name} has no NS records"));
+        }
+        let mut servers = Vec::new();
+        for ns in &nameservers {
+            let mut addresses = self.addresses(ns);
+            if addresses.is_empty() {
+                let host = ns.trim_end_matches('.');
+                addresses = tokio::net::lookup_host((host, port))
+                    .await
+                    .map(|found| found.map(|a| a.ip()).collect())
+                    .unwrap_or_default();
+            }
+            if addresses.is_empty() {
+                return Err(format!("nameserver {ns} has no address"));
+            }
+            servers.extend(
+                addresses
+                    .into_iter()
+                    .map(|ip| (ns.clone(), std::net::SocketAddr::new(ip, port))),
+            );
+        }
+        let sources = self.live.load().sources.clone();
+        let mut waiting = servers;
+        loop {
+            let mut still = Vec::new();
+            for (ns, server) in waiting {
+                let answers = notify::ask(&wire, zone::rtype::TXT, server, None, &sources).await;
+                let seen = answers.as_ref().is_ok_and(|records| {
+                    records
+                        .iter()
+                        .any(|r| r.rtype == zone::rtype::TXT && txt_holds(&r.rdata, value))
+                });
+                if !seen {
+                    tracing::debug!(%ns, %server, %name, "TXT not answered there yet");
+                    still.push((ns, server));
+                }
+            }
+            if still.is_empty() {
+                return Ok(());
+            }
+            waiting = still;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
+    /// Whether `name` is inside a zone served now as its primary (one whose answers this server
+    /// writes, so a record it adds is seen by whoever asks it).
+    pub fn serves(&self, name: &str) -> bool {
+        let Ok(wire) = load::parse_origin(name) else {
+            return false;
+        };
+        let live = self.live.load();
+        let catalog = live.shared.catalog.load();
+        let key = name::key_of(&wire);
+        catalog.find(&key).is_some_and(|zone| {
+            !live
+                .secondaries
+                .iter()
+                .any(|secondary| name::key_of(&secondary.origin) == zone.origin_key())
+        })
     }
 
     /// Re-reads every zone file (SIGHUP), keeping the previous version of any that fails.
@@ -453,4 +550,19 @@ impl Live {
     pub(crate) fn shared(&self) -> &listener::Shared {
         &self.shared
     }
+}
+
+/// Whether the TXT RDATA `rdata` (character-strings) says `value`, joined as RFC 7208 reads
+/// strings back.
+fn txt_holds(rdata: &[u8], value: &str) -> bool {
+    let mut joined = Vec::with_capacity(rdata.len());
+    let mut at = 0;
+    while let Some(&len) = rdata.get(at) {
+        let Some(part) = rdata.get(at + 1..at + 1 + usize::from(len)) else {
+            return false;
+        };
+        joined.extend_from_slice(part);
+        at += 1 + usize::from(len);
+    }
+    joined == value.as_bytes()
 }

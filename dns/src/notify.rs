@@ -156,29 +156,50 @@ pub async fn primary_serial(
     key: Option<&Arc<Key>>,
     sources: &Sources,
 ) -> Result<u32, String> {
+    let answers = ask(origin, rtype::SOA, primary, key, sources).await?;
+    for record in answers {
+        if record.rtype == rtype::SOA && crate::name::eq_ignore_case(&record.owner, origin) {
+            return crate::zone::soa_serial_minimum(&record.rdata)
+                .map(|(serial, _)| serial)
+                .ok_or_else(|| "a malformed SOA".to_string());
+        }
+    }
+    Err("no SOA in the answer (is the zone served there?)".to_string())
+}
+
+/// The answer section `server` gives for `name` (wire form) and `qtype`, asked over UDP, signed
+/// with `key` if any; over TCP when the answer is truncated. An RCODE other than NOERROR is an
+/// error.
+pub async fn ask(
+    name: &[u8],
+    qtype: u16,
+    server: SocketAddr,
+    key: Option<&Arc<Key>>,
+    sources: &Sources,
+) -> Result<Vec<wire::Record>, String> {
     let id = random_id();
     let mut message = Vec::with_capacity(512);
-    Writer::new(&mut message, id, 0, 512).question(origin, rtype::SOA, 1);
+    Writer::new(&mut message, id, 0, 512).question(name, qtype, 1);
     let mac = key.map(|key| tsig::sign(&mut message, key, None, unix_now()));
-    let socket = UdpSocket::bind(sources.towards(primary))
+    let socket = UdpSocket::bind(sources.towards(server))
         .await
         .map_err(|e| e.to_string())?;
     let mut reply = None;
     for wait in [2, 4] {
         socket
-            .send_to(&message, primary)
+            .send_to(&message, server)
             .await
             .map_err(|e| e.to_string())?;
         if let Ok(got) =
-            tokio::time::timeout(Duration::from_secs(wait), answer(&socket, id, primary)).await
+            tokio::time::timeout(Duration::from_secs(wait), answer(&socket, id, server)).await
         {
             reply = Some(got);
             break;
         }
     }
-    let mut reply = reply.ok_or_else(|| "no answer to the SOA query".to_string())?;
+    let mut reply = reply.ok_or_else(|| format!("no answer from {server}"))?;
     if reply[2] & 0x02 != 0 {
-        reply = tcp_exchange(&message, primary, sources).await?;
+        reply = tcp_exchange(&message, server, sources).await?;
         if reply.len() < 12 {
             return Err("a short answer over TCP".to_string());
         }
@@ -188,20 +209,17 @@ pub async fn primary_serial(
     }
     let code = reply[3] & 0xF;
     if code != rcode::NOERROR {
-        return Err(format!("the SOA query was answered with RCODE {code}"));
+        return Err(format!("{server} answered with RCODE {code}"));
     }
     let [_, answers, ..] = wire::counts(&reply).ok_or("a short answer")?;
     let mut at = wire::after_question(&reply).ok_or("a malformed answer")?;
+    let mut records = Vec::with_capacity(usize::from(answers));
     for _ in 0..answers {
         let record = wire::read_record(&reply, at).ok_or("a malformed answer")?;
-        if record.rtype == rtype::SOA && crate::name::eq_ignore_case(&record.owner, origin) {
-            return crate::zone::soa_serial_minimum(&record.rdata)
-                .map(|(serial, _)| serial)
-                .ok_or_else(|| "a malformed SOA".to_string());
-        }
         at = record.end;
+        records.push(record);
     }
-    Err("no SOA in the answer (is the zone served there?)".to_string())
+    Ok(records)
 }
 
 /// One query and its answer over TCP.

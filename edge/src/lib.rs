@@ -15,6 +15,7 @@
 
 mod activity;
 mod cache;
+pub mod challenge;
 mod config;
 mod error;
 mod fastcgi;
@@ -54,7 +55,7 @@ pub use crate::{
         ClientIp, Fallthrough,
         config::{RouteConfig, SiteConfig},
     },
-    tls::{Source as CertificateSource, spki_sha256},
+    tls::{AcmeCertificate, Source as CertificateSource, spki_sha256},
 };
 
 /// Receive and send buffer asked for the QUIC socket: bursts of new clients overflow the
@@ -152,9 +153,17 @@ impl Edge {
         sites: &[SiteConfig],
         state_dir: &Path,
         names: &[String],
+        acme: bool,
     ) -> Result<Edge, Error> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let plan = site::Plan::new(config, sites, state_dir, names, config.file_cache_bytes)?;
+        let plan = site::Plan::new(
+            config,
+            sites,
+            state_dir,
+            names,
+            config.file_cache_bytes,
+            acme,
+        )?;
         let certificates = Arc::new(tls::Certificates::new(&plan.certificates, provider)?);
         let stop = tokio_util::sync::CancellationToken::new();
         Ok(Edge {
@@ -218,10 +227,11 @@ impl Edge {
         sites: &[SiteConfig],
         state_dir: &Path,
         names: &[String],
+        acme: bool,
     ) -> Result<(), Error> {
         let provider = rustls::crypto::ring::default_provider();
         // No file cache: it would start watching the roots.
-        let plan = site::Plan::new(config, sites, state_dir, names, 0)?;
+        let plan = site::Plan::new(config, sites, state_dir, names, 0, acme)?;
         for (source, _) in &plan.certificates {
             tls::check(source, &provider)?;
         }
@@ -243,6 +253,26 @@ impl Edge {
     /// How long stopping waits for requests in flight (`shutdown_timeout`).
     pub fn drain_timeout(&self) -> Duration {
         Duration::from_secs(self.live.config.load().shutdown_timeout)
+    }
+
+    /// The certificates to order from an ACME CA (sites without certificate files, with
+    /// `[acme]`), as the configuration served now names them.
+    pub fn acme_certificates(&self) -> Vec<tls::AcmeCertificate> {
+        self.certificates
+            .sources()
+            .iter()
+            .filter_map(|source| source.acme())
+            .collect()
+    }
+
+    /// The ACME challenges this edge answers (HTTP-01, TLS-ALPN-01).
+    pub fn challenges(&self) -> Arc<challenge::Challenges> {
+        self.certificates.challenges().clone()
+    }
+
+    /// The TLS library's cryptography, for the challenge certificates.
+    pub fn crypto_provider(&self) -> Arc<rustls::crypto::CryptoProvider> {
+        self.certificates.provider().clone()
     }
 
     /// Re-reads the certificates (SIGHUP). Open connections keep theirs; new handshakes get
@@ -363,7 +393,7 @@ impl Edge {
         // The transports call the site in force at each request.
         let service = EdgeService::new(Current(self.live.service.clone()));
 
-        let tcp_tls = self.tls_config(&[b"h2", b"http/1.1"], true)?;
+        let tcp_tls = self.tls_config(&[b"h2", b"http/1.1", challenge::ACME_TLS_ALPN], true)?;
         let quic_tls = self.tls_config(&[b"h3"], false)?;
         let endpoint = quic_endpoint(quic_tls.clone(), https_udp, &limits.load(), &handoff)?;
         *self
@@ -423,6 +453,7 @@ impl Edge {
         accept.spawn(tcp::serve_redirect(
             http_listener,
             https,
+            self.certificates.challenges().clone(),
             limits,
             tasks.clone(),
             shutdown.clone(),

@@ -90,12 +90,20 @@ pub async fn keep_current(resolver: Arc<Resolver>, shutdown: CancellationToken) 
 
 /// A watch on the folders of the certificate's files, if they are the operator's.
 fn watch(source: &Source) -> Option<Changes> {
-    let Source::Files { cert, key } = source else {
+    let (cert, key) = match (source, source.acme()) {
+        (Source::Files { cert, key }, _) => (cert.clone(), key.clone()),
+        // Written by the binary as certificates are issued; the folder exists from the start.
+        (_, Some(acme)) => {
+            if let Some(folder) = acme.cert.parent() {
+                let _ = std::fs::create_dir_all(folder);
+            }
+            (acme.cert, acme.key)
+        }
         // Created and kept by the server itself.
-        return None;
+        _ => return None,
     };
     // The folders, not the files: renewals replace files (and symlinks to them) by rename.
-    let mut folders: Vec<&Path> = [cert, key]
+    let mut folders: Vec<&Path> = [&cert, &key]
         .into_iter()
         .map(|path| match path.parent() {
             Some(folder) if !folder.as_os_str().is_empty() => folder,

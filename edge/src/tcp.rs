@@ -89,6 +89,11 @@ pub async fn serve_https(
                 }
             };
             metrics().handshake(true);
+            if stream.get_ref().1.alpn_protocol() == Some(crate::challenge::ACME_TLS_ALPN) {
+                // RFC 8737 section 3: a TLS-ALPN-01 validation ends with the handshake.
+                debug!(%peer, "acme-tls/1 handshake answered");
+                return;
+            }
             let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
             let protocol = if h2 { Protocol::H2 } else { Protocol::H1 };
             metrics().opened(protocol);
@@ -241,10 +246,12 @@ async fn accept(
     }
 }
 
-/// Plain HTTP/1.1: every request gets a 308 to the same host, path and query over HTTPS.
+/// Plain HTTP/1.1: every request gets a 308 to the same host, path and query over HTTPS,
+/// except the ACME HTTP-01 challenges being answered (`challenges`).
 pub async fn serve_redirect(
     listener: TcpListener,
     https: SocketAddr,
+    challenges: Arc<crate::challenge::Challenges>,
     current: Arc<ArcSwap<Limits>>,
     tasks: TaskTracker,
     shutdown: CancellationToken,
@@ -272,13 +279,18 @@ pub async fn serve_redirect(
         let max_head = limits.max_header_bytes;
         let activity = Activity::new();
         let tracked = activity.clone();
+        let challenges = challenges.clone();
         let connection = builder.serve_connection(
             TokioIo::new(SendTimeout::new(stream, limits.send_timeout)),
             hyper::service::service_fn(move |request: Request<Incoming>| {
                 let _request = tracked.begin();
+                let answer = challenges.http(request.uri().path());
                 async move {
                     if head_too_large(&request, max_head) {
                         return Ok::<_, std::convert::Infallible>(header_fields_too_large());
+                    }
+                    if let Some(key_authorization) = answer {
+                        return Ok(challenge_answer(key_authorization));
                     }
                     metrics().redirected();
                     Ok::<_, std::convert::Infallible>(redirect(&request, https))
@@ -294,6 +306,16 @@ pub async fn serve_redirect(
         });
     }
     drop(listener);
+}
+
+/// The answer to an ACME HTTP-01 request (RFC 8555 section 8.3).
+fn challenge_answer(key_authorization: String) -> Response<Body> {
+    let mut response = Response::new(Body::from(key_authorization));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/octet-stream"),
+    );
+    response
 }
 
 /// Whether an HTTP/1.x request's head (request line and header lines, as sent) is larger than

@@ -30,9 +30,49 @@ pub enum Source {
     Files { cert: PathBuf, key: PathBuf },
     /// A self-signed certificate for `names`, created once in `folder` and reused.
     SelfSigned { folder: PathBuf, names: Vec<String> },
+    /// A certificate for `names` from an ACME CA, which the binary writes into `folder` (see
+    /// [`Source::acme`]); until there is one, a self-signed one for the same names.
+    Acme {
+        folder: PathBuf,
+        names: Vec<String>,
+        /// The challenge the site asks for (`http-01`, `tls-alpn-01`, `dns-01`), if any.
+        challenge: Option<String>,
+    },
+}
+
+/// A certificate the binary orders from an ACME CA for the edge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcmeCertificate {
+    pub names: Vec<String>,
+    /// Where the binary writes the chain and the key (atomically; the edge picks them up).
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub challenge: Option<String>,
 }
 
 impl Source {
+    /// The files of an ACME certificate and what to order, for `Source::Acme`.
+    pub fn acme(&self) -> Option<AcmeCertificate> {
+        let Source::Acme {
+            folder,
+            names,
+            challenge,
+        } = self
+        else {
+            return None;
+        };
+        let stem = names.first().map_or_else(
+            || "default".to_string(),
+            |name| name.replace('*', "_wildcard"),
+        );
+        Some(AcmeCertificate {
+            names: names.clone(),
+            cert: folder.join(format!("{stem}.crt")),
+            key: folder.join(format!("{stem}.key")),
+            challenge: challenge.clone(),
+        })
+    }
+
     /// Whether this is the self-signed certificate, served on an address other machines reach:
     /// their browsers refuse it.
     pub fn self_signed_for_others(&self, listen: SocketAddr) -> bool {
@@ -84,6 +124,8 @@ impl ResolvesServerCert for Resolver {
 pub struct Certificates {
     table: ArcSwap<Table>,
     provider: Arc<CryptoProvider>,
+    /// TLS-ALPN-01 challenges, answered ahead of any site's certificate.
+    challenges: Arc<crate::challenge::Challenges>,
 }
 
 struct Table {
@@ -100,6 +142,15 @@ impl fmt::Debug for Certificates {
 
 impl ResolvesServerCert for Certificates {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        if hello
+            .alpn()
+            .is_some_and(|mut offered| offered.any(|p| p == crate::challenge::ACME_TLS_ALPN))
+        {
+            // RFC 8737 section 3: the challenge's certificate, or none.
+            return hello
+                .server_name()
+                .and_then(|name| self.challenges.tls_alpn(name));
+        }
         let table = self.table.load();
         let Some(name) = hello.server_name() else {
             let (first, _) = table.resolvers.first()?;
@@ -130,11 +181,16 @@ impl Certificates {
         Ok(Certificates {
             table: ArcSwap::from_pointee(table),
             provider,
+            challenges: Arc::default(),
         })
     }
 
     pub fn provider(&self) -> &Arc<CryptoProvider> {
         &self.provider
+    }
+
+    pub fn challenges(&self) -> &Arc<crate::challenge::Challenges> {
+        &self.challenges
     }
 
     /// The sources in use, the default first.
@@ -309,6 +365,7 @@ fn read(source: &Source) -> Result<Files, Error> {
     let (cert, key) = match source {
         Source::Files { cert, key } => (cert.clone(), key.clone()),
         Source::SelfSigned { folder, names } => self_signed(folder, names)?,
+        Source::Acme { .. } => acme_or_self_signed(source)?,
     };
     let read = |path: PathBuf| match std::fs::read(&path) {
         Ok(bytes) => Ok((path, bytes)),
@@ -328,6 +385,11 @@ fn read(source: &Source) -> Result<Files, Error> {
 pub fn check(source: &Source, provider: &CryptoProvider) -> Result<(), Error> {
     if let Source::SelfSigned { folder, names } = source
         && !self_signed_current(folder, names)
+    {
+        return Ok(());
+    }
+    if let Some(acme) = source.acme()
+        && !(acme.cert.exists() && acme.key.exists())
     {
         return Ok(());
     }
@@ -415,6 +477,28 @@ pub fn spki_sha256(leaf: &CertificateDer<'_>) -> Option<String> {
     Some(data_encoding::BASE64.encode(digest.as_ref()))
 }
 
+/// The ACME certificate's files once issued, else a self-signed certificate for its names
+/// (kept beside them, apart from the one of sites without a certificate).
+fn acme_or_self_signed(source: &Source) -> Result<(PathBuf, PathBuf), Error> {
+    let (Source::Acme { folder, names, .. }, Some(acme)) = (source, source.acme()) else {
+        return Err(Error::Config {
+            key: "acme".to_string(),
+            reason: "not an ACME certificate".to_string(),
+        });
+    };
+    if acme.cert.exists() && acme.key.exists() {
+        return Ok((acme.cert, acme.key));
+    }
+    let stem = acme
+        .cert
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut all = names.clone();
+    all.push("localhost".to_string());
+    self_signed(&folder.join("self-signed").join(stem), &all)
+}
+
 fn self_signed_paths(folder: &Path) -> (PathBuf, PathBuf) {
     (
         folder.join("self-signed.crt"),
@@ -430,7 +514,12 @@ fn self_signed_current(folder: &Path, names: &[String]) -> bool {
             .next()
             .and_then(Result::ok)
     });
-    current.is_some_and(|leaf| names.iter().all(|name| covers(&leaf, name))) && key_path.exists()
+    // A wildcard is covered when a name it stands for is.
+    let covered = |leaf: &CertificateDer<'_>, name: &String| match name.strip_prefix("*.") {
+        Some(parent) => covers(leaf, &format!("wildcard-test.{parent}")),
+        None => covers(leaf, name),
+    };
+    current.is_some_and(|leaf| names.iter().all(|name| covered(&leaf, name))) && key_path.exists()
 }
 
 /// The self-signed certificate in `folder`, created when missing or when it no longer covers

@@ -39,7 +39,14 @@ async fn echo_server() -> Running {
         root: state.path().to_path_buf(),
         ..Config::default()
     };
-    let edge = Edge::load(&config, &[], state.path(), &["www.foobar.com".to_string()]).unwrap();
+    let edge = Edge::load(
+        &config,
+        &[],
+        state.path(),
+        &["www.foobar.com".to_string()],
+        false,
+    )
+    .unwrap();
     let sockets = edge.bind().unwrap();
     let addr = sockets.https_addr().unwrap();
     let echo = tower::service_fn(|request: Request<Body>| async move {

@@ -6,6 +6,7 @@ pub mod browser;
 pub mod galera;
 pub mod h2raw;
 pub mod load;
+pub mod pebble;
 pub mod php;
 pub mod upstream;
 pub mod web;

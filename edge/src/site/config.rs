@@ -19,6 +19,9 @@ pub struct SiteConfig {
     /// PEM certificate chain and key; without them, `[edge]`'s, else the self-signed one.
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
+    /// With `[acme]` and no certificate files: the ACME challenge to use (`dns-01`, `http-01`,
+    /// `tls-alpn-01`); default: DNS-01 for names in the zones served here, else HTTP-01.
+    pub acme_challenge: Option<String>,
     /// Serve files reached through symbolic links that lead outside the root (nginx's and
     /// Caddy's default; off here unless asked for).
     pub follow_symlinks: bool,
@@ -42,6 +45,8 @@ struct RawSite {
     #[serde(default)]
     key: Option<PathBuf>,
     #[serde(default)]
+    acme_challenge: Option<String>,
+    #[serde(default)]
     follow_symlinks: bool,
     #[serde(default)]
     headers: Option<Headers>,
@@ -60,6 +65,7 @@ impl TryFrom<RawSite> for SiteConfig {
             root: raw.root,
             cert: raw.cert,
             key: raw.key,
+            acme_challenge: raw.acme_challenge,
             follow_symlinks: raw.follow_symlinks,
             headers: raw.headers,
             cache_control: raw.cache_control,
@@ -586,6 +592,18 @@ impl SiteConfig {
             return Err(format!(
                 "{at}: cert and key go together; set both or neither"
             ));
+        }
+        if let Some(challenge) = &self.acme_challenge {
+            if !matches!(challenge.as_str(), "dns-01" | "http-01" | "tls-alpn-01") {
+                return Err(format!(
+                    "{at}: acme_challenge: {challenge:?}: one of \"dns-01\", \"http-01\", \"tls-alpn-01\""
+                ));
+            }
+            if challenge != "dns-01" && self.names.iter().any(|name| name.starts_with("*.")) {
+                return Err(format!(
+                    "{at}: acme_challenge: a wildcard name can only be validated by \"dns-01\""
+                ));
+            }
         }
         if self.route.is_empty() && self.root.is_none() {
             return Err(format!(

@@ -87,13 +87,15 @@ impl Trusted {
 impl Plan {
     /// Checks and opens what `sites` name. Without sites, the one default site of `[edge]`:
     /// the built-in app in front of `[edge] root`, for `default_names` (the zones' names).
-    /// `cache_bytes` sizes each root's file cache (0 while only checking).
+    /// `cache_bytes` sizes each root's file cache (0 while only checking). With `acme`, sites
+    /// without certificate files get theirs from an ACME CA (`Source::Acme`).
     pub fn new(
         edge: &Config,
         sites: &[SiteConfig],
         state_dir: &Path,
         default_names: &[String],
         cache_bytes: usize,
+        acme: bool,
     ) -> Result<Plan, Error> {
         let configs: Vec<SiteConfig> = if sites.is_empty() {
             vec![default_site(edge, default_names)]
@@ -127,6 +129,11 @@ impl Plan {
                         reason: "[edge] cert and key go together; set both or neither".to_string(),
                     });
                 }
+                _ if acme => Source::Acme {
+                    folder: state_dir.join("acme/certificates"),
+                    names: site.names.clone(),
+                    challenge: site.acme_challenge.clone(),
+                },
                 _ => {
                     self_signed_names.extend(site.names.iter().cloned());
                     // Named below, once every site's names are known.
@@ -292,6 +299,7 @@ fn default_site(edge: &Config, names: &[String]) -> SiteConfig {
         root: Some(edge.root.clone()),
         cert: None,
         key: None,
+        acme_challenge: None,
         follow_symlinks: false,
         headers: None,
         cache_control: None,

@@ -1,0 +1,332 @@
+//! Certificates from an ACME CA (Pebble, Let's Encrypt's test CA) with no other tool: DNS-01
+//! answered by foobar's own DNS (a wildcard too), HTTP-01 on the plain HTTP port, TLS-ALPN-01
+//! on the TLS port; each served and verified against Pebble's root; a forced renewal under
+//! HTTP/1.1, HTTP/2 and HTTP/3 load with no failed request; a refused challenge and the CA down
+//! keep the old certificate serving while the retries back off.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::{
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
+
+use hickory_proto::{op::ResponseCode, rr::RecordType};
+use support::{Foobar, pebble::Pebble, web};
+
+const ZONE: &str = "$TTL 300\n\
+@     IN SOA ns1.foobar.com. hostmaster.foobar.com. 1 3600 900 1209600 300\n\
+@     IN NS  ns1\n\
+ns1   IN A   127.0.0.1\n\
+www   IN A   127.0.0.1\n\
+http  IN A   127.0.0.1\n\
+alpn  IN A   127.0.0.1\n";
+
+const PAGE: &str = "hello over a certificate from the CA\n";
+
+/// How long Pebble and foobar may take to issue (Pebble validates at once: PEBBLE_VA_NOSLEEP).
+const ISSUE: Duration = Duration::from_secs(60);
+
+struct Setup {
+    foobar: Foobar,
+    pebble: Pebble,
+}
+
+fn start(test: &str) -> Option<Setup> {
+    if let Some(tool) = support::pebble::missing() {
+        support::skip_without(test, tool, "apt-get install pebble");
+        return None;
+    }
+    let (dns, https, http) = (
+        support::pebble::free_port(),
+        support::pebble::free_port(),
+        support::pebble::free_port(),
+    );
+    let pebble = Pebble::start(SocketAddr::from(([127, 0, 0, 1], dns)), http, https);
+    let foobar = Foobar::setup()
+        .zone("foobar.com.zone", ZONE)
+        .file("index.html", PAGE)
+        .at([127, 0, 0, 1].into(), dns, https, http)
+        .tables(&format!(
+            "[acme]\ndirectory = \"{directory}\"\ncontact = [\"hostmaster@foobar.com\"]\n\
+             ca_root = \"{ca}\"\ndns_check_port = {dns}\n\
+             [[site]]\nnames = [\"www.foobar.com\", \"*.foobar.com\"]\nroot = \"{{dir}}/public\"\n\
+             [[site]]\nnames = [\"http.foobar.com\"]\nroot = \"{{dir}}/public\"\nacme_challenge = \"http-01\"\n\
+             [[site]]\nnames = [\"alpn.foobar.com\"]\nroot = \"{{dir}}/public\"\nacme_challenge = \"tls-alpn-01\"\n",
+            directory = pebble.directory(),
+            ca = pebble.endpoint_ca_path().display(),
+        ))
+        .start();
+    Some(Setup { foobar, pebble })
+}
+
+/// The ACME part of `foobar ctl status --json`.
+fn acme_status(foobar: &Foobar) -> Vec<serde_json::Value> {
+    let output = support::output_within(std::process::Command::new(support::binary()).args([
+        "ctl",
+        "--json",
+        "--admin",
+        &foobar.admin().to_string(),
+        "status",
+    ]));
+    let status: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    status["acme"].as_array().cloned().unwrap_or_default()
+}
+
+/// Waits until every ACME certificate has had `orders` orders, the last one `result`.
+fn until_orders(
+    foobar: &Foobar,
+    orders: u64,
+    result: impl Fn(&str) -> bool,
+) -> Vec<serde_json::Value> {
+    until_status(foobar, |c| {
+        c["orders"].as_u64() >= Some(orders) && c["last_result"].as_str().is_some_and(&result)
+    })
+}
+
+/// Waits until `done` holds for each of the three ACME certificates.
+fn until_status(
+    foobar: &Foobar,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> Vec<serde_json::Value> {
+    let start = Instant::now();
+    loop {
+        let all = acme_status(foobar);
+        if all.len() == 3 && all.iter().all(&done) {
+            return all;
+        }
+        assert!(
+            start.elapsed() < ISSUE,
+            "orders not done: {all:#?}\nfoobar:\n{}",
+            foobar.log().join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The certificate chain served for `name`, checked against `root` (PEM) by rustls, and the
+/// page over HTTP/1.1 on that connection.
+async fn served(https: SocketAddr, name: &str, root: &[u8]) -> Result<Vec<u8>, String> {
+    let stream = web::connect(https, name, web::tls_config(root, &[b"http/1.1"]))
+        .await
+        .map_err(|e| format!("{name}: {e}"))?;
+    let leaf = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .map(|leaf| leaf.to_vec())
+        .ok_or("no certificate")?;
+    let request = http::Request::get(format!("https://{name}/"))
+        .body(bytes::Bytes::new())
+        .unwrap();
+    let reply = web::send_tcp(web::Proto::H1, stream, request).await;
+    assert_eq!(reply.status, 200, "{name}");
+    assert_eq!(reply.body, PAGE, "{name}");
+    Ok(leaf)
+}
+
+fn leaf_in(path: &std::path::Path) -> Vec<u8> {
+    use rustls_pki_types::{CertificateDer, pem::PemObject};
+    let pem = std::fs::read(path).unwrap();
+    CertificateDer::pem_slice_iter(&pem)
+        .next()
+        .unwrap()
+        .unwrap()
+        .to_vec()
+}
+
+fn renew(foobar: &Foobar) {
+    let output = support::output_within(std::process::Command::new(support::binary()).args([
+        "ctl",
+        "--admin",
+        &foobar.admin().to_string(),
+        "acme",
+        "renew",
+    ]));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dns01_http01_and_tls_alpn01_certificates_are_served_and_renewed_under_load() {
+    let Some(Setup { foobar, pebble }) =
+        start("dns01_http01_and_tls_alpn01_certificates_are_served_and_renewed_under_load")
+    else {
+        return;
+    };
+    let started = Instant::now();
+    let all = until_orders(&foobar, 1, |r| r == "ok");
+    let took = started.elapsed();
+    eprintln!("three certificates issued {took:?} after the server started");
+    for certificate in &all {
+        assert!(
+            certificate["issuer"].as_str().unwrap().contains("Pebble"),
+            "{certificate}"
+        );
+    }
+    let root = pebble.issuing_root().await;
+    for name in [
+        "www.foobar.com",
+        "any.foobar.com",
+        "http.foobar.com",
+        "alpn.foobar.com",
+    ] {
+        served(foobar.https, name, &root).await.unwrap();
+    }
+    // Each name by the challenge its site asked for: DNS-01 by default where the zone is ours.
+    for (name, kind) in [
+        ("foobar.com", "dns-01"),
+        ("www.foobar.com", "dns-01"),
+        ("http.foobar.com", "http-01"),
+        ("alpn.foobar.com", "tls-alpn-01"),
+    ] {
+        let line = foobar.wait_for_log(&format!(
+            "challenge answered; asking the CA to validate name={name} "
+        ));
+        assert!(line.contains(&format!("kind=\"{kind}\"")), "{line}");
+    }
+    assert!(
+        pebble
+            .log()
+            .contains("Attempting to validate w/ HTTP: http://http.foobar.com:"),
+        "{}",
+        pebble.log()
+    );
+    // The challenge records are gone once the orders are done.
+    for name in [
+        "_acme-challenge.www.foobar.com.",
+        "_acme-challenge.foobar.com.",
+    ] {
+        let reply = foobar.query(name, RecordType::TXT);
+        assert_eq!(
+            reply.metadata.response_code,
+            ResponseCode::NXDomain,
+            "{name}"
+        );
+    }
+    // A renewal under load: every request of every protocol answered.
+    let before = leaf_in(&foobar.state_path("acme/certificates/www.foobar.com.crt"));
+    let load = support::load::Load::start(
+        foobar.https,
+        foobar.dns,
+        &root,
+        "/index.html",
+        PAGE.len(),
+        "127.0.0.1",
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    renew(&foobar);
+    let renewed = tokio::task::block_in_place(|| until_orders(&foobar, 2, |r| r == "ok"));
+    assert_eq!(renewed.len(), 3);
+    let after = leaf_in(&foobar.state_path("acme/certificates/www.foobar.com.crt"));
+    assert_ne!(before, after, "a new certificate was written");
+    let start = Instant::now();
+    while served(foobar.https, "www.foobar.com", &root).await.unwrap() != after {
+        assert!(
+            start.elapsed() < support::DEADLINE,
+            "the new certificate is not served"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let report = load.stop().await;
+    eprintln!("during the renewal: {}", report.summary());
+    for proto in ["H1", "H2", "H3"] {
+        assert!(report.sent(proto) > 0, "{}", report.summary());
+        assert_eq!(report.failed(proto), 0, "{}", report.summary());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_challenge_and_the_ca_down_keep_the_old_certificate_and_back_off() {
+    let Some(Setup { foobar, mut pebble }) =
+        start("a_refused_challenge_and_the_ca_down_keep_the_old_certificate_and_back_off")
+    else {
+        return;
+    };
+    tokio::task::block_in_place(|| until_orders(&foobar, 1, |r| r == "ok"));
+    let root = pebble.issuing_root().await;
+    let first = served(foobar.https, "http.foobar.com", &root)
+        .await
+        .unwrap();
+    // http.foobar.com no longer resolves: Pebble refuses its HTTP-01 challenge.
+    let zone = ZONE
+        .replace("http  IN A   127.0.0.1\n", "")
+        .replace(" 1 3600", " 2 3600");
+    std::fs::write(foobar.zone_path("foobar.com.zone"), zone).unwrap();
+    foobar.until("http.foobar.com.", RecordType::A, |m| {
+        m.metadata.response_code == ResponseCode::NXDomain
+    });
+    let skip = foobar.log_len();
+    renew(&foobar);
+    let status = tokio::task::block_in_place(|| until_orders(&foobar, 2, |_| true));
+    let http = named(&status, "http.foobar.com");
+    assert_eq!(http["failures"], 1, "{http}");
+    assert!(
+        http["last_result"]
+            .as_str()
+            .unwrap()
+            .contains("http.foobar.com"),
+        "{http}"
+    );
+    for name in ["www.foobar.com", "alpn.foobar.com"] {
+        assert_eq!(named(&status, name)["last_result"], "ok", "{status:#?}");
+    }
+    let line = foobar.wait_for_log_after(skip, "certificate order failed");
+    assert!(line.contains("http.foobar.com"), "{line}");
+    let retry = retry_in(&line);
+    assert!((60..=75).contains(&retry), "{line}");
+    assert_eq!(
+        served(foobar.https, "http.foobar.com", &root)
+            .await
+            .unwrap(),
+        first,
+        "the old certificate keeps serving"
+    );
+    // The CA down: every order fails, the old certificates serve, the refused one waits twice
+    // as long as before.
+    pebble.stop();
+    let skip = foobar.log_len();
+    renew(&foobar);
+    let status = tokio::task::block_in_place(|| until_orders(&foobar, 3, |r| r != "ok"));
+    assert_eq!(
+        named(&status, "http.foobar.com")["failures"],
+        2,
+        "{status:#?}"
+    );
+    assert_eq!(
+        named(&status, "www.foobar.com")["failures"],
+        1,
+        "{status:#?}"
+    );
+    let line = foobar.wait_for_log_after(skip, "failures=2");
+    assert!(line.contains("http.foobar.com"), "{line}");
+    let retry = retry_in(&line);
+    assert!((120..=150).contains(&retry), "{line}");
+    assert_eq!(
+        served(foobar.https, "http.foobar.com", &root)
+            .await
+            .unwrap(),
+        first
+    );
+    for name in ["www.foobar.com", "alpn.foobar.com"] {
+        served(foobar.https, name, &root).await.unwrap();
+    }
+}
+
+fn named<'a>(status: &'a [serde_json::Value], name: &str) -> &'a serde_json::Value {
+    status.iter().find(|c| c["names"][0] == name).unwrap()
+}
+
+fn retry_in(line: &str) -> u64 {
+    line.split("retry_in_seconds=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no retry_in_seconds in {line}"))
+}
