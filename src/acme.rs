@@ -72,3 +72,38 @@ pub fn spawn(
         stop.clone(),
     ));
 }
+
+/// How often the synthesized HTTPS records are made again from the edge's settings (a reload
+/// or a zone change shows within this).
+const HTTPS_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Keeps the HTTPS records (RFC 9460) of the site names in the zones that ask for them
+/// (`https_records = true`) as the edge serves: `alpn="h3,h2"` once it listens (HTTP/3 with
+/// HTTP/2 and HTTP/1.1), the port when it is not 443; none before. Until `stop`.
+pub fn spawn_https_records(dns: &Dns, edge: &Edge, stop: &CancellationToken) {
+    let (dns, edge, stop) = (dns.clone(), edge.clone(), stop.clone());
+    tokio::spawn(async move {
+        loop {
+            // Nothing until the edge listens: its port is known then.
+            if edge.serves_h3() {
+                publish_https(&dns, &edge);
+            }
+            tokio::select! {
+                () = tokio::time::sleep(HTTPS_EVERY) => {}
+                () = stop.cancelled() => return,
+            }
+        }
+    });
+}
+
+fn publish_https(dns: &Dns, edge: &Edge) {
+    let port = edge.https_port();
+    // HTTP/3 listens whenever the edge does (the QUIC endpoint is part of it).
+    let alpn = vec!["h3".to_string(), "h2".to_string()];
+    let https = foobar_dns::overlay::Https {
+        alpn,
+        port: (port != 443).then_some(port),
+        ttl: 300,
+    };
+    dns.set_https(&edge.site_names(), &https);
+}

@@ -625,3 +625,91 @@ fn config_with_zone(zone: &str) -> (tempfile::TempDir, std::path::PathBuf) {
     .unwrap();
     (dir, config)
 }
+
+/// HTTPS records (RFC 9460) made from the edge's configuration for the site names of a zone
+/// that asks for them: the real port and `alpn="h3,h2"`, the addresses the health checks find
+/// up as hints; a static HTTPS record in the zone file wins; other zones get none. Read by
+/// hickory, and by dig and kdig when installed.
+#[test]
+fn https_records_follow_the_edge_and_the_health_checks() {
+    let zone = "$TTL 300\n\
+        @ IN SOA ns1.foobar.com. hostmaster.foobar.com. 1 3600 900 1209600 300\n\
+        @ IN NS ns1\n\
+        ns1 IN A 127.0.0.1\n\
+        www IN A 127.0.0.1\n\
+        www IN A 127.0.0.2\n\
+        static IN A 127.0.0.1\n\
+        static IN HTTPS 1 . alpn=\"h2\"\n";
+    let other = "$TTL 300\n\
+        @ IN SOA ns1.example.net. hostmaster.example.net. 1 3600 900 1209600 300\n\
+        @ IN NS ns1.foobar.com.\n\
+        www IN A 127.0.0.1\n";
+    let server = Foobar::setup()
+        .zone("foobar.com.zone", zone)
+        .zone("example.net.zone", other)
+        .dns(
+            "[dns.zone.\"foobar.com\"]\nhttps_records = true\n\
+             [[dns.health]]\nname = \"www.foobar.com\"\ninterval = 1\nrise = 1\nfall = 1\n\
+             verify_certificate = false",
+        )
+        .tables(
+            "[[site]]\nnames = [\"www.foobar.com\", \"static.foobar.com\", \"www.example.net\"]\n\
+             root = \"{dir}/public\"\n",
+        )
+        .start();
+    let port = server.https.port();
+    let https = |name: &str| -> Vec<String> {
+        server
+            .query(name, RecordType::HTTPS)
+            .answers
+            .iter()
+            .map(|r| r.data.to_string())
+            .collect()
+    };
+    // 127.0.0.2 serves nothing: the health check takes it out of the hints, as of the A answer.
+    let mut seen = Vec::new();
+    wait_until("the hints leave out the address found down", || {
+        seen = https("www.foobar.com.");
+        seen.len() == 1 && !seen[0].contains("127.0.0.2")
+    });
+    let record = &seen[0];
+    assert!(record.starts_with("1 ."), "{record}");
+    assert!(record.contains("alpn=h3,h2"), "{record}");
+    assert!(record.contains(&format!("port={port}")), "{record}");
+    assert!(record.contains("ipv4hint=127.0.0.1"), "{record}");
+    assert_eq!(
+        https("static.foobar.com."),
+        ["1 . alpn=h2,"],
+        "the zone's own wins"
+    );
+    let none = server.query("www.example.net.", RecordType::HTTPS);
+    assert_eq!(none.metadata.response_code, ResponseCode::NoError);
+    assert!(
+        none.answers.is_empty(),
+        "a zone that does not ask gets none"
+    );
+    for (tool, version, package) in [
+        ("dig", "-v", "bind9-dnsutils"),
+        ("kdig", "-V", "knot-dnsutils"),
+    ] {
+        if !installed(tool, &[version]) {
+            skip_without(
+                "https_records_follow_the_edge_and_the_health_checks",
+                tool,
+                &format!("apt-get install {package}"),
+            );
+            continue;
+        }
+        let output = Command::new(tool)
+            .args(["@127.0.0.1", "-p", &server.dns.port().to_string(), "+short"])
+            .args(["www.foobar.com", "HTTPS"])
+            .output()
+            .unwrap();
+        // dig quotes the ALPN list, kdig does not.
+        let out = String::from_utf8_lossy(&output.stdout).replace('"', "");
+        assert!(
+            out.contains(&format!("1 . alpn=h3,h2 port={port} ipv4hint=127.0.0.1")),
+            "{tool}: {out}"
+        );
+    }
+}

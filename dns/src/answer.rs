@@ -687,13 +687,12 @@ impl Responder {
         }
         let after_question = w.mark();
         let filters = self.health.filters();
-        let overlay = self.overlay.txt();
-        let found = match overlay.get(qkey.get()) {
-            Some(txt) if zone.cut_above(qkey.get()).is_none() => {
-                added(zone, &qkey, query.qtype, txt, w)
-            }
-            _ => lookup(zone, query.qname, &qkey, query.qtype, &filters, w),
-        };
+        let overlay = self.overlay.added();
+        let found = overlay
+            .get(qkey.get())
+            .filter(|_| zone.cut_above(qkey.get()).is_none())
+            .and_then(|extra| added(zone, &qkey, query.qtype, extra, &filters, w))
+            .unwrap_or_else(|| lookup(zone, query.qname, &qkey, query.qtype, &filters, w));
         match found {
             Ok((code, authoritative)) => {
                 w.set_rcode(code);
@@ -879,38 +878,59 @@ fn lookup(
     Ok((rcode::NOERROR, true))
 }
 
-/// The answer for a name with records added at run time (`overlay`): its TXT records for TXT
-/// and ANY; for another type, the zone's RRset if the name has one, else NODATA (the name
-/// exists).
+/// The answer for a name with records added at run time (`overlay`), if they make it: its TXT
+/// records for TXT and ANY; its synthesized HTTPS record where the zone has no HTTPS RRset
+/// (nor CNAME) there, with the name's addresses as answered for hints; NODATA for other types
+/// at a challenge name the zone does not have. `None`: the zone answers.
 fn added(
     zone: &Zone,
     qkey: &KeyBuf,
     qtype: u16,
-    txt: &[Vec<u8>],
+    extra: &overlay::Added,
+    filters: &std::collections::HashMap<Vec<u8>, Filter>,
     w: &mut Writer<'_>,
-) -> Result<(u8, bool), Full> {
-    if matches!(qtype, rtype::TXT | rtype::ANY) {
-        for rdata in txt {
+) -> Option<Result<(u8, bool), Full>> {
+    let node = zone.find(qkey.get()).ok();
+    if !extra.txt.is_empty() && matches!(qtype, rtype::TXT | rtype::ANY) {
+        let written = extra.txt.iter().try_for_each(|rdata| {
             w.record(
                 Section::Answer,
                 Owner::At(12),
                 rtype::TXT,
-                overlay::TTL,
+                overlay::TXT_TTL,
                 rdata,
-            )?;
-        }
-        return Ok((rcode::NOERROR, true));
+            )
+        });
+        return Some(written.map(|()| (rcode::NOERROR, true)));
     }
-    if let Some(set) = zone
-        .find(qkey.get())
-        .ok()
-        .and_then(|node| zone.rrset(node, qtype))
+    if let (Some(https), Some(node), rtype::HTTPS) = (&extra.https, node, qtype)
+        && zone.rrset(node, rtype::HTTPS).is_none()
+        && zone.rrset(node, rtype::CNAME).is_none()
     {
-        w.rrset(Section::Answer, Owner::At(12), &set)?;
-    } else {
-        negative(zone, w)?;
+        let filter = filters.get(zone.key(node));
+        let addresses = |rtype: u16| -> Vec<&[u8]> {
+            let Some(set) = zone.rrset(node, rtype) else {
+                return Vec::new();
+            };
+            match filter.and_then(|filter| health::filtered(filter, &set)) {
+                Some((rdatas, _)) => rdatas,
+                None => set.rdatas().collect(),
+            }
+        };
+        let rdata = overlay::https_rdata(https, &addresses(rtype::A), &addresses(rtype::AAAA));
+        let written = w.record(
+            Section::Answer,
+            Owner::At(12),
+            rtype::HTTPS,
+            https.ttl,
+            &rdata,
+        );
+        return Some(written.map(|()| (rcode::NOERROR, true)));
     }
-    Ok((rcode::NOERROR, true))
+    if node.is_none() && !extra.txt.is_empty() {
+        return Some(negative(zone, w).map(|()| (rcode::NOERROR, true)));
+    }
+    None
 }
 
 /// RFC 4592: the source of synthesis `*.<closest encloser>` for a name that does not exist.

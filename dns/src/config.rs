@@ -106,6 +106,10 @@ pub struct ZoneSettings {
     /// `key:NAME` to sign the NOTIFY.
     #[serde(deserialize_with = "parsed")]
     pub notify: Vec<Peer>,
+    /// Answer HTTPS queries (RFC 9460) for the names the web edge serves in this zone with a
+    /// record made from the edge's configuration (`Dns::set_https`), unless the zone file has
+    /// its own HTTPS RRset at the name.
+    pub https_records: bool,
 }
 
 /// `[[dns.secondary]]`: a zone transferred from its primaries.

@@ -87,6 +87,8 @@ pub struct Live {
     shared: listener::Shared,
     health: Arc<health::Health>,
     overlay: Arc<overlay::Overlay>,
+    /// The zones that ask for synthesized HTTPS records.
+    https_zones: Vec<String>,
     checks: Vec<health::Check>,
     /// The addresses NOTIFY and queries to primaries come from.
     sources: notify::Sources,
@@ -106,7 +108,7 @@ impl Dns {
             zones,
             allow_transfer: _,
             tsig: _,
-            zone: _,
+            zone: zone_settings,
             secondary: _,
             health: checks,
             journal_max_bytes,
@@ -171,6 +173,11 @@ impl Dns {
                 shared,
                 health,
                 overlay,
+                https_zones: zone_settings
+                    .iter()
+                    .filter(|(_, settings)| settings.https_records)
+                    .map(|(name, _)| name.clone())
+                    .collect(),
                 checks: checks.clone(),
                 sources: settings::sources(config),
                 secondaries,
@@ -365,6 +372,32 @@ impl Dns {
             waiting = still;
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
+    }
+
+    /// Answers HTTPS queries for `names` as `https` says (the edge's own settings), in the zones
+    /// whose `[dns.zone."NAME"]` has `https_records = true`; names of other zones are left out.
+    /// Replaces the names set before.
+    pub fn set_https(&self, names: &[String], https: &overlay::Https) {
+        let live = self.live.load();
+        let catalog = live.shared.catalog.load();
+        let asking: Vec<Vec<u8>> = live
+            .https_zones
+            .iter()
+            .filter_map(|zone| load::parse_origin(zone).ok())
+            .map(|wire| name::key_of(&wire))
+            .collect();
+        let all: Vec<(Vec<u8>, overlay::Https)> = names
+            .iter()
+            .filter_map(|name| load::parse_origin(name).ok())
+            .map(|wire| name::key_of(&wire))
+            .filter(|key| {
+                catalog
+                    .find(key)
+                    .is_some_and(|zone| asking.iter().any(|a| a.as_slice() == zone.origin_key()))
+            })
+            .map(|key| (key, https.clone()))
+            .collect();
+        live.overlay.replace_https(&all);
     }
 
     /// Whether `name` is inside a zone served now as its primary (one whose answers this server

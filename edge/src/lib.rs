@@ -265,6 +265,30 @@ impl Edge {
             .collect()
     }
 
+    /// The exact names the sites answer to (for the HTTPS records the DNS synthesizes).
+    pub fn site_names(&self) -> Vec<String> {
+        self.live.plan.load().names()
+    }
+
+    /// The HTTPS port clients reach (the one listening, once running).
+    pub fn https_port(&self) -> u16 {
+        self.live
+            .running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map_or(self.live.config.load().https.port(), |r| r.https_port)
+    }
+
+    /// Whether HTTP/3 listens (the QUIC endpoint is open).
+    pub fn serves_h3(&self) -> bool {
+        self.live
+            .running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some()
+    }
+
     /// The ACME challenges this edge answers (HTTP-01, TLS-ALPN-01).
     pub fn challenges(&self) -> Arc<challenge::Challenges> {
         self.certificates.challenges().clone()

@@ -85,6 +85,16 @@ impl Trusted {
 }
 
 impl Plan {
+    /// Every exact name of every site (wildcards left out), in site order.
+    pub fn names(&self) -> Vec<String> {
+        self.sites
+            .iter()
+            .flat_map(|site| site.config.names.iter())
+            .filter(|name| !name.starts_with("*."))
+            .cloned()
+            .collect()
+    }
+
     /// Checks and opens what `sites` name. Without sites, the one default site of `[edge]`:
     /// the built-in app in front of `[edge] root`, for `default_names` (the zones' names).
     /// `cache_bytes` sizes each root's file cache (0 while only checking). With `acme`, sites
