@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use foobar_acme::{Check, Solver, Wanted};
+use foobar_acme::{Check, Solver, Wanted, Work};
 use foobar_dns::Dns;
 use foobar_edge::Edge;
 use tokio_util::sync::CancellationToken;
@@ -50,24 +50,89 @@ impl Solver for Hands {
     }
 }
 
+/// The app's database as what the nodes share.
+struct Shared(foobar_app::store::Store);
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+impl foobar_acme::Shared for Shared {
+    fn put<'a>(&'a self, name: &'a str, value: &'a [u8]) -> Work<'a, ()> {
+        Box::pin(async move {
+            self.0
+                .put_shared(name, value, unix_now())
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    fn delete<'a>(&'a self, name: &'a str) -> Work<'a, ()> {
+        Box::pin(async move { self.0.delete_shared(name).await.map_err(|e| e.to_string()) })
+    }
+
+    fn list<'a>(&'a self, prefix: &'a str) -> Work<'a, Vec<(String, Vec<u8>)>> {
+        Box::pin(async move {
+            let rows = self.0.shared(prefix).await.map_err(|e| e.to_string())?;
+            Ok(rows.into_iter().map(|row| (row.name, row.value)).collect())
+        })
+    }
+
+    fn lease<'a>(&'a self, name: &'a str, holder: &'a str, seconds: u64) -> Work<'a, bool> {
+        Box::pin(async move {
+            let now = unix_now();
+            self.0
+                .take_lease(name, holder, now, now + seconds as i64)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    fn release<'a>(&'a self, name: &'a str, holder: &'a str) -> Work<'a, ()> {
+        Box::pin(async move {
+            self.0
+                .release_lease(name, holder)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+}
+
+/// This process's name in leases: the host, the PID and the start time, so that a successor
+/// after an upgrade is another holder.
+fn node_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "host".to_string());
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{host}/{}/{started}", std::process::id())
+}
+
 /// Starts ordering and renewing the certificates of the sites without certificate files, as
-/// `config` says, until `stop`.
+/// `config` says, sharing them through `store` with the other nodes, until `stop`.
 pub fn spawn(
     config: &foobar_acme::Config,
     state_dir: &std::path::Path,
-    dns: &Dns,
-    edge: &Edge,
+    (dns, edge, store): (&Dns, &Edge, &foobar_app::store::Store),
     status: &Arc<foobar_acme::Status>,
     stop: &CancellationToken,
 ) {
-    let hands = Arc::new(Hands {
-        dns: dns.clone(),
-        edge: edge.clone(),
-    });
+    let node = foobar_acme::Node {
+        solver: Arc::new(Hands {
+            dns: dns.clone(),
+            edge: edge.clone(),
+        }),
+        shared: Arc::new(Shared(store.clone())),
+        id: node_id(),
+    };
     tokio::spawn(foobar_acme::run(
         config.clone(),
         state_dir.to_path_buf(),
-        hands,
+        node,
         status.clone(),
         stop.clone(),
     ));

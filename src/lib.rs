@@ -35,6 +35,8 @@ pub struct Loaded {
     edge: Edge,
     /// The built-in app, which the edge serves where the sites' routes say.
     app: foobar_edge::EdgeService,
+    /// The app's database: also what the nodes of a cluster share (certificates, leases).
+    store: foobar_app::store::Store,
 }
 
 /// Sockets bound for every listener.
@@ -71,6 +73,7 @@ pub async fn load(config: &Config, draining: &Draining) -> anyhow::Result<Loaded
     let app = foobar_app::load(app, state_dir)
         .await
         .context("opening the database")?;
+    let store = app.store.clone();
     let ready = {
         let (draining, dns) = (draining.clone(), dns.clone());
         move || {
@@ -102,6 +105,7 @@ pub async fn load(config: &Config, draining: &Draining) -> anyhow::Result<Loaded
         dns,
         edge,
         app: foobar_edge::EdgeService::new(app),
+        store,
     })
 }
 

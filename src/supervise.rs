@@ -133,7 +133,12 @@ async fn start(
         )?;
     }
     let shutdown = CancellationToken::new();
-    let Loaded { dns, edge, app } = loaded;
+    let Loaded {
+        dns,
+        edge,
+        app,
+        store,
+    } = loaded;
     let drain = edge.drain_timeout();
     let https_port = bound
         .edge
@@ -154,8 +159,7 @@ async fn start(
         crate::acme::spawn(
             acme,
             &config.state_dir,
-            &dns,
-            &edge,
+            (&dns, &edge, &store),
             &acme_status,
             &acme_stop,
         );
@@ -458,7 +462,12 @@ impl Supervisor {
                 .config_path
                 .as_deref()
                 .map_or_else(String::new, |path| format!("{}: ", path.display()));
-            let Loaded { dns, edge, app } = load(&config, &self.inner.draining)
+            let Loaded {
+                dns,
+                edge,
+                app,
+                store,
+            } = load(&config, &self.inner.draining)
                 .await
                 .map_err(|e| format!("{file}{e:#}"))?;
             self.inner
@@ -480,8 +489,10 @@ impl Supervisor {
                     &stop,
                 );
             }
-            if lock(&self.inner.config).acme != config.acme {
-                // Another CA or account: the client starts over with it.
+            let before = lock(&self.inner.config).clone();
+            if before.acme != config.acme || before.app != config.app {
+                // Another CA or account, or another database to share through: the client
+                // starts over with them.
                 let mut stop = lock(&self.inner.acme);
                 stop.cancel();
                 *stop = self.inner.shutdown.child_token();
@@ -489,8 +500,7 @@ impl Supervisor {
                     crate::acme::spawn(
                         acme,
                         &config.state_dir,
-                        &self.inner.dns,
-                        &self.inner.edge,
+                        (&self.inner.dns, &self.inner.edge, &store),
                         &self.inner.acme_status,
                         &stop,
                     );

@@ -6,6 +6,7 @@
 //! hands in as a [`Solver`] (its DNS for DNS-01, its edge for HTTP-01 and TLS-ALPN-01), and the
 //! certificates are written as files the edge picks up as they change.
 
+mod cluster;
 mod order;
 pub mod schedule;
 pub mod store;
@@ -91,6 +92,8 @@ pub enum Error {
     Challenge(String),
     #[error("[acme]: {0}")]
     Config(String),
+    #[error("the shared store: {0}")]
+    Shared(String),
 }
 
 impl Error {
@@ -111,9 +114,11 @@ pub struct Wanted {
     pub challenge: Option<String>,
 }
 
-pub type Check<'a> = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
+/// Work the binary does for this crate, awaited here.
+pub type Work<'a, T> = Pin<Box<dyn Future<Output = Result<T, String>> + Send + 'a>>;
+pub type Check<'a> = Work<'a, ()>;
 
-/// Who answers the challenges, and what is wanted.
+/// Who answers the challenges on this node, and what is wanted.
 pub trait Solver: Send + Sync + 'static {
     /// The certificates wanted by the configuration served now.
     fn wanted(&self) -> Vec<Wanted>;
@@ -128,6 +133,20 @@ pub trait Solver: Send + Sync + 'static {
     /// Answers TLS-ALPN-01 handshakes for `name` with a certificate carrying `digest` (none:
     /// stop).
     fn set_tls_alpn(&self, name: &str, digest: Option<&[u8]>) -> Result<(), String>;
+}
+
+/// What the nodes of a cluster share (the database every node reads): values by name, and
+/// leases so that one node orders a certificate while the others wait for it. One node alone
+/// has the same, in its own database.
+pub trait Shared: Send + Sync + 'static {
+    fn put<'a>(&'a self, name: &'a str, value: &'a [u8]) -> Work<'a, ()>;
+    fn delete<'a>(&'a self, name: &'a str) -> Work<'a, ()>;
+    /// Every value whose name starts with `prefix`.
+    fn list<'a>(&'a self, prefix: &'a str) -> Work<'a, Vec<(String, Vec<u8>)>>;
+    /// Takes the lease `name` for `holder` for `seconds` if nobody else holds it; whether
+    /// `holder` has it.
+    fn lease<'a>(&'a self, name: &'a str, holder: &'a str, seconds: u64) -> Work<'a, bool>;
+    fn release<'a>(&'a self, name: &'a str, holder: &'a str) -> Work<'a, ()>;
 }
 
 /// How one certificate stands, for `ctl status` and metrics.
@@ -218,14 +237,38 @@ struct Plan {
     jitter: f64,
 }
 
-/// Orders and renews the certificates the solver wants until `shutdown`.
+/// This node: who answers challenges here, what it shares with the other nodes, and its name
+/// in leases (unique per process).
+#[derive(Clone)]
+pub struct Node {
+    pub solver: Arc<dyn Solver>,
+    pub shared: Arc<dyn Shared>,
+    pub id: String,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Orders and renews the certificates the solver wants until `shutdown`, one node of a
+/// cluster at a time per certificate; answers the challenges any node publishes.
 pub async fn run(
     config: Config,
     state_dir: PathBuf,
-    solver: Arc<dyn Solver>,
+    node: Node,
     status: Arc<Status>,
     shutdown: CancellationToken,
 ) {
+    tokio::spawn(cluster::follow_challenges(
+        node.shared.clone(),
+        node.solver.clone(),
+        shutdown.clone(),
+    ));
+    let solver = node.solver.clone();
     let mut account: Option<instant_acme::Account> = None;
     let mut plans: HashMap<PathBuf, Plan> = HashMap::new();
     let mut account_failures = 0u32;
@@ -241,7 +284,16 @@ pub async fn run(
                 jitter: schedule::jitter(),
                 ..Plan::default()
             });
-            let issued = store::Issued::read(&want.cert).filter(|i| i.names_match(&want.names));
+            let mut issued = store::Issued::read(&want.cert).filter(|i| i.names_match(&want.names));
+            if let Some(taken) =
+                cluster::take_shared_certificate(&*node.shared, want, issued.as_ref()).await
+            {
+                issued = Some(taken);
+                *plan = Plan {
+                    jitter: schedule::jitter(),
+                    ..Plan::default()
+                };
+            }
             let due = forced || due(plan, issued.as_ref(), now);
             status.update(&want.cert, |s| {
                 s.names = want.names.clone();
@@ -265,7 +317,7 @@ pub async fn run(
                 if !forced && account_retry.is_some_and(|at| at > now) {
                     continue;
                 }
-                match order::account(&config, &state_dir).await {
+                match order::account(&config, &state_dir, &*node.shared).await {
                     Ok(acme) => {
                         account = Some(acme);
                         account_failures = 0;
@@ -285,11 +337,34 @@ pub async fn run(
                 }
             }
             let Some(acme) = &account else { continue };
+            let lease = cluster::lease_key(want);
+            match node
+                .shared
+                .lease(&lease, &node.id, cluster::LEASE_SECONDS)
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => {
+                    // Another node orders it; its certificate arrives through the shared store.
+                    info!(names = ?want.names, "another node is ordering this certificate");
+                    plan.next = Some(now + LOOK_EVERY * 6);
+                    continue;
+                }
+                Err(e) => {
+                    warn!(names = ?want.names, error = %e, "the shared store cannot be reached; no order now");
+                    plan.next = Some(now + LOOK_EVERY * 6);
+                    continue;
+                }
+            }
             info!(names = ?want.names, "ordering a certificate");
             let result = tokio::select! {
-                result = order::issue(acme, &config, want, issued.as_ref(), &*solver) => result,
-                () = shutdown.cancelled() => return,
+                result = order::issue(acme, &config, want, issued.as_ref(), &node) => result,
+                () = shutdown.cancelled() => {
+                    let _ = node.shared.release(&lease, &node.id).await;
+                    return;
+                }
             };
+            let _ = node.shared.release(&lease, &node.id).await;
             let now = SystemTime::now();
             match result {
                 Ok(new) => {

@@ -9,21 +9,26 @@ use instant_acme::{
 };
 use tracing::{debug, info};
 
-use crate::{Config, Error, Solver, Wanted, store};
+use crate::{Config, Error, Node, Solver, Wanted, cluster, store};
 
 /// How long the CA may take to validate and to issue.
 const VALIDATION: Duration = Duration::from_secs(120);
 /// How long the zone's nameservers may take to answer a new TXT record.
 const PROPAGATION: Duration = Duration::from_secs(60);
 
-/// The account for `config`'s CA: the one kept in `state_dir`, else a new one (kept).
-pub async fn account(config: &Config, state_dir: &Path) -> Result<Account, Error> {
+/// The account for `config`'s CA: the one kept in `state_dir` or shared by another node, else
+/// a new one (kept and shared).
+pub async fn account(
+    config: &Config,
+    state_dir: &Path,
+    shared: &dyn crate::Shared,
+) -> Result<Account, Error> {
     let builder = || match &config.ca_root {
         Some(root) => Account::builder_with_root(root),
         None => Account::builder(),
     };
     let path = store::account_path(state_dir, &config.directory);
-    if let Some(credentials) = store::read_account(&path)? {
+    if let Some(credentials) = cluster::shared_account(shared, &path).await? {
         return Ok(builder()?.from_credentials(credentials).await?);
     }
     let contact: Vec<String> = config
@@ -64,6 +69,7 @@ pub async fn account(config: &Config, state_dir: &Path) -> Result<Account, Error
         )
         .await?;
     store::write_account(&path, &credentials)?;
+    cluster::share_account(shared, &path, &credentials).await?;
     info!(account = %account.id(), "ACME account created");
     Ok(account)
 }
@@ -82,21 +88,18 @@ pub async fn issue(
     config: &Config,
     want: &Wanted,
     previous: Option<&store::Issued>,
-    solver: &dyn Solver,
+    node: &Node,
 ) -> Result<store::Issued, Error> {
     let mut set = Vec::new();
     let mut txt: HashMap<String, Vec<String>> = HashMap::new();
-    let result = order(account, config, want, previous, solver, &mut set, &mut txt).await;
+    let result = order(account, config, want, previous, node, &mut set, &mut txt).await;
+    let (shared, solver) = (&*node.shared, &*node.solver);
     for challenge in set {
-        match challenge {
-            Set::Txt(name) => {
-                let _ = solver.set_txt(&name, &[]);
-            }
-            Set::Http(token) => solver.set_http(&token, None),
-            Set::TlsAlpn(name) => {
-                let _ = solver.set_tls_alpn(&name, None);
-            }
-        }
+        let _ = match challenge {
+            Set::Txt(name) => cluster::publish_txt(shared, solver, &name, &[]).await,
+            Set::Http(token) => cluster::publish_http(shared, solver, &token, None).await,
+            Set::TlsAlpn(name) => cluster::publish_tls_alpn(shared, solver, &name, None).await,
+        };
     }
     result
 }
@@ -106,10 +109,11 @@ async fn order(
     config: &Config,
     want: &Wanted,
     previous: Option<&store::Issued>,
-    solver: &dyn Solver,
+    node: &Node,
     set: &mut Vec<Set>,
     txt: &mut HashMap<String, Vec<String>>,
 ) -> Result<store::Issued, Error> {
+    let (shared, solver) = (&*node.shared, &*node.solver);
     let identifiers: Vec<Identifier> = want
         .names
         .iter()
@@ -164,8 +168,8 @@ async fn order(
                 let value = key_authorization.dns_value();
                 let values = txt.entry(owner.clone()).or_default();
                 values.push(value.clone());
-                solver.set_txt(&owner, values).map_err(Error::Challenge)?;
                 set.push(Set::Txt(owner.clone()));
+                cluster::publish_txt(shared, solver, &owner, values).await?;
                 tokio::time::timeout(
                     PROPAGATION,
                     solver.txt_visible(&owner, &value, config.dns_check_port),
@@ -180,17 +184,19 @@ async fn order(
                 .map_err(Error::Challenge)?;
             }
             ChallengeType::Http01 => {
-                solver.set_http(
-                    &challenge.token,
-                    Some(key_authorization.as_str().to_string()),
-                );
                 set.push(Set::Http(challenge.token.clone()));
+                cluster::publish_http(
+                    shared,
+                    solver,
+                    &challenge.token,
+                    Some(key_authorization.as_str()),
+                )
+                .await?;
             }
             ChallengeType::TlsAlpn01 => {
-                solver
-                    .set_tls_alpn(&name, Some(key_authorization.digest().as_ref()))
-                    .map_err(Error::Challenge)?;
                 set.push(Set::TlsAlpn(name.clone()));
+                let digest = key_authorization.digest();
+                cluster::publish_tls_alpn(shared, solver, &name, Some(digest.as_ref())).await?;
             }
             _ => {}
         }
@@ -213,6 +219,10 @@ async fn order(
     let issued = store::Issued::parse(chain.as_bytes())
         .ok_or_else(|| Error::Challenge("the CA's certificate cannot be read".to_string()))?;
     store::write_certificate(&want.cert, &want.key, &chain, &key_pem)?;
+    if let Err(e) = cluster::share_certificate(shared, want, &chain, &key_pem).await {
+        // Served here; the other nodes get it once the store is back (each writes it again).
+        tracing::warn!(error = %e, "the new certificate is not shared yet");
+    }
     Ok(issued)
 }
 

@@ -400,21 +400,14 @@ impl Dns {
         live.overlay.replace_https(&all);
     }
 
-    /// Whether `name` is inside a zone served now as its primary (one whose answers this server
-    /// writes, so a record it adds is seen by whoever asks it).
+    /// Whether `name` is inside a zone served now (as its primary or a secondary): records
+    /// added with [`Dns::set_txt`] are answered for it.
     pub fn serves(&self, name: &str) -> bool {
         let Ok(wire) = load::parse_origin(name) else {
             return false;
         };
-        let live = self.live.load();
-        let catalog = live.shared.catalog.load();
-        let key = name::key_of(&wire);
-        catalog.find(&key).is_some_and(|zone| {
-            !live
-                .secondaries
-                .iter()
-                .any(|secondary| name::key_of(&secondary.origin) == zone.origin_key())
-        })
+        let catalog = self.live.load().shared.catalog.load_full();
+        catalog.find(&name::key_of(&wire)).is_some()
     }
 
     /// Re-reads every zone file (SIGHUP), keeping the previous version of any that fails.

@@ -87,6 +87,15 @@ pub enum Store {
     Mysql(Mysql),
 }
 
+/// A value the nodes of a cluster share through the database (certificates, challenges).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shared {
+    pub name: String,
+    pub value: Vec<u8>,
+    /// Unix seconds.
+    pub updated_at: i64,
+}
+
 /// Runs the same method on whichever backend the store is.
 /// Runs an operation on the backend in use, timed and counted under its name.
 macro_rules! dispatch {
@@ -161,6 +170,37 @@ impl Store {
 
     async fn migrate(&self) -> Result<(), StoreError> {
         dispatch!(self, s => s.migrate())
+    }
+
+    /// Sets the shared value `name` (every node of a cluster reads the same database).
+    pub async fn put_shared(&self, name: &str, value: &[u8], now: i64) -> Result<(), StoreError> {
+        dispatch!(self, s => s.put_shared(name, value, now))
+    }
+
+    pub async fn delete_shared(&self, name: &str) -> Result<(), StoreError> {
+        dispatch!(self, s => s.delete_shared(name))
+    }
+
+    /// Every shared value whose name starts with `prefix`, by name.
+    pub async fn shared(&self, prefix: &str) -> Result<Vec<Shared>, StoreError> {
+        dispatch!(self, s => s.shared(prefix))
+    }
+
+    /// Takes the lease `name` for `holder` until `until` (Unix seconds) if it is free, expired
+    /// (before `now`) or already `holder`'s; whether `holder` has it now.
+    pub async fn take_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: i64,
+        until: i64,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.take_lease(name, holder, now, until))
+    }
+
+    /// Gives the lease `name` back, if `holder` has it.
+    pub async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        dispatch!(self, s => s.release_lease(name, holder))
     }
 
     /// Whether the database answers.

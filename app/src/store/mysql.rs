@@ -29,8 +29,9 @@ const MIGRATION_TRIES: u32 = 10;
 /// first step not recorded, and instances starting side by side may run the same step at once
 /// without harm, so no lock is taken (a lock held across steps outlives a cancelled start on its
 /// pooled connection, and Galera does not replicate `GET_LOCK`).
-const MIGRATIONS: &[&[&str]] = &[&[
-    "CREATE TABLE IF NOT EXISTS posts (
+const MIGRATIONS: &[&[&str]] = &[
+    &[
+        "CREATE TABLE IF NOT EXISTS posts (
         id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
         title VARCHAR(200) NOT NULL,
         body MEDIUMTEXT NOT NULL,
@@ -38,7 +39,7 @@ const MIGRATIONS: &[&[&str]] = &[&[
         updated_at BIGINT NOT NULL,
         version BIGINT NOT NULL DEFAULT 1
     ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
-    "CREATE TABLE IF NOT EXISTS comments (
+        "CREATE TABLE IF NOT EXISTS comments (
         id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
         post_id BIGINT NOT NULL,
         author VARCHAR(80) NOT NULL,
@@ -47,7 +48,20 @@ const MIGRATIONS: &[&[&str]] = &[&[
         INDEX comments_by_post (post_id, id),
         FOREIGN KEY (post_id) REFERENCES posts(id) ON DELETE CASCADE
     ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
-]];
+    ],
+    &[
+        "CREATE TABLE IF NOT EXISTS shared_state (
+        name VARCHAR(255) NOT NULL PRIMARY KEY,
+        value MEDIUMBLOB NOT NULL,
+        updated_at BIGINT NOT NULL
+    ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+        "CREATE TABLE IF NOT EXISTS leases (
+        name VARCHAR(255) NOT NULL PRIMARY KEY,
+        holder VARCHAR(255) NOT NULL,
+        expires_at BIGINT NOT NULL
+    ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+    ],
+];
 
 /// The highest version done (0 before the first migration).
 const VERSION_FOUND: &str = "SELECT COALESCE(MAX(version), 0) FROM schema_migrations";
@@ -317,6 +331,93 @@ impl Mysql {
             // A query, not a protocol ping: a Galera node out of the primary component answers
             // pings but refuses queries.
             conn.query_drop("SELECT 1").await?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn put_shared(&self, name: &str, value: &[u8], now: i64) -> Result<(), StoreError> {
+        Self::retried(|| async move {
+            let mut conn = self.conn().await?;
+            conn.exec_drop(
+                "INSERT INTO shared_state (name, value, updated_at) VALUES (?, ?, ?) \
+                 ON DUPLICATE KEY UPDATE value = VALUES(value), updated_at = VALUES(updated_at)",
+                (name, value, now),
+            )
+            .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn delete_shared(&self, name: &str) -> Result<(), StoreError> {
+        Self::retried(|| async move {
+            let mut conn = self.conn().await?;
+            conn.exec_drop("DELETE FROM shared_state WHERE name = ?", (name,))
+                .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn shared(&self, prefix: &str) -> Result<Vec<super::Shared>, StoreError> {
+        Self::bounded(async {
+            let mut conn = self.conn().await?;
+            let rows: Vec<(String, Vec<u8>, i64)> = conn
+                .exec(
+                    "SELECT name, value, updated_at FROM shared_state \
+                     WHERE LEFT(name, CHAR_LENGTH(?)) = ? ORDER BY name",
+                    (prefix, prefix),
+                )
+                .await?;
+            Ok(rows
+                .into_iter()
+                .map(|(name, value, updated_at)| super::Shared {
+                    name,
+                    value,
+                    updated_at,
+                })
+                .collect())
+        })
+        .await
+    }
+
+    /// One statement, so that two nodes asking at once cannot both get it (on Galera, the
+    /// second to commit fails certification and asks again, then sees the first's holder).
+    pub async fn take_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: i64,
+        until: i64,
+    ) -> Result<bool, StoreError> {
+        Self::retried(|| async move {
+            let mut conn = self.conn().await?;
+            // `expires_at` is assigned first: the holder changes exactly when it did.
+            conn.exec_drop(
+                "INSERT INTO leases (name, holder, expires_at) VALUES (?, ?, ?) \
+                 ON DUPLICATE KEY UPDATE \
+                 expires_at = IF(holder = VALUES(holder) OR expires_at < ?, VALUES(expires_at), expires_at), \
+                 holder = IF(expires_at = VALUES(expires_at), VALUES(holder), holder)",
+                (name, holder, until, now),
+            )
+            .await?;
+            let by: Option<String> = conn
+                .exec_first("SELECT holder FROM leases WHERE name = ?", (name,))
+                .await?;
+            Ok(by.as_deref() == Some(holder))
+        })
+        .await
+    }
+
+    pub async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        Self::retried(|| async move {
+            let mut conn = self.conn().await?;
+            conn.exec_drop(
+                "DELETE FROM leases WHERE name = ? AND holder = ?",
+                (name, holder),
+            )
+            .await?;
             Ok(())
         })
         .await

@@ -21,7 +21,8 @@ use super::{Comment, Post, StoreError};
 
 /// Migrations by version; each runs in one transaction with its version bump (SQLite's DDL is
 /// transactional, so a crash leaves a version applied whole or not at all).
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
     CREATE TABLE posts (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         title TEXT NOT NULL,
@@ -38,7 +39,20 @@ const MIGRATIONS: &[&str] = &["
         created_at INTEGER NOT NULL
     );
     CREATE INDEX comments_by_post ON comments(post_id, id);
-"];
+",
+    "
+    CREATE TABLE shared_state (
+        name TEXT NOT NULL PRIMARY KEY,
+        value BLOB NOT NULL,
+        updated_at INTEGER NOT NULL
+    );
+    CREATE TABLE leases (
+        name TEXT NOT NULL PRIMARY KEY,
+        holder TEXT NOT NULL,
+        expires_at INTEGER NOT NULL
+    );
+",
+];
 
 /// The schema version this binary brings a database to.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -296,6 +310,89 @@ impl Sqlite {
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.read(|connection| {
             connection.query_row("SELECT 1", [], |_| Ok(()))?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn put_shared(&self, name: &str, value: &[u8], now: i64) -> Result<(), StoreError> {
+        let (name, value) = (name.to_string(), value.to_vec());
+        self.write(move |connection| {
+            connection.execute(
+                "INSERT INTO shared_state (name, value, updated_at) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT(name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                params![name, value, now],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn delete_shared(&self, name: &str) -> Result<(), StoreError> {
+        let name = name.to_string();
+        self.write(move |connection| {
+            connection.execute("DELETE FROM shared_state WHERE name = ?1", params![name])?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn shared(&self, prefix: &str) -> Result<Vec<super::Shared>, StoreError> {
+        let prefix = prefix.to_string();
+        self.read(move |connection| {
+            let mut statement = connection.prepare_cached(
+                "SELECT name, value, updated_at FROM shared_state \
+                 WHERE substr(name, 1, length(?1)) = ?1 ORDER BY name",
+            )?;
+            let rows = statement.query_map(params![prefix], |row| {
+                Ok(super::Shared {
+                    name: row.get(0)?,
+                    value: row.get(1)?,
+                    updated_at: row.get(2)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    pub async fn take_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: i64,
+        until: i64,
+    ) -> Result<bool, StoreError> {
+        let (name, holder) = (name.to_string(), holder.to_string());
+        self.write(move |connection| {
+            let tx = connection.transaction()?;
+            let current: Option<(String, i64)> = tx
+                .query_row(
+                    "SELECT holder, expires_at FROM leases WHERE name = ?1",
+                    params![name],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .optional()?;
+            let free = current.is_none_or(|(by, expires)| by == holder || expires < now);
+            if free {
+                tx.execute(
+                    "INSERT OR REPLACE INTO leases (name, holder, expires_at) VALUES (?1, ?2, ?3)",
+                    params![name, holder, until],
+                )?;
+            }
+            tx.commit()?;
+            Ok(free)
+        })
+        .await
+    }
+
+    pub async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        let (name, holder) = (name.to_string(), holder.to_string());
+        self.write(move |connection| {
+            connection.execute(
+                "DELETE FROM leases WHERE name = ?1 AND holder = ?2",
+                params![name, holder],
+            )?;
             Ok(())
         })
         .await
