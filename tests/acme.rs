@@ -330,3 +330,123 @@ fn retry_in(line: &str) -> u64 {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no retry_in_seconds in {line}"))
 }
+
+fn ip(n: u8) -> std::net::IpAddr {
+    std::net::IpAddr::from([127, 0, 0, n])
+}
+
+/// A port free on 127.0.0.2, .3 and .4 for both TCP and UDP.
+fn port_on_all() -> u16 {
+    'search: loop {
+        let probe = std::net::UdpSocket::bind((ip(2), 0)).unwrap();
+        let port = probe.local_addr().unwrap().port();
+        drop(probe);
+        for n in 2..=4 {
+            if std::net::TcpListener::bind((ip(n), port)).is_err()
+                || std::net::UdpSocket::bind((ip(n), port)).is_err()
+            {
+                continue 'search;
+            }
+        }
+        return port;
+    }
+}
+
+/// Three nodes on one database, each the authoritative DNS of the zone and its web edge: one
+/// of them orders (DNS-01, which the CA may check at any of the three nameservers), all three
+/// serve the certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_on_one_database_order_once_and_all_serve_the_certificate() {
+    use mysql_async::prelude::Queryable;
+    let test = "three_nodes_on_one_database_order_once_and_all_serve_the_certificate";
+    if let Some(tool) = support::pebble::missing() {
+        return support::skip_without(test, tool, "apt-get install pebble");
+    }
+    let Some(server_url) = support::mysql_url(test) else {
+        return;
+    };
+    let name = format!("foobar_acme_{}", std::process::id());
+    let admin = mysql_async::Pool::new(server_url.as_str());
+    let mut conn = admin.get_conn().await.unwrap();
+    conn.query_drop(format!("DROP DATABASE IF EXISTS `{name}`"))
+        .await
+        .unwrap();
+    conn.query_drop(format!("CREATE DATABASE `{name}`"))
+        .await
+        .unwrap();
+    let opts = mysql_async::Opts::from_url(&server_url).unwrap();
+    let database = format!(
+        "mysql://{}{}@{}:{}/{name}",
+        opts.user().unwrap_or("root"),
+        opts.pass().map(|p| format!(":{p}")).unwrap_or_default(),
+        opts.ip_or_hostname(),
+        opts.tcp_port()
+    );
+    let (dns, https, http) = (port_on_all(), port_on_all(), port_on_all());
+    let zone = "$TTL 300\n\
+        @ IN SOA ns1.foobar.com. hostmaster.foobar.com. 1 3600 900 1209600 300\n\
+        @ IN NS ns1\n@ IN NS ns2\n@ IN NS ns3\n\
+        ns1 IN A 127.0.0.2\nns2 IN A 127.0.0.3\nns3 IN A 127.0.0.4\n\
+        www IN A 127.0.0.2\nwww IN A 127.0.0.3\nwww IN A 127.0.0.4\n";
+    let pebble = Pebble::start(SocketAddr::new(ip(2), dns), http, https);
+    let nodes: Vec<Foobar> = (2..=4)
+        .map(|n| {
+            Foobar::setup()
+                .zone("foobar.com.zone", zone)
+                .file("index.html", PAGE)
+                .at(ip(n), dns, https, http)
+                .app(&format!("database = \"{database}\""))
+                .tables(&format!(
+                    "[acme]\ndirectory = \"{directory}\"\nca_root = \"{ca}\"\ndns_check_port = {dns}\n\
+                     [[site]]\nnames = [\"www.foobar.com\", \"*.foobar.com\"]\nroot = \"{{dir}}/public\"\n",
+                    directory = pebble.directory(),
+                    ca = pebble.endpoint_ca_path().display(),
+                ))
+                .start()
+        })
+        .collect();
+    let root = pebble.issuing_root().await;
+    let start = Instant::now();
+    let mut leaves = Vec::new();
+    for node in &nodes {
+        loop {
+            if let Ok(leaf) = served(node.https, "www.foobar.com", &root).await {
+                leaves.push(leaf);
+                break;
+            }
+            assert!(
+                start.elapsed() < ISSUE,
+                "{} serves no certificate from the CA:\n{}",
+                node.https,
+                node.log().join("\n")
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    assert!(leaves.windows(2).all(|w| w[0] == w[1]), "one certificate");
+    let ordered: usize = nodes
+        .iter()
+        .map(|node| {
+            node.log()
+                .iter()
+                .filter(|l| l.contains("ordering a certificate"))
+                .count()
+        })
+        .sum();
+    assert_eq!(ordered, 1, "one order across the nodes");
+    let taken = nodes
+        .iter()
+        .filter(|node| {
+            node.log()
+                .iter()
+                .any(|l| l.contains("certificate taken from the shared store"))
+        })
+        .count();
+    assert_eq!(taken, 2, "the other two took it from the database");
+    drop(nodes);
+    conn.query_drop(format!("DROP DATABASE IF EXISTS `{name}`"))
+        .await
+        .unwrap();
+    drop(conn);
+    admin.disconnect().await.unwrap();
+}

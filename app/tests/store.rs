@@ -157,6 +157,11 @@ async fn shared_values_and_leases_for_the_nodes_of_a_cluster() {
             !store.take_lease("order/a", "n2", 200, 800).await.unwrap(),
             "{backend}"
         );
+        // Asked for the very end the holder's lease has: still the holder's.
+        assert!(
+            !store.take_lease("order/a", "n2", 100, 700).await.unwrap(),
+            "{backend}: same end"
+        );
         assert!(
             store.take_lease("order/a", "n1", 300, 900).await.unwrap(),
             "{backend}: again"

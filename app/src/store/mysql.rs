@@ -393,12 +393,13 @@ impl Mysql {
     ) -> Result<bool, StoreError> {
         Self::retried(|| async move {
             let mut conn = self.conn().await?;
-            // `expires_at` is assigned first: the holder changes exactly when it did.
+            // MySQL assigns in order: `holder` first, from the old row; then `expires_at` moves
+            // exactly when the holder is (now) the asker.
             conn.exec_drop(
                 "INSERT INTO leases (name, holder, expires_at) VALUES (?, ?, ?) \
                  ON DUPLICATE KEY UPDATE \
-                 expires_at = IF(holder = VALUES(holder) OR expires_at < ?, VALUES(expires_at), expires_at), \
-                 holder = IF(expires_at = VALUES(expires_at), VALUES(holder), holder)",
+                 holder = IF(holder = VALUES(holder) OR expires_at < ?, VALUES(holder), holder), \
+                 expires_at = IF(holder = VALUES(holder), VALUES(expires_at), expires_at)",
                 (name, holder, until, now),
             )
             .await?;
