@@ -225,6 +225,7 @@ fn admin_of(
         Box::new(dns.collector()),
         Box::new(foobar_edge::metrics::EdgeCollector),
         Box::new(foobar_app::metrics::AppCollector),
+        Box::new(foobar_acme::AcmeCollector(acme.clone())),
     ];
     let status_dns = dns.clone();
     Admin::new(collectors, dns.clone(), acting, acme, move || {

@@ -266,7 +266,13 @@ async fn a_refused_challenge_and_the_ca_down_keep_the_old_certificate_and_back_o
     renew(&foobar);
     let status = tokio::task::block_in_place(|| until_orders(&foobar, 2, |_| true));
     let http = named(&status, "http.foobar.com");
-    assert_eq!(http["failures"], 1, "{http}");
+    assert_eq!(
+        http["failures"],
+        1,
+        "{http}\npebble:\n{}\nfoobar:\n{}",
+        pebble.log(),
+        foobar.log().join("\n")
+    );
     assert!(
         http["last_result"]
             .as_str()
@@ -317,6 +323,28 @@ async fn a_refused_challenge_and_the_ca_down_keep_the_old_certificate_and_back_o
     for name in ["www.foobar.com", "alpn.foobar.com"] {
         served(foobar.https, name, &root).await.unwrap();
     }
+    // What an operator's monitoring sees: expiry, issuer, the last result, orders by result.
+    let admin = foobar.admin();
+    let (status, metrics) =
+        tokio::task::spawn_blocking(move || support::admin_get(admin, "/metrics"))
+            .await
+            .unwrap();
+    assert_eq!(status, 200);
+    let http = "names=\"http.foobar.com\"";
+    for line in [
+        format!("foobar_acme_orders_total{{{http},result=\"ok\"}} 1"),
+        format!("foobar_acme_orders_total{{{http},result=\"failed\"}} 2"),
+        format!("foobar_acme_last_order_success{{{http}}} 0"),
+        format!("foobar_acme_certificate_info{{{http},issuer=\"CN=Pebble Intermediate CA"),
+        "foobar_acme_certificate_expiry_timestamp_seconds{names=\"www.foobar.com,*.foobar.com\"}"
+            .to_string(),
+    ] {
+        assert!(metrics.contains(&line), "{line} in:\n{metrics}");
+    }
+    support::promtool_check(
+        "a_refused_challenge_and_the_ca_down_keep_the_old_certificate_and_back_off",
+        &metrics,
+    );
 }
 
 fn named<'a>(status: &'a [serde_json::Value], name: &str) -> &'a serde_json::Value {

@@ -7,6 +7,7 @@
 //! certificates are written as files the edge picks up as they change.
 
 mod cluster;
+mod metrics;
 mod order;
 pub mod schedule;
 pub mod store;
@@ -20,6 +21,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
+pub use metrics::AcmeCollector;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -161,8 +163,11 @@ pub struct CertificateStatus {
     /// `ok`, or why the last order failed.
     pub last_result: Option<String>,
     pub last_attempt: Option<u64>,
+    /// Failed orders in a row.
     pub failures: u32,
+    /// Orders by this node, and how many of them were issued.
     pub orders: u64,
+    pub issued: u64,
 }
 
 /// What the manager knows, shared with the admin endpoint.
@@ -378,6 +383,7 @@ pub async fn run(
                         s.last_attempt = Some(seconds(now));
                         s.failures = 0;
                         s.orders += 1;
+                        s.issued += 1;
                         s.issuer = Some(new.issuer.clone());
                         s.not_after = Some(seconds(new.not_after));
                     });
