@@ -310,14 +310,11 @@ pub async fn run(
                     }))
                 });
             });
-            if !due {
-                if let (Some(issued), Some(acme)) = (&issued, &account)
-                    && plan.ari_next.is_none_or(|at| at <= now)
-                {
-                    renewal_info(acme, issued, plan, now).await;
-                }
+            let ask_ari = !due && issued.is_some() && plan.ari_next.is_none_or(|at| at <= now);
+            if !due && !ask_ari {
                 continue;
             }
+            // The account, for an order or for the CA's renewal information.
             if account.is_none() {
                 if !forced && account_retry.is_some_and(|at| at > now) {
                     continue;
@@ -342,6 +339,10 @@ pub async fn run(
                 }
             }
             let Some(acme) = &account else { continue };
+            if let (true, Some(issued)) = (ask_ari, &issued) {
+                renewal_info(acme, issued, plan, now).await;
+                continue;
+            }
             let lease = cluster::lease_key(want);
             match node
                 .shared
