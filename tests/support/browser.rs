@@ -32,6 +32,8 @@ pub fn chromium() -> Option<&'static str> {
 pub struct Browser {
     child: Child,
     _profile: tempfile::TempDir,
+    /// The HOME it runs with, when it has its own (its NSS certificate database).
+    _home: Option<tempfile::TempDir>,
     socket: tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<TcpStream>>,
     next_id: u64,
     session: Option<String>,
@@ -48,8 +50,55 @@ impl Browser {
     /// Starts `binary` with `www.foobar.com` mapped to loopback, QUIC forced for `origin`
     /// (host:port), and the certificate whose key has the SHA-256 `spki` accepted.
     pub fn start(binary: &str, origin: &str, spki: &str) -> Browser {
+        Browser::launch(
+            binary,
+            &[
+                format!("--origin-to-force-quic-on={origin}"),
+                format!("--ignore-certificate-errors-spki-list={spki}"),
+                "--host-resolver-rules=MAP www.foobar.com 127.0.0.1,MAP * ~NOTFOUND".to_string(),
+            ],
+            None,
+        )
+    }
+
+    /// Starts `binary` trusting the CA root `root_pem` as an operator would have it trust a
+    /// private CA (in the NSS certificate database of a HOME of its own, made with NSS's
+    /// `certutil`): certificates are verified, none is pinned. QUIC is forced for `quic_origin`
+    /// (host:port) if given: Chromium speaks QUIC to a certificate from a root not built into
+    /// it only there. `www.foobar.com` is mapped to loopback. `None` when certutil is missing.
+    pub fn trusting(binary: &str, root_pem: &[u8], quic_origin: Option<&str>) -> Option<Browser> {
+        let home = tempfile::tempdir().unwrap();
+        let nssdb = home.path().join(".pki/nssdb");
+        std::fs::create_dir_all(&nssdb).unwrap();
+        let root = home.path().join("root.pem");
+        std::fs::write(&root, root_pem).unwrap();
+        let db = format!("sql:{}", nssdb.display());
+        let certutil = |args: &[&str]| {
+            Command::new("certutil")
+                .args(args)
+                .output()
+                .is_ok_and(|o| o.status.success())
+        };
+        if !certutil(&["-N", "-d", &db, "--empty-password"]) {
+            return None;
+        }
+        let root = root.display().to_string();
+        assert!(certutil(&[
+            "-A", "-d", &db, "-t", "C,,", "-n", "test CA", "-i", &root
+        ]));
+        let mut args =
+            vec!["--host-resolver-rules=MAP www.foobar.com 127.0.0.1,MAP * ~NOTFOUND".to_string()];
+        args.extend(quic_origin.map(|origin| format!("--origin-to-force-quic-on={origin}")));
+        Some(Browser::launch(binary, &args, Some(home)))
+    }
+
+    fn launch(binary: &str, extra: &[String], home: Option<tempfile::TempDir>) -> Browser {
         let profile = tempfile::tempdir().unwrap();
-        let mut child = Command::new(binary)
+        let mut command = Command::new(binary);
+        if let Some(home) = &home {
+            command.env("HOME", home.path());
+        }
+        let mut child = command
             .args([
                 "--headless=new",
                 "--no-sandbox",
@@ -61,9 +110,7 @@ impl Browser {
                 "--remote-debugging-port=0",
             ])
             .arg(format!("--user-data-dir={}", profile.path().display()))
-            .arg(format!("--origin-to-force-quic-on={origin}"))
-            .arg(format!("--ignore-certificate-errors-spki-list={spki}"))
-            .arg("--host-resolver-rules=MAP www.foobar.com 127.0.0.1,MAP * ~NOTFOUND")
+            .args(extra)
             .arg("about:blank")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -94,6 +141,7 @@ impl Browser {
         let mut browser = Browser {
             child,
             _profile: profile,
+            _home: home,
             socket,
             next_id: 0,
             session: None,
