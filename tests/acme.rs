@@ -538,3 +538,101 @@ async fn chromium_trusting_the_ca_loads_the_site_over_http2_and_http3() {
         Some(format!("h3=\":{port}\"; ma=86400").as_str())
     );
 }
+
+/// A port free on 127.0.0.1 and 127.0.0.2 for both TCP and UDP.
+fn port_on_one_and_two() -> u16 {
+    'search: loop {
+        let port = support::pebble::free_port();
+        for n in 1..=2 {
+            if std::net::TcpListener::bind((ip(n), port)).is_err()
+                || std::net::UdpSocket::bind((ip(n), port)).is_err()
+            {
+                continue 'search;
+            }
+        }
+        return port;
+    }
+}
+
+/// A zone whose second nameserver is Knot, a secondary of foobar: the DNS-01 record reaches
+/// Knot by NOTIFY and IXFR (a new serial of the zone, never written to the file), foobar waits
+/// until Knot answers it, and Pebble, which asks Knot, validates; then the record is gone from
+/// both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dns01_reaches_a_knot_secondary_before_the_ca_asks() {
+    let test = "dns01_reaches_a_knot_secondary_before_the_ca_asks";
+    if let Some(tool) = support::pebble::missing() {
+        return support::skip_without(test, tool, "apt-get install pebble");
+    }
+    if !support::installed("knotd", &["-V"]) {
+        return support::skip_without(test, "knotd", "apt-get install knot");
+    }
+    let port = port_on_one_and_two();
+    let zone = "$TTL 300\n\
+        @ IN SOA ns1.foobar.com. hostmaster.foobar.com. 1 3600 900 1209600 300\n\
+        @ IN NS ns1\n@ IN NS ns2\n\
+        ns1 IN A 127.0.0.1\nns2 IN A 127.0.0.2\nwww IN A 127.0.0.1\n";
+    // Pebble resolves through Knot: the CA sees what the secondary serves.
+    let pebble = Pebble::start(SocketAddr::new(ip(2), port), 1, 1);
+    let foobar = Foobar::setup()
+        .zone("foobar.com.zone", zone)
+        .file("index.html", PAGE)
+        .at(ip(1), port, support::pebble::free_port(), support::pebble::free_port())
+        .dns(&format!(
+            "[dns.zone.\"foobar.com\"]\nallow_transfer = [\"127.0.0.0/8\"]\nnotify = [\"127.0.0.2:{port}\"]"
+        ))
+        .tables(&format!(
+            "[acme]\ndirectory = \"{directory}\"\nca_root = \"{ca}\"\ndns_check_port = {port}\n\
+             [[site]]\nnames = [\"www.foobar.com\", \"*.foobar.com\"]\nroot = \"{{dir}}/public\"\n",
+            directory = pebble.directory(),
+            ca = pebble.endpoint_ca_path().display(),
+        ))
+        .start();
+    let knot = support::peers::knot_at(
+        SocketAddr::new(ip(2), port),
+        &format!(
+            "remote:\n  - id: foobar\n    address: 127.0.0.1@{port}\n\
+             acl:\n  - id: from_foobar\n    address: 127.0.0.1\n    action: notify\n\
+             zone:\n  - domain: foobar.com\n    master: foobar\n    acl: [from_foobar]\n"
+        ),
+        &[],
+    );
+    let start = Instant::now();
+    let status = loop {
+        let status = acme_status(&foobar);
+        if status.first().is_some_and(|c| c["last_result"] == "ok") {
+            break status;
+        }
+        assert!(
+            start.elapsed() < ISSUE,
+            "{status:#?}\nknot:\n{}\nfoobar:\n{}",
+            knot.log(),
+            foobar.log().join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    eprintln!(
+        "issued through Knot after {:?}: {status:?}",
+        start.elapsed()
+    );
+    let root = pebble.issuing_root().await;
+    served(foobar.https, "www.foobar.com", &root).await.unwrap();
+    // Knot took the record by IXFR from foobar, and its removal after.
+    let log = knot.log();
+    assert!(log.contains("IXFR"), "{log}");
+    let gone = |server: SocketAddr| {
+        support::query_udp(server, "_acme-challenge.www.foobar.com.", RecordType::TXT)
+            .metadata
+            .response_code
+            == ResponseCode::NXDomain
+    };
+    support::wait_until("the record is gone from Knot", || {
+        gone(SocketAddr::new(ip(2), port))
+    });
+    assert!(gone(foobar.dns));
+    // The zone file was not written to.
+    assert_eq!(
+        std::fs::read_to_string(foobar.zone_path("foobar.com.zone")).unwrap(),
+        zone
+    );
+}

@@ -8,8 +8,7 @@ mod support;
 
 use std::{
     net::SocketAddr,
-    path::PathBuf,
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
@@ -19,35 +18,10 @@ use hickory_proto::{
 };
 use std::os::unix::process::CommandExt;
 
-use support::Foobar;
-
-/// A peer server run by a test, stopped (its whole process group) when dropped.
-struct Peer {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-s", "KILL", "--", &format!("-{}", self.child.id())])
-            .stderr(Stdio::null())
-            .status();
-        let _ = self.child.wait();
-    }
-}
-
-impl Peer {
-    fn address(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.port))
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
+use support::{
+    Foobar,
+    peers::{Peer, answers, knot},
+};
 
 /// A port free on 127.0.0.1 for both UDP and TCP just now.
 fn free_port() -> u16 {
@@ -85,49 +59,6 @@ fn available(test: &str) -> bool {
         }
     }
     true
-}
-
-/// knotd on `port` with `zones` (its own configuration text for keys, remotes, ACLs, zones).
-fn knot(port: u16, config: &str, zone_files: &[(&str, &str)]) -> Peer {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path();
-    for sub in ["run", "db", "zones"] {
-        std::fs::create_dir(root.join(sub)).unwrap();
-    }
-    for (name, text) in zone_files {
-        std::fs::write(root.join("zones").join(name), text).unwrap();
-    }
-    let conf = root.join("knot.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "server:\n    rundir: \"{root}/run\"\n    listen: 127.0.0.1@{port}\n\
-             log:\n  - target: stderr\n    any: info\n\
-             database:\n    storage: \"{root}/db\"\n\
-             template:\n  - id: default\n    storage: \"{root}/zones\"\n    zonefile-sync: -1\n    \
-             journal-content: changes\n    zonefile-load: difference\n{config}",
-            root = root.display()
-        ),
-    )
-    .unwrap();
-    let log = root.join("knot.log");
-    let child = Command::new("knotd")
-        .arg("-c")
-        .arg(&conf)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .process_group(0)
-        .spawn()
-        .unwrap();
-    let peer = Peer {
-        child,
-        port,
-        log,
-        _dir: dir,
-    };
-    support::wait_until("knotd answers", || answers(peer.address()));
-    peer
 }
 
 /// knotc against the knotd of `peer`.
@@ -170,6 +101,7 @@ fn nsd(port: u16, config: &str) -> Peer {
         .unwrap();
     let peer = Peer {
         child,
+        ip: std::net::IpAddr::from([127, 0, 0, 1]),
         port,
         log,
         _dir: dir,
@@ -205,24 +137,13 @@ fn bind(port: u16, config: &str) -> Peer {
         .unwrap();
     let peer = Peer {
         child,
+        ip: std::net::IpAddr::from([127, 0, 0, 1]),
         port,
         log,
         _dir: dir,
     };
     support::wait_until("named answers", || answers(peer.address()));
     peer
-}
-
-/// Whether something answers DNS on `server`.
-fn answers(server: SocketAddr) -> bool {
-    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    socket
-        .set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
-    let query = support::query_message("example.invalid.", RecordType::SOA);
-    socket.send_to(&query, server).unwrap();
-    let mut buf = [0u8; 512];
-    socket.recv_from(&mut buf).is_ok()
 }
 
 /// The addresses `server` answers for `name` A, if it answers.

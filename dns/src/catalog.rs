@@ -21,6 +21,7 @@ use foobar_state::Access;
 
 use crate::{
     error::{Error, ZoneError},
+    journal::Rr,
     load::{Loaded, Stamp, default_origin, load_zone, stamp},
     metrics::{Load, ZoneCounters, metrics},
     name, snapshot,
@@ -99,6 +100,9 @@ impl Catalog {
 #[derive(Debug)]
 struct Served {
     zone: Arc<Zone>,
+    /// The file's own version, when what is served differs from it: records added at run time
+    /// (`Zones::set_added`), or its serial moved past one served before.
+    file: Option<Arc<Zone>>,
     /// The zone file and every file it includes, as they were when loaded.
     sources: Vec<(PathBuf, Stamp)>,
     /// The file failed to load: what is served is its last good copy or nothing (SERVFAIL),
@@ -110,6 +114,7 @@ impl Served {
     fn new(loaded: Loaded) -> Self {
         Served {
             zone: Arc::new(loaded.zone),
+            file: None,
             sources: loaded.files,
             failed: false,
         }
@@ -148,6 +153,8 @@ pub struct Zones {
     last_good: PathBuf,
     /// Orders the writes of last good copies.
     saving: Arc<Mutex<()>>,
+    /// Records added at run time to zones of files, by origin key (`set_added`).
+    added: Mutex<HashMap<Vec<u8>, Vec<Rr>>>,
 }
 
 /// What a reload changed.
@@ -205,6 +212,7 @@ impl Zones {
             loads: Mutex::default(),
             last_good: last_good.to_path_buf(),
             saving: Arc::new(Mutex::new(())),
+            added: Mutex::default(),
         };
         zones.reload(true);
         Ok(zones)
@@ -261,6 +269,110 @@ impl Zones {
             new: zone,
             last_good: None,
         });
+    }
+
+    /// Serves the zone of a file, `origin_key`, with `records` added (none: as its file has it),
+    /// in a new version with the next serial, which its secondaries transfer (IXFR) like any
+    /// edit: how an ACME DNS-01 record reaches Knot or NSD secondaries. The additions stay
+    /// through reloads of the file; the served serial never goes back, even across a restart.
+    /// The new serial.
+    pub fn set_added(&self, origin_key: &[u8], records: Vec<Rr>) -> Result<u32, String> {
+        let mut served = self
+            .served
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        {
+            let mut added = self.added.lock().unwrap_or_else(PoisonError::into_inner);
+            if records.is_empty() {
+                added.remove(origin_key);
+            } else {
+                added.insert(origin_key.to_vec(), records.clone());
+            }
+        }
+        let Some((path, entry)) = served
+            .iter_mut()
+            .find(|(_, entry)| entry.zone.origin_key() == origin_key && !entry.failed)
+        else {
+            return Err("not a zone file served here".to_string());
+        };
+        let file = entry.file.clone().unwrap_or_else(|| entry.zone.clone());
+        let serial = entry.zone.serial().wrapping_add(1);
+        let zone = Arc::new(crate::journal::with_added(&file, &records, serial)?);
+        let old = std::mem::replace(&mut entry.zone, zone.clone());
+        entry.file = Some(file);
+        let path = path.clone();
+        self.publish(&served);
+        drop(served);
+        self.keep_serial(&path, serial);
+        self.save(vec![(path, zone.clone())]);
+        self.announce(Change {
+            old: Some(old),
+            new: zone,
+            last_good: None,
+        });
+        Ok(serial)
+    }
+
+    /// Where the last serial served for a file is kept once it moved past the file's own.
+    fn serial_path(&self, path: &Path) -> PathBuf {
+        let file = path.file_name().unwrap_or(path.as_os_str());
+        let mut name = file.to_os_string();
+        name.push(".serial");
+        self.last_good.with_file_name("served-serial").join(name)
+    }
+
+    fn keep_serial(&self, path: &Path, serial: u32) {
+        let at = self.serial_path(path);
+        if let Err(e) = foobar_state::write(&at, serial.to_string().as_bytes(), Access::Public) {
+            warn!(file = %at.display(), error = %e, "the served serial is not kept");
+        }
+    }
+
+    /// The serial kept for `path` by an earlier process, if one moved past its file's.
+    fn kept_serial(&self, path: &Path) -> Option<u32> {
+        std::fs::read_to_string(self.serial_path(path))
+            .ok()
+            .and_then(|text| text.trim().parse::<u32>().ok())
+    }
+
+    /// What a file that just loaded is served as: with the records added at run time, and
+    /// with a serial past `last` (the last one served, when it moved past its file's) when the
+    /// file's is not: secondaries that have that one would otherwise never take it.
+    fn served_as(
+        &self,
+        path: &Path,
+        loaded: Arc<Zone>,
+        last: Option<u32>,
+    ) -> (Arc<Zone>, Option<Arc<Zone>>) {
+        let added = self
+            .added
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(loaded.origin_key())
+            .cloned()
+            .unwrap_or_default();
+        let behind = last.is_some_and(|last| !crate::journal::serial_newer(loaded.serial(), last));
+        if added.is_empty() && !behind {
+            return (loaded, None);
+        }
+        let serial = match last {
+            Some(last) if behind => last.wrapping_add(1),
+            _ => loaded.serial(),
+        };
+        match crate::journal::with_added(&loaded, &added, serial) {
+            Ok(zone) => {
+                if behind {
+                    info!(zone = %loaded.origin_text(), file = %path.display(), file_serial = loaded.serial(), serial,
+                        "the file's serial is not past the last one served: served with the next one");
+                    self.keep_serial(path, serial);
+                }
+                (Arc::new(zone), Some(loaded))
+            }
+            Err(e) => {
+                warn!(zone = %loaded.origin_text(), error = %e, "records added at run time left out");
+                (loaded, None)
+            }
+        }
     }
 
     /// Builds the catalog from the zone files served and the secondary zones; a secondary
@@ -335,13 +447,25 @@ impl Zones {
             } else {
                 match load_zone(&path, None) {
                     Ok(loaded) => {
-                        if let Some(old) = previous.as_ref().filter(|p| !p.failed) {
+                        let before = previous.as_ref().filter(|p| !p.failed);
+                        if let Some(old) = before.filter(|p| p.file.is_none()) {
                             warn_serial(&path, &old.zone, &loaded.zone);
                         }
                         log_loaded(&path, &loaded);
                         self.record_load(loaded.zone.origin_key(), true, false);
                         report.loaded += 1;
-                        let entry = Served::new(loaded);
+                        let mut entry = Served::new(loaded);
+                        // The last serial served, where it may be past the file's: a version
+                        // with additions before; at the first load, what an earlier process
+                        // kept (one file read, only then).
+                        let last = match &previous {
+                            None => self.kept_serial(&path),
+                            Some(p) if p.file.is_some() && !p.failed => Some(p.zone.serial()),
+                            Some(_) => None,
+                        };
+                        let (zone, file) = self.served_as(&path, entry.zone.clone(), last);
+                        entry.zone = zone;
+                        entry.file = file;
                         to_save.push((path.clone(), entry.zone.clone()));
                         changes.push(Change {
                             old: previous.as_ref().map(|p| p.zone.clone()),
@@ -411,6 +535,7 @@ impl Zones {
                 );
                 return Some(Served {
                     zone: Arc::new(zone),
+                    file: None,
                     sources,
                     failed: true,
                 });
@@ -429,6 +554,7 @@ impl Zones {
             zone.origin_text()
         );
         Some(Served {
+            file: None,
             zone: Arc::new(zone),
             sources,
             failed: true,
@@ -504,4 +630,80 @@ pub fn zone_files(folder: &Path) -> Result<Vec<PathBuf>, Error> {
         .collect();
     files.sort();
     Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    const ZONE: &str = "$ORIGIN example.com.\n$TTL 300\n\
+        @ IN SOA ns1 hostmaster SERIAL 3600 900 1209600 300\n@ IN NS ns1\nns1 IN A 192.0.2.1\n";
+
+    fn zone(serial: u32, extra: &str) -> String {
+        ZONE.replace("SERIAL", &serial.to_string()) + extra
+    }
+
+    fn challenge() -> Rr {
+        Rr {
+            owner: crate::load::parse_origin("_acme-challenge.example.com").unwrap(),
+            rtype: crate::zone::rtype::TXT,
+            ttl: 10,
+            rdata: b"\x05token".to_vec(),
+        }
+    }
+
+    fn served(zones: &Zones) -> Arc<Zone> {
+        let key = name::key_of(&crate::load::parse_origin("example.com").unwrap());
+        zones.catalog().load().get(&key).unwrap().clone()
+    }
+
+    fn has_challenge(zone: &Zone) -> bool {
+        let key = name::key_of(&challenge().owner);
+        zone.find(&key)
+            .ok()
+            .and_then(|node| zone.rrset(node, crate::zone::rtype::TXT))
+            .is_some()
+    }
+
+    #[test]
+    fn added_records_get_new_serials_that_never_go_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().join("zones");
+        std::fs::create_dir(&folder).unwrap();
+        let file = folder.join("example.com.zone");
+        std::fs::write(&file, zone(10, "")).unwrap();
+        let last_good = dir.path().join("dns/last-good");
+        let zones = Zones::load(&folder, &last_good, Vec::new(), None).unwrap();
+        let origin = served(&zones).origin_key().to_vec();
+        assert_eq!(served(&zones).serial(), 10);
+
+        assert_eq!(zones.set_added(&origin, vec![challenge()]).unwrap(), 11);
+        assert!(has_challenge(&served(&zones)));
+        // The file edited with a serial not past the one served: the next one, the challenge kept.
+        std::fs::write(&file, zone(11, "www IN A 192.0.2.2\n")).unwrap();
+        zones.reload(true);
+        let now = served(&zones);
+        assert_eq!(now.serial(), 12);
+        assert!(has_challenge(&now));
+        assert!(
+            now.find(&name::key_of(
+                &crate::load::parse_origin("www.example.com").unwrap()
+            ))
+            .is_ok()
+        );
+        // Taken away: another serial, the file's records only.
+        assert_eq!(zones.set_added(&origin, Vec::new()).unwrap(), 13);
+        assert!(!has_challenge(&served(&zones)));
+        // A restart with the file still behind: past what was served before.
+        drop(zones);
+        let zones = Zones::load(&folder, &last_good, Vec::new(), None).unwrap();
+        assert_eq!(served(&zones).serial(), 14);
+        // A file past it is served as it is.
+        std::fs::write(&file, zone(20, "")).unwrap();
+        zones.reload(true);
+        assert_eq!(served(&zones).serial(), 20);
+        assert!(zones.set_added(b"\x03not\x00", vec![challenge()]).is_err());
+    }
 }

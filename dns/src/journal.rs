@@ -180,6 +180,24 @@ fn same_node(old: &Zone, x: crate::zone::NodeId, new: &Zone, y: crate::zone::Nod
     }
 }
 
+/// `zone` with `added` records and its SOA serial set to `serial`: the version that carries
+/// records the server adds at run time (ACME challenges) to the zone's secondaries by IXFR.
+pub fn with_added(zone: &Zone, added: &[Rr], serial: u32) -> Result<Zone, String> {
+    let mut all: Vec<Rr> = zone.nodes().flat_map(|node| records(zone, node)).collect();
+    let mut soa = soa(zone).ok_or("no SOA")?;
+    let mname = crate::name::wire_len(&soa.rdata).ok_or("a malformed SOA")?;
+    let rname = crate::name::wire_len(soa.rdata.get(mname..).ok_or("a malformed SOA")?)
+        .ok_or("a malformed SOA")?;
+    let at = mname + rname;
+    soa.rdata
+        .get_mut(at..at + 4)
+        .ok_or("a malformed SOA")?
+        .copy_from_slice(&serial.to_be_bytes());
+    all.push(soa);
+    all.extend(added.iter().cloned());
+    crate::snapshot::checked(zone.origin(), &all)
+}
+
 /// The records of a node, but its SOA (the SOA travels apart in a difference).
 fn records(zone: &Zone, node: crate::zone::NodeId) -> Vec<Rr> {
     let owner = zone.name(node);

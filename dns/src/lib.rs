@@ -38,6 +38,7 @@ pub mod xfr;
 pub mod zone;
 
 use std::{
+    collections::HashMap,
     path::Path,
     sync::{Arc, Mutex, PoisonError},
     time::Duration,
@@ -75,6 +76,8 @@ fn origin_names<'z>(zones: impl Iterator<Item = &'z Zone>) -> Vec<String> {
 #[derive(Debug, Clone)]
 pub struct Dns {
     live: Arc<ArcSwap<Live>>,
+    /// The challenge TXT records set now: kept across reloads.
+    challenges: Arc<Mutex<Challenges>>,
     /// What stops the background tasks of the state served now (the zones-folder watch, the
     /// journal and NOTIFY, the secondary zones), and the service's own shutdown.
     background: Arc<Mutex<Option<(CancellationToken, CancellationToken)>>>,
@@ -97,6 +100,9 @@ pub struct Live {
     changes: Mutex<Option<mpsc::UnboundedReceiver<Change>>>,
     notified: Mutex<Option<mpsc::UnboundedReceiver<Vec<u8>>>>,
 }
+
+/// TXT RDATAs by owner (wire form).
+type Challenges = HashMap<Vec<u8>, Vec<Vec<u8>>>;
 
 impl Dns {
     /// Loads every zone named by the configuration to serve it. A broken zone file is logged and
@@ -185,6 +191,7 @@ impl Dns {
                 notified: Mutex::new(Some(notified)),
             })),
             background: Arc::default(),
+            challenges: Arc::default(),
         })
     }
 
@@ -300,14 +307,57 @@ impl Dns {
         }
     }
 
-    /// Answers `values` as the TXT records of `name` from memory, ahead of its zone (an ACME
-    /// DNS-01 challenge); an empty list stops. Names outside every zone are never answered.
+    /// Answers `values` as the TXT records of `name` (an ACME DNS-01 challenge; an empty list
+    /// stops): from memory at once, ahead of its zone; and, where the zone is a file's, in a
+    /// new version of it too (the next serial), which its secondaries (Knot, NSD...) transfer.
+    /// Names outside every zone are never answered.
     pub fn set_txt(&self, name: &str, values: &[String]) -> Result<(), String> {
         let wire = load::parse_origin(name).map_err(|e| format!("{name:?}: {e}"))?;
-        self.live
-            .load()
-            .overlay
-            .set_txt(name::key_of(&wire), values);
+        let key = name::key_of(&wire);
+        let live = self.live.load();
+        let rdatas: Vec<Vec<u8>> = values.iter().map(|v| overlay::txt_rdata(v)).collect();
+        let origin = {
+            let catalog = live.shared.catalog.load();
+            catalog.find(&key).map(|zone| zone.origin_key().to_vec())
+        };
+        let mut challenges = self
+            .challenges
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if challenges
+            .get(&wire)
+            .map_or(rdatas.is_empty(), |now| *now == rdatas)
+        {
+            // Unchanged: no new version.
+            return Ok(());
+        }
+        live.overlay.set_txt(key, values);
+        if rdatas.is_empty() {
+            challenges.remove(&wire);
+        } else {
+            challenges.insert(wire, rdatas);
+        }
+        let Some(origin) = origin else {
+            return Ok(());
+        };
+        let records: Vec<journal::Rr> = challenges
+            .iter()
+            .filter(|(owner, _)| name::key_of(owner).starts_with(&origin))
+            .flat_map(|(owner, rdatas)| {
+                rdatas.iter().map(|rdata| journal::Rr {
+                    owner: owner.clone(),
+                    rtype: zone::rtype::TXT,
+                    ttl: overlay::TXT_TTL,
+                    rdata: rdata.clone(),
+                })
+            })
+            .collect();
+        drop(challenges);
+        if let Err(reason) = live.zones.set_added(&origin, records) {
+            // A secondary zone here: its primary has the record, or not; the check before
+            // the CA's says.
+            tracing::debug!(%name, %reason, "challenge record answered from memory only");
+        }
         Ok(())
     }
 

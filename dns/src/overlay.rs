@@ -88,7 +88,7 @@ impl Overlay {
     }
 }
 
-fn txt_rdata(value: &str) -> Vec<u8> {
+pub(crate) fn txt_rdata(value: &str) -> Vec<u8> {
     let bytes = value.as_bytes();
     let mut rdata = Vec::with_capacity(bytes.len() + bytes.len() / 255 + 1);
     if bytes.is_empty() {

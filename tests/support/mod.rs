@@ -7,6 +7,7 @@ pub mod galera;
 pub mod h2raw;
 pub mod load;
 pub mod pebble;
+pub mod peers;
 pub mod php;
 pub mod upstream;
 pub mod web;
