@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use foobar_acme::{Check, Solver, Wanted, Work};
+use foobar_acme::{Check, Error, Solver, Wanted, Work};
 use foobar_dns::Dns;
 use foobar_edge::Edge;
 use tokio_util::sync::CancellationToken;
@@ -31,27 +31,39 @@ impl Solver for Hands {
         self.dns.serves(name)
     }
 
-    fn set_txt(&self, name: &str, values: &[String]) -> Result<(), String> {
-        self.dns.set_txt(name, values)
+    fn set_txt(&self, name: &str, values: &[String]) -> Result<(), Error> {
+        self.dns
+            .set_txt(name, values)
+            .map_err(|e| Error::Challenge(e.to_string()))
     }
 
     fn txt_visible<'a>(&'a self, name: &'a str, value: &'a str, port: u16) -> Check<'a> {
-        Box::pin(self.dns.txt_visible(name, value, port))
+        Box::pin(async move {
+            self.dns
+                .txt_visible(name, value, port)
+                .await
+                .map_err(|e| Error::Challenge(e.to_string()))
+        })
     }
 
     fn set_http(&self, token: &str, key_authorization: Option<String>) {
         self.edge.challenges().set_http(token, key_authorization);
     }
 
-    fn set_tls_alpn(&self, name: &str, digest: Option<&[u8]>) -> Result<(), String> {
+    fn set_tls_alpn(&self, name: &str, digest: Option<&[u8]>) -> Result<(), Error> {
         self.edge
             .challenges()
             .set_tls_alpn(name, digest, &self.edge.crypto_provider())
+            .map_err(|e| Error::Challenge(e.to_string()))
     }
 }
 
 /// The app's database as what the nodes share.
 struct Shared(foobar_app::store::Store);
+
+fn shared(error: foobar_app::store::StoreError) -> Error {
+    Error::Shared(error.to_string())
+}
 
 fn unix_now() -> i64 {
     std::time::SystemTime::now()
@@ -65,17 +77,17 @@ impl foobar_acme::Shared for Shared {
             self.0
                 .put_shared(name, value, unix_now())
                 .await
-                .map_err(|e| e.to_string())
+                .map_err(shared)
         })
     }
 
     fn delete<'a>(&'a self, name: &'a str) -> Work<'a, ()> {
-        Box::pin(async move { self.0.delete_shared(name).await.map_err(|e| e.to_string()) })
+        Box::pin(async move { self.0.delete_shared(name).await.map_err(shared) })
     }
 
     fn list<'a>(&'a self, prefix: &'a str) -> Work<'a, Vec<(String, Vec<u8>)>> {
         Box::pin(async move {
-            let rows = self.0.shared(prefix).await.map_err(|e| e.to_string())?;
+            let rows = self.0.shared(prefix).await.map_err(shared)?;
             Ok(rows.into_iter().map(|row| (row.name, row.value)).collect())
         })
     }
@@ -86,17 +98,12 @@ impl foobar_acme::Shared for Shared {
             self.0
                 .take_lease(name, holder, now, now + seconds as i64)
                 .await
-                .map_err(|e| e.to_string())
+                .map_err(shared)
         })
     }
 
     fn release<'a>(&'a self, name: &'a str, holder: &'a str) -> Work<'a, ()> {
-        Box::pin(async move {
-            self.0
-                .release_lease(name, holder)
-                .await
-                .map_err(|e| e.to_string())
-        })
+        Box::pin(async move { self.0.release_lease(name, holder).await.map_err(shared) })
     }
 }
 

@@ -30,14 +30,11 @@ pub async fn publish_txt(
 ) -> Result<(), Error> {
     let key = challenge_key("dns", owner);
     if values.is_empty() {
-        shared.delete(&key).await.map_err(Error::Shared)?;
+        shared.delete(&key).await?;
     } else {
-        shared
-            .put(&key, values.join("\n").as_bytes())
-            .await
-            .map_err(Error::Shared)?;
+        shared.put(&key, values.join("\n").as_bytes()).await?;
     }
-    solver.set_txt(owner, values).map_err(Error::Challenge)
+    solver.set_txt(owner, values)
 }
 
 /// Answers the HTTP-01 `token` on every node (none: stop).
@@ -51,8 +48,7 @@ pub async fn publish_http(
     match key_authorization {
         Some(value) => shared.put(&key, value.as_bytes()).await,
         None => shared.delete(&key).await,
-    }
-    .map_err(Error::Shared)?;
+    }?;
     solver.set_http(token, key_authorization.map(str::to_string));
     Ok(())
 }
@@ -68,9 +64,8 @@ pub async fn publish_tls_alpn(
     match digest {
         Some(digest) => shared.put(&key, digest).await,
         None => shared.delete(&key).await,
-    }
-    .map_err(Error::Shared)?;
-    solver.set_tls_alpn(name, digest).map_err(Error::Challenge)
+    }?;
+    solver.set_tls_alpn(name, digest)
 }
 
 /// Answers, on this node, the challenges any node publishes, until `shutdown`.
@@ -161,10 +156,7 @@ pub async fn share_certificate(
         key: key.to_string(),
     })
     .map_err(|e| Error::Shared(e.to_string()))?;
-    shared
-        .put(&certificate_key(want), &pair)
-        .await
-        .map_err(Error::Shared)
+    shared.put(&certificate_key(want), &pair).await
 }
 
 /// Writes the shared certificate of `want` to this node's files when it is another, for the
@@ -206,7 +198,7 @@ pub async fn shared_account(
         return Ok(Some(credentials));
     }
     let key = account_key(path);
-    let rows = shared.list(&key).await.map_err(Error::Shared)?;
+    let rows = shared.list(&key).await?;
     let Some((_, value)) = rows.into_iter().find(|(name, _)| *name == key) else {
         return Ok(None);
     };
@@ -222,10 +214,7 @@ pub async fn share_account(
     credentials: &instant_acme::AccountCredentials,
 ) -> Result<(), Error> {
     let json = serde_json::to_vec(credentials).map_err(|e| Error::Shared(e.to_string()))?;
-    shared
-        .put(&account_key(path), &json)
-        .await
-        .map_err(Error::Shared)
+    shared.put(&account_key(path), &json).await
 }
 
 fn account_key(path: &Path) -> String {

@@ -117,7 +117,7 @@ pub struct Wanted {
 }
 
 /// Work the binary does for this crate, awaited here.
-pub type Work<'a, T> = Pin<Box<dyn Future<Output = Result<T, String>> + Send + 'a>>;
+pub type Work<'a, T> = Pin<Box<dyn Future<Output = Result<T, Error>> + Send + 'a>>;
 pub type Check<'a> = Work<'a, ()>;
 
 /// Who answers the challenges on this node, and what is wanted.
@@ -127,14 +127,14 @@ pub trait Solver: Send + Sync + 'static {
     /// Whether the TXT records of `name` are answered here (DNS-01 possible).
     fn serves_dns(&self, name: &str) -> bool;
     /// Answers `values` as the TXT records of `name` (none: stop).
-    fn set_txt(&self, name: &str, values: &[String]) -> Result<(), String>;
+    fn set_txt(&self, name: &str, values: &[String]) -> Result<(), Error>;
     /// Done once every nameserver of the zone of `name` answers `value` among its TXT records.
     fn txt_visible<'a>(&'a self, name: &'a str, value: &'a str, port: u16) -> Check<'a>;
     /// Answers the HTTP-01 `token` (none: stop).
     fn set_http(&self, token: &str, key_authorization: Option<String>);
     /// Answers TLS-ALPN-01 handshakes for `name` with a certificate carrying `digest` (none:
     /// stop).
-    fn set_tls_alpn(&self, name: &str, digest: Option<&[u8]>) -> Result<(), String>;
+    fn set_tls_alpn(&self, name: &str, digest: Option<&[u8]>) -> Result<(), Error>;
 }
 
 /// What the nodes of a cluster share (the database every node reads): values by name, and

@@ -180,8 +180,7 @@ async fn order(
                         "{owner} TXT not answered by every nameserver within {}s",
                         PROPAGATION.as_secs()
                     ))
-                })?
-                .map_err(Error::Challenge)?;
+                })??;
             }
             ChallengeType::Http01 => {
                 set.push(Set::Http(challenge.token.clone()));

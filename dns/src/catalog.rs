@@ -20,7 +20,7 @@ use tracing::{error, info, warn};
 use foobar_state::Access;
 
 use crate::{
-    error::{Error, ZoneError},
+    error::{AddedError, Error, ZoneError},
     journal::Rr,
     load::{Loaded, Stamp, default_origin, load_zone, stamp},
     metrics::{Load, ZoneCounters, metrics},
@@ -276,7 +276,7 @@ impl Zones {
     /// edit: how an ACME DNS-01 record reaches Knot or NSD secondaries. The additions stay
     /// through reloads of the file; the served serial never goes back, even across a restart.
     /// The new serial.
-    pub fn set_added(&self, origin_key: &[u8], records: Vec<Rr>) -> Result<u32, String> {
+    pub fn set_added(&self, origin_key: &[u8], records: Vec<Rr>) -> Result<u32, AddedError> {
         let mut served = self
             .served
             .lock()
@@ -293,11 +293,13 @@ impl Zones {
             .iter_mut()
             .find(|(_, entry)| entry.zone.origin_key() == origin_key && !entry.failed)
         else {
-            return Err("not a zone file served here".to_string());
+            return Err(AddedError::NotAFile);
         };
         let file = entry.file.clone().unwrap_or_else(|| entry.zone.clone());
         let serial = entry.zone.serial().wrapping_add(1);
-        let zone = Arc::new(crate::journal::with_added(&file, &records, serial)?);
+        let zone = Arc::new(
+            crate::journal::with_added(&file, &records, serial).map_err(AddedError::Zone)?,
+        );
         let old = std::mem::replace(&mut entry.zone, zone.clone());
         entry.file = Some(file);
         let path = path.clone();

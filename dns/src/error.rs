@@ -16,6 +16,23 @@ pub enum ZoneError {
     Zone { file: PathBuf, reason: String },
 }
 
+/// Why a record added at run time (an ACME challenge) cannot be served, or not yet seen.
+#[derive(Debug, thiserror::Error)]
+pub enum AddedError {
+    #[error("{name:?}: {reason}")]
+    Name { name: String, reason: String },
+    #[error("{0} is in no zone served here")]
+    NoZone(String),
+    #[error("the zone of {0} has no NS records")]
+    NoNameservers(String),
+    #[error("nameserver {0} has no address")]
+    NoAddress(String),
+    #[error("not a zone file served here")]
+    NotAFile,
+    #[error("the zone with the added records: {0}")]
+    Zone(String),
+}
+
 /// Errors of the DNS service as a whole.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -55,7 +55,7 @@ pub use crate::{
     catalog::{Catalog, Reloaded, Zones},
     config::Config,
     cookie::Cookies,
-    error::{Error, ZoneError},
+    error::{AddedError, Error, ZoneError},
     listener::{Sockets, bind},
     load::{load_zone, load_zone_text},
     zone::Zone,
@@ -311,8 +311,8 @@ impl Dns {
     /// stops): from memory at once, ahead of its zone; and, where the zone is a file's, in a
     /// new version of it too (the next serial), which its secondaries (Knot, NSD...) transfer.
     /// Names outside every zone are never answered.
-    pub fn set_txt(&self, name: &str, values: &[String]) -> Result<(), String> {
-        let wire = load::parse_origin(name).map_err(|e| format!("{name:?}: {e}"))?;
+    pub fn set_txt(&self, name: &str, values: &[String]) -> Result<(), AddedError> {
+        let wire = parse_name(name)?;
         let key = name::key_of(&wire);
         let live = self.live.load();
         let rdatas: Vec<Vec<u8>> = values.iter().map(|v| overlay::txt_rdata(v)).collect();
@@ -364,22 +364,22 @@ impl Dns {
     /// Done once every nameserver in the NS set of the zone of `name` answers `value` among the
     /// TXT records of `name`, asked on `port` (addresses from the zones served here, else the
     /// system's resolver); asks again every second until then.
-    pub async fn txt_visible(&self, name: &str, value: &str, port: u16) -> Result<(), String> {
-        let wire = load::parse_origin(name).map_err(|e| format!("{name:?}: {e}"))?;
+    pub async fn txt_visible(&self, name: &str, value: &str, port: u16) -> Result<(), AddedError> {
+        let wire = parse_name(name)?;
         let key = name::key_of(&wire);
         let nameservers: Vec<String> = {
             let live = self.live.load();
             let catalog = live.shared.catalog.load();
             let zone = catalog
                 .find(&key)
-                .ok_or_else(|| format!("{name} is in no zone served here"))?;
+                .ok_or_else(|| AddedError::NoZone(name.to_string()))?;
             zone.apex()
                 .and_then(|apex| zone.rrset(apex, zone::rtype::NS))
                 .map(|set| set.rdatas().map(name::to_text).collect())
                 .unwrap_or_default()
         };
         if nameservers.is_empty() {
-            return Err(format!("the zone of {name} has no NS records"));
+            return Err(AddedError::NoNameservers(name.to_string()));
         }
         let mut servers = Vec::new();
         for ns in &nameservers {
@@ -392,7 +392,7 @@ impl Dns {
                     .unwrap_or_default();
             }
             if addresses.is_empty() {
-                return Err(format!("nameserver {ns} has no address"));
+                return Err(AddedError::NoAddress(ns.clone()));
             }
             servers.extend(
                 addresses
@@ -641,4 +641,11 @@ fn txt_holds(rdata: &[u8], value: &str) -> bool {
         at += 1 + usize::from(len);
     }
     joined == value.as_bytes()
+}
+
+fn parse_name(name: &str) -> Result<Vec<u8>, AddedError> {
+    load::parse_origin(name).map_err(|reason| AddedError::Name {
+        name: name.to_string(),
+        reason: reason.to_string(),
+    })
 }

@@ -50,11 +50,15 @@ impl Challenges {
         name: &str,
         digest: Option<&[u8]>,
         provider: &CryptoProvider,
-    ) -> Result<(), String> {
+    ) -> Result<(), crate::Error> {
         let name = name.to_ascii_lowercase();
         let key = digest
             .map(|digest| tls_alpn_certificate(&name, digest, provider))
-            .transpose()?;
+            .transpose()
+            .map_err(|reason| crate::Error::Challenge {
+                name: name.clone(),
+                reason,
+            })?;
         self.tls.rcu(|current| {
             let mut next = HashMap::clone(current);
             match &key {
@@ -76,7 +80,7 @@ impl Challenges {
     }
 }
 
-/// A self-signed certificate for `name` with the critical acmeIdentifier extension.
+/// A self-signed certificate for `name` with the critical acmeIdentifier extension; why not.
 fn tls_alpn_certificate(
     name: &str,
     digest: &[u8],

@@ -21,4 +21,6 @@ pub enum Error {
     Root { path: PathBuf, reason: io::Error },
     #[error("[edge] {key}: {reason}")]
     Config { key: String, reason: String },
+    #[error("TLS-ALPN-01 certificate for {name}: {reason}")]
+    Challenge { name: String, reason: String },
 }
