@@ -79,23 +79,7 @@ stop "$pid_foobar"
 
 # PHP-FPM and nginx as a tuned classic deployment runs them: static FPM children with
 # persistent database connections and opcache, nginx with keep-alive and no access log.
-cat > "$work/php-fpm.conf" <<CONF
-[global]
-pid = $work/php-fpm.pid
-error_log = $work/php-fpm.log
-daemonize = no
-[bench]
-user = root
-group = root
-listen = $work/php-fpm.sock
-listen.mode = 0666
-pm = static
-pm.max_children = 8
-pm.max_requests = 0
-env[BENCH_DSN] = "mysql:host=127.0.0.1;port=$port_db;dbname=bench"
-php_admin_value[opcache.enable] = 1
-php_admin_value[opcache.validate_timestamps] = 0
-CONF
+write_php_fpm_conf bench "env[BENCH_DSN] = \"mysql:host=127.0.0.1;port=$port_db;dbname=bench\""
 cat > "$work/nginx/nginx.conf" <<CONF
 worker_processes 1;
 pid $work/nginx/nginx.pid;

@@ -29,13 +29,9 @@ done
 ensure_packages nginx caddy wrk nghttp2-client python3
 ensure_oha "$protocols"
 foobar=$(foobar_binary)
-work=$(mktemp -d)
-pids=""
-trap 'for p in $pids; do stop "$p"; done; rm -rf "$work"' EXIT
+bench_work
 stop_servers() { for p in $pids; do stop "$p"; done; pids=""; }
-mkdir -p "$work/site" "$work/zones" "$work/nginx"
-cp "$BENCH_ROOT/zones/foobar.com.zone" "$work/zones/"
-head -c 2048 /dev/zero | tr '\0' 'a' > "$work/site/page.html"
+mkdir -p "$work/nginx"
 head -c 1048576 /dev/urandom > "$work/site/file.bin"
 
 # Starts the three servers with logs "$1" (off or on), runs the rounds and prints the table.

@@ -186,6 +186,50 @@ nginx_temp_paths() { # nginx_temp_paths DIR
 }
 
 # Stops a server started in the background (by the PID the script recorded).
+# A work folder for one run (readable by the servers' own users), removed at exit with every
+# server whose PID is in $pids stopped; the shipped zone in zones/, a 2 KB page in site/.
+# Sets work and pids.
+bench_work() {
+  work=$(mktemp -d)
+  chmod 755 "$work"
+  pids=""
+  trap 'for p in $pids; do stop "$p"; done; rm -rf "$work"' EXIT
+  mkdir -p "$work/site" "$work/zones"
+  cp "$BENCH_ROOT/zones/foobar.com.zone" "$work/zones/"
+  head -c 2048 /dev/zero | tr '\0' 'a' > "$work/site/page.html"
+}
+
+# Starts $foobar on $work/foobar.toml on the server core, warnings only (logged to
+# $work/foobar.log), and waits for PORT; sets pid_foobar and adds it to pids.
+run_foobar() { # run_foobar PORT
+  RUST_LOG=warn taskset -c "$SERVER_CORE" "$foobar" serve --config "$work/foobar.toml" \
+    2>>"$work/foobar.log" & pid_foobar=$!
+  pids="$pids $pid_foobar"
+  wait_port "$1"
+}
+
+# $work/php-fpm.conf: one pool NAME of 8 static workers on $work/php-fpm.sock with opcache, and
+# EXTRA lines (env[...]) in the pool.
+write_php_fpm_conf() { # write_php_fpm_conf NAME [EXTRA]
+  cat > "$work/php-fpm.conf" <<CONF
+[global]
+pid = $work/php-fpm.pid
+error_log = $work/php-fpm.log
+daemonize = no
+[$1]
+user = root
+group = root
+listen = $work/php-fpm.sock
+listen.mode = 0666
+pm = static
+pm.max_children = 8
+pm.max_requests = 0
+${2:-}
+php_admin_value[opcache.enable] = 1
+php_admin_value[opcache.validate_timestamps] = 0
+CONF
+}
+
 stop() {
   kill "$1" 2>/dev/null || true
   wait "$1" 2>/dev/null || true

@@ -24,12 +24,8 @@ done
 ensure_packages nginx caddy wrk nghttp2-client python3
 ensure_oha "$protocols"
 foobar=$(foobar_binary)
-work=$(mktemp -d)
-pids=""
-trap 'for p in $pids; do stop "$p"; done; rm -rf "$work"' EXIT
-mkdir -p "$work/site" "$work/zones" "$work/upstream" "$work/nginx"
-cp "$BENCH_ROOT/zones/foobar.com.zone" "$work/zones/"
-head -c 2048 /dev/zero | tr '\0' 'a' > "$work/site/page.html"
+bench_work
+mkdir -p "$work/upstream" "$work/nginx"
 
 port_upstream=28510 port_foobar=28511 port_nginx=28512 port_caddy=28513
 
@@ -66,9 +62,7 @@ proxy = ["http://127.0.0.1:$port_upstream"]
 max_idle = 64
 CONF
 )"
-RUST_LOG=warn taskset -c "$SERVER_CORE" "$foobar" serve --config "$work/foobar.toml" 2>"$work/foobar.log" & pid_foobar=$!
-pids="$pids $pid_foobar"
-wait_port "$port_foobar"
+run_foobar "$port_foobar"
 cert="$work/state/tls/self-signed.crt" key="$work/state/tls/self-signed.key"
 
 cat > "$work/nginx/nginx.conf" <<CONF

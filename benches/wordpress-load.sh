@@ -65,22 +65,7 @@ define('ABSPATH', __DIR__ . '/');
 require_once ABSPATH . 'wp-settings.php';
 CONF
 
-cat > "$work/php-fpm.conf" <<CONF
-[global]
-pid = $work/php-fpm.pid
-error_log = $work/php-fpm.log
-daemonize = no
-[wordpress]
-user = root
-group = root
-listen = $work/php-fpm.sock
-listen.mode = 0666
-pm = static
-pm.max_children = 8
-pm.max_requests = 0
-php_admin_value[opcache.enable] = 1
-php_admin_value[opcache.validate_timestamps] = 0
-CONF
+write_php_fpm_conf wordpress
 taskset -c "$SERVER_CORE" "$php_fpm" --nodaemonize --allow-to-run-as-root --fpm-config "$work/php-fpm.conf" \
   2>>"$work/php-fpm.log" & pid_fpm=$!
 pids="$pids $pid_fpm"

@@ -29,11 +29,8 @@ fi
 foobar=$(foobar_binary)
 (cd "$BENCH_ROOT" && cargo bench -q --bench ws_hold --no-run) >&2
 hold=$(ls -t "$BENCH_ROOT"/target/release/deps/ws_hold-* | grep -v '\.d$' | head -1)
-work=$(mktemp -d)
-pids=""
-trap 'for p in $pids; do stop "$p"; done; rm -rf "$work"' EXIT
-mkdir -p "$work/zones" "$work/site" "$work/nginx"
-cp "$BENCH_ROOT/zones/foobar.com.zone" "$work/zones/"
+bench_work
+mkdir -p "$work/nginx"
 port_upstream=28720 port_foobar=28721 port_nginx=28722
 
 taskset -c "$CLIENT_CORE" "$hold" echo "$port_upstream" & pid_upstream=$!
@@ -51,9 +48,7 @@ proxy = ["http://127.0.0.1:$port_upstream"]
 max_connections = 100000
 CONF
 )"
-RUST_LOG=warn taskset -c "$SERVER_CORE" "$foobar" serve --config "$work/foobar.toml" 2>"$work/foobar.log" & pid_foobar=$!
-pids="$pids $pid_foobar"
-wait_port "$port_foobar"
+run_foobar "$port_foobar"
 cert="$work/state/tls/self-signed.crt" key="$work/state/tls/self-signed.key"
 
 cat > "$work/nginx/nginx.conf" <<CONF
