@@ -385,7 +385,6 @@ fn port_on_all() -> u16 {
 /// serve the certificate.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_on_one_database_order_once_and_all_serve_the_certificate() {
-    use mysql_async::prelude::Queryable;
     let test = "three_nodes_on_one_database_order_once_and_all_serve_the_certificate";
     if let Some(tool) = support::pebble::missing() {
         return support::skip_without(test, tool, "apt-get install pebble");
@@ -393,23 +392,9 @@ async fn three_nodes_on_one_database_order_once_and_all_serve_the_certificate() 
     let Some(server_url) = support::mysql_url(test) else {
         return;
     };
-    let name = format!("foobar_acme_{}", std::process::id());
-    let admin = mysql_async::Pool::new(server_url.as_str());
-    let mut conn = admin.get_conn().await.unwrap();
-    conn.query_drop(format!("DROP DATABASE IF EXISTS `{name}`"))
-        .await
-        .unwrap();
-    conn.query_drop(format!("CREATE DATABASE `{name}`"))
-        .await
-        .unwrap();
-    let opts = mysql_async::Opts::from_url(&server_url).unwrap();
-    let database = format!(
-        "mysql://{}{}@{}:{}/{name}",
-        opts.user().unwrap_or("root"),
-        opts.pass().map(|p| format!(":{p}")).unwrap_or_default(),
-        opts.ip_or_hostname(),
-        opts.tcp_port()
-    );
+    // Dropped (the database with it) after the nodes, at the end of the test.
+    let fresh = support::Database::create(&server_url, "acme").await;
+    let database = fresh.url();
     let (dns, https, http) = (port_on_all(), port_on_all(), port_on_all());
     let zone = "$TTL 300\n\
         @ IN SOA ns1.foobar.com. hostmaster.foobar.com. 1 3600 900 1209600 300\n\
@@ -472,11 +457,7 @@ async fn three_nodes_on_one_database_order_once_and_all_serve_the_certificate() 
         .count();
     assert_eq!(taken, 2, "the other two took it from the database");
     drop(nodes);
-    conn.query_drop(format!("DROP DATABASE IF EXISTS `{name}`"))
-        .await
-        .unwrap();
-    drop(conn);
-    admin.disconnect().await.unwrap();
+    drop(fresh);
 }
 
 /// Chromium trusting Pebble's root (as a browser trusts a private CA, in its NSS database)

@@ -32,59 +32,11 @@ const PIXEL: [u8; 67] = [
     0x42, 0x60, 0x82,
 ];
 
-/// A database of its own on the test's MySQL server, dropped at the end.
-struct Database {
-    server: String,
-    name: String,
-}
-
-impl Database {
-    async fn create(url: &str) -> Database {
-        let name = format!("foobar_wp_{}", std::process::id());
-        let pool = mysql_async::Pool::new(url);
-        let mut conn = pool.get_conn().await.unwrap();
-        use mysql_async::prelude::Queryable;
-        conn.query_drop(format!("DROP DATABASE IF EXISTS {name}"))
-            .await
-            .unwrap();
-        conn.query_drop(format!("CREATE DATABASE {name}"))
-            .await
-            .unwrap();
-        drop(conn);
-        pool.disconnect().await.unwrap();
-        Database {
-            server: url.to_string(),
-            name,
-        }
-    }
-}
-
-impl Drop for Database {
-    fn drop(&mut self) {
-        let (url, name) = (self.server.clone(), self.name.clone());
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async {
-                let pool = mysql_async::Pool::new(url.as_str());
-                if let Ok(mut conn) = pool.get_conn().await {
-                    use mysql_async::prelude::Queryable;
-                    let _ = conn.query_drop(format!("DROP DATABASE {name}")).await;
-                }
-                let _ = pool.disconnect().await;
-            });
-        })
-        .join();
-    }
-}
-
 /// WordPress's files, as Debian installs them, with a configuration of the test's own:
 /// `wordpress/` holds the package's files (hard links, or copies across file systems) and its
 /// `wp-config.php`; `content/wp-content` is a copy of Debian's content folder, its themes and
 /// plugins links into the package.
-fn install_files(dir: &Path, database: &Database) {
+fn install_files(dir: &Path, database: &support::Database) {
     let root = dir.join("wordpress");
     let linked = std::process::Command::new("cp")
         .args(["-al", WORDPRESS])
@@ -289,7 +241,7 @@ async fn wordpress_from_debian_installs_and_runs_over_every_protocol() {
     let Some(url) = support::mysql_url(test) else {
         return;
     };
-    let database = Database::create(&url).await;
+    let database = support::Database::create(&url, "wp").await;
     let dir = tempfile::tempdir().unwrap();
     install_files(dir.path(), &database);
     let php = Fpm::start(binary, &dir.path().join("fpm"), 4);

@@ -761,3 +761,64 @@ pub fn save_by_rename(path: &Path, text: &str) {
     std::fs::write(&tmp, text).unwrap();
     std::fs::rename(&tmp, path).unwrap();
 }
+
+/// A database of its own on the test's MySQL server, dropped at the end.
+pub struct Database {
+    pub server: String,
+    pub name: String,
+}
+
+impl Database {
+    /// `foobar_TAG_PID` on the server `url` names (any database in the URL is only where to
+    /// connect), created empty.
+    pub async fn create(url: &str, tag: &str) -> Database {
+        let name = format!("foobar_{tag}_{}", std::process::id());
+        let pool = mysql_async::Pool::new(url);
+        let mut conn = pool.get_conn().await.unwrap();
+        use mysql_async::prelude::Queryable;
+        conn.query_drop(format!("DROP DATABASE IF EXISTS {name}"))
+            .await
+            .unwrap();
+        conn.query_drop(format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
+        drop(conn);
+        pool.disconnect().await.unwrap();
+        Database {
+            server: url.to_string(),
+            name,
+        }
+    }
+}
+
+impl Database {
+    /// The URL of this database, for `[app] database`.
+    pub fn url(&self) -> String {
+        let server = self
+            .server
+            .rsplit_once('/')
+            .map_or(self.server.as_str(), |(s, _)| s);
+        format!("{server}/{}", self.name)
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        let (url, name) = (self.server.clone(), self.name.clone());
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let pool = mysql_async::Pool::new(url.as_str());
+                if let Ok(mut conn) = pool.get_conn().await {
+                    use mysql_async::prelude::Queryable;
+                    let _ = conn.query_drop(format!("DROP DATABASE {name}")).await;
+                }
+                let _ = pool.disconnect().await;
+            });
+        })
+        .join();
+    }
+}
