@@ -496,12 +496,17 @@ async fn chromium_trusting_the_ca_loads_the_site_over_http2_and_http3() {
     });
     let Some(protocols) = loaded else { return };
     assert_eq!(protocols, ["h2", "h3"]);
-    // The edge saw the same: Chromium's page over HTTP/2, then over HTTP/3.
-    let chrome: Vec<String> = foobar
-        .log()
-        .into_iter()
-        .filter(|l| l.contains("path=/ ") && l.contains("HeadlessChrome"))
-        .collect();
+    // The edge saw the same: Chromium's page over HTTP/2, then over HTTP/3 (access lines are
+    // written in batches, up to 100 ms late).
+    let chrome = || -> Vec<String> {
+        foobar
+            .log()
+            .into_iter()
+            .filter(|l| l.contains("path=/ ") && l.contains("HeadlessChrome"))
+            .collect()
+    };
+    support::wait_until("both page loads are logged", || chrome().len() >= 2);
+    let chrome = chrome();
     assert!(chrome[0].contains("protocol=HTTP/2.0"), "{chrome:?}");
     assert!(chrome[1].contains("protocol=HTTP/3.0"), "{chrome:?}");
     // What told the browser HTTP/3 is there.
