@@ -169,6 +169,21 @@ async fn dns01_http01_and_tls_alpn01_certificates_are_served_and_renewed_under_l
             "{certificate}"
         );
     }
+    // `ctl status` lists the three certificates served, no longer their self-signed stand-ins.
+    let output = support::output_within(std::process::Command::new(support::binary()).args([
+        "ctl",
+        "--admin",
+        &foobar.admin().to_string(),
+        "status",
+    ]));
+    let text = String::from_utf8_lossy(&output.stdout);
+    let listed: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("certificate: "))
+        .collect();
+    assert_eq!(listed.len(), 3, "{text}");
+    assert!(!text.contains("localhost"), "{text}");
+    assert_eq!(text.matches("; last order: ok").count(), 3, "{text}");
     let root = pebble.issuing_root().await;
     for name in [
         "www.foobar.com",

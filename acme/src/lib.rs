@@ -88,7 +88,7 @@ fn default_dns_port() -> u16 {
 pub enum Error {
     #[error("{path}: {reason}")]
     State { path: PathBuf, reason: String },
-    #[error("the CA: {0}")]
+    #[error("the CA: {}", chain(.0))]
     Acme(#[from] instant_acme::Error),
     #[error("{0}")]
     Challenge(String),
@@ -96,6 +96,22 @@ pub enum Error {
     Config(String),
     #[error("the shared store: {0}")]
     Shared(String),
+}
+
+/// An error with its causes, as `a: b: c`: an HTTP client's error alone says "client error
+/// (Connect)", its causes say why (refused, an unknown certificate issuer...).
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(next) = cause {
+        let part = next.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        cause = next.source();
+    }
+    text
 }
 
 impl Error {

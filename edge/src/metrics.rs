@@ -175,6 +175,23 @@ impl Metrics {
         }
     }
 
+    /// The certificate once served from `from` is served from `to` now (an ACME certificate in
+    /// place of its self-signed stand-in): `to` takes `from`'s place in the list.
+    pub(crate) fn certificate_moved(&self, from: &str, to: &str) {
+        let mut all = self
+            .certificates
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let (Some(old), Some(new)) = (
+            all.iter().position(|(file, _, _)| file == from),
+            all.iter().position(|(file, _, _)| file == to),
+        ) else {
+            return;
+        };
+        all.swap(old, new);
+        all.remove(new);
+    }
+
     /// Only the certificates of `files` are served now, in that order.
     pub(crate) fn certificates_in_use(&self, files: &[String]) {
         let mut all = self

@@ -340,10 +340,18 @@ impl Resolver {
     /// On error the current one stays.
     pub fn refresh(&self) -> Result<bool, Error> {
         let files = read(&self.source)?;
-        if files == self.current.load().files {
+        let before = self.current.load_full();
+        if files == before.files {
             return Ok(false);
         }
-        self.current.store(Arc::new(parse(files, &self.provider)?));
+        let loaded = parse(files, &self.provider)?;
+        if loaded.files.cert.0 != before.files.cert.0 {
+            crate::metrics::metrics().certificate_moved(
+                &before.files.cert.0.display().to_string(),
+                &loaded.files.cert.0.display().to_string(),
+            );
+        }
+        self.current.store(Arc::new(loaded));
         Ok(true)
     }
 
