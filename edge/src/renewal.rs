@@ -80,9 +80,13 @@ pub async fn keep_current(resolver: Arc<Resolver>, shutdown: CancellationToken) 
             // A new certificate gets its own expiry verdict at once.
             warned = None;
         }
-        if warned.is_none_or(|at| at.elapsed() >= WARN_EVERY)
-            && report(Expiry::of(resolver.not_after(), SystemTime::now()))
-        {
+        let mut expiry = Expiry::of(resolver.not_after(), SystemTime::now());
+        if resolver.source().acme().is_some() && matches!(expiry, Expiry::Soon { .. }) {
+            // Renewing is the ACME client's job (short-lived certificates are always "soon");
+            // it logs its failures itself.
+            expiry = Expiry::Fine;
+        }
+        if warned.is_none_or(|at| at.elapsed() >= WARN_EVERY) && report(expiry) {
             warned = Some(tokio::time::Instant::now());
         }
     }
