@@ -563,6 +563,49 @@ mod tests {
         assert!(rest.is_empty());
     }
 
+    /// Arbitrary bytes from a client never panic the frame tracker, and it finds the same
+    /// boundaries however the reads cut them.
+    #[test]
+    fn any_bytes_give_the_same_boundaries_whatever_the_reads() {
+        let mut seed = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..2000 {
+            let len = (next() % 400) as usize;
+            let mut wire: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            // Short lengths mostly, so that many frames fit.
+            for at in (1..wire.len()).step_by(7) {
+                if next() % 2 == 0 {
+                    wire[at] &= 0x8f;
+                }
+            }
+            // Byte by byte: whether a frame ends after each byte.
+            let mut frames = Frames::default();
+            let after_byte: Vec<bool> = wire
+                .iter()
+                .map(|byte| {
+                    frames.feed(std::slice::from_ref(byte));
+                    frames.at_boundary()
+                })
+                .collect();
+            let step = (next() % 13) as usize + 1;
+            let mut frames = Frames::default();
+            for (i, piece) in wire.chunks(step).enumerate() {
+                frames.feed(piece);
+                let end = i * step + piece.len() - 1;
+                assert_eq!(
+                    frames.at_boundary(),
+                    after_byte[end],
+                    "{wire:?} in pieces of {step}"
+                );
+            }
+        }
+    }
+
     #[tokio::test(start_paused = true)]
     async fn an_idle_websocket_is_closed_after_the_idle_timeout() {
         let (client, mut client_far) = tokio::io::duplex(64);

@@ -250,6 +250,52 @@ mod tests {
         assert_eq!(seen, 3);
     }
 
+    /// Arbitrary bytes from PHP-FPM (or whatever answers on its socket) never panic the
+    /// decoder, and come out as the same records however the reads cut them.
+    #[test]
+    fn any_bytes_decode_the_same_whatever_the_reads() {
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..2000 {
+            let len = (next() % 600) as usize;
+            let mut wire: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            // Mostly well-formed headers, so that the bodies are reached.
+            if let Some(first) = wire.first_mut() {
+                *first = if next() % 8 == 0 {
+                    next() as u8
+                } else {
+                    VERSION
+                };
+            }
+            let decode = |step: usize| {
+                let mut decoder = Decoder::default();
+                let mut out = Vec::new();
+                for piece in wire.chunks(step.max(1)) {
+                    decoder.push(piece);
+                    loop {
+                        match decoder.next() {
+                            Ok(Some(record)) => out.push(Ok(record)),
+                            Ok(None) => break,
+                            Err(e) => {
+                                out.push(Err(e.to_string()));
+                                return out;
+                            }
+                        }
+                    }
+                }
+                out
+            };
+            let whole = decode(wire.len());
+            let step = (next() % 17) as usize + 1;
+            assert_eq!(decode(step), whole, "{wire:?} in pieces of {step}");
+        }
+    }
+
     #[test]
     fn records_come_out_whatever_the_reads() {
         let mut wire = Vec::new();
