@@ -8,7 +8,7 @@ mod support;
 
 use std::{
     net::SocketAddr,
-    process::{Command, Stdio},
+    process::Command,
     time::{Duration, Instant},
 };
 
@@ -16,11 +16,10 @@ use hickory_proto::{
     op::{Message, MessageType, OpCode, Query},
     rr::{Name, RecordType, TSigner, rdata::tsig::TsigAlgorithm},
 };
-use std::os::unix::process::CommandExt;
 
 use support::{
     Foobar,
-    peers::{Peer, answers, knot},
+    peers::{Peer, knot},
 };
 
 /// A port free on 127.0.0.1 for both UDP and TCP just now.
@@ -89,25 +88,14 @@ fn nsd(port: u16, config: &str) -> Peer {
         ),
     )
     .unwrap();
-    let log = root.join("nsd.log");
-    let child = Command::new("nsd")
-        .args(["-d", "-c"])
-        .arg(&conf)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .spawn()
-        .unwrap();
-    let peer = Peer {
-        child,
-        ip: std::net::IpAddr::from([127, 0, 0, 1]),
-        port,
-        log,
-        _dir: dir,
-    };
-    support::wait_until("nsd answers", || answers(peer.address()));
-    peer
+    let mut nsd = Command::new("nsd");
+    nsd.args(["-d", "-c"]).arg(&conf);
+    Peer::start(
+        nsd,
+        SocketAddr::from(([127, 0, 0, 1], port)),
+        dir,
+        "nsd.log",
+    )
 }
 
 /// named (BIND) on `port` (its own configuration text for keys and zones).
@@ -125,25 +113,14 @@ fn bind(port: u16, config: &str) -> Peer {
         ),
     )
     .unwrap();
-    let log = root.join("named.log");
-    let child = Command::new("named")
-        .args(["-g", "-c"])
-        .arg(&conf)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .process_group(0)
-        .spawn()
-        .unwrap();
-    let peer = Peer {
-        child,
-        ip: std::net::IpAddr::from([127, 0, 0, 1]),
-        port,
-        log,
-        _dir: dir,
-    };
-    support::wait_until("named answers", || answers(peer.address()));
-    peer
+    let mut named = Command::new("named");
+    named.args(["-g", "-c"]).arg(&conf);
+    Peer::start(
+        named,
+        SocketAddr::from(([127, 0, 0, 1], port)),
+        dir,
+        "named.log",
+    )
 }
 
 /// The addresses `server` answers for `name` A, if it answers.

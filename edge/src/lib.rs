@@ -639,3 +639,14 @@ impl tower::Service<http::Request<axum::body::Body>> for Current {
         }
     }
 }
+
+/// A seeded xorshift generator for the randomized parser tests: the same inputs every run.
+#[cfg(test)]
+pub(crate) fn test_random(mut seed: u64) -> impl FnMut() -> u64 {
+    move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    }
+}

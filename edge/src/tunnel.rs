@@ -567,13 +567,7 @@ mod tests {
     /// boundaries however the reads cut them.
     #[test]
     fn any_bytes_give_the_same_boundaries_whatever_the_reads() {
-        let mut seed = 0x2545_F491_4F6C_DD1Du64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = crate::test_random(0x2545_F491_4F6C_DD1Du64);
         for _ in 0..2000 {
             let len = (next() % 400) as usize;
             let mut wire: Vec<u8> = (0..len).map(|_| next() as u8).collect();

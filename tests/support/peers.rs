@@ -32,6 +32,33 @@ impl Drop for Peer {
 }
 
 impl Peer {
+    /// Runs `command` (a server configured in `dir`, to answer DNS on `address`) in its own
+    /// process group, its stderr in `dir`/`log`, and waits until it answers.
+    pub fn start(
+        mut command: Command,
+        address: SocketAddr,
+        dir: tempfile::TempDir,
+        log: &str,
+    ) -> Peer {
+        let log = dir.path().join(log);
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let peer = Peer {
+            child,
+            ip: address.ip(),
+            port: address.port(),
+            log,
+            _dir: dir,
+        };
+        super::wait_until("the server answers", || answers(peer.address()));
+        peer
+    }
+
     pub fn address(&self) -> SocketAddr {
         SocketAddr::new(self.ip, self.port)
     }
@@ -72,25 +99,9 @@ pub fn knot_at(address: SocketAddr, config: &str, zone_files: &[(&str, &str)]) -
         ),
     )
     .unwrap();
-    let log = root.join("knot.log");
-    let child = Command::new("knotd")
-        .arg("-c")
-        .arg(&conf)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .process_group(0)
-        .spawn()
-        .unwrap();
-    let peer = Peer {
-        child,
-        ip: address.ip(),
-        port,
-        log,
-        _dir: dir,
-    };
-    super::wait_until("knotd answers", || answers(peer.address()));
-    peer
+    let mut knotd = Command::new("knotd");
+    knotd.arg("-c").arg(&conf);
+    Peer::start(knotd, address, dir, "knot.log")
 }
 
 /// Whether something answers DNS on `server`.

@@ -254,13 +254,7 @@ mod tests {
     /// decoder, and come out as the same records however the reads cut them.
     #[test]
     fn any_bytes_decode_the_same_whatever_the_reads() {
-        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = crate::test_random(0x9E37_79B9_7F4A_7C15u64);
         for _ in 0..2000 {
             let len = (next() % 600) as usize;
             let mut wire: Vec<u8> = (0..len).map(|_| next() as u8).collect();
