@@ -573,7 +573,7 @@ mod tests {
             let mut wire: Vec<u8> = (0..len).map(|_| next() as u8).collect();
             // Short lengths mostly, so that many frames fit.
             for at in (1..wire.len()).step_by(7) {
-                if next() % 2 == 0 {
+                if next().is_multiple_of(2) {
                     wire[at] &= 0x8f;
                 }
             }

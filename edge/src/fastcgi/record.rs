@@ -260,7 +260,7 @@ mod tests {
             let mut wire: Vec<u8> = (0..len).map(|_| next() as u8).collect();
             // Mostly well-formed headers, so that the bodies are reached.
             if let Some(first) = wire.first_mut() {
-                *first = if next() % 8 == 0 {
+                *first = if next().is_multiple_of(8) {
                     next() as u8
                 } else {
                     VERSION
