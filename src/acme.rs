@@ -50,6 +50,12 @@ impl Solver for Hands {
         self.edge.challenges().set_http(token, key_authorization);
     }
 
+    fn installed(&self) -> Result<(), Error> {
+        self.edge
+            .refresh_certificates()
+            .map_err(|e| Error::Challenge(e.to_string()))
+    }
+
     fn set_tls_alpn(&self, name: &str, digest: Option<&[u8]>) -> Result<(), Error> {
         self.edge
             .challenges()

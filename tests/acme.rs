@@ -169,14 +169,26 @@ async fn dns01_http01_and_tls_alpn01_certificates_are_served_and_renewed_under_l
             "{certificate}"
         );
     }
-    // `ctl status` lists the three certificates served, no longer their self-signed stand-ins.
-    let output = support::output_within(std::process::Command::new(support::binary()).args([
-        "ctl",
-        "--admin",
-        &foobar.admin().to_string(),
-        "status",
-    ]));
-    let text = String::from_utf8_lossy(&output.stdout);
+    // `ctl status` lists the three certificates served, no longer their self-signed stand-ins
+    // (each is swapped in once the edge sees its new files, within a moment of the order).
+    let status_text = || {
+        let output = support::output_within(std::process::Command::new(support::binary()).args([
+            "ctl",
+            "--admin",
+            &foobar.admin().to_string(),
+            "status",
+        ]));
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let mut text = String::new();
+    let start = Instant::now();
+    while start.elapsed() < support::DEADLINE {
+        text = status_text();
+        if !text.contains("localhost") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let listed: Vec<&str> = text
         .lines()
         .filter(|l| l.starts_with("certificate: "))

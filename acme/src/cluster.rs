@@ -163,6 +163,7 @@ pub async fn share_certificate(
 /// same names, valid longer than the one here (another node renewed it); what is served then.
 pub async fn take_shared_certificate(
     shared: &dyn Shared,
+    solver: &dyn Solver,
     want: &Wanted,
     local: Option<&store::Issued>,
 ) -> Option<store::Issued> {
@@ -180,6 +181,9 @@ pub async fn take_shared_certificate(
     match store::write_certificate(&want.cert, &want.key, &pair.chain, &pair.key) {
         Ok(()) => {
             info!(names = ?want.names, "certificate taken from the shared store (another node ordered it)");
+            if let Err(e) = solver.installed() {
+                warn!(error = %e, "the certificate taken is served once its files are seen");
+            }
             Some(issued)
         }
         Err(e) => {

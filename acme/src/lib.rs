@@ -151,6 +151,8 @@ pub trait Solver: Send + Sync + 'static {
     /// Answers TLS-ALPN-01 handshakes for `name` with a certificate carrying `digest` (none:
     /// stop).
     fn set_tls_alpn(&self, name: &str, digest: Option<&[u8]>) -> Result<(), Error>;
+    /// Serves the certificate files just written, now.
+    fn installed(&self) -> Result<(), Error>;
 }
 
 /// What the nodes of a cluster share (the database every node reads): values by name, and
@@ -307,7 +309,8 @@ pub async fn run(
             });
             let mut issued = store::Issued::read(&want.cert).filter(|i| i.names_match(&want.names));
             if let Some(taken) =
-                cluster::take_shared_certificate(&*node.shared, want, issued.as_ref()).await
+                cluster::take_shared_certificate(&*node.shared, &*solver, want, issued.as_ref())
+                    .await
             {
                 issued = Some(taken);
                 *plan = Plan {

@@ -218,6 +218,7 @@ async fn order(
     let issued = store::Issued::parse(chain.as_bytes())
         .ok_or_else(|| Error::Challenge("the CA's certificate cannot be read".to_string()))?;
     store::write_certificate(&want.cert, &want.key, &chain, &key_pem)?;
+    solver.installed()?;
     if let Err(e) = cluster::share_certificate(shared, want, &chain, &key_pem).await {
         // Served here; the other nodes get it once the store is back (each writes it again).
         tracing::warn!(error = %e, "the new certificate is not shared yet");

@@ -289,6 +289,12 @@ impl Edge {
             .is_some()
     }
 
+    /// Serves at once the certificates whose files were just replaced (an ACME certificate
+    /// written by the binary); the watch on their folders would also, a moment later.
+    pub fn refresh_certificates(&self) -> Result<(), Error> {
+        self.certificates.refresh()
+    }
+
     /// The ACME challenges this edge answers (HTTP-01, TLS-ALPN-01).
     pub fn challenges(&self) -> Arc<challenge::Challenges> {
         self.certificates.challenges().clone()

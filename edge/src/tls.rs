@@ -222,6 +222,15 @@ impl Certificates {
         Ok(())
     }
 
+    /// Serves the certificates whose files changed, now (rather than when the watch on their
+    /// folders tells); on an error the one served stays.
+    pub fn refresh(&self) -> Result<(), Error> {
+        for (resolver, _) in &self.table.load().resolvers {
+            resolver.refresh()?;
+        }
+        Ok(())
+    }
+
     /// Reads every certificate again (SIGHUP); on an error the ones served stay.
     pub fn reload(&self) -> Result<(), Error> {
         for (resolver, _) in &self.table.load().resolvers {
