@@ -59,7 +59,7 @@ impl Solver for Hands {
     fn set_tls_alpn(&self, name: &str, digest: Option<&[u8]>) -> Result<(), Error> {
         self.edge
             .challenges()
-            .set_tls_alpn(name, digest, &self.edge.crypto_provider())
+            .set_tls_alpn(name, digest)
             .map_err(|e| Error::Challenge(e.to_string()))
     }
 }

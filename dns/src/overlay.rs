@@ -43,12 +43,15 @@ impl Overlay {
     /// strings of 255, as RFC 7208 section 3.3 reads them back).
     pub fn set_txt(&self, owner_key: Vec<u8>, values: &[String]) {
         let rdatas: Vec<Vec<u8>> = values.iter().map(|value| txt_rdata(value)).collect();
-        self.change(owner_key, |added| added.txt = rdatas.clone());
-    }
-
-    /// Answers HTTPS queries for the name whose key is `owner_key` as `https` says; none stops.
-    pub fn set_https(&self, owner_key: Vec<u8>, https: Option<Https>) {
-        self.change(owner_key, |added| added.https = https.clone());
+        self.added.rcu(|current| {
+            let mut next = Records::clone(current);
+            let added = next.entry(owner_key.clone()).or_default();
+            added.txt = rdatas.clone();
+            if added.txt.is_empty() && added.https.is_none() {
+                next.remove(&owner_key);
+            }
+            next
+        });
     }
 
     /// Replaces every synthesized HTTPS record with `all` (by owner key).
@@ -62,18 +65,6 @@ impl Overlay {
                 next.entry(key.clone()).or_default().https = Some(https.clone());
             }
             next.retain(|_, added| !added.txt.is_empty() || added.https.is_some());
-            next
-        });
-    }
-
-    fn change(&self, owner_key: Vec<u8>, f: impl Fn(&mut Added)) {
-        self.added.rcu(|current| {
-            let mut next = Records::clone(current);
-            let added = next.entry(owner_key.clone()).or_default();
-            f(added);
-            if added.txt.is_empty() && added.https.is_none() {
-                next.remove(&owner_key);
-            }
             next
         });
     }

@@ -16,8 +16,10 @@ pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
 pub const HTTP_PREFIX: &str = "/.well-known/acme-challenge/";
 
 /// The challenges being answered now.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Challenges {
+    /// The cryptography the TLS listener signs with, for the challenge certificates.
+    provider: Arc<CryptoProvider>,
     /// Key authorizations by token (HTTP-01).
     http: ArcSwap<HashMap<String, String>>,
     /// Challenge certificates by lower-case name (TLS-ALPN-01).
@@ -25,6 +27,14 @@ pub struct Challenges {
 }
 
 impl Challenges {
+    pub fn new(provider: Arc<CryptoProvider>) -> Challenges {
+        Challenges {
+            provider,
+            http: ArcSwap::default(),
+            tls: ArcSwap::default(),
+        }
+    }
+
     /// Answers `token` with `key_authorization` on the plain HTTP listener; `None` stops.
     pub fn set_http(&self, token: &str, key_authorization: Option<String>) {
         self.http.rcu(|current| {
@@ -45,15 +55,10 @@ impl Challenges {
 
     /// Answers TLS-ALPN-01 handshakes for `name` with the certificate RFC 8737 section 3
     /// describes, carrying `digest` (the SHA-256 of the key authorization); `None` stops.
-    pub fn set_tls_alpn(
-        &self,
-        name: &str,
-        digest: Option<&[u8]>,
-        provider: &CryptoProvider,
-    ) -> Result<(), crate::Error> {
+    pub fn set_tls_alpn(&self, name: &str, digest: Option<&[u8]>) -> Result<(), crate::Error> {
         let name = name.to_ascii_lowercase();
         let key = digest
-            .map(|digest| tls_alpn_certificate(&name, digest, provider))
+            .map(|digest| tls_alpn_certificate(&name, digest, &self.provider))
             .transpose()
             .map_err(|reason| crate::Error::Challenge {
                 name: name.clone(),
@@ -110,7 +115,7 @@ mod tests {
 
     #[test]
     fn http_answers_only_set_tokens_under_the_prefix() {
-        let challenges = Challenges::default();
+        let challenges = Challenges::new(Arc::new(rustls::crypto::ring::default_provider()));
         challenges.set_http("tok", Some("tok.thumb".to_string()));
         assert_eq!(
             challenges
@@ -126,11 +131,10 @@ mod tests {
 
     #[test]
     fn tls_alpn_certificate_carries_the_critical_identifier() {
-        let provider = rustls::crypto::ring::default_provider();
-        let challenges = Challenges::default();
+        let challenges = Challenges::new(Arc::new(rustls::crypto::ring::default_provider()));
         let digest = [7u8; 32];
         challenges
-            .set_tls_alpn("Www.Example.com", Some(&digest), &provider)
+            .set_tls_alpn("Www.Example.com", Some(&digest))
             .unwrap();
         let key = challenges.tls_alpn("www.example.com").unwrap();
         let (_, cert) = x509_parser::parse_x509_certificate(key.cert[0].as_ref()).unwrap();
@@ -143,9 +147,7 @@ mod tests {
         // An OCTET STRING of the 32-byte digest.
         assert_eq!(&ext.value[..2], &[0x04, 32]);
         assert_eq!(&ext.value[2..], &digest);
-        challenges
-            .set_tls_alpn("www.example.com", None, &provider)
-            .unwrap();
+        challenges.set_tls_alpn("www.example.com", None).unwrap();
         assert!(challenges.tls_alpn("www.example.com").is_none());
     }
 }

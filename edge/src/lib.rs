@@ -300,11 +300,6 @@ impl Edge {
         self.certificates.challenges().clone()
     }
 
-    /// The TLS library's cryptography, for the challenge certificates.
-    pub fn crypto_provider(&self) -> Arc<rustls::crypto::CryptoProvider> {
-        self.certificates.provider().clone()
-    }
-
     /// Re-reads the certificates (SIGHUP). Open connections keep theirs; new handshakes get
     /// the new ones. On error the current certificates stay.
     pub fn reload_certificate(&self) -> Result<(), Error> {

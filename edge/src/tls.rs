@@ -180,8 +180,8 @@ impl Certificates {
         let table = Table::load(sources, &provider, &[])?;
         Ok(Certificates {
             table: ArcSwap::from_pointee(table),
+            challenges: Arc::new(crate::challenge::Challenges::new(provider.clone())),
             provider,
-            challenges: Arc::default(),
         })
     }
 
