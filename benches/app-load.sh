@@ -30,14 +30,7 @@ done
 ensure_packages wrk curl nginx php-fpm php-mysql mariadb-server mariadb-client
 foobar=$(foobar_binary)
 php_fpm=$(ls /usr/sbin/php-fpm* | head -1)
-work=$(mktemp -d)
-chmod 755 "$work"
-pids=""
-cleanup() {
-  for p in $pids; do stop "$p"; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
+bench_work
 
 port_db=28630 port_foobar=28631 port_nginx=28632
 

@@ -57,11 +57,7 @@ compare() { # compare off|on
       $nginx_log"
   cat > "$work/nginx/nginx.conf" <<CONF
 # The files live in a private temporary folder: the worker must run as its owner.
-user root;
-worker_processes 1;
-pid $work/nginx/nginx.pid;
-error_log $work/nginx/error.log;
-events { worker_connections 4096; }
+$(nginx_head "$work/nginx")
 http {
     $nginx_tuning
 $(nginx_temp_paths "$work/nginx")

@@ -179,6 +179,18 @@ CONF
 
 # The lines of an nginx http block that keep its temporary files in DIR (not in /var/lib/nginx,
 # which a benchmark must not touch).
+# The top of an nginx.conf for a server kept in DIR: root, one worker, its PID file and error
+# log in DIR, 4096 connections.
+nginx_head() { # nginx_head DIR
+  cat <<CONF
+user root;
+worker_processes 1;
+pid $1/nginx.pid;
+error_log $1/error.log;
+events { worker_connections 4096; }
+CONF
+}
+
 nginx_temp_paths() { # nginx_temp_paths DIR
   for kind in client_body proxy fastcgi uwsgi scgi; do
     printf '    %s_temp_path %s;\n' "$kind" "$1"

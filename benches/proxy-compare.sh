@@ -31,11 +31,7 @@ port_upstream=28510 port_foobar=28511 port_nginx=28512 port_caddy=28513
 
 # The upstream: nginx with the page, plain HTTP, keep-alive without end.
 cat > "$work/upstream/nginx.conf" <<CONF
-user root;
-worker_processes 1;
-pid $work/upstream/nginx.pid;
-error_log $work/upstream/error.log;
-events { worker_connections 4096; }
+$(nginx_head "$work/upstream")
 http {
     access_log off;
     keepalive_requests 1000000;
@@ -66,11 +62,7 @@ run_foobar "$port_foobar"
 cert="$work/state/tls/self-signed.crt" key="$work/state/tls/self-signed.key"
 
 cat > "$work/nginx/nginx.conf" <<CONF
-user root;
-worker_processes 1;
-pid $work/nginx/nginx.pid;
-error_log $work/nginx/error.log;
-events { worker_connections 4096; }
+$(nginx_head "$work/nginx")
 http {
     access_log off;
     keepalive_requests 1000000;

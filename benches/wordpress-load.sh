@@ -27,14 +27,7 @@ ensure_packages wrk curl nginx php8.2-fpm php8.2-mysql mariadb-server mariadb-cl
 [ -e /usr/share/wordpress/wp-settings.php ] || ensure_packages wordpress
 foobar=$(foobar_binary)
 php_fpm=$(ls /usr/sbin/php-fpm* | head -1)
-work=$(mktemp -d)
-chmod 755 "$work"
-pids=""
-cleanup() {
-  for p in $pids; do stop "$p"; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
+bench_work
 port_db=28800 port_web=28801
 
 # A private MariaDB for the run.
@@ -89,11 +82,7 @@ start_foobar() {
   wait_port "$port_web"
 }
 cat > "$work/nginx/nginx.conf" <<CONF
-user root;
-worker_processes 1;
-pid $work/nginx/nginx.pid;
-error_log $work/nginx/error.log;
-events { worker_connections 4096; }
+$(nginx_head "$work/nginx")
 http {
     access_log off;
     keepalive_requests 100000;
