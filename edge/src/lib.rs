@@ -16,6 +16,7 @@
 mod activity;
 mod cache;
 pub mod challenge;
+mod coalesce;
 mod config;
 mod error;
 mod fastcgi;

@@ -31,6 +31,7 @@ use tracing::{debug, warn};
 use crate::{
     Limits,
     activity::{Activity, Tracked},
+    coalesce::Coalesce,
     metrics::{Protocol, metrics},
     service::{Connection, EdgeService, Peer},
 };
@@ -74,20 +75,21 @@ pub async fn serve_https(
         let lingering = tasks.clone();
         tasks.spawn(async move {
             let _ = stream.set_nodelay(true);
-            let stream = match tokio::time::timeout(limits.header_timeout, tls.accept(stream)).await
-            {
-                Ok(Ok(stream)) => stream,
-                Ok(Err(e)) => {
-                    metrics().handshake(false);
-                    debug!(%peer, error = %e, "tls handshake");
-                    return;
-                }
-                Err(_) => {
-                    metrics().handshake(false);
-                    debug!(%peer, "tls handshake timed out");
-                    return;
-                }
-            };
+            let stream = Coalesce::new(stream);
+            let mut stream =
+                match tokio::time::timeout(limits.header_timeout, tls.accept(stream)).await {
+                    Ok(Ok(stream)) => stream,
+                    Ok(Err(e)) => {
+                        metrics().handshake(false);
+                        debug!(%peer, error = %e, "tls handshake");
+                        return;
+                    }
+                    Err(_) => {
+                        metrics().handshake(false);
+                        debug!(%peer, "tls handshake timed out");
+                        return;
+                    }
+                };
             metrics().handshake(true);
             if stream.get_ref().1.alpn_protocol() == Some(crate::challenge::ACME_TLS_ALPN) {
                 // RFC 8737 section 3: a TLS-ALPN-01 validation ends with the handshake.
@@ -95,6 +97,9 @@ pub async fn serve_https(
                 return;
             }
             let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+            if h2 {
+                stream.get_mut().0.hold_writes();
+            }
             let protocol = if h2 { Protocol::H2 } else { Protocol::H1 };
             metrics().opened(protocol);
             let activity = Activity::new();

@@ -190,6 +190,35 @@ impl RawH2 {
         }
     }
 
+    /// Reads until the server ends the connection (at most `wait`): any frames before the end
+    /// are fine but a GOAWAY with an error code, which is returned, as is `Seen::Nothing` when
+    /// the connection stayed open.
+    pub async fn closes(&mut self, wait: Duration) -> Result<(), Seen> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let Some(frame) = self.read(left).await else {
+                return if tokio::time::Instant::now() >= deadline {
+                    Err(Seen::Nothing)
+                } else {
+                    Ok(())
+                };
+            };
+            if frame.kind == kind::GOAWAY && frame.payload.len() >= 8 {
+                let code = u32::from_be_bytes([
+                    frame.payload[4],
+                    frame.payload[5],
+                    frame.payload[6],
+                    frame.payload[7],
+                ]);
+                if code != 0 {
+                    return Err(Seen::GoAway(code));
+                }
+            }
+            self.seen.push(frame);
+        }
+    }
+
     /// Sends a PING and waits for its ACK: the server is alive and ignored what came before.
     /// Returns what was seen instead when no ACK came.
     pub async fn alive(&mut self) -> Result<(), Seen> {
