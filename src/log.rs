@@ -5,11 +5,13 @@
 
 use std::{
     io::Write,
+    net::SocketAddr,
     sync::{Arc, Condvar, Mutex, PoisonError},
     thread::JoinHandle,
     time::Duration,
 };
 
+use foobar_edge::access::Entry;
 use serde::Deserialize;
 use tracing_subscriber::{EnvFilter, fmt::writer::MakeWriterExt};
 
@@ -70,6 +72,10 @@ pub fn init(format: Format) -> Flusher {
             .with_span_list(false)
             .init(),
     }
+    foobar_edge::access::set_writer(AccessLines {
+        shared: batch.0.clone(),
+        format,
+    });
     let shared = batch.0.clone();
     let thread = std::thread::Builder::new()
         .name("log-flush".to_string())
@@ -163,23 +169,324 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Batch {
     }
 }
 
-impl Write for &Shared {
-    /// Takes one formatted line (the formatter writes each event whole).
-    fn write(&mut self, line: &[u8]) -> std::io::Result<usize> {
+impl Shared {
+    /// Gathers one whole line.
+    fn push(&self, line: &[u8]) -> std::io::Result<()> {
         let mut lines = self.lines.lock().unwrap_or_else(PoisonError::into_inner);
         if lines.stopped || lines.bytes.len() >= FULL {
             write_out(&mut lines.bytes);
-            std::io::stderr().lock().write_all(line)?;
-            return Ok(line.len());
+            return std::io::stderr().lock().write_all(line);
         }
         lines.bytes.extend_from_slice(line);
         if lines.bytes.len() >= SOON {
             self.wake.notify_one();
         }
+        Ok(())
+    }
+}
+
+impl Write for &Shared {
+    /// Takes one formatted line (the formatter writes each event whole).
+    fn write(&mut self, line: &[u8]) -> std::io::Result<usize> {
+        self.push(line)?;
         Ok(line.len())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
+    }
+}
+
+/// Access lines, formatted here rather than by `tracing_subscriber`: the same text and JSON
+/// as its formatters write (a `tracing` event's line, target `access`), made with no
+/// `fmt::Arguments` on the common path, in a buffer each thread keeps.
+struct AccessLines {
+    shared: Arc<Shared>,
+    format: Format,
+}
+
+impl foobar_edge::access::Writer for AccessLines {
+    fn write(&self, entry: &Entry<'_>) {
+        thread_local! {
+            static LINE: std::cell::RefCell<(Vec<u8>, Clock)> =
+                std::cell::RefCell::new((Vec::with_capacity(512), Clock::default()));
+        }
+        LINE.with_borrow_mut(|(line, clock)| {
+            line.clear();
+            match self.format {
+                Format::Text => access_text(line, clock, entry),
+                Format::Json => access_json(line, clock, entry),
+            }
+            let _ = self.shared.push(line);
+        });
+    }
+}
+
+/// `2026-12-05T10:56:57.978485Z  INFO access: method=GET path=/ ... request_id=...`, as
+/// `tracing_subscriber`'s text format writes it (without colours).
+fn access_text(line: &mut Vec<u8>, clock: &mut Clock, entry: &Entry<'_>) {
+    clock.now(line);
+    line.extend_from_slice(b"  INFO access: method=");
+    line.extend_from_slice(entry.method.as_str().as_bytes());
+    line.extend_from_slice(b" path=");
+    line.extend_from_slice(entry.path.as_bytes());
+    line.extend_from_slice(b" status=");
+    number(line, entry.status);
+    line.extend_from_slice(b" bytes=");
+    number(line, entry.bytes);
+    line.extend_from_slice(b" us=");
+    number(line, entry.micros);
+    line.extend_from_slice(b" protocol=");
+    line.extend_from_slice(entry.protocol().as_bytes());
+    if let Some(peer) = entry.peer {
+        line.extend_from_slice(b" peer=");
+        address(line, peer);
+    }
+    for (name, value) in [
+        (&b" host="[..], entry.host),
+        (b" user_agent=", entry.user_agent),
+        (b" referer=", entry.referer),
+    ] {
+        if let Some(value) = value {
+            line.extend_from_slice(name);
+            quoted(line, value);
+        }
+    }
+    line.extend_from_slice(b" request_id=");
+    hex16(line, entry.request_id);
+    line.push(b'\n');
+}
+
+/// One JSON object, as `tracing_subscriber`'s JSON format with flattened fields writes it.
+fn access_json(line: &mut Vec<u8>, clock: &mut Clock, entry: &Entry<'_>) {
+    line.extend_from_slice(b"{\"timestamp\":\"");
+    clock.now(line);
+    line.extend_from_slice(b"\",\"level\":\"INFO\",\"method\":");
+    json_string(line, entry.method.as_str());
+    line.extend_from_slice(b",\"path\":");
+    json_string(line, entry.path);
+    line.extend_from_slice(b",\"status\":");
+    number(line, entry.status);
+    line.extend_from_slice(b",\"bytes\":");
+    number(line, entry.bytes);
+    line.extend_from_slice(b",\"us\":");
+    number(line, entry.micros);
+    line.extend_from_slice(b",\"protocol\":\"");
+    line.extend_from_slice(entry.protocol().as_bytes());
+    line.push(b'"');
+    if let Some(peer) = entry.peer {
+        line.extend_from_slice(b",\"peer\":\"");
+        address(line, peer);
+        line.push(b'"');
+    }
+    for (name, value) in [
+        (&b",\"host\":"[..], entry.host),
+        (b",\"user_agent\":", entry.user_agent),
+        (b",\"referer\":", entry.referer),
+    ] {
+        if let Some(value) = value {
+            line.extend_from_slice(name);
+            json_string(line, value);
+        }
+    }
+    line.extend_from_slice(b",\"request_id\":\"");
+    hex16(line, entry.request_id);
+    line.extend_from_slice(b"\",\"target\":\"access\"}\n");
+}
+
+fn number(line: &mut Vec<u8>, n: impl itoa::Integer) {
+    line.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+}
+
+fn hex16(line: &mut Vec<u8>, n: u64) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for shift in (0..16).rev() {
+        line.push(DIGITS[((n >> (shift * 4)) & 0xf) as usize]);
+    }
+}
+
+fn address(line: &mut Vec<u8>, peer: SocketAddr) {
+    match peer {
+        SocketAddr::V4(v4) => {
+            for (i, octet) in v4.ip().octets().into_iter().enumerate() {
+                if i > 0 {
+                    line.push(b'.');
+                }
+                number(line, octet);
+            }
+            line.push(b':');
+            number(line, v4.port());
+        }
+        SocketAddr::V6(v6) => {
+            let _ = write!(line, "{v6}");
+        }
+    }
+}
+
+/// A string as `{:?}` writes it: quoted, with its quotes, backslashes and anything not plain
+/// printable ASCII escaped.
+fn quoted(line: &mut Vec<u8>, value: &str) {
+    if value
+        .bytes()
+        .all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\')
+    {
+        line.push(b'"');
+        line.extend_from_slice(value.as_bytes());
+        line.push(b'"');
+    } else {
+        let _ = write!(line, "{value:?}");
+    }
+}
+
+fn json_string(line: &mut Vec<u8>, value: &str) {
+    let _ = serde_json::to_writer(&mut *line, value);
+}
+
+/// The time as `tracing_subscriber` writes it (RFC 3339, microseconds, UTC), with the part down
+/// to the second made once a second.
+#[derive(Default)]
+struct Clock {
+    second: u64,
+    /// `2026-12-05T10:56:57.`
+    prefix: Vec<u8>,
+}
+
+impl Clock {
+    fn now(&mut self, line: &mut Vec<u8>) {
+        let since = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        if self.prefix.is_empty() || since.as_secs() != self.second {
+            self.second = since.as_secs();
+            self.prefix.clear();
+            let at = i64::try_from(self.second)
+                .ok()
+                .and_then(|s| time::OffsetDateTime::from_unix_timestamp(s).ok())
+                .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+            let _ = write!(
+                self.prefix,
+                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.",
+                at.year(),
+                u8::from(at.month()),
+                at.day(),
+                at.hour(),
+                at.minute(),
+                at.second()
+            );
+        }
+        line.extend_from_slice(&self.prefix);
+        let micros = since.subsec_micros();
+        let mut digits = [b'0'; 6];
+        let mut buffer = itoa::Buffer::new();
+        let formatted = buffer.format(micros).as_bytes();
+        digits[6 - formatted.len()..].copy_from_slice(formatted);
+        line.extend_from_slice(&digits);
+        line.push(b'Z');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// Captures what a `tracing_subscriber` formatter writes.
+    #[derive(Clone, Default)]
+    struct Capture(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Capture {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn entries() -> Vec<Entry<'static>> {
+        let get = Box::leak(Box::new(http::Method::GET));
+        let base = Entry {
+            method: get,
+            path: "/posts/1",
+            status: 200,
+            bytes: 2048,
+            micros: 913,
+            version: http::Version::HTTP_2,
+            peer: Some("192.0.2.7:51234".parse().unwrap()),
+            host: Some("www.foobar.com"),
+            user_agent: Some("curl/8.5.0"),
+            referer: None,
+            request_id: 0x00c2_64e7_a341_e8a0,
+        };
+        vec![
+            base,
+            Entry {
+                peer: Some("[2001:db8::1]:443".parse().unwrap()),
+                host: None,
+                user_agent: Some("a \"quoted\" \\ agent \u{7f} é"),
+                referer: Some("https://example.org/from"),
+                version: http::Version::HTTP_11,
+                status: 404,
+                ..base
+            },
+            Entry {
+                peer: None,
+                version: http::Version::HTTP_3,
+                ..base
+            },
+        ]
+    }
+
+    /// What `tracing_subscriber` writes for the same entry, without its timestamp.
+    fn by_tracing(entry: &Entry<'_>, format: Format) -> String {
+        let capture = Capture::default();
+        let out = capture.clone();
+        let builder = tracing_subscriber::fmt()
+            .with_writer(move || out.clone())
+            .with_ansi(false);
+        let dispatch = match format {
+            Format::Text => tracing::Dispatch::new(builder.without_time().finish()),
+            Format::Json => tracing::Dispatch::new(
+                builder
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(false)
+                    .with_span_list(false)
+                    .finish(),
+            ),
+        };
+        tracing::dispatcher::with_default(&dispatch, || foobar_edge::access::event(entry));
+        String::from_utf8(capture.0.lock().unwrap().clone()).unwrap()
+    }
+
+    #[test]
+    fn access_lines_are_what_tracing_subscriber_would_write() {
+        for entry in entries() {
+            let mut line = Vec::new();
+            access_text(&mut line, &mut Clock::default(), &entry);
+            let line = String::from_utf8(line).unwrap();
+            // `2026-12-05T10:56:57.978485Z`, a space, then what tracing writes after it.
+            let (time, rest) = line.split_at(27);
+            let rest = rest.strip_prefix(' ').unwrap();
+            assert!(time.ends_with('Z'), "{line}");
+            assert!(
+                time::OffsetDateTime::parse(time, &time::format_description::well_known::Rfc3339)
+                    .is_ok(),
+                "{time}"
+            );
+            assert_eq!(rest, by_tracing(&entry, Format::Text));
+
+            let mut line = Vec::new();
+            access_json(&mut line, &mut Clock::default(), &entry);
+            let mut ours: serde_json::Value = serde_json::from_slice(&line).unwrap();
+            let mut theirs: serde_json::Value =
+                serde_json::from_str(&by_tracing(&entry, Format::Json)).unwrap();
+            assert!(ours["timestamp"].as_str().unwrap().ends_with('Z'));
+            ours["timestamp"] = serde_json::Value::Null;
+            theirs["timestamp"] = serde_json::Value::Null;
+            assert_eq!(ours, theirs);
+        }
     }
 }

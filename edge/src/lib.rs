@@ -13,6 +13,7 @@
 //! The edge knows nothing of DNS or SQL: it is handed the app as a service and serves it where
 //! the routes say.
 
+pub mod access;
 mod activity;
 mod cache;
 pub mod challenge;

@@ -17,7 +17,6 @@ use http::{HeaderValue, Method, Request, Response, Version, header};
 use http_body::{Frame, SizeHint};
 use tower::{Service, ServiceBuilder, ServiceExt, util::BoxCloneSyncService};
 use tower_http::compression::{CompressionLayer, Predicate, predicate::DefaultPredicate};
-use tracing::info;
 
 use crate::{config::Headers, error::Error};
 
@@ -234,21 +233,17 @@ where
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
         // What only the access line shows is copied only when access lines are written.
-        let logged = tracing::enabled!(target: "access", tracing::Level::INFO).then(|| {
-            let header = |name: http::header::HeaderName| {
-                request
-                    .headers()
-                    .get(name)
-                    .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
-            };
+        // What only the access line shows is kept only when access lines are written, and
+        // kept without copies: the request's URI and header values share its buffers.
+        let logged = crate::access::enabled().then(|| {
+            let header = |name: http::header::HeaderName| request.headers().get(name).cloned();
             Box::new(Logged {
-                path: request.uri().path().to_string(),
+                uri: request.uri().clone(),
                 // HTTP/2 and HTTP/3 carry the host as :authority, HTTP/1.1 as Host.
-                host: request
-                    .uri()
-                    .authority()
-                    .map(|authority| authority.as_str().to_string())
-                    .or_else(|| header(http::header::HOST)),
+                host: match request.uri().authority() {
+                    Some(_) => None,
+                    None => header(http::header::HOST),
+                },
                 user_agent: header(http::header::USER_AGENT),
                 referer: header(http::header::REFERER),
                 id: request_id(),
@@ -286,11 +281,12 @@ struct Line {
 }
 
 struct Logged {
-    path: String,
+    uri: http::Uri,
     peer: Option<SocketAddr>,
-    host: Option<String>,
-    user_agent: Option<String>,
-    referer: Option<String>,
+    /// The Host header, when the URI has no authority.
+    host: Option<HeaderValue>,
+    user_agent: Option<HeaderValue>,
+    referer: Option<HeaderValue>,
     id: u64,
 }
 
@@ -304,6 +300,11 @@ fn request_id() -> u64 {
             std::sync::atomic::AtomicU64::new(u64::from_be_bytes(seed))
         });
     NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+/// A header value as text, its bytes that are not UTF-8 replaced (borrowed when there are none).
+fn text(value: &HeaderValue) -> std::borrow::Cow<'_, str> {
+    String::from_utf8_lossy(value.as_bytes())
 }
 
 /// A response body that counts what it sends and logs the request when done.
@@ -325,20 +326,23 @@ impl Counted {
                 self.bytes,
             );
             if let Some(logged) = line.logged {
-                info!(
-                    target: "access",
-                    method = %line.method,
-                    path = %logged.path,
-                    status = line.status,
-                    bytes = self.bytes,
-                    us = micros,
-                    protocol = ?line.version,
-                    peer = logged.peer.map(tracing::field::display),
-                    host = logged.host.as_deref(),
-                    user_agent = logged.user_agent.as_deref(),
-                    referer = logged.referer.as_deref(),
-                    request_id = %format_args!("{:016x}", logged.id),
-                );
+                crate::access::write(&crate::access::Entry {
+                    method: &line.method,
+                    path: logged.uri.path(),
+                    status: line.status,
+                    bytes: self.bytes,
+                    micros,
+                    version: line.version,
+                    peer: logged.peer,
+                    host: match logged.uri.authority() {
+                        Some(authority) => Some(authority.as_str().into()),
+                        None => logged.host.as_ref().map(text),
+                    }
+                    .as_deref(),
+                    user_agent: logged.user_agent.as_ref().map(text).as_deref(),
+                    referer: logged.referer.as_ref().map(text).as_deref(),
+                    request_id: logged.id,
+                });
             }
         }
     }
