@@ -12,8 +12,8 @@ use super::{
         Error as DynamicTableError,
     },
     parse_error::ParseError,
-    prefix_int::Error as IntError,
-    prefix_string::Error as StringError,
+    prefix_int::{self, Error as IntError},
+    prefix_string::{self, Error as StringError},
     static_::StaticTable,
     stream::{
         DecoderInstruction, Duplicate, DynamicTableSizeUpdate, HeaderAck, InsertCountIncrement,
@@ -201,12 +201,18 @@ where
     for field in fields {
         let field = field.as_ref();
 
+        // [foobar patch] Literals written straight from the field, without Huffman coding:
+        // no copies of the name or value (see `prefix_string::encode_raw`).
         if let Some(index) = StaticTable::find(field) {
             Indexed::Static(index).encode(block);
         } else if let Some(index) = StaticTable::find_name(&field.name) {
-            LiteralWithNameRef::new_static(index, field.value.clone()).encode(block)?;
+            // Literal field line with a static name reference: 01NT, N = 0, T = 1.
+            prefix_int::encode(4, 0b0101, index as u64, block);
+            prefix_string::encode_raw(8, 0, &field.value, block)?;
         } else {
-            Literal::new(field.name.clone(), field.value.clone()).encode(block)?;
+            // Literal field line with a literal name: 001NH, N = 0.
+            prefix_string::encode_raw(4, 0b0010, &field.name, block)?;
+            prefix_string::encode_raw(8, 0, &field.value, block)?;
         }
 
         size += field.mem_size() as u64;

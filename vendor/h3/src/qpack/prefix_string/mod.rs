@@ -68,6 +68,15 @@ pub fn encode<B: BufMut>(size: u8, flags: u8, value: &[u8], buf: &mut B) -> Resu
     Ok(())
 }
 
+/// [foobar patch] A string literal as it is (H = 0), written in one copy: Huffman coding is
+/// optional (RFC 9204 section 4.1.2, RFC 7541 section 5.2), saves a few bytes a field, and
+/// cost a copy, an allocation and a bit-by-bit pass per field on every response.
+pub fn encode_raw<B: BufMut>(size: u8, flags: u8, value: &[u8], buf: &mut B) -> Result<(), Error> {
+    prefix_int::encode(size - 1, flags << 1, value.len().try_into()?, buf);
+    buf.put_slice(value);
+    Ok(())
+}
+
 impl From<HuffmanEncodingError> for Error {
     fn from(error: HuffmanEncodingError) -> Self {
         Error::HuffmanEncoding(error)
