@@ -406,8 +406,7 @@ pub async fn comments(
     let limit = page_size(params.limit, COMMENTS_PER_PAGE)?;
     let after = params.after;
     let make = async {
-        state.store.get_post(id).await?;
-        let page = state.store.comments(id, limit, after).await?;
+        let (_, page) = state.store.post_with_comments(id, limit, after).await?;
         let comments: Vec<CommentJson> = page.comments.into_iter().map(CommentJson::from).collect();
         json_rendered(&json!({ "comments": comments, "next": page.next }))
     };

@@ -38,7 +38,7 @@ pub(crate) const OPERATIONS: [&str; 9] = [
     "ping",
     "list_posts",
     "get_post",
-    "comments",
+    "post_with_comments",
     "create_post",
     "update_post",
     "delete_post",

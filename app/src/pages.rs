@@ -126,10 +126,9 @@ pub async fn show(
     };
     let after = params.ok().and_then(|Query(p)| p.after);
     let make = async {
-        let post = state.store.get_post(id).await?;
-        let page = state
+        let (post, page) = state
             .store
-            .comments(id, crate::api::COMMENTS_PER_PAGE, after)
+            .post_with_comments(id, crate::api::COMMENTS_PER_PAGE, after)
             .await?;
         render(PostPage {
             post: view(post),

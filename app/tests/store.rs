@@ -244,7 +244,13 @@ async fn comments_count_and_go_with_their_post() {
             .unwrap();
         assert_eq!(first.post_id, post.id);
         assert_eq!(store.get_post(post.id).await.unwrap().comment_count, 2);
-        let page = store.comments(post.id, 50, None).await.unwrap();
+        let (read, page) = store.post_with_comments(post.id, 50, None).await.unwrap();
+        assert_eq!(
+            read,
+            store.get_post(post.id).await.unwrap(),
+            "{}: the post read with its comments",
+            store.backend()
+        );
         assert_eq!(page.next, None);
         assert_eq!(
             page.comments
@@ -263,20 +269,16 @@ async fn comments_count_and_go_with_their_post() {
             store.get_post(post.id).await,
             Err(StoreError::NotFound)
         ));
-        assert!(
-            store
-                .comments(post.id, 50, None)
-                .await
-                .unwrap()
-                .comments
-                .is_empty(),
-            "comments deleted too"
-        );
+        assert!(matches!(
+            store.post_with_comments(post.id, 50, None).await,
+            Err(StoreError::NotFound)
+        ));
         assert_eq!(
             store
-                .comments(other.id, 50, None)
+                .post_with_comments(other.id, 50, None)
                 .await
                 .unwrap()
+                .1
                 .comments
                 .len(),
             1,
@@ -305,15 +307,23 @@ async fn comments_come_a_page_at_a_time_oldest_first() {
         let ids_of = |page: &foobar_app::store::CommentPage| {
             page.comments.iter().map(|c| c.id).collect::<Vec<_>>()
         };
-        let first = store.comments(post.id, 2, None).await.unwrap();
+        let first = store.post_with_comments(post.id, 2, None).await.unwrap().1;
         assert_eq!(ids_of(&first), ids[..2], "{}", store.backend());
         assert_eq!(first.next, Some(ids[1]));
-        let second = store.comments(post.id, 2, first.next).await.unwrap();
+        let second = store
+            .post_with_comments(post.id, 2, first.next)
+            .await
+            .unwrap()
+            .1;
         assert_eq!(ids_of(&second), ids[2..4]);
-        let last = store.comments(post.id, 2, second.next).await.unwrap();
+        let last = store
+            .post_with_comments(post.id, 2, second.next)
+            .await
+            .unwrap()
+            .1;
         assert_eq!(ids_of(&last), ids[4..]);
         assert_eq!(last.next, None, "{}: last page", store.backend());
-        let exact = store.comments(post.id, 5, None).await.unwrap();
+        let exact = store.post_with_comments(post.id, 5, None).await.unwrap().1;
         assert_eq!((exact.comments.len(), exact.next), (5, None));
         cleanup.run().await;
     }

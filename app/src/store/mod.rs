@@ -220,18 +220,18 @@ impl Store {
         dispatch!(self, s => s.get_post(id))
     }
 
-    /// Up to `limit` comments of a post with an id above `after` (from the first when `None`),
-    /// oldest first.
-    pub async fn comments(
+    /// A post and up to `limit` of its comments with an id above `after` (from the first when
+    /// `None`), oldest first: one round trip to the database.
+    pub async fn post_with_comments(
         &self,
-        post_id: i64,
+        id: i64,
         limit: u32,
         after: Option<i64>,
-    ) -> Result<CommentPage, StoreError> {
+    ) -> Result<(Post, CommentPage), StoreError> {
         let after = after.unwrap_or(0);
-        let comments = dispatch!(self, s => s.comments(post_id, limit + 1, after))?;
+        let (post, comments) = dispatch!(self, s => s.post_with_comments(id, limit + 1, after))?;
         let (comments, next) = page(comments, limit, |comment| comment.id);
-        Ok(CommentPage { comments, next })
+        Ok((post, CommentPage { comments, next }))
     }
 
     pub async fn create_post(&self, title: &str, body: &str) -> Result<Post, StoreError> {

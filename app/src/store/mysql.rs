@@ -74,6 +74,9 @@ const POST_COLUMNS: &str = "p.id, p.title, p.body, p.created_at, p.updated_at, p
 
 type PostRow = (i64, String, String, i64, i64, i64, i64);
 type CommentRow = (i64, i64, String, String, i64);
+/// `post_with_comments`'s rows: a part (0 the post, 1 a comment), then a post's columns, or a
+/// comment's id, author, body and creation time padded with zeros.
+type PostOrCommentRow = (i64, i64, String, String, i64, i64, i64, i64);
 
 fn post((id, title, body, created_at, updated_at, version, comment_count): PostRow) -> Post {
     Post {
@@ -448,23 +451,42 @@ impl Mysql {
         .await
     }
 
-    /// Up to `limit` comments of a post with an id above `after`, oldest first.
-    pub async fn comments(
+    /// A post and up to `limit` of its comments with an id above `after`, oldest first, in
+    /// one statement (one round trip): the post's row first (`part` 0), then the comments'
+    /// (`part` 1) in the same columns.
+    pub async fn post_with_comments(
         &self,
-        post_id: i64,
+        id: i64,
         limit: u32,
         after: i64,
-    ) -> Result<Vec<Comment>, StoreError> {
+    ) -> Result<(Post, Vec<Comment>), StoreError> {
         Self::bounded(async {
             let mut conn = self.conn().await?;
-            let rows: Vec<CommentRow> = conn
+            let rows: Vec<PostOrCommentRow> = conn
                 .exec(
-                    "SELECT id, post_id, author, body, created_at FROM comments \
-                     WHERE post_id = ? AND id > ? ORDER BY id LIMIT ?",
-                    (post_id, after, limit),
+                    format!(
+                        "(SELECT 0 AS part, {POST_COLUMNS} FROM posts p WHERE p.id = ?) \
+                         UNION ALL \
+                         (SELECT 1, id, author, body, created_at, 0, 0, 0 FROM comments \
+                          WHERE post_id = ? AND id > ? ORDER BY id LIMIT ?)"
+                    ),
+                    (id, id, after, limit),
                 )
                 .await?;
-            Ok(rows.into_iter().map(comment).collect())
+            let mut found = None;
+            let mut comments = Vec::with_capacity(rows.len());
+            for (part, row_id, text, body, created_at, updated_at, version, count) in rows {
+                if part == 0 {
+                    found = Some(post((
+                        row_id, text, body, created_at, updated_at, version, count,
+                    )));
+                } else {
+                    comments.push(comment((row_id, id, text, body, created_at)));
+                }
+            }
+            // The server may return a union's rows in any order.
+            comments.sort_unstable_by_key(|comment| comment.id);
+            Ok((found.ok_or(StoreError::NotFound)?, comments))
         })
         .await
     }

@@ -416,22 +416,24 @@ impl Sqlite {
             .await
     }
 
-    /// Up to `limit` comments of a post with an id above `after`, oldest first.
-    pub async fn comments(
+    /// A post and up to `limit` of its comments with an id above `after`, oldest first, in
+    /// one trip to a reader thread.
+    pub async fn post_with_comments(
         &self,
-        post_id: i64,
+        id: i64,
         limit: u32,
         after: i64,
-    ) -> Result<Vec<Comment>, StoreError> {
+    ) -> Result<(Post, Vec<Comment>), StoreError> {
         self.read(move |connection| {
+            let post = select_post(connection, id)?;
             let mut statement = connection.prepare_cached(
                 "SELECT id, post_id, author, body, created_at FROM comments \
                  WHERE post_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
             )?;
             let comments = statement
-                .query_map(params![post_id, after, limit], comment)?
+                .query_map(params![id, after, limit], comment)?
                 .collect::<Result<_, _>>()?;
-            Ok(comments)
+            Ok((post, comments))
         })
         .await
     }
