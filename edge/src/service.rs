@@ -232,7 +232,6 @@ where
     fn call(&mut self, request: Request<Body>) -> Self::Future {
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
-        // What only the access line shows is copied only when access lines are written.
         // What only the access line shows is kept only when access lines are written, and
         // kept without copies: the request's URI and header values share its buffers.
         let logged = crate::access::enabled().then(|| {
