@@ -79,9 +79,12 @@ pub async fn serve(
     if let Some(inherited) = inherited {
         take_over(inherited, &supervisor).await;
     }
+    // The handlers are in place before the process says it serves: a SIGTERM sent the moment
+    // it does must stop it cleanly, not kill it.
+    let signals = Signals::install();
     announce(&supervisor.state_dir);
     let control = tokio::spawn(supervisor.clone().control());
-    tokio::spawn(supervisor.clone().signals());
+    tokio::spawn(supervisor.clone().signals(signals));
     let result = servers.await.context("the servers stopped")?;
     control.abort();
     let pid_file = control::pid_path(&supervisor.state_dir);
@@ -93,6 +96,26 @@ pub async fn serve(
     result?;
     info!("stopped");
     Ok(())
+}
+
+/// The signals the serving process acts on, their handlers installed.
+struct Signals {
+    hangup: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+    upgrade: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            hangup: signal(SignalKind::hangup())?,
+            terminate: signal(SignalKind::terminate())?,
+            upgrade: signal(SignalKind::user_defined2())?,
+            interrupt: signal(SignalKind::interrupt())?,
+        })
+    }
 }
 
 struct Running {
@@ -592,13 +615,14 @@ impl Supervisor {
     }
 
     /// SIGHUP reloads, SIGUSR2 upgrades, SIGTERM and Ctrl-C stop.
-    async fn signals(self) {
-        use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut hangup), Ok(mut terminate), Ok(mut upgrade)) = (
-            signal(SignalKind::hangup()),
-            signal(SignalKind::terminate()),
-            signal(SignalKind::user_defined2()),
-        ) else {
+    async fn signals(self, signals: std::io::Result<Signals>) {
+        let Ok(Signals {
+            mut hangup,
+            mut terminate,
+            mut upgrade,
+            mut interrupt,
+        }) = signals
+        else {
             error!("cannot install signal handlers");
             return;
         };
@@ -616,7 +640,7 @@ impl Supervisor {
                     let _ = self.upgrade(None).await;
                 }
                 _ = terminate.recv() => break,
-                _ = tokio::signal::ctrl_c() => break,
+                _ = interrupt.recv() => break,
                 () = self.inner.shutdown.cancelled() => return,
             }
         }
