@@ -146,8 +146,20 @@ impl Query<'_> {
 
     /// Flags every response to this query starts with.
     fn response_flags(&self) -> u16 {
-        QR | (self.flags & (0xF << 11 | RD | CD))
+        response_flags(self.flags)
     }
+}
+
+/// A response's flags from its query's: QR set, the opcode echoed, and RD and CD copied for a
+/// QUERY only, as they are defined for that opcode alone (ISC's genreport checks it as
+/// `opcodeflg`).
+fn response_flags(query_flags: u16) -> u16 {
+    let copied = if (query_flags >> 11) & 0xF == 0 {
+        RD | CD
+    } else {
+        0
+    };
+    QR | (query_flags & (0xF << 11 | copied))
 }
 
 /// Reads the header, question and EDNS of a query.
@@ -375,7 +387,7 @@ impl Responder {
             Ok(query) => query,
             Err(Malformed::Drop) => return Outcome::Drop,
             Err(Malformed::FormErr { id, flags }) => {
-                let flags = QR | (flags & (0xF << 11 | RD | CD)) | u16::from(rcode::FORMERR);
+                let flags = response_flags(flags) | u16::from(rcode::FORMERR);
                 Writer::new(out, id, flags, PLAIN_UDP_PAYLOAD);
                 metrics().answered(client.transport, None, out, 0, None);
                 return Outcome::Reply;
@@ -860,7 +872,7 @@ fn lookup(
         let filter = (!filters.is_empty())
             .then(|| filters.get(zone.key(node)))
             .flatten();
-        match filter.and_then(|filter| health::filtered(filter, &set)) {
+        match filter.and_then(|filter| health::filtered(filter, set)) {
             Some((rdatas, ttl)) => {
                 let mark = w.mark();
                 for rdata in rdatas {
@@ -912,8 +924,8 @@ fn added(
             let Some(set) = zone.rrset(node, rtype) else {
                 return Vec::new();
             };
-            match filter.and_then(|filter| health::filtered(filter, &set)) {
-                Some((rdatas, _)) => rdatas,
+            match filter.and_then(|filter| health::filtered(filter, set)) {
+                Some((rdatas, _)) => rdatas.collect(),
                 None => set.rdatas().collect(),
             }
         };

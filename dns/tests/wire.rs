@@ -584,14 +584,26 @@ async fn rfc8906_header_bits_opcodes_and_edns() {
     // 8.1.3: CD and RD are copied, AD and Z are not.
     let r = ask(raw_query(CD | RD | AD | Z, soa, None)).await;
     assert_eq!(r.flags & (CD | RD | AD | Z | AA), CD | RD | AA);
-    // 8.1.4: an unknown opcode gets NOTIMP, with or without a question, RD copied, no AA.
-    for (flags, question) in [(15 << 11, None), (15 << 11, soa), (15 << 11 | RD, None)] {
+    // 8.1.4: an unknown opcode gets NOTIMP, with or without a question, no AA; RD and CD,
+    // defined for QUERY only, are not copied (genreport's `opcodeflg`).
+    for (flags, question) in [
+        (15 << 11, None),
+        (15 << 11, soa),
+        (15 << 11 | RD, None),
+        (15 << 11 | RD | CD, soa),
+    ] {
         let r = ask(raw_query(flags, question, None)).await;
         assert_eq!(r.rcode, 4, "NOTIMP for {flags:#x} {question:?}");
         assert_eq!((r.flags >> 11) & 0xF, 15);
-        assert_eq!(r.flags & (AA | RD), flags & RD);
+        assert_eq!(r.flags & (AA | RD | CD), 0);
         assert_eq!(r.counts[1..], [0, 0, 0]);
     }
+    // NOTIFY too: refused here (no secondary zone), with RD and CD cleared.
+    let r = ask(raw_query(4 << 11 | RD | CD, soa, None)).await;
+    assert_eq!(
+        (r.rcode, (r.flags >> 11) & 0xF, r.flags & (RD | CD)),
+        (5, 4, 0)
+    );
     // A QUERY without a question (and no cookie) is malformed.
     assert_eq!(ask(raw_query(0, None, None)).await.rcode, 1);
     // 8.2.1: minimal EDNS.
