@@ -110,30 +110,35 @@ impl Health {
 }
 
 /// The RDATAs of `set` to answer with and their TTL, when `set` is an A or AAAA RRset of a
-/// filtered name: those not down (all of them when every one is down), the TTL capped.
-pub(crate) fn filtered<'z>(filter: &Filter, set: &RRset<'z>) -> Option<(Vec<&'z [u8]>, u32)> {
-    let address = |rdata: &[u8]| -> Option<IpAddr> {
-        match (set.rtype, rdata.len()) {
-            (rtype::A, 4) => Some(IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(rdata).ok()?))),
-            (rtype::AAAA, 16) => Some(IpAddr::V6(Ipv6Addr::from(
-                <[u8; 16]>::try_from(rdata).ok()?,
-            ))),
-            _ => None,
-        }
-    };
+/// filtered name: those not down (all of them when every one is down), the TTL capped. Lazy,
+/// so that the answer path allocates nothing: the RRset is walked once to see whether any
+/// address is up, then again as the answer is written.
+pub(crate) fn filtered<'a, 'z>(
+    filter: &'a Filter,
+    set: RRset<'z>,
+) -> Option<(impl Iterator<Item = &'z [u8]> + 'a, u32)>
+where
+    'z: 'a,
+{
     if !matches!(set.rtype, rtype::A | rtype::AAAA) {
         return None;
     }
-    let up: Vec<&[u8]> = set
-        .rdatas()
-        .filter(|rdata| address(rdata).is_none_or(|a| !filter.down.contains(&a)))
-        .collect();
-    let rdatas = if up.is_empty() {
-        set.rdatas().collect()
-    } else {
-        up
-    };
+    let up =
+        move |rdata: &[u8]| address(set.rtype, rdata).is_none_or(|a| !filter.down.contains(&a));
+    let all_down = !set.rdatas().any(up);
+    let rdatas = set.rdatas().filter(move |rdata| all_down || up(rdata));
     Some((rdatas, set.ttl.min(filter.ttl)))
+}
+
+/// The address an A or AAAA RDATA holds.
+fn address(rtype: u16, rdata: &[u8]) -> Option<IpAddr> {
+    match rtype {
+        rtype::A => Some(IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(rdata).ok()?))),
+        rtype::AAAA => Some(IpAddr::V6(Ipv6Addr::from(
+            <[u8; 16]>::try_from(rdata).ok()?,
+        ))),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

@@ -269,7 +269,7 @@ pub struct RRset<'z> {
 
 impl<'z> RRset<'z> {
     /// Each RDATA in wire form, names uncompressed.
-    pub fn rdatas(&self) -> impl Iterator<Item = &'z [u8]> + 'z {
+    pub fn rdatas(&self) -> impl Iterator<Item = &'z [u8]> + use<'z> {
         let mut rest = self.data;
         (0..self.count).map(move |_| {
             let len = usize::from(u16::from_be_bytes([rest[0], rest[1]]));
