@@ -99,6 +99,14 @@ fn a_burst_of_udp_queries_is_answered_each_to_its_sender() {
             }
         }
     }
+    // One worker thread of its own per core answered them, outside tokio's blocking pool.
+    let workers = std::fs::read_dir(format!("/proc/{}/task", server.pid()))
+        .unwrap()
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .filter(|name| name.trim() == "dns-udp")
+        .count();
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    assert_eq!(workers, cores, "UDP worker threads");
 }
 
 /// Over TCP, queries sent together in one write (and one split across writes) are answered

@@ -155,7 +155,8 @@ const UDP_SHUTDOWN_POLL: Duration = Duration::from_millis(200);
 /// Datagrams taken by one `recvmmsg` and answered by one `sendmmsg`.
 const UDP_BATCH: usize = 32;
 
-/// Serves UDP with one blocking thread per core, all reading the same socket.
+/// Serves UDP with one thread per core of its own (not tokio's blocking pool, which other work
+/// shares and grows), all reading the same socket.
 ///
 /// Plain blocking system calls rather than the async reactor: each datagram is one independent
 /// request, so readiness polling and task wake-ups would only add work per packet. Datagrams are
@@ -168,7 +169,7 @@ pub async fn serve_udp(
     shutdown: CancellationToken,
 ) {
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let mut tasks = JoinSet::new();
+    let mut done = Vec::with_capacity(workers);
     for _ in 0..workers {
         let socket = match socket.try_clone() {
             Ok(socket) => socket,
@@ -179,9 +180,22 @@ pub async fn serve_udp(
         };
         let live = live.clone();
         let shutdown = shutdown.clone();
-        tasks.spawn_blocking(move || udp_worker(&socket, &live, &shutdown));
+        let (finished, finish) = tokio::sync::oneshot::channel::<()>();
+        let spawned = std::thread::Builder::new()
+            .name("dns-udp".to_string())
+            .spawn(move || {
+                udp_worker(&socket, &live, &shutdown);
+                drop(finished);
+            });
+        match spawned {
+            Ok(_) => done.push(finish),
+            Err(e) => warn!(error = %e, "udp worker thread"),
+        }
     }
-    while tasks.join_next().await.is_some() {}
+    // Each worker drops its sender as it ends (a panic included).
+    for finish in done {
+        let _ = finish.await;
+    }
 }
 
 /// The address a datagram came from.
