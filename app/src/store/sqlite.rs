@@ -2,15 +2,21 @@
 //! reads run side by side with each other and with the write (WAL readers see the last commit
 //! and never wait on the writer).
 //!
-//! Every call runs on a blocking thread, so the async runtime never waits on the disk, but only
-//! once a connection is free: callers wait their turn in async code (a semaphore for the readers,
-//! an async mutex for the writer), so a burst of requests queues as cheap futures rather than as
-//! blocking threads parked on a lock. The pool is written here because the async pools made for
-//! rusqlite (deadpool-sqlite) pin older rusqlite versions, and two cannot link in one binary.
+//! No call runs on the async runtime's threads, so it never waits on the disk: each read-only
+//! connection has a thread of its own (`sqlite-reader`), fed by one channel, and the write runs
+//! on a blocking thread. Callers wait their turn in async code (a semaphore for the readers, an
+//! async mutex for the writer), so a burst of requests queues as cheap futures, and the threads
+//! are a fixed number whatever the load. The pool is written here because the async pools made
+//! for rusqlite (deadpool-sqlite) pin older rusqlite versions, and two cannot link in one
+//! binary.
 
 use std::{
     path::Path,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+        mpsc,
+    },
     time::Duration,
 };
 
@@ -71,16 +77,21 @@ pub struct Sqlite {
     readers: Option<Arc<Readers>>,
 }
 
-/// Read-only connections, opened as needed up to the semaphore's permits and kept.
+/// Read-only connections, each on a thread of its own that opens it on its first read and
+/// keeps it; a read goes to whichever thread is free.
 #[derive(Debug)]
 struct Readers {
-    path: String,
-    idle: Mutex<Vec<Connection>>,
+    jobs: mpsc::Sender<Job>,
     permits: Arc<Semaphore>,
     size: usize,
+    /// Connections open now.
+    opened: Arc<AtomicUsize>,
     /// Reads waiting for a connection now.
-    waiting: std::sync::atomic::AtomicUsize,
+    waiting: AtomicUsize,
 }
+
+/// A read handed to a reader thread: its connection, or why it could not be opened.
+type Job = Box<dyn FnOnce(Result<&Connection, StoreError>) + Send>;
 
 impl Readers {
     /// How many: reads are mostly CPU work on cached pages, so about one per core, with a few
@@ -92,14 +103,71 @@ impl Readers {
             * 2
     }
 
-    fn open(&self) -> Result<Connection, StoreError> {
-        let connection = Connection::open_with_flags(
-            &self.path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        connection.busy_timeout(BUSY_TIMEOUT)?;
-        Ok(connection)
+    /// Starts the reader threads; they end when the last handle to the store goes.
+    fn start(path: String) -> Result<Readers, StoreError> {
+        let size = Readers::count();
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let queue = Arc::new(Mutex::new(queue));
+        let opened = Arc::new(AtomicUsize::new(0));
+        for _ in 0..size {
+            let (path, queue, opened) = (path.clone(), queue.clone(), opened.clone());
+            std::thread::Builder::new()
+                .name("sqlite-reader".to_string())
+                .spawn(move || reader(&path, &queue, &opened))
+                .map_err(|e| StoreError::Unavailable(format!("a reader thread: {e}")))?;
+        }
+        Ok(Readers {
+            jobs,
+            permits: Arc::new(Semaphore::new(size)),
+            size,
+            opened,
+            waiting: AtomicUsize::new(0),
+        })
     }
+}
+
+/// One reader thread: takes reads from the shared queue one at a time, on its own connection.
+fn reader(path: &str, queue: &Mutex<mpsc::Receiver<Job>>, opened: &AtomicUsize) {
+    let mut connection: Option<Connection> = None;
+    loop {
+        // The lock is held only by the thread waiting for the next read; the others are busy
+        // or wait for the lock.
+        let job = queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .recv();
+        let Ok(job) = job else { return };
+        if connection.is_none() {
+            match open_reader(path) {
+                Ok(fresh) => {
+                    opened.fetch_add(1, Ordering::Relaxed);
+                    connection = Some(fresh);
+                }
+                Err(e) => {
+                    job(Err(e));
+                    continue;
+                }
+            }
+        }
+        if let Some(open) = &connection {
+            let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(Ok(open))));
+            if ran.is_err() {
+                // The read panicked: its caller hears of it as a closed channel; this thread
+                // stays, with a fresh connection for the next read.
+                connection = None;
+                opened.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+fn open_reader(path: &str) -> Result<Connection, StoreError> {
+    let connection = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    connection.busy_timeout(BUSY_TIMEOUT)?;
+    Ok(connection)
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -178,16 +246,11 @@ impl Sqlite {
             })
             .await?
         };
-        let readers = (!in_memory).then(|| {
-            let count = Readers::count();
-            Arc::new(Readers {
-                path,
-                idle: Mutex::new(Vec::with_capacity(count)),
-                permits: Arc::new(Semaphore::new(count)),
-                size: count,
-                waiting: std::sync::atomic::AtomicUsize::new(0),
-            })
-        });
+        let readers = if in_memory {
+            None
+        } else {
+            Some(Arc::new(Readers::start(path)?))
+        };
         Ok(Sqlite {
             writer: Arc::new(tokio::sync::Mutex::new(writer)),
             readers,
@@ -229,7 +292,7 @@ impl Sqlite {
         blocking(move || work(&mut connection)).await
     }
 
-    /// Runs `work` on a read-only connection, once one is free, in a blocking thread.
+    /// Runs `work` on a read-only connection, once one is free, on its reader thread.
     async fn read<T: Send + 'static>(
         &self,
         work: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
@@ -237,29 +300,22 @@ impl Sqlite {
         let Some(readers) = self.readers.clone() else {
             return self.write(move |connection| work(connection)).await;
         };
-        readers
-            .waiting
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        readers.waiting.fetch_add(1, Ordering::Relaxed);
         let permit = readers.permits.clone().acquire_owned().await;
-        readers
-            .waiting
-            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        readers.waiting.fetch_sub(1, Ordering::Relaxed);
         let permit = permit.map_err(|e| StoreError::Database(e.to_string()))?;
-        let result = blocking(move || {
-            let idle = lock(&readers.idle).pop();
-            let connection = match idle {
-                Some(connection) => connection,
-                None => readers.open()?,
-            };
-            let result = work(&connection);
-            // Not returned if `work` panicked; the next caller opens a fresh one.
-            lock(&readers.idle).push(connection);
-            result
-        })
-        .await;
-        // Released once the blocking thread is done, not from inside it: a permit freed while
-        // its thread is still busy let the next read start another thread, and a burst of
-        // reads grew the blocking pool far past the readers.
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |connection| {
+            let _ = answer.send(connection.and_then(work));
+        });
+        readers
+            .jobs
+            .send(job)
+            .map_err(|_| StoreError::Database("the reader threads are gone".to_string()))?;
+        let result = answered
+            .await
+            .map_err(|_| StoreError::Database("the read failed (panicked)".to_string()))?;
+        // Released once the reader is done: the permits count the free threads.
         drop(permit);
         result
     }
@@ -299,11 +355,14 @@ impl Sqlite {
         let Some(readers) = &self.readers else {
             return super::PoolState::default();
         };
-        let idle = lock(&readers.idle).len();
+        let in_use = readers.size - readers.permits.available_permits();
         super::PoolState {
-            in_use: readers.size - readers.permits.available_permits(),
-            idle,
-            waiting: readers.waiting.load(std::sync::atomic::Ordering::Relaxed),
+            in_use,
+            idle: readers
+                .opened
+                .load(Ordering::Relaxed)
+                .saturating_sub(in_use),
+            waiting: readers.waiting.load(Ordering::Relaxed),
         }
     }
 
@@ -528,11 +587,4 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(work)
         .await
         .map_err(|e| StoreError::Database(e.to_string()))?
-}
-
-/// The idle list; a panic while it was held left it whole (a push or a pop), so a poisoned lock
-/// is used as is.
-fn lock(idle: &Mutex<Vec<Connection>>) -> std::sync::MutexGuard<'_, Vec<Connection>> {
-    idle.lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
