@@ -388,6 +388,59 @@ async fn request_headers_over_max_header_bytes_get_431_everywhere() {
     );
 }
 
+/// curl (nghttp2) sends a header block bigger than a frame as HEADERS and CONTINUATION frames;
+/// however far over the limit it is, the answer is a 431, not a connection error that leaves
+/// the client with no status at all. (Past 64 KiB of fields nghttp2 refuses to send the
+/// request itself, whatever the server.)
+#[test]
+fn curl_gets_431_over_http2_for_a_header_block_of_any_size() {
+    if !support::installed("curl", &["--version"]) {
+        return support::skip_without(
+            "curl_gets_431_over_http2_for_a_header_block_of_any_size",
+            "curl",
+            "apt-get install curl",
+        );
+    }
+    let server = Foobar::setup()
+        .shipped_site()
+        .edge("max_header_bytes = 4096")
+        .start();
+    let ca = server.state_path("curl-ca.pem");
+    std::fs::write(&ca, server.certificate_pem()).unwrap();
+    let resolve = format!("www.foobar.com:{}:127.0.0.1", server.https.port());
+    // One frame; three frames (more than four times the limit); four frames, near nghttp2's
+    // own 64 KiB.
+    for size in [5_000, 40_000, 63_000] {
+        for version in ["--http1.1", "--http2"] {
+            let out = std::process::Command::new("curl")
+                .args([
+                    "-s",
+                    "-o",
+                    "/dev/null",
+                    "-w",
+                    "%{http_code} %{http_version}",
+                ])
+                .args(["--retry", "0", "--max-time", "10", version, "--cacert"])
+                .arg(&ca)
+                .args(["--resolve", &resolve, "-H"])
+                .arg(format!("X-Big: {}", "a".repeat(size)))
+                .arg(format!("https://www.foobar.com:{}/", server.https.port()))
+                .output()
+                .unwrap();
+            let expected = if version == "--http2" {
+                "431 2"
+            } else {
+                "431 1.1"
+            };
+            assert_eq!(
+                String::from_utf8_lossy(&out.stdout),
+                expected,
+                "{size} bytes over {version}"
+            );
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_connections_get_max_streams_requests_at_once() {
     use support::h2raw::{self, RawH2, code, flag::*, kind::*};

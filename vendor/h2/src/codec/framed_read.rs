@@ -220,13 +220,6 @@ fn decode_frame(decoder: &mut FrameDecoder, mut bytes: BytesMut) -> Result<Optio
                     proto_err!(stream: "malformed header block; stream={:?}", id);
                     return Err(Error::library_reset(id, Reason::PROTOCOL_ERROR));
                 },
-                Err(frame::Error::HeaderListWayTooLarge) => {
-                    proto_err!(conn: "decoded header list size over abuse limit");
-                    return Err(Error::library_go_away_data(
-                        Reason::ENHANCE_YOUR_CALM,
-                        "header_list_way_too_large",
-                    ));
-                },
                 Err(e) => {
                     proto_err!(conn: "failed HPACK decoding; err={:?}", e);
                     return Err(Error::library_go_away(reason_for(&e)));
@@ -369,25 +362,10 @@ fn decode_frame(decoder: &mut FrameDecoder, mut bytes: BytesMut) -> Result<Optio
             if partial.buf.is_empty() {
                 partial.buf = bytes.split_off(frame::HEADER_LEN);
             } else {
-                if partial.frame.is_over_size() {
-                    // If there was left over bytes previously, they may be
-                    // needed to continue decoding, even though we will
-                    // be ignoring this frame. This is done to keep the HPACK
-                    // decoder state up-to-date.
-                    //
-                    // Still, we need to be careful, because if a malicious
-                    // attacker were to try to send a gigantic string, such
-                    // that it fits over multiple header blocks, we could
-                    // grow memory uncontrollably again, and that'd be a shame.
-                    //
-                    // Instead, we use a simple heuristic to determine if
-                    // we should continue to ignore decoding, or to tell
-                    // the attacker to go away.
-                    if partial.buf.len() + bytes.len() > decoder.max_header_list_size {
-                        proto_err!(conn: "CONTINUATION frame header block size over ignorable limit");
-                        return Err(Error::library_go_away(Reason::COMPRESSION_ERROR));
-                    }
-                }
+                // [foobar patch] Left-over bytes (a string that spans frames) are kept even
+                // once the block is over size, so that it still gets its 431: what they can
+                // grow to is bounded by the CONTINUATION frame count checked above, where h2
+                // ended the connection with COMPRESSION_ERROR past the header list limit.
                 partial.buf.extend_from_slice(&bytes[frame::HEADER_LEN..]);
             }
 
@@ -402,13 +380,6 @@ fn decode_frame(decoder: &mut FrameDecoder, mut bytes: BytesMut) -> Result<Optio
                     let id = head.stream_id();
                     proto_err!(stream: "malformed CONTINUATION frame; stream={:?}", id);
                     return Err(Error::library_reset(id, Reason::PROTOCOL_ERROR));
-                }
-                Err(frame::Error::HeaderListWayTooLarge) => {
-                    proto_err!(conn: "decoded CONTINUATION header list size over abuse limit");
-                    return Err(Error::library_go_away_data(
-                        Reason::ENHANCE_YOUR_CALM,
-                        "header_list_way_too_large",
-                    ));
                 }
                 Err(e) => {
                     proto_err!(conn: "failed HPACK decoding; err={:?}", e);
@@ -476,13 +447,6 @@ impl Continuable {
         match *self {
             Continuable::Headers(ref h) => h.stream_id(),
             Continuable::PushPromise(ref p) => p.stream_id(),
-        }
-    }
-
-    fn is_over_size(&self) -> bool {
-        match *self {
-            Continuable::Headers(ref h) => h.is_over_size(),
-            Continuable::PushPromise(ref p) => p.is_over_size(),
         }
     }
 

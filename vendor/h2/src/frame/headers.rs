@@ -14,7 +14,6 @@ use std::ops::ControlFlow;
 
 type EncodeBuf<'a> = bytes::buf::Limit<&'a mut BytesMut>;
 
-const MAX_HEADER_LIST_ABUSE_MULTIPLIER: usize = 4;
 
 /// Header frame
 ///
@@ -878,24 +877,19 @@ impl HeaderBlock {
     ) -> Result<(), Error> {
         let mut reg = !self.fields.is_empty();
         let mut malformed = false;
-        let mut header_list_way_too_large = false;
         let mut headers_size = self.calculate_header_list_size();
-        let max_header_list_abuse_size =
-            max_header_list_size.saturating_mul(MAX_HEADER_LIST_ABUSE_MULTIPLIER);
 
+        // [foobar patch] A header list over the limit, by however much, marks the block over
+        // size (the stream gets a 431) rather than ending the connection past four times the
+        // limit: fields over the limit are not kept, and the bytes one block may take are
+        // already bounded by the CONTINUATION frame count (`max_continuation_frames`).
         macro_rules! check_size {
             () => {{
-                if headers_size > max_header_list_abuse_size {
-                    tracing::trace!("load_hpack; header list size over abuse max");
-                    header_list_way_too_large = true;
-                    ControlFlow::Break(())
-                } else {
-                    if headers_size >= max_header_list_size && !self.is_over_size {
-                        tracing::trace!("load_hpack; header list size over max");
-                        self.is_over_size = true;
-                    }
-                    ControlFlow::Continue(())
+                if headers_size >= max_header_list_size && !self.is_over_size {
+                    tracing::trace!("load_hpack; header list size over max");
+                    self.is_over_size = true;
                 }
+                ControlFlow::<()>::Continue(())
             }};
         }
 
@@ -985,11 +979,6 @@ impl HeaderBlock {
                 tracing::trace!("hpack decoding error; err={:?}", e);
                 return Err(e.into());
             }
-        }
-
-        if header_list_way_too_large {
-            tracing::trace!("header list way too large; aborting connection");
-            return Err(Error::HeaderListWayTooLarge);
         }
 
         if malformed {
