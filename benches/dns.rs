@@ -46,7 +46,7 @@ fn answers(c: &mut Criterion) {
     std::fs::write(&path, ZONE).expect("zone written");
     let zone = load_zone(&path, None).expect("zone loads").zone;
     let catalog = Catalog::new([Arc::new(zone)]);
-    let responder = Responder::new(foobar_dns::access::Access::default(), Cookies::new([7; 16]));
+    let responder = Responder::new(foobar_dns::Access::default(), Cookies::new([7; 16]));
     let client = Client {
         transport: Transport::Udp,
         address: IpAddr::from([127, 0, 0, 1]),

@@ -13,23 +13,23 @@ use std::{
 };
 
 use foobar_dns::{
-    Catalog, Client, Cookies, Responder, Transport, answer::Outcome, load_zone_text, rate_limit,
-    snapshot, xfr,
+    Catalog, Client, Cookies, Outcome, RateLimitConfig, Responder, Transport, internals,
+    load_zone_text, parse_origin,
 };
 use hickory_proto::op::Message;
 
 const ZONE: &[u8] = include_bytes!("../dns/tests/data/example.com.zone");
 
 static SERVER: LazyLock<(Catalog, Responder)> = LazyLock::new(|| {
-    let origin = foobar_dns::load::parse_origin("example.com").expect("an origin");
+    let origin = parse_origin("example.com").expect("an origin");
     let zone = load_zone_text(Path::new("example.com.zone"), ZONE, Some(&origin))
         .expect("the fixture loads")
         .zone;
-    let limit = rate_limit::Config {
+    let limit = RateLimitConfig {
         responses_per_second: 20,
-        ..rate_limit::Config::default()
+        ..RateLimitConfig::default()
     };
-    let access = foobar_dns::access::Access {
+    let access = foobar_dns::Access {
         default_transfer: vec!["0.0.0.0/0".parse().expect("a network")],
         ..Default::default()
     };
@@ -65,7 +65,7 @@ pub fn query(data: &[u8]) {
             let zone = catalog
                 .get(&request.origin_key)
                 .expect("the zone transferred exists");
-            for message in xfr::answer(zone, None, &request, packet, 0).messages {
+            for message in internals::transfer_answer(zone, None, &request, packet, 0).messages {
                 check_reply(packet, &message, Transport::Tcp);
             }
         }
@@ -89,7 +89,7 @@ fn check_reply(packet: &[u8], reply: &[u8], transport: Transport) {
 pub fn zone_file(data: &[u8]) {
     let origin = [7, b'e', b'x', b'a', b'm', b'p', b'l', b'e', 0];
     if let Ok(loaded) = load_zone_text(Path::new("fuzz.zone"), data, Some(&origin)) {
-        let back = snapshot::decode(&snapshot::encode(&loaded.zone))
+        let back = internals::decode_snapshot(&internals::encode_snapshot(&loaded.zone))
             .expect("a loaded zone survives its snapshot");
         assert_eq!(back.record_count(), loaded.zone.record_count());
         assert_eq!(back.serial(), loaded.zone.serial());
@@ -103,9 +103,9 @@ pub fn snapshot(data: &[u8]) {
     let mut sealed = data.to_vec();
     sealed.extend_from_slice(&crc32(data).to_be_bytes());
     for bytes in [data, &sealed] {
-        if let Ok(zone) = snapshot::decode(bytes) {
-            let again =
-                snapshot::decode(&snapshot::encode(&zone)).expect("re-encoded snapshot decodes");
+        if let Ok(zone) = internals::decode_snapshot(bytes) {
+            let again = internals::decode_snapshot(&internals::encode_snapshot(&zone))
+                .expect("re-encoded snapshot decodes");
             assert_eq!(again.record_count(), zone.record_count());
         }
     }
@@ -133,8 +133,8 @@ pub fn transfer_in(data: &[u8]) {
     let (catalog, _) = &*SERVER;
     let zone = catalog.zones().next().expect("the fixture zone");
     let current = (first & 1 == 1).then_some(&**zone);
-    let soa = current.and_then(foobar_dns::journal::soa);
-    let mut incoming = foobar_dns::secondary::Incoming::new(zone.origin(), soa);
+    let soa = current.and_then(internals::soa);
+    let mut incoming = foobar_dns::Incoming::new(zone.origin(), soa);
     while let Some((len, tail)) = rest.split_first_chunk::<2>() {
         let len = usize::from(u16::from_be_bytes(*len)).min(tail.len());
         let (message, tail) = tail.split_at(len);
@@ -143,7 +143,7 @@ pub fn transfer_in(data: &[u8]) {
             Ok(false) => {}
             Ok(true) => {
                 if let Ok((zone, _, _)) = incoming.finish(current) {
-                    let back = snapshot::decode(&snapshot::encode(&zone))
+                    let back = internals::decode_snapshot(&internals::encode_snapshot(&zone))
                         .expect("a transferred zone survives its snapshot");
                     assert_eq!(back.record_count(), zone.record_count());
                 }

@@ -178,7 +178,7 @@ fn publish_https(dns: &Dns, edge: &Edge) {
     let port = edge.https_port();
     // HTTP/3 listens whenever the edge does (the QUIC endpoint is part of it).
     let alpn = vec!["h3".to_string(), "h2".to_string()];
-    let https = foobar_dns::overlay::Https {
+    let https = foobar_dns::Https {
         alpn,
         port: (port != 443).then_some(port),
         ttl: 300,

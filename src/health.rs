@@ -13,7 +13,7 @@ use std::{
     time::Duration,
 };
 
-use foobar_dns::{Dns, health::Check};
+use foobar_dns::{Check, Dns};
 use foobar_edge::probe::{Prober, Tally};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};

@@ -65,7 +65,7 @@ pub async fn load(config: &Config, draining: &Draining) -> anyhow::Result<Loaded
     if let Some(acme) = acme {
         acme.check()?;
     }
-    foobar_dns::metrics::log_queries(log.dns_queries);
+    foobar_dns::log_queries(log.dns_queries);
     let dns = Dns::load(dns, state_dir).context("loading zones")?;
     let names = site_names(dns.origins());
     let edge =
@@ -272,7 +272,7 @@ pub fn ask_server(state_dir: &Path, command: &str) -> anyhow::Result<String> {
 pub fn check_zones(origin: Option<&str>, files: &[PathBuf]) -> anyhow::Result<bool> {
     let origin = origin
         .map(|text| {
-            foobar_dns::load::parse_origin(text)
+            foobar_dns::parse_origin(text)
                 .map_err(|e| anyhow::anyhow!("invalid origin \"{text}\": {e}"))
         })
         .transpose()?;

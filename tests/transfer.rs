@@ -429,7 +429,7 @@ fn tsig_failures_and_transfer_rules_get_the_rfc_answers() {
         .unwrap()
         .as_secs();
     let rcode = |reply: &Message| u16::from(reply.metadata.response_code);
-    let raw_tsig = |reply_bytes: &[u8]| foobar_dns::tsig::TsigRecord::find(reply_bytes).unwrap();
+    let raw_tsig = |reply_bytes: &[u8]| foobar_dns::TsigRecord::find(reply_bytes).unwrap();
 
     // Signed right, from an allowed address: the transfer, signed.
     let good = signed_query(
@@ -455,7 +455,7 @@ fn tsig_failures_and_transfer_rules_get_the_rfc_answers() {
                 b"wrong secret",
                 now,
             ),
-            foobar_dns::tsig::error::BADSIG,
+            foobar_dns::tsig_error::BADSIG,
         ),
         (
             "an unknown key",
@@ -466,7 +466,7 @@ fn tsig_failures_and_transfer_rules_get_the_rfc_answers() {
                 &secret_bytes,
                 now,
             ),
-            foobar_dns::tsig::error::BADKEY,
+            foobar_dns::tsig_error::BADKEY,
         ),
         (
             "a stale time",
@@ -477,7 +477,7 @@ fn tsig_failures_and_transfer_rules_get_the_rfc_answers() {
                 &secret_bytes,
                 now - 3600,
             ),
-            foobar_dns::tsig::error::BADTIME,
+            foobar_dns::tsig_error::BADTIME,
         ),
     ];
     for (what, query, error) in cases {
@@ -493,10 +493,10 @@ fn tsig_failures_and_transfer_rules_get_the_rfc_answers() {
         // BADTIME is signed and says our time; BADSIG and BADKEY cannot be.
         assert_eq!(
             record.mac.is_empty(),
-            error != foobar_dns::tsig::error::BADTIME,
+            error != foobar_dns::tsig_error::BADTIME,
             "{what}"
         );
-        if error == foobar_dns::tsig::error::BADTIME {
+        if error == foobar_dns::tsig_error::BADTIME {
             assert_eq!(record.other.len(), 6, "our time in other data");
         }
     }

@@ -19,7 +19,7 @@ use foobar_metrics::{
     Collector, DescriptorEncoder, Histogram, MetricType, Shards, Unit, counters, gauges,
 };
 
-use crate::{answer::Transport, catalog::Catalog, zone::rtype};
+use crate::{answer::Transport, zone::catalog::Catalog, zone::rtype};
 
 /// Query types counted by name; the rest count as "other".
 const TYPES: [(u16, &str); 20] = [

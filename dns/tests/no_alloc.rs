@@ -5,10 +5,8 @@
 use std::{net::IpAddr, path::Path, sync::Arc};
 
 use foobar_dns::{
-    Catalog, Client, Cookies, Responder, Transport,
-    access::Access,
-    health::{Filter, Health},
-    load_zone_text, name,
+    Access, Catalog, Client, Cookies, Filter, Health, Responder, Transport, internals::key_of,
+    load_zone_text,
 };
 
 /// A name in wire form.
@@ -47,7 +45,7 @@ fn answering_allocates_nothing_even_for_a_health_filtered_name() {
     let catalog = Catalog::new([Arc::new(zone)]);
     let health = Arc::new(Health::default());
     health.set(
-        name::key_of(&wire("www.example.com")),
+        key_of(&wire("www.example.com")),
         Filter {
             down: vec!["192.0.2.2".parse().unwrap(), "2001:db8::2".parse().unwrap()],
             ttl: 30,

@@ -294,7 +294,7 @@ impl Foobar {
             .env(
                 "RUST_LOG",
                 std::env::var("FOOBAR_TEST_LOG")
-                    .unwrap_or_else(|_| "info,foobar_dns::watch=debug".to_string()),
+                    .unwrap_or_else(|_| "info,foobar_dns::zone::watch=debug".to_string()),
             )
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -149,12 +149,12 @@ mod tests {
 
     use super::*;
     use crate::{
-        access::Access,
+        answer::cookie::Cookies,
         answer::{Client, Outcome, Responder, Transport},
-        catalog::Catalog,
-        cookie::Cookies,
-        load::load_zone_text,
-        name,
+        transfer::access::Access,
+        wire::name,
+        zone::catalog::Catalog,
+        zone::load::load_zone_text,
     };
 
     fn answer(responder: &Responder, catalog: &Catalog) -> Vec<(String, u32)> {
@@ -172,11 +172,11 @@ mod tests {
             responder.respond(catalog, &packet, client, &mut out),
             Outcome::Reply
         );
-        let [_, answers, ..] = crate::wire::counts(&out).unwrap();
-        let mut at = crate::wire::after_question(&out).unwrap();
+        let [_, answers, ..] = crate::wire::read::counts(&out).unwrap();
+        let mut at = crate::wire::read::after_question(&out).unwrap();
         let mut found = Vec::new();
         for _ in 0..answers {
-            let record = crate::wire::read_record(&out, at).unwrap();
+            let record = crate::wire::read::read_record(&out, at).unwrap();
             found.push((format!("{:?}", record.rdata), record.ttl));
             at = record.end;
         }

@@ -15,17 +15,17 @@
 use std::{net::IpAddr, sync::Arc};
 
 use crate::{
-    access::Access,
-    catalog::Catalog,
-    cookie::{Cookies, Presented},
-    health::{self, Filter, Health},
-    message::{AA, CD, Full, OPT_LEN, Owner, QR, RD, Section, TC, Writer, rcode},
+    answer::cookie::{Cookies, Presented},
+    answer::health::{self, Filter, Health},
+    answer::overlay::{self, Overlay},
+    answer::rate_limit::{self, RateLimit, Verdict},
     metrics::{ZoneCounters, metrics},
-    name::{self, MAX_KEY, MAX_NAME},
-    overlay::{self, Overlay},
-    rate_limit::{self, RateLimit, Verdict},
-    tsig::{self, Signed, TsigRecord},
-    wire,
+    transfer::access::Access,
+    transfer::tsig::{self, Signed, TsigRecord},
+    wire::name::{self, MAX_KEY, MAX_NAME},
+    wire::read as wire,
+    wire::write::{AA, CD, Full, OPT_LEN, Owner, QR, RD, Section, TC, Writer, rcode},
+    zone::catalog::Catalog,
     zone::{NodeId, RRset, Zone, rdata_name_offset, rtype},
 };
 
@@ -553,7 +553,7 @@ impl Responder {
                 client = %client.address,
                 transport = ?client.transport,
                 name = %name::to_text(query.qname),
-                qtype = %crate::load::rdata::type_name(query.qtype),
+                qtype = %crate::zone::load::rdata::type_name(query.qtype),
                 rcode,
                 bytes = out.len(),
                 outcome = ?outcome,
@@ -1047,7 +1047,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use crate::{name::wire, zone::Records};
+    use crate::{wire::name::wire, zone::Records};
 
     fn zone(hosts: usize) -> Zone {
         let origin = wire("example.com");

@@ -21,11 +21,12 @@ use foobar_state::Access;
 
 use crate::{
     error::{AddedError, Error, ZoneError},
-    journal::Rr,
-    load::{Loaded, Stamp, default_origin, load_zone, stamp},
     metrics::{Load, ZoneCounters, metrics},
-    name, snapshot,
+    transfer::journal::Rr,
+    wire::name,
     zone::Zone,
+    zone::load::{Loaded, Stamp, default_origin, load_zone, stamp},
+    zone::snapshot,
 };
 
 /// Zones by origin key; immutable once published.
@@ -243,7 +244,7 @@ impl Zones {
 
     /// The version of the secondary zone `origin` (wire form) served now.
     pub fn secondary(&self, origin: &[u8]) -> Option<Arc<Zone>> {
-        let key = crate::name::key_of(origin);
+        let key = crate::wire::name::key_of(origin);
         self.secondaries
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -298,7 +299,8 @@ impl Zones {
         let file = entry.file.clone().unwrap_or_else(|| entry.zone.clone());
         let serial = entry.zone.serial().wrapping_add(1);
         let zone = Arc::new(
-            crate::journal::with_added(&file, &records, serial).map_err(AddedError::Zone)?,
+            crate::transfer::journal::with_added(&file, &records, serial)
+                .map_err(AddedError::Zone)?,
         );
         let old = std::mem::replace(&mut entry.zone, zone.clone());
         entry.file = Some(file);
@@ -353,7 +355,8 @@ impl Zones {
             .get(loaded.origin_key())
             .cloned()
             .unwrap_or_default();
-        let behind = last.is_some_and(|last| !crate::journal::serial_newer(loaded.serial(), last));
+        let behind =
+            last.is_some_and(|last| !crate::transfer::journal::serial_newer(loaded.serial(), last));
         if added.is_empty() && !behind {
             return (loaded, None);
         }
@@ -361,7 +364,7 @@ impl Zones {
             Some(last) if behind => last.wrapping_add(1),
             _ => loaded.serial(),
         };
-        match crate::journal::with_added(&loaded, &added, serial) {
+        match crate::transfer::journal::with_added(&loaded, &added, serial) {
             Ok(zone) => {
                 if behind {
                     info!(zone = %loaded.origin_text(), file = %path.display(), file_serial = loaded.serial(), serial,
@@ -649,7 +652,7 @@ mod tests {
 
     fn challenge() -> Rr {
         Rr {
-            owner: crate::load::parse_origin("_acme-challenge.example.com").unwrap(),
+            owner: crate::zone::load::parse_origin("_acme-challenge.example.com").unwrap(),
             rtype: crate::zone::rtype::TXT,
             ttl: 10,
             rdata: b"\x05token".to_vec(),
@@ -657,7 +660,7 @@ mod tests {
     }
 
     fn served(zones: &Zones) -> Arc<Zone> {
-        let key = name::key_of(&crate::load::parse_origin("example.com").unwrap());
+        let key = name::key_of(&crate::zone::load::parse_origin("example.com").unwrap());
         zones.catalog().load().get(&key).unwrap().clone()
     }
 
@@ -691,7 +694,7 @@ mod tests {
         assert!(has_challenge(&now));
         assert!(
             now.find(&name::key_of(
-                &crate::load::parse_origin("www.example.com").unwrap()
+                &crate::zone::load::parse_origin("www.example.com").unwrap()
             ))
             .is_ok()
         );

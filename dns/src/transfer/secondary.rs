@@ -27,14 +27,14 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::{
-    catalog::Zones,
-    journal::{self, Diff, Rr},
-    message::{Owner, Section, Writer},
-    name,
-    notify::{Sources, primary_serial, unix_now},
-    snapshot,
-    tsig::{self, Key, StreamVerifier},
-    wire,
+    transfer::journal::{self, Diff, Rr},
+    transfer::notify::{Sources, primary_serial, unix_now},
+    transfer::tsig::{self, Key, StreamVerifier},
+    wire::name,
+    wire::read as wire,
+    wire::write::{Owner, Section, Writer},
+    zone::catalog::Zones,
+    zone::snapshot,
     zone::{Zone, rtype},
 };
 

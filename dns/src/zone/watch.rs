@@ -7,7 +7,7 @@ use notify::RecursiveMode;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use crate::{catalog::Zones, error::Error};
+use crate::{error::Error, zone::catalog::Zones};
 
 /// A watch on the zones folder (recursive, so included files in subfolders count too).
 pub struct Watch {

@@ -19,8 +19,8 @@ use std::sync::Arc;
 use ring::hmac;
 
 use crate::{
-    name::{self, wire_len},
-    wire,
+    wire::name::{self, wire_len},
+    wire::read as wire,
     zone::rtype,
 };
 
@@ -108,7 +108,7 @@ impl std::fmt::Debug for Key {
 impl Key {
     /// A key named `name` (presentation form), with its secret's bytes.
     pub fn new(name: &str, algorithm: Algorithm, secret: &[u8]) -> Result<Key, String> {
-        let name = crate::load::parse_origin(&name.to_ascii_lowercase())?;
+        let name = crate::zone::load::parse_origin(&name.to_ascii_lowercase())?;
         Ok(Key {
             name,
             algorithm,
@@ -145,7 +145,7 @@ impl Keyring {
 
     /// The key of this name (text, any case, with or without the final dot).
     pub fn get(&self, name: &str) -> Option<Arc<Key>> {
-        let wire = crate::load::parse_origin(&name.to_ascii_lowercase()).ok()?;
+        let wire = crate::zone::load::parse_origin(&name.to_ascii_lowercase()).ok()?;
         self.keys.iter().find(|key| key.name == wire).cloned()
     }
 
@@ -178,7 +178,10 @@ impl Keyring {
         }
         let digest = request_digest(message, record, key);
         let expected = hmac::sign(&key.key, &digest);
-        if !crate::cookie::constant_time_eq(&expected.as_ref()[..record.mac.len()], &record.mac) {
+        if !crate::answer::cookie::constant_time_eq(
+            &expected.as_ref()[..record.mac.len()],
+            &record.mac,
+        ) {
             return Err(failure(error::BADSIG, None));
         }
         if record.time.abs_diff(now) > u64::from(record.fudge) {
@@ -500,7 +503,7 @@ impl StreamVerifier {
         }
         let expected = hmac::sign(&self.key.key, &digest);
         if record.mac.len() != expected.as_ref().len()
-            || !crate::cookie::constant_time_eq(expected.as_ref(), &record.mac)
+            || !crate::answer::cookie::constant_time_eq(expected.as_ref(), &record.mac)
         {
             return Err("bad signature".to_string());
         }

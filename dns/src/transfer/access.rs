@@ -15,7 +15,7 @@ use std::{
 
 use ipnet::IpNet;
 
-use crate::tsig::{Key, Keyring};
+use crate::transfer::tsig::{Key, Keyring};
 
 /// One way to be allowed: from these addresses, with this key, or both.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,7 +125,7 @@ pub struct Access {
     pub keyring: Keyring,
     /// For zones with no rules of their own.
     pub default_transfer: Vec<Rule>,
-    /// By origin key (see `crate::name`).
+    /// By origin key (see `crate::wire::name`).
     pub zones: HashMap<Vec<u8>, ZoneAccess>,
 }
 
@@ -172,7 +172,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use crate::tsig::Algorithm;
+    use crate::transfer::tsig::Algorithm;
 
     #[test]
     fn rules_allow_by_address_key_or_both() {

@@ -3,7 +3,7 @@
 //! the corpus test under `tests/zones/` holds that line.
 
 use crate::{
-    name,
+    wire::name,
     zone::{Records, Sorted, rtype},
 };
 

@@ -7,10 +7,10 @@ use tokio::net::UdpSocket;
 use tracing::{debug, info, warn};
 
 use crate::{
-    journal::Rr,
-    message::{AA, Owner, Section, Writer, rcode},
-    tsig::{self, Key, StreamVerifier},
-    wire,
+    transfer::journal::Rr,
+    transfer::tsig::{self, Key, StreamVerifier},
+    wire::read as wire,
+    wire::write::{AA, Owner, Section, Writer, rcode},
     zone::rtype,
 };
 
@@ -86,7 +86,7 @@ fn notify_message(id: u16, soa: &Rr, key: Option<&Key>) -> (Vec<u8>, Option<Vec<
 /// Sends a NOTIFY for the zone of `soa` to `target`, retrying until it answers. Logs the
 /// outcome; true if the secondary acknowledged it.
 pub async fn send(soa: &Rr, target: SocketAddr, key: Option<Arc<Key>>, sources: &Sources) -> bool {
-    let zone = crate::name::to_text(&soa.owner);
+    let zone = crate::wire::name::to_text(&soa.owner);
     let serial = crate::zone::soa_serial_minimum(&soa.rdata).map_or(0, |(s, _)| s);
     let socket = match UdpSocket::bind(sources.towards(target)).await {
         Ok(socket) => socket,
@@ -158,7 +158,7 @@ pub async fn primary_serial(
 ) -> Result<u32, String> {
     let answers = ask(origin, rtype::SOA, primary, key, sources).await?;
     for record in answers {
-        if record.rtype == rtype::SOA && crate::name::eq_ignore_case(&record.owner, origin) {
+        if record.rtype == rtype::SOA && crate::wire::name::eq_ignore_case(&record.owner, origin) {
             return crate::zone::soa_serial_minimum(&record.rdata)
                 .map(|(serial, _)| serial)
                 .ok_or_else(|| "a malformed SOA".to_string());

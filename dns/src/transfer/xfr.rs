@@ -10,9 +10,9 @@
 
 use crate::{
     answer::TransferRequest,
-    journal::{self, Journals, Rr},
-    message::{AA, Owner, QR, Section, Writer},
-    tsig::{self, StreamSigner},
+    transfer::journal::{self, Journals, Rr},
+    transfer::tsig::{self, StreamSigner},
+    wire::write::{AA, Owner, QR, Section, Writer},
     zone::{Zone, rtype},
 };
 
@@ -128,7 +128,7 @@ fn write(packet: &[u8], records: &[Rr], limit: usize) -> Vec<Vec<u8>> {
     };
     let id = u16::from_be_bytes([header[0], header[1]]);
     let flags = QR | AA | (u16::from_be_bytes([header[2], header[3]]) & (0xF << 11 | 0x0100));
-    let question = crate::wire::after_question(packet).and_then(|end| packet.get(12..end));
+    let question = crate::wire::read::after_question(packet).and_then(|end| packet.get(12..end));
     let mut messages = Vec::new();
     let mut buf = Vec::with_capacity(limit.min(16 * 1024));
     let mut w = Writer::new(&mut buf, id, flags, limit);
@@ -177,10 +177,10 @@ mod tests {
 
     use super::*;
     use crate::{
-        load::load_zone_text,
-        name::wire,
-        tsig::{Algorithm, Key, Signed, StreamVerifier},
+        transfer::tsig::{Algorithm, Key, Signed, StreamVerifier},
+        wire::name::wire,
         zone::Records,
+        zone::load::load_zone_text,
     };
 
     fn zone(hosts: usize) -> Zone {
@@ -270,10 +270,10 @@ mod tests {
     fn types(messages: &[Vec<u8>]) -> Vec<u16> {
         let mut types = Vec::new();
         for message in messages {
-            let [_, answers, ..] = crate::wire::counts(message).unwrap();
-            let mut at = crate::wire::after_question(message).unwrap();
+            let [_, answers, ..] = crate::wire::read::counts(message).unwrap();
+            let mut at = crate::wire::read::after_question(message).unwrap();
             for _ in 0..answers {
-                let record = crate::wire::read_record(message, at).unwrap();
+                let record = crate::wire::read::read_record(message, at).unwrap();
                 types.push(record.rtype);
                 at = record.end;
             }
@@ -325,7 +325,7 @@ mod tests {
         );
         let zone = zone(20_000);
         let mut query = axfr_query();
-        let mac = crate::tsig::sign(&mut query, &key, None, 1_800_000_000);
+        let mac = crate::transfer::tsig::sign(&mut query, &key, None, 1_800_000_000);
         let request = TransferRequest {
             origin_key: zone.origin_key().to_vec(),
             ixfr_from: None,

@@ -2,13 +2,13 @@
 //!
 //! Every name, key and RDATA lives in one byte arena; nodes and record sets are small fixed-size
 //! structs in sorted arrays that point into it. A lookup is a binary search over the nodes by
-//! canonical key (see [`crate::name`]), with no locks and no allocation.
+//! canonical key (see [`crate::wire::name`]), with no locks and no allocation.
 
 use std::{hash::BuildHasher, ops::Range};
 
 use hashbrown::HashTable;
 
-use crate::name;
+use crate::wire::name;
 
 /// Record types by number.
 #[allow(missing_docs)]

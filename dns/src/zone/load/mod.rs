@@ -22,7 +22,7 @@ use std::{
 
 use crate::{
     error::ZoneError,
-    name,
+    wire::name,
     zone::{Records, Zone, rtype},
 };
 pub use rdata::{type_name, type_number};

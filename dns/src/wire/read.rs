@@ -2,7 +2,7 @@
 //! owners and inside RDATA. Transfers in (AXFR, IXFR), SOA answers and TSIG records are read
 //! here; queries, which cannot be compressed, have their own faster path in `answer`.
 
-use crate::{name::MAX_NAME, zone::rtype};
+use crate::{wire::name::MAX_NAME, zone::rtype};
 
 /// Most compression pointers followed in one name: more means a loop.
 const MAX_POINTERS: usize = 64;
@@ -180,7 +180,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use crate::name::wire;
+    use crate::wire::name::wire;
 
     #[test]
     fn names_follow_pointers_and_refuse_loops() {

@@ -1,8 +1,10 @@
 use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf, str::FromStr};
 
+pub(crate) mod settings;
+
 use serde::{Deserialize, Deserializer};
 
-use crate::access::{Peer, Rule};
+use crate::transfer::access::{Peer, Rule};
 
 /// The `[dns]` table of the configuration file.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -23,7 +25,7 @@ pub struct Config {
     /// Zones followed from primaries instead of read from files (`[[dns.secondary]]`).
     pub secondary: Vec<Secondary>,
     /// Names whose A/AAAA answers follow the health of the addresses (`[[dns.health]]`).
-    pub health: Vec<crate::health::Check>,
+    pub health: Vec<crate::answer::health::Check>,
     /// Bytes of differences kept per zone for IXFR (RFC 1995), in memory and in
     /// `state_dir/dns/journal`; older ones are dropped first, and a client further behind
     /// gets the whole zone.
@@ -48,7 +50,7 @@ pub struct Config {
     #[serde(deserialize_with = "cookie_secret")]
     pub cookie_secret: Option<[u8; 16]>,
     /// Response rate limiting over UDP (`[dns.rate_limit]`); off by default.
-    pub rate_limit: crate::rate_limit::Config,
+    pub rate_limit: crate::answer::rate_limit::Config,
 }
 
 impl Default for Config {
@@ -70,7 +72,7 @@ impl Default for Config {
             identity: None,
             version: None,
             cookie_secret: None,
-            rate_limit: crate::rate_limit::Config::default(),
+            rate_limit: crate::answer::rate_limit::Config::default(),
         }
     }
 }

@@ -8,12 +8,12 @@ use tokio::sync::Notify;
 
 use crate::{
     Error,
-    access::{Access, Peer, ZoneAccess},
     config::{Config, TsigKey},
-    load::parse_origin,
-    name,
-    secondary::Secondary,
-    tsig::{Algorithm, Key, Keyring},
+    transfer::access::{Access, Peer, ZoneAccess},
+    transfer::secondary::Secondary,
+    transfer::tsig::{Algorithm, Key, Keyring},
+    wire::name,
+    zone::load::parse_origin,
 };
 
 /// The keys of `[[dns.tsig]]`; secret files are read relative to `state_dir`.
@@ -174,8 +174,8 @@ pub fn secondaries(
 }
 
 /// The addresses this server listens on, for its own queries to come from.
-pub fn sources(config: &Config) -> crate::notify::Sources {
-    crate::notify::Sources(config.listen.iter().map(|a| a.ip()).collect())
+pub fn sources(config: &Config) -> crate::transfer::notify::Sources {
+    crate::transfer::notify::Sources(config.listen.iter().map(|a| a.ip()).collect())
 }
 
 fn origin(text: &str) -> Result<Vec<u8>, Error> {

@@ -11,9 +11,9 @@
 //! rather than trusted.
 
 use crate::{
-    journal::Rr,
-    load::check,
-    name,
+    transfer::journal::Rr,
+    wire::name,
+    zone::load::check,
     zone::{Records, Zone},
 };
 
@@ -192,7 +192,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use crate::{load::load_zone, zone::rtype};
+    use crate::{zone::load::load_zone, zone::rtype};
 
     fn zone() -> Zone {
         let dir = tempfile::tempdir().unwrap();

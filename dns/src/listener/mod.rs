@@ -27,10 +27,10 @@ use tracing::{debug, info, warn};
 use crate::{
     Live,
     answer::{Client, Outcome, Responder, Transport},
-    catalog::Catalog,
     error::Error,
-    journal::Journals,
-    xfr,
+    transfer::journal::Journals,
+    transfer::xfr,
+    zone::catalog::Catalog,
 };
 
 /// Largest message a query may be: the UDP datagrams we accept and TCP frames we read.

@@ -13,7 +13,7 @@ use super::{
     lexer::{Token, unescape, unescape_at},
     svcb,
 };
-use crate::{name::MAX_NAME, zone::rtype};
+use crate::{wire::name::MAX_NAME, zone::rtype};
 
 /// Record types by number and mnemonic. Types marked `false` have no text form here and must be
 /// written as RFC 3597 generic data (`\# LENGTH HEX`); meta-types cannot appear in a zone file.
@@ -1151,7 +1151,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use crate::name::wire;
+    use crate::wire::name::wire;
 
     fn tokens(text: &str) -> Vec<Token<'_>> {
         let mut lexer = super::super::lexer::Lexer::new(text.as_bytes());

@@ -23,7 +23,7 @@ use foobar_state::Access;
 use tracing::warn;
 
 use crate::{
-    name,
+    wire::name,
     zone::{Zone, rtype},
 };
 
@@ -60,11 +60,13 @@ pub struct Diff {
 }
 
 impl Diff {
-    pub fn from_serial(&self) -> u32 {
+    /// The serial this difference starts from.
+    pub fn old_serial(&self) -> u32 {
         soa_serial(&self.from_soa.rdata)
     }
 
-    pub fn to_serial(&self) -> u32 {
+    /// The serial it leads to.
+    pub fn new_serial(&self) -> u32 {
         soa_serial(&self.to_soa.rdata)
     }
 
@@ -185,8 +187,8 @@ fn same_node(old: &Zone, x: crate::zone::NodeId, new: &Zone, y: crate::zone::Nod
 pub fn with_added(zone: &Zone, added: &[Rr], serial: u32) -> Result<Zone, String> {
     let mut all: Vec<Rr> = zone.nodes().flat_map(|node| records(zone, node)).collect();
     let mut soa = soa(zone).ok_or("no SOA")?;
-    let mname = crate::name::wire_len(&soa.rdata).ok_or("a malformed SOA")?;
-    let rname = crate::name::wire_len(soa.rdata.get(mname..).ok_or("a malformed SOA")?)
+    let mname = crate::wire::name::wire_len(&soa.rdata).ok_or("a malformed SOA")?;
+    let rname = crate::wire::name::wire_len(soa.rdata.get(mname..).ok_or("a malformed SOA")?)
         .ok_or("a malformed SOA")?;
     let at = mname + rname;
     soa.rdata
@@ -195,7 +197,7 @@ pub fn with_added(zone: &Zone, added: &[Rr], serial: u32) -> Result<Zone, String
         .copy_from_slice(&serial.to_be_bytes());
     all.push(soa);
     all.extend(added.iter().cloned());
-    crate::snapshot::checked(zone.origin(), &all)
+    crate::zone::snapshot::checked(zone.origin(), &all)
 }
 
 /// The records of a node, but its SOA (the SOA travels apart in a difference).
@@ -326,7 +328,7 @@ impl Journal {
         if self
             .diffs
             .back()
-            .is_some_and(|last| last.to_serial() != diff.from_serial())
+            .is_some_and(|last| last.new_serial() != diff.old_serial())
         {
             self.diffs.clear();
             self.bytes = 0;
@@ -352,7 +354,7 @@ impl Journal {
 
     /// The serial the journal leads to, if it holds anything.
     pub fn last_serial(&self) -> Option<u32> {
-        self.diffs.back().map(Diff::to_serial)
+        self.diffs.back().map(Diff::new_serial)
     }
 
     /// Everything that changed since `serial`, up to `current`, condensed; `None` if the
@@ -361,7 +363,7 @@ impl Journal {
         if self.last_serial() != Some(current) {
             return None;
         }
-        let start = self.diffs.iter().position(|d| d.from_serial() == serial)?;
+        let start = self.diffs.iter().position(|d| d.old_serial() == serial)?;
         let chain: Vec<Diff> = self.diffs.iter().skip(start).cloned().collect();
         condense(&chain)
     }
@@ -510,7 +512,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use crate::load::load_zone_text;
+    use crate::zone::load::load_zone_text;
 
     fn zone(serial: u32, body: &str) -> Zone {
         let text = format!(
@@ -535,7 +537,7 @@ mod tests {
         let old = zone(1, "www A 192.0.2.10\nold A 192.0.2.11\nmx MX 10 mail\n");
         let new = zone(2, "www A 192.0.2.20\nnew A 192.0.2.12\nmx MX 10 mail\n");
         let diff = diff(&old, &new).unwrap();
-        assert_eq!((diff.from_serial(), diff.to_serial()), (1, 2));
+        assert_eq!((diff.old_serial(), diff.new_serial()), (1, 2));
         assert_eq!(
             names(&diff.removed),
             ["old.example.com. 1", "www.example.com. 1"]
@@ -588,7 +590,7 @@ mod tests {
             journal.record(diff(&pair[0], &pair[1]).unwrap());
         }
         let since2 = journal.since(2, 5).unwrap();
-        assert_eq!((since2.from_serial(), since2.to_serial()), (2, 5));
+        assert_eq!((since2.old_serial(), since2.new_serial()), (2, 5));
         assert_eq!(names(&since2.removed), ["host2.example.com. 1"]);
         assert_eq!(names(&since2.added), ["host5.example.com. 1"]);
         assert!(

@@ -95,14 +95,6 @@ impl<'b> Writer<'b> {
         self.set_flags(flags);
     }
 
-    pub fn len(&self) -> usize {
-        self.buf.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.buf.is_empty()
-    }
-
     /// Lowers the size limit, e.g. to keep room for an OPT record at the end.
     pub fn reserve(&mut self, bytes: usize) {
         self.limit = self.limit.saturating_sub(bytes);
@@ -192,14 +184,14 @@ impl<'b> Writer<'b> {
     /// RDATA, compressing the names that RFC 3597 section 4 allows (types of RFC 1035).
     fn rdata(&mut self, rtype: u16, rdata: &[u8]) {
         if rtype == rtype::SOA
-            && let Some(mname) = crate::name::wire_len(rdata)
-            && let Some(rname) = crate::name::wire_len(&rdata[mname..])
+            && let Some(mname) = crate::wire::name::wire_len(rdata)
+            && let Some(rname) = crate::wire::name::wire_len(&rdata[mname..])
         {
             self.name(&rdata[..mname]);
             self.name(&rdata[mname..mname + rname]);
             self.buf.extend_from_slice(&rdata[mname + rname..]);
         } else if let Some((offset, true)) = rdata_name_offset(rtype)
-            && let Some(len) = rdata.get(offset..).and_then(crate::name::wire_len)
+            && let Some(len) = rdata.get(offset..).and_then(crate::wire::name::wire_len)
         {
             self.buf.extend_from_slice(&rdata[..offset]);
             self.name(&rdata[offset..offset + len]);

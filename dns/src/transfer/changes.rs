@@ -9,10 +9,12 @@ use tracing::{debug, info, warn};
 
 use crate::{
     answer::Responder,
-    catalog::Change,
-    journal::{self, Journals},
-    name, notify, snapshot,
+    transfer::journal::{self, Journals},
+    transfer::notify,
+    wire::name,
     zone::Zone,
+    zone::catalog::Change,
+    zone::snapshot,
 };
 
 /// Follows `changes` until `shutdown`.

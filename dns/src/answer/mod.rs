@@ -1,0 +1,11 @@
+//! Answering: a query's bytes in, the response's bytes out (`respond`), and the policies applied
+//! per answer: server cookies, response rate limiting, the health filter, and the records added
+//! at run time (`overlay`).
+
+pub mod cookie;
+pub mod health;
+pub mod overlay;
+pub mod rate_limit;
+mod respond;
+
+pub use respond::*;

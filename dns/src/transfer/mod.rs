@@ -1,0 +1,12 @@
+//! Zone transfers and what they need: TSIG, who may transfer (`access`), the differences between
+//! versions (`journal`), AXFR/IXFR out (`xfr`), NOTIFY and SOA queries (`notify`), zones followed
+//! from primaries (`secondary`), and every new served version journaled and announced
+//! (`changes`).
+
+pub mod access;
+pub(crate) mod changes;
+pub mod journal;
+pub mod notify;
+pub mod secondary;
+pub mod tsig;
+pub mod xfr;

@@ -1,0 +1,12 @@
+//! Zone data: one zone in a byte arena (`arena`), the zones served (`catalog`), zone files read
+//! (`load`) and watched (`watch`), and a zone's last good copy on disk (`snapshot`).
+
+mod arena;
+pub mod catalog;
+pub mod load;
+pub mod snapshot;
+pub mod watch;
+
+pub use arena::{
+    NodeId, RRset, Records, Sorted, Zone, rdata_name_offset, rtype, soa_serial_minimum,
+};
