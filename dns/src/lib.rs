@@ -38,10 +38,11 @@ pub use crate::{
         secondary::Incoming,
         tsig::{TsigRecord, error as tsig_error},
     },
+    wire::name::from_text as parse_origin,
     zone::{
         Zone,
         catalog::{Catalog, Reloaded, Zones},
-        load::{load_zone, load_zone_text, parse_origin},
+        load::{load_zone, load_zone_text},
     },
 };
 
@@ -49,8 +50,11 @@ pub use crate::{
 /// as the journal records it, snapshots, lookup keys.
 pub mod internals {
     pub use crate::{
-        transfer::{journal::soa, xfr::answer as transfer_answer},
+        transfer::xfr::answer as transfer_answer,
         wire::name::key_of,
-        zone::snapshot::{decode as decode_snapshot, encode as encode_snapshot},
+        zone::{
+            snapshot::{decode as decode_snapshot, encode as encode_snapshot},
+            soa,
+        },
     };
 }

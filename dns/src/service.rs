@@ -172,7 +172,7 @@ impl Dns {
         let checked: Vec<Vec<u8>> = state
             .checks
             .iter()
-            .filter_map(|check| zone::load::parse_origin(&check.name).ok())
+            .filter_map(|check| wire::name::from_text(&check.name).ok())
             .map(|wire| wire::name::key_of(&wire))
             .collect();
         state.health.carry_over(&self.live.load().health, &checked);
@@ -219,7 +219,7 @@ impl Dns {
     /// The A and AAAA addresses `name` has in the zones served now (the addresses a health
     /// check probes).
     pub fn addresses(&self, name: &str) -> Vec<std::net::IpAddr> {
-        let Ok(wire) = zone::load::parse_origin(name) else {
+        let Ok(wire) = wire::name::from_text(name) else {
             return Vec::new();
         };
         let key = wire::name::key_of(&wire);
@@ -268,7 +268,7 @@ impl Dns {
     /// Leaves `down` out of the answers for `name` (a health check's finding), with `ttl` at
     /// most.
     pub fn set_health(&self, name: &str, down: Vec<std::net::IpAddr>, ttl: u32) {
-        if let Ok(wire) = zone::load::parse_origin(name) {
+        if let Ok(wire) = wire::name::from_text(name) {
             self.live.load().health.set(
                 wire::name::key_of(&wire),
                 answer::health::Filter { down, ttl },
@@ -312,11 +312,11 @@ impl Dns {
         let Some(origin) = origin else {
             return Ok(());
         };
-        let records: Vec<transfer::journal::Rr> = challenges
+        let records: Vec<zone::Rr> = challenges
             .iter()
             .filter(|(owner, _)| wire::name::key_of(owner).starts_with(&origin))
             .flat_map(|(owner, rdatas)| {
-                rdatas.iter().map(|rdata| transfer::journal::Rr {
+                rdatas.iter().map(|rdata| zone::Rr {
                     owner: owner.clone(),
                     rtype: zone::rtype::TXT,
                     ttl: answer::overlay::TXT_TTL,
@@ -406,12 +406,12 @@ impl Dns {
         let asking: Vec<Vec<u8>> = live
             .https_zones
             .iter()
-            .filter_map(|zone| zone::load::parse_origin(zone).ok())
+            .filter_map(|zone| wire::name::from_text(zone).ok())
             .map(|wire| wire::name::key_of(&wire))
             .collect();
         let all: Vec<(Vec<u8>, answer::overlay::Https)> = names
             .iter()
-            .filter_map(|name| zone::load::parse_origin(name).ok())
+            .filter_map(|name| wire::name::from_text(name).ok())
             .map(|wire| wire::name::key_of(&wire))
             .filter(|key| {
                 catalog
@@ -426,7 +426,7 @@ impl Dns {
     /// Whether `name` is inside a zone served now (as its primary or a secondary): records
     /// added with [`Dns::set_txt`] are answered for it.
     pub fn serves(&self, name: &str) -> bool {
-        let Ok(wire) = zone::load::parse_origin(name) else {
+        let Ok(wire) = wire::name::from_text(name) else {
             return false;
         };
         let catalog = self.live.load().shared.catalog.load_full();
@@ -437,7 +437,7 @@ impl Dns {
     /// Loads one zone again: a zone file is parsed again (as `foobar ctl zone reload`), a
     /// secondary zone asks its primaries now. What happened, or why nothing could.
     pub async fn reload_zone(&self, name: &str) -> Result<String, String> {
-        let wire = zone::load::parse_origin(name).map_err(|e| format!("{name:?}: {e}"))?;
+        let wire = wire::name::from_text(name).map_err(|e| format!("{name:?}: {e}"))?;
         let key = wire::name::key_of(&wire);
         let live = self.live.load_full();
         if let Some(secondary) = live
@@ -469,7 +469,7 @@ impl Dns {
             .zone_status()
             .into_iter()
             .find(|z| {
-                wire::name::key_of(&zone::load::parse_origin(&z.zone).unwrap_or_default()) == key
+                wire::name::key_of(&wire::name::from_text(&z.zone).unwrap_or_default()) == key
             })
             .map(|z| z.serial);
         Ok(match serial {
@@ -619,7 +619,7 @@ fn txt_holds(rdata: &[u8], value: &str) -> bool {
 }
 
 fn parse_name(name: &str) -> Result<Vec<u8>, AddedError> {
-    zone::load::parse_origin(name).map_err(|reason| AddedError::Name {
+    wire::name::from_text(name).map_err(|reason| AddedError::Name {
         name: name.to_string(),
         reason: reason.to_string(),
     })

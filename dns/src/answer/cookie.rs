@@ -10,6 +10,7 @@
 //! that differ), as RFC 9018 section 4.3 recommends.
 
 use std::{hash::Hasher, net::IpAddr};
+use subtle::ConstantTimeEq;
 
 use siphasher::sip::SipHasher24;
 
@@ -69,7 +70,7 @@ impl Cookies {
             // Serial arithmetic: the age may wrap around 2^32.
             let age = now.wrapping_sub(stamp);
             let fresh = age <= LIFETIME || stamp.wrapping_sub(now) <= FUTURE;
-            fresh && constant_time_eq(&self.hash(client, &server[..8], address), &server[8..])
+            fresh && bool::from(self.hash(client, &server[..8], address).ct_eq(&server[8..]))
         };
         if valid {
             Presented::Valid
@@ -88,11 +89,6 @@ impl Cookies {
         }
         hasher.finish().to_le_bytes()
     }
-}
-
-/// Compares in time that does not depend on where the inputs differ.
-pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
 }
 
 #[cfg(test)]

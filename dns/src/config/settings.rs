@@ -13,7 +13,6 @@ use crate::{
     transfer::secondary::Secondary,
     transfer::tsig::{Algorithm, Key, Keyring},
     wire::name,
-    zone::load::parse_origin,
 };
 
 /// The keys of `[[dns.tsig]]`; secret files are read relative to `state_dir`.
@@ -179,7 +178,8 @@ pub fn sources(config: &Config) -> crate::transfer::notify::Sources {
 }
 
 fn origin(text: &str) -> Result<Vec<u8>, Error> {
-    parse_origin(text).map_err(|reason| Error::Config(format!("zone name {text:?}: {reason}")))
+    crate::wire::name::from_text(text)
+        .map_err(|reason| Error::Config(format!("zone name {text:?}: {reason}")))
 }
 
 #[cfg(test)]

@@ -8,13 +8,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::{
-    answer::Responder,
-    transfer::journal::{self, Journals},
-    transfer::notify,
-    wire::name,
-    zone::Zone,
-    zone::catalog::Change,
-    zone::snapshot,
+    answer::Responder, transfer::journal::Journals, transfer::notify, wire::name, zone::Zone,
+    zone::catalog::Change, zone::snapshot,
 };
 
 /// Follows `changes` until `shutdown`.
@@ -68,7 +63,7 @@ fn journal_change(journals: &Journals, change: &Change) -> Option<Arc<Zone>> {
         (None, None) => None,
     };
     if let Some(old) = old
-        && journal::serial_newer(new.serial(), old.serial())
+        && crate::zone::serial_newer(new.serial(), old.serial())
         && let Some(bytes) = journals.record(&old, new)
     {
         debug!(zone = %new.origin_text(), from = old.serial(), to = new.serial(), bytes, "journal: difference kept");
@@ -87,7 +82,7 @@ fn announce(zone: &Zone, responder: &Responder, sources: &notify::Sources) {
     else {
         return;
     };
-    let Some(soa) = journal::soa(zone) else {
+    let Some(soa) = crate::zone::soa(zone) else {
         return;
     };
     info!(zone = %name::to_text(&soa.owner), serial = zone.serial(), targets = targets.len(), "notify: telling secondaries");

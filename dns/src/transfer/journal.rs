@@ -24,30 +24,10 @@ use tracing::warn;
 
 use crate::{
     wire::name,
-    zone::{Zone, rtype},
+    zone::{Rr, Zone, rtype, serial_newer, soa, soa_serial},
 };
 
 const MAGIC: &[u8] = b"foobar-journal\0";
-
-/// One record: owner and RDATA in wire form, names uncompressed.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Rr {
-    pub owner: Vec<u8>,
-    pub rtype: u16,
-    pub ttl: u32,
-    pub rdata: Vec<u8>,
-}
-
-impl Rr {
-    fn bytes(&self) -> usize {
-        self.owner.len() + 10 + self.rdata.len()
-    }
-
-    /// What makes two records the same record (owner names compare in any case).
-    fn identity(&self) -> (Vec<u8>, u16, &[u8], u32) {
-        (name::key_of(&self.owner), self.rtype, &self.rdata, self.ttl)
-    }
-}
 
 /// From one version of a zone to the next.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,23 +57,6 @@ impl Diff {
             + self.removed.iter().map(Rr::bytes).sum::<usize>()
             + self.added.iter().map(Rr::bytes).sum::<usize>()
     }
-}
-
-fn soa_serial(rdata: &[u8]) -> u32 {
-    crate::zone::soa_serial_minimum(rdata).map_or(0, |(serial, _)| serial)
-}
-
-/// The zone's SOA record.
-pub fn soa(zone: &Zone) -> Option<Rr> {
-    let apex = zone.apex()?;
-    let set = zone.rrset(apex, rtype::SOA)?;
-    let rdata = set.rdatas().next()?;
-    Some(Rr {
-        owner: zone.origin().to_vec(),
-        rtype: rtype::SOA,
-        ttl: set.ttl,
-        rdata: rdata.to_vec(),
-    })
 }
 
 /// What changed from `old` to `new` (both available); `None` if the serial did not move
@@ -218,11 +181,6 @@ fn records(zone: &Zone, node: crate::zone::NodeId) -> Vec<Rr> {
         }
     }
     out
-}
-
-/// Whether serial `a` is newer than `b` (RFC 1982 serial arithmetic).
-pub fn serial_newer(a: u32, b: u32) -> bool {
-    a != b && a.wrapping_sub(b) < 1 << 31
 }
 
 /// Consecutive differences as one: a record added and later removed (or the reverse) cancels

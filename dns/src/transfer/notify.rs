@@ -7,10 +7,10 @@ use tokio::net::UdpSocket;
 use tracing::{debug, info, warn};
 
 use crate::{
-    transfer::journal::Rr,
     transfer::tsig::{self, Key, StreamVerifier},
     wire::read as wire,
     wire::write::{AA, Owner, Section, Writer, rcode},
+    zone::Rr,
     zone::rtype,
 };
 

@@ -27,12 +27,13 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::{
-    transfer::journal::{self, Diff, Rr},
+    transfer::journal::{self, Diff},
     transfer::notify::{Sources, primary_serial, unix_now},
     transfer::tsig::{self, Key, StreamVerifier},
     wire::name,
     wire::read as wire,
     wire::write::{Owner, Section, Writer},
+    zone::Rr,
     zone::catalog::Zones,
     zone::snapshot,
     zone::{Zone, rtype},
@@ -175,7 +176,7 @@ impl Secondary {
                         continue;
                     }
                 };
-            if current.is_some_and(|zone| !journal::serial_newer(serial, zone.serial())) {
+            if current.is_some_and(|zone| !crate::zone::serial_newer(serial, zone.serial())) {
                 return Ok(None);
             }
             let started = Instant::now();
@@ -222,7 +223,7 @@ struct Timers {
 }
 
 fn timers(zone: &Zone) -> Option<Timers> {
-    let soa = journal::soa(zone)?;
+    let soa = crate::zone::soa(zone)?;
     let fixed = soa.rdata.get(soa.rdata.len().checked_sub(20)?..)?;
     let field = |i: usize| {
         let seconds = u32::from_be_bytes([fixed[i], fixed[i + 1], fixed[i + 2], fixed[i + 3]]);
@@ -245,7 +246,7 @@ pub async fn transfer_in(
     current: Option<&Zone>,
     sources: &Sources,
 ) -> Result<(Zone, &'static str, usize), String> {
-    let current_soa = current.and_then(journal::soa);
+    let current_soa = current.and_then(crate::zone::soa);
     let qtype = if current_soa.is_some() {
         rtype::IXFR
     } else {
@@ -411,7 +412,8 @@ impl Sequence {
         let new_serial = soa_serial(&records[0]);
         if records.len() == 1 {
             // A lone SOA no newer than ours: we are current (RFC 1995 section 2).
-            return current.is_some_and(|soa| !journal::serial_newer(new_serial, soa_serial(soa)));
+            return current
+                .is_some_and(|soa| !crate::zone::serial_newer(new_serial, soa_serial(soa)));
         }
         let incremental = records.len() > 1 && records[1].rtype == rtype::SOA && current.is_some();
         if !incremental {

@@ -15,6 +15,7 @@
 //! and every MAC is compared in constant time.
 
 use std::sync::Arc;
+use subtle::ConstantTimeEq;
 
 use ring::hmac;
 
@@ -108,7 +109,7 @@ impl std::fmt::Debug for Key {
 impl Key {
     /// A key named `name` (presentation form), with its secret's bytes.
     pub fn new(name: &str, algorithm: Algorithm, secret: &[u8]) -> Result<Key, String> {
-        let name = crate::zone::load::parse_origin(&name.to_ascii_lowercase())?;
+        let name = crate::wire::name::from_text(&name.to_ascii_lowercase())?;
         Ok(Key {
             name,
             algorithm,
@@ -145,7 +146,7 @@ impl Keyring {
 
     /// The key of this name (text, any case, with or without the final dot).
     pub fn get(&self, name: &str) -> Option<Arc<Key>> {
-        let wire = crate::zone::load::parse_origin(&name.to_ascii_lowercase()).ok()?;
+        let wire = crate::wire::name::from_text(&name.to_ascii_lowercase()).ok()?;
         self.keys.iter().find(|key| key.name == wire).cloned()
     }
 
@@ -178,10 +179,7 @@ impl Keyring {
         }
         let digest = request_digest(message, record, key);
         let expected = hmac::sign(&key.key, &digest);
-        if !crate::answer::cookie::constant_time_eq(
-            &expected.as_ref()[..record.mac.len()],
-            &record.mac,
-        ) {
+        if !bool::from(expected.as_ref()[..record.mac.len()].ct_eq(&record.mac)) {
             return Err(failure(error::BADSIG, None));
         }
         if record.time.abs_diff(now) > u64::from(record.fudge) {
@@ -501,10 +499,7 @@ impl StreamVerifier {
             digest.extend_from_slice(&(record.time & 0xFFFF_FFFF_FFFF).to_be_bytes()[2..]);
             digest.extend_from_slice(&record.fudge.to_be_bytes());
         }
-        let expected = hmac::sign(&self.key.key, &digest);
-        if record.mac.len() != expected.as_ref().len()
-            || !crate::answer::cookie::constant_time_eq(expected.as_ref(), &record.mac)
-        {
+        if hmac::verify(&self.key.key, &digest, &record.mac).is_err() {
             return Err("bad signature".to_string());
         }
         if record.time.abs_diff(now) > u64::from(record.fudge) {

@@ -10,9 +10,10 @@
 
 use crate::{
     answer::TransferRequest,
-    transfer::journal::{self, Journals, Rr},
+    transfer::journal::{self, Journals},
     transfer::tsig::{self, StreamSigner},
     wire::write::{AA, Owner, QR, Section, Writer},
+    zone::Rr,
     zone::{Zone, rtype},
 };
 
@@ -54,9 +55,9 @@ fn answer_within(
     let limit = max_len - room;
     let (records, kind) = match request.ixfr_from {
         None => (axfr_records(zone), "AXFR"),
-        Some(client) if !journal::serial_newer(zone.serial(), client) => {
+        Some(client) if !crate::zone::serial_newer(zone.serial(), client) => {
             // Up to date (or ahead of us): the current SOA alone.
-            (journal::soa(zone).into_iter().collect(), "IXFR")
+            (crate::zone::soa(zone).into_iter().collect(), "IXFR")
         }
         Some(client) => match journals.and_then(|j| j.since(zone, client)) {
             Some(diff) => (ixfr_records(zone, &diff), "IXFR"),
@@ -80,7 +81,7 @@ fn answer_within(
 
 /// SOA, every other record, SOA.
 fn axfr_records(zone: &Zone) -> Vec<Rr> {
-    let Some(soa) = journal::soa(zone) else {
+    let Some(soa) = crate::zone::soa(zone) else {
         return Vec::new();
     };
     let mut records = Vec::with_capacity(zone.record_count() + 1);
@@ -107,7 +108,7 @@ fn axfr_records(zone: &Zone) -> Vec<Rr> {
 
 /// The current SOA, the difference (old SOA, removed, new SOA, added), the current SOA.
 fn ixfr_records(zone: &Zone, diff: &journal::Diff) -> Vec<Rr> {
-    let Some(current) = journal::soa(zone) else {
+    let Some(current) = crate::zone::soa(zone) else {
         return Vec::new();
     };
     let mut records = Vec::with_capacity(diff.removed.len() + diff.added.len() + 4);

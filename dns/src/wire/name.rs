@@ -148,7 +148,7 @@ pub fn wire_len(wire: &[u8]) -> Option<usize> {
 }
 
 /// Wire form of a plain dotted name with no escapes (an algorithm name, a test's name); names
-/// from users go through `load::parse_origin`.
+/// from users go through [`from_text`].
 pub(crate) fn wire(text: &str) -> Vec<u8> {
     let mut out = Vec::new();
     for label in text.split('.').filter(|l| !l.is_empty()) {
@@ -157,6 +157,124 @@ pub(crate) fn wire(text: &str) -> Vec<u8> {
     }
     out.push(0);
     out
+}
+
+/// What a backslash escape at the start of `text` stands for: the byte and how many input
+/// bytes it took. `\DDD` is a decimal octet (at most 255); `\X` is X itself.
+pub fn unescape_at(text: &[u8]) -> Result<(u8, usize), String> {
+    debug_assert_eq!(text.first(), Some(&b'\\'));
+    match text.get(1) {
+        None => Err("a backslash ends the text".to_string()),
+        Some(d) if d.is_ascii_digit() => {
+            let digits = text.get(1..4).filter(|d| d.iter().all(u8::is_ascii_digit));
+            let Some(digits) = digits else {
+                return Err(format!(
+                    "\"{}\" is not a \\DDD escape (three decimal digits)",
+                    String::from_utf8_lossy(&text[..text.len().min(4)])
+                ));
+            };
+            let value = digits
+                .iter()
+                .fold(0u32, |n, d| n * 10 + u32::from(d - b'0'));
+            let byte =
+                u8::try_from(value).map_err(|_| format!("escape \\{value} is above \\255"))?;
+            Ok((byte, 4))
+        }
+        Some(&other) => Ok((other, 2)),
+    }
+}
+
+/// Appends the wire form of a domain name written in a zone file: `@` is the origin, a name
+/// without a final dot is relative to it. Escapes `\X` and `\DDD` give any octet in a label.
+pub fn push_text(text: &[u8], origin: Option<&[u8]>, out: &mut Vec<u8>) -> Result<(), String> {
+    let show = || String::from_utf8_lossy(text).into_owned();
+    let invalid = |reason: &str| format!("invalid name \"{}\": {reason}", show());
+    if text == b"@" {
+        let origin = origin.ok_or_else(|| "\"@\" used before any origin is known".to_string())?;
+        out.extend_from_slice(origin);
+        return Ok(());
+    }
+    if text == b"." {
+        out.push(0);
+        return Ok(());
+    }
+    if text.is_empty() {
+        return Err(invalid("empty"));
+    }
+    let start = out.len();
+    let mut label_at = out.len();
+    out.push(0);
+    let mut at = 0;
+    let mut absolute = false;
+    while at < text.len() {
+        match text[at] {
+            b'.' => {
+                let len = out.len() - label_at - 1;
+                if len == 0 {
+                    out.truncate(start);
+                    return Err(invalid("empty label"));
+                }
+                out[label_at] = len as u8;
+                label_at = out.len();
+                out.push(0);
+                at += 1;
+                absolute = at == text.len();
+            }
+            b'\\' => {
+                let (byte, used) = unescape_at(&text[at..]).map_err(|e| {
+                    out.truncate(start);
+                    invalid(&e)
+                })?;
+                out.push(byte);
+                at += used;
+            }
+            byte => {
+                out.push(byte);
+                at += 1;
+            }
+        }
+        if out.len() - label_at - 1 > 63 {
+            out.truncate(start);
+            return Err(invalid("a label is longer than 63 bytes"));
+        }
+    }
+    if !absolute {
+        out[label_at] = (out.len() - label_at - 1) as u8;
+        let Some(origin) = origin else {
+            out.truncate(start);
+            return Err(invalid("relative, and no origin is known"));
+        };
+        out.extend_from_slice(origin);
+    }
+    if out.len() - start > MAX_NAME {
+        out.truncate(start);
+        return Err(invalid("longer than 255 bytes"));
+    }
+    Ok(())
+}
+
+/// The wire form of an absolute name; relative names are refused.
+pub fn absolute_from_text(text: &[u8]) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    push_text(text, None, &mut out).map_err(|e| {
+        if e.contains("relative") {
+            format!(
+                "\"{}\" is relative; write it with a final dot",
+                String::from_utf8_lossy(text)
+            )
+        } else {
+            e
+        }
+    })?;
+    Ok(out)
+}
+
+/// The wire form of a name given as text (`foobar.com` or `foobar.com.`: always
+/// absolute).
+pub fn from_text(text: &str) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    push_text(text.as_bytes(), Some(&[0]), &mut out)?;
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -22,8 +22,8 @@ use foobar_state::Access;
 use crate::{
     error::{AddedError, Error, ZoneError},
     metrics::{Load, ZoneCounters, metrics},
-    transfer::journal::Rr,
     wire::name,
+    zone::Rr,
     zone::Zone,
     zone::load::{Loaded, Stamp, default_origin, load_zone, stamp},
     zone::snapshot,
@@ -355,8 +355,7 @@ impl Zones {
             .get(loaded.origin_key())
             .cloned()
             .unwrap_or_default();
-        let behind =
-            last.is_some_and(|last| !crate::transfer::journal::serial_newer(loaded.serial(), last));
+        let behind = last.is_some_and(|last| !crate::zone::serial_newer(loaded.serial(), last));
         if added.is_empty() && !behind {
             return (loaded, None);
         }
@@ -652,7 +651,7 @@ mod tests {
 
     fn challenge() -> Rr {
         Rr {
-            owner: crate::zone::load::parse_origin("_acme-challenge.example.com").unwrap(),
+            owner: crate::wire::name::from_text("_acme-challenge.example.com").unwrap(),
             rtype: crate::zone::rtype::TXT,
             ttl: 10,
             rdata: b"\x05token".to_vec(),
@@ -660,7 +659,7 @@ mod tests {
     }
 
     fn served(zones: &Zones) -> Arc<Zone> {
-        let key = name::key_of(&crate::zone::load::parse_origin("example.com").unwrap());
+        let key = name::key_of(&crate::wire::name::from_text("example.com").unwrap());
         zones.catalog().load().get(&key).unwrap().clone()
     }
 
@@ -694,7 +693,7 @@ mod tests {
         assert!(has_challenge(&now));
         assert!(
             now.find(&name::key_of(
-                &crate::zone::load::parse_origin("www.example.com").unwrap()
+                &crate::wire::name::from_text("www.example.com").unwrap()
             ))
             .is_ok()
         );

@@ -4,9 +4,11 @@
 mod arena;
 pub mod catalog;
 pub mod load;
+mod rr;
 pub mod snapshot;
 pub mod watch;
 
 pub use arena::{
     NodeId, RRset, Records, Sorted, Zone, rdata_name_offset, rtype, soa_serial_minimum,
 };
+pub use rr::{Rr, serial_newer, soa, soa_serial};

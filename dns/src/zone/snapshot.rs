@@ -11,8 +11,8 @@
 //! rather than trusted.
 
 use crate::{
-    transfer::journal::Rr,
     wire::name,
+    zone::Rr,
     zone::load::check,
     zone::{Records, Zone},
 };

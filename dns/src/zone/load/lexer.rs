@@ -166,38 +166,13 @@ impl<'a> Lexer<'a> {
     }
 }
 
-/// What a backslash escape at the start of `text` stands for: the byte and how many input
-/// bytes it took. `\DDD` is a decimal octet (at most 255); `\X` is X itself.
-pub fn unescape_at(text: &[u8]) -> Result<(u8, usize), String> {
-    debug_assert_eq!(text.first(), Some(&b'\\'));
-    match text.get(1) {
-        None => Err("a backslash ends the text".to_string()),
-        Some(d) if d.is_ascii_digit() => {
-            let digits = text.get(1..4).filter(|d| d.iter().all(u8::is_ascii_digit));
-            let Some(digits) = digits else {
-                return Err(format!(
-                    "\"{}\" is not a \\DDD escape (three decimal digits)",
-                    String::from_utf8_lossy(&text[..text.len().min(4)])
-                ));
-            };
-            let value = digits
-                .iter()
-                .fold(0u32, |n, d| n * 10 + u32::from(d - b'0'));
-            let byte =
-                u8::try_from(value).map_err(|_| format!("escape \\{value} is above \\255"))?;
-            Ok((byte, 4))
-        }
-        Some(&other) => Ok((other, 2)),
-    }
-}
-
 /// The bytes a token stands for, escapes resolved.
 pub fn unescape(text: &[u8]) -> Result<Vec<u8>, String> {
     let mut out = Vec::with_capacity(text.len());
     let mut at = 0;
     while at < text.len() {
         if text[at] == b'\\' {
-            let (byte, used) = unescape_at(&text[at..])?;
+            let (byte, used) = crate::wire::name::unescape_at(&text[at..])?;
             out.push(byte);
             at += used;
         } else {

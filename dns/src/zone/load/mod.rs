@@ -69,14 +69,6 @@ pub fn stamp(path: &Path) -> Stamp {
     }
 }
 
-/// The wire form of a zone origin given as text (`foobar.com` or `foobar.com.`: always
-/// absolute).
-pub fn parse_origin(text: &str) -> Result<Vec<u8>, String> {
-    let mut out = Vec::new();
-    rdata::push_name(text.as_bytes(), Some(&[0]), &mut out)?;
-    Ok(out)
-}
-
 /// Reads and validates the zone in `path`. The origin is `origin` (wire form) where given; else
 /// a `$ORIGIN` before the first record; else the file name without `.zone`.
 pub fn load_zone(path: &Path, origin: Option<&[u8]>) -> Result<Loaded, ZoneError> {
@@ -124,7 +116,7 @@ impl Loader {
 pub fn default_origin(path: &Path) -> Option<Vec<u8>> {
     let file = path.file_name()?.to_str()?;
     let stem = file.strip_suffix(".zone").unwrap_or(file);
-    parse_origin(stem).ok()
+    name::from_text(stem).ok()
 }
 
 /// Where a record came from: the index of its file and its line.
@@ -277,7 +269,7 @@ impl Loader {
                 too_many(2)?;
                 // Knot and NSD refuse a relative $ORIGIN; BIND would append the current one.
                 let origin =
-                    rdata::absolute_name(arg(1)?.text).map_err(|e| format!("$ORIGIN: {e}"))?;
+                    name::absolute_from_text(arg(1)?.text).map_err(|e| format!("$ORIGIN: {e}"))?;
                 self.set_origin(origin);
                 Ok(())
             }
@@ -303,7 +295,7 @@ impl Loader {
                 };
                 let origin = match tokens.get(2) {
                     Some(origin) => Some(
-                        rdata::absolute_name(origin.text)
+                        name::absolute_from_text(origin.text)
                             .map_err(|e| format!("$INCLUDE origin: {e}"))?,
                     ),
                     None => None,
@@ -345,7 +337,7 @@ impl Loader {
         if !blank_owner {
             let mut owner = self.owner.take().unwrap_or_default();
             owner.clear();
-            let pushed = rdata::push_name(rest[0].text, self.origin.as_deref(), &mut owner);
+            let pushed = name::push_text(rest[0].text, self.origin.as_deref(), &mut owner);
             self.owner = Some(owner);
             pushed?;
             rest = &rest[1..];
@@ -556,7 +548,7 @@ mod tests {
     }
 
     fn key(text: &str) -> Vec<u8> {
-        name::key_of(&parse_origin(text).unwrap())
+        name::key_of(&name::from_text(text).unwrap())
     }
 
     #[test]
@@ -815,7 +807,7 @@ mod tests {
         let path = dir.path().join("named.zone");
         std::fs::write(&path, HEAD).unwrap();
         assert_eq!(load_zone(&path, None).unwrap().zone.origin_text(), "named.");
-        let flag = parse_origin("flag.example").unwrap();
+        let flag = name::from_text("flag.example").unwrap();
         assert_eq!(
             load_zone(&path, Some(&flag)).unwrap().zone.origin_text(),
             "flag.example."

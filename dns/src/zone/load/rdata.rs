@@ -10,10 +10,10 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use data_encoding::{BASE32HEX_NOPAD, BASE64, HEXLOWER_PERMISSIVE};
 
 use super::{
-    lexer::{Token, unescape, unescape_at},
+    lexer::{Token, unescape},
     svcb,
 };
-use crate::{wire::name::MAX_NAME, zone::rtype};
+use crate::{wire::name, zone::rtype};
 
 /// Record types by number and mnemonic. Types marked `false` have no text form here and must be
 /// written as RFC 3597 generic data (`\# LENGTH HEX`); meta-types cannot appear in a zone file.
@@ -154,91 +154,6 @@ fn number_text<T: TryFrom<u64>>(text: &[u8]) -> Option<T> {
         n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
     })?;
     T::try_from(value).ok()
-}
-
-/// Appends the wire form of a domain name written in a zone file: `@` is the origin, a name
-/// without a final dot is relative to it. Escapes `\X` and `\DDD` give any octet in a label.
-pub fn push_name(text: &[u8], origin: Option<&[u8]>, out: &mut Vec<u8>) -> Result<(), String> {
-    let show = || String::from_utf8_lossy(text).into_owned();
-    let invalid = |reason: &str| format!("invalid name \"{}\": {reason}", show());
-    if text == b"@" {
-        let origin = origin.ok_or_else(|| "\"@\" used before any origin is known".to_string())?;
-        out.extend_from_slice(origin);
-        return Ok(());
-    }
-    if text == b"." {
-        out.push(0);
-        return Ok(());
-    }
-    if text.is_empty() {
-        return Err(invalid("empty"));
-    }
-    let start = out.len();
-    let mut label_at = out.len();
-    out.push(0);
-    let mut at = 0;
-    let mut absolute = false;
-    while at < text.len() {
-        match text[at] {
-            b'.' => {
-                let len = out.len() - label_at - 1;
-                if len == 0 {
-                    out.truncate(start);
-                    return Err(invalid("empty label"));
-                }
-                out[label_at] = len as u8;
-                label_at = out.len();
-                out.push(0);
-                at += 1;
-                absolute = at == text.len();
-            }
-            b'\\' => {
-                let (byte, used) = unescape_at(&text[at..]).map_err(|e| {
-                    out.truncate(start);
-                    invalid(&e)
-                })?;
-                out.push(byte);
-                at += used;
-            }
-            byte => {
-                out.push(byte);
-                at += 1;
-            }
-        }
-        if out.len() - label_at - 1 > 63 {
-            out.truncate(start);
-            return Err(invalid("a label is longer than 63 bytes"));
-        }
-    }
-    if !absolute {
-        out[label_at] = (out.len() - label_at - 1) as u8;
-        let Some(origin) = origin else {
-            out.truncate(start);
-            return Err(invalid("relative, and no origin is known"));
-        };
-        out.extend_from_slice(origin);
-    }
-    if out.len() - start > MAX_NAME {
-        out.truncate(start);
-        return Err(invalid("longer than 255 bytes"));
-    }
-    Ok(())
-}
-
-/// The wire form of an absolute name; relative names are refused.
-pub fn absolute_name(text: &[u8]) -> Result<Vec<u8>, String> {
-    let mut out = Vec::new();
-    push_name(text, None, &mut out).map_err(|e| {
-        if e.contains("relative") {
-            format!(
-                "\"{}\" is relative; write it with a final dot",
-                String::from_utf8_lossy(text)
-            )
-        } else {
-            e
-        }
-    })?;
-    Ok(out)
 }
 
 /// Parses a TTL: seconds, or BIND's units (`1h30m`, `2w`). Values with the top bit set are
@@ -427,7 +342,7 @@ impl<'t, 'a> Fields<'t, 'a> {
 
     fn name(&mut self, what: &str) -> Result<(), String> {
         let token = self.next(what)?;
-        push_name(token.text, Some(self.origin), self.out)
+        name::push_text(token.text, Some(self.origin), self.out)
     }
 
     fn ipv4(&mut self) -> Result<(), String> {
@@ -778,7 +693,7 @@ fn fields(
                 2 => f.ipv6()?,
                 3 => {
                     let token = f.next("gateway")?;
-                    push_name(token.text, Some(f.origin), f.out)?;
+                    name::push_text(token.text, Some(f.origin), f.out)?;
                 }
                 other => return Err(format!("unknown gateway type {other}")),
             }
@@ -1169,7 +1084,7 @@ mod tests {
     #[test]
     fn names_take_escapes_and_the_origin() {
         let mut out = Vec::new();
-        push_name(b"Printer\\032Web\\.UI", Some(&wire("example")), &mut out).unwrap();
+        name::push_text(b"Printer\\032Web\\.UI", Some(&wire("example")), &mut out).unwrap();
         assert_eq!(out, b"\x0ePrinter Web.UI\x07example\x00");
         for (text, reason) in [
             ("a..b", "empty label"),
@@ -1177,12 +1092,12 @@ mod tests {
             ("a\\25x", "three decimal digits"),
             (&"x".repeat(64), "longer than 63"),
         ] {
-            let error = push_name(text.as_bytes(), Some(&[0]), &mut Vec::new()).unwrap_err();
+            let error = name::push_text(text.as_bytes(), Some(&[0]), &mut Vec::new()).unwrap_err();
             assert!(error.contains(reason), "{text}: {error}");
         }
         let long = ["abcdefghij"; 25].join(".");
         assert!(
-            push_name(long.as_bytes(), Some(&wire("example")), &mut Vec::new())
+            name::push_text(long.as_bytes(), Some(&wire("example")), &mut Vec::new())
                 .unwrap_err()
                 .contains("longer than 255")
         );
