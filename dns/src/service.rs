@@ -597,8 +597,10 @@ fn spawn_background(live: &Arc<Live>, token: &CancellationToken) {
     }
 }
 
-impl Live {
-    pub(crate) fn shared(&self) -> &listener::Shared {
+impl Live {}
+
+impl listener::Serving for Live {
+    fn shared(&self) -> &listener::Shared {
         &self.shared
     }
 }
