@@ -352,40 +352,22 @@ impl Edge {
     }
 
     fn bind_https(&self) -> Result<(std::net::TcpListener, std::net::UdpSocket), Error> {
-        let bind_err = |proto, addr, reason| Error::Bind {
-            proto,
-            addr,
-            reason,
-        };
         let addr = self.live.config.load().https;
-        let attempts = if addr.port() == 0 { 16 } else { 1 };
-        let mut last = None;
-        for _ in 0..attempts {
-            let tcp = std::net::TcpListener::bind(addr).map_err(|e| bind_err("tcp", addr, e))?;
-            let bound = tcp.local_addr().map_err(|e| bind_err("tcp", addr, e))?;
-            match std::net::UdpSocket::bind(bound) {
-                Ok(udp) => {
-                    foobar_net::udp_buffers(&udp, UDP_BUFFER_BYTES, "quic");
-                    // Segmentation offload: one system call for many datagrams each way.
-                    if let Ok(state) = quinn_udp::UdpSocketState::new((&udp).into()) {
-                        info!(
-                            gso_segments = state.max_gso_segments(),
-                            gro_segments = state.gro_segments(),
-                            "quic socket offload"
-                        );
-                    }
-                    return Ok((tcp, udp));
-                }
-                Err(e) => last = Some(bind_err("udp", bound, e)),
-            }
+        let (udp, tcp) = foobar_net::bind_same_port(addr).map_err(|e| Error::Bind {
+            proto: e.proto,
+            addr: e.addr,
+            reason: e.source,
+        })?;
+        foobar_net::udp_buffers(&udp, UDP_BUFFER_BYTES, "quic");
+        // Segmentation offload: one system call for many datagrams each way.
+        if let Ok(state) = quinn_udp::UdpSocketState::new((&udp).into()) {
+            info!(
+                gso_segments = state.max_gso_segments(),
+                gro_segments = state.gro_segments(),
+                "quic socket offload"
+            );
         }
-        Err(last.unwrap_or_else(|| {
-            bind_err(
-                "udp",
-                addr,
-                std::io::Error::other("no port free for TCP and UDP"),
-            )
-        }))
+        Ok((tcp, udp))
     }
 
     /// Serves the sites on the sockets, with `app` as the built-in app, until `shutdown`; then

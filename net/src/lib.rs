@@ -1,5 +1,6 @@
 //! Socket mechanics that the DNS and the web edge share, so that neither needs the other:
-//! counting connections per client address, and sizing UDP socket buffers.
+//! counting connections per client address, sizing UDP socket buffers, and binding UDP and TCP
+//! on one port (DNS serves both there; HTTPS is TCP, and HTTP/3 UDP, on one port).
 //!
 //! ```text
 //! accept ──▶ PerAddress::take(ip) ──▶ Slot (counted until dropped) ──▶ the connection's task
@@ -8,7 +9,7 @@
 
 use std::{
     collections::HashMap,
-    net::IpAddr,
+    net::{IpAddr, SocketAddr, TcpListener, UdpSocket},
     sync::{
         Arc, Mutex,
         atomic::{AtomicUsize, Ordering},
@@ -131,4 +132,48 @@ mod tests {
         let (recv, send) = udp_buffers(&socket, 1 << 20, "test");
         assert!(recv > 0 && send > 0);
     }
+}
+
+/// A socket of a same-port pair that could not be bound.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot bind {proto} {addr}: {source}")]
+pub struct BindError {
+    /// `"udp"` or `"tcp"`.
+    pub proto: &'static str,
+    pub addr: SocketAddr,
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// Binds UDP and TCP on `addr`, both non-blocking. With port 0 the system picks a port for
+/// UDP and TCP is bound to the same one, with up to 16 tries when TCP's is taken.
+pub fn bind_same_port(addr: SocketAddr) -> Result<(UdpSocket, TcpListener), BindError> {
+    let error = |proto, addr, source| BindError {
+        proto,
+        addr,
+        source,
+    };
+    let attempts = if addr.port() == 0 { 16 } else { 1 };
+    let mut last = None;
+    for _ in 0..attempts {
+        let udp = UdpSocket::bind(addr).map_err(|e| error("udp", addr, e))?;
+        let bound = udp.local_addr().map_err(|e| error("udp", addr, e))?;
+        match TcpListener::bind(bound) {
+            Ok(tcp) => {
+                udp.set_nonblocking(true)
+                    .map_err(|e| error("udp", bound, e))?;
+                tcp.set_nonblocking(true)
+                    .map_err(|e| error("tcp", bound, e))?;
+                return Ok((udp, tcp));
+            }
+            Err(e) => last = Some(error("tcp", bound, e)),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        error(
+            "tcp",
+            addr,
+            std::io::Error::other("no port free for both UDP and TCP"),
+        )
+    }))
 }

@@ -58,36 +58,15 @@ impl Sockets {
     }
 }
 
-/// Binds UDP and TCP on `addr`. With port 0 the system picks a port for UDP and TCP is bound
-/// to the same one (retrying with another port if TCP's is taken).
+/// Binds UDP and TCP on `addr` (one port for both; with port 0, one the system picks).
 pub fn bind(addr: SocketAddr) -> Result<Sockets, Error> {
-    let bind_err = |proto, addr, source| Error::Bind {
-        proto,
-        addr,
-        source,
-    };
-    let attempts = if addr.port() == 0 { 16 } else { 1 };
-    let mut last = None;
-    for _ in 0..attempts {
-        let udp = std::net::UdpSocket::bind(addr).map_err(|e| bind_err("udp", addr, e))?;
-        let bound = udp.local_addr().map_err(|e| bind_err("udp", addr, e))?;
-        match std::net::TcpListener::bind(bound) {
-            Ok(tcp) => {
-                foobar_net::udp_buffers(&udp, UDP_BUFFER_BYTES, "dns");
-                udp.set_nonblocking(true)
-                    .map_err(|e| bind_err("udp", bound, e))?;
-                tcp.set_nonblocking(true)
-                    .map_err(|e| bind_err("tcp", bound, e))?;
-                return Ok(Sockets { udp, tcp });
-            }
-            Err(e) => last = Some(bind_err("tcp", bound, e)),
-        }
-    }
-    Err(last.unwrap_or(bind_err(
-        "tcp",
-        addr,
-        std::io::Error::other("no port free for both UDP and TCP"),
-    )))
+    let (udp, tcp) = foobar_net::bind_same_port(addr).map_err(|e| Error::Bind {
+        proto: e.proto,
+        addr: e.addr,
+        source: e.source,
+    })?;
+    foobar_net::udp_buffers(&udp, UDP_BUFFER_BYTES, "dns");
+    Ok(Sockets { udp, tcp })
 }
 
 /// What every listener task shares.
