@@ -10,8 +10,8 @@ mod admin;
 mod config;
 mod control;
 pub mod ctl;
-mod handoff;
 mod health;
+mod inheritance;
 pub mod log;
 mod supervise;
 
@@ -22,9 +22,9 @@ use foobar_dns::Dns;
 use foobar_edge::{ClientIp, Edge, Peer};
 
 pub use crate::config::Config;
-use crate::handoff::Handover;
+use crate::inheritance::ListeningSockets;
 pub use crate::{
-    handoff::Inherited,
+    inheritance::Inherited,
     supervise::{Launch, serve},
 };
 
@@ -183,7 +183,7 @@ pub fn bind(
     config: &Config,
     loaded: &Loaded,
     mut inherited: Option<&mut Inherited>,
-    handover: &mut Handover,
+    handover: &mut ListeningSockets,
 ) -> anyhow::Result<Bound> {
     let mut dns = Vec::new();
     for &addr in &config.dns.listen {

@@ -1,6 +1,6 @@
 //! The static site: tower-http's `ServeDir` (Content-Type, ETag, Last-Modified, conditional
 //! requests, single ranges, precompressed siblings, index.html), behind a guard that keeps every
-//! request inside the root, with small files' responses kept in memory (`crate::cache`).
+//! request inside the root, with small files' responses kept in memory (`crate::file_cache`).
 
 use std::{
     collections::BTreeMap,
@@ -24,8 +24,8 @@ use tower_http::services::{ServeDir, ServeFile};
 use tracing::warn;
 
 use crate::{
-    cache::{self, ResponseCache, Ticket},
     error::Error,
+    file_cache::{self, ResponseCache, Ticket},
 };
 
 /// The static files under `root`, as one service. Unknown paths get `root/404.html` (if there is
@@ -293,7 +293,7 @@ async fn read_and_keep(
         }
     };
     cache.insert(ticket, parts.headers.clone(), body.clone());
-    Ok(Response::from_parts(parts, cache::chunked(body)))
+    Ok(Response::from_parts(parts, file_cache::chunked(body)))
 }
 
 pub(crate) enum Containment {

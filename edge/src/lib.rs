@@ -15,18 +15,19 @@
 
 pub mod access;
 mod activity;
-mod cache;
 pub mod challenge;
 mod coalesce;
 mod config;
 mod error;
 mod fastcgi;
+mod file_cache;
 mod files;
 mod h3;
-mod handoff;
 pub mod metrics;
 pub mod probe;
 mod proxy;
+mod quic;
+mod quic_routing;
 mod renewal;
 mod service;
 mod site;
@@ -51,7 +52,7 @@ pub use crate::{
     config::Config,
     error::Error,
     files::{StaticFiles, static_files},
-    handoff::{Generation, Handoff},
+    quic_routing::{Generation, QuicRouting},
     service::{EdgeService, Peer, Stamp, edge_service},
     site::{
         ClientIp, Fallthrough,
@@ -116,7 +117,7 @@ struct Running {
     https_port: u16,
     endpoint: quinn::Endpoint,
     quic_tls: rustls::ServerConfig,
-    handoff: Handoff,
+    routing: QuicRouting,
 }
 
 impl std::fmt::Debug for Live {
@@ -210,7 +211,7 @@ impl Edge {
         per_address.set_most(config.max_connections_per_address);
         let limits = limits(&config, per_address);
         if let Some(running) = running.as_ref() {
-            let server = quic_server_config(running.quic_tls.clone(), &limits, &running.handoff)?;
+            let server = quic::server_config(running.quic_tls.clone(), &limits, &running.routing)?;
             running.endpoint.set_server_config(Some(server));
         }
         self.certificates.replace(&plan.certificates)?;
@@ -378,7 +379,7 @@ impl Edge {
         sockets: Sockets,
         app: EdgeService,
         shutdown: CancellationToken,
-        handoff: Handoff,
+        routing: QuicRouting,
     ) -> Result<(), Error> {
         let limits = self.live.limits.clone();
         let config = self.live.config.load_full();
@@ -402,9 +403,11 @@ impl Edge {
         // The transports call the site in force at each request.
         let service = EdgeService::new(Current(self.live.service.clone()));
 
-        let tcp_tls = self.tls_config(&[b"h2", b"http/1.1", challenge::ACME_TLS_ALPN], true)?;
-        let quic_tls = self.tls_config(&[b"h3"], false)?;
-        let endpoint = quic_endpoint(quic_tls.clone(), https_udp, &limits.load(), &handoff)?;
+        let tcp_tls = self
+            .certificates
+            .server_config(&[b"h2", b"http/1.1", challenge::ACME_TLS_ALPN], true)?;
+        let quic_tls = self.certificates.server_config(&[b"h3"], false)?;
+        let endpoint = quic::endpoint(quic_tls.clone(), https_udp, &limits.load(), &routing)?;
         *self
             .live
             .running
@@ -413,7 +416,7 @@ impl Edge {
             https_port: https.port(),
             endpoint: endpoint.clone(),
             quic_tls,
-            handoff,
+            routing,
         });
 
         let tasks = TaskTracker::new();
@@ -494,24 +497,6 @@ impl Edge {
         endpoint.close(0u32.into(), b"shutdown");
         Ok(())
     }
-
-    fn tls_config(&self, alpn: &[&[u8]], with_tls12: bool) -> Result<rustls::ServerConfig, Error> {
-        let resolver: Arc<dyn rustls::server::ResolvesServerCert> = self.certificates.clone();
-        let versions: &[&rustls::SupportedProtocolVersion] = if with_tls12 {
-            &[&rustls::version::TLS13, &rustls::version::TLS12]
-        } else {
-            &[&rustls::version::TLS13]
-        };
-        let mut config =
-            rustls::ServerConfig::builder_with_provider(self.certificates.provider().clone())
-                .with_protocol_versions(versions)?
-                .with_no_client_auth()
-                .with_cert_resolver(resolver);
-        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-        // No 0-RTT: early data is replayable and this edge does not limit it to safe methods.
-        config.max_early_data_size = 0;
-        Ok(config)
-    }
 }
 
 /// The bounds of `config`, counting connections per address in `per_address`.
@@ -536,60 +521,6 @@ fn limits(config: &Config, per_address: PerAddress) -> Limits {
         send_timeout: Duration::from_secs(send_timeout),
         quic_retry_after_handshakes,
     }
-}
-
-fn quic_endpoint(
-    tls: rustls::ServerConfig,
-    socket: std::net::UdpSocket,
-    limits: &Limits,
-    handoff: &Handoff,
-) -> Result<quinn::Endpoint, Error> {
-    let quic_error = |e: &dyn std::fmt::Display| Error::Quic(e.to_string());
-    let server = quic_server_config(tls, limits, handoff)?;
-    let reset_key = ring::hmac::Key::new(
-        ring::hmac::HMAC_SHA256,
-        &derive(b"reset", &handoff.generation().key),
-    );
-    let mut endpoint = quinn::EndpointConfig::new(Arc::new(reset_key));
-    let generation = handoff.generation().clone();
-    endpoint.cid_generator(move || Box::new(handoff::Cids::new(generation.clone())));
-    let runtime = quinn::default_runtime()
-        .ok_or_else(|| Error::Quic("no async runtime for QUIC".to_string()))?;
-    let socket = runtime
-        .wrap_udp_socket(socket)
-        .map_err(|e| quic_error(&e))?;
-    let socket = Arc::new(handoff::RoutingSocket::new(socket, handoff.clone()));
-    quinn::Endpoint::new_with_abstract_socket(endpoint, Some(server), socket, runtime)
-        .map_err(|e| quic_error(&e))
-}
-
-/// A key for `purpose` from the key the generations of an upgrade share: a Retry token or a
-/// stateless reset from one process is good in the next.
-fn derive(purpose: &[u8], key: &[u8; 16]) -> Vec<u8> {
-    [purpose, &key[..]].concat()
-}
-
-/// QUIC's server settings: TLS, the address-validation token key, and transport limits.
-fn quic_server_config(
-    tls: rustls::ServerConfig,
-    limits: &Limits,
-    handoff: &Handoff,
-) -> Result<quinn::ServerConfig, Error> {
-    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
-        .map_err(|e| Error::Quic(e.to_string()))?;
-    let token_key = ring::hkdf::Prk::new_less_safe(
-        ring::hkdf::HKDF_SHA256,
-        &derive(b"token", &handoff.generation().key),
-    );
-    let mut server = quinn::ServerConfig::new(Arc::new(crypto), Arc::new(token_key));
-    let mut transport = quinn::TransportConfig::default();
-    transport
-        .max_concurrent_bidi_streams(limits.max_streams.into())
-        // HTTP/3 needs three unidirectional streams per side (control, QPACK encoder, decoder).
-        .max_concurrent_uni_streams(8u32.into())
-        .max_idle_timeout(quinn::IdleTimeout::try_from(limits.idle_timeout).ok());
-    server.transport_config(Arc::new(transport));
-    Ok(server)
 }
 
 /// The site in force, called per request.

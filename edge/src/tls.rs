@@ -171,6 +171,29 @@ impl ResolvesServerCert for Certificates {
 }
 
 impl Certificates {
+    /// A TLS server configuration answering with these certificates, for `alpn`; TLS 1.2 too
+    /// where `with_tls12` (TCP), never 0-RTT.
+    pub(crate) fn server_config(
+        self: &Arc<Self>,
+        alpn: &[&[u8]],
+        with_tls12: bool,
+    ) -> Result<rustls::ServerConfig, Error> {
+        let resolver: Arc<dyn rustls::server::ResolvesServerCert> = self.clone();
+        let versions: &[&rustls::SupportedProtocolVersion] = if with_tls12 {
+            &[&rustls::version::TLS13, &rustls::version::TLS12]
+        } else {
+            &[&rustls::version::TLS13]
+        };
+        let mut config = rustls::ServerConfig::builder_with_provider(self.provider().clone())
+            .with_protocol_versions(versions)?
+            .with_no_client_auth()
+            .with_cert_resolver(resolver);
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        // No 0-RTT: early data is replayable and this edge does not limit it to safe methods.
+        config.max_early_data_size = 0;
+        Ok(config)
+    }
+
     /// Loads every certificate of `sources` (each with the site names it serves); the first is
     /// the default.
     pub fn new(

@@ -53,7 +53,7 @@ async fn echo_server() -> Running {
         Ok::<_, Infallible>(Response::new(request.into_body()))
     });
     let shutdown = CancellationToken::new();
-    let handoff = foobar_edge::Handoff::new(foobar_edge::Generation::random().unwrap());
+    let handoff = foobar_edge::QuicRouting::new(foobar_edge::Generation::random().unwrap());
     tokio::spawn(edge.run(
         sockets,
         foobar_edge::EdgeService::new(echo),

@@ -43,11 +43,11 @@ const QUIC_LINK: &str = "quic-link";
 /// the address the configuration asked for (with port 0 that is not the address bound, and a
 /// new process must find the socket by what its configuration asks).
 #[derive(Debug, Default)]
-pub struct Handover {
+pub struct ListeningSockets {
     sockets: Vec<(String, OwnedFd)>,
 }
 
-impl Handover {
+impl ListeningSockets {
     /// Keeps a duplicate of `socket` to hand over by `name`.
     pub fn add(&mut self, name: String, socket: impl AsFd) -> io::Result<()> {
         let fd = socket.as_fd().try_clone_to_owned()?;
@@ -209,7 +209,7 @@ pub struct Successor {
 pub fn spawn(
     program: &std::path::Path,
     args: &[std::ffi::OsString],
-    handover: &Handover,
+    handover: &ListeningSockets,
     generation: &Generation,
 ) -> anyhow::Result<Successor> {
     let (mut stream, theirs) = UnixStream::pair()?;

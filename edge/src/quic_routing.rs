@@ -179,23 +179,23 @@ struct Link {
 /// Where the process's QUIC packets go during a handoff; the binary attaches and detaches the
 /// other process as the handoff proceeds.
 #[derive(Clone)]
-pub struct Handoff {
+pub struct QuicRouting {
     generation: Generation,
     link: Arc<ArcSwapOption<Link>>,
 }
 
-impl fmt::Debug for Handoff {
+impl fmt::Debug for QuicRouting {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Handoff")
+        f.debug_struct("QuicRouting")
             .field("generation", &self.generation)
             .field("linked", &self.link.load().is_some())
             .finish()
     }
 }
 
-impl Handoff {
-    pub fn new(generation: Generation) -> Handoff {
-        Handoff {
+impl QuicRouting {
+    pub fn new(generation: Generation) -> QuicRouting {
+        QuicRouting {
             generation,
             link: Arc::new(ArcSwapOption::empty()),
         }
@@ -274,21 +274,21 @@ impl Handoff {
 /// packets the other process passed on are read as if they came from the network.
 pub struct RoutingSocket {
     inner: Arc<dyn AsyncUdpSocket>,
-    handoff: Handoff,
+    routing: QuicRouting,
 }
 
 impl fmt::Debug for RoutingSocket {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RoutingSocket")
             .field("inner", &self.inner)
-            .field("handoff", &self.handoff)
+            .field("handoff", &self.routing)
             .finish()
     }
 }
 
 impl RoutingSocket {
-    pub fn new(inner: Arc<dyn AsyncUdpSocket>, handoff: Handoff) -> RoutingSocket {
-        RoutingSocket { inner, handoff }
+    pub fn new(inner: Arc<dyn AsyncUdpSocket>, routing: QuicRouting) -> RoutingSocket {
+        RoutingSocket { inner, routing }
     }
 
     /// A packet the other process passed on, if one is waiting: read into `buf`, then the
@@ -337,7 +337,7 @@ impl RoutingSocket {
                 while offset < meta.len {
                     let size = stride.min(meta.len - offset);
                     let packet = &buf[offset..offset + size];
-                    if self.handoff.for_link(link, packet) {
+                    if self.routing.for_link(link, packet) {
                         let frame = encode(&meta, packet);
                         // Full link: dropped, as a full network queue would (QUIC resends).
                         let _ = link.socket.try_send(&frame);
@@ -379,7 +379,7 @@ impl AsyncUdpSocket for RoutingSocket {
         meta: &mut [RecvMeta],
     ) -> Poll<io::Result<usize>> {
         loop {
-            let link = self.handoff.link.load_full();
+            let link = self.routing.link.load_full();
             if let Some(link) = &link
                 && let (Some(buf), Some(first)) = (bufs.first_mut(), meta.first_mut())
             {
@@ -390,7 +390,7 @@ impl AsyncUdpSocket for RoutingSocket {
                             generation = link.generation,
                             "quic handoff: the other process is gone"
                         );
-                        self.handoff
+                        self.routing
                             .link
                             .compare_and_swap(&Some(link.clone()), None);
                         continue;
@@ -556,7 +556,7 @@ mod tests {
         let client_cid = [7u8; 12];
 
         // The new process, joined to the old: the old one's connections go back to it.
-        let in_new = Handoff::new(new.clone());
+        let in_new = QuicRouting::new(new.clone());
         in_new
             .attach_predecessor(here.try_clone().unwrap(), old.id)
             .unwrap();
@@ -571,7 +571,7 @@ mod tests {
 
         // The old process: passes on its successor's connections at once, new connections
         // once the successor is ready; then keeps only its own.
-        let in_old = Handoff::new(old.clone());
+        let in_old = QuicRouting::new(old.clone());
         in_old.attach_successor(here, new.id).unwrap();
         let link = in_old.link.load_full().unwrap();
         assert!(in_old.for_link(&link, &short_packet(&new_cid)));
