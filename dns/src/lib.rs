@@ -1,10 +1,13 @@
-//! foobar's authoritative DNS: zone files in, answers out.
+//! foobar's authoritative DNS: zone files in, answers out, by layer (each uses only those
+//! above it):
 //!
 //! ```text
-//!  dig, resolvers ──UDP/TCP──▶ listener ──▶ Responder::respond (answer) ──▶ Catalog ──▶ Zone
-//!                                                                            ▲
-//!  zones/*.zone ──▶ load (lexer, checks) ──▶ Zone::build ──▶ Zones::reload ──┘ swapped whole
-//!                     ▲ watch (notify, debounced) and SIGHUP
+//!  wire      names, messages read and written
+//!  zone      a zone's arena, zone files read and watched, the catalog, snapshots
+//!  answer    query → response, and the per-answer policies (cookies, rate limit, health)
+//!  transfer  TSIG, journals, AXFR/IXFR out and in, NOTIFY
+//!  listener  UDP and TCP sockets
+//!  service   `Dns`: all of it put together, reloaded whole
 //! ```
 //!
 //! The crate knows nothing of HTTP or SQL. [`Dns::load`] reads zones before any port is bound;

@@ -433,7 +433,6 @@ impl Dns {
         catalog.find(&wire::name::key_of(&wire)).is_some()
     }
 
-    /// Re-reads every zone file (SIGHUP), keeping the previous version of any that fails.
     /// Loads one zone again: a zone file is parsed again (as `foobar ctl zone reload`), a
     /// secondary zone asks its primaries now. What happened, or why nothing could.
     pub async fn reload_zone(&self, name: &str) -> Result<String, String> {
@@ -478,6 +477,7 @@ impl Dns {
         })
     }
 
+    /// Re-reads every zone file (SIGHUP), keeping the previous version of any that fails.
     pub async fn reload(&self) -> Reloaded {
         let zones = self.live.load().zones.clone();
         tokio::task::spawn_blocking(move || zones.reload(true))

@@ -171,18 +171,19 @@ impl Setup {
         self
     }
 
+    /// A line for the `[edge]` table, e.g. `max_streams = 2`.
     pub fn edge(mut self, line: &str) -> Self {
         self.edge.push(line.to_string());
         self
     }
 
-    /// A line for the `[app]` table, e.g. `database = "mysql://..."`.
     /// A line for the `[log]` table, e.g. `format = "json"`.
     pub fn log(mut self, line: &str) -> Self {
         self.log.push(line.to_string());
         self
     }
 
+    /// A line for the `[app]` table, e.g. `database = "mysql://..."`.
     pub fn app(mut self, line: &str) -> Self {
         self.app.push(line.to_string());
         self
@@ -371,7 +372,6 @@ impl Foobar {
         address_of(&self.wait_for_log(needle))
     }
 
-    /// Stops the server (SIGTERM) and starts it again on the same folder, config and data.
     /// Kills the server at once (SIGKILL, every process of its group), as a crash would.
     pub fn kill(&mut self) {
         kill_group(self.child.id());
@@ -386,6 +386,7 @@ impl Foobar {
         Foobar::spawn(dir)
     }
 
+    /// Stops the server (SIGTERM) and starts it again on the same folder, config and data.
     pub fn restart(mut self) -> Foobar {
         self.signal("TERM");
         assert!(self.wait().success());
