@@ -177,7 +177,9 @@ impl Keyring {
         if record.mac.len() > full || record.mac.len() < (full / 2).max(10) {
             return Err(failure(error::BADSIG, None));
         }
-        let digest = request_digest(message, record, key);
+        let digest = Digest::new(None, message.len())
+            .unsigned(message, record)
+            .variables(key, record.time, record.fudge, record.error, &record.other);
         let expected = hmac::sign(&key.key, &digest);
         if !bool::from(expected.as_ref()[..record.mac.len()].ct_eq(&record.mac)) {
             return Err(failure(error::BADSIG, None));
@@ -218,7 +220,7 @@ impl Failure {
         match &self.key {
             Some(key) => {
                 // "Other data" is our time, so the client sees the difference (section 5.2.3).
-                let other = (now & 0xFFFF_FFFF_FFFF).to_be_bytes()[2..].to_vec();
+                let other = time48(now);
                 sign_with(
                     message,
                     key,
@@ -230,7 +232,7 @@ impl Failure {
             }
             None => {
                 let mut rdata = self.algorithm_name.clone();
-                rdata.extend_from_slice(&(now & 0xFFFF_FFFF_FFFF).to_be_bytes()[2..]);
+                rdata.extend_from_slice(&time48(now));
                 rdata.extend_from_slice(&FUDGE.to_be_bytes());
                 rdata.extend_from_slice(&0u16.to_be_bytes());
                 rdata.extend_from_slice(&self.original_id.to_be_bytes());
@@ -326,46 +328,67 @@ fn parse_rdata(start: usize, key_name: Vec<u8>, rdata: &[u8]) -> Option<TsigReco
     })
 }
 
-/// The bytes a request's MAC is computed over: the message without its TSIG record (ARCOUNT
-/// one less, the original ID), then the TSIG variables (section 4.3.3).
-fn request_digest(message: &[u8], record: &TsigRecord, key: &Key) -> Vec<u8> {
-    let mut digest = unsigned_message(message, record);
-    push_variables(
-        &mut digest,
-        key,
-        record.time,
-        record.fudge,
-        record.error,
-        &record.other,
-    );
-    digest
+/// What a MAC is computed over (RFC 8945 section 4.3), built one way for every case: the MAC
+/// this one follows (a response's request MAC, or a stream's previous one), the message(s),
+/// then all the TSIG variables, or only the timers for a stream's later messages.
+struct Digest(Vec<u8>);
+
+impl Digest {
+    fn new(prior_mac: Option<&[u8]>, message_len: usize) -> Digest {
+        let mut bytes = Vec::with_capacity(message_len + 128);
+        if let Some(mac) = prior_mac {
+            bytes.extend_from_slice(&(mac.len() as u16).to_be_bytes());
+            bytes.extend_from_slice(mac);
+        }
+        Digest(bytes)
+    }
+
+    fn message(mut self, message: &[u8]) -> Digest {
+        self.0.extend_from_slice(message);
+        self
+    }
+
+    /// A message as signed: without its TSIG record (ARCOUNT one less), with its original ID.
+    fn unsigned(mut self, message: &[u8], record: &TsigRecord) -> Digest {
+        let start = self.0.len();
+        self.0.extend_from_slice(&message[..record.start]);
+        let header = &mut self.0[start..];
+        header[..2].copy_from_slice(&record.original_id.to_be_bytes());
+        let arcount = u16::from_be_bytes([header[10], header[11]]).saturating_sub(1);
+        header[10..12].copy_from_slice(&arcount.to_be_bytes());
+        self
+    }
+
+    /// Every TSIG variable (section 4.3.3).
+    fn variables(mut self, key: &Key, time: u64, fudge: u16, error: u16, other: &[u8]) -> Vec<u8> {
+        self.0.extend_from_slice(&key.name);
+        self.0.extend_from_slice(&CLASS_ANY.to_be_bytes());
+        self.0.extend_from_slice(&0u32.to_be_bytes());
+        self.0.extend_from_slice(&key.algorithm.wire());
+        self = self.timers_only(time, fudge);
+        self.0.extend_from_slice(&error.to_be_bytes());
+        self.0
+            .extend_from_slice(&(other.len() as u16).to_be_bytes());
+        self.0.extend_from_slice(other);
+        self.0
+    }
+
+    /// Only the timers: a stream's messages after the first (section 5.3.1).
+    fn timers(self, time: u64, fudge: u16) -> Vec<u8> {
+        self.timers_only(time, fudge).0
+    }
+
+    fn timers_only(mut self, time: u64, fudge: u16) -> Digest {
+        self.0.extend_from_slice(&time48(time));
+        self.0.extend_from_slice(&fudge.to_be_bytes());
+        self
+    }
 }
 
-fn unsigned_message(message: &[u8], record: &TsigRecord) -> Vec<u8> {
-    let mut unsigned = message[..record.start].to_vec();
-    unsigned[..2].copy_from_slice(&record.original_id.to_be_bytes());
-    let arcount = u16::from_be_bytes([unsigned[10], unsigned[11]]).saturating_sub(1);
-    unsigned[10..12].copy_from_slice(&arcount.to_be_bytes());
-    unsigned
-}
-
-fn push_variables(
-    digest: &mut Vec<u8>,
-    key: &Key,
-    time: u64,
-    fudge: u16,
-    error: u16,
-    other: &[u8],
-) {
-    digest.extend_from_slice(&key.name);
-    digest.extend_from_slice(&CLASS_ANY.to_be_bytes());
-    digest.extend_from_slice(&0u32.to_be_bytes());
-    digest.extend_from_slice(&key.algorithm.wire());
-    digest.extend_from_slice(&(time & 0xFFFF_FFFF_FFFF).to_be_bytes()[2..]);
-    digest.extend_from_slice(&fudge.to_be_bytes());
-    digest.extend_from_slice(&error.to_be_bytes());
-    digest.extend_from_slice(&(other.len() as u16).to_be_bytes());
-    digest.extend_from_slice(other);
+/// A time as TSIG carries it: 48 bits, seconds since the epoch.
+fn time48(time: u64) -> [u8; 6] {
+    let bytes = time.to_be_bytes();
+    [bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7]]
 }
 
 /// Appends a TSIG record signed with `key` to `message` (a request when `request_mac` is
@@ -382,13 +405,9 @@ fn sign_with(
     error: u16,
     other: &[u8],
 ) -> Vec<u8> {
-    let mut digest = Vec::with_capacity(message.len() + 128);
-    if let Some(mac) = request_mac {
-        digest.extend_from_slice(&(mac.len() as u16).to_be_bytes());
-        digest.extend_from_slice(mac);
-    }
-    digest.extend_from_slice(message);
-    push_variables(&mut digest, key, now, FUDGE, error, other);
+    let digest = Digest::new(request_mac, message.len())
+        .message(message)
+        .variables(key, now, FUDGE, error, other);
     let mac = hmac::sign(&key.key, &digest);
     let id = [message[0], message[1]];
     append(message, key, now, mac.as_ref(), id, error, other);
@@ -419,12 +438,9 @@ impl StreamSigner {
             self.previous = sign(message, &self.key, Some(&self.previous), now);
             return;
         }
-        let mut digest = Vec::with_capacity(message.len() + 80);
-        digest.extend_from_slice(&(self.previous.len() as u16).to_be_bytes());
-        digest.extend_from_slice(&self.previous);
-        digest.extend_from_slice(message);
-        digest.extend_from_slice(&(now & 0xFFFF_FFFF_FFFF).to_be_bytes()[2..]);
-        digest.extend_from_slice(&FUDGE.to_be_bytes());
+        let digest = Digest::new(Some(&self.previous), message.len())
+            .message(message)
+            .timers(now, FUDGE);
         let mac = hmac::sign(&self.key.key, &digest);
         let id = [message[0], message[1]];
         append(message, &self.key, now, mac.as_ref(), id, error::NONE, &[]);
@@ -481,24 +497,20 @@ impl StreamVerifier {
         if record.error != error::NONE {
             return Err(format!("TSIG error {}", record.error));
         }
-        let mut digest = Vec::with_capacity(message.len() + 128);
-        digest.extend_from_slice(&(self.previous.len() as u16).to_be_bytes());
-        digest.extend_from_slice(&self.previous);
-        digest.extend_from_slice(&self.pending);
-        digest.extend_from_slice(&unsigned_message(message, &record));
-        if self.first {
-            push_variables(
-                &mut digest,
+        let covered = Digest::new(Some(&self.previous), message.len() + self.pending.len())
+            .message(&self.pending)
+            .unsigned(message, &record);
+        let digest = if self.first {
+            covered.variables(
                 &self.key,
                 record.time,
                 record.fudge,
                 record.error,
                 &record.other,
-            );
+            )
         } else {
-            digest.extend_from_slice(&(record.time & 0xFFFF_FFFF_FFFF).to_be_bytes()[2..]);
-            digest.extend_from_slice(&record.fudge.to_be_bytes());
-        }
+            covered.timers(record.time, record.fudge)
+        };
         if hmac::verify(&self.key.key, &digest, &record.mac).is_err() {
             return Err("bad signature".to_string());
         }
@@ -523,7 +535,7 @@ fn append(
     other: &[u8],
 ) {
     let mut rdata = key.algorithm.wire();
-    rdata.extend_from_slice(&(now & 0xFFFF_FFFF_FFFF).to_be_bytes()[2..]);
+    rdata.extend_from_slice(&time48(now));
     rdata.extend_from_slice(&FUDGE.to_be_bytes());
     rdata.extend_from_slice(&(mac.len() as u16).to_be_bytes());
     rdata.extend_from_slice(mac);
