@@ -24,7 +24,7 @@ use crate::{
     transfer::tsig::{self, Signed, TsigRecord},
     wire::name::{self, MAX_KEY, MAX_NAME},
     wire::read as wire,
-    wire::write::{AA, CD, Full, OPT_LEN, Owner, QR, RD, Section, TC, Writer, rcode},
+    wire::write::{AA, CD, Full, Mark, OPT_LEN, Owner, QR, RD, Section, TC, Writer, rcode},
     zone::catalog::Catalog,
     zone::{NodeId, RRset, Zone, rdata_name_offset, rtype},
 };
@@ -147,6 +147,51 @@ impl Query<'_> {
     /// Flags every response to this query starts with.
     fn response_flags(&self) -> u16 {
         response_flags(self.flags)
+    }
+}
+
+/// What rate limiting makes of an answer.
+enum Limited {
+    /// Sent (whole, or slipped with TC).
+    Send,
+    Drop,
+    /// Slipped with BADCOOKIE, whose upper bits are the extended RCODE.
+    BadCookie,
+}
+
+/// The options our OPT record carries.
+struct EdnsOptions<'r> {
+    /// The client cookie and our fresh server cookie, `cookie_len` bytes of it (0: none).
+    cookie: [u8; 24],
+    cookie_len: usize,
+    /// How the client's server cookie checked out, if it sent one.
+    presented: Option<Presented>,
+    nsid: Option<&'r [u8]>,
+}
+
+impl EdnsOptions<'_> {
+    /// The bytes of the OPT record with these options.
+    fn len(&self) -> usize {
+        OPT_LEN
+            + if self.cookie_len > 0 {
+                4 + self.cookie_len
+            } else {
+                0
+            }
+            + self.nsid.map_or(0, |n| 4 + n.len())
+    }
+}
+
+/// The largest response: 64 KiB over TCP; over UDP, 512 bytes without EDNS, else the client's
+/// size within 512..1232.
+fn payload_limit(transport: Transport, edns: Option<Edns<'_>>) -> usize {
+    match (transport, edns) {
+        (Transport::Tcp, _) => usize::from(u16::MAX),
+        (Transport::Udp, None) => PLAIN_UDP_PAYLOAD,
+        (Transport::Udp, Some(edns)) => usize::from(
+            edns.payload
+                .clamp(PLAIN_UDP_PAYLOAD as u16, MAX_UDP_PAYLOAD),
+        ),
     }
 }
 
@@ -375,7 +420,8 @@ impl Responder {
         self
     }
 
-    /// Answers one query into `out`.
+    /// Answers one query into `out`: parse, verify TSIG, the EDNS options, dispatch by opcode
+    /// and class, rate limit, finish (OPT, TSIG, metrics).
     pub fn respond(
         &self,
         catalog: &Catalog,
@@ -393,42 +439,11 @@ impl Responder {
                 return Outcome::Reply;
             }
         };
-        let limit = match (client.transport, query.edns) {
-            (Transport::Tcp, _) => usize::from(u16::MAX),
-            (Transport::Udp, None) => PLAIN_UDP_PAYLOAD,
-            (Transport::Udp, Some(edns)) => usize::from(
-                edns.payload
-                    .clamp(PLAIN_UDP_PAYLOAD as u16, MAX_UDP_PAYLOAD),
-            ),
-        };
+        let limit = payload_limit(client.transport, query.edns);
         let now = u64::from(client.now);
-        // TSIG (RFC 8945): a signed query is checked before anything else, and answered signed.
-        let signed = if query.tsig {
-            let verified = match TsigRecord::find(packet) {
-                Ok(Some(record)) => self.access.keyring.verify(packet, &record, now),
-                Ok(None) | Err(tsig::Malformed) => {
-                    let flags = query.response_flags() | u16::from(rcode::FORMERR);
-                    Writer::new(out, query.id, flags, limit);
-                    metrics().answered(client.transport, None, out, 0, None);
-                    return Outcome::Reply;
-                }
-            };
-            match verified {
-                Ok(signed) => Some(signed),
-                Err(failure) => {
-                    let flags = query.response_flags() | u16::from(tsig::NOTAUTH);
-                    let mut w = Writer::new(out, query.id, flags, usize::from(u16::MAX));
-                    if query.has_question {
-                        w.question(query.qname, query.qtype, query.qclass);
-                    }
-                    failure.append(out, now);
-                    let qtype = query.has_question.then_some(query.qtype);
-                    metrics().answered(client.transport, qtype, out, 0, None);
-                    return Outcome::Reply;
-                }
-            }
-        } else {
-            None
+        let signed = match self.verify_tsig(&query, packet, client, now, limit, out) {
+            Ok(signed) => signed,
+            Err(answered) => return answered,
         };
         let tsig_len = signed.as_ref().map_or(0, |s| tsig::record_len(&s.key));
         let mut w = Writer::new(out, query.id, query.response_flags(), limit);
@@ -437,112 +452,223 @@ impl Responder {
         }
         w.reserve(tsig_len);
         let after_question = w.mark();
-        // The options of our OPT record: a fresh server cookie for a client cookie (RFC 7873
-        // section 5.2), and the NSID when asked for and configured.
-        let mut cookie = [0u8; 24];
-        let mut cookie_len = 0;
-        let nsid = self
-            .nsid
-            .as_deref()
-            .filter(|_| query.edns.is_some_and(|edns| edns.nsid));
-        let mut presented = None;
-        if let Some(option) = query.edns.and_then(|edns| edns.cookie) {
-            let mut client_cookie = [0u8; 8];
-            client_cookie.copy_from_slice(&option[..8]);
-            presented =
-                Some(
-                    self.cookies
-                        .verify(&client_cookie, &option[8..], client.address, client.now),
-                );
-            cookie[..8].copy_from_slice(&client_cookie);
-            cookie[8..].copy_from_slice(&self.cookies.server_cookie(
-                &client_cookie,
-                client.address,
-                client.now,
-            ));
-            cookie_len = 24;
-        }
-        let opt_len = OPT_LEN
-            + if cookie_len > 0 { 4 + cookie_len } else { 0 }
-            + nsid.map_or(0, |n| 4 + n.len());
+        let options = self.edns_options(&query, client);
         if query.edns.is_some() {
-            w.reserve(opt_len);
+            w.reserve(options.len());
         }
         let mut extended = 0u8;
         let mut counters = None;
         let outcome = if query.edns.is_some_and(|e| e.version > 0) {
             extended = (rcode::BADVERS >> 4) as u8;
             Outcome::Reply
-        } else if query.opcode() == NOTIFY {
-            self.notify(&query, client.address, signed.as_ref(), &mut w);
+        } else {
+            self.dispatch(
+                catalog,
+                &query,
+                client,
+                signed.as_ref(),
+                options.cookie_len > 0,
+                &mut w,
+                &mut counters,
+            )
+        };
+        if outcome == Outcome::Reply {
+            match self.rate_limit(client, &options, after_question, &mut w) {
+                Limited::Send => {}
+                Limited::Drop => return Outcome::Drop,
+                Limited::BadCookie => extended = (rcode::BADCOOKIE >> 4) as u8,
+            }
+        }
+        self.finish(
+            &query,
+            client,
+            signed.as_ref(),
+            &options,
+            extended,
+            counters,
+            &outcome,
+            tsig_len,
+            &mut w,
+        );
+        outcome
+    }
+
+    /// RFC 8945: a signed query is checked before anything else. `Ok`: the key and MAC to sign
+    /// the answer with (or none, unsigned); `Err`: a FORMERR or NOTAUTH already written.
+    fn verify_tsig(
+        &self,
+        query: &Query<'_>,
+        packet: &[u8],
+        client: Client,
+        now: u64,
+        limit: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<Option<Signed>, Outcome> {
+        if !query.tsig {
+            return Ok(None);
+        }
+        let verified = match TsigRecord::find(packet) {
+            Ok(Some(record)) => self.access.keyring.verify(packet, &record, now),
+            Ok(None) | Err(tsig::Malformed) => {
+                let flags = query.response_flags() | u16::from(rcode::FORMERR);
+                Writer::new(out, query.id, flags, limit);
+                metrics().answered(client.transport, None, out, 0, None);
+                return Err(Outcome::Reply);
+            }
+        };
+        match verified {
+            Ok(signed) => Ok(Some(signed)),
+            Err(failure) => {
+                let flags = query.response_flags() | u16::from(tsig::NOTAUTH);
+                let mut w = Writer::new(out, query.id, flags, usize::from(u16::MAX));
+                if query.has_question {
+                    w.question(query.qname, query.qtype, query.qclass);
+                }
+                failure.append(out, now);
+                let qtype = query.has_question.then_some(query.qtype);
+                metrics().answered(client.transport, qtype, out, 0, None);
+                Err(Outcome::Reply)
+            }
+        }
+    }
+
+    /// The options of our OPT record: a fresh server cookie for a client cookie (RFC 7873
+    /// section 5.2), and the NSID when asked for and configured.
+    fn edns_options<'r>(&'r self, query: &Query<'_>, client: Client) -> EdnsOptions<'r> {
+        let nsid = self
+            .nsid
+            .as_deref()
+            .filter(|_| query.edns.is_some_and(|edns| edns.nsid));
+        let mut options = EdnsOptions {
+            cookie: [0; 24],
+            cookie_len: 0,
+            presented: None,
+            nsid,
+        };
+        if let Some(option) = query.edns.and_then(|edns| edns.cookie) {
+            let mut client_cookie = [0u8; 8];
+            client_cookie.copy_from_slice(&option[..8]);
+            options.presented =
+                Some(
+                    self.cookies
+                        .verify(&client_cookie, &option[8..], client.address, client.now),
+                );
+            options.cookie[..8].copy_from_slice(&client_cookie);
+            options.cookie[8..].copy_from_slice(&self.cookies.server_cookie(
+                &client_cookie,
+                client.address,
+                client.now,
+            ));
+            options.cookie_len = 24;
+        }
+        options
+    }
+
+    /// The answer by opcode and class: NOTIFY, an unknown opcode (NOTIMP), a cookie-only query,
+    /// CHAOS, or a query into the zones.
+    #[allow(clippy::too_many_arguments)]
+    fn dispatch<'c>(
+        &self,
+        catalog: &'c Catalog,
+        query: &Query<'_>,
+        client: Client,
+        signed: Option<&Signed>,
+        has_cookie: bool,
+        w: &mut Writer<'_>,
+        counters: &mut Option<&'c ZoneCounters>,
+    ) -> Outcome {
+        if query.opcode() == NOTIFY {
+            self.notify(query, client.address, signed, w);
             Outcome::Reply
         } else if query.opcode() != 0 {
             w.set_rcode(rcode::NOTIMP);
             Outcome::Reply
         } else if !query.has_question {
             // RFC 7873 section 5.4: a query with only a COOKIE learns a server cookie.
-            if cookie_len == 0 {
+            if !has_cookie {
                 w.set_rcode(rcode::FORMERR);
             }
             Outcome::Reply
         } else if query.qclass == CHAOS {
-            self.chaos(&query, &mut w);
+            self.chaos(query, w);
             Outcome::Reply
         } else {
-            self.query(
-                catalog,
-                &query,
-                client,
-                signed.as_ref(),
-                &mut w,
-                &mut counters,
-            )
+            self.query(catalog, query, client, signed, w, counters)
+        }
+    }
+
+    /// Response rate limiting, over UDP only: TCP and clients with a valid cookie are exempt, as
+    /// neither can be spoofed. A slip cuts the answer to its question with TC, or BADCOOKIE
+    /// for a cookie client.
+    fn rate_limit(
+        &self,
+        client: Client,
+        options: &EdnsOptions<'_>,
+        after_question: Mark,
+        w: &mut Writer<'_>,
+    ) -> Limited {
+        let Some(limit) = self.rate_limit.as_ref() else {
+            return Limited::Send;
         };
-        // Over UDP a source may be limited; TCP and clients with a valid cookie are exempt, as
-        // neither can be spoofed.
-        if client.transport == Transport::Udp
-            && outcome == Outcome::Reply
-            && presented != Some(Presented::Valid)
-            && let Some(limit) = &self.rate_limit
-        {
-            match limit.check(client.address, client.now) {
-                Verdict::Send => {}
-                Verdict::Drop => return Outcome::Drop,
-                Verdict::Slip => {
-                    w.rollback(after_question);
-                    let flags = w.flags() & !(AA | 0xF);
-                    if cookie_len > 0 {
-                        // RFC 7873 section 5.2.3: tell a cookie client to come back with the
-                        // fresh server cookie, which exempts it.
-                        w.set_flags(flags | (rcode::BADCOOKIE & 0xF));
-                        extended = (rcode::BADCOOKIE >> 4) as u8;
-                    } else {
-                        w.set_flags(flags | TC);
-                    }
+        if client.transport != Transport::Udp || options.presented == Some(Presented::Valid) {
+            return Limited::Send;
+        }
+        match limit.check(client.address, client.now) {
+            Verdict::Send => Limited::Send,
+            Verdict::Drop => Limited::Drop,
+            Verdict::Slip => {
+                w.rollback(after_question);
+                let flags = w.flags() & !(AA | 0xF);
+                if options.cookie_len > 0 {
+                    // RFC 7873 section 5.2.3: tell a cookie client to come back with the
+                    // fresh server cookie, which exempts it.
+                    w.set_flags(flags | (rcode::BADCOOKIE & 0xF));
+                    Limited::BadCookie
+                } else {
+                    w.set_flags(flags | TC);
+                    Limited::Send
                 }
             }
         }
+    }
+
+    /// The OPT record, the TSIG signature, the metrics and the sampled query log.
+    #[allow(clippy::too_many_arguments)]
+    fn finish(
+        &self,
+        query: &Query<'_>,
+        client: Client,
+        signed: Option<&Signed>,
+        options: &EdnsOptions<'_>,
+        extended: u8,
+        counters: Option<&ZoneCounters>,
+        outcome: &Outcome,
+        tsig_len: usize,
+        w: &mut Writer<'_>,
+    ) {
         if let Some(edns) = query.edns {
-            w.unreserve(opt_len);
-            let mut options: [(u16, &[u8]); 2] = [(0, &[]); 2];
+            w.unreserve(options.len());
+            let mut list: [(u16, &[u8]); 2] = [(0, &[]); 2];
             let mut count = 0;
-            if cookie_len > 0 {
-                options[count] = (option::COOKIE, &cookie[..cookie_len]);
+            if options.cookie_len > 0 {
+                list[count] = (option::COOKIE, &options.cookie[..options.cookie_len]);
                 count += 1;
             }
-            if let Some(nsid) = nsid {
-                options[count] = (option::NSID, nsid);
+            if let Some(nsid) = options.nsid {
+                list[count] = (option::NSID, nsid);
                 count += 1;
             }
-            w.opt(MAX_UDP_PAYLOAD, extended, edns.dnssec_ok, &options[..count]);
+            w.opt(MAX_UDP_PAYLOAD, extended, edns.dnssec_ok, &list[..count]);
         }
         w.unreserve(tsig_len);
-        if let Some(signed) = &signed
+        let now = u64::from(client.now);
+        let out = w.buffer();
+        if let Some(signed) = signed
             && !matches!(outcome, Outcome::Transfer(_))
         {
             tsig::sign(out, &signed.key, Some(&signed.mac), now);
         }
-        if outcome == Outcome::Reply {
+        if *outcome == Outcome::Reply {
             let qtype = query.has_question.then_some(query.qtype);
             metrics().answered(client.transport, qtype, out, extended, counters);
         }
@@ -559,7 +685,6 @@ impl Responder {
                 outcome = ?outcome,
             );
         }
-        outcome
     }
 
     /// A NOTIFY (RFC 1996): from a primary of one of our secondary zones, it is acknowledged

@@ -44,6 +44,10 @@ pub enum Owner<'a> {
     Wire(&'a [u8]),
 }
 
+/// Where a writer was (`Writer::mark`), to go back to (`Writer::rollback`): the length, the
+/// section counts, the names known for compression.
+pub type Mark = (usize, [u16; 3], usize);
+
 /// Builds one response message in `buf`.
 #[derive(Debug)]
 pub struct Writer<'b> {
@@ -95,6 +99,12 @@ impl<'b> Writer<'b> {
         self.set_flags(flags);
     }
 
+    /// The message as written so far, for what is appended after the writer's part (a TSIG
+    /// record).
+    pub fn buffer(&mut self) -> &mut Vec<u8> {
+        self.buf
+    }
+
     /// Lowers the size limit, e.g. to keep room for an OPT record at the end.
     pub fn reserve(&mut self, bytes: usize) {
         self.limit = self.limit.saturating_sub(bytes);
@@ -105,11 +115,11 @@ impl<'b> Writer<'b> {
     }
 
     /// A mark to roll back to.
-    pub fn mark(&self) -> (usize, [u16; 3], usize) {
+    pub fn mark(&self) -> Mark {
         (self.buf.len(), self.counts, self.name_count)
     }
 
-    pub fn rollback(&mut self, mark: (usize, [u16; 3], usize)) {
+    pub fn rollback(&mut self, mark: Mark) {
         self.buf.truncate(mark.0);
         self.counts = mark.1;
         self.name_count = mark.2;
