@@ -19,42 +19,47 @@ use foobar_metrics::{
     Collector, DescriptorEncoder, Histogram, MetricType, Shards, Unit, counters, gauges,
 };
 
-use crate::{answer::Transport, zone::catalog::Catalog, zone::rtype};
+use crate::{
+    answer::Transport,
+    wire::{Rcode, rtype, types::mnemonic},
+    zone::catalog::Catalog,
+};
 
-/// Query types counted by name; the rest count as "other".
-const TYPES: [(u16, &str); 20] = [
-    (rtype::A, "A"),
-    (rtype::NS, "NS"),
-    (rtype::CNAME, "CNAME"),
-    (rtype::SOA, "SOA"),
-    (rtype::PTR, "PTR"),
-    (rtype::MX, "MX"),
-    (rtype::TXT, "TXT"),
-    (rtype::AAAA, "AAAA"),
-    (rtype::SRV, "SRV"),
-    (rtype::NAPTR, "NAPTR"),
-    (rtype::DS, "DS"),
-    (rtype::DNSKEY, "DNSKEY"),
-    (rtype::SVCB, "SVCB"),
-    (rtype::HTTPS, "HTTPS"),
-    (rtype::CAA, "CAA"),
-    (rtype::TLSA, "TLSA"),
-    (rtype::IXFR, "IXFR"),
-    (rtype::AXFR, "AXFR"),
-    (rtype::ANY, "ANY"),
-    (0, "none"),
+/// Query types counted by name (their mnemonics, `wire::types`); the rest count as "other",
+/// and 0 stands for a query without a question ("none").
+const TYPES: [u16; 20] = [
+    rtype::A,
+    rtype::NS,
+    rtype::CNAME,
+    rtype::SOA,
+    rtype::PTR,
+    rtype::MX,
+    rtype::TXT,
+    rtype::AAAA,
+    rtype::SRV,
+    rtype::NAPTR,
+    rtype::DS,
+    rtype::DNSKEY,
+    rtype::SVCB,
+    rtype::HTTPS,
+    rtype::CAA,
+    rtype::TLSA,
+    rtype::IXFR,
+    rtype::AXFR,
+    rtype::ANY,
+    0,
 ];
-const RCODES: [(u16, &str); 10] = [
-    (0, "NOERROR"),
-    (1, "FORMERR"),
-    (2, "SERVFAIL"),
-    (3, "NXDOMAIN"),
-    (4, "NOTIMP"),
-    (5, "REFUSED"),
-    (9, "NOTAUTH"),
-    (16, "BADVERS"),
-    (23, "BADCOOKIE"),
-    (u16::MAX, "other"),
+/// Response codes counted by mnemonic; the rest count as "other".
+const RCODES: [Rcode; 9] = [
+    Rcode::NOERROR,
+    Rcode::FORMERR,
+    Rcode::SERVFAIL,
+    Rcode::NXDOMAIN,
+    Rcode::NOTIMP,
+    Rcode::REFUSED,
+    Rcode::NOTAUTH,
+    Rcode::BADVERS,
+    Rcode::BADCOOKIE,
 ];
 const TRANSPORTS: [&str; 2] = ["udp", "tcp"];
 /// Response size buckets, in bytes: the classic 512, the EDNS 1232, then TCP sizes.
@@ -64,7 +69,7 @@ const SIZES: [u64; 8] = [64, 128, 256, 512, 1232, 4096, 16384, 65535];
 fn type_slot(qtype: u16) -> usize {
     static SLOTS: LazyLock<[u8; 512]> = LazyLock::new(|| {
         let mut slots = [TYPES.len() as u8; 512];
-        for (slot, (rtype, _)) in TYPES.iter().enumerate() {
+        for (slot, rtype) in TYPES.iter().enumerate() {
             if let Some(entry) = slots.get_mut(usize::from(*rtype)) {
                 *entry = slot as u8;
             }
@@ -76,14 +81,12 @@ fn type_slot(qtype: u16) -> usize {
         .map_or(TYPES.len(), |slot| usize::from(*slot))
 }
 
-fn rcode_slot(rcode: u16) -> usize {
-    match rcode {
-        0..=5 => usize::from(rcode),
-        9 => 6,
-        16 => 7,
-        23 => 8,
-        _ => RCODES.len() - 1,
-    }
+/// The slot of an RCODE in `RCODES` ("other" past the end).
+fn rcode_slot(rcode: Rcode) -> usize {
+    RCODES
+        .iter()
+        .position(|&counted| counted == rcode)
+        .unwrap_or(RCODES.len())
 }
 
 fn transport_slot(transport: Transport) -> usize {
@@ -96,7 +99,7 @@ fn transport_slot(transport: Transport) -> usize {
 /// Queries of one zone (or of none) by transport, type and RCODE.
 #[derive(Debug)]
 pub struct ZoneCounters {
-    queries: [[[AtomicU64; RCODES.len()]; TYPES.len() + 1]; 2],
+    queries: [[[AtomicU64; RCODES.len() + 1]; TYPES.len() + 1]; 2],
 }
 
 impl ZoneCounters {
@@ -201,10 +204,9 @@ impl Metrics {
     ) {
         let t = transport_slot(transport);
         let (flags, rcode) = match message {
-            [_, _, flags, low, ..] => (*flags, u16::from(*low & 0xF)),
+            [_, _, flags, low, ..] => (*flags, Rcode::from_parts(u16::from(*low), extended)),
             _ => return,
         };
-        let rcode = u16::from(extended) << 4 | rcode;
         let q = qtype.map_or(type_slot(0), type_slot);
         zone.unwrap_or(&self.outside).queries[t][q][rcode_slot(rcode)].fetch_add(1, Relaxed);
         SHARD.with(|shard| {
@@ -284,14 +286,21 @@ impl Collector for DnsCollector {
         {
             for (t, transport) in TRANSPORTS.iter().enumerate() {
                 for (q, by_type) in counters.queries[t].iter().enumerate() {
-                    let qtype = TYPES.get(q).map_or("other", |(_, name)| name);
+                    let qtype = match TYPES.get(q) {
+                        Some(0) => "none",
+                        Some(&rtype) => mnemonic(rtype).unwrap_or("other"),
+                        None => "other",
+                    };
                     for (r, count) in by_type.iter().enumerate() {
                         let count = count.load(Relaxed);
                         if count > 0 {
                             let labels = [
                                 ("transport", *transport),
                                 ("type", qtype),
-                                ("rcode", RCODES[r].1),
+                                (
+                                    "rcode",
+                                    RCODES.get(r).and_then(|c| c.mnemonic()).unwrap_or("other"),
+                                ),
                                 ("zone", zone),
                             ];
                             series.push((labels, count));

@@ -232,7 +232,7 @@ impl Dns {
             return Vec::new();
         };
         let mut addresses = Vec::new();
-        for rtype in [zone::rtype::A, zone::rtype::AAAA] {
+        for rtype in [wire::rtype::A, wire::rtype::AAAA] {
             if let Some(set) = zone.rrset(node, rtype) {
                 for rdata in set.rdatas() {
                     match rdata.len() {
@@ -318,7 +318,7 @@ impl Dns {
             .flat_map(|(owner, rdatas)| {
                 rdatas.iter().map(|rdata| zone::Rr {
                     owner: owner.clone(),
-                    rtype: zone::rtype::TXT,
+                    rtype: wire::rtype::TXT,
                     ttl: answer::overlay::TXT_TTL,
                     rdata: rdata.clone(),
                 })
@@ -346,7 +346,7 @@ impl Dns {
                 .find(&key)
                 .ok_or_else(|| AddedError::NoZone(name.to_string()))?;
             zone.apex()
-                .and_then(|apex| zone.rrset(apex, zone::rtype::NS))
+                .and_then(|apex| zone.rrset(apex, wire::rtype::NS))
                 .map(|set| set.rdatas().map(wire::name::to_text).collect())
                 .unwrap_or_default()
         };
@@ -378,11 +378,11 @@ impl Dns {
             let mut still = Vec::new();
             for (ns, server) in waiting {
                 let answers =
-                    transfer::notify::ask(&wire, zone::rtype::TXT, server, None, &sources).await;
+                    transfer::notify::ask(&wire, wire::rtype::TXT, server, None, &sources).await;
                 let seen = answers.as_ref().is_ok_and(|records| {
                     records
                         .iter()
-                        .any(|r| r.rtype == zone::rtype::TXT && txt_holds(&r.rdata, value))
+                        .any(|r| r.rtype == wire::rtype::TXT && txt_holds(&r.rdata, value))
                 });
                 if !seen {
                     tracing::debug!(%ns, %server, %name, "TXT not answered there yet");

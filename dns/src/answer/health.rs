@@ -15,7 +15,7 @@ use std::{
 use arc_swap::ArcSwap;
 use serde::Deserialize;
 
-use crate::zone::{RRset, rtype};
+use crate::{wire::rtype, zone::RRset};
 
 /// `[[dns.health]]`: a name whose A/AAAA records are checked.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

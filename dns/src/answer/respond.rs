@@ -22,11 +22,13 @@ use crate::{
     metrics::{ZoneCounters, metrics},
     transfer::access::Access,
     transfer::tsig::{self, Signed, TsigRecord},
+    wire::Rcode,
     wire::name::{self, MAX_KEY, MAX_NAME},
     wire::read as wire,
-    wire::write::{AA, CD, Full, Mark, OPT_LEN, Owner, QR, RD, Section, TC, Writer, rcode},
+    wire::rtype,
+    wire::write::{AA, CD, Full, Mark, OPT_LEN, Owner, QR, RD, Section, TC, Writer},
     zone::catalog::Catalog,
-    zone::{NodeId, RRset, Zone, rdata_name_offset, rtype},
+    zone::{NodeId, RRset, Zone, rdata_name_offset},
 };
 
 /// The NOTIFY opcode (RFC 1996).
@@ -433,7 +435,7 @@ impl Responder {
             Ok(query) => query,
             Err(Malformed::Drop) => return Outcome::Drop,
             Err(Malformed::FormErr { id, flags }) => {
-                let flags = response_flags(flags) | u16::from(rcode::FORMERR);
+                let flags = response_flags(flags) | Rcode::FORMERR.header_bits();
                 Writer::new(out, id, flags, PLAIN_UDP_PAYLOAD);
                 metrics().answered(client.transport, None, out, 0, None);
                 return Outcome::Reply;
@@ -459,7 +461,7 @@ impl Responder {
         let mut extended = 0u8;
         let mut counters = None;
         let outcome = if query.edns.is_some_and(|e| e.version > 0) {
-            extended = (rcode::BADVERS >> 4) as u8;
+            extended = Rcode::BADVERS.extended_bits();
             Outcome::Reply
         } else {
             self.dispatch(
@@ -476,7 +478,7 @@ impl Responder {
             match self.rate_limit(client, &options, after_question, &mut w) {
                 Limited::Send => {}
                 Limited::Drop => return Outcome::Drop,
-                Limited::BadCookie => extended = (rcode::BADCOOKIE >> 4) as u8,
+                Limited::BadCookie => extended = Rcode::BADCOOKIE.extended_bits(),
             }
         }
         self.finish(
@@ -510,7 +512,7 @@ impl Responder {
         let verified = match TsigRecord::find(packet) {
             Ok(Some(record)) => self.access.keyring.verify(packet, &record, now),
             Ok(None) | Err(tsig::Malformed) => {
-                let flags = query.response_flags() | u16::from(rcode::FORMERR);
+                let flags = query.response_flags() | Rcode::FORMERR.header_bits();
                 Writer::new(out, query.id, flags, limit);
                 metrics().answered(client.transport, None, out, 0, None);
                 return Err(Outcome::Reply);
@@ -519,7 +521,7 @@ impl Responder {
         match verified {
             Ok(signed) => Ok(Some(signed)),
             Err(failure) => {
-                let flags = query.response_flags() | u16::from(tsig::NOTAUTH);
+                let flags = query.response_flags() | Rcode::NOTAUTH.header_bits();
                 let mut w = Writer::new(out, query.id, flags, usize::from(u16::MAX));
                 if query.has_question {
                     w.question(query.qname, query.qtype, query.qclass);
@@ -581,12 +583,12 @@ impl Responder {
             self.notify(query, client.address, signed, w);
             Outcome::Reply
         } else if query.opcode() != 0 {
-            w.set_rcode(rcode::NOTIMP);
+            w.set_rcode(Rcode::NOTIMP);
             Outcome::Reply
         } else if !query.has_question {
             // RFC 7873 section 5.4: a query with only a COOKIE learns a server cookie.
             if !has_cookie {
-                w.set_rcode(rcode::FORMERR);
+                w.set_rcode(Rcode::FORMERR);
             }
             Outcome::Reply
         } else if query.qclass == CHAOS {
@@ -622,7 +624,7 @@ impl Responder {
                 if options.cookie_len > 0 {
                     // RFC 7873 section 5.2.3: tell a cookie client to come back with the
                     // fresh server cookie, which exempts it.
-                    w.set_flags(flags | (rcode::BADCOOKIE & 0xF));
+                    w.set_flags(flags | Rcode::BADCOOKIE.header_bits());
                     Limited::BadCookie
                 } else {
                     w.set_flags(flags | TC);
@@ -673,13 +675,13 @@ impl Responder {
             metrics().answered(client.transport, qtype, out, extended, counters);
         }
         if crate::metrics::sampled() {
-            let rcode = u16::from(extended) << 4 | u16::from(out.get(3).map_or(0, |b| b & 0xF));
+            let rcode = Rcode::from_parts(out.get(3).map_or(0, |&b| u16::from(b)), extended).0;
             tracing::info!(
                 target: "dns_query",
                 client = %client.address,
                 transport = ?client.transport,
                 name = %name::to_text(query.qname),
-                qtype = %crate::zone::load::rdata::type_name(query.qtype),
+                qtype = %crate::wire::types::type_name(query.qtype),
                 rcode,
                 bytes = out.len(),
                 outcome = ?outcome,
@@ -691,14 +693,14 @@ impl Responder {
     /// and starts a refresh of the zone; anything else is refused.
     fn notify(&self, query: &Query<'_>, from: IpAddr, signed: Option<&Signed>, w: &mut Writer<'_>) {
         if !query.has_question {
-            w.set_rcode(rcode::FORMERR);
+            w.set_rcode(Rcode::FORMERR);
             return;
         }
         let mut qkey = KeyBuf::new();
         qkey.set(query.qname);
         let key = signed.map(|s| &*s.key);
         if !self.access.notify_from_primary(qkey.get(), from, key) {
-            w.set_rcode(rcode::REFUSED);
+            w.set_rcode(Rcode::REFUSED);
             return;
         }
         w.set_flags(w.flags() | AA);
@@ -720,7 +722,7 @@ impl Responder {
             None
         };
         let Some(text) = text else {
-            w.set_rcode(rcode::REFUSED);
+            w.set_rcode(Rcode::REFUSED);
             return;
         };
         w.set_flags(w.flags() | AA);
@@ -767,22 +769,22 @@ impl Responder {
                 zone
             }
             _ => {
-                w.set_rcode(rcode::REFUSED);
+                w.set_rcode(Rcode::REFUSED);
                 return Outcome::Reply;
             }
         };
         if !zone.is_available() {
             // The zone's file is broken and no good copy of it was kept.
-            w.set_rcode(rcode::SERVFAIL);
+            w.set_rcode(Rcode::SERVFAIL);
             return Outcome::Reply;
         }
         match query.qtype {
             rtype::OPT => {
-                w.set_rcode(rcode::FORMERR);
+                w.set_rcode(Rcode::FORMERR);
                 return Outcome::Reply;
             }
             rtype::MAILA | rtype::MAILB => {
-                w.set_rcode(rcode::NOTIMP);
+                w.set_rcode(Rcode::NOTIMP);
                 return Outcome::Reply;
             }
             rtype::AXFR | rtype::IXFR => {
@@ -793,10 +795,10 @@ impl Responder {
                     .may_transfer(zone.origin_key(), client.address, key);
                 let ixfr = query.qtype == rtype::IXFR;
                 if !at_apex || !allowed {
-                    w.set_rcode(rcode::REFUSED);
+                    w.set_rcode(Rcode::REFUSED);
                 } else if ixfr && query.ixfr_serial.is_none() {
                     // RFC 1995 section 3: the client's SOA is in the authority section.
-                    w.set_rcode(rcode::FORMERR);
+                    w.set_rcode(Rcode::FORMERR);
                 } else if client.transport == Transport::Udp {
                     if ixfr {
                         // RFC 1995 section 2: over UDP, the current SOA alone says "up to
@@ -909,7 +911,7 @@ fn lookup(
     qtype: u16,
     filters: &std::collections::HashMap<Vec<u8>, Filter>,
     w: &mut Writer<'_>,
-) -> Result<(u8, bool), Full> {
+) -> Result<(Rcode, bool), Full> {
     let mut key = KeyBuf::new();
     key.bytes[..qkey.len].copy_from_slice(qkey.get());
     key.len = qkey.len;
@@ -930,25 +932,25 @@ fn lookup(
             && !(qtype == rtype::DS && zone.key(cut) == key.get())
         {
             referral(zone, cut, w)?;
-            return Ok((rcode::NOERROR, hop > 0));
+            return Ok((Rcode::NOERROR, hop > 0));
         }
         if let Some(node) = zone.dname_above(key.get()) {
             // RFC 6672 section 3.2: the DNAME, a CNAME synthesized from it, then the new name.
             let Some(dname) = zone.rrset(node, rtype::DNAME) else {
-                return Ok((rcode::SERVFAIL, true));
+                return Ok((Rcode::SERVFAIL, true));
             };
             w.rrset(Section::Answer, Owner::Wire(zone.name(node)), &dname)?;
             let Some(target) = dname.rdatas().next() else {
-                return Ok((rcode::NOERROR, true));
+                return Ok((Rcode::NOERROR, true));
             };
             let prefix = &name.get()[..name.len - zone.name(node).len()];
             if prefix.len() + target.len() > MAX_NAME {
-                return Ok((rcode::YXDOMAIN, true));
+                return Ok((Rcode::YXDOMAIN, true));
             }
             let next = NameBuf::new(&[prefix, target]);
             w.record(Section::Answer, owner, rtype::CNAME, dname.ttl, next.get())?;
             if !name::is_subdomain(next.get(), zone.origin()) || hop == MAX_CHAIN {
-                return Ok((rcode::NOERROR, true));
+                return Ok((Rcode::NOERROR, true));
             }
             name = next;
             continue;
@@ -958,13 +960,13 @@ fn lookup(
             Err(at) if zone.has_descendant_at(at, key.get()) => {
                 // An empty non-terminal exists: NODATA, and no wildcard may match it.
                 negative(zone, w)?;
-                return Ok((rcode::NOERROR, true));
+                return Ok((Rcode::NOERROR, true));
             }
             Err(_) => match wildcard(zone, key.get()) {
                 Some(node) => node,
                 None => {
                     negative(zone, w)?;
-                    return Ok((rcode::NXDOMAIN, true));
+                    return Ok((Rcode::NXDOMAIN, true));
                 }
             },
         };
@@ -974,10 +976,10 @@ fn lookup(
         {
             w.rrset(Section::Answer, owner, &cname)?;
             let Some(target) = cname.rdatas().next() else {
-                return Ok((rcode::NOERROR, true));
+                return Ok((Rcode::NOERROR, true));
             };
             if !name::is_subdomain(target, zone.origin()) || hop == MAX_CHAIN {
-                return Ok((rcode::NOERROR, true));
+                return Ok((Rcode::NOERROR, true));
             }
             name.set(&[target]);
             continue;
@@ -991,7 +993,7 @@ fn lookup(
         };
         let Some(set) = set else {
             negative(zone, w)?;
-            return Ok((rcode::NOERROR, true));
+            return Ok((Rcode::NOERROR, true));
         };
         // A health-checked name: the addresses found down are left out (`health`).
         let filter = (!filters.is_empty())
@@ -1010,9 +1012,9 @@ fn lookup(
             None => w.rrset(Section::Answer, owner, &set)?,
         }
         additional(zone, &set, name.get(), w, false);
-        return Ok((rcode::NOERROR, true));
+        return Ok((Rcode::NOERROR, true));
     }
-    Ok((rcode::NOERROR, true))
+    Ok((Rcode::NOERROR, true))
 }
 
 /// The answer for a name with records added at run time (`overlay`), if they make it: its TXT
@@ -1026,7 +1028,7 @@ fn added(
     extra: &overlay::Added,
     filters: &std::collections::HashMap<Vec<u8>, Filter>,
     w: &mut Writer<'_>,
-) -> Option<Result<(u8, bool), Full>> {
+) -> Option<Result<(Rcode, bool), Full>> {
     let node = zone.find(qkey.get()).ok();
     if !extra.txt.is_empty() && matches!(qtype, rtype::TXT | rtype::ANY) {
         let written = extra.txt.iter().try_for_each(|rdata| {
@@ -1038,7 +1040,7 @@ fn added(
                 rdata,
             )
         });
-        return Some(written.map(|()| (rcode::NOERROR, true)));
+        return Some(written.map(|()| (Rcode::NOERROR, true)));
     }
     if let (Some(https), Some(node), rtype::HTTPS) = (&extra.https, node, qtype)
         && zone.rrset(node, rtype::HTTPS).is_none()
@@ -1062,10 +1064,10 @@ fn added(
             https.ttl,
             &rdata,
         );
-        return Some(written.map(|()| (rcode::NOERROR, true)));
+        return Some(written.map(|()| (Rcode::NOERROR, true)));
     }
     if node.is_none() && !extra.txt.is_empty() {
-        return Some(negative(zone, w).map(|()| (rcode::NOERROR, true)));
+        return Some(negative(zone, w).map(|()| (Rcode::NOERROR, true)));
     }
     None
 }

@@ -24,7 +24,8 @@ use tracing::warn;
 
 use crate::{
     wire::name,
-    zone::{Rr, Zone, rtype, serial_newer, soa, soa_serial},
+    wire::rtype,
+    zone::{Rr, Zone, serial_newer, soa, soa_serial},
 };
 
 const MAGIC: &[u8] = b"foobar-journal\0";

@@ -8,10 +8,11 @@ use tracing::{debug, info, warn};
 
 use crate::{
     transfer::tsig::{self, Key, StreamVerifier},
+    wire::Rcode,
     wire::read as wire,
-    wire::write::{AA, Owner, Section, Writer, rcode},
+    wire::rtype,
+    wire::write::{AA, Owner, Section, Writer},
     zone::Rr,
-    zone::rtype,
 };
 
 /// Tries per NOTIFY before giving up on a secondary; the wait doubles from one second.
@@ -111,9 +112,11 @@ pub async fn send(soa: &Rr, target: SocketAddr, key: Option<Arc<Key>>, sources: 
                     }
                     _ => Ok(()),
                 };
-                let code = reply.get(3).map_or(rcode::SERVFAIL, |flags| flags & 0xF);
+                let code = reply
+                    .get(3)
+                    .map_or(Rcode::SERVFAIL, |&flags| Rcode(u16::from(flags & 0xF)));
                 match (verdict, code) {
-                    (Ok(()), rcode::NOERROR) => {
+                    (Ok(()), Rcode::NOERROR) => {
                         info!(%zone, %target, serial, "notify acknowledged");
                         crate::metrics::metrics().notified();
                         return true;
@@ -123,7 +126,7 @@ pub async fn send(soa: &Rr, target: SocketAddr, key: Option<Arc<Key>>, sources: 
                         return false;
                     }
                     (Ok(()), code) => {
-                        warn!(%zone, %target, rcode = code, "notify refused");
+                        warn!(%zone, %target, rcode = %code, "notify refused");
                         return false;
                     }
                 }
@@ -207,8 +210,8 @@ pub async fn ask(
     if let (Some(key), Some(mac)) = (key, mac) {
         StreamVerifier::new(key.clone(), mac).verify(&reply, unix_now())?;
     }
-    let code = reply[3] & 0xF;
-    if code != rcode::NOERROR {
+    let code = Rcode(u16::from(reply[3] & 0xF));
+    if code != Rcode::NOERROR {
         return Err(format!("{server} answered with RCODE {code}"));
     }
     let [_, answers, ..] = wire::counts(&reply).ok_or("a short answer")?;

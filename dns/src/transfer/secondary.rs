@@ -32,11 +32,12 @@ use crate::{
     transfer::tsig::{self, Key, StreamVerifier},
     wire::name,
     wire::read as wire,
+    wire::rtype,
     wire::write::{Owner, Section, Writer},
     zone::Rr,
+    zone::Zone,
     zone::catalog::Zones,
     zone::snapshot,
-    zone::{Zone, rtype},
 };
 
 /// Timers for a zone with no SOA yet (RFC 1912's suggestions are hours; a zone we do not have

@@ -22,7 +22,7 @@ use ring::hmac;
 use crate::{
     wire::name::{self, wire_len},
     wire::read as wire,
-    zone::rtype,
+    wire::rtype,
 };
 
 /// The TSIG errors of RFC 8945 section 5.2 (in the TSIG record; the header says NOTAUTH).
@@ -34,8 +34,6 @@ pub mod error {
     pub const BADTRUNC: u16 = 22;
 }
 
-/// RCODE 9, NOTAUTH: what the header says when TSIG fails.
-pub const NOTAUTH: u8 = 9;
 /// Seconds of clock difference allowed, as every implementation uses (RFC 8945 section 10).
 pub const FUDGE: u16 = 300;
 const CLASS_ANY: u16 = 255;

@@ -12,9 +12,10 @@ use crate::{
     answer::TransferRequest,
     transfer::journal::{self, Journals},
     transfer::tsig::{self, StreamSigner},
+    wire::rtype,
     wire::write::{AA, Owner, QR, Section, Writer},
     zone::Rr,
-    zone::{Zone, rtype},
+    zone::Zone,
 };
 
 /// Largest transfer message: TCP's 64 KiB.

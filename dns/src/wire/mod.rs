@@ -1,5 +1,9 @@
-//! The wire format: names, reading messages from other servers, writing responses.
+//! The wire format: the protocol's numbers (`types`), names, reading messages from other
+//! servers, writing responses.
 
 pub mod name;
 pub mod read;
+pub mod types;
 pub mod write;
+
+pub use types::{Rcode, rtype};

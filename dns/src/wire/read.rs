@@ -2,7 +2,7 @@
 //! owners and inside RDATA. Transfers in (AXFR, IXFR), SOA answers and TSIG records are read
 //! here; queries, which cannot be compressed, have their own faster path in `answer`.
 
-use crate::{wire::name::MAX_NAME, zone::rtype};
+use crate::wire::{name::MAX_NAME, rtype};
 
 /// Most compression pointers followed in one name: more means a loop.
 const MAX_POINTERS: usize = 64;

@@ -3,7 +3,10 @@
 //! Written by hand because this is the hot path of every answer: records are copied from the
 //! zone arena as wire bytes, without building intermediate message objects.
 
-use crate::zone::{RRset, rdata_name_offset, rtype};
+use crate::{
+    wire::{Rcode, rtype},
+    zone::{RRset, rdata_name_offset},
+};
 
 /// Header flags and fields.
 pub const QR: u16 = 0x8000;
@@ -11,19 +14,6 @@ pub const AA: u16 = 0x0400;
 pub const TC: u16 = 0x0200;
 pub const RD: u16 = 0x0100;
 pub const CD: u16 = 0x0010;
-
-/// Response codes (the low four bits; BADVERS uses the OPT record's extended bits).
-pub mod rcode {
-    pub const NOERROR: u8 = 0;
-    pub const FORMERR: u8 = 1;
-    pub const SERVFAIL: u8 = 2;
-    pub const NXDOMAIN: u8 = 3;
-    pub const NOTIMP: u8 = 4;
-    pub const REFUSED: u8 = 5;
-    pub const YXDOMAIN: u8 = 6;
-    pub const BADVERS: u16 = 16;
-    pub const BADCOOKIE: u16 = 23;
-}
 
 /// Sections after the question.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,8 +84,9 @@ impl<'b> Writer<'b> {
         self.buf[2..4].copy_from_slice(&flags.to_be_bytes());
     }
 
-    pub fn set_rcode(&mut self, rcode: u8) {
-        let flags = (self.flags() & !0x000F) | u16::from(rcode & 0x0F);
+    /// Sets the header's RCODE bits (an extended code's upper bits go in the OPT record).
+    pub fn set_rcode(&mut self, rcode: Rcode) {
+        let flags = (self.flags() & !0x000F) | rcode.header_bits();
         self.set_flags(flags);
     }
 

@@ -652,7 +652,7 @@ mod tests {
     fn challenge() -> Rr {
         Rr {
             owner: crate::wire::name::from_text("_acme-challenge.example.com").unwrap(),
-            rtype: crate::zone::rtype::TXT,
+            rtype: crate::wire::rtype::TXT,
             ttl: 10,
             rdata: b"\x05token".to_vec(),
         }
@@ -667,7 +667,7 @@ mod tests {
         let key = name::key_of(&challenge().owner);
         zone.find(&key)
             .ok()
-            .and_then(|node| zone.rrset(node, crate::zone::rtype::TXT))
+            .and_then(|node| zone.rrset(node, crate::wire::rtype::TXT))
             .is_some()
     }
 

@@ -8,7 +8,5 @@ mod rr;
 pub mod snapshot;
 pub mod watch;
 
-pub use arena::{
-    NodeId, RRset, Records, Sorted, Zone, rdata_name_offset, rtype, soa_serial_minimum,
-};
+pub use arena::{NodeId, RRset, Records, Sorted, Zone, rdata_name_offset, soa_serial_minimum};
 pub use rr::{Rr, serial_newer, soa, soa_serial};

@@ -1,8 +1,9 @@
 //! Records outside the arena: one record as owned bytes, as transfers, journals and snapshots
 //! carry them, and SOA serial arithmetic.
 
-use super::{Zone, rtype};
+use super::Zone;
 use crate::wire::name;
+use crate::wire::rtype;
 
 /// One record: owner and RDATA in wire form, names uncompressed.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]

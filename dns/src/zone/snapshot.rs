@@ -144,7 +144,7 @@ pub fn peek_serial(bytes: &[u8]) -> Option<u32> {
         reader.u32().ok()?;
         let len = usize::from(reader.u16().ok()?);
         let rdata = reader.take(len).ok()?;
-        if rtype == crate::zone::rtype::SOA {
+        if rtype == crate::wire::rtype::SOA {
             return crate::zone::soa_serial_minimum(rdata).map(|(serial, _)| serial);
         }
     }
@@ -192,7 +192,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use crate::{zone::load::load_zone, zone::rtype};
+    use crate::{wire::rtype, zone::load::load_zone};
 
     fn zone() -> Zone {
         let dir = tempfile::tempdir().unwrap();

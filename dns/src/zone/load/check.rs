@@ -4,7 +4,8 @@
 
 use crate::{
     wire::name,
-    zone::{Records, Sorted, rtype},
+    wire::{rtype, types::type_name},
+    zone::{Records, Sorted},
 };
 
 /// Largest DNS message (a TCP frame).
@@ -211,7 +212,7 @@ fn check_sizes(records: &Records, group: &[usize], found: &mut Findings) {
                 format!(
                     "TTL {} differs from the {} set's TTL {ttl}, which is used",
                     records.ttl(other),
-                    super::rdata::type_name(rtype)
+                    type_name(rtype)
                 ),
             ));
         }
@@ -234,7 +235,7 @@ fn check_sizes(records: &Records, group: &[usize], found: &mut Findings) {
                     i,
                     format!(
                         "the {} set at \"{}\" no longer fits one DNS message (65,535 bytes) with this record",
-                        super::rdata::type_name(rtype),
+                        type_name(rtype),
                         name::to_text(records.owner(i))
                     ),
                 );

@@ -23,9 +23,12 @@ use std::{
 use crate::{
     error::ZoneError,
     wire::name,
-    zone::{Records, Zone, rtype},
+    wire::{
+        rtype,
+        types::{type_name, type_number},
+    },
+    zone::{Records, Zone},
 };
-pub use rdata::{type_name, type_number};
 
 /// Deepest `$INCLUDE` nesting accepted.
 const MAX_INCLUDE_DEPTH: usize = 16;
