@@ -66,7 +66,7 @@ impl Cookies {
     /// Whether `server` is a valid server cookie for this client and address at `now`.
     pub fn verify(&self, client: &[u8; 8], server: &[u8], address: IpAddr, now: u32) -> Presented {
         let valid = server.len() == 16 && server[0] == 1 && {
-            let stamp = u32::from_be_bytes([server[4], server[5], server[6], server[7]]);
+            let stamp = crate::wire::bytes::u32_at(server, 4).unwrap_or(0);
             // Serial arithmetic: the age may wrap around 2^32.
             let age = now.wrapping_sub(stamp);
             let fresh = age <= LIFETIME || stamp.wrapping_sub(now) <= FUTURE;

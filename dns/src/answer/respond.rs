@@ -23,6 +23,7 @@ use crate::{
     transfer::access::Access,
     transfer::tsig::{self, Signed, TsigRecord},
     wire::Rcode,
+    wire::bytes,
     wire::name::{self, MAX_KEY, MAX_NAME},
     wire::read as wire,
     wire::rtype,
@@ -214,7 +215,8 @@ fn parse(packet: &[u8]) -> Result<Query<'_>, Malformed> {
     if packet.len() < 12 {
         return Err(Malformed::Drop);
     }
-    let word = |at: usize| u16::from_be_bytes([packet[at], packet[at + 1]]);
+    // Within the 12 bytes checked above.
+    let word = |at: usize| bytes::u16_at(packet, at).unwrap_or(0);
     let (id, flags) = (word(0), word(2));
     if flags & QR != 0 {
         return Err(Malformed::Drop);
@@ -229,15 +231,13 @@ fn parse(packet: &[u8]) -> Result<Query<'_>, Malformed> {
                 return Err(formerr);
             };
             at += name_len;
-            let Some(fixed) = packet.get(at..at + 4) else {
+            let (Some(qtype), Some(qclass)) =
+                (bytes::u16_at(packet, at), bytes::u16_at(packet, at + 2))
+            else {
                 return Err(formerr);
             };
             at += 4;
-            (
-                &packet[12..12 + name_len],
-                u16::from_be_bytes([fixed[0], fixed[1]]),
-                u16::from_be_bytes([fixed[2], fixed[3]]),
-            )
+            (&packet[12..12 + name_len], qtype, qclass)
         }
         _ => return Err(formerr),
     };
@@ -279,11 +279,12 @@ fn parse(packet: &[u8]) -> Result<Query<'_>, Malformed> {
             };
             let mut options = &packet[record.end - record.rdlen..record.end];
             while !options.is_empty() {
-                let Some(head) = options.get(..4) else {
+                let (Some(code), Some(len)) =
+                    (bytes::u16_at(options, 0), bytes::u16_at(options, 2))
+                else {
                     return Err(formerr);
                 };
-                let code = u16::from_be_bytes([head[0], head[1]]);
-                let len = usize::from(u16::from_be_bytes([head[2], head[3]]));
+                let len = usize::from(len);
                 let Some(data) = options.get(4..4 + len) else {
                     return Err(formerr);
                 };
@@ -343,13 +344,12 @@ fn skip_record(packet: &[u8], mut at: usize) -> Option<Skipped> {
             _ => return None,
         }
     }
-    let fixed = packet.get(at..at + 10)?;
-    let rdlen = usize::from(u16::from_be_bytes([fixed[8], fixed[9]]));
+    let rdlen = usize::from(bytes::u16_at(packet, at + 8)?);
     let end = at + 10 + rdlen;
     (end <= packet.len()).then_some(Skipped {
-        rtype: u16::from_be_bytes([fixed[0], fixed[1]]),
-        class: u16::from_be_bytes([fixed[2], fixed[3]]),
-        ttl: u32::from_be_bytes([fixed[4], fixed[5], fixed[6], fixed[7]]),
+        rtype: bytes::u16_at(packet, at)?,
+        class: bytes::u16_at(packet, at + 2)?,
+        ttl: bytes::u32_at(packet, at + 4)?,
         rdlen,
         end,
     })

@@ -23,6 +23,7 @@ use foobar_state::Access;
 use tracing::warn;
 
 use crate::{
+    wire::bytes,
     wire::name,
     wire::rtype,
     zone::{Rr, Zone, serial_newer, soa, soa_serial},
@@ -455,13 +456,13 @@ fn read_rr(bytes: &mut &[u8]) -> Option<Rr> {
     let (owner, tail) = tail.split_at_checked(usize::from(owner_len))?;
     name::wire_len(owner).filter(|&len| len == owner.len())?;
     let (fixed, tail) = tail.split_first_chunk::<8>()?;
-    let rdlen = usize::from(u16::from_be_bytes([fixed[6], fixed[7]]));
+    let rdlen = usize::from(bytes::u16_at(fixed, 6)?);
     let (rdata, tail) = tail.split_at_checked(rdlen)?;
     *bytes = tail;
     Some(Rr {
         owner: owner.to_vec(),
-        rtype: u16::from_be_bytes([fixed[0], fixed[1]]),
-        ttl: u32::from_be_bytes([fixed[2], fixed[3], fixed[4], fixed[5]]),
+        rtype: bytes::u16_at(fixed, 0)?,
+        ttl: bytes::u32_at(fixed, 2)?,
         rdata: rdata.to_vec(),
     })
 }

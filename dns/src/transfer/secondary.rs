@@ -30,6 +30,7 @@ use crate::{
     transfer::journal::{self, Diff},
     transfer::notify::{Sources, primary_serial, unix_now},
     transfer::tsig::{self, Key, StreamVerifier},
+    wire::bytes,
     wire::name,
     wire::read as wire,
     wire::rtype,
@@ -227,7 +228,7 @@ fn timers(zone: &Zone) -> Option<Timers> {
     let soa = crate::zone::soa(zone)?;
     let fixed = soa.rdata.get(soa.rdata.len().checked_sub(20)?..)?;
     let field = |i: usize| {
-        let seconds = u32::from_be_bytes([fixed[i], fixed[i + 1], fixed[i + 2], fixed[i + 3]]);
+        let seconds = bytes::u32_at(fixed, i).unwrap_or(0);
         Duration::from_secs(u64::from(seconds)).clamp(MIN_TIMER, MAX_TIMER)
     };
     Some(Timers {

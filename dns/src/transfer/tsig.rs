@@ -20,6 +20,7 @@ use subtle::ConstantTimeEq;
 use ring::hmac;
 
 use crate::{
+    wire::bytes,
     wire::name::{self, wire_len},
     wire::read as wire,
     wire::rtype,
@@ -298,17 +299,14 @@ fn parse_rdata(start: usize, key_name: Vec<u8>, rdata: &[u8]) -> Option<TsigReco
     let algorithm_len = wire_len(rdata)?;
     let algorithm = rdata[..algorithm_len].to_vec();
     let rest = rdata.get(algorithm_len..)?;
-    let fixed = rest.get(..10)?;
-    let time = fixed[..6]
-        .iter()
-        .fold(0u64, |time, &byte| time << 8 | u64::from(byte));
-    let fudge = u16::from_be_bytes([fixed[6], fixed[7]]);
-    let mac_len = usize::from(u16::from_be_bytes([fixed[8], fixed[9]]));
+    let time = bytes::u48_at(rest, 0)?;
+    let fudge = bytes::u16_at(rest, 6)?;
+    let mac_len = usize::from(bytes::u16_at(rest, 8)?);
     let mac = rest.get(10..10 + mac_len)?.to_vec();
     let tail = rest.get(10 + mac_len..)?;
-    let original_id = u16::from_be_bytes([*tail.first()?, *tail.get(1)?]);
-    let error = u16::from_be_bytes([*tail.get(2)?, *tail.get(3)?]);
-    let other_len = usize::from(u16::from_be_bytes([*tail.get(4)?, *tail.get(5)?]));
+    let original_id = bytes::u16_at(tail, 0)?;
+    let error = bytes::u16_at(tail, 2)?;
+    let other_len = usize::from(bytes::u16_at(tail, 4)?);
     let other = tail.get(6..6 + other_len)?.to_vec();
     if tail.len() != 6 + other_len {
         return None;
@@ -352,7 +350,7 @@ impl Digest {
         self.0.extend_from_slice(&message[..record.start]);
         let header = &mut self.0[start..];
         header[..2].copy_from_slice(&record.original_id.to_be_bytes());
-        let arcount = u16::from_be_bytes([header[10], header[11]]).saturating_sub(1);
+        let arcount = bytes::u16_at(header, 10).unwrap_or(0).saturating_sub(1);
         header[10..12].copy_from_slice(&arcount.to_be_bytes());
         self
     }
@@ -552,7 +550,7 @@ fn push_record(message: &mut Vec<u8>, owner: &[u8], rdata: &[u8]) {
     message.extend_from_slice(&0u32.to_be_bytes());
     message.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
     message.extend_from_slice(rdata);
-    let arcount = u16::from_be_bytes([message[10], message[11]]).wrapping_add(1);
+    let arcount = bytes::u16_at(message, 10).unwrap_or(0).wrapping_add(1);
     message[10..12].copy_from_slice(&arcount.to_be_bytes());
 }
 
@@ -660,7 +658,7 @@ mod tests {
         sign(&mut message, &key, None, 1);
         // Another record after it.
         message.extend_from_slice(&[0, 0, 1, 0, 1, 0, 0, 0, 0, 0, 0]);
-        let arcount = u16::from_be_bytes([message[10], message[11]]) + 1;
+        let arcount = bytes::u16_at(&message, 10).unwrap() + 1;
         message[10..12].copy_from_slice(&arcount.to_be_bytes());
         assert!(TsigRecord::find(&message).is_err());
     }

@@ -12,6 +12,7 @@ use crate::{
     answer::TransferRequest,
     transfer::journal::{self, Journals},
     transfer::tsig::{self, StreamSigner},
+    wire::bytes,
     wire::rtype,
     wire::write::{AA, Owner, QR, Section, Writer},
     zone::Rr,
@@ -128,19 +129,16 @@ fn write(packet: &[u8], records: &[Rr], limit: usize) -> Vec<Vec<u8>> {
     let Some(header) = packet.get(..12) else {
         return Vec::new();
     };
-    let id = u16::from_be_bytes([header[0], header[1]]);
-    let flags = QR | AA | (u16::from_be_bytes([header[2], header[3]]) & (0xF << 11 | 0x0100));
+    let id = bytes::u16_at(header, 0).unwrap_or(0);
+    let flags = QR | AA | (bytes::u16_at(header, 2).unwrap_or(0) & (0xF << 11 | 0x0100));
     let question = crate::wire::read::after_question(packet).and_then(|end| packet.get(12..end));
     let mut messages = Vec::new();
     let mut buf = Vec::with_capacity(limit.min(16 * 1024));
     let mut w = Writer::new(&mut buf, id, flags, limit);
     if let Some(question) = question.filter(|q| q.len() > 4) {
         let (name, fixed) = question.split_at(question.len() - 4);
-        w.question(
-            name,
-            u16::from_be_bytes([fixed[0], fixed[1]]),
-            u16::from_be_bytes([fixed[2], fixed[3]]),
-        );
+        let field = |at| bytes::u16_at(fixed, at).unwrap_or(0);
+        w.question(name, field(0), field(2));
     }
     for rr in records {
         if w.record(
@@ -232,9 +230,9 @@ mod tests {
                 "every message carries the query ID"
             );
             assert_eq!(message[2] & 0x84, 0x84, "QR and AA");
-            let qdcount = u16::from_be_bytes([message[4], message[5]]);
+            let qdcount = bytes::u16_at(message, 4).unwrap();
             assert_eq!(qdcount, u16::from(i == 0), "the question only in the first");
-            total += usize::from(u16::from_be_bytes([message[6], message[7]]));
+            total += usize::from(bytes::u16_at(message, 6).unwrap());
         }
         // Every record once, plus the closing SOA.
         assert_eq!(total, zone.record_count() + 1);

@@ -1,6 +1,7 @@
 //! The wire format: the protocol's numbers (`types`), names, reading messages from other
 //! servers, writing responses.
 
+pub mod bytes;
 pub mod name;
 pub mod read;
 pub mod types;

@@ -2,7 +2,7 @@
 //! owners and inside RDATA. Transfers in (AXFR, IXFR), SOA answers and TSIG records are read
 //! here; queries, which cannot be compressed, have their own faster path in `answer`.
 
-use crate::wire::{name::MAX_NAME, rtype};
+use crate::wire::{bytes, name::MAX_NAME, rtype};
 
 /// Most compression pointers followed in one name: more means a loop.
 const MAX_POINTERS: usize = 64;
@@ -31,7 +31,7 @@ pub fn read_name(message: &[u8], at: usize) -> Option<(Vec<u8>, usize)> {
             }
             0xC0..=0xFF => {
                 let low = *message.get(position + 1)?;
-                let target = usize::from(u16::from_be_bytes([len & 0x3F, low]));
+                let target = bytes::pointer(len, low);
                 jumps += 1;
                 // Pointers go backwards (RFC 1035 section 4.1.4 "a prior occurrence").
                 if jumps > MAX_POINTERS || target >= position {
@@ -62,10 +62,10 @@ pub struct Record {
 /// Reads the record at `at`.
 pub fn read_record(message: &[u8], at: usize) -> Option<Record> {
     let (owner, fixed_at) = read_name(message, at)?;
-    let fixed = message.get(fixed_at..fixed_at + 10)?;
-    let word = |i: usize| u16::from_be_bytes([fixed[i], fixed[i + 1]]);
-    let rtype = word(0);
-    let rdlen = usize::from(word(8));
+    let rtype = bytes::u16_at(message, fixed_at)?;
+    let class = bytes::u16_at(message, fixed_at + 2)?;
+    let ttl = bytes::u32_at(message, fixed_at + 4)?;
+    let rdlen = usize::from(bytes::u16_at(message, fixed_at + 8)?);
     let start = fixed_at + 10;
     let end = start + rdlen;
     if end > message.len() {
@@ -75,8 +75,8 @@ pub fn read_record(message: &[u8], at: usize) -> Option<Record> {
     Some(Record {
         owner,
         rtype,
-        class: word(2),
-        ttl: u32::from_be_bytes([fixed[4], fixed[5], fixed[6], fixed[7]]),
+        class,
+        ttl,
         rdata,
         start: at,
         end,
@@ -156,9 +156,8 @@ pub fn uncompressed_rdata(message: &[u8], rtype: u16, start: usize, end: usize) 
 
 /// The header's counts: question, answer, authority, additional.
 pub fn counts(message: &[u8]) -> Option<[u16; 4]> {
-    let header = message.get(..12)?;
-    let word = |i: usize| u16::from_be_bytes([header[i], header[i + 1]]);
-    Some([word(4), word(6), word(8), word(10)])
+    let word = |at| bytes::u16_at(message, at);
+    Some([word(4)?, word(6)?, word(8)?, word(10)?])
 }
 
 /// The offset of the first record after the question section.

@@ -77,7 +77,7 @@ impl<'b> Writer<'b> {
     }
 
     pub fn flags(&self) -> u16 {
-        u16::from_be_bytes([self.buf[2], self.buf[3]])
+        super::bytes::u16_at(self.buf, 2).unwrap_or(0)
     }
 
     pub fn set_flags(&mut self, flags: u16) {
@@ -263,7 +263,7 @@ impl<'b> Writer<'b> {
                 let Some(&low) = self.buf.get(offset + 1) else {
                     return false;
                 };
-                offset = usize::from(u16::from_be_bytes([len & 0x3F, low]));
+                offset = super::bytes::pointer(len, low);
                 hops += 1;
                 if hops > 64 {
                     return false;

@@ -8,7 +8,7 @@ use std::{hash::BuildHasher, ops::Range};
 
 use hashbrown::HashTable;
 
-use crate::wire::{name, rtype};
+use crate::wire::{bytes, name, rtype};
 
 #[derive(Debug, Clone, Copy)]
 struct Node {
@@ -197,7 +197,8 @@ impl<'z> RRset<'z> {
     pub fn rdatas(&self) -> impl Iterator<Item = &'z [u8]> + use<'z> {
         let mut rest = self.data;
         (0..self.count).map(move |_| {
-            let len = usize::from(u16::from_be_bytes([rest[0], rest[1]]));
+            // The arena was built from checked records: each RDATA has its length.
+            let len = usize::from(bytes::u16_at(rest, 0).unwrap_or(0));
             let rdata = &rest[2..2 + len];
             rest = &rest[2 + len..];
             rdata
@@ -501,8 +502,7 @@ pub fn soa_serial_minimum(rdata: &[u8]) -> Option<(u32, u32)> {
     let mname = name::wire_len(rdata)?;
     let rname = name::wire_len(rdata.get(mname..)?)?;
     let fixed = rdata.get(mname + rname..mname + rname + 20)?;
-    let field = |i: usize| u32::from_be_bytes([fixed[i], fixed[i + 1], fixed[i + 2], fixed[i + 3]]);
-    Some((field(0), field(16)))
+    Some((bytes::u32_at(fixed, 0)?, bytes::u32_at(fixed, 16)?))
 }
 
 /// Where a name sits inside RDATA of a type that holds one for additional-section processing

@@ -168,12 +168,12 @@ impl<'b> Reader<'b> {
 
     fn u16(&mut self) -> Result<u16, String> {
         let bytes = self.take(2)?;
-        Ok(u16::from_be_bytes([bytes[0], bytes[1]]))
+        crate::wire::bytes::u16_at(bytes, 0).ok_or_else(|| "truncated".to_string())
     }
 
     fn u32(&mut self) -> Result<u32, String> {
         let bytes = self.take(4)?;
-        Ok(u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
+        crate::wire::bytes::u32_at(bytes, 0).ok_or_else(|| "truncated".to_string())
     }
 
     /// A length-prefixed wire name, checked to be well formed.

@@ -78,7 +78,7 @@ pub fn params(tokens: &[Token<'_>], out: &mut Vec<u8>) -> Result<(), String> {
     params.sort_by_key(|(key, _)| *key);
     if let Some((_, list)) = params.iter().find(|(key, _)| *key == MANDATORY) {
         for pair in list.chunks_exact(2) {
-            let listed = u16::from_be_bytes([pair[0], pair[1]]);
+            let listed = crate::wire::bytes::u16_at(pair, 0).unwrap_or(0);
             if !params.iter().any(|(key, _)| *key == listed) {
                 return Err(format!(
                     "mandatory lists {}, which is not among the parameters",
