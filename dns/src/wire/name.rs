@@ -159,25 +159,65 @@ pub(crate) fn wire(text: &str) -> Vec<u8> {
     out
 }
 
+/// Why text is not a domain name. The messages are what zone-file errors say after
+/// `file:line:`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    #[error("a backslash ends the text")]
+    BackslashAtEnd,
+    #[error("\"{0}\" is not a \\DDD escape (three decimal digits)")]
+    NotDecimalEscape(String),
+    #[error("escape \\{0} is above \\255")]
+    EscapeAbove255(u32),
+    #[error("\"@\" used before any origin is known")]
+    NoOriginForAt,
+    #[error("invalid name \"{name}\": {reason}")]
+    Invalid { name: String, reason: Invalid },
+    #[error("\"{0}\" is relative; write it with a final dot")]
+    Relative(String),
+}
+
+/// What is wrong with a name written as text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Invalid {
+    #[error("empty")]
+    Empty,
+    #[error("empty label")]
+    EmptyLabel,
+    #[error("{0}")]
+    Escape(Box<NameError>),
+    #[error("a label is longer than 63 bytes")]
+    LongLabel,
+    #[error("relative, and no origin is known")]
+    Relative,
+    #[error("longer than 255 bytes")]
+    Long,
+}
+
+/// The zone-file reader's errors are text with the line they come from.
+impl From<NameError> for String {
+    fn from(error: NameError) -> String {
+        error.to_string()
+    }
+}
+
 /// What a backslash escape at the start of `text` stands for: the byte and how many input
 /// bytes it took. `\DDD` is a decimal octet (at most 255); `\X` is X itself.
-pub fn unescape_at(text: &[u8]) -> Result<(u8, usize), String> {
+pub fn unescape_at(text: &[u8]) -> Result<(u8, usize), NameError> {
     debug_assert_eq!(text.first(), Some(&b'\\'));
     match text.get(1) {
-        None => Err("a backslash ends the text".to_string()),
+        None => Err(NameError::BackslashAtEnd),
         Some(d) if d.is_ascii_digit() => {
             let digits = text.get(1..4).filter(|d| d.iter().all(u8::is_ascii_digit));
             let Some(digits) = digits else {
-                return Err(format!(
-                    "\"{}\" is not a \\DDD escape (three decimal digits)",
-                    String::from_utf8_lossy(&text[..text.len().min(4)])
+                return Err(NameError::NotDecimalEscape(
+                    String::from_utf8_lossy(&text[..text.len().min(4)]).into_owned(),
                 ));
             };
             let value = digits
                 .iter()
                 .fold(0u32, |n, d| n * 10 + u32::from(d - b'0'));
-            let byte =
-                u8::try_from(value).map_err(|_| format!("escape \\{value} is above \\255"))?;
+            let byte = u8::try_from(value).map_err(|_| NameError::EscapeAbove255(value))?;
             Ok((byte, 4))
         }
         Some(&other) => Ok((other, 2)),
@@ -186,11 +226,13 @@ pub fn unescape_at(text: &[u8]) -> Result<(u8, usize), String> {
 
 /// Appends the wire form of a domain name written in a zone file: `@` is the origin, a name
 /// without a final dot is relative to it. Escapes `\X` and `\DDD` give any octet in a label.
-pub fn push_text(text: &[u8], origin: Option<&[u8]>, out: &mut Vec<u8>) -> Result<(), String> {
-    let show = || String::from_utf8_lossy(text).into_owned();
-    let invalid = |reason: &str| format!("invalid name \"{}\": {reason}", show());
+pub fn push_text(text: &[u8], origin: Option<&[u8]>, out: &mut Vec<u8>) -> Result<(), NameError> {
+    let invalid = |reason: Invalid| NameError::Invalid {
+        name: String::from_utf8_lossy(text).into_owned(),
+        reason,
+    };
     if text == b"@" {
-        let origin = origin.ok_or_else(|| "\"@\" used before any origin is known".to_string())?;
+        let origin = origin.ok_or(NameError::NoOriginForAt)?;
         out.extend_from_slice(origin);
         return Ok(());
     }
@@ -199,7 +241,7 @@ pub fn push_text(text: &[u8], origin: Option<&[u8]>, out: &mut Vec<u8>) -> Resul
         return Ok(());
     }
     if text.is_empty() {
-        return Err(invalid("empty"));
+        return Err(invalid(Invalid::Empty));
     }
     let start = out.len();
     let mut label_at = out.len();
@@ -212,7 +254,7 @@ pub fn push_text(text: &[u8], origin: Option<&[u8]>, out: &mut Vec<u8>) -> Resul
                 let len = out.len() - label_at - 1;
                 if len == 0 {
                     out.truncate(start);
-                    return Err(invalid("empty label"));
+                    return Err(invalid(Invalid::EmptyLabel));
                 }
                 out[label_at] = len as u8;
                 label_at = out.len();
@@ -223,7 +265,7 @@ pub fn push_text(text: &[u8], origin: Option<&[u8]>, out: &mut Vec<u8>) -> Resul
             b'\\' => {
                 let (byte, used) = unescape_at(&text[at..]).map_err(|e| {
                     out.truncate(start);
-                    invalid(&e)
+                    invalid(Invalid::Escape(Box::new(e)))
                 })?;
                 out.push(byte);
                 at += used;
@@ -235,43 +277,40 @@ pub fn push_text(text: &[u8], origin: Option<&[u8]>, out: &mut Vec<u8>) -> Resul
         }
         if out.len() - label_at - 1 > 63 {
             out.truncate(start);
-            return Err(invalid("a label is longer than 63 bytes"));
+            return Err(invalid(Invalid::LongLabel));
         }
     }
     if !absolute {
         out[label_at] = (out.len() - label_at - 1) as u8;
         let Some(origin) = origin else {
             out.truncate(start);
-            return Err(invalid("relative, and no origin is known"));
+            return Err(invalid(Invalid::Relative));
         };
         out.extend_from_slice(origin);
     }
     if out.len() - start > MAX_NAME {
         out.truncate(start);
-        return Err(invalid("longer than 255 bytes"));
+        return Err(invalid(Invalid::Long));
     }
     Ok(())
 }
 
 /// The wire form of an absolute name; relative names are refused.
-pub fn absolute_from_text(text: &[u8]) -> Result<Vec<u8>, String> {
+pub fn absolute_from_text(text: &[u8]) -> Result<Vec<u8>, NameError> {
     let mut out = Vec::new();
-    push_text(text, None, &mut out).map_err(|e| {
-        if e.contains("relative") {
-            format!(
-                "\"{}\" is relative; write it with a final dot",
-                String::from_utf8_lossy(text)
-            )
-        } else {
-            e
-        }
+    push_text(text, None, &mut out).map_err(|e| match e {
+        NameError::Invalid {
+            reason: Invalid::Relative,
+            ..
+        } => NameError::Relative(String::from_utf8_lossy(text).into_owned()),
+        other => other,
     })?;
     Ok(out)
 }
 
 /// The wire form of a name given as text (`foobar.com` or `foobar.com.`: always
 /// absolute).
-pub fn from_text(text: &str) -> Result<Vec<u8>, String> {
+pub fn from_text(text: &str) -> Result<Vec<u8>, NameError> {
     let mut out = Vec::new();
     push_text(text.as_bytes(), Some(&[0]), &mut out)?;
     Ok(out)

@@ -165,6 +165,12 @@ impl From<String> for Fault {
     }
 }
 
+impl From<name::NameError> for Fault {
+    fn from(error: name::NameError) -> Self {
+        Fault::Here(error.to_string())
+    }
+}
+
 impl Loader {
     fn read_file(&mut self, path: &Path, depth: usize) -> Result<(), ZoneError> {
         let stamp = stamp(path);

@@ -215,7 +215,7 @@ impl<'t, 'a> Fields<'t, 'a> {
 
     fn name(&mut self, what: &str) -> Result<(), String> {
         let token = self.next(what)?;
-        name::push_text(token.text, Some(self.origin), self.out)
+        Ok(name::push_text(token.text, Some(self.origin), self.out)?)
     }
 
     fn ipv4(&mut self) -> Result<(), String> {
@@ -965,13 +965,16 @@ mod tests {
             ("a\\25x", "three decimal digits"),
             (&"x".repeat(64), "longer than 63"),
         ] {
-            let error = name::push_text(text.as_bytes(), Some(&[0]), &mut Vec::new()).unwrap_err();
+            let error = name::push_text(text.as_bytes(), Some(&[0]), &mut Vec::new())
+                .unwrap_err()
+                .to_string();
             assert!(error.contains(reason), "{text}: {error}");
         }
         let long = ["abcdefghij"; 25].join(".");
         assert!(
             name::push_text(long.as_bytes(), Some(&wire("example")), &mut Vec::new())
                 .unwrap_err()
+                .to_string()
                 .contains("longer than 255")
         );
     }
