@@ -142,7 +142,7 @@ pub fn transfer_in(data: &[u8]) {
         match incoming.message(message) {
             Ok(false) => {}
             Ok(true) => {
-                if let Ok((zone, _, _)) = incoming.finish(current) {
+                if let Ok(foobar_dns::Transferred { zone, .. }) = incoming.finish(current) {
                     let back = internals::decode_snapshot(&internals::encode_snapshot(&zone))
                         .expect("a transferred zone survives its snapshot");
                     assert_eq!(back.record_count(), zone.record_count());

@@ -37,6 +37,7 @@ pub use crate::{
     metrics::log_queries,
     service::{Dns, Live},
     transfer::{
+        Transferred,
         access::Access,
         secondary::Incoming,
         tsig::{TsigRecord, error as tsig_error},

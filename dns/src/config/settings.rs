@@ -52,7 +52,7 @@ fn keyring(keys: &[TsigKey], state_dir: &Path) -> Result<Keyring, Error> {
         }) {
             return Err(invalid("defined twice".to_string()));
         }
-        ring.push(Key::new(&key.name, algorithm, &bytes).map_err(invalid)?);
+        ring.push(Key::new(&key.name, algorithm, &bytes).map_err(|e| invalid(e.to_string()))?);
     }
     Ok(Keyring::new(ring))
 }

@@ -5,8 +5,11 @@
 
 pub mod access;
 pub(crate) mod changes;
+mod error;
 pub mod journal;
 pub mod notify;
 pub mod secondary;
 pub mod tsig;
 pub mod xfr;
+
+pub use error::{TransferError, Transferred};

@@ -6,6 +6,7 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use tokio::net::UdpSocket;
 use tracing::{debug, info, warn};
 
+use super::TransferError;
 use crate::{
     transfer::tsig::{self, Key, StreamVerifier},
     wire::Rcode,
@@ -158,16 +159,16 @@ pub async fn primary_serial(
     primary: SocketAddr,
     key: Option<&Arc<Key>>,
     sources: &Sources,
-) -> Result<u32, String> {
+) -> Result<u32, TransferError> {
     let answers = ask(origin, rtype::SOA, primary, key, sources).await?;
     for record in answers {
         if record.rtype == rtype::SOA && crate::wire::name::eq_ignore_case(&record.owner, origin) {
             return crate::zone::soa_serial_minimum(&record.rdata)
                 .map(|(serial, _)| serial)
-                .ok_or_else(|| "a malformed SOA".to_string());
+                .ok_or(TransferError::MalformedSoa);
         }
     }
-    Err("no SOA in the answer (is the zone served there?)".to_string())
+    Err(TransferError::NoSoa)
 }
 
 /// The answer section `server` gives for `name` (wire form) and `qtype`, asked over UDP, signed
@@ -179,20 +180,15 @@ pub async fn ask(
     server: SocketAddr,
     key: Option<&Arc<Key>>,
     sources: &Sources,
-) -> Result<Vec<wire::Record>, String> {
+) -> Result<Vec<wire::Record>, TransferError> {
     let id = random_id();
     let mut message = Vec::with_capacity(512);
     Writer::new(&mut message, id, 0, 512).question(name, qtype, 1);
     let mac = key.map(|key| tsig::sign(&mut message, key, None, unix_now()));
-    let socket = UdpSocket::bind(sources.towards(server))
-        .await
-        .map_err(|e| e.to_string())?;
+    let socket = UdpSocket::bind(sources.towards(server)).await?;
     let mut reply = None;
     for wait in [2, 4] {
-        socket
-            .send_to(&message, server)
-            .await
-            .map_err(|e| e.to_string())?;
+        socket.send_to(&message, server).await?;
         if let Ok(got) =
             tokio::time::timeout(Duration::from_secs(wait), answer(&socket, id, server)).await
         {
@@ -200,11 +196,11 @@ pub async fn ask(
             break;
         }
     }
-    let mut reply = reply.ok_or_else(|| format!("no answer from {server}"))?;
+    let mut reply = reply.ok_or(TransferError::NoAnswer(server))?;
     if reply[2] & 0x02 != 0 {
         reply = tcp_exchange(&message, server, sources).await?;
         if reply.len() < 12 {
-            return Err("a short answer over TCP".to_string());
+            return Err(TransferError::Short);
         }
     }
     if let (Some(key), Some(mac)) = (key, mac) {
@@ -212,13 +208,16 @@ pub async fn ask(
     }
     let code = Rcode(u16::from(reply[3] & 0xF));
     if code != Rcode::NOERROR {
-        return Err(format!("{server} answered with RCODE {code}"));
+        return Err(TransferError::Answered {
+            server,
+            rcode: code,
+        });
     }
-    let [_, answers, ..] = wire::counts(&reply).ok_or("a short answer")?;
-    let mut at = wire::after_question(&reply).ok_or("a malformed answer")?;
+    let [_, answers, ..] = wire::counts(&reply).ok_or(TransferError::Short)?;
+    let mut at = wire::after_question(&reply).ok_or(TransferError::Malformed)?;
     let mut records = Vec::with_capacity(usize::from(answers));
     for _ in 0..answers {
-        let record = wire::read_record(&reply, at).ok_or("a malformed answer")?;
+        let record = wire::read_record(&reply, at).ok_or(TransferError::Malformed)?;
         at = record.end;
         records.push(record);
     }
@@ -230,7 +229,7 @@ async fn tcp_exchange(
     message: &[u8],
     server: SocketAddr,
     sources: &Sources,
-) -> Result<Vec<u8>, String> {
+) -> Result<Vec<u8>, TransferError> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let exchange = async {
         let mut stream = sources.connect(server).await?;
@@ -244,6 +243,6 @@ async fn tcp_exchange(
     };
     tokio::time::timeout(Duration::from_secs(10), exchange)
         .await
-        .map_err(|_| "no answer over TCP".to_string())?
-        .map_err(|e| e.to_string())
+        .map_err(|_| TransferError::NoTcpAnswer)?
+        .map_err(TransferError::Io)
 }

@@ -26,10 +26,12 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use super::{TransferError, Transferred};
 use crate::{
     transfer::journal::{self, Diff},
     transfer::notify::{Sources, primary_serial, unix_now},
     transfer::tsig::{self, Key, StreamVerifier},
+    wire::Rcode,
     wire::bytes,
     wire::name,
     wire::read as wire,
@@ -167,14 +169,14 @@ impl Secondary {
 
     /// Asks each primary in turn: the new version if one has a newer serial, `None` if ours is
     /// current.
-    async fn refresh(&self, current: Option<&Zone>) -> Result<Option<Zone>, String> {
+    async fn refresh(&self, current: Option<&Zone>) -> Result<Option<Zone>, TransferError> {
         let mut reasons = Vec::new();
         for (primary, key) in &self.primaries {
             let serial =
                 match primary_serial(&self.origin, *primary, key.as_ref(), &self.sources).await {
                     Ok(serial) => serial,
                     Err(reason) => {
-                        reasons.push(format!("{primary}: {reason}"));
+                        reasons.push((*primary, reason));
                         continue;
                     }
                 };
@@ -187,9 +189,13 @@ impl Secondary {
                 transfer_in(&self.origin, *primary, key.clone(), current, &self.sources),
             )
             .await
-            .unwrap_or_else(|_| Err("the transfer took too long".to_string()));
+            .unwrap_or(Err(TransferError::TookTooLong));
             match transfer {
-                Ok((zone, kind, records)) => {
+                Ok(Transferred {
+                    zone,
+                    kind,
+                    records,
+                }) => {
                     info!(
                         zone = %self.name(),
                         peer = %primary,
@@ -201,10 +207,10 @@ impl Secondary {
                     );
                     return Ok(Some(zone));
                 }
-                Err(reason) => reasons.push(format!("{primary}: {reason}")),
+                Err(reason) => reasons.push((*primary, reason)),
             }
         }
-        Err(reasons.join("; "))
+        Err(TransferError::Primaries(reasons))
     }
 
     /// Keeps `zone` in `state_dir` so that it is served after a restart.
@@ -247,7 +253,7 @@ pub async fn transfer_in(
     key: Option<Arc<Key>>,
     current: Option<&Zone>,
     sources: &Sources,
-) -> Result<(Zone, &'static str, usize), String> {
+) -> Result<Transferred, TransferError> {
     let current_soa = current.and_then(crate::zone::soa);
     let qtype = if current_soa.is_some() {
         rtype::IXFR
@@ -280,25 +286,22 @@ pub async fn transfer_in(
 
     let mut stream = tokio::time::timeout(Duration::from_secs(10), sources.connect(primary))
         .await
-        .map_err(|_| "no TCP connection".to_string())?
-        .map_err(|e| format!("TCP: {e}"))?;
+        .map_err(|_| TransferError::NoConnection)?
+        .map_err(TransferError::Tcp)?;
     let mut framed = (request.len() as u16).to_be_bytes().to_vec();
     framed.extend_from_slice(&request);
-    stream.write_all(&framed).await.map_err(|e| e.to_string())?;
+    stream.write_all(&framed).await?;
 
     let mut answer = Incoming::new(origin, current_soa);
     loop {
-        let len = stream
-            .read_u16()
-            .await
-            .map_err(|e| format!("the transfer stopped: {e}"))?;
+        let len = stream.read_u16().await.map_err(TransferError::Stopped)?;
         let mut message = vec![0u8; usize::from(len)];
         stream
             .read_exact(&mut message)
             .await
-            .map_err(|e| format!("the transfer stopped: {e}"))?;
+            .map_err(TransferError::Stopped)?;
         if message.len() < 12 || message[..2] != id.to_be_bytes() {
-            return Err("an answer to another query".to_string());
+            return Err(TransferError::OtherQuery);
         }
         if let Some(verifier) = verifier.as_mut() {
             verifier.verify(&message, unix_now())?;
@@ -333,40 +336,36 @@ impl<'o> Incoming<'o> {
     }
 
     /// Reads one message; true once the answer is complete.
-    pub fn message(&mut self, message: &[u8]) -> Result<bool, String> {
+    pub fn message(&mut self, message: &[u8]) -> Result<bool, TransferError> {
         if self.complete {
-            return Err("records after the end of the transfer".to_string());
+            return Err(TransferError::AfterTheEnd);
         }
-        let code = message.get(3).ok_or("a short message")? & 0xF;
-        if code != 0 {
-            return Err(format!("refused with RCODE {code}"));
+        let code = Rcode(u16::from(message.get(3).ok_or(TransferError::Short)? & 0xF));
+        if code != Rcode::NOERROR {
+            return Err(TransferError::Refused(code));
         }
-        let [_, answers, ..] = wire::counts(message).ok_or("a short message")?;
-        let mut at = wire::after_question(message).ok_or("a malformed message")?;
+        let [_, answers, ..] = wire::counts(message).ok_or(TransferError::Short)?;
+        let mut at = wire::after_question(message).ok_or(TransferError::Malformed)?;
         for _ in 0..answers {
-            let record = wire::read_record(message, at).ok_or("a malformed record")?;
+            let record = wire::read_record(message, at).ok_or(TransferError::MalformedRecord)?;
             at = record.end;
             if self.complete {
-                return Err("records after the end of the transfer".to_string());
+                return Err(TransferError::AfterTheEnd);
             }
             if record.class != 1 {
-                return Err("a record of another class".to_string());
+                return Err(TransferError::OtherClass);
             }
             if !name::is_subdomain(&record.owner, self.origin) {
-                return Err(format!(
-                    "a record outside the zone: {}",
-                    name::to_text(&record.owner)
-                ));
+                return Err(TransferError::OutsideZone(name::to_text(&record.owner)));
             }
             if !well_formed(record.rtype, &record.rdata) {
-                return Err(format!(
-                    "malformed {} RDATA at {}",
-                    record.rtype,
-                    name::to_text(&record.owner)
-                ));
+                return Err(TransferError::MalformedRdata {
+                    rtype: record.rtype,
+                    owner: name::to_text(&record.owner),
+                });
             }
             if self.records.is_empty() && record.rtype != rtype::SOA {
-                return Err("the answer does not start with the SOA".to_string());
+                return Err(TransferError::NoSoaFirst);
             }
             self.records.push(Rr {
                 owner: record.owner,
@@ -381,9 +380,9 @@ impl<'o> Incoming<'o> {
 
     /// The new version: the records of an AXFR, or the differences of an IXFR applied to
     /// `current`.
-    pub fn finish(self, current: Option<&Zone>) -> Result<(Zone, &'static str, usize), String> {
+    pub fn finish(self, current: Option<&Zone>) -> Result<Transferred, TransferError> {
         if !self.complete {
-            return Err("the transfer ended early".to_string());
+            return Err(TransferError::EndedEarly);
         }
         build(
             self.origin,
@@ -452,10 +451,10 @@ fn build(
     records: Vec<Rr>,
     current: Option<&Zone>,
     current_soa: Option<&Rr>,
-) -> Result<(Zone, &'static str, usize), String> {
+) -> Result<Transferred, TransferError> {
     let count = records.len();
     if count == 1 {
-        return Err("the primary sent its SOA alone, no new version".to_string());
+        return Err(TransferError::SoaAlone);
     }
     let incremental = records[1].rtype == rtype::SOA && current_soa.is_some();
     if !incremental {
@@ -467,10 +466,14 @@ fn build(
         } else {
             "AXFR"
         };
-        return Ok((zone, kind, count));
+        return Ok(Transferred {
+            zone,
+            kind,
+            records: count,
+        });
     }
     let (Some(zone), Some(current_soa)) = (current, current_soa) else {
-        return Err("an incremental answer for a zone we do not have".to_string());
+        return Err(TransferError::IncrementalWithoutZone);
     };
     let mut all = snapshot::records(zone);
     // records: SOA(new), then for each difference SOA(old) removed... SOA(next) added...,
@@ -481,14 +484,14 @@ fn build(
     while at < body.len() {
         let from_soa = body[at].clone();
         if from_soa.rtype != rtype::SOA || soa_serial(&from_soa) != expected_from {
-            return Err("the differences do not start from our version".to_string());
+            return Err(TransferError::NotFromOurVersion);
         }
         at += 1;
         let removed_end = at
             + body[at..]
                 .iter()
                 .position(|r| r.rtype == rtype::SOA)
-                .ok_or("a difference without its new SOA")?;
+                .ok_or(TransferError::NoNewSoa)?;
         let removed = body[at..removed_end].to_vec();
         let to_soa = body[removed_end].clone();
         at = removed_end + 1;
@@ -506,11 +509,14 @@ fn build(
             removed,
             added,
         };
-        all =
-            journal::apply(&all, &diff).ok_or("a difference that does not apply to our version")?;
+        all = journal::apply(&all, &diff).ok_or(TransferError::DoesNotApply)?;
     }
     let zone = snapshot::checked(origin, &all)?;
-    Ok((zone, "IXFR", count))
+    Ok(Transferred {
+        zone,
+        kind: "IXFR",
+        records: count,
+    })
 }
 
 #[cfg(test)]

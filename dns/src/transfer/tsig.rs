@@ -21,7 +21,7 @@ use ring::hmac;
 
 use crate::{
     wire::bytes,
-    wire::name::{self, wire_len},
+    wire::name::{self, NameError, wire_len},
     wire::read as wire,
     wire::rtype,
 };
@@ -107,7 +107,7 @@ impl std::fmt::Debug for Key {
 
 impl Key {
     /// A key named `name` (presentation form), with its secret's bytes.
-    pub fn new(name: &str, algorithm: Algorithm, secret: &[u8]) -> Result<Key, String> {
+    pub fn new(name: &str, algorithm: Algorithm, secret: &[u8]) -> Result<Key, NameError> {
         let name = crate::wire::name::from_text(&name.to_ascii_lowercase())?;
         Ok(Key {
             name,
@@ -410,6 +410,23 @@ fn sign_with(
     mac.as_ref().to_vec()
 }
 
+/// Why a signed response (to a query of ours) cannot be trusted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TsigError {
+    #[error("malformed TSIG record")]
+    Malformed,
+    #[error("unsigned response")]
+    Unsigned,
+    #[error("signed with key {used} instead of {expected}")]
+    OtherKey { used: String, expected: String },
+    #[error("TSIG error {0}")]
+    Error(u16),
+    #[error("bad signature")]
+    BadSignature,
+    #[error("signed at a time outside the fudge")]
+    Time,
+}
+
 /// Signs the messages of one response in turn (a zone transfer, section 5.3.1): each MAC covers
 /// the previous one, the message, and the time.
 #[derive(Debug)]
@@ -469,13 +486,12 @@ impl StreamVerifier {
     }
 
     /// Checks one message; `Err` says why it cannot be trusted.
-    pub fn verify(&mut self, message: &[u8], now: u64) -> Result<(), String> {
-        let record =
-            TsigRecord::find(message).map_err(|Malformed| "malformed TSIG record".to_string())?;
+    pub fn verify(&mut self, message: &[u8], now: u64) -> Result<(), TsigError> {
+        let record = TsigRecord::find(message).map_err(|Malformed| TsigError::Malformed)?;
         let Some(record) = record else {
             // Section 5.3.1: the first and at least every hundredth message are signed.
             if self.first || self.unsigned >= 99 {
-                return Err("unsigned response".to_string());
+                return Err(TsigError::Unsigned);
             }
             self.pending.extend_from_slice(message);
             self.unsigned += 1;
@@ -484,14 +500,13 @@ impl StreamVerifier {
         if !name::eq_ignore_case(&record.key_name, &self.key.name)
             || !name::eq_ignore_case(&record.algorithm, &self.key.algorithm.wire())
         {
-            return Err(format!(
-                "signed with key {} instead of {}",
-                name::to_text(&record.key_name),
-                self.key.name()
-            ));
+            return Err(TsigError::OtherKey {
+                used: name::to_text(&record.key_name),
+                expected: self.key.name(),
+            });
         }
         if record.error != error::NONE {
-            return Err(format!("TSIG error {}", record.error));
+            return Err(TsigError::Error(record.error));
         }
         let covered = Digest::new(Some(&self.previous), message.len() + self.pending.len())
             .message(&self.pending)
@@ -508,10 +523,10 @@ impl StreamVerifier {
             covered.timers(record.time, record.fudge)
         };
         if hmac::verify(&self.key.key, &digest, &record.mac).is_err() {
-            return Err("bad signature".to_string());
+            return Err(TsigError::BadSignature);
         }
         if record.time.abs_diff(now) > u64::from(record.fudge) {
-            return Err("signed at a time outside the fudge".to_string());
+            return Err(TsigError::Time);
         }
         self.first = false;
         self.previous = record.mac;

@@ -300,7 +300,7 @@ impl Zones {
         let serial = entry.zone.serial().wrapping_add(1);
         let zone = Arc::new(
             crate::transfer::journal::with_added(&file, &records, serial)
-                .map_err(AddedError::Zone)?,
+                .map_err(|e| AddedError::Zone(e.to_string()))?,
         );
         let old = std::mem::replace(&mut entry.zone, zone.clone());
         entry.file = Some(file);

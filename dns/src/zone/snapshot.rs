@@ -47,21 +47,47 @@ pub fn encode(zone: &Zone) -> Vec<u8> {
     out
 }
 
+/// Why a zone's copy (a snapshot), or the records of a transfer, cannot be served.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("too short")]
+    TooShort,
+    #[error("checksum mismatch")]
+    Checksum,
+    #[error("not a zone snapshot")]
+    NotASnapshot,
+    #[error("snapshot version {0}, not {VERSION}")]
+    Version(u16),
+    #[error("truncated")]
+    Truncated,
+    #[error("a malformed name")]
+    MalformedName,
+    #[error("a record outside the zone: {0}")]
+    OutsideZone(String),
+    #[error("unexpected length")]
+    Length,
+    #[error("no records")]
+    NoRecords,
+    /// What the zone-file checks refuse (a second SOA, a CNAME beside other data...).
+    #[error("{0}")]
+    Check(String),
+}
+
 /// The zone in `bytes`, or why it cannot be trusted.
-pub fn decode(bytes: &[u8]) -> Result<Zone, String> {
+pub fn decode(bytes: &[u8]) -> Result<Zone, SnapshotError> {
     let Some((body, crc)) = bytes.split_last_chunk::<4>() else {
-        return Err("too short".to_string());
+        return Err(SnapshotError::TooShort);
     };
     if crc32fast::hash(body) != u32::from_be_bytes(*crc) {
-        return Err("checksum mismatch".to_string());
+        return Err(SnapshotError::Checksum);
     }
     let mut reader = Reader { bytes: body, at: 0 };
     if reader.take(MAGIC.len())? != MAGIC {
-        return Err("not a zone snapshot".to_string());
+        return Err(SnapshotError::NotASnapshot);
     }
     let version = reader.u16()?;
     if version != VERSION {
-        return Err(format!("snapshot version {version}, not {VERSION}"));
+        return Err(SnapshotError::Version(version));
     }
     let origin = reader.name()?.to_vec();
     let count = reader.u32()?;
@@ -69,7 +95,7 @@ pub fn decode(bytes: &[u8]) -> Result<Zone, String> {
     for _ in 0..count {
         let owner = reader.name()?;
         if !name::is_subdomain(owner, &origin) {
-            return Err("a record outside the zone".to_string());
+            return Err(SnapshotError::OutsideZone(name::to_text(owner)));
         }
         let rtype = reader.u16()?;
         let ttl = reader.u32()?;
@@ -78,34 +104,31 @@ pub fn decode(bytes: &[u8]) -> Result<Zone, String> {
         records.push(owner, rtype, ttl, rdata);
     }
     if reader.at != body.len() || records.is_empty() {
-        return Err("unexpected length".to_string());
+        return Err(SnapshotError::Length);
     }
     build_checked(&origin, &records)
 }
 
 /// A zone of `origin` from `records` (a transfer's), checked as a zone file is: a record
 /// outside the zone, a missing or second SOA, a CNAME beside other data... refuse it.
-pub fn checked(origin: &[u8], records: &[Rr]) -> Result<Zone, String> {
+pub fn checked(origin: &[u8], records: &[Rr]) -> Result<Zone, SnapshotError> {
     let mut all = Records::default();
     for rr in records {
         if !name::is_subdomain(&rr.owner, origin) {
-            return Err(format!(
-                "a record outside the zone: {}",
-                name::to_text(&rr.owner)
-            ));
+            return Err(SnapshotError::OutsideZone(name::to_text(&rr.owner)));
         }
         all.push(&rr.owner, rr.rtype, rr.ttl, &rr.rdata);
     }
     if all.is_empty() {
-        return Err("no records".to_string());
+        return Err(SnapshotError::NoRecords);
     }
     build_checked(origin, &all)
 }
 
-fn build_checked(origin: &[u8], records: &Records) -> Result<Zone, String> {
+fn build_checked(origin: &[u8], records: &Records) -> Result<Zone, SnapshotError> {
     let sorted = records.sort();
     if let Some((_, reason)) = check::check(origin, records, &sorted).error {
-        return Err(reason);
+        return Err(SnapshotError::Check(reason));
     }
     Ok(Zone::build(origin, records, &sorted))
 }
@@ -157,31 +180,31 @@ struct Reader<'b> {
 }
 
 impl<'b> Reader<'b> {
-    fn take(&mut self, len: usize) -> Result<&'b [u8], String> {
+    fn take(&mut self, len: usize) -> Result<&'b [u8], SnapshotError> {
         let slice = self
             .bytes
             .get(self.at..self.at + len)
-            .ok_or_else(|| "truncated".to_string())?;
+            .ok_or(SnapshotError::Truncated)?;
         self.at += len;
         Ok(slice)
     }
 
-    fn u16(&mut self) -> Result<u16, String> {
+    fn u16(&mut self) -> Result<u16, SnapshotError> {
         let bytes = self.take(2)?;
-        crate::wire::bytes::u16_at(bytes, 0).ok_or_else(|| "truncated".to_string())
+        crate::wire::bytes::u16_at(bytes, 0).ok_or(SnapshotError::Truncated)
     }
 
-    fn u32(&mut self) -> Result<u32, String> {
+    fn u32(&mut self) -> Result<u32, SnapshotError> {
         let bytes = self.take(4)?;
-        crate::wire::bytes::u32_at(bytes, 0).ok_or_else(|| "truncated".to_string())
+        crate::wire::bytes::u32_at(bytes, 0).ok_or(SnapshotError::Truncated)
     }
 
     /// A length-prefixed wire name, checked to be well formed.
-    fn name(&mut self) -> Result<&'b [u8], String> {
+    fn name(&mut self) -> Result<&'b [u8], SnapshotError> {
         let len = usize::from(self.take(1)?[0]);
         let wire = self.take(len)?;
         if name::wire_len(wire) != Some(len) {
-            return Err("a malformed name".to_string());
+            return Err(SnapshotError::MalformedName);
         }
         Ok(wire)
     }
@@ -236,11 +259,11 @@ mod tests {
         let bytes = encode(&zone());
         assert_eq!(
             decode(&bytes[..bytes.len() - 9]).unwrap_err(),
-            "checksum mismatch"
+            SnapshotError::Checksum
         );
         let mut altered = bytes.clone();
         altered[40] ^= 1;
-        assert_eq!(decode(&altered).unwrap_err(), "checksum mismatch");
+        assert_eq!(decode(&altered).unwrap_err(), SnapshotError::Checksum);
         assert!(decode(b"").is_err());
         // Every prefix and every single-byte change fails cleanly, never panics.
         for len in 0..bytes.len() {
