@@ -87,7 +87,7 @@ pub async fn load(config: &Config, draining: &Draining) -> anyhow::Result<Loaded
             Ok(dns
                 .zone_status()
                 .into_iter()
-                .filter(|zone| zone.state == "failed")
+                .filter(|zone| zone.state == foobar_dns::ZoneState::Failed)
                 .map(|zone| {
                     format!(
                         "zone {}: its file failed to load; serial {} (the last good version) serves",

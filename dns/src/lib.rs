@@ -45,7 +45,7 @@ pub use crate::{
     wire::name::from_text as parse_origin,
     zone::{
         Zone,
-        catalog::{Catalog, Reloaded, Zones},
+        catalog::{Catalog, Reloaded, ZoneState, ZoneStatus, Zones},
         load::{load_zone, load_zone_text},
     },
 };

@@ -14,7 +14,6 @@ use std::{
     },
 };
 
-use arc_swap::ArcSwap;
 use foobar_metrics::{
     Collector, DescriptorEncoder, Histogram, MetricType, Shards, Unit, counters, gauges,
 };
@@ -22,7 +21,6 @@ use foobar_metrics::{
 use crate::{
     answer::Transport,
     wire::{Rcode, rtype, types::mnemonic},
-    zone::catalog::Catalog,
 };
 
 /// Query types counted by name (their mnemonics, `wire::types`); the rest count as "other",
@@ -249,19 +247,6 @@ impl Metrics {
     }
 }
 
-/// A zone as `/metrics` and `foobar ctl` show it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct ZoneStatus {
-    pub zone: String,
-    pub serial: u32,
-    pub records: usize,
-    /// "loaded", "failed" (the file is broken: its last good copy or SERVFAIL is served),
-    /// "secondary", or "unavailable" (a secondary zone with no copy yet, or expired).
-    pub state: &'static str,
-    /// Unix seconds of the last load of its file or transfer, when known.
-    pub loaded_at: Option<u64>,
-}
-
 /// The collector for `/metrics`: the counters above, and each zone of the live catalog.
 #[derive(Debug)]
 pub struct DnsCollector {
@@ -413,7 +398,7 @@ impl Collector for DnsCollector {
             "1 when the zone's last load or transfer succeeded, 0 when what is served is an older version or SERVFAIL.",
             None,
             status.iter().map(|z| {
-                let ok = matches!(z.state, "loaded" | "secondary");
+                let ok = z.state.is_current();
                 ([("zone", z.zone.as_str())], i64::from(ok))
             }),
         )?;
@@ -428,42 +413,4 @@ impl Collector for DnsCollector {
         )?;
         Ok(())
     }
-}
-
-/// The last load of a zone's file, or transfer of a secondary zone.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Load {
-    pub ok: bool,
-    pub secondary: bool,
-    /// Unix seconds.
-    pub at: u64,
-}
-
-/// The catalog's zones as a status list, with what `Zones` knows of their loads.
-pub(crate) fn zone_status(
-    catalog: &ArcSwap<Catalog>,
-    loads: &HashMap<Vec<u8>, Load>,
-) -> Vec<ZoneStatus> {
-    let catalog = catalog.load();
-    let mut status: Vec<ZoneStatus> = catalog
-        .zones()
-        .map(|zone| {
-            let load = loads.get(zone.origin_key());
-            let state = match (zone.is_available(), load) {
-                (false, _) => "unavailable",
-                (true, Some(load)) if !load.ok => "failed",
-                (true, Some(load)) if load.secondary => "secondary",
-                (true, _) => "loaded",
-            };
-            ZoneStatus {
-                zone: zone.origin_text(),
-                serial: zone.serial(),
-                records: zone.record_count(),
-                state,
-                loaded_at: load.map(|load| load.at),
-            }
-        })
-        .collect();
-    status.sort_by(|a, b| a.zone.cmp(&b.zone));
-    status
 }

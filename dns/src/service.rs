@@ -200,7 +200,7 @@ impl Dns {
     }
 
     /// Every zone served now, with its serial, records and last load, sorted by name.
-    pub fn zone_status(&self) -> Vec<metrics::ZoneStatus> {
+    pub fn zone_status(&self) -> Vec<crate::ZoneStatus> {
         self.live.load().zones.status()
     }
 

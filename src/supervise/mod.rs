@@ -188,7 +188,10 @@ async fn start(
             launch: launch.clone(),
             config: Mutex::new(config.clone()),
             draining,
-            checks: Mutex::new((checks, https_port)),
+            checks: Mutex::new(Checks {
+                stop: checks,
+                port: https_port,
+            }),
             health: memory,
             acme: Mutex::new(acme_stop),
             acme_status,
@@ -313,13 +316,18 @@ pub(crate) struct Supervisor {
     state_dir: PathBuf,
 }
 
+/// The running health checks: what stops them, and the HTTPS port they probe by default.
+struct Checks {
+    stop: CancellationToken,
+    port: u16,
+}
+
 struct Inner {
     launch: Launch,
     config: Mutex<Config>,
     /// Set when this process stops serving: `/readyz` says so first.
     draining: Draining,
-    /// What stops the running health checks, and the HTTPS port they probe by default.
-    checks: Mutex<(CancellationToken, u16)>,
+    checks: Mutex<Checks>,
     /// What the health checks know, for the checkers a reload starts.
     health: health::Memory,
     /// What stops the ACME client, and what it knows.

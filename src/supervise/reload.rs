@@ -51,9 +51,9 @@ impl Supervisor {
             {
                 // The health checks start over with the new settings.
                 let mut checks = lock(&self.inner.checks);
-                checks.0.cancel();
-                checks.0 = self.inner.shutdown.child_token();
-                let (stop, port) = (checks.0.clone(), checks.1);
+                checks.stop.cancel();
+                checks.stop = self.inner.shutdown.child_token();
+                let (stop, port) = (checks.stop.clone(), checks.port);
                 health::spawn(
                     &config.dns.health,
                     port,

@@ -21,7 +21,7 @@ use foobar_state::Access;
 
 use crate::{
     error::{AddedError, Error, ZoneError},
-    metrics::{Load, ZoneCounters, metrics},
+    metrics::{ZoneCounters, metrics},
     wire::name,
     zone::Rr,
     zone::Zone,
@@ -225,9 +225,9 @@ impl Zones {
     }
 
     /// Every zone served, with its last load.
-    pub fn status(&self) -> Vec<crate::metrics::ZoneStatus> {
+    pub fn status(&self) -> Vec<ZoneStatus> {
         let loads = self.loads.lock().unwrap_or_else(PoisonError::into_inner);
-        crate::metrics::zone_status(&self.live, &loads)
+        zone_status(&self.live, &loads)
     }
 
     fn record_load(&self, origin_key: &[u8], ok: bool, secondary: bool) {
@@ -634,6 +634,73 @@ pub fn zone_files(folder: &Path) -> Result<Vec<PathBuf>, Error> {
         .collect();
     files.sort();
     Ok(files)
+}
+
+/// Where a zone stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ZoneState {
+    /// Served from its file as it is now.
+    Loaded,
+    /// The file is broken: its last good copy, or SERVFAIL, is served.
+    Failed,
+    /// Followed from primaries, and current.
+    Secondary,
+    /// A secondary zone with no copy yet, or expired: SERVFAIL.
+    Unavailable,
+}
+
+impl ZoneState {
+    /// Whether what is served is the zone's latest version.
+    pub fn is_current(self) -> bool {
+        matches!(self, ZoneState::Loaded | ZoneState::Secondary)
+    }
+}
+
+/// A zone as `/metrics` and `foobar ctl` show it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ZoneStatus {
+    pub zone: String,
+    pub serial: u32,
+    pub records: usize,
+    pub state: ZoneState,
+    /// Unix seconds of the last load of its file or transfer, when known.
+    pub loaded_at: Option<u64>,
+}
+
+/// The last load of a zone's file, or transfer of a secondary zone.
+#[derive(Debug, Clone, Copy)]
+struct Load {
+    pub ok: bool,
+    pub secondary: bool,
+    /// Unix seconds.
+    pub at: u64,
+}
+
+/// The catalog's zones as a status list, with what `Zones` knows of their loads.
+fn zone_status(catalog: &ArcSwap<Catalog>, loads: &HashMap<Vec<u8>, Load>) -> Vec<ZoneStatus> {
+    let catalog = catalog.load();
+    let mut status: Vec<ZoneStatus> = catalog
+        .zones()
+        .map(|zone| {
+            let load = loads.get(zone.origin_key());
+            let state = match (zone.is_available(), load) {
+                (false, _) => ZoneState::Unavailable,
+                (true, Some(load)) if !load.ok => ZoneState::Failed,
+                (true, Some(load)) if load.secondary => ZoneState::Secondary,
+                (true, _) => ZoneState::Loaded,
+            };
+            ZoneStatus {
+                zone: zone.origin_text(),
+                serial: zone.serial(),
+                records: zone.record_count(),
+                state,
+                loaded_at: load.map(|load| load.at),
+            }
+        })
+        .collect();
+    status.sort_by(|a, b| a.zone.cmp(&b.zone));
+    status
 }
 
 #[cfg(test)]
