@@ -13,6 +13,8 @@
 //! The crate knows nothing of HTTP or SQL. [`Dns::load`] reads zones before any port is bound;
 //! [`bind`] binds; [`Dns::run`] serves until the shutdown token fires.
 
+#![warn(missing_docs)]
+
 mod answer;
 mod config;
 mod error;

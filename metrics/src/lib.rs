@@ -5,6 +5,8 @@
 //! through `prometheus-client`'s encoder. A crate's collector is handed to the binary, which
 //! registers it and serves the exposition on the admin listener.
 
+#![warn(missing_docs)]
+
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 pub use prometheus_client::{
@@ -35,6 +37,7 @@ pub struct Histogram<const N: usize> {
 }
 
 impl<const N: usize> Histogram<N> {
+    /// A histogram with these bucket upper bounds (in increasing order).
     pub const fn new(bounds: [u64; N]) -> Self {
         Histogram {
             bounds,
@@ -44,6 +47,7 @@ impl<const N: usize> Histogram<N> {
         }
     }
 
+    /// Counts `value` in its bucket.
     pub fn observe(&self, value: u64) {
         match self.bounds.iter().position(|&bound| value <= bound) {
             Some(i) => self.counts[i].fetch_add(1, Relaxed),
@@ -109,6 +113,7 @@ impl<const N: usize> Histogram<N> {
 pub struct Shards<T>(std::sync::Mutex<Vec<std::sync::Arc<T>>>);
 
 impl<T> Shards<T> {
+    /// All counts at zero.
     pub const fn new() -> Self {
         Shards(std::sync::Mutex::new(Vec::new()))
     }

@@ -7,6 +7,8 @@
 //! bind UDP ──▶ udp_buffers(socket, bytes) ──▶ what the kernel granted, logged when capped
 //! ```
 
+#![warn(missing_docs)]
+
 use std::{
     collections::HashMap,
     net::{IpAddr, SocketAddr, TcpListener, UdpSocket},
@@ -140,8 +142,10 @@ mod tests {
 pub struct BindError {
     /// `"udp"` or `"tcp"`.
     pub proto: &'static str,
+    /// The address asked for, or the one bound when the other socket failed.
     pub addr: SocketAddr,
     #[source]
+    /// Why.
     pub source: std::io::Error,
 }
 

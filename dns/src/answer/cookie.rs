@@ -41,6 +41,7 @@ pub enum Presented {
 }
 
 impl Cookies {
+    /// Cookies made and checked with `secret` (every node of a cluster can share one).
     pub fn new(secret: [u8; 16]) -> Self {
         Cookies { secret }
     }

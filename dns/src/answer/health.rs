@@ -70,7 +70,9 @@ fn default_verify() -> bool {
 /// What the answers for one name leave out, and their TTL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Filter {
+    /// The addresses found down.
     pub down: Vec<IpAddr>,
+    /// The TTL the name's A and AAAA answers get at most, so that a change is seen soon.
     pub ttl: u32,
 }
 

@@ -15,8 +15,11 @@ pub const TXT_TTL: u32 = 10;
 /// A/AAAA records as answered (the health filter applied), added at answer time.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Https {
+    /// The ALPN protocols offered (`h3`, `h2`).
     pub alpn: Vec<String>,
+    /// The HTTPS port, when it is not 443.
     pub port: Option<u16>,
+    /// The records' TTL.
     pub ttl: u32,
 }
 

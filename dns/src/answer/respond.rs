@@ -47,7 +47,9 @@ const CHAOS: u16 = 3;
 /// The transport a query arrived on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {
+    /// Over UDP: the answer may be cut (TC) and rate limited.
     Udp,
+    /// Over TCP: up to 64 KiB, and transfers.
     Tcp,
 }
 
@@ -358,7 +360,9 @@ fn skip_record(packet: &[u8], mut at: usize) -> Option<Skipped> {
 /// Where a query came from and when, as the listener saw it.
 #[derive(Debug, Clone, Copy)]
 pub struct Client {
+    /// What the query came over.
     pub transport: Transport,
+    /// Where it came from.
     pub address: IpAddr,
     /// Seconds since the Unix epoch (modulo 2^32).
     pub now: u32,
@@ -387,6 +391,7 @@ impl Responder {
         self
     }
 
+    /// Who may transfer and notify, and the TSIG keys.
     pub fn access(&self) -> &Access {
         &self.access
     }
@@ -404,6 +409,7 @@ impl Responder {
         self
     }
 
+    /// Limits responses per source prefix over UDP (RRL).
     pub fn with_rate_limit(mut self, config: &rate_limit::Config) -> Self {
         self.rate_limit = RateLimit::new(config).map(Arc::new);
         self

@@ -28,11 +28,14 @@ const UDP_BUFFER_BYTES: usize = 4 * 1024 * 1024;
 /// One listen address, bound on UDP and TCP with the same port.
 #[derive(Debug)]
 pub struct Sockets {
+    /// The UDP socket.
     pub udp: std::net::UdpSocket,
+    /// The TCP listener, on the same port.
     pub tcp: std::net::TcpListener,
 }
 
 impl Sockets {
+    /// The address bound (its port is the one the system picked for port 0).
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.udp.local_addr()
     }

@@ -122,6 +122,7 @@ pub struct ZoneAccess {
 /// Transfer and NOTIFY policy for every zone, with the keys.
 #[derive(Debug, Clone, Default)]
 pub struct Access {
+    /// The TSIG keys known, by name.
     pub keyring: Keyring,
     /// For zones with no rules of their own.
     pub default_transfer: Vec<Rule>,

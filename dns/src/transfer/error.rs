@@ -72,6 +72,7 @@ pub enum TransferError {
 /// A new version that came by transfer, and how.
 #[derive(Debug)]
 pub struct Transferred {
+    /// The new version.
     pub zone: crate::zone::Zone,
     /// `AXFR`, `IXFR`, or `IXFR-as-AXFR` (a full copy in answer to an IXFR).
     pub kind: &'static str,

@@ -28,10 +28,15 @@ use crate::{
 
 /// The TSIG errors of RFC 8945 section 5.2 (in the TSIG record; the header says NOTAUTH).
 pub mod error {
+    /// No error.
     pub const NONE: u16 = 0;
+    /// The MAC does not check out.
     pub const BADSIG: u16 = 16;
+    /// The key or algorithm is not known.
     pub const BADKEY: u16 = 17;
+    /// Signed at a time outside the fudge.
     pub const BADTIME: u16 = 18;
+    /// The MAC was truncated too far.
     pub const BADTRUNC: u16 = 22;
 }
 
@@ -252,13 +257,21 @@ pub struct Malformed;
 pub struct TsigRecord {
     /// Where the record starts: the message before it is what was signed.
     pub start: usize,
+    /// The key's name (the record's owner), wire form.
     pub key_name: Vec<u8>,
+    /// The algorithm's name, wire form.
     pub algorithm: Vec<u8>,
+    /// When it was signed, seconds since the epoch (48 bits).
     pub time: u64,
+    /// Seconds of clock difference allowed.
     pub fudge: u16,
+    /// The MAC.
     pub mac: Vec<u8>,
+    /// The message's ID before any forwarder changed it.
     pub original_id: u16,
+    /// The TSIG error (`error`).
     pub error: u16,
+    /// Other data: the server's time with BADTIME.
     pub other: Vec<u8>,
 }
 

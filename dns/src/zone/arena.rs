@@ -353,14 +353,17 @@ impl Zone {
         &self.arena[self.origin.clone()]
     }
 
+    /// The origin as a lookup key (`name::key_of`).
     pub fn origin_key(&self) -> &[u8] {
         &self.arena[self.origin_key.clone()]
     }
 
+    /// The origin as text, with the final dot.
     pub fn origin_text(&self) -> String {
         name::to_text(self.origin())
     }
 
+    /// The SOA serial (0 for a zone served as SERVFAIL).
     pub fn serial(&self) -> u32 {
         self.serial
     }
@@ -384,6 +387,7 @@ impl Zone {
             + self.index.allocation_size()
     }
 
+    /// The apex node.
     pub fn apex(&self) -> Option<NodeId> {
         self.find(self.origin_key()).ok()
     }
@@ -425,6 +429,7 @@ impl Zone {
         &self.arena[start..start + usize::from(node.name_len)]
     }
 
+    /// A node's lookup key.
     pub fn key(&self, id: NodeId) -> &[u8] {
         self.node_key(&self.nodes[id])
     }
@@ -438,6 +443,7 @@ impl Zone {
             .map(|set| self.view(set))
     }
 
+    /// A node's RRset of type `rtype`.
     pub fn rrset(&self, id: NodeId, rtype: u16) -> Option<RRset<'_>> {
         let node = &self.nodes[id];
         let start = node.rrsets as usize;

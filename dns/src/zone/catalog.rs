@@ -81,18 +81,22 @@ impl Catalog {
         found.map(|(zone, counters)| (&**zone, &**counters))
     }
 
+    /// The zone whose origin has this key.
     pub fn get(&self, origin_key: &[u8]) -> Option<&Arc<Zone>> {
         self.zones.get(origin_key).map(|(zone, _)| zone)
     }
 
+    /// Every zone.
     pub fn zones(&self) -> impl Iterator<Item = &Arc<Zone>> {
         self.zones.values().map(|(zone, _)| zone)
     }
 
+    /// How many zones.
     pub fn len(&self) -> usize {
         self.zones.len()
     }
 
+    /// Whether there are none.
     pub fn is_empty(&self) -> bool {
         self.zones.is_empty()
     }
@@ -161,8 +165,11 @@ pub struct Zones {
 /// What a reload changed.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Reloaded {
+    /// Zones loaded anew.
     pub loaded: usize,
+    /// Zones whose file is gone.
     pub removed: usize,
+    /// Zones whose file failed: their previous version serves.
     pub failed: usize,
 }
 
@@ -238,6 +245,7 @@ impl Zones {
         loads.insert(origin_key.to_vec(), Load { ok, secondary, at });
     }
 
+    /// The zones folder.
     pub fn folder(&self) -> &Path {
         &self.folder
     }
@@ -660,9 +668,13 @@ impl ZoneState {
 /// A zone as `/metrics` and `foobar ctl` show it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ZoneStatus {
+    /// The origin, with the final dot.
     pub zone: String,
+    /// The serial served.
     pub serial: u32,
+    /// Records served.
     pub records: usize,
+    /// Where it stands.
     pub state: ZoneState,
     /// Unix seconds of the last load of its file or transfer, when known.
     pub loaded_at: Option<u64>,
