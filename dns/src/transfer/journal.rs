@@ -98,7 +98,8 @@ pub fn diff(old: &Zone, new: &Zone) -> Option<Diff> {
                     b.next();
                 }
                 std::cmp::Ordering::Equal => {
-                    let (mut before, mut after) = (records(old, x), records(new, y));
+                    let mut before: Vec<Rr> = records(old, x).collect();
+                    let mut after: Vec<Rr> = records(new, y).collect();
                     before.sort();
                     after.sort();
                     for rr in &before {
@@ -168,23 +169,8 @@ pub fn with_added(zone: &Zone, added: &[Rr], serial: u32) -> Result<Zone, Snapsh
 }
 
 /// The records of a node, but its SOA (the SOA travels apart in a difference).
-fn records(zone: &Zone, node: crate::zone::NodeId) -> Vec<Rr> {
-    let owner = zone.name(node);
-    let mut out = Vec::new();
-    for set in zone.rrsets(node) {
-        if set.rtype == rtype::SOA {
-            continue;
-        }
-        for rdata in set.rdatas() {
-            out.push(Rr {
-                owner: owner.to_vec(),
-                rtype: set.rtype,
-                ttl: set.ttl,
-                rdata: rdata.to_vec(),
-            });
-        }
-    }
-    out
+fn records(zone: &Zone, node: crate::zone::NodeId) -> impl Iterator<Item = Rr> + '_ {
+    crate::zone::node_records(zone, node).filter(|rr| rr.rtype != rtype::SOA)
 }
 
 /// Consecutive differences as one: a record added and later removed (or the reverse) cancels

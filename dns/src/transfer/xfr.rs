@@ -179,26 +179,9 @@ mod tests {
     use crate::{
         transfer::tsig::{Algorithm, Key, Signed, StreamVerifier},
         wire::name::wire,
-        zone::Records,
+        zone::fixture::zone,
         zone::load::load_zone_text,
     };
-
-    fn zone(hosts: usize) -> Zone {
-        let origin = wire("example.com");
-        let mut records = Records::default();
-        let mut soa = wire("ns1.example.com");
-        soa.extend_from_slice(&wire("hostmaster.example.com"));
-        soa.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 60]);
-        records.push(&origin, rtype::SOA, 60, &soa);
-        records.push(&origin, rtype::NS, 60, &wire("ns1.example.com"));
-        records.push(&wire("ns1.example.com"), rtype::A, 60, &[192, 0, 2, 1]);
-        for i in 0..hosts {
-            let owner = wire(&format!("host{i}.example.com"));
-            records.push(&owner, rtype::A, 60, &(i as u32).to_be_bytes());
-        }
-        let sorted = records.sort();
-        Zone::build(&origin, &records, &sorted)
-    }
 
     fn axfr() -> TransferRequest {
         TransferRequest {

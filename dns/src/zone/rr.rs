@@ -1,7 +1,7 @@
 //! Records outside the arena: one record as owned bytes, as transfers, journals and snapshots
 //! carry them, and SOA serial arithmetic.
 
-use super::Zone;
+use super::{NodeId, Zone};
 use crate::wire::name;
 use crate::wire::rtype;
 
@@ -46,4 +46,17 @@ pub fn soa(zone: &Zone) -> Option<Rr> {
 /// Whether serial `a` is newer than `b` (RFC 1982 serial arithmetic).
 pub fn serial_newer(a: u32, b: u32) -> bool {
     a != b && a.wrapping_sub(b) < 1 << 31
+}
+
+/// The records of one node, as owned records.
+pub fn node_records(zone: &Zone, node: NodeId) -> impl Iterator<Item = Rr> + '_ {
+    let owner = zone.name(node);
+    zone.rrsets(node).flat_map(move |set| {
+        set.rdatas().map(move |rdata| Rr {
+            owner: owner.to_vec(),
+            rtype: set.rtype,
+            ttl: set.ttl,
+            rdata: rdata.to_vec(),
+        })
+    })
 }

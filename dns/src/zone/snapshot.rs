@@ -135,21 +135,9 @@ fn build_checked(origin: &[u8], records: &Records) -> Result<Zone, SnapshotError
 
 /// Every record of `zone`, its SOA included.
 pub fn records(zone: &Zone) -> Vec<Rr> {
-    let mut out = Vec::with_capacity(zone.record_count());
-    for node in zone.nodes() {
-        let owner = zone.name(node);
-        for set in zone.rrsets(node) {
-            for rdata in set.rdatas() {
-                out.push(Rr {
-                    owner: owner.to_vec(),
-                    rtype: set.rtype,
-                    ttl: set.ttl,
-                    rdata: rdata.to_vec(),
-                });
-            }
-        }
-    }
-    out
+    zone.nodes()
+        .flat_map(|node| crate::zone::node_records(zone, node))
+        .collect()
 }
 
 /// The serial in a snapshot, read from its first records without decoding the rest (the SOA
