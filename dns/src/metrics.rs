@@ -20,12 +20,12 @@ use foobar_metrics::{
 
 use crate::{
     answer::Transport,
-    wire::{Rcode, rtype, types::mnemonic},
+    wire::{Rcode, Rtype, rtype, types::mnemonic},
 };
 
 /// Query types counted by name (their mnemonics, `wire::types`); the rest count as "other",
 /// and 0 stands for a query without a question ("none").
-const TYPES: [u16; 20] = [
+const TYPES: [Rtype; 20] = [
     rtype::A,
     rtype::NS,
     rtype::CNAME,
@@ -45,7 +45,7 @@ const TYPES: [u16; 20] = [
     rtype::IXFR,
     rtype::AXFR,
     rtype::ANY,
-    0,
+    Rtype(0),
 ];
 /// Response codes counted by mnemonic; the rest count as "other".
 const RCODES: [Rcode; 9] = [
@@ -64,18 +64,18 @@ const TRANSPORTS: [&str; 2] = ["udp", "tcp"];
 const SIZES: [u64; 8] = [64, 128, 256, 512, 1232, 4096, 16384, 65535];
 
 /// The slot of a query type in `TYPES` ("other" past the end), by a table built once.
-fn type_slot(qtype: u16) -> usize {
+fn type_slot(qtype: Rtype) -> usize {
     static SLOTS: LazyLock<[u8; 512]> = LazyLock::new(|| {
         let mut slots = [TYPES.len() as u8; 512];
         for (slot, rtype) in TYPES.iter().enumerate() {
-            if let Some(entry) = slots.get_mut(usize::from(*rtype)) {
+            if let Some(entry) = slots.get_mut(usize::from(rtype.0)) {
                 *entry = slot as u8;
             }
         }
         slots
     });
     SLOTS
-        .get(usize::from(qtype))
+        .get(usize::from(qtype.0))
         .map_or(TYPES.len(), |slot| usize::from(*slot))
 }
 
@@ -195,7 +195,7 @@ impl Metrics {
     pub(crate) fn answered(
         &self,
         transport: Transport,
-        qtype: Option<u16>,
+        qtype: Option<Rtype>,
         message: &[u8],
         extended: u8,
         zone: Option<&ZoneCounters>,
@@ -205,7 +205,7 @@ impl Metrics {
             [_, _, flags, low, ..] => (*flags, Rcode::from_parts(u16::from(*low), extended)),
             _ => return,
         };
-        let q = qtype.map_or(type_slot(0), type_slot);
+        let q = qtype.map_or(type_slot(Rtype(0)), type_slot);
         zone.unwrap_or(&self.outside).queries[t][q][rcode_slot(rcode)].fetch_add(1, Relaxed);
         SHARD.with(|shard| {
             if flags & 0x02 != 0 {
@@ -272,7 +272,7 @@ impl Collector for DnsCollector {
             for (t, transport) in TRANSPORTS.iter().enumerate() {
                 for (q, by_type) in counters.queries[t].iter().enumerate() {
                     let qtype = match TYPES.get(q) {
-                        Some(0) => "none",
+                        Some(Rtype(0)) => "none",
                         Some(&rtype) => mnemonic(rtype).unwrap_or("other"),
                         None => "other",
                     };

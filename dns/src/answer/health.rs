@@ -15,7 +15,10 @@ use std::{
 use arc_swap::ArcSwap;
 use serde::Deserialize;
 
-use crate::{wire::rtype, zone::RRset};
+use crate::{
+    wire::{Rtype, rtype},
+    zone::RRset,
+};
 
 /// `[[dns.health]]`: a name whose A/AAAA records are checked.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -133,7 +136,7 @@ where
 }
 
 /// The address an A or AAAA RDATA holds.
-fn address(rtype: u16, rdata: &[u8]) -> Option<IpAddr> {
+fn address(rtype: Rtype, rdata: &[u8]) -> Option<IpAddr> {
     match rtype {
         rtype::A => Some(IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(rdata).ok()?))),
         rtype::AAAA => Some(IpAddr::V6(Ipv6Addr::from(

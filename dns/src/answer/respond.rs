@@ -23,6 +23,7 @@ use crate::{
     transfer::access::Access,
     transfer::tsig::{self, Signed, TsigRecord},
     wire::Rcode,
+    wire::Rtype,
     wire::bytes,
     wire::name::{self, MAX_KEY, MAX_NAME},
     wire::read as wire,
@@ -113,7 +114,7 @@ pub struct Query<'q> {
     has_question: bool,
     /// The question name exactly as received.
     pub qname: &'q [u8],
-    pub qtype: u16,
+    pub qtype: Rtype,
     pub qclass: u16,
     edns: Option<Edns<'q>>,
     /// The last record is a TSIG record (checked in full by `tsig`).
@@ -227,7 +228,7 @@ fn parse(packet: &[u8]) -> Result<Query<'_>, Malformed> {
     let (qdcount, ancount, nscount, arcount) = (word(4), word(6), word(8), word(10));
     let mut at = 12;
     let (qname, qtype, qclass) = match qdcount {
-        0 => (&packet[12..12], 0, 0),
+        0 => (&packet[12..12], Rtype(0), 0),
         1 => {
             let Some(name_len) = name::wire_len(&packet[12..]) else {
                 return Err(formerr);
@@ -239,7 +240,7 @@ fn parse(packet: &[u8]) -> Result<Query<'_>, Malformed> {
                 return Err(formerr);
             };
             at += 4;
-            (&packet[12..12 + name_len], qtype, qclass)
+            (&packet[12..12 + name_len], Rtype(qtype), qclass)
         }
         _ => return Err(formerr),
     };
@@ -322,7 +323,7 @@ fn parse(packet: &[u8]) -> Result<Query<'_>, Malformed> {
 }
 
 struct Skipped {
-    rtype: u16,
+    rtype: Rtype,
     class: u16,
     ttl: u32,
     rdlen: usize,
@@ -349,7 +350,7 @@ fn skip_record(packet: &[u8], mut at: usize) -> Option<Skipped> {
     let rdlen = usize::from(bytes::u16_at(packet, at + 8)?);
     let end = at + 10 + rdlen;
     (end <= packet.len()).then_some(Skipped {
-        rtype: bytes::u16_at(packet, at)?,
+        rtype: Rtype(bytes::u16_at(packet, at)?),
         class: bytes::u16_at(packet, at + 2)?,
         ttl: bytes::u32_at(packet, at + 4)?,
         rdlen,
@@ -914,7 +915,7 @@ fn lookup(
     zone: &Zone,
     qname: &[u8],
     qkey: &KeyBuf,
-    qtype: u16,
+    qtype: Rtype,
     filters: &std::collections::HashMap<Vec<u8>, Filter>,
     w: &mut Writer<'_>,
 ) -> Result<(Rcode, bool), Full> {
@@ -1030,7 +1031,7 @@ fn lookup(
 fn added(
     zone: &Zone,
     qkey: &KeyBuf,
-    qtype: u16,
+    qtype: Rtype,
     extra: &overlay::Added,
     filters: &std::collections::HashMap<Vec<u8>, Filter>,
     w: &mut Writer<'_>,
@@ -1053,7 +1054,7 @@ fn added(
         && zone.rrset(node, rtype::CNAME).is_none()
     {
         let filter = filters.get(zone.key(node));
-        let addresses = |rtype: u16| -> Vec<&[u8]> {
+        let addresses = |rtype: Rtype| -> Vec<&[u8]> {
             let Some(set) = zone.rrset(node, rtype) else {
                 return Vec::new();
             };

@@ -4,7 +4,10 @@
 use std::net::SocketAddr;
 
 use super::tsig::TsigError;
-use crate::{wire::Rcode, zone::snapshot::SnapshotError};
+use crate::{
+    wire::{Rcode, Rtype},
+    zone::snapshot::SnapshotError,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TransferError {
@@ -47,7 +50,7 @@ pub enum TransferError {
     #[error("a record outside the zone: {0}")]
     OutsideZone(String),
     #[error("malformed {rtype} RDATA at {owner}")]
-    MalformedRdata { rtype: u16, owner: String },
+    MalformedRdata { rtype: Rtype, owner: String },
     #[error("the answer does not start with the SOA")]
     NoSoaFirst,
     #[error("the transfer ended early")]

@@ -24,6 +24,7 @@ use tracing::warn;
 
 use crate::zone::snapshot::SnapshotError;
 use crate::{
+    wire::Rtype,
     wire::bytes,
     wire::name,
     wire::rtype,
@@ -177,8 +178,8 @@ fn records(zone: &Zone, node: crate::zone::NodeId) -> impl Iterator<Item = Rr> +
 /// out, so a client catching up several versions gets only what differs from its own.
 pub fn condense(diffs: &[Diff]) -> Option<Diff> {
     let (first, last) = (diffs.first()?, diffs.last()?);
-    let mut removed: HashMap<(Vec<u8>, u16, Vec<u8>, u32), Rr> = HashMap::new();
-    let mut added: HashMap<(Vec<u8>, u16, Vec<u8>, u32), Rr> = HashMap::new();
+    let mut removed: HashMap<(Vec<u8>, Rtype, Vec<u8>, u32), Rr> = HashMap::new();
+    let mut added: HashMap<(Vec<u8>, Rtype, Vec<u8>, u32), Rr> = HashMap::new();
     let key = |rr: &Rr| {
         let (owner, rtype, rdata, ttl) = rr.identity();
         (owner, rtype, rdata.to_vec(), ttl)
@@ -211,7 +212,7 @@ pub fn condense(diffs: &[Diff]) -> Option<Diff> {
 /// Applies `diff` to `records` (a zone's records, SOA included); `None` if the difference does
 /// not start from this version (its SOA), or removes a record that is not there.
 pub fn apply(records: &[Rr], diff: &Diff) -> Option<Vec<Rr>> {
-    let mut set: HashMap<(Vec<u8>, u16, Vec<u8>, u32), Rr> = records
+    let mut set: HashMap<(Vec<u8>, Rtype, Vec<u8>, u32), Rr> = records
         .iter()
         .map(|rr| {
             let (owner, rtype, rdata, ttl) = rr.identity();
@@ -449,7 +450,7 @@ fn read_rr(bytes: &mut &[u8]) -> Option<Rr> {
     *bytes = tail;
     Some(Rr {
         owner: owner.to_vec(),
-        rtype: bytes::u16_at(fixed, 0)?,
+        rtype: Rtype(bytes::u16_at(fixed, 0)?),
         ttl: bytes::u32_at(fixed, 2)?,
         rdata: rdata.to_vec(),
     })
@@ -488,16 +489,16 @@ mod tests {
         assert_eq!((diff.old_serial(), diff.new_serial()), (1, 2));
         assert_eq!(
             names(&diff.removed),
-            ["old.example.com. 1", "www.example.com. 1"]
+            ["old.example.com. A", "www.example.com. A"]
         );
         assert_eq!(
             names(&diff.added),
-            ["new.example.com. 1", "www.example.com. 1"]
+            ["new.example.com. A", "www.example.com. A"]
         );
         // A TTL change is a change of the record.
         let ttl = zone(3, "www 300 A 192.0.2.20\nnew A 192.0.2.12\nmx MX 10 mail\n");
         let changed = super::diff(&new, &ttl).unwrap();
-        assert_eq!(names(&changed.removed), ["www.example.com. 1"]);
+        assert_eq!(names(&changed.removed), ["www.example.com. A"]);
         assert_eq!(changed.added[0].ttl, 300);
         // No diff when the serial does not move forward.
         assert!(super::diff(&new, &old).is_none());
@@ -513,8 +514,8 @@ mod tests {
         let d23 = diff(&v2, &v3).unwrap();
         let both = condense(&[d12.clone(), d23.clone()]).unwrap();
         // b was removed then added back: it is in neither list.
-        assert_eq!(names(&both.removed), ["a.example.com. 1"]);
-        assert_eq!(names(&both.added), ["c.example.com. 1", "d.example.com. 1"]);
+        assert_eq!(names(&both.removed), ["a.example.com. A"]);
+        assert_eq!(names(&both.added), ["c.example.com. A", "d.example.com. A"]);
         let all = |zone: &Zone| {
             let mut rrs: Vec<Rr> = zone.nodes().flat_map(|n| records(zone, n)).collect();
             rrs.push(soa(zone).unwrap());
@@ -539,8 +540,8 @@ mod tests {
         }
         let since2 = journal.since(2, 5).unwrap();
         assert_eq!((since2.old_serial(), since2.new_serial()), (2, 5));
-        assert_eq!(names(&since2.removed), ["host2.example.com. 1"]);
-        assert_eq!(names(&since2.added), ["host5.example.com. 1"]);
+        assert_eq!(names(&since2.removed), ["host2.example.com. A"]);
+        assert_eq!(names(&since2.added), ["host5.example.com. A"]);
         assert!(
             journal.since(7, 5).is_none(),
             "unknown serial: the whole zone"

@@ -10,6 +10,7 @@ use super::TransferError;
 use crate::{
     transfer::tsig::{self, Key, StreamVerifier},
     wire::Rcode,
+    wire::Rtype,
     wire::read as wire,
     wire::rtype,
     wire::write::{AA, Owner, Section, Writer},
@@ -176,7 +177,7 @@ pub async fn primary_serial(
 /// error.
 pub async fn ask(
     name: &[u8],
-    qtype: u16,
+    qtype: Rtype,
     server: SocketAddr,
     key: Option<&Arc<Key>>,
     sources: &Sources,

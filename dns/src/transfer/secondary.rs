@@ -32,6 +32,7 @@ use crate::{
     transfer::notify::{Sources, primary_serial, unix_now},
     transfer::tsig::{self, Key, StreamVerifier},
     wire::Rcode,
+    wire::Rtype,
     wire::bytes,
     wire::name,
     wire::read as wire,
@@ -435,7 +436,7 @@ fn soa_serial(soa: &Rr) -> u32 {
 
 /// Whether RDATA of these fixed-size types has their size (the types with names were checked
 /// when they were read).
-fn well_formed(rtype: u16, rdata: &[u8]) -> bool {
+fn well_formed(rtype: Rtype, rdata: &[u8]) -> bool {
     match rtype {
         rtype::A => rdata.len() == 4,
         rtype::AAAA => rdata.len() == 16,

@@ -12,6 +12,7 @@ use crate::{
     answer::TransferRequest,
     transfer::journal::{self, Journals},
     transfer::tsig::{self, StreamSigner},
+    wire::Rtype,
     wire::bytes,
     wire::rtype,
     wire::write::{AA, Owner, QR, Section, Writer},
@@ -138,7 +139,7 @@ fn write(packet: &[u8], records: &[Rr], limit: usize) -> Vec<Vec<u8>> {
     if let Some(question) = question.filter(|q| q.len() > 4) {
         let (name, fixed) = question.split_at(question.len() - 4);
         let field = |at| bytes::u16_at(fixed, at).unwrap_or(0);
-        w.question(name, field(0), field(2));
+        w.question(name, Rtype(field(0)), field(2));
     }
     for rr in records {
         if w.record(
@@ -250,7 +251,7 @@ mod tests {
     }
 
     /// Record types of the answer section of every message, in order.
-    fn types(messages: &[Vec<u8>]) -> Vec<u16> {
+    fn types(messages: &[Vec<u8>]) -> Vec<Rtype> {
         let mut types = Vec::new();
         for message in messages {
             let [_, answers, ..] = crate::wire::read::counts(message).unwrap();

@@ -2,7 +2,7 @@
 //! owners and inside RDATA. Transfers in (AXFR, IXFR), SOA answers and TSIG records are read
 //! here; queries, which cannot be compressed, have their own faster path in `answer`.
 
-use crate::wire::{bytes, name::MAX_NAME, rtype};
+use crate::wire::{Rtype, bytes, name::MAX_NAME, rtype};
 
 /// Most compression pointers followed in one name: more means a loop.
 const MAX_POINTERS: usize = 64;
@@ -49,7 +49,7 @@ pub fn read_name(message: &[u8], at: usize) -> Option<(Vec<u8>, usize)> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
     pub owner: Vec<u8>,
-    pub rtype: u16,
+    pub rtype: Rtype,
     pub class: u16,
     pub ttl: u32,
     /// With every name in it uncompressed.
@@ -62,7 +62,7 @@ pub struct Record {
 /// Reads the record at `at`.
 pub fn read_record(message: &[u8], at: usize) -> Option<Record> {
     let (owner, fixed_at) = read_name(message, at)?;
-    let rtype = bytes::u16_at(message, fixed_at)?;
+    let rtype = Rtype(bytes::u16_at(message, fixed_at)?);
     let class = bytes::u16_at(message, fixed_at + 2)?;
     let ttl = bytes::u32_at(message, fixed_at + 4)?;
     let rdlen = usize::from(bytes::u16_at(message, fixed_at + 8)?);
@@ -95,7 +95,7 @@ enum Part {
 /// How RDATA of `rtype` holds names, for the types whose names a sender may compress (RFC 3597
 /// section 4: the RFC 1035 types must be, and RP, AFSDB, RT, SIG, PX, NXT, NAPTR, SRV should be,
 /// decompressed by a receiver); `None` for RDATA read as it is.
-fn layout(rtype: u16) -> Option<&'static [Part]> {
+fn layout(rtype: Rtype) -> Option<&'static [Part]> {
     use Part::{Bytes, Name, Text};
     Some(match rtype {
         rtype::NS
@@ -119,7 +119,12 @@ fn layout(rtype: u16) -> Option<&'static [Part]> {
 
 /// The RDATA at `start..end` of `message` with its names uncompressed; `None` if it does not
 /// hold what its type says.
-pub fn uncompressed_rdata(message: &[u8], rtype: u16, start: usize, end: usize) -> Option<Vec<u8>> {
+pub fn uncompressed_rdata(
+    message: &[u8],
+    rtype: Rtype,
+    start: usize,
+    end: usize,
+) -> Option<Vec<u8>> {
     let raw = message.get(start..end)?;
     let Some(parts) = layout(rtype) else {
         return Some(raw.to_vec());

@@ -1,79 +1,102 @@
 //! The protocol's numbers, each in one place: record types (numbers, mnemonics, and whether a
 //! zone file may hold them), response codes.
 
+/// A record type (RFC 1035 section 3.2.2): its number; its mnemonic through `Display`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Rtype(pub u16);
+
+impl Rtype {
+    /// The type's two bytes on the wire.
+    pub fn to_be_bytes(self) -> [u8; 2] {
+        self.0.to_be_bytes()
+    }
+}
+
+/// The mnemonic (`AAAA`), or `TYPEnnn` (RFC 3597) for a type without one.
+impl std::fmt::Display for Rtype {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match mnemonic(*self) {
+            Some(name) => f.write_str(name),
+            None => write!(f, "TYPE{}", self.0),
+        }
+    }
+}
+
 /// Record types by number.
 #[allow(missing_docs)]
 pub mod rtype {
-    pub const A: u16 = 1;
-    pub const NS: u16 = 2;
-    pub const MD: u16 = 3;
-    pub const MF: u16 = 4;
-    pub const CNAME: u16 = 5;
-    pub const SOA: u16 = 6;
-    pub const MB: u16 = 7;
-    pub const MG: u16 = 8;
-    pub const MR: u16 = 9;
-    pub const PTR: u16 = 12;
-    pub const HINFO: u16 = 13;
-    pub const MINFO: u16 = 14;
-    pub const MX: u16 = 15;
-    pub const TXT: u16 = 16;
-    pub const RP: u16 = 17;
-    pub const AFSDB: u16 = 18;
-    pub const X25: u16 = 19;
-    pub const ISDN: u16 = 20;
-    pub const RT: u16 = 21;
-    pub const NSAP_PTR: u16 = 23;
-    pub const SIG: u16 = 24;
-    pub const KEY: u16 = 25;
-    pub const PX: u16 = 26;
-    pub const GPOS: u16 = 27;
-    pub const AAAA: u16 = 28;
-    pub const LOC: u16 = 29;
-    pub const SRV: u16 = 33;
-    pub const NAPTR: u16 = 35;
-    pub const KX: u16 = 36;
-    pub const CERT: u16 = 37;
-    pub const DNAME: u16 = 39;
-    pub const OPT: u16 = 41;
-    pub const APL: u16 = 42;
-    pub const DS: u16 = 43;
-    pub const SSHFP: u16 = 44;
-    pub const IPSECKEY: u16 = 45;
-    pub const RRSIG: u16 = 46;
-    pub const NSEC: u16 = 47;
-    pub const DNSKEY: u16 = 48;
-    pub const DHCID: u16 = 49;
-    pub const NSEC3: u16 = 50;
-    pub const NSEC3PARAM: u16 = 51;
-    pub const TLSA: u16 = 52;
-    pub const SMIMEA: u16 = 53;
-    pub const CDS: u16 = 59;
-    pub const CDNSKEY: u16 = 60;
-    pub const OPENPGPKEY: u16 = 61;
-    pub const CSYNC: u16 = 62;
-    pub const ZONEMD: u16 = 63;
-    pub const SVCB: u16 = 64;
-    pub const HTTPS: u16 = 65;
-    pub const SPF: u16 = 99;
-    pub const NID: u16 = 104;
-    pub const L32: u16 = 105;
-    pub const L64: u16 = 106;
-    pub const LP: u16 = 107;
-    pub const EUI48: u16 = 108;
-    pub const EUI64: u16 = 109;
-    pub const TSIG: u16 = 250;
-    pub const IXFR: u16 = 251;
-    pub const AXFR: u16 = 252;
-    pub const MAILB: u16 = 253;
-    pub const MAILA: u16 = 254;
-    pub const ANY: u16 = 255;
-    pub const URI: u16 = 256;
-    pub const CAA: u16 = 257;
-    pub const AVC: u16 = 258;
-    pub const RESINFO: u16 = 261;
-    pub const TA: u16 = 32768;
-    pub const DLV: u16 = 32769;
+    use super::Rtype;
+
+    pub const A: Rtype = Rtype(1);
+    pub const NS: Rtype = Rtype(2);
+    pub const MD: Rtype = Rtype(3);
+    pub const MF: Rtype = Rtype(4);
+    pub const CNAME: Rtype = Rtype(5);
+    pub const SOA: Rtype = Rtype(6);
+    pub const MB: Rtype = Rtype(7);
+    pub const MG: Rtype = Rtype(8);
+    pub const MR: Rtype = Rtype(9);
+    pub const PTR: Rtype = Rtype(12);
+    pub const HINFO: Rtype = Rtype(13);
+    pub const MINFO: Rtype = Rtype(14);
+    pub const MX: Rtype = Rtype(15);
+    pub const TXT: Rtype = Rtype(16);
+    pub const RP: Rtype = Rtype(17);
+    pub const AFSDB: Rtype = Rtype(18);
+    pub const X25: Rtype = Rtype(19);
+    pub const ISDN: Rtype = Rtype(20);
+    pub const RT: Rtype = Rtype(21);
+    pub const NSAP_PTR: Rtype = Rtype(23);
+    pub const SIG: Rtype = Rtype(24);
+    pub const KEY: Rtype = Rtype(25);
+    pub const PX: Rtype = Rtype(26);
+    pub const GPOS: Rtype = Rtype(27);
+    pub const AAAA: Rtype = Rtype(28);
+    pub const LOC: Rtype = Rtype(29);
+    pub const SRV: Rtype = Rtype(33);
+    pub const NAPTR: Rtype = Rtype(35);
+    pub const KX: Rtype = Rtype(36);
+    pub const CERT: Rtype = Rtype(37);
+    pub const DNAME: Rtype = Rtype(39);
+    pub const OPT: Rtype = Rtype(41);
+    pub const APL: Rtype = Rtype(42);
+    pub const DS: Rtype = Rtype(43);
+    pub const SSHFP: Rtype = Rtype(44);
+    pub const IPSECKEY: Rtype = Rtype(45);
+    pub const RRSIG: Rtype = Rtype(46);
+    pub const NSEC: Rtype = Rtype(47);
+    pub const DNSKEY: Rtype = Rtype(48);
+    pub const DHCID: Rtype = Rtype(49);
+    pub const NSEC3: Rtype = Rtype(50);
+    pub const NSEC3PARAM: Rtype = Rtype(51);
+    pub const TLSA: Rtype = Rtype(52);
+    pub const SMIMEA: Rtype = Rtype(53);
+    pub const CDS: Rtype = Rtype(59);
+    pub const CDNSKEY: Rtype = Rtype(60);
+    pub const OPENPGPKEY: Rtype = Rtype(61);
+    pub const CSYNC: Rtype = Rtype(62);
+    pub const ZONEMD: Rtype = Rtype(63);
+    pub const SVCB: Rtype = Rtype(64);
+    pub const HTTPS: Rtype = Rtype(65);
+    pub const SPF: Rtype = Rtype(99);
+    pub const NID: Rtype = Rtype(104);
+    pub const L32: Rtype = Rtype(105);
+    pub const L64: Rtype = Rtype(106);
+    pub const LP: Rtype = Rtype(107);
+    pub const EUI48: Rtype = Rtype(108);
+    pub const EUI64: Rtype = Rtype(109);
+    pub const TSIG: Rtype = Rtype(250);
+    pub const IXFR: Rtype = Rtype(251);
+    pub const AXFR: Rtype = Rtype(252);
+    pub const MAILB: Rtype = Rtype(253);
+    pub const MAILA: Rtype = Rtype(254);
+    pub const ANY: Rtype = Rtype(255);
+    pub const URI: Rtype = Rtype(256);
+    pub const CAA: Rtype = Rtype(257);
+    pub const AVC: Rtype = Rtype(258);
+    pub const RESINFO: Rtype = Rtype(261);
+    pub const TA: Rtype = Rtype(32768);
+    pub const DLV: Rtype = Rtype(32769);
 }
 
 /// Record types by number and mnemonic. Types marked `false` have no text form here and must be
@@ -178,37 +201,37 @@ pub(crate) enum Kind {
 }
 
 /// The number of a type mnemonic (`AAAA`, `TYPE65280`), ignoring case.
-pub fn type_number(text: &[u8]) -> Option<u16> {
+pub fn type_number(text: &[u8]) -> Option<Rtype> {
     if text.len() > 4 && text[..4].eq_ignore_ascii_case(b"TYPE") {
         let digits = &text[4..];
         if !digits.iter().all(u8::is_ascii_digit) {
             return None;
         }
-        return std::str::from_utf8(digits).ok()?.parse().ok();
+        return std::str::from_utf8(digits).ok()?.parse().ok().map(Rtype);
     }
     TYPES
         .iter()
         .find(|(_, name, _)| name.as_bytes().eq_ignore_ascii_case(text))
-        .map(|&(number, _, _)| number)
+        .map(|&(number, _, _)| Rtype(number))
 }
 
 /// The mnemonic of a known type.
-pub fn mnemonic(rtype: u16) -> Option<&'static str> {
+pub fn mnemonic(rtype: Rtype) -> Option<&'static str> {
     TYPES
         .iter()
-        .find(|&&(number, _, _)| number == rtype)
+        .find(|&&(number, _, _)| number == rtype.0)
         .map(|&(_, name, _)| name)
 }
 
 /// The mnemonic of a type, or `TYPEnnn`.
-pub fn type_name(rtype: u16) -> String {
-    mnemonic(rtype).map_or_else(|| format!("TYPE{rtype}"), str::to_string)
+pub fn type_name(rtype: Rtype) -> String {
+    rtype.to_string()
 }
 
-pub(crate) fn kind(rtype: u16) -> Kind {
+pub(crate) fn kind(rtype: Rtype) -> Kind {
     TYPES
         .iter()
-        .find(|&&(number, _, _)| number == rtype)
+        .find(|&&(number, _, _)| number == rtype.0)
         .map_or(Kind::Generic, |&(_, _, kind)| kind)
 }
 

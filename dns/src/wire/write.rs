@@ -4,7 +4,7 @@
 //! zone arena as wire bytes, without building intermediate message objects.
 
 use crate::{
-    wire::{Rcode, rtype},
+    wire::{Rcode, Rtype, rtype},
     zone::{RRset, rdata_name_offset},
 };
 
@@ -67,7 +67,7 @@ impl<'b> Writer<'b> {
 
     /// Copies the question as received (so 0x20 mixed case comes back byte for byte) and
     /// remembers its name for compression.
-    pub fn question(&mut self, raw_name: &[u8], qtype: u16, qclass: u16) {
+    pub fn question(&mut self, raw_name: &[u8], qtype: Rtype, qclass: u16) {
         let start = self.buf.len();
         self.buf.extend_from_slice(raw_name);
         self.buf.extend_from_slice(&qtype.to_be_bytes());
@@ -142,7 +142,7 @@ impl<'b> Writer<'b> {
         &mut self,
         section: Section,
         owner: Owner<'_>,
-        rtype: u16,
+        rtype: Rtype,
         ttl: u32,
         rdata: &[u8],
     ) -> Result<(), Full> {
@@ -154,7 +154,7 @@ impl<'b> Writer<'b> {
         &mut self,
         section: Section,
         owner: Owner<'_>,
-        rtype: u16,
+        rtype: Rtype,
         class: u16,
         ttl: u32,
         rdata: &[u8],
@@ -183,7 +183,7 @@ impl<'b> Writer<'b> {
     }
 
     /// RDATA, compressing the names that RFC 3597 section 4 allows (types of RFC 1035).
-    fn rdata(&mut self, rtype: u16, rdata: &[u8]) {
+    fn rdata(&mut self, rtype: Rtype, rdata: &[u8]) {
         if rtype == rtype::SOA
             && let Some(mname) = crate::wire::name::wire_len(rdata)
             && let Some(rname) = crate::wire::name::wire_len(&rdata[mname..])

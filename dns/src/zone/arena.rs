@@ -8,7 +8,7 @@ use std::{hash::BuildHasher, ops::Range};
 
 use hashbrown::HashTable;
 
-use crate::wire::{bytes, name, rtype};
+use crate::wire::{Rtype, bytes, name, rtype};
 
 #[derive(Debug, Clone, Copy)]
 struct Node {
@@ -21,7 +21,7 @@ struct Node {
 
 #[derive(Debug, Clone, Copy)]
 struct StoredSet {
-    rtype: u16,
+    rtype: Rtype,
     count: u16,
     ttl: u32,
     data: u32,
@@ -69,7 +69,7 @@ pub struct Records {
 struct Item {
     owner: u32,
     owner_len: u16,
-    rtype: u16,
+    rtype: Rtype,
     rdata_len: u16,
     ttl: u32,
     rdata: u32,
@@ -93,7 +93,7 @@ impl Sorted {
 
 impl Records {
     /// Adds a record; `owner` is a wire name, `rdata` uncompressed wire RDATA.
-    pub fn push(&mut self, owner: &[u8], rtype: u16, ttl: u32, rdata: &[u8]) {
+    pub fn push(&mut self, owner: &[u8], rtype: Rtype, ttl: u32, rdata: &[u8]) {
         let owner_at = match self.items.last() {
             Some(last) if self.owner(self.items.len() - 1) == owner => last.owner,
             _ => {
@@ -137,7 +137,7 @@ impl Records {
         &self.bytes[item.rdata as usize..item.rdata as usize + usize::from(item.rdata_len)]
     }
 
-    pub fn rtype(&self, i: usize) -> u16 {
+    pub fn rtype(&self, i: usize) -> Rtype {
         self.items[i].rtype
     }
 
@@ -186,7 +186,7 @@ impl Records {
 /// A record set of a node: one type, one TTL, one or more RDATAs in wire form.
 #[derive(Debug, Clone, Copy)]
 pub struct RRset<'z> {
-    pub rtype: u16,
+    pub rtype: Rtype,
     pub ttl: u32,
     count: u16,
     data: &'z [u8],
@@ -444,7 +444,7 @@ impl Zone {
     }
 
     /// A node's RRset of type `rtype`.
-    pub fn rrset(&self, id: NodeId, rtype: u16) -> Option<RRset<'_>> {
+    pub fn rrset(&self, id: NodeId, rtype: Rtype) -> Option<RRset<'_>> {
         let node = &self.nodes[id];
         let start = node.rrsets as usize;
         let sets = &self.sets[start..start + usize::from(node.rrset_count)];
@@ -513,7 +513,7 @@ pub fn soa_serial_minimum(rdata: &[u8]) -> Option<(u32, u32)> {
 
 /// Where a name sits inside RDATA of a type that holds one for additional-section processing
 /// or compression: `(offset, compressible)`.
-pub fn rdata_name_offset(rtype: u16) -> Option<(usize, bool)> {
+pub fn rdata_name_offset(rtype: Rtype) -> Option<(usize, bool)> {
     match rtype {
         rtype::NS | rtype::CNAME | rtype::PTR => Some((0, true)),
         rtype::MX => Some((2, true)),

@@ -3,13 +3,13 @@
 
 use super::{NodeId, Zone};
 use crate::wire::name;
-use crate::wire::rtype;
+use crate::wire::{Rtype, rtype};
 
 /// One record: owner and RDATA in wire form, names uncompressed.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Rr {
     pub owner: Vec<u8>,
-    pub rtype: u16,
+    pub rtype: Rtype,
     pub ttl: u32,
     pub rdata: Vec<u8>,
 }
@@ -20,7 +20,7 @@ impl Rr {
     }
 
     /// What makes two records the same record (owner names compare in any case).
-    pub(crate) fn identity(&self) -> (Vec<u8>, u16, &[u8], u32) {
+    pub(crate) fn identity(&self) -> (Vec<u8>, Rtype, &[u8], u32) {
         (name::key_of(&self.owner), self.rtype, &self.rdata, self.ttl)
     }
 }

@@ -11,7 +11,7 @@
 //! rather than trusted.
 
 use crate::{
-    wire::name,
+    wire::{Rtype, name, rtype},
     zone::Rr,
     zone::load::check,
     zone::{Records, Zone},
@@ -97,7 +97,7 @@ pub fn decode(bytes: &[u8]) -> Result<Zone, SnapshotError> {
         if !name::is_subdomain(owner, &origin) {
             return Err(SnapshotError::OutsideZone(name::to_text(owner)));
         }
-        let rtype = reader.u16()?;
+        let rtype = Rtype(reader.u16()?);
         let ttl = reader.u32()?;
         let len = usize::from(reader.u16()?);
         let rdata = reader.take(len)?;
@@ -151,11 +151,11 @@ pub fn peek_serial(bytes: &[u8]) -> Option<u32> {
     let count = reader.u32().ok()?;
     for _ in 0..count.min(64) {
         reader.name().ok()?;
-        let rtype = reader.u16().ok()?;
+        let rtype = Rtype(reader.u16().ok()?);
         reader.u32().ok()?;
         let len = usize::from(reader.u16().ok()?);
         let rdata = reader.take(len).ok()?;
-        if rtype == crate::wire::rtype::SOA {
+        if rtype == rtype::SOA {
             return crate::zone::soa_serial_minimum(rdata).map(|(serial, _)| serial);
         }
     }
@@ -203,7 +203,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use crate::{wire::rtype, zone::load::load_zone};
+    use crate::zone::load::load_zone;
 
     fn zone() -> Zone {
         let dir = tempfile::tempdir().unwrap();
@@ -226,7 +226,7 @@ mod tests {
         let www = back
             .find(&name::key_of(&name::wire("www.example.com")))
             .unwrap();
-        let set = back.rrset(www, 16).unwrap();
+        let set = back.rrset(www, rtype::TXT).unwrap();
         assert_eq!(
             (set.ttl, set.rdatas().next().unwrap()),
             (60, &b"\x01a\x01b"[..])

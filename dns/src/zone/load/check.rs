@@ -4,7 +4,7 @@
 
 use crate::{
     wire::name,
-    wire::{rtype, types::type_name},
+    wire::{Rtype, rtype, types::type_name},
     zone::{Records, Sorted},
 };
 
@@ -42,7 +42,7 @@ pub fn check(origin: &[u8], records: &Records, sorted: &Sorted) -> Findings {
     let apex = group_of(&origin_key);
     // Whole-zone findings point at the first record of the apex, else the first of the file.
     let apex_first = apex.iter().copied().min().unwrap_or(0);
-    let of_type = |group: &[usize], rtype: u16| -> Vec<usize> {
+    let of_type = |group: &[usize], rtype: Rtype| -> Vec<usize> {
         group
             .iter()
             .copied()
@@ -89,7 +89,7 @@ pub fn check(origin: &[u8], records: &Records, sorted: &Sorted) -> Findings {
             );
         }
         let occluded = cut.is_some();
-        let has = |rtype: u16| group.iter().any(|&i| records.rtype(i) == rtype);
+        let has = |rtype: Rtype| group.iter().any(|&i| records.rtype(i) == rtype);
         if key != origin_key.as_slice() {
             if has(rtype::SOA) {
                 let soa = of_type(group, rtype::SOA)[0];

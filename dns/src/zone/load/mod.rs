@@ -787,7 +787,7 @@ mod tests {
         let ns1 = zone.find(&key("ns1.example.com.")).unwrap();
         assert_eq!(zone.rrset(ns1, rtype::A).unwrap().ttl, 60);
         let generic = zone.find(&key("generic.example.com.")).unwrap();
-        let set = zone.rrset(generic, 65280).unwrap();
+        let set = zone.rrset(generic, crate::wire::Rtype(65280)).unwrap();
         assert_eq!(set.rdatas().next().unwrap(), [0xab, 0xcd, 0xef]);
         let svc = zone.find(&key("svc.example.com.")).unwrap();
         let target = zone

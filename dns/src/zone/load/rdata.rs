@@ -14,7 +14,7 @@ use super::{
     svcb,
 };
 use crate::wire::{
-    name, rtype,
+    Rtype, name, rtype,
     types::{Kind, kind, type_name, type_number},
 };
 
@@ -294,7 +294,7 @@ impl<'t, 'a> Fields<'t, 'a> {
         for token in self.rest() {
             let rtype = type_number(token.text)
                 .ok_or_else(|| format!("unknown record type \"{}\"", token.show()))?;
-            types.push(rtype);
+            types.push(rtype.0);
         }
         types.sort_unstable();
         types.dedup();
@@ -402,7 +402,7 @@ fn ds_digest_len(digest_type: u8) -> Option<usize> {
 /// Writes the wire form of `rtype`'s RDATA from its presentation `tokens`. An error comes with
 /// the line of the field at fault (records in parentheses span lines).
 pub fn to_wire(
-    rtype: u16,
+    rtype: Rtype,
     tokens: &[Token<'_>],
     origin: &[u8],
     out: &mut Vec<u8>,
@@ -412,7 +412,7 @@ pub fn to_wire(
 }
 
 fn fields(
-    rtype: u16,
+    rtype: Rtype,
     tokens: &[Token<'_>],
     origin: &[u8],
     out: &mut Vec<u8>,
@@ -948,7 +948,7 @@ mod tests {
         tokens
     }
 
-    fn rdata(rtype: u16, text: &str) -> Result<Vec<u8>, String> {
+    fn rdata(rtype: Rtype, text: &str) -> Result<Vec<u8>, String> {
         let mut out = Vec::new();
         to_wire(rtype, &tokens(text), &wire("example.com"), &mut out).map_err(|(_, e)| e)?;
         Ok(out)
@@ -1075,18 +1075,18 @@ mod tests {
 
     #[test]
     fn types_by_name_and_number() {
-        assert_eq!(type_number(b"aaaa"), Some(28));
-        assert_eq!(type_number(b"TYPE65280"), Some(65280));
+        assert_eq!(type_number(b"aaaa"), Some(rtype::AAAA));
+        assert_eq!(type_number(b"TYPE65280"), Some(Rtype(65280)));
         assert_eq!(type_number(b"TYPE65536"), None);
         assert_eq!(type_number(b"FOO"), None);
-        assert_eq!(type_name(65280), "TYPE65280");
+        assert_eq!(type_name(Rtype(65280)), "TYPE65280");
         assert!(rdata(rtype::OPT, "").unwrap_err().contains("cannot appear"));
         assert!(
-            rdata(11, "192.0.2.1 6 25")
+            rdata(Rtype(11), "192.0.2.1 6 25")
                 .unwrap_err()
                 .contains("RFC 3597")
         );
-        assert_eq!(rdata(11, "\\# 2 ab cd").unwrap(), [0xab, 0xcd]);
+        assert_eq!(rdata(Rtype(11), "\\# 2 ab cd").unwrap(), [0xab, 0xcd]);
     }
 
     #[test]
