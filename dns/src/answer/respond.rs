@@ -28,13 +28,11 @@ use crate::{
     wire::name::{self, MAX_KEY, MAX_NAME},
     wire::read as wire,
     wire::rtype,
-    wire::write::{AA, CD, Full, Mark, OPT_LEN, Owner, QR, RD, Section, TC, Writer},
+    wire::write::{Full, Mark, OPT_LEN, Owner, Section, Writer},
+    wire::{Flags, Opcode},
     zone::catalog::Catalog,
     zone::{NodeId, RRset, Zone, rdata_name_offset},
 };
-
-/// The NOTIFY opcode (RFC 1996).
-const NOTIFY: u16 = 4;
 
 /// Largest UDP payload we send with EDNS (the DNS flag day 2020 value, no fragmentation).
 pub const MAX_UDP_PAYLOAD: u16 = 1232;
@@ -109,7 +107,7 @@ pub struct Responder {
 #[derive(Debug, Clone, Copy)]
 pub struct Query<'q> {
     pub id: u16,
-    flags: u16,
+    flags: Flags,
     /// Whether the query has a question (an unknown opcode, or a cookie-only query, may not).
     has_question: bool,
     /// The question name exactly as received.
@@ -136,7 +134,7 @@ struct Edns<'q> {
 
 enum Malformed {
     Drop,
-    FormErr { id: u16, flags: u16 },
+    FormErr { id: u16, flags: Flags },
 }
 
 /// EDNS option codes this server acts on.
@@ -146,12 +144,12 @@ mod option {
 }
 
 impl Query<'_> {
-    fn opcode(&self) -> u16 {
-        (self.flags >> 11) & 0xF
+    fn opcode(&self) -> Opcode {
+        self.flags.opcode()
     }
 
     /// Flags every response to this query starts with.
-    fn response_flags(&self) -> u16 {
+    fn response_flags(&self) -> Flags {
         response_flags(self.flags)
     }
 }
@@ -204,13 +202,13 @@ fn payload_limit(transport: Transport, edns: Option<Edns<'_>>) -> usize {
 /// A response's flags from its query's: QR set, the opcode echoed, and RD and CD copied for a
 /// QUERY only, as they are defined for that opcode alone (ISC's genreport checks it as
 /// `opcodeflg`).
-fn response_flags(query_flags: u16) -> u16 {
-    let copied = if (query_flags >> 11) & 0xF == 0 {
-        RD | CD
+fn response_flags(query: Flags) -> Flags {
+    let copied = if query.opcode() == Opcode::QUERY {
+        Flags::RD | Flags::CD
     } else {
-        0
+        Flags::default()
     };
-    QR | (query_flags & (0xF << 11 | copied))
+    Flags::QR | Flags::of_opcode(query.opcode()) | (query & copied)
 }
 
 /// Reads the header, question and EDNS of a query.
@@ -220,8 +218,8 @@ fn parse(packet: &[u8]) -> Result<Query<'_>, Malformed> {
     }
     // Within the 12 bytes checked above.
     let word = |at: usize| bytes::u16_at(packet, at).unwrap_or(0);
-    let (id, flags) = (word(0), word(2));
-    if flags & QR != 0 {
+    let (id, flags) = (word(0), Flags(word(2)));
+    if flags.contains(Flags::QR) {
         return Err(Malformed::Drop);
     }
     let formerr = Malformed::FormErr { id, flags };
@@ -442,7 +440,7 @@ impl Responder {
             Ok(query) => query,
             Err(Malformed::Drop) => return Outcome::Drop,
             Err(Malformed::FormErr { id, flags }) => {
-                let flags = response_flags(flags) | Rcode::FORMERR.header_bits();
+                let flags = response_flags(flags).with_rcode(Rcode::FORMERR);
                 Writer::new(out, id, flags, PLAIN_UDP_PAYLOAD);
                 metrics().answered(client.transport, None, out, 0, None);
                 return Outcome::Reply;
@@ -519,7 +517,7 @@ impl Responder {
         let verified = match TsigRecord::find(packet) {
             Ok(Some(record)) => self.access.keyring.verify(packet, &record, now),
             Ok(None) | Err(tsig::Malformed) => {
-                let flags = query.response_flags() | Rcode::FORMERR.header_bits();
+                let flags = query.response_flags().with_rcode(Rcode::FORMERR);
                 Writer::new(out, query.id, flags, limit);
                 metrics().answered(client.transport, None, out, 0, None);
                 return Err(Outcome::Reply);
@@ -528,7 +526,7 @@ impl Responder {
         match verified {
             Ok(signed) => Ok(Some(signed)),
             Err(failure) => {
-                let flags = query.response_flags() | Rcode::NOTAUTH.header_bits();
+                let flags = query.response_flags().with_rcode(Rcode::NOTAUTH);
                 let mut w = Writer::new(out, query.id, flags, usize::from(u16::MAX));
                 if query.has_question {
                     w.question(query.qname, query.qtype, query.qclass);
@@ -586,10 +584,10 @@ impl Responder {
         w: &mut Writer<'_>,
         counters: &mut Option<&'c ZoneCounters>,
     ) -> Outcome {
-        if query.opcode() == NOTIFY {
+        if query.opcode() == Opcode::NOTIFY {
             self.notify(query, client.address, signed, w);
             Outcome::Reply
-        } else if query.opcode() != 0 {
+        } else if query.opcode() != Opcode::QUERY {
             w.set_rcode(Rcode::NOTIMP);
             Outcome::Reply
         } else if !query.has_question {
@@ -627,14 +625,14 @@ impl Responder {
             Verdict::Drop => Limited::Drop,
             Verdict::Slip => {
                 w.rollback(after_question);
-                let flags = w.flags() & !(AA | 0xF);
+                let flags = (w.flags() & !Flags::AA).with_rcode(Rcode::NOERROR);
                 if options.cookie_len > 0 {
                     // RFC 7873 section 5.2.3: tell a cookie client to come back with the
                     // fresh server cookie, which exempts it.
-                    w.set_flags(flags | Rcode::BADCOOKIE.header_bits());
+                    w.set_flags(flags.with_rcode(Rcode::BADCOOKIE));
                     Limited::BadCookie
                 } else {
-                    w.set_flags(flags | TC);
+                    w.set_flags(flags | Flags::TC);
                     Limited::Send
                 }
             }
@@ -710,7 +708,7 @@ impl Responder {
             w.set_rcode(Rcode::REFUSED);
             return;
         }
-        w.set_flags(w.flags() | AA);
+        w.set_flags(w.flags() | Flags::AA);
         if let Some(sink) = &self.notified {
             let _ = sink.send(qkey.get().to_vec());
         }
@@ -732,7 +730,7 @@ impl Responder {
             w.set_rcode(Rcode::REFUSED);
             return;
         };
-        w.set_flags(w.flags() | AA);
+        w.set_flags(w.flags() | Flags::AA);
         if !matches!(query.qtype, rtype::TXT | rtype::ANY) {
             return;
         }
@@ -750,7 +748,7 @@ impl Responder {
             &rdata[..=text.len()],
         );
         if written.is_err() {
-            w.set_flags(w.flags() | TC);
+            w.set_flags(w.flags() | Flags::TC);
         }
     }
 
@@ -810,15 +808,15 @@ impl Responder {
                     if ixfr {
                         // RFC 1995 section 2: over UDP, the current SOA alone says "up to
                         // date" or "ask over TCP".
-                        w.set_flags(w.flags() | AA);
+                        w.set_flags(w.flags() | Flags::AA);
                         if let Some(soa) = zone.apex().and_then(|apex| zone.rrset(apex, rtype::SOA))
                             && w.rrset(Section::Answer, Owner::At(12), &soa).is_err()
                         {
-                            w.set_flags(w.flags() | TC);
+                            w.set_flags(w.flags() | Flags::TC);
                         }
                     } else {
                         // Transfers need TCP (RFC 5936 section 4.2); retry there.
-                        w.set_flags(w.flags() | TC);
+                        w.set_flags(w.flags() | Flags::TC);
                     }
                 } else {
                     return Outcome::Transfer(Box::new(TransferRequest {
@@ -843,12 +841,12 @@ impl Responder {
             Ok((code, authoritative)) => {
                 w.set_rcode(code);
                 if authoritative {
-                    w.set_flags(w.flags() | AA);
+                    w.set_flags(w.flags() | Flags::AA);
                 }
             }
             Err(Full) => {
                 w.rollback(after_question);
-                w.set_flags(w.flags() | TC | AA);
+                w.set_flags(w.flags() | Flags::TC | Flags::AA);
             }
         }
         Outcome::Reply
@@ -1122,7 +1120,7 @@ fn referral(zone: &Zone, cut: NodeId, w: &mut Writer<'_>) -> Result<(), Full> {
     w.rrset(Section::Authority, Owner::Wire(zone.name(cut)), &ns)?;
     // RFC 9471: glue for name servers inside the delegated zone must fit, else TC.
     if additional(zone, &ns, zone.name(cut), w, true) {
-        w.set_flags(w.flags() | TC);
+        w.set_flags(w.flags() | Flags::TC);
     }
     Ok(())
 }

@@ -13,13 +13,13 @@ use crate::{
     wire::Rtype,
     wire::read as wire,
     wire::rtype,
-    wire::write::{AA, Owner, Section, Writer},
+    wire::write::{Owner, Section, Writer},
+    wire::{Flags, Opcode},
     zone::Rr,
 };
 
 /// Tries per NOTIFY before giving up on a secondary; the wait doubles from one second.
 const TRIES: u32 = 5;
-const OPCODE_NOTIFY: u16 = 4;
 
 /// Where this server's own queries come from: an address it listens on (of the family of the
 /// server asked), so that a peer's rules by address see the address it knows this server by,
@@ -72,7 +72,12 @@ fn random_id() -> u16 {
 /// and its MAC when signed.
 fn notify_message(id: u16, soa: &Rr, key: Option<&Key>) -> (Vec<u8>, Option<Vec<u8>>) {
     let mut message = Vec::with_capacity(512);
-    let mut w = Writer::new(&mut message, id, OPCODE_NOTIFY << 11 | AA, 65_535);
+    let mut w = Writer::new(
+        &mut message,
+        id,
+        Flags::of_opcode(Opcode::NOTIFY) | Flags::AA,
+        65_535,
+    );
     w.question(&soa.owner, rtype::SOA, 1);
     // The new SOA as a hint (RFC 1996 section 3.7).
     let _ = w.record(
@@ -184,7 +189,7 @@ pub async fn ask(
 ) -> Result<Vec<wire::Record>, TransferError> {
     let id = random_id();
     let mut message = Vec::with_capacity(512);
-    Writer::new(&mut message, id, 0, 512).question(name, qtype, 1);
+    Writer::new(&mut message, id, Flags::default(), 512).question(name, qtype, 1);
     let mac = key.map(|key| tsig::sign(&mut message, key, None, unix_now()));
     let socket = UdpSocket::bind(sources.towards(server)).await?;
     let mut reply = None;

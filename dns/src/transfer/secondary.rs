@@ -31,6 +31,7 @@ use crate::{
     transfer::journal::{self, Diff},
     transfer::notify::{Sources, primary_serial, unix_now},
     transfer::tsig::{self, Key, StreamVerifier},
+    wire::Flags,
     wire::Rcode,
     wire::Rtype,
     wire::bytes,
@@ -268,7 +269,7 @@ pub async fn transfer_in(
     });
     let mut request = Vec::with_capacity(512);
     {
-        let mut w = Writer::new(&mut request, id, 0, 65_535);
+        let mut w = Writer::new(&mut request, id, Flags::default(), 65_535);
         w.question(origin, qtype, 1);
         if let Some(soa) = &current_soa {
             let _ = w.record(

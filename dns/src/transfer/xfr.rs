@@ -12,10 +12,11 @@ use crate::{
     answer::TransferRequest,
     transfer::journal::{self, Journals},
     transfer::tsig::{self, StreamSigner},
+    wire::Flags,
     wire::Rtype,
     wire::bytes,
     wire::rtype,
-    wire::write::{AA, Owner, QR, Section, Writer},
+    wire::write::{Owner, Section, Writer},
     zone::Rr,
     zone::Zone,
 };
@@ -131,7 +132,8 @@ fn write(packet: &[u8], records: &[Rr], limit: usize) -> Vec<Vec<u8>> {
         return Vec::new();
     };
     let id = bytes::u16_at(header, 0).unwrap_or(0);
-    let flags = QR | AA | (bytes::u16_at(header, 2).unwrap_or(0) & (0xF << 11 | 0x0100));
+    let query = Flags(bytes::u16_at(header, 2).unwrap_or(0));
+    let flags = Flags::QR | Flags::AA | Flags::of_opcode(query.opcode()) | (query & Flags::RD);
     let question = crate::wire::read::after_question(packet).and_then(|end| packet.get(12..end));
     let mut messages = Vec::new();
     let mut buf = Vec::with_capacity(limit.min(16 * 1024));

@@ -1,5 +1,5 @@
 //! The protocol's numbers, each in one place: record types (numbers, mnemonics, and whether a
-//! zone file may hold them), response codes.
+//! zone file may hold them), response codes, opcodes, the header's flags.
 
 /// A record type (RFC 1035 section 3.2.2): its number; its mnemonic through `Display`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -292,5 +292,73 @@ impl std::fmt::Display for Rcode {
             Some(name) => f.write_str(name),
             None => write!(f, "RCODE{}", self.0),
         }
+    }
+}
+
+/// A message's opcode (RFC 1035 section 4.1.1; NOTIFY is RFC 1996's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Opcode(pub u8);
+
+impl Opcode {
+    pub const QUERY: Opcode = Opcode(0);
+    pub const NOTIFY: Opcode = Opcode(4);
+}
+
+/// The header's second word (RFC 1035 section 4.1.1): QR, the opcode, AA, TC, RD, RA, AD, CD,
+/// and the RCODE's four bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Flags(pub u16);
+
+impl Flags {
+    /// A response.
+    pub const QR: Flags = Flags(0x8000);
+    /// An authoritative answer.
+    pub const AA: Flags = Flags(0x0400);
+    /// Truncated.
+    pub const TC: Flags = Flags(0x0200);
+    /// Recursion desired.
+    pub const RD: Flags = Flags(0x0100);
+    /// Checking disabled (RFC 4035).
+    pub const CD: Flags = Flags(0x0010);
+
+    /// The flags word with only this opcode set.
+    pub fn of_opcode(opcode: Opcode) -> Flags {
+        Flags(u16::from(opcode.0 & 0xF) << 11)
+    }
+
+    /// The opcode the flags carry.
+    pub fn opcode(self) -> Opcode {
+        Opcode(((self.0 >> 11) & 0xF) as u8)
+    }
+
+    /// Whether every flag of `other` is set.
+    pub fn contains(self, other: Flags) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// These flags with the RCODE's header bits set to `rcode`'s.
+    pub fn with_rcode(self, rcode: Rcode) -> Flags {
+        Flags((self.0 & !0xF) | rcode.header_bits())
+    }
+}
+
+impl std::ops::BitOr for Flags {
+    type Output = Flags;
+    fn bitor(self, other: Flags) -> Flags {
+        Flags(self.0 | other.0)
+    }
+}
+
+impl std::ops::BitAnd for Flags {
+    type Output = Flags;
+    fn bitand(self, other: Flags) -> Flags {
+        Flags(self.0 & other.0)
+    }
+}
+
+impl std::ops::Not for Flags {
+    type Output = Flags;
+    fn not(self) -> Flags {
+        Flags(!self.0)
     }
 }

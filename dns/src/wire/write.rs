@@ -4,16 +4,9 @@
 //! zone arena as wire bytes, without building intermediate message objects.
 
 use crate::{
-    wire::{Rcode, Rtype, rtype},
+    wire::{Flags, Rcode, Rtype, rtype},
     zone::{RRset, rdata_name_offset},
 };
-
-/// Header flags and fields.
-pub const QR: u16 = 0x8000;
-pub const AA: u16 = 0x0400;
-pub const TC: u16 = 0x0200;
-pub const RD: u16 = 0x0100;
-pub const CD: u16 = 0x0010;
 
 /// Sections after the question.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,10 +44,10 @@ pub struct Writer<'b> {
 
 impl<'b> Writer<'b> {
     /// Starts a response: `buf` is cleared and the header written with zero counts.
-    pub fn new(buf: &'b mut Vec<u8>, id: u16, flags: u16, limit: usize) -> Self {
+    pub fn new(buf: &'b mut Vec<u8>, id: u16, flags: Flags, limit: usize) -> Self {
         buf.clear();
         buf.extend_from_slice(&id.to_be_bytes());
-        buf.extend_from_slice(&flags.to_be_bytes());
+        buf.extend_from_slice(&flags.0.to_be_bytes());
         buf.extend_from_slice(&[0; 8]);
         Writer {
             buf,
@@ -76,18 +69,18 @@ impl<'b> Writer<'b> {
         self.remember(start, raw_name);
     }
 
-    pub fn flags(&self) -> u16 {
-        super::bytes::u16_at(self.buf, 2).unwrap_or(0)
+    /// The header's flags as written so far.
+    pub fn flags(&self) -> Flags {
+        Flags(super::bytes::u16_at(self.buf, 2).unwrap_or(0))
     }
 
-    pub fn set_flags(&mut self, flags: u16) {
-        self.buf[2..4].copy_from_slice(&flags.to_be_bytes());
+    pub fn set_flags(&mut self, flags: Flags) {
+        self.buf[2..4].copy_from_slice(&flags.0.to_be_bytes());
     }
 
     /// Sets the header's RCODE bits (an extended code's upper bits go in the OPT record).
     pub fn set_rcode(&mut self, rcode: Rcode) {
-        let flags = (self.flags() & !0x000F) | rcode.header_bits();
-        self.set_flags(flags);
+        self.set_flags(self.flags().with_rcode(rcode));
     }
 
     /// The message as written so far, for what is appended after the writer's part (a TSIG
