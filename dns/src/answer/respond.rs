@@ -29,7 +29,7 @@ use crate::{
     wire::read as wire,
     wire::rtype,
     wire::write::{Full, Mark, OPT_LEN, Owner, Section, Writer},
-    wire::{Flags, Opcode},
+    wire::{Class, Flags, Opcode},
     zone::catalog::Catalog,
     zone::{NodeId, RRset, Zone, rdata_name_offset},
 };
@@ -40,8 +40,6 @@ pub const MAX_UDP_PAYLOAD: u16 = 1232;
 const PLAIN_UDP_PAYLOAD: usize = 512;
 /// Most CNAMEs followed inside a zone before the chain is cut short.
 const MAX_CHAIN: usize = 8;
-/// The CHAOS class (RFC 1035), where servers answer questions about themselves.
-const CHAOS: u16 = 3;
 
 /// The transport a query arrived on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,7 +111,7 @@ pub struct Query<'q> {
     /// The question name exactly as received.
     pub qname: &'q [u8],
     pub qtype: Rtype,
-    pub qclass: u16,
+    pub qclass: Class,
     edns: Option<Edns<'q>>,
     /// The last record is a TSIG record (checked in full by `tsig`).
     tsig: bool,
@@ -226,7 +224,7 @@ fn parse(packet: &[u8]) -> Result<Query<'_>, Malformed> {
     let (qdcount, ancount, nscount, arcount) = (word(4), word(6), word(8), word(10));
     let mut at = 12;
     let (qname, qtype, qclass) = match qdcount {
-        0 => (&packet[12..12], Rtype(0), 0),
+        0 => (&packet[12..12], Rtype(0), Class(0)),
         1 => {
             let Some(name_len) = name::wire_len(&packet[12..]) else {
                 return Err(formerr);
@@ -238,7 +236,7 @@ fn parse(packet: &[u8]) -> Result<Query<'_>, Malformed> {
                 return Err(formerr);
             };
             at += 4;
-            (&packet[12..12 + name_len], Rtype(qtype), qclass)
+            (&packet[12..12 + name_len], Rtype(qtype), Class(qclass))
         }
         _ => return Err(formerr),
     };
@@ -596,7 +594,7 @@ impl Responder {
                 w.set_rcode(Rcode::FORMERR);
             }
             Outcome::Reply
-        } else if query.qclass == CHAOS {
+        } else if query.qclass == Class::CH {
             self.chaos(query, w);
             Outcome::Reply
         } else {
@@ -743,7 +741,7 @@ impl Responder {
             Section::Answer,
             Owner::At(12),
             rtype::TXT,
-            CHAOS,
+            Class::CH,
             0,
             &rdata[..=text.len()],
         );
@@ -769,7 +767,7 @@ impl Responder {
             catalog.find_counted(qkey.get())
         };
         let zone = match (query.qclass, zone) {
-            (1 | 255, Some((zone, zone_counters))) => {
+            (Class::IN | Class::ANY, Some((zone, zone_counters))) => {
                 *counters = Some(zone_counters);
                 zone
             }

@@ -14,7 +14,7 @@ use crate::{
     wire::read as wire,
     wire::rtype,
     wire::write::{Owner, Section, Writer},
-    wire::{Flags, Opcode},
+    wire::{Class, Flags, Opcode},
     zone::Rr,
 };
 
@@ -78,7 +78,7 @@ fn notify_message(id: u16, soa: &Rr, key: Option<&Key>) -> (Vec<u8>, Option<Vec<
         Flags::of_opcode(Opcode::NOTIFY) | Flags::AA,
         65_535,
     );
-    w.question(&soa.owner, rtype::SOA, 1);
+    w.question(&soa.owner, rtype::SOA, Class::IN);
     // The new SOA as a hint (RFC 1996 section 3.7).
     let _ = w.record(
         Section::Answer,
@@ -189,7 +189,7 @@ pub async fn ask(
 ) -> Result<Vec<wire::Record>, TransferError> {
     let id = random_id();
     let mut message = Vec::with_capacity(512);
-    Writer::new(&mut message, id, Flags::default(), 512).question(name, qtype, 1);
+    Writer::new(&mut message, id, Flags::default(), 512).question(name, qtype, Class::IN);
     let mac = key.map(|key| tsig::sign(&mut message, key, None, unix_now()));
     let socket = UdpSocket::bind(sources.towards(server)).await?;
     let mut reply = None;

@@ -31,6 +31,7 @@ use crate::{
     transfer::journal::{self, Diff},
     transfer::notify::{Sources, primary_serial, unix_now},
     transfer::tsig::{self, Key, StreamVerifier},
+    wire::Class,
     wire::Flags,
     wire::Rcode,
     wire::Rtype,
@@ -270,7 +271,7 @@ pub async fn transfer_in(
     let mut request = Vec::with_capacity(512);
     {
         let mut w = Writer::new(&mut request, id, Flags::default(), 65_535);
-        w.question(origin, qtype, 1);
+        w.question(origin, qtype, Class::IN);
         if let Some(soa) = &current_soa {
             let _ = w.record(
                 Section::Authority,
@@ -354,7 +355,7 @@ impl<'o> Incoming<'o> {
             if self.complete {
                 return Err(TransferError::AfterTheEnd);
             }
-            if record.class != 1 {
+            if record.class != Class::IN {
                 return Err(TransferError::OtherClass);
             }
             if !name::is_subdomain(&record.owner, self.origin) {

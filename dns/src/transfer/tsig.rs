@@ -20,6 +20,7 @@ use subtle::ConstantTimeEq;
 use ring::hmac;
 
 use crate::{
+    wire::Class,
     wire::bytes,
     wire::name::{self, NameError, wire_len},
     wire::read as wire,
@@ -42,7 +43,6 @@ pub mod error {
 
 /// Seconds of clock difference allowed, as every implementation uses (RFC 8945 section 10).
 pub const FUDGE: u16 = 300;
-const CLASS_ANY: u16 = 255;
 
 /// A TSIG algorithm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -291,7 +291,7 @@ impl TsigRecord {
             let record = wire::read_record(message, at).ok_or(Malformed)?;
             if record.rtype == rtype::TSIG {
                 // Section 5.1: only as the last record, and of class ANY.
-                if i + 1 != total || record.class != CLASS_ANY {
+                if i + 1 != total || record.class != Class::ANY {
                     return Err(Malformed);
                 }
                 return parse_rdata(
@@ -371,7 +371,7 @@ impl Digest {
     /// Every TSIG variable (section 4.3.3).
     fn variables(mut self, key: &Key, time: u64, fudge: u16, error: u16, other: &[u8]) -> Vec<u8> {
         self.0.extend_from_slice(&key.name);
-        self.0.extend_from_slice(&CLASS_ANY.to_be_bytes());
+        self.0.extend_from_slice(&Class::ANY.to_be_bytes());
         self.0.extend_from_slice(&0u32.to_be_bytes());
         self.0.extend_from_slice(&key.algorithm.wire());
         self = self.timers_only(time, fudge);
@@ -574,7 +574,7 @@ fn append(
 fn push_record(message: &mut Vec<u8>, owner: &[u8], rdata: &[u8]) {
     message.extend_from_slice(owner);
     message.extend_from_slice(&rtype::TSIG.to_be_bytes());
-    message.extend_from_slice(&CLASS_ANY.to_be_bytes());
+    message.extend_from_slice(&Class::ANY.to_be_bytes());
     message.extend_from_slice(&0u32.to_be_bytes());
     message.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
     message.extend_from_slice(rdata);

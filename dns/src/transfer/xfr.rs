@@ -12,11 +12,11 @@ use crate::{
     answer::TransferRequest,
     transfer::journal::{self, Journals},
     transfer::tsig::{self, StreamSigner},
-    wire::Flags,
     wire::Rtype,
     wire::bytes,
     wire::rtype,
     wire::write::{Owner, Section, Writer},
+    wire::{Class, Flags},
     zone::Rr,
     zone::Zone,
 };
@@ -141,7 +141,7 @@ fn write(packet: &[u8], records: &[Rr], limit: usize) -> Vec<Vec<u8>> {
     if let Some(question) = question.filter(|q| q.len() > 4) {
         let (name, fixed) = question.split_at(question.len() - 4);
         let field = |at| bytes::u16_at(fixed, at).unwrap_or(0);
-        w.question(name, Rtype(field(0)), field(2));
+        w.question(name, Rtype(field(0)), Class(field(2)));
     }
     for rr in records {
         if w.record(

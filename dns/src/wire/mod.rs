@@ -7,4 +7,4 @@ pub mod read;
 pub mod types;
 pub mod write;
 
-pub use types::{Flags, Opcode, Rcode, Rtype, rtype};
+pub use types::{Class, Flags, Opcode, Rcode, Rtype, rtype};

@@ -2,7 +2,7 @@
 //! owners and inside RDATA. Transfers in (AXFR, IXFR), SOA answers and TSIG records are read
 //! here; queries, which cannot be compressed, have their own faster path in `answer`.
 
-use crate::wire::{Rtype, bytes, name::MAX_NAME, rtype};
+use crate::wire::{Class, Rtype, bytes, name::MAX_NAME, rtype};
 
 /// Most compression pointers followed in one name: more means a loop.
 const MAX_POINTERS: usize = 64;
@@ -50,7 +50,7 @@ pub fn read_name(message: &[u8], at: usize) -> Option<(Vec<u8>, usize)> {
 pub struct Record {
     pub owner: Vec<u8>,
     pub rtype: Rtype,
-    pub class: u16,
+    pub class: Class,
     pub ttl: u32,
     /// With every name in it uncompressed.
     pub rdata: Vec<u8>,
@@ -63,7 +63,7 @@ pub struct Record {
 pub fn read_record(message: &[u8], at: usize) -> Option<Record> {
     let (owner, fixed_at) = read_name(message, at)?;
     let rtype = Rtype(bytes::u16_at(message, fixed_at)?);
-    let class = bytes::u16_at(message, fixed_at + 2)?;
+    let class = Class(bytes::u16_at(message, fixed_at + 2)?);
     let ttl = bytes::u32_at(message, fixed_at + 4)?;
     let rdlen = usize::from(bytes::u16_at(message, fixed_at + 8)?);
     let start = fixed_at + 10;

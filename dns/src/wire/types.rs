@@ -1,5 +1,5 @@
 //! The protocol's numbers, each in one place: record types (numbers, mnemonics, and whether a
-//! zone file may hold them), response codes, opcodes, the header's flags.
+//! zone file may hold them), classes, response codes, opcodes, the header's flags.
 
 /// A record type (RFC 1035 section 3.2.2): its number; its mnemonic through `Display`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -360,5 +360,23 @@ impl std::ops::Not for Flags {
     type Output = Flags;
     fn not(self) -> Flags {
         Flags(!self.0)
+    }
+}
+
+/// A record's or question's class (RFC 1035 section 3.2.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Class(pub u16);
+
+impl Class {
+    /// The Internet.
+    pub const IN: Class = Class(1);
+    /// CHAOS: the server's identity and version (`version.bind`).
+    pub const CH: Class = Class(3);
+    /// Any class: questions, and the TSIG record's.
+    pub const ANY: Class = Class(255);
+
+    /// The class's two bytes on the wire.
+    pub fn to_be_bytes(self) -> [u8; 2] {
+        self.0.to_be_bytes()
     }
 }

@@ -4,7 +4,7 @@
 //! zone arena as wire bytes, without building intermediate message objects.
 
 use crate::{
-    wire::{Flags, Rcode, Rtype, rtype},
+    wire::{Class, Flags, Rcode, Rtype, rtype},
     zone::{RRset, rdata_name_offset},
 };
 
@@ -60,7 +60,7 @@ impl<'b> Writer<'b> {
 
     /// Copies the question as received (so 0x20 mixed case comes back byte for byte) and
     /// remembers its name for compression.
-    pub fn question(&mut self, raw_name: &[u8], qtype: Rtype, qclass: u16) {
+    pub fn question(&mut self, raw_name: &[u8], qtype: Rtype, qclass: Class) {
         let start = self.buf.len();
         self.buf.extend_from_slice(raw_name);
         self.buf.extend_from_slice(&qtype.to_be_bytes());
@@ -139,7 +139,7 @@ impl<'b> Writer<'b> {
         ttl: u32,
         rdata: &[u8],
     ) -> Result<(), Full> {
-        self.record_in_class(section, owner, rtype, 1, ttl, rdata)
+        self.record_in_class(section, owner, rtype, Class::IN, ttl, rdata)
     }
 
     /// Writes one record, or nothing if it does not fit.
@@ -148,7 +148,7 @@ impl<'b> Writer<'b> {
         section: Section,
         owner: Owner<'_>,
         rtype: Rtype,
-        class: u16,
+        class: Class,
         ttl: u32,
         rdata: &[u8],
     ) -> Result<(), Full> {
