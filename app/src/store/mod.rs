@@ -78,6 +78,9 @@ pub struct PoolState {
     pub in_use: usize,
     pub idle: usize,
     pub waiting: usize,
+    /// Threads of its own the backend reads on: SQLite's reader threads, a fixed number (none
+    /// for MySQL, whose connections are async).
+    pub threads: usize,
 }
 
 /// The storage interface: one of the two backends.

@@ -325,6 +325,7 @@ impl Mysql {
             waiting: metrics
                 .active_wait_requests
                 .load(std::sync::atomic::Ordering::Relaxed),
+            threads: 0,
         }
     }
 

@@ -363,6 +363,7 @@ impl Sqlite {
                 .load(Ordering::Relaxed)
                 .saturating_sub(in_use),
             waiting: readers.waiting.load(Ordering::Relaxed),
+            threads: readers.size,
         }
     }
 
