@@ -10,6 +10,8 @@
 //! the next start never trusts a torn file. Written here because it is four system calls; the
 //! crates that do it carry far more than that.
 
+#![warn(missing_docs)]
+
 pub mod watch;
 
 use std::{
