@@ -6,6 +6,8 @@
 //! hands in as a [`Solver`] (its DNS for DNS-01, its edge for HTTP-01 and TLS-ALPN-01), and the
 //! certificates are written as files the edge picks up as they change.
 
+#![warn(missing_docs)]
+
 mod cluster;
 mod metrics;
 mod order;
@@ -38,6 +40,7 @@ pub struct Config {
     pub contact: Vec<String>,
     /// External account binding (for CAs that ask for it): the key id and the base64url MAC key.
     pub eab_kid: Option<String>,
+    /// The EAB MAC key, base64url.
     pub eab_hmac_key: Option<String>,
     /// A PEM root the CA's HTTPS endpoint is checked against (a private or test CA); default:
     /// the web's roots.
@@ -84,16 +87,27 @@ fn default_dns_port() -> u16 {
     53
 }
 
+/// Why a certificate could not be ordered or kept.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// A file in `state_dir` could not be read or written.
     #[error("{path}: {reason}")]
-    State { path: PathBuf, reason: String },
+    State {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The CA refused, or could not be reached.
     #[error("the CA: {}", chain(.0))]
     Acme(#[from] instant_acme::Error),
+    /// A challenge could not be set up or was not seen.
     #[error("{0}")]
     Challenge(String),
+    /// The `[acme]` table is wrong.
     #[error("[acme]: {0}")]
     Config(String),
+    /// The store the nodes share failed.
     #[error("the shared store: {0}")]
     Shared(String),
 }
@@ -125,8 +139,11 @@ impl Error {
 /// A certificate wanted: its names, and where its chain and key go.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Wanted {
+    /// The DNS names, wildcards as `*.example.com`.
     pub names: Vec<String>,
+    /// Where the chain goes (PEM).
     pub cert: PathBuf,
+    /// Where the private key goes (PEM).
     pub key: PathBuf,
     /// `dns-01`, `http-01` or `tls-alpn-01`; default: DNS-01 where the DNS is ours, else HTTP-01.
     pub challenge: Option<String>,
@@ -134,6 +151,7 @@ pub struct Wanted {
 
 /// Work the binary does for this crate, awaited here.
 pub type Work<'a, T> = Pin<Box<dyn Future<Output = Result<T, Error>> + Send + 'a>>;
+/// Work that only says whether it succeeded.
 pub type Check<'a> = Work<'a, ()>;
 
 /// Who answers the challenges on this node, and what is wanted.
@@ -159,20 +177,25 @@ pub trait Solver: Send + Sync + 'static {
 /// leases so that one node orders a certificate while the others wait for it. One node alone
 /// has the same, in its own database.
 pub trait Shared: Send + Sync + 'static {
+    /// Sets the value `name`.
     fn put<'a>(&'a self, name: &'a str, value: &'a [u8]) -> Work<'a, ()>;
+    /// Removes the value `name`.
     fn delete<'a>(&'a self, name: &'a str) -> Work<'a, ()>;
     /// Every value whose name starts with `prefix`.
     fn list<'a>(&'a self, prefix: &'a str) -> Work<'a, Vec<(String, Vec<u8>)>>;
     /// Takes the lease `name` for `holder` for `seconds` if nobody else holds it; whether
     /// `holder` has it.
     fn lease<'a>(&'a self, name: &'a str, holder: &'a str, seconds: u64) -> Work<'a, bool>;
+    /// Gives up the lease `name` if `holder` has it.
     fn release<'a>(&'a self, name: &'a str, holder: &'a str) -> Work<'a, ()>;
 }
 
 /// How one certificate stands, for `ctl status` and metrics.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct CertificateStatus {
+    /// Its DNS names.
     pub names: Vec<String>,
+    /// Who issued the one in use.
     pub issuer: Option<String>,
     /// Seconds since the Unix epoch.
     pub not_after: Option<u64>,
@@ -180,11 +203,13 @@ pub struct CertificateStatus {
     pub renew_at: Option<u64>,
     /// `ok`, or why the last order failed.
     pub last_result: Option<String>,
+    /// When the last order was tried (seconds since the Unix epoch).
     pub last_attempt: Option<u64>,
     /// Failed orders in a row.
     pub failures: u32,
     /// Orders by this node, and how many of them were issued.
     pub orders: u64,
+    /// Of them, the orders that gave a certificate.
     pub issued: u64,
 }
 
@@ -197,6 +222,7 @@ pub struct Status {
 }
 
 impl Status {
+    /// Every certificate this node manages, as it stands now.
     pub fn certificates(&self) -> Vec<CertificateStatus> {
         let mut all: Vec<CertificateStatus> = self
             .certificates
@@ -264,8 +290,11 @@ struct Plan {
 /// in leases (unique per process).
 #[derive(Clone)]
 pub struct Node {
+    /// Who answers the challenges here.
     pub solver: Arc<dyn Solver>,
+    /// What the nodes share: values and leases.
     pub shared: Arc<dyn Shared>,
+    /// This process's name in leases.
     pub id: String,
 }
 

@@ -22,6 +22,7 @@ pub fn account_path(state_dir: &Path, directory: &str) -> PathBuf {
     state_dir.join("acme/accounts").join(format!("{hex}.json"))
 }
 
+/// The account's credentials kept at `path`, if there are any.
 pub fn read_account(path: &Path) -> Result<Option<instant_acme::AccountCredentials>, Error> {
     match std::fs::read(path) {
         Ok(bytes) => serde_json::from_slice(&bytes)
@@ -38,6 +39,7 @@ pub fn read_account(path: &Path) -> Result<Option<instant_acme::AccountCredentia
     }
 }
 
+/// Keeps the account's credentials at `path`, readable by this user only.
 pub fn write_account(
     path: &Path,
     credentials: &instant_acme::AccountCredentials,
@@ -53,11 +55,15 @@ pub fn write_account(
 /// What the certificate in a PEM chain file says of itself.
 #[derive(Debug, Clone)]
 pub struct Issued {
+    /// The leaf certificate.
     pub leaf: CertificateDer<'static>,
     /// Its DNS names, lower-case (`*.` kept).
     pub names: Vec<String>,
+    /// Its issuer's name.
     pub issuer: String,
+    /// When it starts to be valid.
     pub not_before: SystemTime,
+    /// When it expires.
     pub not_after: SystemTime,
 }
 
@@ -68,6 +74,7 @@ impl Issued {
         Issued::parse(&pem)
     }
 
+    /// The first certificate of a PEM chain; `None` if there is none or it does not parse.
     pub fn parse(pem: &[u8]) -> Option<Issued> {
         let leaf = CertificateDer::pem_slice_iter(pem).next()?.ok()?;
         let (_, cert) = x509_parser::parse_x509_certificate(&leaf).ok()?;
