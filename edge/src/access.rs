@@ -12,17 +12,25 @@ use http::{Method, Version};
 /// One request, as its access line shows it.
 #[derive(Debug, Clone, Copy)]
 pub struct Entry<'a> {
+    /// The request's method.
     pub method: &'a Method,
+    /// Its path and query.
     pub path: &'a str,
+    /// The response's status.
     pub status: u16,
     /// Body bytes sent.
     pub bytes: u64,
     /// From the request's arrival to the end of its response.
     pub micros: u64,
+    /// The HTTP version it came over.
     pub version: Version,
+    /// The client's address (from a trusted proxy's header where configured).
     pub peer: Option<SocketAddr>,
+    /// The `Host` (or `:authority`).
     pub host: Option<&'a str>,
+    /// The `User-Agent`.
     pub user_agent: Option<&'a str>,
+    /// The `Referer`.
     pub referer: Option<&'a str>,
     /// Written as 16 hex digits.
     pub request_id: u64,
@@ -44,6 +52,7 @@ impl Entry<'_> {
 
 /// Where access lines go.
 pub trait Writer: Send + Sync + 'static {
+    /// Writes one line, soon (lines may be batched).
     fn write(&self, entry: &Entry<'_>);
 }
 

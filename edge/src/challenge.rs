@@ -27,6 +27,7 @@ pub struct Challenges {
 }
 
 impl Challenges {
+    /// No challenge answered yet; certificates made with `provider`.
     pub fn new(provider: Arc<CryptoProvider>) -> Challenges {
         Challenges {
             provider,

@@ -2,6 +2,8 @@ use std::{io, net::SocketAddr, path::PathBuf};
 
 /// Errors of the web edge.
 #[derive(Debug, thiserror::Error)]
+// The fields are named for what they hold; each variant's message says how they read.
+#[allow(missing_docs)]
 pub enum Error {
     #[error("certificate {}: {reason}", path.display())]
     Certificate { path: PathBuf, reason: String },

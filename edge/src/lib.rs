@@ -13,6 +13,8 @@
 //! The edge knows nothing of DNS or SQL: it is handed the app as a service and serves it where
 //! the routes say.
 
+#![warn(missing_docs)]
+
 pub mod access;
 mod activity;
 pub mod challenge;
@@ -131,16 +133,21 @@ impl std::fmt::Debug for Live {
 /// Sockets for the edge: plain HTTP, and HTTPS on TCP and UDP with the same port.
 #[derive(Debug)]
 pub struct Sockets {
+    /// The plain-HTTP listener (redirects, HTTP-01).
     pub http: std::net::TcpListener,
+    /// HTTPS over TCP (HTTP/1.1 and HTTP/2).
     pub https_tcp: std::net::TcpListener,
+    /// HTTPS over QUIC (HTTP/3), on the same port.
     pub https_udp: std::net::UdpSocket,
 }
 
 impl Sockets {
+    /// The plain-HTTP address bound.
     pub fn http_addr(&self) -> Option<SocketAddr> {
         self.http.local_addr().ok()
     }
 
+    /// The HTTPS address bound (TCP and UDP share it).
     pub fn https_addr(&self) -> Option<SocketAddr> {
         self.https_tcp.local_addr().ok()
     }

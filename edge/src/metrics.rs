@@ -24,12 +24,16 @@ const DURATIONS: [u64; 12] = [
 /// The protocol a request came over, as a table index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
+    /// HTTP/1.1 (or 1.0).
     H1 = 0,
+    /// HTTP/2.
     H2 = 1,
+    /// HTTP/3.
     H3 = 2,
 }
 
 impl Protocol {
+    /// The protocol of a request's version.
     pub fn of(version: Version) -> Protocol {
         match version {
             Version::HTTP_2 => Protocol::H2,
@@ -74,6 +78,7 @@ thread_local! {
 }
 
 #[derive(Debug)]
+/// Counters of connections, handshakes and requests, by protocol.
 pub struct Metrics {
     connections: [AtomicU64; PROTOCOLS.len()],
     open: [AtomicI64; PROTOCOLS.len()],
@@ -100,6 +105,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
     quic: Mutex::new(None),
 });
 
+/// The edge's counters, for the whole process.
 pub fn metrics() -> &'static Metrics {
     &METRICS
 }

@@ -20,6 +20,7 @@ pub struct Prober {
 }
 
 impl Prober {
+    /// A prober; `verify_certificate` checks the peers' certificates against the web's roots.
     pub fn new(verify_certificate: bool) -> Result<Prober, rustls::Error> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = ClientConfig::builder_with_provider(provider.clone())
@@ -114,6 +115,7 @@ impl Tally {
         }
     }
 
+    /// Whether the address counts as up now.
     pub fn is_up(&self) -> bool {
         self.up
     }

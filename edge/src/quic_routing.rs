@@ -53,7 +53,9 @@ const NONCE_LEN: usize = 6;
 /// Which process issued a connection ID, and the key that hides it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Generation {
+    /// The process's number in the upgrade sequence.
     pub id: u16,
+    /// The key the generations share.
     pub key: [u8; 16],
 }
 
@@ -194,6 +196,7 @@ impl fmt::Debug for QuicRouting {
 }
 
 impl QuicRouting {
+    /// This process, of `generation`, with no other process linked yet.
     pub fn new(generation: Generation) -> QuicRouting {
         QuicRouting {
             generation,
@@ -201,6 +204,7 @@ impl QuicRouting {
         }
     }
 
+    /// This process's generation.
     pub fn generation(&self) -> &Generation {
         &self.generation
     }

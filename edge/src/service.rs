@@ -49,6 +49,7 @@ pub struct Stamp {
 }
 
 impl Stamp {
+    /// The headers every response of a site gets, with HTTPS on `https_port`.
     pub fn new(https_port: u16, headers: &Headers) -> Result<Stamp, Error> {
         let Headers {
             hsts_max_age,

@@ -27,13 +27,25 @@ use crate::error::Error;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
     /// PEM files named in the configuration.
-    Files { cert: PathBuf, key: PathBuf },
+    Files {
+        /// The chain.
+        cert: PathBuf,
+        /// Its private key.
+        key: PathBuf,
+    },
     /// A self-signed certificate for `names`, created once in `folder` and reused.
-    SelfSigned { folder: PathBuf, names: Vec<String> },
+    SelfSigned {
+        /// Where it is kept.
+        folder: PathBuf,
+        /// The names it covers.
+        names: Vec<String>,
+    },
     /// A certificate for `names` from an ACME CA, which the binary writes into `folder` (see
     /// [`Source::acme`]); until there is one, a self-signed one for the same names.
     Acme {
+        /// Where the binary writes it.
         folder: PathBuf,
+        /// The names it covers.
         names: Vec<String>,
         /// The challenge the site asks for (`http-01`, `tls-alpn-01`, `dns-01`), if any.
         challenge: Option<String>,
@@ -43,10 +55,13 @@ pub enum Source {
 /// A certificate the binary orders from an ACME CA for the edge.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AcmeCertificate {
+    /// The DNS names.
     pub names: Vec<String>,
     /// Where the binary writes the chain and the key (atomically; the edge picks them up).
     pub cert: PathBuf,
+    /// Where the private key goes.
     pub key: PathBuf,
+    /// The challenge the site asks for, if any.
     pub challenge: Option<String>,
 }
 

@@ -18,6 +18,7 @@ pub struct SiteConfig {
     pub root: Option<PathBuf>,
     /// PEM certificate chain and key; without them, `[edge]`'s, else the self-signed one.
     pub cert: Option<PathBuf>,
+    /// The private key of `cert`.
     pub key: Option<PathBuf>,
     /// With `[acme]` and no certificate files: the ACME challenge to use (`dns-01`, `http-01`,
     /// `tls-alpn-01`); default: DNS-01 for names in the zones served here, else HTTP-01.
@@ -83,15 +84,19 @@ pub struct RouteConfig {
     /// A path prefix (`/api/` matches `/api/x`; `/api` also matches `/api` itself and `/api/x`,
     /// never `/apix`), or with `exact` the one path.
     pub path: String,
+    /// Only the path itself, not what is below it.
     pub exact: bool,
     /// The methods matched; empty: all.
     pub methods: Vec<String>,
+    /// What the route does.
     pub action: Action,
     /// The path prefix is taken off before the request goes on (proxy, FastCGI, files).
     pub strip_prefix: bool,
     /// Largest request body, in bytes (413 above it); default: `[edge] max_body_bytes`.
     pub max_body_bytes: Option<u64>,
+    /// Headers set or removed on the request before it goes on.
     pub request_headers: HeaderRules,
+    /// Headers set or removed on the response.
     pub response_headers: HeaderRules,
 }
 
