@@ -10,7 +10,9 @@
 //! The app knows nothing of sockets, TLS or ports: the binary mounts its router in front of the
 //! static site, and the edge serves both.
 
-pub mod api;
+#![warn(missing_docs)]
+
+mod api;
 mod cache;
 mod limit;
 pub mod metrics;
@@ -49,6 +51,7 @@ pub struct Config {
     /// Comments one client address may post per minute, after `comment_burst` at once; 0 for
     /// no limit. Beyond it: 429 with `Retry-After`.
     pub comments_per_minute: u32,
+    /// Comments one address may post at once before the per-minute rate applies.
     pub comment_burst: u32,
     /// Milliseconds a rendered page or JSON response is kept for the next reads; this node's
     /// own writes drop what they change at once, so this bounds only how late writes made
@@ -74,11 +77,15 @@ impl Default for Config {
 /// Errors that stop the app from starting.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// The database could not be opened or migrated.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The API token file could not be read or written.
     #[error("API token file {}: {source}", path.display())]
     Token {
+        /// The file.
         path: std::path::PathBuf,
+        /// Why.
         source: std::io::Error,
     },
 }
@@ -86,6 +93,7 @@ pub enum Error {
 /// What every handler shares.
 #[derive(Clone)]
 pub struct AppState {
+    /// The posts' database.
     pub store: Store,
     token: Arc<str>,
     comments: Arc<CommentLimit>,

@@ -9,61 +9,86 @@ mod sqlite;
 use serde::Serialize;
 use tracing::warn;
 
-pub use self::{mysql::Mysql, sqlite::Sqlite};
+use self::{mysql::Mysql, sqlite::Sqlite};
 
 /// A post as stored, with its number of comments.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Post {
+    /// Its number, given by the database.
     pub id: i64,
+    /// The title, as the author wrote it.
     pub title: String,
+    /// The body, as the author wrote it (rendered escaped).
     pub body: String,
     /// Microseconds since the Unix epoch.
     pub created_at: i64,
+    /// Microseconds since the Unix epoch, of the last change.
     pub updated_at: i64,
     /// Incremented on every change; the ETag is derived from it.
     pub version: i64,
+    /// How many comments it has.
     pub comment_count: i64,
 }
 
+/// A comment on a post.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Comment {
+    /// Its number, given by the database.
     pub id: i64,
+    /// The post it is on.
     pub post_id: i64,
+    /// Who wrote it, as they gave their name.
     pub author: String,
+    /// What they wrote.
     pub body: String,
+    /// Microseconds since the Unix epoch.
     pub created_at: i64,
 }
 
 /// One page of a post's comments, oldest first, and the cursor for the next (newer) page.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommentPage {
+    /// The comments, oldest first.
     pub comments: Vec<Comment>,
+    /// The cursor for the next page, if there is one.
     pub next: Option<i64>,
 }
 
 /// One page of posts, newest first, and the cursor for the next (older) page.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Page {
+    /// The posts, newest first.
     pub posts: Vec<Post>,
+    /// The cursor for the next page, if there is one.
     pub next: Option<i64>,
 }
 
+/// Why a database call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The database cannot be reached or did not answer in time; retrying later may work.
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// No such post.
     #[error("not found")]
     NotFound,
     /// A conditional update whose expected version is no longer current.
     #[error("the post has changed")]
     Conflict,
+    /// The database was migrated by a newer binary.
     #[error("the database schema is version {found}, newer than the {known} this binary knows")]
-    SchemaTooNew { found: i64, known: i64 },
+    SchemaTooNew {
+        /// The database's schema version.
+        found: i64,
+        /// The newest this binary knows.
+        known: i64,
+    },
+    /// The database URL names no backend this binary has.
     #[error(
         "unsupported database URL {0:?}: use sqlite://PATH or mysql://user:password@host:port/db"
     )]
     Url(String),
+    /// Anything else the database said.
     #[error("database error: {0}")]
     Database(String),
     /// A transaction that lost a deadlock or Galera's certification: nothing was committed;
@@ -75,17 +100,23 @@ pub enum StoreError {
 /// A connection pool's state: connections in use and idle, requests waiting for one.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PoolState {
+    /// Connections busy with a call.
     pub in_use: usize,
+    /// Connections open and free.
     pub idle: usize,
+    /// Calls waiting for a connection.
     pub waiting: usize,
     /// Threads of its own the backend reads on: SQLite's reader threads, a fixed number (none
     /// for MySQL, whose connections are async).
     pub threads: usize,
 }
 
-/// The storage interface: one of the two backends.
+/// The storage interface, over one of the two backends.
 #[derive(Debug, Clone)]
-pub enum Store {
+pub struct Store(Backend);
+
+#[derive(Debug, Clone)]
+enum Backend {
     Sqlite(Sqlite),
     Mysql(Mysql),
 }
@@ -93,20 +124,21 @@ pub enum Store {
 /// A value the nodes of a cluster share through the database (certificates, challenges).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Shared {
+    /// Its name (`acme/...`).
     pub name: String,
+    /// Its bytes.
     pub value: Vec<u8>,
     /// Unix seconds.
     pub updated_at: i64,
 }
 
-/// Runs the same method on whichever backend the store is.
 /// Runs an operation on the backend in use, timed and counted under its name.
 macro_rules! dispatch {
     ($self:ident, $store:ident => $store2:ident . $op:ident ( $($arg:expr),* )) => {
         crate::metrics::timed(stringify!($op), async {
-            match $self {
-                Store::Sqlite($store) => $store2.$op($($arg),*).await,
-                Store::Mysql($store) => $store2.$op($($arg),*).await,
+            match &$self.0 {
+                Backend::Sqlite($store) => $store2.$op($($arg),*).await,
+                Backend::Mysql($store) => $store2.$op($($arg),*).await,
             }
         })
         .await
@@ -117,11 +149,11 @@ impl Store {
     /// Opens the database named by `url` and brings its schema up to date.
     pub async fn open(url: &str) -> Result<Store, StoreError> {
         if let Some(path) = url.strip_prefix("sqlite://") {
-            let store = Store::Sqlite(Sqlite::open(path).await?);
+            let store = Store(Backend::Sqlite(Sqlite::open(path).await?));
             store.migrate().await?;
             Ok(store)
         } else if url.starts_with("mysql://") {
-            let store = Store::Mysql(Mysql::open(url)?);
+            let store = Store(Backend::Mysql(Mysql::open(url)?));
             match store.migrate().await {
                 // A server that is down now gets migrated when it comes back; until then
                 // requests that need it are answered 503.
@@ -158,16 +190,17 @@ impl Store {
 
     /// The connection pool now.
     pub fn pool(&self) -> PoolState {
-        match self {
-            Store::Sqlite(s) => s.pool(),
-            Store::Mysql(s) => s.pool(),
+        match &self.0 {
+            Backend::Sqlite(s) => s.pool(),
+            Backend::Mysql(s) => s.pool(),
         }
     }
 
+    /// The backend's name, `sqlite` or `mysql`.
     pub fn backend(&self) -> &'static str {
-        match self {
-            Store::Sqlite(_) => "sqlite",
-            Store::Mysql(_) => "mysql",
+        match &self.0 {
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Mysql(_) => "mysql",
         }
     }
 
@@ -180,6 +213,7 @@ impl Store {
         dispatch!(self, s => s.put_shared(name, value, now))
     }
 
+    /// Removes the shared value `name`.
     pub async fn delete_shared(&self, name: &str) -> Result<(), StoreError> {
         dispatch!(self, s => s.delete_shared(name))
     }
@@ -219,6 +253,7 @@ impl Store {
         Ok(Page { posts, next })
     }
 
+    /// The post `id`, with its number of comments.
     pub async fn get_post(&self, id: i64) -> Result<Post, StoreError> {
         dispatch!(self, s => s.get_post(id))
     }
@@ -237,6 +272,7 @@ impl Store {
         Ok((post, CommentPage { comments, next }))
     }
 
+    /// Stores a new post, written now.
     pub async fn create_post(&self, title: &str, body: &str) -> Result<Post, StoreError> {
         dispatch!(self, s => s.create_post(title, body, now()))
     }
@@ -258,6 +294,7 @@ impl Store {
         dispatch!(self, s => s.delete_post(id))
     }
 
+    /// Adds a comment to a post (`NotFound` if the post is gone), in one transaction.
     pub async fn add_comment(
         &self,
         post_id: i64,
