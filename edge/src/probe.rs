@@ -51,48 +51,72 @@ impl Prober {
         host: &str,
         path: &str,
         timeout: Duration,
-    ) -> Result<(), String> {
+    ) -> Result<(), ProbeError> {
         let attempt = async {
             let tcp = tokio::net::TcpStream::connect(address)
                 .await
-                .map_err(|e| format!("connect: {e}"))?;
-            let name = ServerName::try_from(host.to_string()).map_err(|e| e.to_string())?;
+                .map_err(ProbeError::Connect)?;
+            let name = ServerName::try_from(host.to_string())
+                .map_err(|_| ProbeError::Name(host.to_string()))?;
             let tls = tokio_rustls::TlsConnector::from(self.tls.clone())
                 .connect(name, tcp)
                 .await
-                .map_err(|e| format!("tls: {e}"))?;
+                .map_err(ProbeError::Tls)?;
             let status = get(tls, host, path).await?;
             if status.is_success() {
                 Ok(())
             } else {
-                Err(format!("status {status}"))
+                Err(ProbeError::Status(status))
             }
         };
         tokio::time::timeout(timeout, attempt)
             .await
-            .unwrap_or_else(|_| Err(format!("no answer within {} ms", timeout.as_millis())))
+            .unwrap_or(Err(ProbeError::Timeout(timeout)))
     }
 }
 
+/// Why a checked address does not count as healthy this round.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    /// No TCP connection.
+    #[error("connect: {0}")]
+    Connect(std::io::Error),
+    /// The name to check is not one TLS can carry.
+    #[error("not a server name: {0:?}")]
+    Name(String),
+    /// The TLS handshake failed.
+    #[error("tls: {0}")]
+    Tls(std::io::Error),
+    /// No connection to an upstream.
+    #[error("{0}")]
+    Upstream(String),
+    /// The HTTP exchange failed.
+    #[error("http: {0}")]
+    Http(#[from] hyper::Error),
+    /// The request could not be built (a path that is not one).
+    #[error("request: {0}")]
+    Request(#[from] http::Error),
+    /// An answer, but not the status asked for.
+    #[error("status {0}")]
+    Status(http::StatusCode),
+    /// No answer in time.
+    #[error("no answer within {} ms", .0.as_millis())]
+    Timeout(Duration),
+}
+
 /// One HTTP/1.1 GET of `path` with `host` over `io`, a connection made for it: the status.
-pub async fn get<I>(io: I, host: &str, path: &str) -> Result<http::StatusCode, String>
+pub async fn get<I>(io: I, host: &str, path: &str) -> Result<http::StatusCode, ProbeError>
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io))
-        .await
-        .map_err(|e| format!("http: {e}"))?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
     tokio::spawn(connection);
     let request = http::Request::get(path)
         .header(http::header::HOST, host)
         .header(http::header::USER_AGENT, "foobar-health-check")
         .header(http::header::CONNECTION, "close")
-        .body(Empty::<bytes::Bytes>::new())
-        .map_err(|e| e.to_string())?;
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(|e| format!("http: {e}"))?;
+        .body(Empty::<bytes::Bytes>::new())?;
+    let response = sender.send_request(request).await?;
     Ok(response.status())
 }
 

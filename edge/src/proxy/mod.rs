@@ -51,6 +51,7 @@ use self::{
     pool::{Lease, SendError},
     upstream::{Scheme, Upstream},
 };
+use crate::probe::ProbeError;
 use crate::{
     Error,
     service::{Connection, Peer},
@@ -180,7 +181,7 @@ async fn check(
                 .connector
                 .connect(connect_timeout.min(timeout))
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| ProbeError::Upstream(e.to_string()))?;
             let status = crate::probe::get(stream, &host, &health.path).await?;
             let good = match health.status {
                 Some(expected) => status.as_u16() == expected,
@@ -189,12 +190,12 @@ async fn check(
             if good {
                 Ok(())
             } else {
-                Err(format!("status {status}"))
+                Err(ProbeError::Status(status))
             }
         };
         let result = tokio::time::timeout(timeout, attempt)
             .await
-            .unwrap_or_else(|_| Err(format!("no answer within {} ms", timeout.as_millis())));
+            .unwrap_or(Err(ProbeError::Timeout(timeout)));
         target.checked(result, health.rise, health.fall);
         drop(target);
         tokio::select! {

@@ -418,7 +418,7 @@ impl Upstream {
     }
 
     /// An active check's result.
-    pub fn checked(&self, result: Result<(), String>, rise: u32, fall: u32) {
+    pub fn checked(&self, result: Result<(), crate::probe::ProbeError>, rise: u32, fall: u32) {
         let healthy = result.is_ok();
         let mut tally = self.active.lock().unwrap_or_else(PoisonError::into_inner);
         let changed = match tally.as_mut() {
