@@ -26,7 +26,7 @@ use crate::{
     wire::Rtype,
     wire::bytes,
     wire::name::{self, MAX_KEY, MAX_NAME},
-    wire::read as wire,
+    wire::read,
     wire::rtype,
     wire::write::{Full, Mark, OPT_LEN, Owner, Section, Writer},
     wire::{Class, Flags, Opcode},
@@ -259,7 +259,7 @@ fn parse(packet: &[u8]) -> Result<Query<'_>, Malformed> {
         let authority = !additional && i >= u32::from(ancount);
         if authority && qtype == rtype::IXFR && record.rtype == rtype::SOA && ixfr_serial.is_none()
         {
-            ixfr_serial = wire::read_record(packet, at)
+            ixfr_serial = read::read_record(packet, at)
                 .and_then(|soa| crate::zone::soa_serial_minimum(&soa.rdata))
                 .map(|(serial, _)| serial);
         }

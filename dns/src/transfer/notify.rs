@@ -11,7 +11,7 @@ use crate::{
     transfer::tsig::{self, Key, StreamVerifier},
     wire::Rcode,
     wire::Rtype,
-    wire::read as wire,
+    wire::read,
     wire::rtype,
     wire::write::{Owner, Section, Writer},
     wire::{Class, Flags, Opcode},
@@ -186,7 +186,7 @@ pub async fn ask(
     server: SocketAddr,
     key: Option<&Arc<Key>>,
     sources: &Sources,
-) -> Result<Vec<wire::Record>, TransferError> {
+) -> Result<Vec<read::Record>, TransferError> {
     let id = random_id();
     let mut message = Vec::with_capacity(512);
     Writer::new(&mut message, id, Flags::default(), 512).question(name, qtype, Class::IN);
@@ -219,11 +219,11 @@ pub async fn ask(
             rcode: code,
         });
     }
-    let [_, answers, ..] = wire::counts(&reply).ok_or(TransferError::Short)?;
-    let mut at = wire::after_question(&reply).ok_or(TransferError::Malformed)?;
+    let [_, answers, ..] = read::counts(&reply).ok_or(TransferError::Short)?;
+    let mut at = read::after_question(&reply).ok_or(TransferError::Malformed)?;
     let mut records = Vec::with_capacity(usize::from(answers));
     for _ in 0..answers {
-        let record = wire::read_record(&reply, at).ok_or(TransferError::Malformed)?;
+        let record = read::read_record(&reply, at).ok_or(TransferError::Malformed)?;
         at = record.end;
         records.push(record);
     }

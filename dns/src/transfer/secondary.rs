@@ -37,7 +37,7 @@ use crate::{
     wire::Rtype,
     wire::bytes,
     wire::name,
-    wire::read as wire,
+    wire::read,
     wire::rtype,
     wire::write::{Owner, Section, Writer},
     zone::Rr,
@@ -347,10 +347,10 @@ impl<'o> Incoming<'o> {
         if code != Rcode::NOERROR {
             return Err(TransferError::Refused(code));
         }
-        let [_, answers, ..] = wire::counts(message).ok_or(TransferError::Short)?;
-        let mut at = wire::after_question(message).ok_or(TransferError::Malformed)?;
+        let [_, answers, ..] = read::counts(message).ok_or(TransferError::Short)?;
+        let mut at = read::after_question(message).ok_or(TransferError::Malformed)?;
         for _ in 0..answers {
-            let record = wire::read_record(message, at).ok_or(TransferError::MalformedRecord)?;
+            let record = read::read_record(message, at).ok_or(TransferError::MalformedRecord)?;
             at = record.end;
             if self.complete {
                 return Err(TransferError::AfterTheEnd);

@@ -23,7 +23,7 @@ use crate::{
     wire::Class,
     wire::bytes,
     wire::name::{self, NameError, wire_len},
-    wire::read as wire,
+    wire::read,
     wire::rtype,
 };
 
@@ -279,16 +279,16 @@ impl TsigRecord {
     /// The TSIG record of `message`: `Ok(None)` without one, `Err` if it is malformed or not
     /// the last record (a FORMERR).
     pub fn find(message: &[u8]) -> Result<Option<TsigRecord>, Malformed> {
-        let Some([_, an, ns, ar]) = wire::counts(message) else {
+        let Some([_, an, ns, ar]) = read::counts(message) else {
             return Err(Malformed);
         };
         if ar == 0 {
             return Ok(None);
         }
-        let mut at = wire::after_question(message).ok_or(Malformed)?;
+        let mut at = read::after_question(message).ok_or(Malformed)?;
         let total = u32::from(an) + u32::from(ns) + u32::from(ar);
         for i in 0..total {
-            let record = wire::read_record(message, at).ok_or(Malformed)?;
+            let record = read::read_record(message, at).ok_or(Malformed)?;
             if record.rtype == rtype::TSIG {
                 // Section 5.1: only as the last record, and of class ANY.
                 if i + 1 != total || record.class != Class::ANY {
