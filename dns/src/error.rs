@@ -1,4 +1,4 @@
-use std::{io, net::SocketAddr, path::PathBuf};
+use std::{io, path::PathBuf};
 
 /// Why a zone could not be loaded. Every variant names the file, and the line where there is one,
 /// so that `Display` reads like `zones/foobar.com.zone:12: unknown record type "AAA"`.
@@ -6,18 +6,18 @@ use std::{io, net::SocketAddr, path::PathBuf};
 // The fields are named for what they hold; each variant's message says how they read.
 #[allow(missing_docs)]
 pub enum ZoneError {
-    #[error("{}: {source}", file.display())]
     /// The file could not be read.
+    #[error("{}: {source}", file.display())]
     Read { file: PathBuf, source: io::Error },
-    #[error("{}:{line}: {reason}", file.display())]
     /// A record or directive is wrong, at this line.
+    #[error("{}:{line}: {reason}", file.display())]
     Syntax {
         file: PathBuf,
         line: u32,
         reason: String,
     },
-    #[error("{}: {reason}", file.display())]
     /// The zone as a whole is wrong (no SOA, a CNAME beside other data...).
+    #[error("{}: {reason}", file.display())]
     Zone { file: PathBuf, reason: String },
 }
 
@@ -26,23 +26,23 @@ pub enum ZoneError {
 // The fields are named for what they hold; each variant's message says how they read.
 #[allow(missing_docs)]
 pub enum AddedError {
-    #[error("{name:?}: {reason}")]
     /// The name is not a domain name.
+    #[error("{name:?}: {reason}")]
     Name { name: String, reason: String },
-    #[error("{0} is in no zone served here")]
     /// The name is in no zone served here.
+    #[error("{0} is in no zone served here")]
     NoZone(String),
-    #[error("the zone of {0} has no NS records")]
     /// Its zone has no NS records to check the challenge at.
+    #[error("the zone of {0} has no NS records")]
     NoNameservers(String),
-    #[error("nameserver {0} has no address")]
     /// A nameserver of the zone has no address.
+    #[error("nameserver {0} has no address")]
     NoAddress(String),
-    #[error("not a zone file served here")]
     /// The zone is not from a file served here (a secondary one, say).
+    #[error("not a zone file served here")]
     NotAFile,
-    #[error("the zone with the added records: {0}")]
     /// The zone with the records added does not check out.
+    #[error("the zone with the added records: {0}")]
     Zone(String),
 }
 
@@ -51,34 +51,30 @@ pub enum AddedError {
 // The fields are named for what they hold; each variant's message says how they read.
 #[allow(missing_docs)]
 pub enum Error {
-    #[error(transparent)]
     /// A zone file does not load.
+    #[error(transparent)]
     Zone(#[from] ZoneError),
-    #[error("zones folder {}: {source}", path.display())]
     /// The zones folder cannot be read.
+    #[error("zones folder {}: {source}", path.display())]
     ZonesFolder { path: PathBuf, source: io::Error },
-    #[error("two zone files define {origin}: {} and {}", first.display(), second.display())]
     /// Two files hold the same zone.
+    #[error("two zone files define {origin}: {} and {}", first.display(), second.display())]
     DuplicateZone {
         origin: String,
         first: PathBuf,
         second: PathBuf,
     },
-    #[error("cannot bind {proto} {addr}: {source}")]
     /// A listen address cannot be bound.
-    Bind {
-        proto: &'static str,
-        addr: SocketAddr,
-        source: io::Error,
-    },
-    #[error("{0}")]
+    #[error(transparent)]
+    Bind(#[from] foobar_net::BindError),
     /// The system gave no random bytes (for the cookie secret).
+    #[error("{0}")]
     Randomness(String),
     /// A setting of `[dns]` that cannot be used (a TSIG key, a rule naming an unknown key).
     #[error("[dns] {0}")]
     Config(String),
-    #[error("cannot watch {}: {source}", path.display())]
     /// The zones folder cannot be watched.
+    #[error("cannot watch {}: {source}", path.display())]
     Watch {
         path: PathBuf,
         source: notify::Error,

@@ -513,11 +513,8 @@ impl Dns {
                     tcp
                 }
                 (Err(e), _) => {
-                    return Err(Error::Bind {
-                        proto: "tcp",
-                        addr: addr.unwrap_or_else(|| ([0, 0, 0, 0], 0).into()),
-                        source: e,
-                    });
+                    let addr = addr.unwrap_or_else(|| ([0, 0, 0, 0], 0).into());
+                    return Err(foobar_net::BindError::new("tcp", addr, e).into());
                 }
                 (_, None) => continue,
             };

@@ -1,4 +1,4 @@
-use std::{io, net::SocketAddr, path::PathBuf};
+use std::{io, path::PathBuf};
 
 /// Errors of the web edge.
 #[derive(Debug, thiserror::Error)]
@@ -9,14 +9,9 @@ pub enum Error {
     Certificate { path: PathBuf, reason: String },
     #[error("TLS configuration: {0}")]
     Tls(#[from] rustls::Error),
-    // The I/O error is part of the message, not a source: printed as a chain (`{:#}`), it
-    // would say the same twice.
-    #[error("cannot bind {proto} {addr}: {reason}")]
-    Bind {
-        proto: &'static str,
-        addr: SocketAddr,
-        reason: io::Error,
-    },
+    /// A listen address cannot be bound.
+    #[error(transparent)]
+    Bind(#[from] foobar_net::BindError),
     #[error("QUIC configuration: {0}")]
     Quic(String),
     #[error("static files root {}: {reason}", path.display())]

@@ -46,7 +46,7 @@ use std::{
 
 use arc_swap::ArcSwap;
 
-use foobar_net::PerAddress;
+use foobar_net::{BindError, PerAddress};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{info, warn};
 
@@ -329,11 +329,7 @@ impl Edge {
         http: Option<std::net::TcpListener>,
         https: Option<(std::net::TcpListener, std::net::UdpSocket)>,
     ) -> Result<Sockets, Error> {
-        let bind_err = |proto, addr, reason| Error::Bind {
-            proto,
-            addr,
-            reason,
-        };
+        let bind_err = BindError::new;
         let config = self.live.config.load();
         let http = match http {
             Some(http) => http,
@@ -361,11 +357,7 @@ impl Edge {
 
     fn bind_https(&self) -> Result<(std::net::TcpListener, std::net::UdpSocket), Error> {
         let addr = self.live.config.load().https;
-        let (udp, tcp) = foobar_net::bind_same_port(addr).map_err(|e| Error::Bind {
-            proto: e.proto,
-            addr: e.addr,
-            reason: e.source,
-        })?;
+        let (udp, tcp) = foobar_net::bind_same_port(addr)?;
         foobar_net::udp_buffers(&udp, UDP_BUFFER_BYTES, "quic");
         // Segmentation offload: one system call for many datagrams each way.
         if let Ok(state) = quinn_udp::UdpSocketState::new((&udp).into()) {
@@ -395,11 +387,9 @@ impl Edge {
             https_tcp,
             https_udp,
         } = sockets;
-        let https = https_tcp.local_addr().map_err(|e| Error::Bind {
-            proto: "tcp",
-            addr: config.https,
-            reason: e,
-        })?;
+        let https = https_tcp
+            .local_addr()
+            .map_err(|e| BindError::new("tcp", config.https, e))?;
         let sites = self.live.plan.load().build(
             &app,
             https.port(),
@@ -428,11 +418,7 @@ impl Edge {
 
         let tasks = TaskTracker::new();
         let accept = TaskTracker::new();
-        let bind = |proto, e| Error::Bind {
-            proto,
-            addr: https,
-            reason: e,
-        };
+        let bind = |proto, e| Error::from(BindError::new(proto, https, e));
         let https_listener =
             tokio::net::TcpListener::from_std(https_tcp).map_err(|e| bind("tcp", e))?;
         let http_addr = http.local_addr().map_err(|e| bind("tcp", e))?;

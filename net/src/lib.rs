@@ -109,6 +109,59 @@ pub fn udp_buffers(socket: &std::net::UdpSocket, bytes: usize, what: &str) -> (u
     (recv, send)
 }
 
+/// A listening socket that could not be bound (or set up). The system's reason is part of the
+/// message rather than a source, so that a printed chain (`{:#}`) does not say it twice.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot bind {proto} {addr}: {reason}")]
+pub struct BindError {
+    /// `"udp"` or `"tcp"`.
+    pub proto: &'static str,
+    /// The address asked for, or the one bound when the other socket failed.
+    pub addr: SocketAddr,
+    /// Why.
+    pub reason: std::io::Error,
+}
+
+impl BindError {
+    /// `proto` on `addr` failed for `reason`.
+    pub fn new(proto: &'static str, addr: SocketAddr, reason: std::io::Error) -> BindError {
+        BindError {
+            proto,
+            addr,
+            reason,
+        }
+    }
+}
+
+/// Binds UDP and TCP on `addr`, both non-blocking. With port 0 the system picks a port for
+/// UDP and TCP is bound to the same one, with up to 16 tries when TCP's is taken.
+pub fn bind_same_port(addr: SocketAddr) -> Result<(UdpSocket, TcpListener), BindError> {
+    let error = BindError::new;
+    let attempts = if addr.port() == 0 { 16 } else { 1 };
+    let mut last = None;
+    for _ in 0..attempts {
+        let udp = UdpSocket::bind(addr).map_err(|e| error("udp", addr, e))?;
+        let bound = udp.local_addr().map_err(|e| error("udp", addr, e))?;
+        match TcpListener::bind(bound) {
+            Ok(tcp) => {
+                udp.set_nonblocking(true)
+                    .map_err(|e| error("udp", bound, e))?;
+                tcp.set_nonblocking(true)
+                    .map_err(|e| error("tcp", bound, e))?;
+                return Ok((udp, tcp));
+            }
+            Err(e) => last = Some(error("tcp", bound, e)),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        error(
+            "tcp",
+            addr,
+            std::io::Error::other("no port free for both UDP and TCP"),
+        )
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -134,50 +187,4 @@ mod tests {
         let (recv, send) = udp_buffers(&socket, 1 << 20, "test");
         assert!(recv > 0 && send > 0);
     }
-}
-
-/// A socket of a same-port pair that could not be bound.
-#[derive(Debug, thiserror::Error)]
-#[error("cannot bind {proto} {addr}: {source}")]
-pub struct BindError {
-    /// `"udp"` or `"tcp"`.
-    pub proto: &'static str,
-    /// The address asked for, or the one bound when the other socket failed.
-    pub addr: SocketAddr,
-    #[source]
-    /// Why.
-    pub source: std::io::Error,
-}
-
-/// Binds UDP and TCP on `addr`, both non-blocking. With port 0 the system picks a port for
-/// UDP and TCP is bound to the same one, with up to 16 tries when TCP's is taken.
-pub fn bind_same_port(addr: SocketAddr) -> Result<(UdpSocket, TcpListener), BindError> {
-    let error = |proto, addr, source| BindError {
-        proto,
-        addr,
-        source,
-    };
-    let attempts = if addr.port() == 0 { 16 } else { 1 };
-    let mut last = None;
-    for _ in 0..attempts {
-        let udp = UdpSocket::bind(addr).map_err(|e| error("udp", addr, e))?;
-        let bound = udp.local_addr().map_err(|e| error("udp", addr, e))?;
-        match TcpListener::bind(bound) {
-            Ok(tcp) => {
-                udp.set_nonblocking(true)
-                    .map_err(|e| error("udp", bound, e))?;
-                tcp.set_nonblocking(true)
-                    .map_err(|e| error("tcp", bound, e))?;
-                return Ok((udp, tcp));
-            }
-            Err(e) => last = Some(error("tcp", bound, e)),
-        }
-    }
-    Err(last.unwrap_or_else(|| {
-        error(
-            "tcp",
-            addr,
-            std::io::Error::other("no port free for both UDP and TCP"),
-        )
-    }))
 }

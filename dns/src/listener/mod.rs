@@ -4,6 +4,7 @@
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use arc_swap::ArcSwap;
+use foobar_net::BindError;
 
 use crate::{answer::Responder, error::Error, transfer::journal::Journals, zone::catalog::Catalog};
 
@@ -45,16 +46,10 @@ impl Sockets {
         udp: std::net::UdpSocket,
         tcp: std::net::TcpListener,
     ) -> Result<Sockets, Error> {
-        let addr = udp.local_addr().map_err(|source| Error::Bind {
-            proto: "udp",
-            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
-            source,
-        })?;
-        let bind_err = |proto, source| Error::Bind {
-            proto,
-            addr,
-            source,
-        };
+        let addr = udp
+            .local_addr()
+            .map_err(|e| BindError::new("udp", SocketAddr::from(([0, 0, 0, 0], 0)), e))?;
+        let bind_err = |proto, e| BindError::new(proto, addr, e);
         udp.set_nonblocking(true).map_err(|e| bind_err("udp", e))?;
         tcp.set_nonblocking(true).map_err(|e| bind_err("tcp", e))?;
         Ok(Sockets { udp, tcp })
@@ -63,11 +58,7 @@ impl Sockets {
 
 /// Binds UDP and TCP on `addr` (one port for both; with port 0, one the system picks).
 pub fn bind(addr: SocketAddr) -> Result<Sockets, Error> {
-    let (udp, tcp) = foobar_net::bind_same_port(addr).map_err(|e| Error::Bind {
-        proto: e.proto,
-        addr: e.addr,
-        source: e.source,
-    })?;
+    let (udp, tcp) = foobar_net::bind_same_port(addr)?;
     foobar_net::udp_buffers(&udp, UDP_BUFFER_BYTES, "dns");
     Ok(Sockets { udp, tcp })
 }
