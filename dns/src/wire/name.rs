@@ -194,13 +194,6 @@ pub enum Invalid {
     Long,
 }
 
-/// The zone-file reader's errors are text with the line they come from.
-impl From<NameError> for String {
-    fn from(error: NameError) -> String {
-        error.to_string()
-    }
-}
-
 /// What a backslash escape at the start of `text` stands for: the byte and how many input
 /// bytes it took. `\DDD` is a decimal octet (at most 255); `\X` is X itself.
 pub fn unescape_at(text: &[u8]) -> Result<(u8, usize), NameError> {

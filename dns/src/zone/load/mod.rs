@@ -165,6 +165,12 @@ impl From<String> for Fault {
     }
 }
 
+impl From<rdata::RdataError> for Fault {
+    fn from(error: rdata::RdataError) -> Self {
+        Fault::Here(error.to_string())
+    }
+}
+
 impl From<name::NameError> for Fault {
     fn from(error: name::NameError) -> Self {
         Fault::Here(error.to_string())
@@ -235,7 +241,7 @@ impl Loader {
 
     /// A TTL; one with the top bit set is read as 0 with a warning, as BIND does and RFC 2181
     /// section 8 asks.
-    fn ttl(&mut self, text: &[u8], source: Source) -> Result<u32, String> {
+    fn ttl(&mut self, text: &[u8], source: Source) -> Result<u32, rdata::RdataError> {
         let ttl = rdata::parse_ttl(text)?;
         if ttl > i32::MAX as u32 {
             self.warn(
@@ -265,11 +271,14 @@ impl Loader {
         let arg = |i: usize| {
             tokens
                 .get(i)
-                .ok_or_else(|| format!("{word} needs an argument"))
+                .ok_or_else(|| Fault::Here(format!("{word} needs an argument")))
         };
-        let too_many = |n: usize| -> Result<(), String> {
+        let too_many = |n: usize| -> Result<(), Fault> {
             match tokens.get(n) {
-                Some(extra) => Err(format!("{word}: unexpected \"{}\"", extra.show())),
+                Some(extra) => Err(Fault::Here(format!(
+                    "{word}: unexpected \"{}\"",
+                    extra.show()
+                ))),
                 None => Ok(()),
             }
         };

@@ -14,9 +14,114 @@ use super::{
     svcb,
 };
 use crate::wire::{
-    Rtype, name, rtype,
+    Rtype, name,
+    name::NameError,
+    rtype,
     types::{Kind, kind, type_name, type_number},
 };
+
+/// Why a record's RDATA cannot be read. The loader puts the file, line and record type before
+/// it: `zones/example.com.zone:12: MX: invalid preference "x"`.
+#[derive(Debug, thiserror::Error)]
+pub enum RdataError {
+    /// A field the type needs is not there.
+    #[error("missing {0}")]
+    Missing(&'static str),
+    /// A field is not what its kind allows (a number, an address, a time...).
+    #[error("invalid {what} \"{text}\"")]
+    Invalid {
+        /// The field, as the RFC names it.
+        what: &'static str,
+        /// The text written.
+        text: String,
+    },
+    /// A mnemonic that is not known (a record type in a bitmap, an RRSIG's type covered).
+    #[error("unknown {what} \"{text}\"")]
+    Unknown {
+        /// What the mnemonic should name.
+        what: &'static str,
+        /// The text written.
+        text: String,
+    },
+    /// The named field is wrong as `error` says (hex or base64 that does not decode).
+    #[error("{what}: {error}")]
+    Field {
+        /// The field.
+        what: &'static str,
+        /// What is wrong with it.
+        error: Box<RdataError>,
+    },
+    /// Text after the last field.
+    #[error("unexpected \"{0}\" after the last field")]
+    Extra(String),
+    /// A type that only exists in messages (OPT, TSIG, AXFR...).
+    #[error("{0} records cannot appear in a zone file")]
+    NotInZones(String),
+    /// A type with no presentation format here: only RFC 3597's generic form reads it.
+    #[error("{0} has no text form here; write its data as \\# LENGTH HEX (RFC 3597)")]
+    NoTextForm(String),
+    /// `\#` with no length.
+    #[error("generic RDATA needs a length after \\#")]
+    GenericLength,
+    /// `\# N` followed by a different number of bytes.
+    #[error("generic RDATA says {said} bytes but holds {held}")]
+    GenericMismatch {
+        /// The length written.
+        said: usize,
+        /// The bytes that follow it.
+        held: usize,
+    },
+    /// A character-string above 255 bytes.
+    #[error("a character-string holds at most 255 bytes; this one holds {0}")]
+    LongString(usize),
+    /// A digest whose length its type fixes, of another length.
+    #[error("a digest of {kind} {number} is {want} bytes; this one is {len}")]
+    DigestLength {
+        /// `type` (DS) or `hash algorithm` (ZONEMD).
+        kind: &'static str,
+        /// The digest type or hash algorithm.
+        number: u8,
+        /// The length that type has.
+        want: usize,
+        /// The length written.
+        len: usize,
+    },
+    /// An NID or L64 locator not written as four groups of hex.
+    #[error("invalid locator \"{0}\" (want xxxx:xxxx:xxxx:xxxx)")]
+    Locator(String),
+    /// A CAA tag with other than letters and digits.
+    #[error("invalid CAA tag \"{0}\": letters and digits only")]
+    CaaTag(String),
+    /// An IPSECKEY gateway type that does not exist.
+    #[error("unknown gateway type {0}")]
+    GatewayType(u8),
+    /// A rule of one record type, said as it is.
+    #[error("{0}")]
+    Rule(&'static str),
+    /// A name field.
+    #[error(transparent)]
+    Name(#[from] NameError),
+    /// The SvcParams of an SVCB or HTTPS record.
+    #[error(transparent)]
+    Svcb(#[from] svcb::SvcbError),
+}
+
+impl RdataError {
+    fn invalid(what: &'static str, token: &Token<'_>) -> RdataError {
+        RdataError::Invalid {
+            what,
+            text: token.show(),
+        }
+    }
+
+    /// This error, said of the field `what`.
+    fn in_field(self, what: &'static str) -> RdataError {
+        RdataError::Field {
+            what,
+            error: Box::new(self),
+        }
+    }
+}
 
 /// A decimal number with no sign and no leading `+`.
 fn number_text<T: TryFrom<u64>>(text: &[u8]) -> Option<T> {
@@ -31,8 +136,11 @@ fn number_text<T: TryFrom<u64>>(text: &[u8]) -> Option<T> {
 
 /// Parses a TTL: seconds, or BIND's units (`1h30m`, `2w`). Values with the top bit set are
 /// returned as they are; the caller decides (RFC 2181 section 8).
-pub fn parse_ttl(text: &[u8]) -> Result<u32, String> {
-    let invalid = || format!("invalid TTL \"{}\"", String::from_utf8_lossy(text));
+pub fn parse_ttl(text: &[u8]) -> Result<u32, RdataError> {
+    let invalid = || RdataError::Invalid {
+        what: "TTL",
+        text: String::from_utf8_lossy(text).into_owned(),
+    };
     if text.is_empty() {
         return Err(invalid());
     }
@@ -71,56 +179,55 @@ pub fn parse_ttl(text: &[u8]) -> Result<u32, String> {
 }
 
 /// RFC 3597 generic RDATA: `\# LENGTH HEX...`.
-fn generic(tokens: &[Token<'_>], out: &mut Vec<u8>) -> Result<(), String> {
+fn generic(tokens: &[Token<'_>], out: &mut Vec<u8>) -> Result<(), RdataError> {
     let Some(len) = tokens.get(1) else {
-        return Err("generic RDATA needs a length after \\#".to_string());
+        return Err(RdataError::GenericLength);
     };
-    let len: usize = number_text(len.text)
-        .ok_or_else(|| format!("invalid generic RDATA length \"{}\"", len.show()))?;
+    let said: usize =
+        number_text(len.text).ok_or_else(|| RdataError::invalid("generic RDATA length", len))?;
     let start = out.len();
     decode_hex(&tokens[2..], out)?;
-    let got = out.len() - start;
-    if got != len {
-        return Err(format!("generic RDATA says {len} bytes but holds {got}"));
+    let held = out.len() - start;
+    if held != said {
+        return Err(RdataError::GenericMismatch { said, held });
     }
     Ok(())
 }
 
 /// Hex digits spread over any number of tokens.
-fn decode_hex(tokens: &[Token<'_>], out: &mut Vec<u8>) -> Result<(), String> {
+fn decode_hex(tokens: &[Token<'_>], out: &mut Vec<u8>) -> Result<(), RdataError> {
     let mut text = Vec::new();
     for token in tokens {
         text.extend_from_slice(token.text);
     }
     let bytes = HEXLOWER_PERMISSIVE
         .decode(&text)
-        .map_err(|_| format!("invalid hex \"{}\"", String::from_utf8_lossy(&text)))?;
+        .map_err(|_| RdataError::Invalid {
+            what: "hex",
+            text: String::from_utf8_lossy(&text).into_owned(),
+        })?;
     out.extend_from_slice(&bytes);
     Ok(())
 }
 
 /// Base64 spread over any number of tokens.
-fn decode_base64(tokens: &[Token<'_>], out: &mut Vec<u8>) -> Result<(), String> {
+fn decode_base64(tokens: &[Token<'_>], out: &mut Vec<u8>) -> Result<(), RdataError> {
     let mut text = Vec::new();
     for token in tokens {
         text.extend_from_slice(token.text);
     }
-    let bytes = BASE64
-        .decode(&text)
-        .map_err(|_| format!("invalid base64 \"{}\"", String::from_utf8_lossy(&text)))?;
+    let bytes = BASE64.decode(&text).map_err(|_| RdataError::Invalid {
+        what: "base64",
+        text: String::from_utf8_lossy(&text).into_owned(),
+    })?;
     out.extend_from_slice(&bytes);
     Ok(())
 }
 
 /// Appends a `<character-string>`: a length byte and at most 255 bytes, escapes resolved.
-pub fn push_string(text: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
+pub fn push_string(text: &[u8], out: &mut Vec<u8>) -> Result<(), RdataError> {
     let bytes = unescape(text)?;
-    let len = u8::try_from(bytes.len()).map_err(|_| {
-        format!(
-            "a character-string holds at most 255 bytes; this one holds {}",
-            bytes.len()
-        )
-    })?;
+    let len = u8::try_from(bytes.len()).map_err(|_| RdataError::LongString(bytes.len()))?;
     out.push(len);
     out.extend_from_slice(&bytes);
     Ok(())
@@ -137,12 +244,12 @@ struct Fields<'t, 'a> {
 }
 
 impl<'t, 'a> Fields<'t, 'a> {
-    fn next(&mut self, what: &str) -> Result<Token<'a>, String> {
+    fn next(&mut self, what: &'static str) -> Result<Token<'a>, RdataError> {
         let token = self
             .tokens
             .get(self.at)
             .copied()
-            .ok_or_else(|| format!("missing {what}"))?;
+            .ok_or(RdataError::Missing(what))?;
         self.at += 1;
         *self.line = Some(token.line);
         Ok(token)
@@ -158,92 +265,88 @@ impl<'t, 'a> Fields<'t, 'a> {
         rest
     }
 
-    fn done(&mut self) -> Result<(), String> {
+    fn done(&mut self) -> Result<(), RdataError> {
         match self.tokens.get(self.at) {
             None => Ok(()),
             Some(extra) => {
                 *self.line = Some(extra.line);
-                Err(format!(
-                    "unexpected \"{}\" after the last field",
-                    extra.show()
-                ))
+                Err(RdataError::Extra(extra.show()))
             }
         }
     }
 
-    fn num<T: TryFrom<u64>>(&mut self, what: &str) -> Result<T, String> {
+    fn num<T: TryFrom<u64>>(&mut self, what: &'static str) -> Result<T, RdataError> {
         let token = self.next(what)?;
-        number_text(token.text).ok_or_else(|| format!("invalid {what} \"{}\"", token.show()))
+        number_text(token.text).ok_or_else(|| RdataError::invalid(what, &token))
     }
 
-    fn u8(&mut self, what: &str) -> Result<u8, String> {
+    fn u8(&mut self, what: &'static str) -> Result<u8, RdataError> {
         let value = self.num(what)?;
         self.out.push(value);
         Ok(value)
     }
 
-    fn u16(&mut self, what: &str) -> Result<u16, String> {
+    fn u16(&mut self, what: &'static str) -> Result<u16, RdataError> {
         let value: u16 = self.num(what)?;
         self.out.extend_from_slice(&value.to_be_bytes());
         Ok(value)
     }
 
-    fn u32(&mut self, what: &str) -> Result<u32, String> {
+    fn u32(&mut self, what: &'static str) -> Result<u32, RdataError> {
         let value: u32 = self.num(what)?;
         self.out.extend_from_slice(&value.to_be_bytes());
         Ok(value)
     }
 
     /// A time value in BIND's TTL syntax (SOA timers).
-    fn period(&mut self, what: &str) -> Result<(), String> {
+    fn period(&mut self, what: &'static str) -> Result<(), RdataError> {
         let token = self.next(what)?;
-        let value =
-            parse_ttl(token.text).map_err(|_| format!("invalid {what} \"{}\"", token.show()))?;
+        let value = parse_ttl(token.text).map_err(|_| RdataError::invalid(what, &token))?;
         self.out.extend_from_slice(&value.to_be_bytes());
         Ok(())
     }
 
     /// A u8 written as a number or a DNSSEC algorithm mnemonic.
-    fn algorithm(&mut self) -> Result<u8, String> {
+    fn algorithm(&mut self) -> Result<u8, RdataError> {
         let token = self.next("algorithm")?;
         let value = number_text(token.text)
             .or_else(|| algorithm_number(token.text))
-            .ok_or_else(|| format!("invalid algorithm \"{}\"", token.show()))?;
+            .ok_or_else(|| RdataError::invalid("algorithm", &token))?;
         self.out.push(value);
         Ok(value)
     }
 
-    fn name(&mut self, what: &str) -> Result<(), String> {
+    fn name(&mut self, what: &'static str) -> Result<(), RdataError> {
         let token = self.next(what)?;
         Ok(name::push_text(token.text, Some(self.origin), self.out)?)
     }
 
-    fn ipv4(&mut self) -> Result<(), String> {
+    fn ipv4(&mut self) -> Result<(), RdataError> {
         let token = self.next("IPv4 address")?;
-        let addr: Ipv4Addr = parse_text(token.text)
-            .ok_or_else(|| format!("invalid IPv4 address \"{}\"", token.show()))?;
+        let addr: Ipv4Addr =
+            parse_text(token.text).ok_or_else(|| RdataError::invalid("IPv4 address", &token))?;
         self.out.extend_from_slice(&addr.octets());
         Ok(())
     }
 
-    fn ipv6(&mut self) -> Result<(), String> {
+    fn ipv6(&mut self) -> Result<(), RdataError> {
         let token = self.next("IPv6 address")?;
-        let addr: Ipv6Addr = parse_text(token.text)
-            .ok_or_else(|| format!("invalid IPv6 address \"{}\"", token.show()))?;
+        let addr: Ipv6Addr =
+            parse_text(token.text).ok_or_else(|| RdataError::invalid("IPv6 address", &token))?;
         self.out.extend_from_slice(&addr.octets());
         Ok(())
     }
 
-    fn string(&mut self, what: &str) -> Result<(), String> {
+    fn string(&mut self, what: &'static str) -> Result<(), RdataError> {
         let token = self.next(what)?;
         push_string(token.text, self.out)
     }
 
     /// One or more character-strings to the end.
-    fn strings(&mut self) -> Result<(), String> {
+    fn strings(&mut self) -> Result<(), RdataError> {
         let rest = self.rest();
         if rest.is_empty() {
-            return Err("missing text".to_string());
+            return Err(RdataError::Missing("text"));
         }
         for token in rest {
             push_string(token.text, self.out)?;
@@ -252,48 +355,50 @@ impl<'t, 'a> Fields<'t, 'a> {
     }
 
     /// Hex to the end (possibly in several chunks); at least one byte unless `empty_ok`.
-    fn hex(&mut self, what: &str, empty_ok: bool) -> Result<usize, String> {
+    fn hex(&mut self, what: &'static str, empty_ok: bool) -> Result<usize, RdataError> {
         let start = self.out.len();
         let rest = self.rest();
-        decode_hex(rest, self.out).map_err(|e| format!("{what}: {e}"))?;
+        decode_hex(rest, self.out).map_err(|e| e.in_field(what))?;
         let len = self.out.len() - start;
         if len == 0 && !empty_ok {
-            return Err(format!("missing {what}"));
+            return Err(RdataError::Missing(what));
         }
         Ok(len)
     }
 
     /// Base64 to the end (possibly in several chunks); at least one byte unless `empty_ok`.
-    fn base64(&mut self, what: &str, empty_ok: bool) -> Result<(), String> {
+    fn base64(&mut self, what: &'static str, empty_ok: bool) -> Result<(), RdataError> {
         let start = self.out.len();
         let rest = self.rest();
-        decode_base64(rest, self.out).map_err(|e| format!("{what}: {e}"))?;
+        decode_base64(rest, self.out).map_err(|e| e.in_field(what))?;
         if self.out.len() == start && !empty_ok {
-            return Err(format!("missing {what}"));
+            return Err(RdataError::Missing(what));
         }
         Ok(())
     }
 
     /// A salt: hex, or `-` for none; written with its length byte.
-    fn salt(&mut self) -> Result<(), String> {
+    fn salt(&mut self) -> Result<(), RdataError> {
         let token = self.next("salt")?;
         let len_at = self.out.len();
         self.out.push(0);
         if token.text != b"-" {
-            decode_hex(std::slice::from_ref(&token), self.out).map_err(|e| format!("salt: {e}"))?;
+            decode_hex(std::slice::from_ref(&token), self.out).map_err(|e| e.in_field("salt"))?;
         }
         let len = self.out.len() - len_at - 1;
         self.out[len_at] =
-            u8::try_from(len).map_err(|_| "a salt holds at most 255 bytes".to_string())?;
+            u8::try_from(len).map_err(|_| RdataError::Rule("a salt holds at most 255 bytes"))?;
         Ok(())
     }
 
     /// RFC 4034 section 4.1.2 type bitmap from the remaining type mnemonics.
-    fn type_bitmap(&mut self) -> Result<(), String> {
+    fn type_bitmap(&mut self) -> Result<(), RdataError> {
         let mut types = Vec::new();
         for token in self.rest() {
-            let rtype = type_number(token.text)
-                .ok_or_else(|| format!("unknown record type \"{}\"", token.show()))?;
+            let rtype = type_number(token.text).ok_or_else(|| RdataError::Unknown {
+                what: "record type",
+                text: token.show(),
+            })?;
             types.push(rtype.0);
         }
         types.sort_unstable();
@@ -317,9 +422,9 @@ impl<'t, 'a> Fields<'t, 'a> {
     }
 
     /// An RRSIG time: `YYYYMMDDHHmmSS` (UTC) or seconds since the epoch.
-    fn time(&mut self, what: &str) -> Result<(), String> {
+    fn time(&mut self, what: &'static str) -> Result<(), RdataError> {
         let token = self.next(what)?;
-        let invalid = || format!("invalid {what} \"{}\"", token.show());
+        let invalid = || RdataError::invalid(what, &token);
         let value = if token.text.len() == 14 && token.text.iter().all(u8::is_ascii_digit) {
             let field = |range: std::ops::Range<usize>| -> i64 {
                 token.text[range]
@@ -406,7 +511,7 @@ pub fn to_wire(
     tokens: &[Token<'_>],
     origin: &[u8],
     out: &mut Vec<u8>,
-) -> Result<(), (Option<u32>, String)> {
+) -> Result<(), (Option<u32>, RdataError)> {
     let mut line = None;
     fields(rtype, tokens, origin, out, &mut line).map_err(|e| (line, e))
 }
@@ -417,25 +522,23 @@ fn fields(
     origin: &[u8],
     out: &mut Vec<u8>,
     line: &mut Option<u32>,
-) -> Result<(), String> {
+) -> Result<(), RdataError> {
     let name = type_name(rtype);
     if tokens
         .first()
         .is_some_and(|t| !t.quoted && t.text == b"\\#")
     {
         if kind(rtype) == Kind::Meta {
-            return Err(format!("{name} records cannot appear in a zone file"));
+            return Err(RdataError::NotInZones(name.to_string()));
         }
         return generic(tokens, out);
     }
     match kind(rtype) {
         Kind::Data => {}
         Kind::Generic => {
-            return Err(format!(
-                "{name} has no text form here; write its data as \\# LENGTH HEX (RFC 3597)"
-            ));
+            return Err(RdataError::NoTextForm(name.to_string()));
         }
-        Kind::Meta => return Err(format!("{name} records cannot appear in a zone file")),
+        Kind::Meta => return Err(RdataError::NotInZones(name.to_string())),
     }
     let mut f = Fields {
         tokens,
@@ -518,7 +621,7 @@ fn fields(
             let token = f.next("certificate type")?;
             let cert_type = number_text(token.text)
                 .or_else(|| cert_type_number(token.text))
-                .ok_or_else(|| format!("invalid certificate type \"{}\"", token.show()))?;
+                .ok_or_else(|| RdataError::invalid("certificate type", &token))?;
             f.out.extend_from_slice(&u16::to_be_bytes(cert_type));
             f.u16("key tag")?;
             f.algorithm()?;
@@ -535,9 +638,12 @@ fn fields(
                 && len != want
                 && !delete
             {
-                return Err(format!(
-                    "a digest of type {digest_type} is {want} bytes; this one is {len}"
-                ));
+                return Err(RdataError::DigestLength {
+                    kind: "type",
+                    number: digest_type,
+                    want,
+                    len,
+                });
             }
         }
         rtype::SSHFP => {
@@ -559,7 +665,9 @@ fn fields(
                 0 => {
                     let token = f.next("gateway")?;
                     if token.text != b"." {
-                        return Err("gateway type 0 takes \".\" as its gateway".to_string());
+                        return Err(RdataError::Rule(
+                            "gateway type 0 takes \".\" as its gateway",
+                        ));
                     }
                 }
                 1 => f.ipv4()?,
@@ -568,14 +676,16 @@ fn fields(
                     let token = f.next("gateway")?;
                     name::push_text(token.text, Some(f.origin), f.out)?;
                 }
-                other => return Err(format!("unknown gateway type {other}")),
+                other => return Err(RdataError::GatewayType(other)),
             }
             f.base64("public key", true)?;
         }
         rtype::RRSIG | rtype::SIG => {
             let token = f.next("type covered")?;
-            let covered = type_number(token.text)
-                .ok_or_else(|| format!("unknown type covered \"{}\"", token.show()))?;
+            let covered = type_number(token.text).ok_or_else(|| RdataError::Unknown {
+                what: "type covered",
+                text: token.show(),
+            })?;
             f.out.extend_from_slice(&covered.to_be_bytes());
             f.algorithm()?;
             f.u8("labels")?;
@@ -606,9 +716,9 @@ fn fields(
             let token = f.next("next hashed owner name")?;
             let hash = BASE32HEX_NOPAD
                 .decode(&token.text.to_ascii_uppercase())
-                .map_err(|_| format!("invalid next hashed owner name \"{}\"", token.show()))?;
+                .map_err(|_| RdataError::invalid("next hashed owner name", &token))?;
             let len = u8::try_from(hash.len())
-                .map_err(|_| "the next hashed owner name is too long".to_string())?;
+                .map_err(|_| RdataError::Rule("the next hashed owner name is too long"))?;
             f.out.push(len);
             f.out.extend_from_slice(&hash);
             f.type_bitmap()?;
@@ -637,12 +747,15 @@ fn fields(
             if let Some(want) = want
                 && len != want
             {
-                return Err(format!(
-                    "a digest of hash algorithm {algorithm} is {want} bytes; this one is {len}"
-                ));
+                return Err(RdataError::DigestLength {
+                    kind: "hash algorithm",
+                    number: algorithm,
+                    want,
+                    len,
+                });
             }
             if len < 12 {
-                return Err("a ZONEMD digest is at least 12 bytes".to_string());
+                return Err(RdataError::Rule("a ZONEMD digest is at least 12 bytes"));
             }
         }
         rtype::SVCB | rtype::HTTPS => {
@@ -654,13 +767,9 @@ fn fields(
         rtype::NID | rtype::L64 => {
             f.u16("preference")?;
             let token = f.next("locator")?;
-            f.out
-                .extend_from_slice(&locator64(token.text).ok_or_else(|| {
-                    format!(
-                        "invalid locator \"{}\" (want xxxx:xxxx:xxxx:xxxx)",
-                        token.show()
-                    )
-                })?);
+            f.out.extend_from_slice(
+                &locator64(token.text).ok_or_else(|| RdataError::Locator(token.show()))?,
+            );
         }
         rtype::L32 => {
             f.u16("preference")?;
@@ -669,8 +778,12 @@ fn fields(
         rtype::EUI48 | rtype::EUI64 => {
             let groups = if rtype == rtype::EUI48 { 6 } else { 8 };
             let token = f.next("address")?;
-            let bytes = eui(token.text, groups)
-                .ok_or_else(|| format!("invalid {name} address \"{}\"", token.show()))?;
+            let what = if rtype == rtype::EUI48 {
+                "EUI48 address"
+            } else {
+                "EUI64 address"
+            };
+            let bytes = eui(token.text, groups).ok_or_else(|| RdataError::invalid(what, &token))?;
             f.out.extend_from_slice(&bytes);
         }
         rtype::URI => {
@@ -679,7 +792,7 @@ fn fields(
             let token = f.next("target")?;
             let target = unescape(token.text)?;
             if target.is_empty() {
-                return Err("the URI target is empty".to_string());
+                return Err(RdataError::Rule("the URI target is empty"));
             }
             f.out.extend_from_slice(&target);
         }
@@ -690,10 +803,7 @@ fn fields(
                 || tag.text.len() > 255
                 || !tag.text.iter().all(u8::is_ascii_alphanumeric)
             {
-                return Err(format!(
-                    "invalid CAA tag \"{}\": letters and digits only",
-                    tag.show()
-                ));
+                return Err(RdataError::CaaTag(tag.show()));
             }
             f.out.push(tag.text.len() as u8);
             f.out.extend_from_slice(tag.text);
@@ -703,7 +813,7 @@ fn fields(
         rtype::APL => {
             for token in f.rest() {
                 apl_item(token.text, f.out)
-                    .ok_or_else(|| format!("invalid APL item \"{}\"", token.show()))?;
+                    .ok_or_else(|| RdataError::invalid("APL item", &token))?;
             }
         }
         rtype::LOC => {
@@ -712,9 +822,7 @@ fn fields(
             f.out.extend_from_slice(&rdata);
         }
         _ => {
-            return Err(format!(
-                "{name} has no text form here; write its data as \\# LENGTH HEX (RFC 3597)"
-            ));
+            return Err(RdataError::NoTextForm(name.to_string()));
         }
     }
     f.done()
@@ -794,14 +902,17 @@ fn apl_item(text: &[u8], out: &mut Vec<u8>) -> Option<()> {
 
 /// LOC RDATA (RFC 1876 section 3):
 /// `d1 [m1 [s1]] {N|S} d2 [m2 [s2]] {E|W} alt[m] [siz[m] [hp[m] [vp[m]]]]`.
-fn loc(tokens: &[Token<'_>]) -> Result<Vec<u8>, String> {
+fn loc(tokens: &[Token<'_>]) -> Result<Vec<u8>, RdataError> {
     let invalid = || {
         let text: Vec<String> = tokens.iter().map(Token::show).collect();
-        format!("invalid LOC data \"{}\"", text.join(" "))
+        RdataError::Invalid {
+            what: "LOC data",
+            text: text.join(" "),
+        }
     };
     let mut at = 0;
     // Degrees, minutes and seconds up to the hemisphere letter, in thousandths of a second.
-    let mut angle = |positive: u8, negative: u8, max_degrees: u32| -> Result<u32, String> {
+    let mut angle = |positive: u8, negative: u8, max_degrees: u32| -> Result<u32, RdataError> {
         let mut parts: Vec<&[u8]> = Vec::new();
         let hemisphere = loop {
             let token = tokens.get(at).ok_or_else(invalid)?;
@@ -881,7 +992,7 @@ fn loc(tokens: &[Token<'_>]) -> Result<Vec<u8>, String> {
         .and_then(|a| u32::try_from(a).ok())
         .ok_or_else(invalid)?;
     // Size and precisions as a mantissa and a power of ten of centimetres.
-    let precision = |token: Option<&Token<'_>>, default: u8| -> Result<u8, String> {
+    let precision = |token: Option<&Token<'_>>, default: u8| -> Result<u8, RdataError> {
         let Some(token) = token else {
             return Ok(default);
         };
@@ -950,7 +1061,8 @@ mod tests {
 
     fn rdata(rtype: Rtype, text: &str) -> Result<Vec<u8>, String> {
         let mut out = Vec::new();
-        to_wire(rtype, &tokens(text), &wire("example.com"), &mut out).map_err(|(_, e)| e)?;
+        to_wire(rtype, &tokens(text), &wire("example.com"), &mut out)
+            .map_err(|(_, e)| e.to_string())?;
         Ok(out)
     }
 

@@ -6,6 +6,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use data_encoding::BASE64;
 
 use super::lexer::{Token, unescape};
+use crate::wire::name::NameError;
 
 const MANDATORY: u16 = 0;
 const ALPN: u16 = 1;
@@ -49,29 +50,105 @@ fn key_name(key: u16) -> String {
         .map_or_else(|| format!("key{key}"), |(name, _)| (*name).to_string())
 }
 
+/// Why the SvcParams of an SVCB or HTTPS record cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum SvcbError {
+    /// A key that is neither registered nor `keyNNNNN`.
+    #[error("unknown SvcParamKey \"{0}\"")]
+    UnknownKey(String),
+    /// A key's value is wrong.
+    #[error("{key}: {error}")]
+    Value {
+        /// The key, as its mnemonic.
+        key: String,
+        /// What is wrong with its value.
+        error: ValueError,
+    },
+    /// A key written twice.
+    #[error("SvcParamKey {0} appears twice")]
+    Twice(String),
+    /// `mandatory` names a key the record does not have.
+    #[error("mandatory lists {0}, which is not among the parameters")]
+    MandatoryAbsent(String),
+    /// A value above 65,535 bytes.
+    #[error("{0} value is too long")]
+    TooLong(String),
+}
+
+/// What is wrong with one SvcParam's value.
+#[derive(Debug, thiserror::Error)]
+pub enum ValueError {
+    /// The key takes a value and has none.
+    #[error("a value is expected")]
+    Needed,
+    /// The key takes no value and has one.
+    #[error("takes no value")]
+    NoneTaken,
+    /// `mandatory` lists an unknown key.
+    #[error("unknown key \"{0}\"")]
+    UnknownKey(String),
+    /// `mandatory` lists itself.
+    #[error("must not list itself")]
+    ListsItself,
+    /// `mandatory` lists a key twice.
+    #[error("lists {0} twice")]
+    ListedTwice(String),
+    /// An ALPN id above 255 bytes.
+    #[error("a protocol id is longer than 255 bytes")]
+    LongProtocolId,
+    /// An item that is not what the key holds (a port, an address).
+    #[error("invalid {what} \"{text}\"")]
+    Invalid {
+        /// What the item should be.
+        what: &'static str,
+        /// The text written.
+        text: String,
+    },
+    /// `ech` that is not base64.
+    #[error("invalid base64")]
+    Base64,
+    /// `dohpath` that is not UTF-8.
+    #[error("not UTF-8")]
+    NotUtf8,
+    /// `a,,b`.
+    #[error("an empty item in the list")]
+    EmptyItem,
+    /// A bad escape.
+    #[error(transparent)]
+    Escape(#[from] NameError),
+}
+
+impl ValueError {
+    fn invalid(what: &'static str, text: &[u8]) -> ValueError {
+        ValueError::Invalid {
+            what,
+            text: String::from_utf8_lossy(text).into_owned(),
+        }
+    }
+}
+
 /// Appends the SvcParams written as `tokens`, sorted by key.
-pub fn params(tokens: &[Token<'_>], out: &mut Vec<u8>) -> Result<(), String> {
+pub fn params(tokens: &[Token<'_>], out: &mut Vec<u8>) -> Result<(), SvcbError> {
     let mut params: Vec<(u16, Vec<u8>)> = Vec::with_capacity(tokens.len());
     for token in tokens {
         let (key_text, value) = match token.text.iter().position(|&b| b == b'=') {
             Some(eq) => (&token.text[..eq], Some(&token.text[eq + 1..])),
             None => (token.text, None),
         };
-        let key = key_number(key_text).ok_or_else(|| {
-            format!(
-                "unknown SvcParamKey \"{}\"",
-                String::from_utf8_lossy(key_text)
-            )
-        })?;
+        let key = key_number(key_text)
+            .ok_or_else(|| SvcbError::UnknownKey(String::from_utf8_lossy(key_text).into_owned()))?;
         // A value may be quoted as a whole: `alpn="h2,h3"`.
         let value = value.map(|v| {
             v.strip_prefix(b"\"")
                 .and_then(|v| v.strip_suffix(b"\""))
                 .unwrap_or(v)
         });
-        let wire = value_to_wire(key, value).map_err(|e| format!("{}: {e}", key_name(key)))?;
+        let wire = value_to_wire(key, value).map_err(|error| SvcbError::Value {
+            key: key_name(key),
+            error,
+        })?;
         if params.iter().any(|(k, _)| *k == key) {
-            return Err(format!("SvcParamKey {} appears twice", key_name(key)));
+            return Err(SvcbError::Twice(key_name(key)));
         }
         params.push((key, wire));
     }
@@ -80,16 +157,12 @@ pub fn params(tokens: &[Token<'_>], out: &mut Vec<u8>) -> Result<(), String> {
         for pair in list.chunks_exact(2) {
             let listed = crate::wire::bytes::u16_at(pair, 0).unwrap_or(0);
             if !params.iter().any(|(key, _)| *key == listed) {
-                return Err(format!(
-                    "mandatory lists {}, which is not among the parameters",
-                    key_name(listed)
-                ));
+                return Err(SvcbError::MandatoryAbsent(key_name(listed)));
             }
         }
     }
     for (key, value) in params {
-        let len = u16::try_from(value.len())
-            .map_err(|_| format!("{} value is too long", key_name(key)))?;
+        let len = u16::try_from(value.len()).map_err(|_| SvcbError::TooLong(key_name(key)))?;
         out.extend_from_slice(&key.to_be_bytes());
         out.extend_from_slice(&len.to_be_bytes());
         out.extend_from_slice(&value);
@@ -97,25 +170,25 @@ pub fn params(tokens: &[Token<'_>], out: &mut Vec<u8>) -> Result<(), String> {
     Ok(())
 }
 
-fn value_to_wire(key: u16, value: Option<&[u8]>) -> Result<Vec<u8>, String> {
-    let needed = || "a value is expected".to_string();
+fn value_to_wire(key: u16, value: Option<&[u8]>) -> Result<Vec<u8>, ValueError> {
+    let needed = || ValueError::Needed;
     let mut out = Vec::new();
     match key {
         NO_DEFAULT_ALPN | OHTTP => {
             if value.is_some() {
-                return Err("takes no value".to_string());
+                return Err(ValueError::NoneTaken);
             }
         }
         MANDATORY => {
             let mut keys = Vec::new();
             for item in value_list(value.ok_or_else(needed)?)? {
                 let listed = key_number(&item)
-                    .ok_or_else(|| format!("unknown key \"{}\"", String::from_utf8_lossy(&item)))?;
+                    .ok_or_else(|| ValueError::UnknownKey(String::from_utf8_lossy(&item).into()))?;
                 if listed == MANDATORY {
-                    return Err("must not list itself".to_string());
+                    return Err(ValueError::ListsItself);
                 }
                 if keys.contains(&listed) {
-                    return Err(format!("lists {} twice", key_name(listed)));
+                    return Err(ValueError::ListedTwice(key_name(listed)));
                 }
                 keys.push(listed);
             }
@@ -126,8 +199,7 @@ fn value_to_wire(key: u16, value: Option<&[u8]>) -> Result<Vec<u8>, String> {
         }
         ALPN => {
             for id in value_list(value.ok_or_else(needed)?)? {
-                let len = u8::try_from(id.len())
-                    .map_err(|_| "a protocol id is longer than 255 bytes".to_string())?;
+                let len = u8::try_from(id.len()).map_err(|_| ValueError::LongProtocolId)?;
                 out.push(len);
                 out.extend_from_slice(&id);
             }
@@ -138,28 +210,20 @@ fn value_to_wire(key: u16, value: Option<&[u8]>) -> Result<Vec<u8>, String> {
                 .ok()
                 .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
                 .and_then(|t| t.parse().ok())
-                .ok_or_else(|| format!("invalid port \"{}\"", String::from_utf8_lossy(&text)))?;
+                .ok_or_else(|| ValueError::invalid("port", &text))?;
             out.extend_from_slice(&port.to_be_bytes());
         }
         IPV4HINT => {
             for item in value_list(value.ok_or_else(needed)?)? {
-                let addr: Ipv4Addr = parse(&item).ok_or_else(|| {
-                    format!(
-                        "invalid IPv4 address \"{}\"",
-                        String::from_utf8_lossy(&item)
-                    )
-                })?;
+                let addr: Ipv4Addr =
+                    parse(&item).ok_or_else(|| ValueError::invalid("IPv4 address", &item))?;
                 out.extend_from_slice(&addr.octets());
             }
         }
         IPV6HINT => {
             for item in value_list(value.ok_or_else(needed)?)? {
-                let addr: Ipv6Addr = parse(&item).ok_or_else(|| {
-                    format!(
-                        "invalid IPv6 address \"{}\"",
-                        String::from_utf8_lossy(&item)
-                    )
-                })?;
+                let addr: Ipv6Addr =
+                    parse(&item).ok_or_else(|| ValueError::invalid("IPv6 address", &item))?;
                 out.extend_from_slice(&addr.octets());
             }
         }
@@ -169,12 +233,12 @@ fn value_to_wire(key: u16, value: Option<&[u8]>) -> Result<Vec<u8>, String> {
                 .decode(&text)
                 .ok()
                 .filter(|v| !v.is_empty())
-                .ok_or_else(|| "invalid base64".to_string())?;
+                .ok_or(ValueError::Base64)?;
         }
         DOHPATH => {
             out = unescape(value.ok_or_else(needed)?)?;
             if std::str::from_utf8(&out).is_err() {
-                return Err("not UTF-8".to_string());
+                return Err(ValueError::NotUtf8);
             }
         }
         _ => {
@@ -187,7 +251,7 @@ fn value_to_wire(key: u16, value: Option<&[u8]>) -> Result<Vec<u8>, String> {
 }
 
 /// A comma-separated list (RFC 9460 appendix A.1): `\,` is a comma inside an item.
-fn value_list(raw: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+fn value_list(raw: &[u8]) -> Result<Vec<Vec<u8>>, ValueError> {
     let mut items = Vec::new();
     let mut start = 0;
     let mut at = 0;
@@ -195,7 +259,7 @@ fn value_list(raw: &[u8]) -> Result<Vec<Vec<u8>>, String> {
         if at == raw.len() || raw[at] == b',' {
             let item = unescape(&raw[start..at])?;
             if item.is_empty() {
-                return Err("an empty item in the list".to_string());
+                return Err(ValueError::EmptyItem);
             }
             items.push(item);
             start = at + 1;
@@ -229,7 +293,7 @@ mod tests {
             })
             .collect();
         let mut out = Vec::new();
-        params(&tokens, &mut out)?;
+        params(&tokens, &mut out).map_err(|e| e.to_string())?;
         Ok(out)
     }
 
