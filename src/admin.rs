@@ -170,22 +170,25 @@ async fn zones(State(admin): State<Admin>) -> impl IntoResponse {
 }
 
 /// An action's answer: `{"ok": true, "message": ...}`, or 409 with `{"ok": false, "error"}`.
-fn outcome(result: Result<String, String>) -> (StatusCode, Json<serde_json::Value>) {
+fn outcome<T: std::fmt::Display, E: std::fmt::Display>(
+    result: Result<T, E>,
+) -> (StatusCode, Json<serde_json::Value>) {
     match result {
         Ok(message) => (
             StatusCode::OK,
-            Json(serde_json::json!({ "ok": true, "message": message })),
+            Json(serde_json::json!({ "ok": true, "message": message.to_string() })),
         ),
+        // `:#` gives an error's causes too, as `anyhow` chains them.
         Err(error) => (
             StatusCode::CONFLICT,
-            Json(serde_json::json!({ "ok": false, "error": error })),
+            Json(serde_json::json!({ "ok": false, "error": format!("{error:#}") })),
         ),
     }
 }
 
 async fn reload(State(admin): State<Admin>) -> impl IntoResponse {
     let Some(supervisor) = admin.supervisor.get().cloned() else {
-        return outcome(Err("the server is still starting".to_string()));
+        return outcome::<&str, _>(Err("the server is still starting"));
     };
     outcome(supervisor.reload().await)
 }
@@ -198,10 +201,10 @@ async fn reload_zone(State(admin): State<Admin>, Path(name): Path<String>) -> im
 async fn acme_renew(State(admin): State<Admin>) -> impl IntoResponse {
     let count = admin.acme.certificates().len();
     if count == 0 {
-        return outcome(Err("no certificate comes from ACME here".to_string()));
+        return outcome::<&str, _>(Err("no certificate comes from ACME here"));
     }
     admin.acme.renew_all();
-    outcome(Ok(format!("renewing {count} certificate(s)")))
+    outcome::<_, &str>(Ok(format!("renewing {count} certificate(s)")))
 }
 
 /// The standard process metrics (as Prometheus client libraries name them), read from /proc:

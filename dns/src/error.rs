@@ -46,6 +46,57 @@ pub enum AddedError {
     Zone(String),
 }
 
+/// What reloading one zone (`foobar ctl zone reload NAME`) did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ZoneReloaded {
+    /// A secondary zone: its primaries are asked now.
+    Refreshing(String),
+    /// A zone file read again, and the serial it serves now.
+    Loaded {
+        /// The zone, as asked for.
+        zone: String,
+        /// The serial served now, if the zone is served.
+        serial: Option<u32>,
+    },
+}
+
+impl std::fmt::Display for ZoneReloaded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ZoneReloaded::Refreshing(zone) => {
+                write!(
+                    f,
+                    "{zone}: secondary zone, refresh from its primaries started"
+                )
+            }
+            ZoneReloaded::Loaded {
+                zone,
+                serial: Some(serial),
+            } => write!(f, "{zone}: loaded, serial {serial}"),
+            ZoneReloaded::Loaded { zone, serial: None } => write!(f, "{zone}: loaded"),
+        }
+    }
+}
+
+/// Why one zone could not be reloaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ZoneReloadError {
+    /// The name given is not a domain name.
+    #[error("{name:?}: {error}")]
+    Name {
+        /// The name as given.
+        name: String,
+        /// Why it does not read.
+        error: crate::wire::name::NameError,
+    },
+    /// No zone of that name is served.
+    #[error("{0}: no such zone")]
+    NoSuchZone(String),
+    /// The file did not load; the previous version serves on.
+    #[error("{0}: the file did not load (the previous version serves; the log says why)")]
+    Failed(String),
+}
+
 /// Errors of the DNS service as a whole.
 #[derive(Debug, thiserror::Error)]
 // The fields are named for what they hold; each variant's message says how they read.
@@ -67,9 +118,9 @@ pub enum Error {
     /// A listen address cannot be bound.
     #[error(transparent)]
     Bind(#[from] foobar_net::BindError),
-    /// The system gave no random bytes (for the cookie secret).
-    #[error("{0}")]
-    Randomness(String),
+    /// The system gave no random bytes for what is named.
+    #[error("no system randomness for {0}")]
+    Randomness(&'static str),
     /// A setting of `[dns]` that cannot be used (a TSIG key, a rule naming an unknown key).
     #[error("[dns] {0}")]
     Config(String),

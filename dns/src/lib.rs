@@ -34,7 +34,7 @@ pub use crate::{
         rate_limit::Config as RateLimitConfig,
     },
     config::Config,
-    error::{AddedError, Error, ZoneError},
+    error::{AddedError, Error, ZoneError, ZoneReloadError, ZoneReloaded},
     listener::{Sockets, bind},
     metrics::log_queries,
     service::{Dns, Live},

@@ -19,7 +19,7 @@ use crate::{
     answer::{Responder, cookie::Cookies},
     config,
     config::Config,
-    error::AddedError,
+    error::{AddedError, ZoneReloadError, ZoneReloaded},
     listener,
     listener::Sockets,
     metrics, transfer,
@@ -118,7 +118,7 @@ impl Dns {
         )?);
         let cookies = match cookie_secret {
             Some(secret) => Cookies::new(*secret),
-            None => Cookies::random().map_err(Error::Randomness)?,
+            None => Cookies::random().map_err(|_| Error::Randomness("the cookie secret"))?,
         };
         let (notify_sink, notified) = mpsc::unbounded_channel();
         let health = Arc::new(answer::health::Health::default());
@@ -435,8 +435,11 @@ impl Dns {
 
     /// Loads one zone again: a zone file is parsed again (as `foobar ctl zone reload`), a
     /// secondary zone asks its primaries now. What happened, or why nothing could.
-    pub async fn reload_zone(&self, name: &str) -> Result<String, String> {
-        let wire = wire::name::from_text(name).map_err(|e| format!("{name:?}: {e}"))?;
+    pub async fn reload_zone(&self, name: &str) -> Result<ZoneReloaded, ZoneReloadError> {
+        let wire = wire::name::from_text(name).map_err(|error| ZoneReloadError::Name {
+            name: name.to_string(),
+            error,
+        })?;
         let key = wire::name::key_of(&wire);
         let live = self.live.load_full();
         if let Some(secondary) = live
@@ -445,13 +448,11 @@ impl Dns {
             .find(|s| wire::name::key_of(&s.origin) == key)
         {
             secondary.notified.notify_one();
-            return Ok(format!(
-                "{name}: secondary zone, refresh from its primaries started"
-            ));
+            return Ok(ZoneReloaded::Refreshing(name.to_string()));
         }
         let zones = live.zones.clone();
         let Some(path) = zones.file_of(&key) else {
-            return Err(format!("{name}: no such zone"));
+            return Err(ZoneReloadError::NoSuchZone(name.to_string()));
         };
         let report = tokio::task::spawn_blocking(move || {
             let forced = path.clone();
@@ -460,9 +461,7 @@ impl Dns {
         .await
         .unwrap_or_default();
         if report.failed > 0 {
-            return Err(format!(
-                "{name}: the file did not load (the previous version serves; the log says why)"
-            ));
+            return Err(ZoneReloadError::Failed(name.to_string()));
         }
         let serial = self
             .zone_status()
@@ -471,9 +470,9 @@ impl Dns {
                 wire::name::key_of(&wire::name::from_text(&z.zone).unwrap_or_default()) == key
             })
             .map(|z| z.serial);
-        Ok(match serial {
-            Some(serial) => format!("{name}: loaded, serial {serial}"),
-            None => format!("{name}: loaded"),
+        Ok(ZoneReloaded::Loaded {
+            zone: name.to_string(),
+            serial,
         })
     }
 

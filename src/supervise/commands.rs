@@ -54,7 +54,7 @@ impl Supervisor {
         if let Some(program) = line.strip_prefix("upgrade ") {
             let answer = match self.upgrade(Some(PathBuf::from(program))).await {
                 Ok(pid) => format!("ok upgraded: new process {pid}"),
-                Err(reason) => format!("error {reason}"),
+                Err(reason) => format!("error {reason:#}"),
             };
             let _ = write.write_all(format!("{answer}\n").as_bytes()).await;
             return;
@@ -62,11 +62,11 @@ impl Supervisor {
         let answer = match line {
             "upgrade" => match self.upgrade(None).await {
                 Ok(pid) => format!("ok upgraded: new process {pid}"),
-                Err(reason) => format!("error {reason}"),
+                Err(reason) => format!("error {reason:#}"),
             },
             "reload" => match self.reload().await {
                 Ok(what) => format!("ok {what}"),
-                Err(reason) => format!("error {reason}"),
+                Err(reason) => format!("error {reason:#}"),
             },
             "pid" => format!("ok {}", std::process::id()),
             other => format!("error unknown command {other:?} (upgrade, reload, pid)"),

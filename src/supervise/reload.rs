@@ -1,6 +1,7 @@
 //! Reloads: the configuration read again and applied in place where it can be, else by an
 //! upgrade to the same binary.
 
+use anyhow::Context;
 use tracing::info;
 
 use super::{Supervisor, lock};
@@ -10,14 +11,13 @@ impl Supervisor {
     /// Reads the configuration file again. What can change in place does; a change that needs
     /// new sockets is made by an upgrade to the same binary. A file that does not load changes
     /// nothing.
-    pub(crate) async fn reload(&self) -> Result<String, String> {
+    pub(crate) async fn reload(&self) -> anyhow::Result<String> {
         let _busy = self
             .inner
             .busy
             .try_lock()
-            .map_err(|_| "an upgrade or reload is already in progress".to_string())?;
-        let config = crate::config(self.inner.launch.config_path.as_deref())
-            .map_err(|e| format!("{e:#}"))?;
+            .map_err(|_| anyhow::anyhow!("an upgrade or reload is already in progress"))?;
+        let config = crate::config(self.inner.launch.config_path.as_deref())?;
         let current = lock(&self.inner.config).clone();
         if needs_new_sockets(&current, &config) {
             info!("reload: listen addresses or state_dir changed; a new process takes over");
@@ -42,11 +42,11 @@ impl Supervisor {
                 store,
             } = load(&config, &self.inner.draining)
                 .await
-                .map_err(|e| format!("{file}{e:#}"))?;
+                .map_err(|e| anyhow::anyhow!("{file}{e:#}"))?;
             self.inner
                 .edge
                 .adopt(&edge, app)
-                .map_err(|e| format!("{file}{e:#}"))?;
+                .map_err(|e| anyhow::anyhow!("{file}{e:#}"))?;
             self.inner.dns.adopt(dns);
             {
                 // The health checks start over with the new settings.
@@ -93,7 +93,7 @@ impl Supervisor {
         self.inner
             .edge
             .reload_certificate()
-            .map_err(|e| format!("certificate: {e}"))?;
+            .context("certificate")?;
         info!("certificate reloaded");
         Ok("reloaded in place".to_string())
     }

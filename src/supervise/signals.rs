@@ -46,7 +46,7 @@ impl Supervisor {
                     info!("SIGHUP: reloading");
                     match self.reload().await {
                         Ok(what) => info!("{what}"),
-                        Err(reason) => error!(%reason, "reload failed; the running configuration stays"),
+                        Err(reason) => error!(reason = format!("{reason:#}"), "reload failed; the running configuration stays"),
                     }
                 }
                 _ = upgrade.recv() => {

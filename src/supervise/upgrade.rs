@@ -6,6 +6,7 @@ use std::{
     time::Duration,
 };
 
+use anyhow::{anyhow, bail};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tracing::{error, info, warn};
 
@@ -19,19 +20,19 @@ impl Supervisor {
     /// Starts the binary on disk with this process's sockets; once it serves, this process
     /// stops accepting and drains. The new process's PID, or why it did not start (this
     /// process then serves on, untouched).
-    pub(super) async fn upgrade(&self, program: Option<PathBuf>) -> Result<u32, String> {
+    pub(super) async fn upgrade(&self, program: Option<PathBuf>) -> anyhow::Result<u32> {
         let _busy = self
             .inner
             .busy
             .try_lock()
-            .map_err(|_| "an upgrade or reload is already in progress".to_string())?;
+            .map_err(|_| anyhow!("an upgrade or reload is already in progress"))?;
         self.upgrade_now(program).await
     }
 
     /// Upgrades to `program`, or to the binary this process was started from.
-    pub(super) async fn upgrade_now(&self, program: Option<PathBuf>) -> Result<u32, String> {
+    pub(super) async fn upgrade_now(&self, program: Option<PathBuf>) -> anyhow::Result<u32> {
         if self.inner.shutdown.is_cancelled() {
-            return Err("this process is stopping".to_string());
+            bail!("this process is stopping");
         }
         // One handover at a time: a predecessor still draining goes first.
         let mut gone = self.inner.gone.clone();
@@ -40,11 +41,11 @@ impl Supervisor {
             .await
             .is_err()
         {
-            return Err("the previous process is still draining".to_string());
+            bail!("the previous process is still draining");
         }
         let _ = sd_notify::notify(&[
             sd_notify::NotifyState::Reloading,
-            sd_notify::NotifyState::monotonic_usec_now().map_err(|e| e.to_string())?,
+            sd_notify::NotifyState::monotonic_usec_now()?,
         ]);
         let program = program.unwrap_or_else(|| self.inner.launch.program.clone());
         info!(program = %program.display(), "upgrade: starting the new process");
@@ -55,32 +56,34 @@ impl Supervisor {
                 "upgrade: the new process serves; this one drains and exits"
             ),
             Err(reason) => {
-                error!(%reason, "upgrade failed; this process serves on");
+                error!(
+                    reason = format!("{reason:#}"),
+                    "upgrade failed; this process serves on"
+                );
                 let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
             }
         }
         result
     }
 
-    async fn hand_over(&self, program: &Path) -> Result<u32, String> {
+    async fn hand_over(&self, program: &Path) -> anyhow::Result<u32> {
         let launch = &self.inner.launch;
         let successor = {
             let handover = lock(&self.inner.handover);
             let Some(handover) = handover.as_ref() else {
-                return Err("this process has handed its sockets over already".to_string());
+                bail!("this process has handed its sockets over already");
             };
             inheritance::spawn(
                 program,
                 &launch.args,
                 handover,
                 self.inner.quic.generation(),
-            )
-            .map_err(|e| format!("{e:#}"))?
+            )?
         };
         let pid = successor.child.id();
-        let link = successor.quic_link.try_clone().map_err(|e| e.to_string())?;
+        let link = successor.quic_link.try_clone()?;
         if let Err(e) = self.inner.quic.attach_successor(link, successor.generation) {
-            return Err(self.abandon(successor, e.to_string()).await);
+            return Err(self.abandon(successor, e.into()).await);
         }
         let answer = match wait_ready(&successor).await {
             Ok(answer) => answer,
@@ -95,7 +98,7 @@ impl Supervisor {
         self.inner.shutdown.cancel();
         lock(&self.inner.control).take();
         lock(&self.inner.handover).take();
-        let mut stream = successor.stream.try_clone().map_err(|e| e.to_string())?;
+        let mut stream = successor.stream.try_clone()?;
         if let Err(e) = std::io::Write::write_all(&mut stream, b"done\n") {
             warn!(error = %e, "telling the new process it serves");
         }
@@ -105,35 +108,35 @@ impl Supervisor {
 
     /// Gives up a successor that did not start: it is stopped if still running, and this
     /// process keeps every packet. Returns `reason`.
-    async fn abandon(&self, mut successor: Successor, reason: String) -> String {
+    async fn abandon(&self, mut successor: Successor, reason: anyhow::Error) -> anyhow::Error {
         self.inner.quic.detach();
         let _ = successor.child.kill();
         match tokio::task::spawn_blocking(move || successor.child.wait()).await {
-            Ok(Ok(status)) => format!("{reason} ({status})"),
+            Ok(Ok(status)) => anyhow!("{reason:#} ({status})"),
             _ => reason,
         }
     }
 }
 
 /// The successor's first word: "ready", or why it failed (its own message, or its exit).
-async fn wait_ready(successor: &Successor) -> Result<String, String> {
-    let stream = successor.stream.try_clone().map_err(|e| e.to_string())?;
-    stream.set_nonblocking(true).map_err(|e| e.to_string())?;
-    let stream = tokio::net::UnixStream::from_std(stream).map_err(|e| e.to_string())?;
+async fn wait_ready(successor: &Successor) -> anyhow::Result<String> {
+    let stream = successor.stream.try_clone()?;
+    stream.set_nonblocking(true)?;
+    let stream = tokio::net::UnixStream::from_std(stream)?;
     let mut line = String::new();
     let read = tokio::time::timeout(START_WAIT, BufReader::new(stream).read_line(&mut line)).await;
     match read {
-        Err(_) => Err(format!(
+        Err(_) => Err(anyhow!(
             "the new process did not start serving within {} s",
             START_WAIT.as_secs()
         )),
         // Its end closed unread (a reset), or the like: it is gone.
-        Ok(Err(_)) => Err("the new process exited before serving".to_string()),
+        Ok(Err(_)) => Err(anyhow!("the new process exited before serving")),
         Ok(Ok(_)) => match line.trim().split_once(' ') {
             Some(("ready", pid)) => Ok(format!("ready {pid}")),
-            Some(("failed", reason)) => Err(format!("the new process failed: {reason}")),
-            _ if line.is_empty() => Err("the new process exited before serving".to_string()),
-            _ => Err(format!("the new process said {:?}", line.trim())),
+            Some(("failed", reason)) => Err(anyhow!("the new process failed: {reason}")),
+            _ if line.is_empty() => Err(anyhow!("the new process exited before serving")),
+            _ => Err(anyhow!("the new process said {:?}", line.trim())),
         },
     }
 }

@@ -47,10 +47,9 @@ impl Cookies {
     }
 
     /// A secret from the system's randomness.
-    pub fn random() -> Result<Self, String> {
+    pub fn random() -> Result<Self, ring::error::Unspecified> {
         let mut secret = [0u8; 16];
-        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut secret)
-            .map_err(|_| "no system randomness for the cookie secret".to_string())?;
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut secret)?;
         Ok(Cookies { secret })
     }
 

@@ -136,7 +136,7 @@ pub struct Secondary {
 fn parsed<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
 where
     D: Deserializer<'de>,
-    T: FromStr<Err = String>,
+    T: FromStr<Err: std::fmt::Display>,
 {
     Vec::<String>::deserialize(deserializer)?
         .iter()

@@ -38,10 +38,50 @@ impl Rule {
     }
 }
 
-impl FromStr for Rule {
-    type Err = String;
+/// Why an `allow_transfer`/`allow_notify` rule or a primary's address cannot be read. Each
+/// variant holds the text as written.
+#[derive(Debug, thiserror::Error)]
+pub enum AccessError {
+    /// A rule with two `key:` parts, or an empty one.
+    #[error("{0:?}: one key: name per rule")]
+    OneKey(String),
+    /// A part that is neither an address, a network nor `key:NAME`.
+    #[error("{rule:?}: {part:?} is not an address, network or key:NAME")]
+    Part {
+        /// The whole rule.
+        rule: String,
+        /// The part at fault.
+        part: String,
+    },
+    /// A rule with two addresses or networks.
+    #[error("{0:?}: one address or network per rule")]
+    OneNetwork(String),
+    /// A rule with nothing in it.
+    #[error("{0:?}: an empty rule")]
+    EmptyRule(String),
+    /// A primary given as nothing.
+    #[error("an empty address")]
+    EmptyAddress,
+    /// A primary whose address does not read.
+    #[error("{peer:?}: {address:?} is not an address (192.0.2.1:53)")]
+    Address {
+        /// The whole entry.
+        peer: String,
+        /// The address part.
+        address: String,
+    },
+    /// Something other than `key:NAME` after a primary's address.
+    #[error("{0:?}: after the address, only key:NAME")]
+    PeerKey(String),
+    /// More than an address and a key.
+    #[error("{0:?}: an address and at most one key:NAME")]
+    PeerExtra(String),
+}
 
-    fn from_str(text: &str) -> Result<Rule, String> {
+impl FromStr for Rule {
+    type Err = AccessError;
+
+    fn from_str(text: &str) -> Result<Rule, AccessError> {
         let mut rule = Rule {
             network: None,
             key: None,
@@ -49,21 +89,22 @@ impl FromStr for Rule {
         for part in text.split_whitespace() {
             if let Some(key) = part.strip_prefix("key:") {
                 if key.is_empty() || rule.key.replace(key.to_string()).is_some() {
-                    return Err(format!("{text:?}: one key: name per rule"));
+                    return Err(AccessError::OneKey(text.to_string()));
                 }
             } else {
                 let network = IpNet::from_str(part)
                     .or_else(|_| IpAddr::from_str(part).map(IpNet::from))
-                    .map_err(|_| {
-                        format!("{text:?}: {part:?} is not an address, network or key:NAME")
+                    .map_err(|_| AccessError::Part {
+                        rule: text.to_string(),
+                        part: part.to_string(),
                     })?;
                 if rule.network.replace(network).is_some() {
-                    return Err(format!("{text:?}: one address or network per rule"));
+                    return Err(AccessError::OneNetwork(text.to_string()));
                 }
             }
         }
         if rule.network.is_none() && rule.key.is_none() {
-            return Err(format!("{text:?}: an empty rule"));
+            return Err(AccessError::EmptyRule(text.to_string()));
         }
         Ok(rule)
     }
@@ -78,25 +119,28 @@ pub struct Peer {
 }
 
 impl FromStr for Peer {
-    type Err = String;
+    type Err = AccessError;
 
-    fn from_str(text: &str) -> Result<Peer, String> {
+    fn from_str(text: &str) -> Result<Peer, AccessError> {
         let mut parts = text.split_whitespace();
-        let address = parts.next().ok_or_else(|| "an empty address".to_string())?;
+        let address = parts.next().ok_or(AccessError::EmptyAddress)?;
         let address = SocketAddr::from_str(address)
             .or_else(|_| IpAddr::from_str(address).map(|ip| SocketAddr::new(ip, 53)))
-            .map_err(|_| format!("{text:?}: {address:?} is not an address (192.0.2.1:53)"))?;
+            .map_err(|_| AccessError::Address {
+                peer: text.to_string(),
+                address: address.to_string(),
+            })?;
         let key = match parts.next() {
             None => None,
             Some(part) => Some(
                 part.strip_prefix("key:")
                     .filter(|key| !key.is_empty())
-                    .ok_or_else(|| format!("{text:?}: after the address, only key:NAME"))?
+                    .ok_or_else(|| AccessError::PeerKey(text.to_string()))?
                     .to_string(),
             ),
         };
         if parts.next().is_some() {
-            return Err(format!("{text:?}: an address and at most one key:NAME"));
+            return Err(AccessError::PeerExtra(text.to_string()));
         }
         Ok(Peer { address, key })
     }

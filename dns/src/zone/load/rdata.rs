@@ -813,7 +813,7 @@ fn fields(
         rtype::APL => {
             for token in f.rest() {
                 apl_item(token.text, f.out)
-                    .ok_or_else(|| RdataError::invalid("APL item", &token))?;
+                    .ok_or_else(|| RdataError::invalid("APL item", token))?;
             }
         }
         rtype::LOC => {
