@@ -158,7 +158,7 @@ async fn status(State(admin): State<Admin>) -> impl IntoResponse {
     status["database"] = match foobar_app::metrics::database().await {
         Some((backend, Ok(()))) => serde_json::json!({ "backend": backend, "ready": true }),
         Some((backend, Err(error))) => {
-            serde_json::json!({ "backend": backend, "ready": false, "error": error })
+            serde_json::json!({ "backend": backend, "ready": false, "error": error.to_string() })
         }
         None => serde_json::Value::Null,
     };

@@ -78,13 +78,15 @@ pub async fn load(config: &Config, draining: &Draining) -> anyhow::Result<Loaded
         let (draining, dns) = (draining.clone(), dns.clone());
         move || {
             if draining.is_set() {
-                return Err("draining: this node is stopping or handing over".to_string());
+                return foobar_app::Readiness::NotReady(
+                    "draining: this node is stopping or handing over".to_string(),
+                );
             }
             if let Some(zone) = dns.unavailable_zones().first() {
-                return Err(format!("zone {zone} is not loaded"));
+                return foobar_app::Readiness::NotReady(format!("zone {zone} is not loaded"));
             }
             // Served, but not from the current file: reported, not a reason to leave.
-            Ok(dns
+            foobar_app::Readiness::Ready(dns
                 .zone_status()
                 .into_iter()
                 .filter(|zone| zone.state == foobar_dns::ZoneState::Failed)
@@ -94,7 +96,8 @@ pub async fn load(config: &Config, draining: &Draining) -> anyhow::Result<Loaded
                         zone.zone, zone.serial
                     )
                 })
-                .collect())
+                .collect(),
+            )
         }
     };
     // Paths the app does not know are the site's static files.

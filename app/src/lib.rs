@@ -102,7 +102,16 @@ pub struct AppState {
     /// What else `/readyz` asks before it says "send me traffic" (the server's own state: not
     /// draining, zones loaded): what it reports (e.g. a zone whose file failed to load, served
     /// from its last good version), or the reason it is not ready.
-    ready: Arc<dyn Fn() -> Result<Vec<String>, String> + Send + Sync>,
+    ready: Arc<dyn Fn() -> Readiness + Send + Sync>,
+}
+
+/// What the server says of itself to `/readyz`, beside the database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Readiness {
+    /// Send traffic; with what is served in a degraded way (a zone from its last good copy).
+    Ready(Vec<String>),
+    /// Do not send traffic, for this reason (draining, a zone not loaded).
+    NotReady(String),
 }
 
 impl std::fmt::Debug for AppState {
@@ -128,16 +137,13 @@ impl AppState {
             token: token.into(),
             comments: Arc::new(CommentLimit::new(comments_per_minute, comment_burst)),
             cache: Arc::new(Cache::new(Duration::from_millis(cache_ms), cache_bytes)),
-            ready: Arc::new(|| Ok(Vec::new())),
+            ready: Arc::new(|| Readiness::Ready(Vec::new())),
         }
     }
 
     /// `/readyz` also asks `ready`, and answers 503 with its reason when it says no, or lists
     /// what it reports when it says yes.
-    pub fn with_readiness(
-        mut self,
-        ready: impl Fn() -> Result<Vec<String>, String> + Send + Sync + 'static,
-    ) -> Self {
+    pub fn with_readiness(mut self, ready: impl Fn() -> Readiness + Send + Sync + 'static) -> Self {
         self.ready = Arc::new(ready);
         self
     }
@@ -245,8 +251,8 @@ async fn healthz() -> impl IntoResponse {
 /// answers. Health checks of the other nodes take a node out of DNS on a 503.
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let notes = match (state.ready)() {
-        Ok(notes) => notes,
-        Err(reason) => {
+        Readiness::Ready(notes) => notes,
+        Readiness::NotReady(reason) => {
             return (
                 StatusCode::SERVICE_UNAVAILABLE,
                 Json(json!({ "error": reason })),

@@ -135,13 +135,13 @@ pub(crate) fn serving(store: &Store) {
 
 /// The database in use and whether it answers now (`foobar ctl status`): its backend, and the
 /// reason when it does not.
-pub async fn database() -> Option<(&'static str, Result<(), String>)> {
+pub async fn database() -> Option<(&'static str, Result<(), crate::StoreError>)> {
     let store = METRICS
         .store
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .clone()?;
-    let answer = store.ping().await.map_err(|e| e.to_string());
+    let answer = store.ping().await;
     Some((store.backend(), answer))
 }
 

@@ -86,22 +86,29 @@ impl Challenges {
     }
 }
 
+/// Why a TLS-ALPN-01 certificate could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ChallengeCertificateError {
+    /// The certificate or its key.
+    #[error(transparent)]
+    Certificate(#[from] rcgen::Error),
+    /// The key, loaded for rustls.
+    #[error(transparent)]
+    Key(#[from] rustls::Error),
+}
+
 /// A self-signed certificate for `name` with the critical acmeIdentifier extension; why not.
 fn tls_alpn_certificate(
     name: &str,
     digest: &[u8],
     provider: &CryptoProvider,
-) -> Result<Arc<CertifiedKey>, String> {
-    let mut params =
-        rcgen::CertificateParams::new(vec![name.to_string()]).map_err(|e| e.to_string())?;
+) -> Result<Arc<CertifiedKey>, ChallengeCertificateError> {
+    let mut params = rcgen::CertificateParams::new(vec![name.to_string()])?;
     params.custom_extensions = vec![rcgen::CustomExtension::new_acme_identifier(digest)];
-    let key_pair = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
-    let cert = params.self_signed(&key_pair).map_err(|e| e.to_string())?;
+    let key_pair = rcgen::KeyPair::generate()?;
+    let cert = params.self_signed(&key_pair)?;
     let der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key_pair.serialize_der()));
-    let signing = provider
-        .key_provider
-        .load_private_key(der)
-        .map_err(|e| e.to_string())?;
+    let signing = provider.key_provider.load_private_key(der)?;
     Ok(Arc::new(CertifiedKey::new(
         vec![CertificateDer::from(cert.der().to_vec())],
         signing,

@@ -19,5 +19,8 @@ pub enum Error {
     #[error("[edge] {key}: {reason}")]
     Config { key: String, reason: String },
     #[error("TLS-ALPN-01 certificate for {name}: {reason}")]
-    Challenge { name: String, reason: String },
+    Challenge {
+        name: String,
+        reason: crate::challenge::ChallengeCertificateError,
+    },
 }

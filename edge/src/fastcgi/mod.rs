@@ -56,25 +56,55 @@ pub enum Address {
     Tcp(String),
 }
 
+/// Why a FastCGI address does not read; each says the form wanted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AddressError {
+    #[error("a socket is an absolute path: unix:/run/php/php8.2-fpm.sock")]
+    RelativeSocket,
+    #[error("tcp:HOST:PORT")]
+    HostPort,
+    #[error("unix:/path/to.sock or tcp:host:port")]
+    Scheme,
+}
+
 impl Address {
-    pub fn parse(text: &str) -> Result<Address, String> {
+    pub fn parse(text: &str) -> Result<Address, AddressError> {
         if let Some(path) = text.strip_prefix("unix:") {
             if !path.starts_with('/') {
-                return Err("a socket is an absolute path: unix:/run/php/php8.2-fpm.sock".into());
+                return Err(AddressError::RelativeSocket);
             }
             return Ok(Address::Unix(PathBuf::from(path)));
         }
         if let Some(address) = text.strip_prefix("tcp:") {
-            let (host, port) = address
-                .rsplit_once(':')
-                .ok_or_else(|| "tcp:HOST:PORT".to_string())?;
+            let (host, port) = address.rsplit_once(':').ok_or(AddressError::HostPort)?;
             if host.is_empty() || port.parse::<u16>().is_err() {
-                return Err("tcp:HOST:PORT".into());
+                return Err(AddressError::HostPort);
             }
             return Ok(Address::Tcp(address.to_string()));
         }
-        Err("unix:/path/to.sock or tcp:host:port".into())
+        Err(AddressError::Scheme)
     }
+}
+
+/// Why an exchange with the FastCGI server ended before its response was whole.
+#[derive(Debug, thiserror::Error)]
+enum Broken {
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Record(#[from] record::RecordError),
+    #[error("bad CGI headers: {0}")]
+    Headers(httparse::Error),
+    #[error("bad Status header")]
+    Status,
+    #[error("CGI headers too large")]
+    HeadTooLarge,
+    #[error("no end to the CGI headers")]
+    HeadUnended,
+    #[error("the connection closed mid-response")]
+    Closed,
+    #[error("the response stalled past read_timeout")]
+    Stalled,
 }
 
 impl std::fmt::Display for Address {
@@ -388,7 +418,7 @@ impl FastCgi {
     ) -> Result<FastCgi, Error> {
         let address = Address::parse(&config.address).map_err(|reason| Error::Config {
             key: "site.route.fastcgi".to_string(),
-            reason,
+            reason: reason.to_string(),
         })?;
         let root = config
             .root
@@ -706,7 +736,7 @@ impl Exchange {
         permit: OwnedSemaphorePermit,
         vars: Vec<(String, String)>,
         upload: Upload,
-        head_tx: oneshot::Sender<Result<Head, String>>,
+        head_tx: oneshot::Sender<Result<Head, Broken>>,
         body_tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
     ) {
         const ID: u16 = 1;
@@ -740,7 +770,7 @@ impl Exchange {
     async fn receive(
         &self,
         read: &mut (dyn AsyncRead + Send + Unpin),
-        head_tx: oneshot::Sender<Result<Head, String>>,
+        head_tx: oneshot::Sender<Result<Head, Broken>>,
         body_tx: &mpsc::Sender<Result<Bytes, std::io::Error>>,
     ) -> bool {
         let mut decoder = Decoder::default();
@@ -755,7 +785,7 @@ impl Exchange {
                 let next = match decoder.next() {
                     Ok(next) => next,
                     Err(e) => {
-                        return self.broke(&mut head_tx, body_tx, &e.to_string()).await;
+                        return self.broke(&mut head_tx, body_tx, e.into()).await;
                     }
                 };
                 let Some((_, record)) = next else {
@@ -780,12 +810,12 @@ impl Exchange {
                             }
                             Ok(None) if head.len() > MAX_HEAD => {
                                 return self
-                                    .broke(&mut head_tx, body_tx, "CGI headers too large")
+                                    .broke(&mut head_tx, body_tx, Broken::HeadTooLarge)
                                     .await;
                             }
                             Ok(None) => {}
                             Err(reason) => {
-                                return self.broke(&mut head_tx, body_tx, &reason).await;
+                                return self.broke(&mut head_tx, body_tx, reason).await;
                             }
                         }
                     }
@@ -818,7 +848,7 @@ impl Exchange {
                                 }
                             } else {
                                 return self
-                                    .broke(&mut head_tx, body_tx, "no end to the CGI headers")
+                                    .broke(&mut head_tx, body_tx, Broken::HeadUnended)
                                     .await;
                             }
                         }
@@ -835,20 +865,12 @@ impl Exchange {
             };
             let n = match tokio::time::timeout(timeout, read.read(&mut buf)).await {
                 Ok(Ok(0)) => {
-                    return self
-                        .broke(&mut head_tx, body_tx, "the connection closed mid-response")
-                        .await;
+                    return self.broke(&mut head_tx, body_tx, Broken::Closed).await;
                 }
                 Ok(Ok(n)) => n,
-                Ok(Err(e)) => return self.broke(&mut head_tx, body_tx, &e.to_string()).await,
+                Ok(Err(e)) => return self.broke(&mut head_tx, body_tx, e.into()).await,
                 Err(_) => {
-                    return self
-                        .broke(
-                            &mut head_tx,
-                            body_tx,
-                            "the response stalled past read_timeout",
-                        )
-                        .await;
+                    return self.broke(&mut head_tx, body_tx, Broken::Stalled).await;
                 }
             };
             decoder.push(&buf[..n]);
@@ -857,19 +879,17 @@ impl Exchange {
 
     async fn broke(
         &self,
-        head_tx: &mut Option<oneshot::Sender<Result<Head, String>>>,
+        head_tx: &mut Option<oneshot::Sender<Result<Head, Broken>>>,
         body_tx: &mpsc::Sender<Result<Bytes, std::io::Error>>,
-        reason: &str,
+        reason: Broken,
     ) -> bool {
         match head_tx.take() {
             Some(tx) => {
-                let _ = tx.send(Err(reason.to_string()));
+                let _ = tx.send(Err(reason));
             }
             None => {
                 warn!(route = %self.route, script = %self.script, %reason, "FastCGI: response broke off");
-                let _ = body_tx
-                    .send(Err(std::io::Error::other(reason.to_string())))
-                    .await;
+                let _ = body_tx.send(Err(std::io::Error::other(reason))).await;
             }
         }
         false
@@ -919,12 +939,12 @@ async fn send_body(
 /// The CGI header block at the start of `bytes`, if whole: the status (`Status:`, else 302 with
 /// a `Location`, else 200), the headers, and how many bytes it took.
 #[allow(clippy::type_complexity)]
-fn parse_head(bytes: &[u8]) -> Result<Option<((StatusCode, http::HeaderMap), usize)>, String> {
+fn parse_head(bytes: &[u8]) -> Result<Option<((StatusCode, http::HeaderMap), usize)>, Broken> {
     let mut fields = [httparse::EMPTY_HEADER; 128];
     let (used, fields) = match httparse::parse_headers(bytes, &mut fields) {
         Ok(httparse::Status::Complete((used, fields))) => (used, fields),
         Ok(httparse::Status::Partial) => return Ok(None),
-        Err(e) => return Err(format!("bad CGI headers: {e}")),
+        Err(e) => return Err(Broken::Headers(e)),
     };
     let mut status = None;
     let mut headers = http::HeaderMap::new();
@@ -935,7 +955,7 @@ fn parse_head(bytes: &[u8]) -> Result<Option<((StatusCode, http::HeaderMap), usi
                 .and_then(|v| v.split_whitespace().next())
                 .and_then(|v| v.parse::<u16>().ok())
                 .and_then(|v| StatusCode::from_u16(v).ok())
-                .ok_or_else(|| "bad Status header".to_string())?;
+                .ok_or(Broken::Status)?;
             status = Some(code);
             continue;
         }

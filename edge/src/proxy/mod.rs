@@ -43,7 +43,7 @@ use hyper_util::rt::TokioIo;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-pub use self::upstream::Target;
+pub use self::upstream::{Target, UpstreamError};
 use self::{
     balance::{Candidate, Choice},
     forwarded::Hop,
@@ -91,7 +91,7 @@ impl Registry {
         route: &str,
         address: &str,
         config: &ProxyConfig,
-    ) -> Result<Arc<Upstream>, String> {
+    ) -> Result<Arc<Upstream>, UpstreamError> {
         let mut known = self.known.lock().unwrap_or_else(PoisonError::into_inner);
         known.retain(|_, (_, weak)| weak.strong_count() > 0);
         let key = (route.to_string(), address.to_string());

@@ -55,11 +55,48 @@ pub enum Place {
     Socket(PathBuf),
 }
 
+/// Why an upstream cannot be used as configured.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("a Unix socket is an absolute path: unix:/run/app.sock")]
+    RelativeSocket,
+    #[error("http://, https://, h2c:// or unix:")]
+    Scheme,
+    #[error("no path here: the request's path is passed on (strip_prefix removes the route's)")]
+    Path,
+    #[error("not a host and port")]
+    Authority,
+    #[error("no user information in an upstream")]
+    UserInfo,
+    #[error("no host")]
+    NoHost,
+    #[error("tls_name: {0}")]
+    TlsName(rustls_pki_types::InvalidDnsNameError),
+    #[error(transparent)]
+    Tls(#[from] rustls::Error),
+    #[error("ca: {0}")]
+    Root(rustls::Error),
+    #[error("ca {}: {error}", path.display())]
+    Ca {
+        path: PathBuf,
+        error: rustls_pki_types::pem::Error,
+    },
+}
+
+/// Why an upstream's name gave no address.
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    #[error(transparent)]
+    Lookup(#[from] std::io::Error),
+    #[error("no address")]
+    NoAddress,
+}
+
 impl Target {
-    pub fn parse(text: &str) -> Result<Target, String> {
+    pub fn parse(text: &str) -> Result<Target, UpstreamError> {
         if let Some(path) = text.strip_prefix("unix:") {
             if !path.starts_with('/') {
-                return Err("a Unix socket is an absolute path: unix:/run/app.sock".to_string());
+                return Err(UpstreamError::RelativeSocket);
             }
             return Ok(Target {
                 scheme: Scheme::Unix,
@@ -73,20 +110,16 @@ impl Target {
         } else if let Some(rest) = text.strip_prefix("h2c://") {
             (Scheme::H2c, rest, 80)
         } else {
-            return Err("http://, https://, h2c:// or unix:".to_string());
+            return Err(UpstreamError::Scheme);
         };
         let authority = rest.trim_end_matches('/');
         if authority.contains('/') || authority.contains('?') {
-            return Err(
-                "no path here: the request's path is passed on (strip_prefix removes the route's)"
-                    .to_string(),
-            );
+            return Err(UpstreamError::Path);
         }
-        let authority: http::uri::Authority = authority
-            .parse()
-            .map_err(|_| "not a host and port".to_string())?;
+        let authority: http::uri::Authority =
+            authority.parse().map_err(|_| UpstreamError::Authority)?;
         if authority.as_str().contains('@') {
-            return Err("no user information in an upstream".to_string());
+            return Err(UpstreamError::UserInfo);
         }
         let host = authority
             .host()
@@ -94,7 +127,7 @@ impl Target {
             .trim_end_matches(']')
             .to_string();
         if host.is_empty() {
-            return Err("no host".to_string());
+            return Err(UpstreamError::NoHost);
         }
         Ok(Target {
             scheme,
@@ -139,7 +172,7 @@ pub type Stream = Pin<Box<dyn Io>>;
 #[derive(Debug)]
 pub enum ConnectError {
     /// No address for its name (yet, or any more).
-    Resolve(String),
+    Resolve(ResolveError),
     Refused(std::io::Error),
     Timeout,
     Tls(std::io::Error),
@@ -179,12 +212,12 @@ pub struct Connector {
 }
 
 impl Connector {
-    pub fn new(target: Target, config: &ProxyConfig) -> Result<Connector, String> {
+    pub fn new(target: Target, config: &ProxyConfig) -> Result<Connector, UpstreamError> {
         let tls = match (&target.scheme, &target.place) {
             (Scheme::Https, Place::Host { host, .. }) => {
                 let name = config.tls_name.clone().unwrap_or_else(|| host.clone());
                 let name = ServerName::try_from(name)
-                    .map_err(|e| format!("tls_name: {e}"))?
+                    .map_err(UpstreamError::TlsName)?
                     .to_owned();
                 Some((tls_connector(config)?, name))
             }
@@ -216,16 +249,13 @@ impl Connector {
     }
 
     /// Resolves its name again; on failure the addresses known stay.
-    pub async fn resolve(&self) -> Result<(), String> {
+    pub async fn resolve(&self) -> Result<(), ResolveError> {
         let Some((host, port)) = self.named() else {
             return Ok(());
         };
-        let found: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
-            .await
-            .map_err(|e| e.to_string())?
-            .collect();
+        let found: Vec<SocketAddr> = tokio::net::lookup_host((host, port)).await?.collect();
         if found.is_empty() {
-            return Err("no address".to_string());
+            return Err(ResolveError::NoAddress);
         }
         if **self.addresses.load() != found {
             info!(upstream = %host, addresses = ?found, "upstream resolved");
@@ -274,29 +304,34 @@ impl Connector {
         }
         Err(match last {
             Some(e) => ConnectError::Refused(e),
-            None => ConnectError::Resolve("no address".to_string()),
+            None => ConnectError::Resolve(ResolveError::NoAddress),
         })
     }
 }
 
 /// TLS to an `https://` upstream: the system's roots or `ca`, or no verification at all.
-fn tls_connector(config: &ProxyConfig) -> Result<tokio_rustls::TlsConnector, String> {
+fn tls_connector(config: &ProxyConfig) -> Result<tokio_rustls::TlsConnector, UpstreamError> {
     use rustls_pki_types::{CertificateDer, pem::PemObject};
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?;
+        .with_safe_default_protocol_versions()?;
     let mut tls = if config.tls_verify {
         let mut roots = rustls::RootCertStore::empty();
         let certificates = match &config.ca {
-            Some(path) => CertificateDer::pem_file_iter(path)
-                .map_err(|e| format!("ca {}: {e}", path.display()))?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| format!("ca {}: {e}", path.display()))?,
+            Some(path) => {
+                let ca = |error| UpstreamError::Ca {
+                    path: path.clone(),
+                    error,
+                };
+                CertificateDer::pem_file_iter(path)
+                    .map_err(ca)?
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(ca)?
+            }
             None => crate::probe::rustls_native_roots(),
         };
         for certificate in certificates {
-            roots.add(certificate).map_err(|e| format!("ca: {e}"))?;
+            roots.add(certificate).map_err(UpstreamError::Root)?;
         }
         builder.with_root_certificates(roots).with_no_client_auth()
     } else {
@@ -347,7 +382,7 @@ impl std::fmt::Debug for Upstream {
 }
 
 impl Upstream {
-    pub fn new(route: &str, name: &str, config: &ProxyConfig) -> Result<Upstream, String> {
+    pub fn new(route: &str, name: &str, config: &ProxyConfig) -> Result<Upstream, UpstreamError> {
         let target = Target::parse(name)?;
         let h2 = target.scheme == Scheme::H2c;
         let metrics = UpstreamMetrics::register(route, name);

@@ -57,10 +57,21 @@ struct RawSite {
     route: Vec<RouteConfig>,
 }
 
-impl TryFrom<RawSite> for SiteConfig {
-    type Error = String;
+/// A `[[site]]` or `[[site.route]]` that does not check out: where (the site's first name, the
+/// route's path, the key) and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{at}: {reason}")]
+pub struct ConfigError {
+    /// `site www.foobar.com`, `site.route "/api/"`, or with the key: `... : proxy`.
+    pub at: String,
+    /// What is wrong, as the key's rules say it.
+    pub reason: String,
+}
 
-    fn try_from(raw: RawSite) -> Result<Self, String> {
+impl TryFrom<RawSite> for SiteConfig {
+    type Error = ConfigError;
+
+    fn try_from(raw: RawSite) -> Result<Self, ConfigError> {
         let site = SiteConfig {
             names: raw.names,
             root: raw.root,
@@ -324,11 +335,16 @@ fn secs(value: Option<Seconds>, default: u64) -> Duration {
 }
 
 impl TryFrom<RawRoute> for RouteConfig {
-    type Error = String;
+    type Error = ConfigError;
 
-    fn try_from(raw: RawRoute) -> Result<Self, String> {
+    fn try_from(raw: RawRoute) -> Result<Self, ConfigError> {
         let at = format!("site.route {:?}", raw.path);
-        let fail = |reason: String| Err(format!("{at}: {reason}"));
+        let fail = |reason: String| {
+            Err(ConfigError {
+                at: at.clone(),
+                reason,
+            })
+        };
         if !raw.path.starts_with('/') {
             return fail("path starts with \"/\"".to_string());
         }
@@ -551,20 +567,29 @@ impl TryFrom<RawRoute> for RouteConfig {
     }
 }
 
+/// Why a `policy` does not read; the text as written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    #[error("{0:?}: round_robin, least_conn, client_ip, header:NAME or cookie:NAME")]
+    Unknown(String),
+    #[error("not a header name: {0:?}")]
+    Header(String),
+    #[error("not a cookie name: {0:?}")]
+    Cookie(String),
+}
+
 impl Policy {
-    fn parse(text: &str) -> Result<Policy, String> {
+    fn parse(text: &str) -> Result<Policy, PolicyError> {
         match text.split_once(':') {
             None => match text {
                 "round_robin" => Ok(Policy::RoundRobin),
                 "least_conn" => Ok(Policy::LeastConn),
                 "client_ip" => Ok(Policy::ClientIp),
-                other => Err(format!(
-                    "{other:?}: round_robin, least_conn, client_ip, header:NAME or cookie:NAME"
-                )),
+                other => Err(PolicyError::Unknown(other.to_string())),
             },
             Some(("header", name)) => http::HeaderName::from_bytes(name.as_bytes())
                 .map(Policy::Header)
-                .map_err(|_| format!("not a header name: {name:?}")),
+                .map_err(|_| PolicyError::Header(name.to_string())),
             Some(("cookie", name))
                 if !name.is_empty()
                     && name
@@ -573,47 +598,51 @@ impl Policy {
             {
                 Ok(Policy::Cookie(name.to_string()))
             }
-            Some(("cookie", name)) => Err(format!("not a cookie name: {name:?}")),
-            Some(_) => Err(format!(
-                "{text:?}: round_robin, least_conn, client_ip, header:NAME or cookie:NAME"
-            )),
+            Some(("cookie", name)) => Err(PolicyError::Cookie(name.to_string())),
+            Some(_) => Err(PolicyError::Unknown(text.to_string())),
         }
     }
 }
 
 impl SiteConfig {
     /// Checks what serde cannot: names, and that every route knows where its files are.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), ConfigError> {
         let at = format!("site {}", self.names.first().map_or("(no names)", |n| n));
+        let fail = |reason: String| {
+            Err(ConfigError {
+                at: at.clone(),
+                reason,
+            })
+        };
         if self.names.is_empty() {
-            return Err("site: names: at least one name".to_string());
+            return Err(ConfigError {
+                at: "site".to_string(),
+                reason: "names: at least one name".to_string(),
+            });
         }
         for name in &self.names {
             if let Err(reason) = crate::site::Name::parse(name) {
-                return Err(format!("{at}: names: {name:?}: {reason}"));
+                return fail(format!("names: {name:?}: {reason}"));
             }
         }
         if self.cert.is_some() != self.key.is_some() {
-            return Err(format!(
-                "{at}: cert and key go together; set both or neither"
-            ));
+            return fail("cert and key go together; set both or neither".to_string());
         }
         if let Some(challenge) = &self.acme_challenge {
             if !matches!(challenge.as_str(), "dns-01" | "http-01" | "tls-alpn-01") {
-                return Err(format!(
-                    "{at}: acme_challenge: {challenge:?}: one of \"dns-01\", \"http-01\", \"tls-alpn-01\""
+                return fail(format!(
+                    "acme_challenge: {challenge:?}: one of \"dns-01\", \"http-01\", \"tls-alpn-01\""
                 ));
             }
             if challenge != "dns-01" && self.names.iter().any(|name| name.starts_with("*.")) {
-                return Err(format!(
-                    "{at}: acme_challenge: a wildcard name can only be validated by \"dns-01\""
-                ));
+                return fail(
+                    "acme_challenge: a wildcard name can only be validated by \"dns-01\""
+                        .to_string(),
+                );
             }
         }
         if self.route.is_empty() && self.root.is_none() {
-            return Err(format!(
-                "{at}: a site needs a root (static files) or routes"
-            ));
+            return fail("a site needs a root (static files) or routes".to_string());
         }
         for route in &self.route {
             let needs_root = match &route.action {
@@ -622,8 +651,8 @@ impl SiteConfig {
                 _ => false,
             };
             if needs_root && self.root.is_none() {
-                return Err(format!(
-                    "{at}: site.route {:?}: no root, and the site has none",
+                return fail(format!(
+                    "site.route {:?}: no root, and the site has none",
                     route.path
                 ));
             }

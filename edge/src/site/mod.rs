@@ -119,7 +119,7 @@ impl Plan {
         for site in configs {
             site.check().map_err(|reason| Error::Config {
                 key: "site".to_string(),
-                reason,
+                reason: reason.to_string(),
             })?;
             let names: Vec<Name> = site
                 .names

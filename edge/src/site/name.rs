@@ -12,35 +12,45 @@ pub enum Name {
     Wildcard(String),
 }
 
+/// Why a site name does not read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    #[error("an empty name")]
+    Empty,
+    #[error("a wildcard of an address")]
+    WildcardAddress,
+    #[error("labels are 1 to 63 characters")]
+    LabelLength,
+    #[error("letters, digits, '-' and '_' only (a wildcard is \"*.\" before the rest)")]
+    Characters,
+}
+
 impl Name {
-    pub fn parse(text: &str) -> Result<Name, String> {
+    pub fn parse(text: &str) -> Result<Name, NameError> {
         let text = text.trim_end_matches('.').to_ascii_lowercase();
         let (wildcard, rest) = match text.strip_prefix("*.") {
             Some(rest) => (true, rest.to_string()),
             None => (false, text.clone()),
         };
         if rest.is_empty() {
-            return Err("an empty name".to_string());
+            return Err(NameError::Empty);
         }
         if rest.parse::<std::net::IpAddr>().is_ok() {
             return if wildcard {
-                Err("a wildcard of an address".to_string())
+                Err(NameError::WildcardAddress)
             } else {
                 Ok(Name::Exact(rest))
             };
         }
         for label in rest.split('.') {
             if label.is_empty() || label.len() > 63 {
-                return Err("labels are 1 to 63 characters".to_string());
+                return Err(NameError::LabelLength);
             }
             if !label
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
             {
-                return Err(
-                    "letters, digits, '-' and '_' only (a wildcard is \"*.\" before the rest)"
-                        .to_string(),
-                );
+                return Err(NameError::Characters);
             }
         }
         Ok(if wildcard {
