@@ -17,6 +17,7 @@
 
 mod answer;
 mod config;
+mod dnssec;
 mod error;
 mod listener;
 mod metrics;

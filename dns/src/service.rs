@@ -110,11 +110,13 @@ impl Dns {
             })
             .collect();
         let (changes, changed) = mpsc::unbounded_channel();
+        let signing = config::settings::signing(config, state_dir)?;
         let zones = Arc::new(Zones::load(
             zones,
             &state_dir.join("dns/last-good"),
             initial,
             Some(changes),
+            Arc::new(signing),
         )?);
         let cookies = match cookie_secret {
             Some(secret) => Cookies::new(*secret),
@@ -195,6 +197,7 @@ impl Dns {
     pub fn check(config: &Config, state_dir: &Path) -> Result<Vec<String>, Error> {
         let access = config::settings::access(config, state_dir)?;
         config::settings::secondaries(config, state_dir, &access)?;
+        config::settings::signing(config, state_dir)?;
         let zones = Zones::check(&config.zones)?;
         Ok(origin_names(zones.iter()))
     }

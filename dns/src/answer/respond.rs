@@ -14,6 +14,7 @@
 
 use std::{net::IpAddr, sync::Arc};
 
+use super::dnssec;
 use crate::{
     answer::cookie::{Cookies, Presented},
     answer::health::{self, Filter, Health},
@@ -142,6 +143,11 @@ mod option {
 }
 
 impl Query<'_> {
+    /// The client asked for DNSSEC records (EDNS DO).
+    fn dnssec_ok(&self) -> bool {
+        self.edns.is_some_and(|edns| edns.dnssec_ok)
+    }
+
     fn opcode(&self) -> Opcode {
         self.flags.opcode()
     }
@@ -834,7 +840,10 @@ impl Responder {
             .get(qkey.get())
             .filter(|_| zone.cut_above(qkey.get()).is_none())
             .and_then(|extra| added(zone, &qkey, query.qtype, extra, &filters, w))
-            .unwrap_or_else(|| lookup(zone, query.qname, &qkey, query.qtype, &filters, w));
+            .unwrap_or_else(|| {
+                let dnssec = super::dnssec::wanted(zone, query.dnssec_ok());
+                lookup(zone, query.qname, &qkey, query.qtype, &filters, dnssec, w)
+            });
         match found {
             Ok((code, authoritative)) => {
                 w.set_rcode(code);
@@ -913,6 +922,7 @@ fn lookup(
     qkey: &KeyBuf,
     qtype: Rtype,
     filters: &std::collections::HashMap<Vec<u8>, Filter>,
+    dnssec: bool,
     w: &mut Writer<'_>,
 ) -> Result<(Rcode, bool), Full> {
     let mut key = KeyBuf::new();
@@ -934,7 +944,7 @@ fn lookup(
         if let Some(cut) = zone.cut_above(key.get())
             && !(qtype == rtype::DS && zone.key(cut) == key.get())
         {
-            referral(zone, cut, w)?;
+            referral(zone, cut, dnssec, w)?;
             return Ok((Rcode::NOERROR, hop > 0));
         }
         if let Some(node) = zone.dname_above(key.get()) {
@@ -943,6 +953,10 @@ fn lookup(
                 return Ok((Rcode::SERVFAIL, true));
             };
             w.rrset(Section::Answer, Owner::Wire(zone.name(node)), &dname)?;
+            if dnssec {
+                let owner = Owner::Wire(zone.name(node));
+                dnssec::signatures(zone, node, rtype::DNAME, Section::Answer, owner, w)?;
+            }
             let Some(target) = dname.rdatas().next() else {
                 return Ok((Rcode::NOERROR, true));
             };
@@ -958,26 +972,56 @@ fn lookup(
             name = next;
             continue;
         }
+        // Where the name came from a wildcard: the NSEC that proves the name itself absent.
+        let mut expanded_from = None;
         let node = match zone.find(key.get()) {
             Ok(node) => node,
             Err(at) if zone.has_descendant_at(at, key.get()) => {
                 // An empty non-terminal exists: NODATA, and no wildcard may match it.
-                negative(zone, w)?;
+                negative(zone, dnssec, w)?;
+                if dnssec && let Some(node) = dnssec::covering(zone, at) {
+                    dnssec::nsec(zone, node, w)?;
+                }
                 return Ok((Rcode::NOERROR, true));
             }
-            Err(_) => match wildcard(zone, key.get()) {
-                Some(node) => node,
-                None => {
-                    negative(zone, w)?;
+            Err(at) => match wildcard(zone, key.get()) {
+                (_, Some(node)) => {
+                    expanded_from = Some(at);
+                    node
+                }
+                (encloser, None) => {
+                    negative(zone, dnssec, w)?;
+                    if dnssec {
+                        // RFC 4035 section 3.1.3.2: the name, and any wildcard that could
+                        // have made it, do not exist.
+                        let covered = dnssec::cover(zone, key.get(), None, w)?;
+                        let mut star = Vec::with_capacity(encloser + 3);
+                        dnssec::wildcard_key(key.get(), encloser, &mut star);
+                        dnssec::cover(zone, &star, covered, w)?;
+                    }
                     return Ok((Rcode::NXDOMAIN, true));
                 }
             },
+        };
+        // RFC 4035 section 3.1.3.3: a wildcard answer proves that the name itself is absent.
+        let expansion_proof = |w: &mut Writer<'_>| -> Result<(), Full> {
+            if dnssec
+                && let Some(at) = expanded_from
+                && let Some(node) = dnssec::covering(zone, at)
+            {
+                dnssec::nsec(zone, node, w)?;
+            }
+            Ok(())
         };
 
         if qtype != rtype::CNAME
             && let Some(cname) = zone.rrset(node, rtype::CNAME)
         {
             w.rrset(Section::Answer, owner, &cname)?;
+            if dnssec {
+                dnssec::signatures(zone, node, rtype::CNAME, Section::Answer, owner, w)?;
+                expansion_proof(w)?;
+            }
             let Some(target) = cname.rdatas().next() else {
                 return Ok((Rcode::NOERROR, true));
             };
@@ -995,7 +1039,12 @@ fn lookup(
             zone.rrset(node, qtype)
         };
         let Some(set) = set else {
-            negative(zone, w)?;
+            negative(zone, dnssec, w)?;
+            if dnssec {
+                // RFC 4035 section 3.1.3.1: the name's NSEC shows the type absent.
+                dnssec::nsec(zone, node, w)?;
+                expansion_proof(w)?;
+            }
             return Ok((Rcode::NOERROR, true));
         };
         // A health-checked name: the addresses found down are left out (`health`).
@@ -1013,6 +1062,10 @@ fn lookup(
                 }
             }
             None => w.rrset(Section::Answer, owner, &set)?,
+        }
+        if dnssec {
+            dnssec::signatures(zone, node, set.rtype, Section::Answer, owner, w)?;
+            expansion_proof(w)?;
         }
         additional(zone, &set, name.get(), w, false);
         return Ok((Rcode::NOERROR, true));
@@ -1070,13 +1123,14 @@ fn added(
         return Some(written.map(|()| (Rcode::NOERROR, true)));
     }
     if node.is_none() && !extra.txt.is_empty() {
-        return Some(negative(zone, w).map(|()| (Rcode::NOERROR, true)));
+        return Some(negative(zone, false, w).map(|()| (Rcode::NOERROR, true)));
     }
     None
 }
 
-/// RFC 4592: the source of synthesis `*.<closest encloser>` for a name that does not exist.
-fn wildcard(zone: &Zone, key: &[u8]) -> Option<NodeId> {
+/// RFC 4592: the closest encloser of a name that does not exist (the length of its key), and
+/// the source of synthesis `*.<closest encloser>` if there is one.
+fn wildcard(zone: &Zone, key: &[u8]) -> (usize, Option<NodeId>) {
     let apex_len = zone.origin_key().len();
     let mut encloser = apex_len;
     for len in name::key_prefixes(key).filter(|&len| len > apex_len && len < key.len()) {
@@ -1090,12 +1144,16 @@ fn wildcard(zone: &Zone, key: &[u8]) -> Option<NodeId> {
     star.bytes[..encloser].copy_from_slice(&key[..encloser]);
     star.bytes[encloser..encloser + 3].copy_from_slice(b"*\0\0");
     star.len = encloser + 3;
-    zone.find(star.get()).ok()
+    (encloser, zone.find(star.get()).ok())
 }
 
-/// The SOA in the authority section, with the negative-caching TTL (RFC 2308 section 3).
-fn negative(zone: &Zone, w: &mut Writer<'_>) -> Result<(), Full> {
-    let Some(soa) = zone.apex().and_then(|apex| zone.rrset(apex, rtype::SOA)) else {
+/// The SOA in the authority section, with the negative-caching TTL (RFC 2308 section 3), and
+/// its signatures for a DNSSEC answer.
+fn negative(zone: &Zone, dnssec: bool, w: &mut Writer<'_>) -> Result<(), Full> {
+    let Some(apex) = zone.apex() else {
+        return Ok(());
+    };
+    let Some(soa) = zone.rrset(apex, rtype::SOA) else {
         return Ok(());
     };
     for rdata in soa.rdatas() {
@@ -1107,15 +1165,31 @@ fn negative(zone: &Zone, w: &mut Writer<'_>) -> Result<(), Full> {
             rdata,
         )?;
     }
+    if dnssec {
+        let owner = Owner::Wire(zone.origin());
+        dnssec::signatures(zone, apex, rtype::SOA, Section::Authority, owner, w)?;
+    }
     Ok(())
 }
 
-/// A referral to the child zone at `cut`: its NS set in authority, glue in additional.
-fn referral(zone: &Zone, cut: NodeId, w: &mut Writer<'_>) -> Result<(), Full> {
+/// A referral to the child zone at `cut`: its NS set in authority, glue in additional; for a
+/// DNSSEC answer, the signed DS set, or the signed NSEC that proves there is none (RFC 4035
+/// section 3.1.4).
+fn referral(zone: &Zone, cut: NodeId, dnssec: bool, w: &mut Writer<'_>) -> Result<(), Full> {
     let Some(ns) = zone.rrset(cut, rtype::NS) else {
         return Ok(());
     };
-    w.rrset(Section::Authority, Owner::Wire(zone.name(cut)), &ns)?;
+    let owner = Owner::Wire(zone.name(cut));
+    w.rrset(Section::Authority, owner, &ns)?;
+    if dnssec {
+        match zone.rrset(cut, rtype::DS) {
+            Some(ds) => {
+                w.rrset(Section::Authority, owner, &ds)?;
+                dnssec::signatures(zone, cut, rtype::DS, Section::Authority, owner, w)?;
+            }
+            None => dnssec::nsec(zone, cut, w)?,
+        }
+    }
     // RFC 9471: glue for name servers inside the delegated zone must fit, else TC.
     if additional(zone, &ns, zone.name(cut), w, true) {
         w.set_flags(w.flags() | Flags::TC);

@@ -112,6 +112,33 @@ pub struct ZoneSettings {
     /// record made from the edge's configuration (`Dns::set_https`), unless the zone file has
     /// its own HTTPS RRset at the name.
     pub https_records: bool,
+    /// Sign the zone (DNSSEC): a key made on first start and kept in `state_dir`, DNSKEY, CDS
+    /// and CDNSKEY at the apex, an NSEC chain and RRSIGs, kept signed through every edit.
+    pub dnssec: bool,
+    /// The algorithm of the key made: `"ecdsap256sha256"` (13, the default) or `"ed25519"` (15).
+    pub dnssec_algorithm: crate::dnssec::Algorithm,
+    /// Days a signature is valid for (14, as BIND's default policy).
+    pub signature_validity_days: Option<u32>,
+    /// Days before expiry a signature is made again (5).
+    pub signature_refresh_days: Option<u32>,
+}
+
+impl ZoneSettings {
+    /// How the zone is signed, if it is.
+    pub fn dnssec_policy(&self) -> Option<crate::dnssec::Policy> {
+        let default = crate::dnssec::Validity::default();
+        self.dnssec.then(|| crate::dnssec::Policy {
+            algorithm: self.dnssec_algorithm,
+            validity: crate::dnssec::Validity {
+                lifetime: self
+                    .signature_validity_days
+                    .map_or(default.lifetime, |days| days.saturating_mul(86_400)),
+                refresh: self
+                    .signature_refresh_days
+                    .map_or(default.refresh, |days| days.saturating_mul(86_400)),
+            },
+        })
+    }
 }
 
 /// `[[dns.secondary]]`: a zone transferred from its primaries.

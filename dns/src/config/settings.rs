@@ -182,6 +182,24 @@ fn origin(text: &str) -> Result<Vec<u8>, Error> {
         .map_err(|reason| Error::Config(format!("zone name {text:?}: {reason}")))
 }
 
+/// The zones signed here and how, from `[dns.zone."NAME"]` settings with `dnssec = true`.
+pub fn signing(config: &Config, state_dir: &Path) -> Result<crate::dnssec::Signing, Error> {
+    let mut policies = Vec::new();
+    for (zone, settings) in &config.zone {
+        let Some(policy) = settings.dnssec_policy() else {
+            continue;
+        };
+        let place = format!("zone {zone:?}");
+        if policy.validity.refresh >= policy.validity.lifetime {
+            return Err(Error::Config(format!(
+                "{place}: signature_refresh_days must be below signature_validity_days"
+            )));
+        }
+        policies.push((origin(zone)?, policy));
+    }
+    Ok(crate::dnssec::Signing::new(state_dir, policies))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -194,3 +212,4 @@ mod tests {
         assert_eq!(secret_in("  c2VjcmV0\n"), "c2VjcmV0");
     }
 }
+

@@ -100,7 +100,7 @@ fn axfr_records(zone: &Zone) -> Vec<Rr> {
                 records.push(Rr {
                     owner: owner.to_vec(),
                     rtype: set.rtype,
-                    ttl: set.ttl,
+                    ttl: set.ttl_of(rdata),
                     rdata: rdata.to_vec(),
                 });
             }

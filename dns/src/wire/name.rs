@@ -86,6 +86,12 @@ pub fn key_prefixes(key: &[u8]) -> impl Iterator<Item = usize> + '_ {
     })
 }
 
+/// A wire name in lower case, as RFC 4034 section 6.2 puts names in canonical form. (Label
+/// lengths are at most 63, below every upper-case letter, so the whole name can be mapped.)
+pub fn lowercase(wire: &[u8]) -> Vec<u8> {
+    wire.to_ascii_lowercase()
+}
+
 /// Lower-cased wire name, for comparisons that ignore case.
 pub fn eq_ignore_case(a: &[u8], b: &[u8]) -> bool {
     a.eq_ignore_ascii_case(b)

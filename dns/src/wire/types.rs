@@ -380,3 +380,25 @@ impl Class {
         self.0.to_be_bytes()
     }
 }
+
+/// Appends the RFC 4034 section 4.1.2 type bitmap of `types` (sorted and deduplicated here), as
+/// NSEC, NSEC3 and CSYNC carry it.
+pub fn push_type_bitmap(types: &mut Vec<u16>, out: &mut Vec<u8>) {
+    types.sort_unstable();
+    types.dedup();
+    let mut at = 0;
+    while at < types.len() {
+        let window = types[at] >> 8;
+        let mut bits = [0u8; 32];
+        let mut used = 0;
+        while at < types.len() && types[at] >> 8 == window {
+            let low = usize::from(types[at] & 0xFF);
+            bits[low / 8] |= 0x80 >> (low % 8);
+            used = low / 8 + 1;
+            at += 1;
+        }
+        out.push(window as u8);
+        out.push(used as u8);
+        out.extend_from_slice(&bits[..used]);
+    }
+}

@@ -122,7 +122,7 @@ impl<'b> Writer<'b> {
     ) -> Result<(), Full> {
         let mark = self.mark();
         for rdata in set.rdatas() {
-            if let Err(full) = self.record(section, owner, set.rtype, set.ttl, rdata) {
+            if let Err(full) = self.record(section, owner, set.rtype, set.ttl_of(rdata), rdata) {
                 self.rollback(mark);
                 return Err(full);
             }

@@ -47,6 +47,8 @@ pub struct Zone {
     records: usize,
     /// False for a zone whose file could not be loaded and has no good copy: SERVFAIL.
     available: bool,
+    /// The apex has DNSKEY and RRSIG records: answers carry signatures and proofs on DO.
+    signed: bool,
 }
 
 /// The hash of a lookup key (fixed seed: the index is rebuilt, never persisted).
@@ -205,6 +207,17 @@ impl<'z> RRset<'z> {
         })
     }
 
+    /// The TTL of one of its records: the set's; for an RRSIG, the TTL of the RRset it covers
+    /// (its Original TTL field, RFC 4035 section 2.2), since the signatures over every type at
+    /// a node are one set here.
+    pub fn ttl_of(&self, rdata: &[u8]) -> u32 {
+        if self.rtype == rtype::RRSIG {
+            bytes::u32_at(rdata, 4).unwrap_or(self.ttl)
+        } else {
+            self.ttl
+        }
+    }
+
     pub fn len(&self) -> usize {
         usize::from(self.count)
     }
@@ -232,6 +245,7 @@ impl Zone {
             index: HashTable::new(),
             records: 0,
             available: true,
+            signed: false,
         };
         zone.origin = zone.push_bytes(origin);
         let origin_key = name::key_of(origin);
@@ -323,6 +337,9 @@ impl Zone {
             zone.serial = serial;
             zone.negative_ttl = negative_ttl;
         }
+        zone.signed = zone.apex().is_some_and(|apex| {
+            zone.rrset(apex, rtype::DNSKEY).is_some() && zone.rrset(apex, rtype::RRSIG).is_some()
+        });
         zone.arena.shrink_to_fit();
         zone.nodes.shrink_to_fit();
         zone.sets.shrink_to_fit();
@@ -335,6 +352,11 @@ impl Zone {
         let mut zone = Zone::build(origin, &records, &records.sort());
         zone.available = false;
         zone
+    }
+
+    /// Whether the zone is signed (its apex has DNSKEY and RRSIG records).
+    pub fn is_signed(&self) -> bool {
+        self.signed
     }
 
     /// Whether the zone has data to answer from.

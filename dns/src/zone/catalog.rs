@@ -20,6 +20,7 @@ use tracing::{error, info, warn};
 use foobar_state::Access;
 
 use crate::{
+    dnssec::Signing,
     error::{AddedError, Error, ZoneError},
     metrics::{ZoneCounters, metrics},
     wire::name,
@@ -160,6 +161,8 @@ pub struct Zones {
     saving: Arc<Mutex<()>>,
     /// Records added at run time to zones of files, by origin key (`set_added`).
     added: Mutex<HashMap<Vec<u8>, Vec<Rr>>>,
+    /// The zones signed here, and their keys.
+    signing: Arc<Signing>,
 }
 
 /// What a reload changed.
@@ -204,6 +207,7 @@ impl Zones {
         last_good: &Path,
         secondaries: Vec<Arc<Zone>>,
         changes: Option<tokio::sync::mpsc::UnboundedSender<Change>>,
+        signing: Arc<Signing>,
     ) -> Result<Zones, Error> {
         zone_files(folder)?;
         let zones = Zones {
@@ -221,6 +225,7 @@ impl Zones {
             last_good: last_good.to_path_buf(),
             saving: Arc::new(Mutex::new(())),
             added: Mutex::default(),
+            signing,
         };
         zones.reload(true);
         Ok(zones)
@@ -310,6 +315,7 @@ impl Zones {
             crate::transfer::journal::with_added(&file, &records, serial)
                 .map_err(|e| AddedError::Zone(e.to_string()))?,
         );
+        let zone = self.signed(zone, Some(&entry.zone));
         let old = std::mem::replace(&mut entry.zone, zone.clone());
         entry.file = Some(file);
         let path = path.clone();
@@ -323,6 +329,23 @@ impl Zones {
             last_good: None,
         });
         Ok(serial)
+    }
+
+    /// `zone` as it is served: signed, where it is a zone signed here, keeping the signatures of
+    /// `previous` over what did not change. A zone that cannot be signed (its keys unreadable)
+    /// is served unsigned, and the log says why.
+    fn signed(&self, zone: Arc<Zone>, previous: Option<&Zone>) -> Arc<Zone> {
+        match self.signing.sign(&zone, previous) {
+            None => zone,
+            Some(Ok(signed)) => {
+                info!(zone = %zone.origin_text(), serial = zone.serial(), signatures_made = signed.signatures, "zone signed");
+                Arc::new(signed.zone)
+            }
+            Some(Err(e)) => {
+                error!(zone = %zone.origin_text(), error = %e, "the zone cannot be signed; it is served unsigned");
+                zone
+            }
+        }
     }
 
     /// Where the last serial served for a file is kept once it moved past the file's own.
@@ -475,8 +498,13 @@ impl Zones {
                             Some(p) if p.file.is_some() && !p.failed => Some(p.zone.serial()),
                             Some(_) => None,
                         };
-                        let (zone, file) = self.served_as(&path, entry.zone.clone(), last);
-                        entry.zone = zone;
+                        let (zone, mut file) = self.served_as(&path, entry.zone.clone(), last);
+                        let before = previous.as_ref().map(|p| &*p.zone);
+                        let signed = self.signed(zone.clone(), before);
+                        if !Arc::ptr_eq(&signed, &zone) {
+                            file = file.or(Some(zone));
+                        }
+                        entry.zone = signed;
                         entry.file = file;
                         to_save.push((path.clone(), entry.zone.clone()));
                         changes.push(Change {
@@ -728,6 +756,10 @@ mod tests {
         ZONE.replace("SERIAL", &serial.to_string()) + extra
     }
 
+    fn no_signing() -> Arc<Signing> {
+        Arc::new(Signing::new(Path::new("/nonexistent"), []))
+    }
+
     fn challenge() -> Rr {
         Rr {
             owner: crate::wire::name::from_text("_acme-challenge.example.com").unwrap(),
@@ -758,7 +790,7 @@ mod tests {
         let file = folder.join("example.com.zone");
         std::fs::write(&file, zone(10, "")).unwrap();
         let last_good = dir.path().join("dns/last-good");
-        let zones = Zones::load(&folder, &last_good, Vec::new(), None).unwrap();
+        let zones = Zones::load(&folder, &last_good, Vec::new(), None, no_signing()).unwrap();
         let origin = served(&zones).origin_key().to_vec();
         assert_eq!(served(&zones).serial(), 10);
 
@@ -781,7 +813,7 @@ mod tests {
         assert!(!has_challenge(&served(&zones)));
         // A restart with the file still behind: past what was served before.
         drop(zones);
-        let zones = Zones::load(&folder, &last_good, Vec::new(), None).unwrap();
+        let zones = Zones::load(&folder, &last_good, Vec::new(), None, no_signing()).unwrap();
         assert_eq!(served(&zones).serial(), 14);
         // A file past it is served as it is.
         std::fs::write(&file, zone(20, "")).unwrap();

@@ -55,7 +55,7 @@ pub fn node_records(zone: &Zone, node: NodeId) -> impl Iterator<Item = Rr> + '_ 
         set.rdatas().map(move |rdata| Rr {
             owner: owner.to_vec(),
             rtype: set.rtype,
-            ttl: set.ttl,
+            ttl: set.ttl_of(rdata),
             rdata: rdata.to_vec(),
         })
     })

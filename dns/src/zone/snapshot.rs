@@ -36,7 +36,7 @@ pub fn encode(zone: &Zone) -> Vec<u8> {
                 out.push(owner.len() as u8);
                 out.extend_from_slice(owner);
                 out.extend_from_slice(&set.rtype.to_be_bytes());
-                out.extend_from_slice(&set.ttl.to_be_bytes());
+                out.extend_from_slice(&set.ttl_of(rdata).to_be_bytes());
                 out.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
                 out.extend_from_slice(rdata);
             }

@@ -17,7 +17,7 @@ use crate::wire::{
     Rtype, name,
     name::NameError,
     rtype,
-    types::{Kind, kind, type_name, type_number},
+    types::{Kind, kind, push_type_bitmap, type_name, type_number},
 };
 
 /// Why a record's RDATA cannot be read. The loader puts the file, line and record type before
@@ -401,23 +401,7 @@ impl<'t, 'a> Fields<'t, 'a> {
             })?;
             types.push(rtype.0);
         }
-        types.sort_unstable();
-        types.dedup();
-        let mut at = 0;
-        while at < types.len() {
-            let window = types[at] >> 8;
-            let mut bits = [0u8; 32];
-            let mut used = 0;
-            while at < types.len() && types[at] >> 8 == window {
-                let low = usize::from(types[at] & 0xFF);
-                bits[low / 8] |= 0x80 >> (low % 8);
-                used = low / 8 + 1;
-                at += 1;
-            }
-            self.out.push(window as u8);
-            self.out.push(used as u8);
-            self.out.extend_from_slice(&bits[..used]);
-        }
+        push_type_bitmap(&mut types, self.out);
         Ok(())
     }
 

@@ -1,0 +1,305 @@
+//! A zone's signing keys: made on first use, kept in `state_dir`, and their DNSKEY, key tag and
+//! DS (RFC 4034 sections 2, 5 and appendix B).
+//!
+//! The crypto is `ring`'s. The key file is this server's own small TOML (algorithm, flags,
+//! creation time, PKCS#8 in base64) rather than BIND's `K*.private` format: the keys are the
+//! server's to keep, and the DS is printed for the registrar by `foobar dnssec ds`.
+
+use std::path::{Path, PathBuf};
+
+use data_encoding::BASE64;
+use ring::{
+    rand::SystemRandom,
+    signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair as _},
+};
+use serde::{Deserialize, Serialize};
+
+use crate::wire::name;
+
+/// DNSKEY flags of a key that signs the whole zone (a CSK): Zone Key and Secure Entry Point.
+pub const CSK_FLAGS: u16 = 257;
+
+/// The DNSSEC algorithms keys are made with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Algorithm {
+    /// ECDSA P-256 with SHA-256, algorithm 13 (RFC 6605): the default, as Knot's and BIND's.
+    #[default]
+    Ecdsap256sha256,
+    /// Ed25519, algorithm 15 (RFC 8080).
+    Ed25519,
+}
+
+impl Algorithm {
+    /// The number in DNSKEY, RRSIG and DS records.
+    pub fn number(self) -> u8 {
+        match self {
+            Algorithm::Ecdsap256sha256 => 13,
+            Algorithm::Ed25519 => 15,
+        }
+    }
+
+    fn from_number(number: u8) -> Option<Algorithm> {
+        match number {
+            13 => Some(Algorithm::Ecdsap256sha256),
+            15 => Some(Algorithm::Ed25519),
+            _ => None,
+        }
+    }
+}
+
+/// Why a key could not be made, read or kept.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// The key file or its folder.
+    #[error("{}: {error}", path.display())]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// What the system said.
+        error: std::io::Error,
+    },
+    /// A key file that does not read as one.
+    #[error("{}: {reason}", path.display())]
+    Malformed {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The system's randomness or the key generation failed.
+    #[error("making a key: {0}")]
+    Generate(ring::error::Unspecified),
+    /// Signing failed.
+    #[error("signing: {0}")]
+    Sign(ring::error::Unspecified),
+}
+
+/// The private half, as `ring` signs with it.
+enum Pair {
+    Ecdsa(EcdsaKeyPair),
+    Ed25519(Ed25519KeyPair),
+}
+
+/// One signing key of a zone.
+pub struct Key {
+    /// Its algorithm.
+    pub algorithm: Algorithm,
+    /// Its DNSKEY flags.
+    pub flags: u16,
+    /// When it was made, in seconds since the epoch.
+    pub created: u64,
+    /// The DNSKEY RDATA.
+    pub dnskey: Vec<u8>,
+    /// Its key tag.
+    pub tag: u16,
+    pair: Pair,
+    /// The private key as it is kept (ring gives no way back to it from the pair).
+    pkcs8: Vec<u8>,
+    rng: SystemRandom,
+}
+
+impl std::fmt::Debug for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Key")
+            .field("algorithm", &self.algorithm)
+            .field("flags", &self.flags)
+            .field("tag", &self.tag)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The key file's contents.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct Stored {
+    algorithm: u8,
+    flags: u16,
+    created: u64,
+    /// The private key, PKCS#8 DER in base64.
+    pkcs8: String,
+}
+
+impl Key {
+    /// A new key, not yet kept anywhere.
+    pub fn generate(algorithm: Algorithm, flags: u16, created: u64) -> Result<Key, KeyError> {
+        let rng = SystemRandom::new();
+        let pkcs8 = match algorithm {
+            Algorithm::Ecdsap256sha256 => {
+                EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+            }
+            Algorithm::Ed25519 => Ed25519KeyPair::generate_pkcs8(&rng),
+        }
+        .map_err(KeyError::Generate)?;
+        Key::from_pkcs8(algorithm, flags, created, pkcs8.as_ref())
+            .map_err(|_| KeyError::Generate(ring::error::Unspecified))
+    }
+
+    fn from_pkcs8(
+        algorithm: Algorithm,
+        flags: u16,
+        created: u64,
+        pkcs8: &[u8],
+    ) -> Result<Key, ring::error::KeyRejected> {
+        let rng = SystemRandom::new();
+        let (pair, public) = match algorithm {
+            Algorithm::Ecdsap256sha256 => {
+                let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8, &rng)?;
+                // RFC 6605 section 4: the point without its leading 0x04.
+                let public = pair.public_key().as_ref()[1..].to_vec();
+                (Pair::Ecdsa(pair), public)
+            }
+            Algorithm::Ed25519 => {
+                let pair = Ed25519KeyPair::from_pkcs8(pkcs8)?;
+                let public = pair.public_key().as_ref().to_vec();
+                (Pair::Ed25519(pair), public)
+            }
+        };
+        let mut dnskey = Vec::with_capacity(4 + public.len());
+        dnskey.extend_from_slice(&flags.to_be_bytes());
+        dnskey.push(3);
+        dnskey.push(algorithm.number());
+        dnskey.extend_from_slice(&public);
+        Ok(Key {
+            algorithm,
+            flags,
+            created,
+            tag: key_tag(&dnskey),
+            dnskey,
+            pair,
+            pkcs8: pkcs8.to_vec(),
+            rng,
+        })
+    }
+
+    /// Signs `data`: the signature as RRSIG carries it (`r || s` for ECDSA, RFC 6605).
+    pub fn sign(&self, data: &[u8]) -> Result<Vec<u8>, KeyError> {
+        match &self.pair {
+            Pair::Ecdsa(pair) => pair
+                .sign(&self.rng, data)
+                .map(|s| s.as_ref().to_vec())
+                .map_err(KeyError::Sign),
+            Pair::Ed25519(pair) => Ok(pair.sign(data).as_ref().to_vec()),
+        }
+    }
+
+    /// The DS RDATA for this key at `owner` (wire form), SHA-256 (digest type 2).
+    pub fn ds(&self, owner: &[u8]) -> Vec<u8> {
+        let mut data = name::lowercase(owner);
+        data.extend_from_slice(&self.dnskey);
+        let digest = ring::digest::digest(&ring::digest::SHA256, &data);
+        let mut ds = Vec::with_capacity(4 + 32);
+        ds.extend_from_slice(&self.tag.to_be_bytes());
+        ds.push(self.algorithm.number());
+        ds.push(2);
+        ds.extend_from_slice(digest.as_ref());
+        ds
+    }
+
+    /// The DS in presentation format, as a registrar takes it: `TAG ALG 2 HEX`.
+    pub fn ds_text(&self, owner: &[u8]) -> String {
+        let ds = self.ds(owner);
+        format!(
+            "{} {} 2 {}",
+            self.tag,
+            self.algorithm.number(),
+            data_encoding::HEXUPPER.encode(&ds[4..])
+        )
+    }
+}
+
+/// RFC 4034 appendix B: the key tag of a DNSKEY RDATA.
+pub fn key_tag(dnskey: &[u8]) -> u16 {
+    let mut sum: u32 = 0;
+    for (i, byte) in dnskey.iter().enumerate() {
+        sum += if i % 2 == 0 {
+            u32::from(*byte) << 8
+        } else {
+            u32::from(*byte)
+        };
+    }
+    sum += (sum >> 16) & 0xFFFF;
+    (sum & 0xFFFF) as u16
+}
+
+/// The folder of a zone's keys: `<state_dir>/dns/keys/<zone>` (the zone without its final dot).
+pub fn folder(state_dir: &Path, zone: &str) -> PathBuf {
+    let zone = zone.trim_end_matches('.').to_ascii_lowercase();
+    state_dir
+        .join("dns/keys")
+        .join(if zone.is_empty() { "." } else { &zone })
+}
+
+/// The zone's keys in `folder`, oldest first; a CSK of `algorithm` is made and kept when there
+/// is none.
+pub fn load_or_create(folder: &Path, algorithm: Algorithm, now: u64) -> Result<Vec<Key>, KeyError> {
+    let mut keys = load(folder)?;
+    if keys.is_empty() {
+        let key = Key::generate(algorithm, CSK_FLAGS, now)?;
+        store(folder, &key)?;
+        keys.push(key);
+    }
+    Ok(keys)
+}
+
+/// The keys kept in `folder` (none if it does not exist), oldest first.
+pub fn load(folder: &Path) -> Result<Vec<Key>, KeyError> {
+    let entries = match std::fs::read_dir(folder) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(error) => {
+            return Err(KeyError::Io {
+                path: folder.to_path_buf(),
+                error,
+            });
+        }
+    };
+    let mut keys = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|ext| ext == "key") {
+            keys.push(read(&path)?);
+        }
+    }
+    keys.sort_by_key(|key| (key.created, key.tag));
+    Ok(keys)
+}
+
+fn read(path: &Path) -> Result<Key, KeyError> {
+    let malformed = |reason: String| KeyError::Malformed {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|error| KeyError::Io {
+        path: path.to_path_buf(),
+        error,
+    })?;
+    let stored: Stored = toml::from_str(&text).map_err(|e| malformed(e.to_string()))?;
+    let algorithm = Algorithm::from_number(stored.algorithm).ok_or_else(|| {
+        malformed(format!(
+            "algorithm {} is not one made here",
+            stored.algorithm
+        ))
+    })?;
+    let pkcs8 = BASE64
+        .decode(stored.pkcs8.as_bytes())
+        .map_err(|e| malformed(format!("pkcs8: {e}")))?;
+    Key::from_pkcs8(algorithm, stored.flags, stored.created, &pkcs8)
+        .map_err(|e| malformed(format!("pkcs8: {e}")))
+}
+
+fn store(folder: &Path, key: &Key) -> Result<(), KeyError> {
+    let path = folder.join(format!("{}-{}.key", key.tag, key.algorithm.number()));
+    let stored = Stored {
+        algorithm: key.algorithm.number(),
+        flags: key.flags,
+        created: key.created,
+        pkcs8: BASE64.encode(&key.pkcs8),
+    };
+    let text = toml::to_string(&stored).map_err(|e| KeyError::Malformed {
+        path: path.clone(),
+        reason: e.to_string(),
+    })?;
+    foobar_state::write(&path, text.as_bytes(), foobar_state::Access::Private)
+        .map_err(|error| KeyError::Io { path, error })
+}

@@ -1,0 +1,91 @@
+//! DNSSEC: the keys of the zones that are signed here (`key`), and signing (`sign`).
+//!
+//! A zone with `dnssec = true` in its `[dns.zone."NAME"]` settings is signed each time a version
+//! of it is made to serve (its file loaded, records added at run time): the records the file
+//! holds, its DNSKEYs, CDS and CDNSKEY at the apex, an NSEC chain and RRSIGs. The answers then
+//! carry signatures and denial proofs to clients that ask (DO), from `answer`.
+
+pub mod key;
+pub mod sign;
+
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex, PoisonError},
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+pub use self::{
+    key::{Algorithm, Key, KeyError},
+    sign::{SignError, Signed, Validity},
+};
+use crate::{wire::name, zone::Zone};
+
+/// How one zone is signed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Policy {
+    /// The algorithm of the keys made for it.
+    pub algorithm: Algorithm,
+    /// Signature lifetime and refresh.
+    pub validity: Validity,
+}
+
+/// The zones signed here, by origin key, with their keys once loaded.
+#[derive(Debug)]
+pub struct Signing {
+    state_dir: PathBuf,
+    policies: HashMap<Vec<u8>, Policy>,
+    keys: Mutex<HashMap<Vec<u8>, Arc<Vec<Key>>>>,
+}
+
+impl Signing {
+    /// Signing for the zones of `policies` (origins in wire form), with keys under `state_dir`.
+    pub fn new(state_dir: &Path, policies: impl IntoIterator<Item = (Vec<u8>, Policy)>) -> Self {
+        Signing {
+            state_dir: state_dir.to_path_buf(),
+            policies: policies
+                .into_iter()
+                .map(|(origin, policy)| (name::key_of(&origin), policy))
+                .collect(),
+            keys: Mutex::default(),
+        }
+    }
+
+    /// Whether the zone `origin_key` is signed here.
+    pub fn signs(&self, origin_key: &[u8]) -> bool {
+        self.policies.contains_key(origin_key)
+    }
+
+    /// The keys of the zone `origin` (wire form): loaded from `state_dir`, or made and kept there
+    /// the first time.
+    pub fn keys(&self, origin: &[u8]) -> Result<Arc<Vec<Key>>, KeyError> {
+        let origin_key = name::key_of(origin);
+        let policy = self.policies.get(&origin_key).copied().unwrap_or_default();
+        let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(found) = keys.get(&origin_key) {
+            return Ok(found.clone());
+        }
+        let folder = key::folder(&self.state_dir, &name::to_text(origin));
+        let loaded = Arc::new(key::load_or_create(&folder, policy.algorithm, now())?);
+        keys.insert(origin_key, loaded.clone());
+        Ok(loaded)
+    }
+
+    /// `zone` signed, if it is one signed here (`None` if not), keeping the signatures of
+    /// `previous` (the version served before) over what did not change.
+    pub fn sign(&self, zone: &Zone, previous: Option<&Zone>) -> Option<Result<Signed, SignError>> {
+        let policy = *self.policies.get(zone.origin_key())?;
+        Some(
+            self.keys(zone.origin())
+                .map_err(SignError::from)
+                .and_then(|keys| sign::sign_zone(zone, &keys, policy.validity, now(), previous)),
+        )
+    }
+}
+
+/// Seconds since the epoch.
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
+}

@@ -1,0 +1,523 @@
+//! Signing a zone: DNSKEY, CDS and CDNSKEY at the apex, an NSEC chain over the authoritative
+//! names, and an RRSIG over every authoritative RRset (RFC 4034, RFC 4035 section 2).
+//!
+//! Written here rather than taken from hickory-proto's or `domain`'s signers: the zone is
+//! already wire records in canonical order (the arena's key order is RFC 4034's), so the
+//! signer is the canonical form of an RRset, the NSEC chain along the nodes in order, and a
+//! `ring` signature each; converting every record to another library's types and back would
+//! cost more code and memory than it saves.
+
+use std::borrow::Cow;
+
+use super::key::Key;
+use crate::{
+    wire::{Rtype, name, rtype, types::push_type_bitmap},
+    zone::{NodeId, Rr, Zone, snapshot::SnapshotError},
+};
+
+/// How long signatures are good for, and when they are made again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Validity {
+    /// Seconds from signing to expiration (BIND's default policy: 14 days).
+    pub lifetime: u32,
+    /// Signatures are made again this long before they expire (BIND's default: 5 days).
+    pub refresh: u32,
+}
+
+impl Default for Validity {
+    fn default() -> Self {
+        Validity {
+            lifetime: 14 * 86_400,
+            refresh: 5 * 86_400,
+        }
+    }
+}
+
+/// Inception is set this far in the past, for validators whose clocks run behind.
+const INCEPTION_SKEW: u64 = 3600;
+
+/// Why a zone could not be signed.
+#[derive(Debug, thiserror::Error)]
+pub enum SignError {
+    /// The zone has no SOA to take TTLs from.
+    #[error("the zone has no SOA")]
+    NoSoa,
+    /// A key failed to sign.
+    #[error(transparent)]
+    Key(#[from] super::key::KeyError),
+    /// The signed zone does not build.
+    #[error("the signed zone: {0}")]
+    Build(#[from] SnapshotError),
+}
+
+/// What a signing made: the zone, and when its first signature expires.
+#[derive(Debug)]
+pub struct Signed {
+    /// The zone with its DNSSEC records.
+    pub zone: Zone,
+    /// How many RRSIGs were made.
+    pub signatures: usize,
+    /// The earliest expiration of a signature, in seconds since the epoch.
+    pub expires: u64,
+}
+
+/// The types that a signer replaces: what the zone file holds of them is left out.
+fn made_here(rtype: Rtype) -> bool {
+    matches!(
+        rtype,
+        rtype::RRSIG
+            | rtype::NSEC
+            | rtype::NSEC3
+            | rtype::NSEC3PARAM
+            | rtype::DNSKEY
+            | rtype::CDS
+            | rtype::CDNSKEY
+    )
+}
+
+/// What a node is to the signer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Place {
+    /// Authoritative data: every RRset signed.
+    Authoritative,
+    /// A delegation point: only DS and NSEC are signed (RFC 4035 section 2.2).
+    Delegation,
+    /// Below a delegation (glue): neither signed nor in the NSEC chain.
+    Occluded,
+}
+
+fn place(zone: &Zone, node: NodeId) -> Place {
+    match zone.cut_above(zone.key(node)) {
+        None => Place::Authoritative,
+        Some(cut) if cut == node => Place::Delegation,
+        Some(_) => Place::Occluded,
+    }
+}
+
+/// Signs `zone` with `keys` at `now` (seconds since the epoch): every key signs every RRset (each
+/// is a CSK). DNSSEC records in the zone as loaded are replaced. Where `previous` (the version
+/// served before, signed) has the same RRset with a signature by the same key that is not yet
+/// due for refresh, that signature is kept: an edit re-signs only what it changed and the NSEC
+/// records next to it, and the journal carries only those.
+pub fn sign_zone(
+    zone: &Zone,
+    keys: &[Key],
+    validity: Validity,
+    now: u64,
+    previous: Option<&Zone>,
+) -> Result<Signed, SignError> {
+    let soa = crate::zone::soa(zone).ok_or(SignError::NoSoa)?;
+    let origin = zone.origin();
+    let nsec_ttl = zone.negative_ttl();
+    let inception = now.saturating_sub(INCEPTION_SKEW);
+    let expiration = now + u64::from(validity.lifetime);
+
+    // The nodes of the NSEC chain, in canonical order.
+    let chain: Vec<NodeId> = zone
+        .nodes()
+        .filter(|&node| {
+            place(zone, node) != Place::Occluded
+                && zone.rrsets(node).any(|set| !made_here(set.rtype))
+        })
+        .collect();
+
+    let mut out: Vec<Rr> = Vec::with_capacity(zone.record_count() * 2);
+    let mut signatures = 0usize;
+    let mut earliest = expiration;
+    let refresh_before = now + u64::from(validity.refresh);
+    let mut sign =
+        |owner: &[u8], rtype: Rtype, ttl: u32, rdatas: &[Cow<'_, [u8]>], out: &mut Vec<Rr>| {
+            for key in keys {
+                if let Some(kept) = previous
+                    .and_then(|previous| {
+                        kept_signature(previous, owner, rtype, ttl, rdatas, key.tag)
+                    })
+                    .filter(|sig| signature_expiration(sig, now) > refresh_before)
+                {
+                    earliest = earliest.min(signature_expiration(&kept, now));
+                    out.push(Rr {
+                        owner: owner.to_vec(),
+                        rtype: rtype::RRSIG,
+                        ttl,
+                        rdata: kept,
+                    });
+                    continue;
+                }
+                let rdata = rrsig(
+                    key, origin, owner, rtype, ttl, rdatas, inception, expiration,
+                )?;
+                out.push(Rr {
+                    owner: owner.to_vec(),
+                    rtype: rtype::RRSIG,
+                    ttl,
+                    rdata,
+                });
+                signatures += 1;
+            }
+            Ok::<(), SignError>(())
+        };
+
+    for node in zone.nodes() {
+        let owner = zone.name(node);
+        let at = place(zone, node);
+        let mut types: Vec<u16> = Vec::new();
+        for set in zone.rrsets(node).filter(|set| !made_here(set.rtype)) {
+            types.push(set.rtype.0);
+            let rdatas: Vec<Cow<'_, [u8]>> = set.rdatas().map(Cow::Borrowed).collect();
+            for rdata in &rdatas {
+                out.push(Rr {
+                    owner: owner.to_vec(),
+                    rtype: set.rtype,
+                    ttl: set.ttl,
+                    rdata: rdata.to_vec(),
+                });
+            }
+            let signed = match at {
+                Place::Authoritative => true,
+                Place::Delegation => set.rtype == rtype::DS,
+                Place::Occluded => false,
+            };
+            if signed {
+                sign(owner, set.rtype, set.ttl, &rdatas, &mut out)?;
+            }
+        }
+        if node == zone.apex().unwrap_or(usize::MAX) {
+            // The keys, and the same for the parent to take (RFC 7344, RFC 8078).
+            let dnskeys: Vec<Cow<'_, [u8]>> = keys
+                .iter()
+                .map(|key| Cow::Borrowed(&key.dnskey[..]))
+                .collect();
+            let cds: Vec<Cow<'_, [u8]>> =
+                keys.iter().map(|key| Cow::Owned(key.ds(origin))).collect();
+            for (rtype, rdatas) in [
+                (rtype::DNSKEY, &dnskeys),
+                (rtype::CDNSKEY, &dnskeys),
+                (rtype::CDS, &cds),
+            ] {
+                types.push(rtype.0);
+                for rdata in rdatas {
+                    out.push(Rr {
+                        owner: owner.to_vec(),
+                        rtype,
+                        ttl: soa.ttl,
+                        rdata: rdata.to_vec(),
+                    });
+                }
+                sign(owner, rtype, soa.ttl, rdatas, &mut out)?;
+            }
+        }
+        if at == Place::Occluded {
+            continue;
+        }
+        let Ok(position) = chain.binary_search(&node) else {
+            continue;
+        };
+        let next = chain[(position + 1) % chain.len()];
+        types.push(rtype::RRSIG.0);
+        types.push(rtype::NSEC.0);
+        let mut nsec = zone.name(next).to_vec();
+        push_type_bitmap(&mut types, &mut nsec);
+        let rdatas = [Cow::Borrowed(&nsec[..])];
+        sign(owner, rtype::NSEC, nsec_ttl, &rdatas, &mut out)?;
+        out.push(Rr {
+            owner: owner.to_vec(),
+            rtype: rtype::NSEC,
+            ttl: nsec_ttl,
+            rdata: nsec,
+        });
+    }
+    let zone = crate::zone::snapshot::checked(origin, &out)?;
+    Ok(Signed {
+        zone,
+        signatures,
+        expires: earliest,
+    })
+}
+
+/// The signature by key `tag` over `owner`/`rtype` in `previous`, if that version had the same
+/// RRset (same TTL, same records).
+fn kept_signature(
+    previous: &Zone,
+    owner: &[u8],
+    rtype: Rtype,
+    ttl: u32,
+    rdatas: &[Cow<'_, [u8]>],
+    tag: u16,
+) -> Option<Vec<u8>> {
+    let node = previous.find(&name::key_of(owner)).ok()?;
+    let set = previous.rrset(node, rtype)?;
+    let mut before: Vec<&[u8]> = set.rdatas().collect();
+    let mut now: Vec<&[u8]> = rdatas.iter().map(|r| &r[..]).collect();
+    before.sort_unstable();
+    now.sort_unstable();
+    now.dedup();
+    if set.ttl != ttl || before != now {
+        return None;
+    }
+    previous
+        .rrset(node, rtype::RRSIG)?
+        .rdatas()
+        .find(|sig| {
+            sig.get(..2) == Some(&rtype.0.to_be_bytes()[..])
+                && sig.get(16..18) == Some(&tag.to_be_bytes()[..])
+                && sig.get(4..8) == Some(&ttl.to_be_bytes()[..])
+        })
+        .map(<[u8]>::to_vec)
+}
+
+/// A signature's expiration in seconds since the epoch: the 32-bit field read as the time
+/// nearest `now` (RFC 4034 section 3.1.5).
+fn signature_expiration(rrsig: &[u8], now: u64) -> u64 {
+    let field = crate::wire::bytes::u32_at(rrsig, 8).unwrap_or(0);
+    let delta = field.wrapping_sub(now as u32) as i32;
+    now.saturating_add_signed(i64::from(delta))
+}
+
+/// The RRSIG RDATA of `key` over the RRset `owner`/`rtype` (RFC 4034 sections 3.1 and 3.1.8.1).
+#[allow(clippy::too_many_arguments)]
+pub fn rrsig(
+    key: &Key,
+    signer: &[u8],
+    owner: &[u8],
+    rtype: Rtype,
+    ttl: u32,
+    rdatas: &[Cow<'_, [u8]>],
+    inception: u64,
+    expiration: u64,
+) -> Result<Vec<u8>, SignError> {
+    let mut rdata = Vec::with_capacity(18 + signer.len() + 64);
+    rdata.extend_from_slice(&rtype.0.to_be_bytes());
+    rdata.push(key.algorithm.number());
+    rdata.push(labels(owner));
+    rdata.extend_from_slice(&ttl.to_be_bytes());
+    // Serial-number arithmetic on 32 bits (RFC 4034 section 3.1.5).
+    rdata.extend_from_slice(&(expiration as u32).to_be_bytes());
+    rdata.extend_from_slice(&(inception as u32).to_be_bytes());
+    rdata.extend_from_slice(&key.tag.to_be_bytes());
+    rdata.extend_from_slice(&name::lowercase(signer));
+    let data = signed_data(&rdata, owner, rtype, ttl, rdatas);
+    let signature = key.sign(&data)?;
+    rdata.extend_from_slice(&signature);
+    Ok(rdata)
+}
+
+/// What an RRSIG signs: its own RDATA before the signature, then the RRset in canonical form
+/// and order (RFC 4034 section 3.1.8.1), duplicates removed.
+pub fn signed_data(
+    rrsig_head: &[u8],
+    owner: &[u8],
+    rtype: Rtype,
+    ttl: u32,
+    rdatas: &[Cow<'_, [u8]>],
+) -> Vec<u8> {
+    let owner = name::lowercase(owner);
+    let mut canonical: Vec<Cow<'_, [u8]>> = rdatas
+        .iter()
+        .map(|rdata| canonical_rdata(rtype, rdata))
+        .collect();
+    canonical.sort_unstable();
+    canonical.dedup();
+    let mut data = Vec::with_capacity(
+        rrsig_head.len()
+            + canonical
+                .iter()
+                .map(|r| owner.len() + 10 + r.len())
+                .sum::<usize>(),
+    );
+    data.extend_from_slice(rrsig_head);
+    for rdata in canonical {
+        data.extend_from_slice(&owner);
+        data.extend_from_slice(&rtype.0.to_be_bytes());
+        data.extend_from_slice(&1u16.to_be_bytes());
+        data.extend_from_slice(&ttl.to_be_bytes());
+        data.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+        data.extend_from_slice(&rdata);
+    }
+    data
+}
+
+/// The number of labels of `owner` an RRSIG states: the root and a leading `*` not counted.
+pub fn labels(owner: &[u8]) -> u8 {
+    let count = name::label_starts(owner).count();
+    let wildcard = owner.starts_with(b"\x01*");
+    (count - usize::from(wildcard)) as u8
+}
+
+/// RDATA with the domain names that RFC 4034 section 6.2 (as RFC 6840 section 5.1 amends it)
+/// lower-cases for signing.
+fn canonical_rdata<'r>(rtype: Rtype, rdata: &'r [u8]) -> Cow<'r, [u8]> {
+    // (where the first name starts, how many names follow one another)
+    let names = match rtype {
+        rtype::NS | rtype::CNAME | rtype::PTR | rtype::DNAME => Some((0, 1)),
+        // MD, MF, MB, MG, MR
+        Rtype(3 | 4 | 7 | 8 | 9) => Some((0, 1)),
+        rtype::SOA | rtype::MINFO | rtype::RP => Some((0, 2)),
+        rtype::MX | rtype::AFSDB | rtype::RT | rtype::KX => Some((2, 1)),
+        rtype::PX => Some((2, 2)),
+        rtype::SRV => Some((6, 1)),
+        rtype::NAPTR => naptr_replacement(rdata).map(|at| (at, 1)),
+        _ => None,
+    };
+    let Some((mut at, count)) = names else {
+        return Cow::Borrowed(rdata);
+    };
+    let mut out = rdata.to_vec();
+    for _ in 0..count {
+        let Some(len) = out.get(at..).and_then(name::wire_len) else {
+            break;
+        };
+        out[at..at + len].make_ascii_lowercase();
+        at += len;
+    }
+    Cow::Owned(out)
+}
+
+/// Where NAPTR's replacement name starts: after order, preference and three strings.
+fn naptr_replacement(rdata: &[u8]) -> Option<usize> {
+    let mut at = 4;
+    for _ in 0..3 {
+        at += 1 + usize::from(*rdata.get(at)?);
+    }
+    (at < rdata.len()).then_some(at)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use ring::signature::{ECDSA_P256_SHA256_FIXED, UnparsedPublicKey};
+
+    use super::*;
+    use crate::{
+        dnssec::key::{Algorithm, CSK_FLAGS},
+        wire::name::wire,
+    };
+
+    #[test]
+    fn labels_leave_out_the_root_and_a_wildcard() {
+        assert_eq!(labels(&wire("www.example.com")), 3);
+        assert_eq!(labels(&wire("*.example.com")), 2);
+        assert_eq!(labels(&[0]), 0);
+    }
+
+    #[test]
+    fn names_in_rdata_are_lowercased_for_signing() {
+        let mut mx = vec![0, 10];
+        mx.extend_from_slice(&wire("Mail.Example.COM"));
+        let mut want = vec![0, 10];
+        want.extend_from_slice(&wire("mail.example.com"));
+        assert_eq!(canonical_rdata(rtype::MX, &mx).as_ref(), &want[..]);
+        assert_eq!(canonical_rdata(rtype::TXT, b"\x02AB").as_ref(), b"\x02AB");
+    }
+
+    #[test]
+    fn every_rrset_is_signed_and_the_signatures_verify() {
+        let zone = crate::zone::fixture::zone(3);
+        let key = Key::generate(Algorithm::Ecdsap256sha256, CSK_FLAGS, 1).unwrap();
+        let signed = sign_zone(
+            &zone,
+            std::slice::from_ref(&key),
+            Validity::default(),
+            1_800_000_000,
+            None,
+        )
+        .unwrap();
+        let zone = signed.zone;
+        let public = UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, {
+            let mut point = vec![4];
+            point.extend_from_slice(&key.dnskey[4..]);
+            point
+        });
+        let mut checked = 0;
+        for node in zone.nodes() {
+            let owner = zone.name(node);
+            let sigs = zone
+                .rrset(node, rtype::RRSIG)
+                .expect("signatures at every node");
+            for set in zone.rrsets(node).filter(|s| s.rtype != rtype::RRSIG) {
+                let sig = sigs
+                    .rdatas()
+                    .find(|sig| u16::from_be_bytes([sig[0], sig[1]]) == set.rtype.0)
+                    .expect("a signature for every RRset");
+                let head_len = 18 + name::wire_len(&sig[18..]).unwrap();
+                let rdatas: Vec<Cow<'_, [u8]>> = set.rdatas().map(Cow::Borrowed).collect();
+                let data = signed_data(&sig[..head_len], owner, set.rtype, set.ttl, &rdatas);
+                public.verify(&data, &sig[head_len..]).unwrap();
+                checked += 1;
+            }
+        }
+        // SOA, NS, DNSKEY, CDNSKEY, CDS and NSEC at the apex; A and NSEC at four hosts.
+        assert_eq!(checked, 6 + 4 * 2);
+        assert_eq!(signed.signatures, checked);
+    }
+
+    #[test]
+    fn the_nsec_chain_goes_round_in_canonical_order() {
+        let zone = crate::zone::fixture::zone(2);
+        let key = Key::generate(Algorithm::Ed25519, CSK_FLAGS, 1).unwrap();
+        let zone = sign_zone(&zone, &[key], Validity::default(), 1_800_000_000, None)
+            .unwrap()
+            .zone;
+        let next: Vec<String> = zone
+            .nodes()
+            .map(|node| {
+                let nsec = zone.rrset(node, rtype::NSEC).unwrap();
+                let rdata = nsec.rdatas().next().unwrap();
+                name::to_text(&rdata[..name::wire_len(rdata).unwrap()])
+            })
+            .collect();
+        assert_eq!(
+            next,
+            [
+                "host0.example.com.",
+                "host1.example.com.",
+                "ns1.example.com.",
+                "example.com."
+            ]
+        );
+    }
+
+    #[test]
+    fn an_edit_keeps_the_signatures_of_what_it_did_not_change() {
+        let key = Key::generate(Algorithm::Ecdsap256sha256, CSK_FLAGS, 1).unwrap();
+        let keys = std::slice::from_ref(&key);
+        let now = 1_800_000_000;
+        let before = sign_zone(
+            &crate::zone::fixture::zone(3),
+            keys,
+            Validity::default(),
+            now,
+            None,
+        )
+        .unwrap();
+        let after = sign_zone(
+            &crate::zone::fixture::zone(4),
+            keys,
+            Validity::default(),
+            now + 60,
+            Some(&before.zone),
+        )
+        .unwrap();
+        let sigs = |zone: &Zone| -> std::collections::HashSet<Vec<u8>> {
+            zone.nodes()
+                .filter_map(|node| zone.rrset(node, rtype::RRSIG))
+                .flat_map(|set| set.rdatas().map(<[u8]>::to_vec))
+                .collect()
+        };
+        let made = sigs(&after.zone).difference(&sigs(&before.zone)).count();
+        // host3 is new: its A and NSEC; host2's NSEC now points at it.
+        assert_eq!(made, 3);
+        // Past the refresh point, everything is signed again.
+        let later =
+            now + 60 + u64::from(Validity::default().lifetime - Validity::default().refresh) + 1;
+        let refreshed = sign_zone(
+            &crate::zone::fixture::zone(4),
+            keys,
+            Validity::default(),
+            later,
+            Some(&after.zone),
+        )
+        .unwrap();
+        assert!(sigs(&refreshed.zone).is_disjoint(&sigs(&after.zone)));
+    }
+}
