@@ -304,6 +304,24 @@ pub fn check_zones(origin: Option<&str>, files: &[PathBuf]) -> anyhow::Result<bo
 }
 
 /// The configuration from `path`, or the built-in defaults.
+/// `foobar dnssec ds ZONE`: prints the DS records of a zone signed here.
+pub fn dnssec_ds(config: Option<&Path>, zone: &str) -> anyhow::Result<bool> {
+    let config = self::config(config)?;
+    let signed = config.dns.zone.iter().any(|(name, settings)| {
+        settings.dnssec
+            && name
+                .trim_end_matches('.')
+                .eq_ignore_ascii_case(zone.trim_end_matches('.'))
+    });
+    if !signed {
+        anyhow::bail!("{zone}: not signed here (set dnssec = true in [dns.zone.\"{zone}\"])");
+    }
+    for line in foobar_dns::ds_records(&config.state_dir, zone)? {
+        println!("{line}");
+    }
+    Ok(true)
+}
+
 pub fn config(path: Option<&Path>) -> anyhow::Result<Config> {
     match path {
         Some(path) => Config::from_file(path),

@@ -50,6 +50,11 @@ enum Command {
     /// packaging.
     #[command(hide = true)]
     Manpages { folder: PathBuf },
+    /// DNSSEC: the DS records of a signed zone, for its parent (a registrar).
+    Dnssec {
+        #[command(subcommand)]
+        request: DnssecCommand,
+    },
     /// Ask the running server, over its admin listener: its status, its zones; reload.
     Ctl {
         /// The configuration the server runs with (its [admin] listen is asked).
@@ -63,6 +68,19 @@ enum Command {
         json: bool,
         #[command(subcommand)]
         request: CtlCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DnssecCommand {
+    /// Print the DS records of ZONE (signed here: `dnssec = true`) to give the registrar, one
+    /// per key, in zone-file form.
+    Ds {
+        /// The configuration the server runs with (its state_dir holds the keys).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// The zone, e.g. foobar.com.
+        zone: String,
     },
 }
 
@@ -172,6 +190,9 @@ fn main() -> ExitCode {
             foobar::ctl::address(config.as_deref(), admin)
                 .and_then(|admin| foobar::ctl::run(admin, request, json))
         }
+        Some(Command::Dnssec {
+            request: DnssecCommand::Ds { config, zone },
+        }) => foobar::dnssec_ds(config.as_deref(), &zone),
         Some(Command::Serve(args)) => serve(args, inherited),
         None => serve(cli.serve, inherited),
     };

@@ -35,6 +35,7 @@ pub use crate::{
         rate_limit::Config as RateLimitConfig,
     },
     config::Config,
+    dnssec::{DsError, ds_records},
     error::{AddedError, Error, ZoneError, ZoneReloadError, ZoneReloaded},
     listener::{Sockets, bind},
     metrics::log_queries,

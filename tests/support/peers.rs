@@ -115,3 +115,51 @@ pub fn answers(server: SocketAddr) -> bool {
     let mut buf = [0u8; 512];
     socket.recv_from(&mut buf).is_ok()
 }
+
+/// A port free on 127.0.0.1 for both UDP and TCP just now.
+pub fn free_port() -> u16 {
+    loop {
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = udp.local_addr().unwrap().port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// Unbound on 127.0.0.1 as a validating resolver: `zone` is asked of `server` (a stub zone),
+/// and `trust_anchors` (DS records in zone-file form) are its only trust anchors. Aggressive
+/// NSEC is off, so that each answer is what the server said to that question.
+pub fn unbound(zone: &str, server: SocketAddr, trust_anchors: &[String]) -> Peer {
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().display().to_string();
+    let anchors: String = trust_anchors
+        .iter()
+        .map(|ds| format!("    trust-anchor: \"{ds}\"\n"))
+        .collect();
+    let conf = dir.path().join("unbound.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "server:\n    interface: 127.0.0.1@{port}\n    port: {port}\n    do-daemonize: no\n    \
+             username: \"\"\n    chroot: \"\"\n    directory: \"{root}\"\n    \
+             pidfile: \"{root}/unbound.pid\"\n    use-syslog: no\n    logfile: \"\"\n    \
+             verbosity: 1\n    val-log-level: 2\n    do-not-query-localhost: no\n    \
+             module-config: \"validator iterator\"\n    qname-minimisation: no\n    \
+             aggressive-nsec: no\n    harden-referral-path: no\n{anchors}\
+             stub-zone:\n    name: \"{zone}\"\n    stub-addr: {ip}@{server_port}\n",
+            ip = server.ip(),
+            server_port = server.port(),
+        ),
+    )
+    .unwrap();
+    let mut command = Command::new("unbound");
+    command.arg("-d").arg("-c").arg(&conf);
+    Peer::start(
+        command,
+        SocketAddr::from(([127, 0, 0, 1], port)),
+        dir,
+        "unbound.log",
+    )
+}

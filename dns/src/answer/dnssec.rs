@@ -43,7 +43,9 @@ pub(super) fn nsec(zone: &Zone, node: NodeId, w: &mut Writer<'_>) -> Result<(), 
 /// The node whose NSEC covers the name with key `key`, which is not in the zone: the last node
 /// with an NSEC before the place `at` where the name would be.
 pub(super) fn covering(zone: &Zone, at: usize) -> Option<NodeId> {
-    (0..at).rev().find(|&node| zone.rrset(node, rtype::NSEC).is_some())
+    (0..at)
+        .rev()
+        .find(|&node| zone.rrset(node, rtype::NSEC).is_some())
 }
 
 /// The NSEC covering `key` (not in the zone), unless it is `already` written.
@@ -78,4 +80,3 @@ pub(super) fn wildcard_key(key: &[u8], encloser: usize, out: &mut Vec<u8>) {
 pub(super) fn wanted(zone: &Zone, dnssec_ok: bool) -> bool {
     dnssec_ok && zone.is_signed()
 }
-

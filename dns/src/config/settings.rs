@@ -212,4 +212,3 @@ mod tests {
         assert_eq!(secret_in("  c2VjcmV0\n"), "c2VjcmV0");
     }
 }
-

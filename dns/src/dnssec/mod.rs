@@ -83,6 +83,48 @@ impl Signing {
     }
 }
 
+/// The DS records of the signed zone `zone` (text, as `foobar.com`), in zone-file form, for
+/// the parent zone (a registrar): one per key kept in `state_dir`. Keys are only read here; the
+/// server makes them at its first start with the zone signed.
+pub fn ds_records(state_dir: &Path, zone: &str) -> Result<Vec<String>, DsError> {
+    let origin = name::from_text(zone).map_err(|error| DsError::Name {
+        zone: zone.to_string(),
+        error,
+    })?;
+    let folder = key::folder(state_dir, zone);
+    let keys = key::load(&folder)?;
+    if keys.is_empty() {
+        return Err(DsError::NoKeys(folder));
+    }
+    let owner = name::to_text(&origin);
+    Ok(keys
+        .iter()
+        .map(|key| format!("{owner} IN DS {}", key.ds_text(&origin)))
+        .collect())
+}
+
+/// Why the DS of a zone cannot be given.
+#[derive(Debug, thiserror::Error)]
+pub enum DsError {
+    /// The zone's name does not read.
+    #[error("{zone:?}: {error}")]
+    Name {
+        /// As given.
+        zone: String,
+        /// Why.
+        error: name::NameError,
+    },
+    /// A key file.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// No key was made yet.
+    #[error(
+        "no key in {}: the server makes it when it first starts with the zone signed (dnssec = true)",
+        .0.display()
+    )]
+    NoKeys(PathBuf),
+}
+
 /// Seconds since the epoch.
 fn now() -> u64 {
     SystemTime::now()

@@ -1,0 +1,318 @@
+//! DNSSEC end to end: a zone signed by foobar is checked by BIND's `dnssec-verify` and
+//! `ldns-verify-zone` over AXFR, and validated by Unbound, given only the DS that
+//! `foobar dnssec ds` prints, through edits, a restart and a tampered signature.
+
+mod support;
+
+use std::{net::SocketAddr, process::Command};
+
+use support::{Foobar, installed, output_within, peers, shipped_zone, skip_without, wait_until};
+
+/// The shipped zone with a wildcard, an unsigned delegation with glue, and a signed one (DS).
+fn zone(serial: u32, extra: &str) -> String {
+    shipped_zone().replace("2026112901", &serial.to_string())
+        + "*.wild           IN TXT  \"from the wildcard\"\n\
+           sub              IN NS   ns.sub\n\
+           ns.sub           IN A    192.0.2.77\n\
+           secure           IN NS   ns.secure\n\
+           secure           IN DS   12345 13 2 \
+           3A2E1B0D4C5F6A7B8C9D0E1F2A3B4C5D6E7F8091A2B3C4D5E6F708192A3B4C5D\n\
+           ns.secure        IN A    192.0.2.78\n"
+        + extra
+}
+
+/// The tools the test drives; the first one missing, if any.
+fn missing_tool() -> Option<(&'static str, &'static str)> {
+    [
+        ("dig", "-v", "bind9-dnsutils"),
+        ("dnssec-verify", "-V", "bind9-utils"),
+        ("ldns-verify-zone", "-v", "ldnsutils"),
+        ("unbound", "-V", "unbound"),
+    ]
+    .into_iter()
+    .find(|(tool, flag, _)| !installed(tool, &[flag]))
+    .map(|(tool, _, package)| (tool, package))
+}
+
+fn dig(server: SocketAddr, args: &[&str]) -> String {
+    let output = output_within(
+        Command::new("dig")
+            .arg(format!("@{}", server.ip()))
+            .args(["-p", &server.port().to_string(), "+time=5", "+tries=2"])
+            .args(args),
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The zone as AXFR gives it, in zone-file form.
+fn transfer(server: SocketAddr) -> String {
+    dig(
+        server,
+        &["+nocmd", "+nostats", "+onesoa", "foobar.com", "AXFR"],
+    )
+}
+
+/// Runs `dnssec-verify` and `ldns-verify-zone` on `zone_text`; panics with their output unless
+/// both accept it.
+fn verify(zone_text: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("foobar.com.zone");
+    std::fs::write(&file, zone_text).unwrap();
+    // -z: the key is a CSK (flags 257), signing everything, as BIND's own policies make them.
+    let bind = output_within(
+        Command::new("dnssec-verify")
+            .args(["-z", "-o", "foobar.com"])
+            .arg(&file),
+    );
+    let bind_said =
+        String::from_utf8_lossy(&bind.stderr).into_owned() + &String::from_utf8_lossy(&bind.stdout);
+    assert!(
+        bind.status.success() && bind_said.contains("Zone fully signed"),
+        "dnssec-verify:\n{bind_said}\n{zone_text}"
+    );
+    let ldns = output_within(Command::new("ldns-verify-zone").arg(&file));
+    let ldns_said =
+        String::from_utf8_lossy(&ldns.stdout).into_owned() + &String::from_utf8_lossy(&ldns.stderr);
+    assert!(
+        ldns.status.success() && ldns_said.contains("Zone is verified and complete"),
+        "ldns-verify-zone:\n{ldns_said}"
+    );
+}
+
+/// What a validating resolver answered: the status, whether it set AD, and the answer section.
+struct Resolved {
+    status: String,
+    ad: bool,
+    answer: String,
+}
+
+fn resolve(resolver: SocketAddr, name: &str, rtype: &str) -> Resolved {
+    let out = dig(resolver, &["+dnssec", name, rtype]);
+    let status = out
+        .split("status: ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .unwrap_or_default()
+        .to_string();
+    let flags = out
+        .split("flags: ")
+        .nth(1)
+        .and_then(|rest| rest.split(';').next())
+        .unwrap_or_default();
+    let answer = out
+        .split(";; ANSWER SECTION:")
+        .nth(1)
+        .and_then(|rest| rest.split("\n\n").next())
+        .unwrap_or_default()
+        .to_string();
+    Resolved {
+        status,
+        ad: flags.split_whitespace().any(|flag| flag == "ad"),
+        answer,
+    }
+}
+
+/// Asserts that the resolver validates `name`/`rtype` (AD) with `status`.
+fn validates(resolver: SocketAddr, name: &str, rtype: &str, status: &str) -> Resolved {
+    let got = resolve(resolver, name, rtype);
+    assert_eq!(got.status, status, "{name} {rtype}: {}", got.answer);
+    assert!(got.ad, "{name} {rtype} {status} did not validate");
+    got
+}
+
+fn ds_records(server: &Foobar) -> Vec<String> {
+    let output = output_within(
+        Command::new(support::binary())
+            .args(["dnssec", "ds", "--config"])
+            .arg(server.config_path())
+            .arg("foobar.com"),
+    );
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn signed_server(text: &str) -> Foobar {
+    Foobar::setup()
+        .zone("foobar.com.zone", text)
+        .dns("allow_transfer = [\"127.0.0.1\"]")
+        .tables("[dns.zone.\"foobar.com\"]\ndnssec = true")
+        .start()
+}
+
+#[test]
+fn a_signed_zone_verifies_and_validates_through_edits_and_restarts() {
+    if let Some((tool, package)) = missing_tool() {
+        return skip_without(
+            "a_signed_zone_verifies_and_validates_through_edits_and_restarts",
+            tool,
+            &format!("apt-get install {package}"),
+        );
+    }
+    let server = signed_server(&zone(1, ""));
+    server.wait_for_log("zone signed");
+    verify(&transfer(server.dns));
+
+    let ds = ds_records(&server);
+    assert_eq!(ds.len(), 1, "{ds:?}");
+    assert!(ds[0].starts_with("foobar.com. IN DS "), "{ds:?}");
+    let resolver = peers::unbound("foobar.com", server.dns, &ds);
+    let resolver = resolver.address();
+
+    let www = validates(resolver, "www.foobar.com", "A", "NOERROR");
+    assert!(www.answer.contains("8.8.8.8"), "{}", www.answer);
+    validates(resolver, "foobar.com", "MX", "NOERROR");
+    validates(resolver, "foobar.com", "DNSKEY", "NOERROR");
+    // NXDOMAIN, NODATA, NODATA at an empty non-terminal, a name below one.
+    validates(resolver, "nothere.foobar.com", "A", "NXDOMAIN");
+    validates(resolver, "www.foobar.com", "TXT", "NOERROR");
+    validates(resolver, "_tcp.foobar.com", "A", "NOERROR");
+    validates(resolver, "x._tcp.foobar.com", "A", "NXDOMAIN");
+    // A wildcard's expansion, and a type it does not have.
+    let wild = validates(resolver, "any.wild.foobar.com", "TXT", "NOERROR");
+    assert!(wild.answer.contains("from the wildcard"), "{}", wild.answer);
+    validates(resolver, "other.wild.foobar.com", "A", "NOERROR");
+    // Delegations: a signed DS, and the NSEC that proves a delegation has none.
+    let secure = validates(resolver, "secure.foobar.com", "DS", "NOERROR");
+    assert!(secure.answer.contains("12345 13 2"), "{}", secure.answer);
+    let insecure = validates(resolver, "sub.foobar.com", "DS", "NOERROR");
+    assert!(insecure.answer.is_empty(), "{}", insecure.answer);
+
+    // An edit: served signed within a second, the rest of the signatures kept.
+    let before = server.log_len();
+    std::fs::write(
+        server.zone_path("foobar.com.zone"),
+        zone(2, "blog             IN A    192.0.2.80\n"),
+    )
+    .unwrap();
+    let line = server.wait_for_log_after(before, "zone signed");
+    let made: usize = line
+        .split("signatures_made=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    // The new A and its NSEC, the NSEC before it, and the SOA.
+    assert!(
+        made <= 4,
+        "an edit of one record made {made} signatures: {line}"
+    );
+    verify(&transfer(server.dns));
+    let blog = validates(resolver, "blog.foobar.com", "A", "NOERROR");
+    assert!(blog.answer.contains("192.0.2.80"), "{}", blog.answer);
+
+    // A restart keeps the key: the DS at the parent stays right.
+    let server = server.restart();
+    server.wait_for_log("zone signed");
+    assert_eq!(ds_records(&server), ds);
+    let resolver = peers::unbound("foobar.com", server.dns, &ds);
+    validates(resolver.address(), "www.foobar.com", "A", "NOERROR");
+}
+
+#[test]
+fn a_tampered_signature_is_refused_by_the_validator() {
+    if let Some((tool, package)) = missing_tool() {
+        return skip_without(
+            "a_tampered_signature_is_refused_by_the_validator",
+            tool,
+            &format!("apt-get install {package}"),
+        );
+    }
+    let signer = signed_server(&zone(1, ""));
+    signer.wait_for_log("zone signed");
+    let ds = ds_records(&signer);
+    // The signed zone, served as it is by a server that does not sign it, with one byte of
+    // the signature over www's address changed.
+    let signed = transfer(signer.dns);
+    let tampered: String = signed
+        .lines()
+        .map(|line| {
+            if line.starts_with("www.foobar.com.") && line.contains("RRSIG\tA ") {
+                let (head, signature) = line.rsplit_once(' ').unwrap();
+                let mut bytes = signature.as_bytes().to_vec();
+                bytes[4] = if bytes[4] == b'A' { b'B' } else { b'A' };
+                format!("{head} {}\n", String::from_utf8(bytes).unwrap())
+            } else {
+                format!("{line}\n")
+            }
+        })
+        .collect();
+    assert_ne!(tampered.trim(), signed.trim());
+    let presigned = Foobar::setup().zone("foobar.com.zone", &tampered).start();
+    let resolver = peers::unbound("foobar.com", presigned.dns, &ds);
+    let resolver = resolver.address();
+    validates(resolver, "mail.foobar.com", "A", "NOERROR");
+    wait_until("the resolver answers", || {
+        !resolve(resolver, "www.foobar.com", "A").status.is_empty()
+    });
+    let www = resolve(resolver, "www.foobar.com", "A");
+    assert_eq!(www.status, "SERVFAIL", "{}", www.answer);
+}
+
+#[test]
+fn knot_as_a_secondary_serves_the_signed_zone_and_its_edits() {
+    if let Some((tool, package)) = missing_tool() {
+        return skip_without(
+            "knot_as_a_secondary_serves_the_signed_zone_and_its_edits",
+            tool,
+            &format!("apt-get install {package}"),
+        );
+    }
+    if !installed("knotd", &["-V"]) {
+        return skip_without(
+            "knot_as_a_secondary_serves_the_signed_zone_and_its_edits",
+            "knotd",
+            "apt-get install knot",
+        );
+    }
+    let knot_port = peers::free_port();
+    let server = Foobar::setup()
+        .zone("foobar.com.zone", &zone(1, ""))
+        .dns("allow_transfer = [\"127.0.0.1\"]")
+        .tables(&format!(
+            "[dns.zone.\"foobar.com\"]\ndnssec = true\nallow_transfer = [\"127.0.0.1\"]\n\
+             notify = [\"127.0.0.1:{knot_port}\"]"
+        ))
+        .start();
+    server.wait_for_log("zone signed");
+    let ds = ds_records(&server);
+    let knot = peers::knot(
+        knot_port,
+        &format!(
+            "remote:\n  - id: foobar\n    address: 127.0.0.1@{}\n\
+             acl:\n  - id: from_foobar\n    address: 127.0.0.1\n    action: notify\n  \
+             - id: to_test\n    address: 127.0.0.1\n    action: transfer\n\
+             zone:\n  - domain: foobar.com\n    master: foobar\n    acl: [from_foobar, to_test]\n",
+            server.dns.port()
+        ),
+        &[],
+    );
+    let resolver = peers::unbound("foobar.com", knot.address(), &ds);
+    let resolver = resolver.address();
+    wait_until("Knot serves the zone", || {
+        resolve(resolver, "www.foobar.com", "A").ad
+    });
+    validates(resolver, "nothere.foobar.com", "A", "NXDOMAIN");
+    validates(resolver, "any.wild.foobar.com", "TXT", "NOERROR");
+
+    // The edit reaches Knot by NOTIFY and IXFR: the signed differences.
+    std::fs::write(
+        server.zone_path("foobar.com.zone"),
+        zone(2, "blog             IN A    192.0.2.80\n"),
+    )
+    .unwrap();
+    wait_until("Knot serves the edit", || {
+        let answer = dig(knot.address(), &["+short", "blog.foobar.com", "A"]);
+        answer.contains("192.0.2.80")
+    });
+    let blog = validates(resolver, "blog.foobar.com", "A", "NOERROR");
+    assert!(blog.answer.contains("192.0.2.80"), "{}", blog.answer);
+    assert!(
+        knot.log().contains("IXFR") || knot.log().contains("incremental"),
+        "{}",
+        knot.log()
+    );
+    verify(&transfer(knot.address()));
+}
