@@ -1,6 +1,7 @@
 //! DNSSEC end to end: a zone signed by foobar is checked by BIND's `dnssec-verify` and
 //! `ldns-verify-zone` over AXFR, and validated by Unbound, given only the DS that
 //! `foobar dnssec ds` prints, through edits, a restart and a tampered signature.
+#![allow(clippy::unwrap_used)]
 
 mod support;
 
