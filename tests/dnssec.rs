@@ -135,6 +135,21 @@ fn ds_records(server: &Foobar) -> Vec<String> {
         .collect()
 }
 
+/// The `signatures_made` of a "zone signed" log line.
+fn signatures_made(line: &str) -> usize {
+    line.split("signatures_made=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap()
+}
+
+/// The SOA serial `server` answers for foobar.com.
+fn serial(server: SocketAddr) -> u32 {
+    let soa = dig(server, &["+short", "foobar.com", "SOA"]);
+    soa.split_whitespace().nth(2).unwrap().parse().unwrap()
+}
+
 fn signed_server(text: &str) -> Foobar {
     Foobar::setup()
         .zone("foobar.com.zone", text)
@@ -189,12 +204,7 @@ fn a_signed_zone_verifies_and_validates_through_edits_and_restarts() {
     )
     .unwrap();
     let line = server.wait_for_log_after(before, "zone signed");
-    let made: usize = line
-        .split("signatures_made=")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap();
+    let made = signatures_made(&line);
     // The new A and its NSEC, the NSEC before it, and the SOA.
     assert!(
         made <= 4,
@@ -204,9 +214,10 @@ fn a_signed_zone_verifies_and_validates_through_edits_and_restarts() {
     let blog = validates(resolver, "blog.foobar.com", "A", "NOERROR");
     assert!(blog.answer.contains("192.0.2.80"), "{}", blog.answer);
 
-    // A restart keeps the key: the DS at the parent stays right.
+    // A restart keeps the key, so the DS at the parent stays right, and the signatures.
     let server = server.restart();
-    server.wait_for_log("zone signed");
+    let line = server.wait_for_log("zone signed");
+    assert_eq!(signatures_made(&line), 0, "{line}");
     assert_eq!(ds_records(&server), ds);
     let resolver = peers::unbound("foobar.com", server.dns, &ds);
     validates(resolver.address(), "www.foobar.com", "A", "NOERROR");
@@ -316,4 +327,44 @@ fn knot_as_a_secondary_serves_the_signed_zone_and_its_edits() {
         knot.log()
     );
     verify(&transfer(knot.address()));
+}
+
+#[test]
+fn signatures_are_made_again_before_they_expire() {
+    if let Some((tool, package)) = missing_tool() {
+        return skip_without(
+            "signatures_are_made_again_before_they_expire",
+            tool,
+            &format!("apt-get install {package}"),
+        );
+    }
+    // Signatures valid for 36 s, refreshed 30 s before they expire: due 6 s after signing.
+    let server = Foobar::setup()
+        .zone("foobar.com.zone", &zone(1, ""))
+        .dns("allow_transfer = [\"127.0.0.1\"]")
+        .tables(
+            "[dns.zone.\"foobar.com\"]\ndnssec = true\nsignature_validity = \"36s\"\n\
+             signature_refresh = \"30s\"",
+        )
+        .start();
+    server.wait_for_log("zone signed");
+    let before = transfer(server.dns);
+    assert_eq!(serial(server.dns), 1);
+    let line = server.wait_for_log("signatures refreshed");
+    assert!(line.contains("serial=2"), "{line}");
+    assert_eq!(serial(server.dns), 2);
+    let after = transfer(server.dns);
+    verify(&after);
+    let signatures = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|line| line.contains("\tRRSIG\t"))
+            .map(str::to_string)
+            .collect()
+    };
+    let (old, new) = (signatures(&before), signatures(&after));
+    assert_eq!(old.len(), new.len());
+    assert!(
+        new.iter().all(|sig| !old.contains(sig)),
+        "every signature is new"
+    );
 }

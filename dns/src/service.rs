@@ -586,6 +586,7 @@ fn spawn_background(live: &Arc<Live>, token: &CancellationToken) {
             }
         });
     }
+    tokio::spawn(refresh_signatures(live.zones.clone(), token.clone()));
     for secondary in &live.secondaries {
         let zones = live.zones.clone();
         let publish = {
@@ -593,6 +594,28 @@ fn spawn_background(live: &Arc<Live>, token: &CancellationToken) {
             move |_old: Option<Arc<Zone>>, new: Arc<Zone>| zones.publish_secondary(new)
         };
         tokio::spawn(secondary.clone().run(zones, publish, token.clone()));
+    }
+}
+
+/// Keeps the signed zones' signatures fresh: each is signed again when its first signature is
+/// due for refresh. Checked at least every minute, since reloads and edits move the due times.
+async fn refresh_signatures(zones: Arc<Zones>, token: CancellationToken) {
+    const CHECK_AT_LEAST_EVERY: u64 = 60;
+    loop {
+        let zones_now = zones.clone();
+        let now = crate::dnssec::now();
+        let next = tokio::task::spawn_blocking(move || zones_now.refresh_signatures(now))
+            .await
+            .ok()
+            .flatten();
+        let wait = next.map_or(CHECK_AT_LEAST_EVERY, |due| {
+            due.saturating_sub(crate::dnssec::now())
+                .clamp(1, CHECK_AT_LEAST_EVERY)
+        });
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(wait)) => {}
+            () = token.cancelled() => return,
+        }
     }
 }
 

@@ -117,10 +117,26 @@ pub struct ZoneSettings {
     pub dnssec: bool,
     /// The algorithm of the key made: `"ecdsap256sha256"` (13, the default) or `"ed25519"` (15).
     pub dnssec_algorithm: crate::dnssec::Algorithm,
-    /// Days a signature is valid for (14, as BIND's default policy).
-    pub signature_validity_days: Option<u32>,
-    /// Days before expiry a signature is made again (5).
-    pub signature_refresh_days: Option<u32>,
+    /// How long a signature is valid for, in the zone file's TTL syntax (`"14d"`, as BIND's
+    /// default policy).
+    #[serde(deserialize_with = "period")]
+    pub signature_validity: Option<u32>,
+    /// How long before expiry a signature is made again (`"5d"`).
+    #[serde(deserialize_with = "period")]
+    pub signature_refresh: Option<u32>,
+    /// The serial of a version made by re-signing: `"increment"` (the default) or
+    /// `"unixtime"` (seconds since the epoch, or the next serial if that is not newer).
+    pub serial_policy: crate::dnssec::SerialPolicy,
+}
+
+/// A period in the zone file's TTL syntax: `"14d"`, `"1h30m"`, `"3600"`.
+fn period<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u32>, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    crate::zone::load::rdata::parse_ttl(text.as_bytes())
+        .map(Some)
+        .map_err(|_| {
+            serde::de::Error::custom(format!("{text:?}: a period such as \"14d\" or \"12h\""))
+        })
 }
 
 impl ZoneSettings {
@@ -130,13 +146,10 @@ impl ZoneSettings {
         self.dnssec.then(|| crate::dnssec::Policy {
             algorithm: self.dnssec_algorithm,
             validity: crate::dnssec::Validity {
-                lifetime: self
-                    .signature_validity_days
-                    .map_or(default.lifetime, |days| days.saturating_mul(86_400)),
-                refresh: self
-                    .signature_refresh_days
-                    .map_or(default.refresh, |days| days.saturating_mul(86_400)),
+                lifetime: self.signature_validity.unwrap_or(default.lifetime),
+                refresh: self.signature_refresh.unwrap_or(default.refresh),
             },
+            serial: self.serial_policy,
         })
     }
 }

@@ -192,7 +192,7 @@ pub fn signing(config: &Config, state_dir: &Path) -> Result<crate::dnssec::Signi
         let place = format!("zone {zone:?}");
         if policy.validity.refresh >= policy.validity.lifetime {
             return Err(Error::Config(format!(
-                "{place}: signature_refresh_days must be below signature_validity_days"
+                "{place}: signature_refresh must be shorter than signature_validity"
             )));
         }
         policies.push((origin(zone)?, policy));

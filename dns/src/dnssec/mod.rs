@@ -28,6 +28,37 @@ pub struct Policy {
     pub algorithm: Algorithm,
     /// Signature lifetime and refresh.
     pub validity: Validity,
+    /// The serial of a version made by re-signing.
+    pub serial: SerialPolicy,
+}
+
+/// How the serial moves when the zone is signed again with no edit (signatures refreshed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SerialPolicy {
+    /// The next serial.
+    #[default]
+    Increment,
+    /// The time in seconds since the epoch, or the next serial where that is not newer.
+    Unixtime,
+}
+
+impl SerialPolicy {
+    /// The serial after `serial` at `now`.
+    pub fn next(self, serial: u32, now: u64) -> u32 {
+        let next = serial.wrapping_add(1);
+        match self {
+            SerialPolicy::Increment => next,
+            SerialPolicy::Unixtime => {
+                let time = now as u32;
+                if crate::zone::serial_newer(time, serial) {
+                    time
+                } else {
+                    next
+                }
+            }
+        }
+    }
 }
 
 /// The zones signed here, by origin key, with their keys once loaded.
@@ -51,9 +82,9 @@ impl Signing {
         }
     }
 
-    /// Whether the zone `origin_key` is signed here.
-    pub fn signs(&self, origin_key: &[u8]) -> bool {
-        self.policies.contains_key(origin_key)
+    /// How the zone `origin_key` is signed, if it is signed here.
+    pub fn policy(&self, origin_key: &[u8]) -> Option<Policy> {
+        self.policies.get(origin_key).copied()
     }
 
     /// The keys of the zone `origin` (wire form): loaded from `state_dir`, or made and kept there
@@ -126,7 +157,7 @@ pub enum DsError {
 }
 
 /// Seconds since the epoch.
-fn now() -> u64 {
+pub fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_secs())

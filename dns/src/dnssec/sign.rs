@@ -265,6 +265,15 @@ fn kept_signature(
         .map(<[u8]>::to_vec)
 }
 
+/// When the first signature of `zone` expires (seconds since the epoch), if it has any.
+pub fn earliest_expiration(zone: &Zone, now: u64) -> Option<u64> {
+    zone.nodes()
+        .filter_map(|node| zone.rrset(node, rtype::RRSIG))
+        .flat_map(|set| set.rdatas())
+        .map(|sig| signature_expiration(sig, now))
+        .min()
+}
+
 /// A signature's expiration in seconds since the epoch: the 32-bit field read as the time
 /// nearest `now` (RFC 4034 section 3.1.5).
 fn signature_expiration(rrsig: &[u8], now: u64) -> u64 {

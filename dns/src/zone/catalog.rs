@@ -114,6 +114,8 @@ struct Served {
     /// The file failed to load: what is served is its last good copy or nothing (SERVFAIL),
     /// and every reload tries the file again.
     failed: bool,
+    /// For a zone signed here: when its first signature expires (seconds since the epoch).
+    expires: Option<u64>,
 }
 
 impl Served {
@@ -123,6 +125,7 @@ impl Served {
             file: None,
             sources: loaded.files,
             failed: false,
+            expires: None,
         }
     }
 
@@ -315,7 +318,8 @@ impl Zones {
             crate::transfer::journal::with_added(&file, &records, serial)
                 .map_err(|e| AddedError::Zone(e.to_string()))?,
         );
-        let zone = self.signed(zone, Some(&entry.zone));
+        let (zone, expires) = self.signed(zone, Some(&entry.zone));
+        entry.expires = expires;
         let old = std::mem::replace(&mut entry.zone, zone.clone());
         entry.file = Some(file);
         let path = path.clone();
@@ -334,18 +338,87 @@ impl Zones {
     /// `zone` as it is served: signed, where it is a zone signed here, keeping the signatures of
     /// `previous` over what did not change. A zone that cannot be signed (its keys unreadable)
     /// is served unsigned, and the log says why.
-    fn signed(&self, zone: Arc<Zone>, previous: Option<&Zone>) -> Arc<Zone> {
+    /// With it, when its first signature expires.
+    fn signed(&self, zone: Arc<Zone>, previous: Option<&Zone>) -> (Arc<Zone>, Option<u64>) {
         match self.signing.sign(&zone, previous) {
-            None => zone,
+            None => (zone, None),
             Some(Ok(signed)) => {
                 info!(zone = %zone.origin_text(), serial = zone.serial(), signatures_made = signed.signatures, "zone signed");
-                Arc::new(signed.zone)
+                (Arc::new(signed.zone), Some(signed.expires))
             }
             Some(Err(e)) => {
                 error!(zone = %zone.origin_text(), error = %e, "the zone cannot be signed; it is served unsigned");
-                zone
+                (zone, None)
             }
         }
+    }
+
+    /// Signs again, with the next serial, every zone signed here whose signatures are due for
+    /// refresh at `now` (seconds since the epoch); the new versions go out as edits do
+    /// (journal, NOTIFY). Returns when the next signatures are due, if any zone is signed.
+    pub fn refresh_signatures(&self, now: u64) -> Option<u64> {
+        let mut served = self.served.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut next_due: Option<u64> = None;
+        let mut refreshed = Vec::new();
+        for (path, entry) in served.iter_mut() {
+            let (Some(expires), Some(policy)) =
+                (entry.expires, self.signing.policy(entry.zone.origin_key()))
+            else {
+                continue;
+            };
+            let due = expires.saturating_sub(u64::from(policy.validity.refresh));
+            if due > now {
+                next_due = Some(next_due.map_or(due, |next| next.min(due)));
+                continue;
+            }
+            let file = entry.file.clone().unwrap_or_else(|| entry.zone.clone());
+            let added = self
+                .added
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(file.origin_key())
+                .cloned()
+                .unwrap_or_default();
+            let serial = policy.serial.next(entry.zone.serial(), now);
+            let zone = match crate::transfer::journal::with_added(&file, &added, serial) {
+                Ok(zone) => Arc::new(zone),
+                Err(e) => {
+                    error!(zone = %file.origin_text(), error = %e, "signatures not refreshed");
+                    continue;
+                }
+            };
+            let (zone, expires) = self.signed(zone, Some(&entry.zone));
+            let Some(expires) = expires else { continue };
+            info!(zone = %zone.origin_text(), serial, "signatures refreshed");
+            let due = expires.saturating_sub(u64::from(policy.validity.refresh));
+            next_due = Some(next_due.map_or(due, |next| next.min(due)));
+            let old = std::mem::replace(&mut entry.zone, zone.clone());
+            entry.file = Some(file);
+            entry.expires = Some(expires);
+            refreshed.push((path.clone(), old, zone));
+        }
+        if refreshed.is_empty() {
+            return next_due;
+        }
+        self.publish(&served);
+        drop(served);
+        for (path, _, zone) in &refreshed {
+            self.keep_serial(path, zone.serial());
+        }
+        self.save(
+            refreshed
+                .iter()
+                .map(|(path, _, zone)| (path.clone(), zone.clone()))
+                .collect(),
+        );
+        for (_, old, new) in refreshed {
+            self.announce(Change {
+                old: Some(old),
+                new,
+                last_good: None,
+            });
+        }
+        next_due
     }
 
     /// Where the last serial served for a file is kept once it moved past the file's own.
@@ -499,13 +572,21 @@ impl Zones {
                             Some(_) => None,
                         };
                         let (zone, mut file) = self.served_as(&path, entry.zone.clone(), last);
-                        let before = previous.as_ref().map(|p| &*p.zone);
-                        let signed = self.signed(zone.clone(), before);
-                        if !Arc::ptr_eq(&signed, &zone) {
+                        // The version served before, else (at start) the last good copy: its
+                        // signatures over what did not change are kept.
+                        let kept = match &previous {
+                            None if self.signing.policy(zone.origin_key()).is_some() => {
+                                self.last_good_copy(&path).map(Arc::new)
+                            }
+                            _ => previous.as_ref().map(|p| p.zone.clone()),
+                        };
+                        let (signed, expires) = self.signed(zone.clone(), kept.as_deref());
+                        if expires.is_some() {
                             file = file.or(Some(zone));
                         }
                         entry.zone = signed;
                         entry.file = file;
+                        entry.expires = expires;
                         to_save.push((path.clone(), entry.zone.clone()));
                         changes.push(Change {
                             old: previous.as_ref().map(|p| p.zone.clone()),
@@ -573,11 +654,16 @@ impl Zones {
                     zone.serial(),
                     copy.display()
                 );
+                // A signed copy is kept signed while the file stays broken.
+                let expires = self.signing.policy(zone.origin_key()).and_then(|_| {
+                    crate::dnssec::sign::earliest_expiration(&zone, crate::dnssec::now())
+                });
                 return Some(Served {
                     zone: Arc::new(zone),
                     file: None,
                     sources,
                     failed: true,
+                    expires,
                 });
             }
             Ok(Err(reason)) => warn!(file = %copy.display(), %reason, "last good copy refused"),
@@ -598,7 +684,14 @@ impl Zones {
             zone: Arc::new(zone),
             sources,
             failed: true,
+            expires: None,
         })
+    }
+
+    /// The last good copy of the zone of `path`, if one is kept and reads.
+    fn last_good_copy(&self, path: &Path) -> Option<Zone> {
+        let bytes = std::fs::read(self.last_good_path(path)).ok()?;
+        snapshot::decode(&bytes).ok()
     }
 
     fn last_good_path(&self, path: &Path) -> PathBuf {
