@@ -368,3 +368,51 @@ fn signatures_are_made_again_before_they_expire() {
         "every signature is new"
     );
 }
+
+#[test]
+fn answers_made_while_answering_validate_too() {
+    if let Some((tool, package)) = missing_tool() {
+        return skip_without(
+            "answers_made_while_answering_validate_too",
+            tool,
+            &format!("apt-get install {package}"),
+        );
+    }
+    // www has two addresses; nothing serves on 127.0.0.2, so the health check takes it out.
+    let zone = "$TTL 300\n\
+        @ IN SOA ns1.foobar.com. hostmaster.foobar.com. 1 3600 900 1209600 300\n\
+        @ IN NS ns1\n\
+        ns1 IN A 127.0.0.1\n\
+        www IN A 127.0.0.1\n\
+        www IN A 127.0.0.2\n";
+    let server = Foobar::setup()
+        .zone("foobar.com.zone", zone)
+        .dns(
+            "[dns.zone.\"foobar.com\"]\ndnssec = true\nhttps_records = true\n\
+             [[dns.health]]\nname = \"www.foobar.com\"\ninterval = 1\nrise = 1\nfall = 1\n\
+             verify_certificate = false",
+        )
+        .tables("[[site]]\nnames = [\"www.foobar.com\"]\nroot = \"{dir}/public\"\n")
+        .start();
+    server.wait_for_log("zone signed");
+    let ds = ds_records(&server);
+    wait_until("the address found down is left out", || {
+        let answer = dig(server.dns, &["+short", "www.foobar.com", "A"]);
+        let https = dig(server.dns, &["+short", "www.foobar.com", "HTTPS"]);
+        answer.trim() == "127.0.0.1" && https.contains("ipv4hint=127.0.0.1")
+    });
+    let resolver = peers::unbound("foobar.com", server.dns, &ds);
+    let resolver = resolver.address();
+    // The part of the RRset that is up, signed as it is answered.
+    let www = validates(resolver, "www.foobar.com", "A", "NOERROR");
+    assert!(www.answer.contains("127.0.0.1"), "{}", www.answer);
+    assert!(!www.answer.contains("127.0.0.2"), "{}", www.answer);
+    // The HTTPS record made from the edge's settings, with the address that is up as a hint.
+    let https = validates(resolver, "www.foobar.com", "HTTPS", "NOERROR");
+    assert!(
+        https.answer.contains("ipv4hint=127.0.0.1"),
+        "{}",
+        https.answer
+    );
+    assert!(!https.answer.contains("127.0.0.2"), "{}", https.answer);
+}

@@ -110,13 +110,13 @@ impl Dns {
             })
             .collect();
         let (changes, changed) = mpsc::unbounded_channel();
-        let signing = config::settings::signing(config, state_dir)?;
+        let signing = Arc::new(config::settings::signing(config, state_dir)?);
         let zones = Arc::new(Zones::load(
             zones,
             &state_dir.join("dns/last-good"),
             initial,
             Some(changes),
-            Arc::new(signing),
+            signing.clone(),
         )?);
         let cookies = match cookie_secret {
             Some(secret) => Cookies::new(*secret),
@@ -129,6 +129,7 @@ impl Dns {
             .with_notify_sink(notify_sink)
             .with_health(health.clone())
             .with_overlay(overlay.clone())
+            .with_signing(signing)
             .with_nsid(nsid.as_deref())
             .with_chaos(identity.as_deref(), version.as_deref())
             .with_rate_limit(rate_limit);

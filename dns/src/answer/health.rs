@@ -121,7 +121,7 @@ impl Health {
 pub(crate) fn filtered<'a, 'z>(
     filter: &'a Filter,
     set: RRset<'z>,
-) -> Option<(impl Iterator<Item = &'z [u8]> + 'a, u32)>
+) -> Option<(impl Iterator<Item = &'z [u8]> + Clone + 'a, u32)>
 where
     'z: 'a,
 {

@@ -5,6 +5,7 @@
 pub mod cookie;
 mod dnssec;
 pub mod health;
+pub mod online;
 pub mod overlay;
 pub mod rate_limit;
 mod respond;

@@ -14,7 +14,7 @@
 
 use std::{net::IpAddr, sync::Arc};
 
-use super::dnssec;
+use super::{dnssec, online::OnlineSigner};
 use crate::{
     answer::cookie::{Cookies, Presented},
     answer::health::{self, Filter, Health},
@@ -89,6 +89,8 @@ pub struct Responder {
     health: Arc<Health>,
     /// Records added at run time (ACME challenges), answered ahead of the zone.
     overlay: Arc<Overlay>,
+    /// Signs what a signed zone answers that its signed version does not hold.
+    online: Arc<OnlineSigner>,
     /// Where a NOTIFY from a secondary zone's primary is passed on (the zone's origin key).
     notified: Option<tokio::sync::mpsc::UnboundedSender<Vec<u8>>>,
     cookies: Cookies,
@@ -379,6 +381,7 @@ impl Responder {
             access: Arc::new(access),
             health: Arc::default(),
             overlay: Arc::default(),
+            online: Arc::default(),
             notified: None,
             cookies,
             nsid: None,
@@ -409,6 +412,13 @@ impl Responder {
     /// Answers the records `overlay` holds ahead of the zones.
     pub fn with_overlay(mut self, overlay: Arc<Overlay>) -> Self {
         self.overlay = overlay;
+        self
+    }
+
+    /// Signs answers made while answering (health-filtered sets, added records) with the keys
+    /// of the zones `signing` signs.
+    pub fn with_signing(mut self, signing: Arc<crate::dnssec::Signing>) -> Self {
+        self.online = Arc::new(OnlineSigner::new(signing));
         self
     }
 
@@ -836,14 +846,17 @@ impl Responder {
         let after_question = w.mark();
         let filters = self.health.filters();
         let overlay = self.overlay.added();
+        let dnssec = dnssec::wanted(zone, query.dnssec_ok()).then_some(&*self.online);
+        let asked = Asked {
+            qname: query.qname,
+            qkey: &qkey,
+            qtype: query.qtype,
+        };
         let found = overlay
             .get(qkey.get())
             .filter(|_| zone.cut_above(qkey.get()).is_none())
-            .and_then(|extra| added(zone, &qkey, query.qtype, extra, &filters, w))
-            .unwrap_or_else(|| {
-                let dnssec = super::dnssec::wanted(zone, query.dnssec_ok());
-                lookup(zone, query.qname, &qkey, query.qtype, &filters, dnssec, w)
-            });
+            .and_then(|extra| added(zone, &asked, extra, &filters, dnssec, w))
+            .unwrap_or_else(|| lookup(zone, &asked, &filters, dnssec, w));
         match found {
             Ok((code, authoritative)) => {
                 w.set_rcode(code);
@@ -916,15 +929,25 @@ impl NameBuf {
 
 /// Finds the answer for `qname` (`qkey` its key)/`qtype` in `zone` and writes it. Returns the
 /// RCODE and whether the answer is authoritative (false only for a referral at the first step).
+/// The question, as lookups need it.
+struct Asked<'q> {
+    /// As received.
+    qname: &'q [u8],
+    qkey: &'q KeyBuf,
+    qtype: Rtype,
+}
+
+/// `online` is there when the answer carries DNSSEC records (a signed zone, DO set): it signs
+/// what the zone's signatures do not cover.
 fn lookup(
     zone: &Zone,
-    qname: &[u8],
-    qkey: &KeyBuf,
-    qtype: Rtype,
+    asked: &Asked<'_>,
     filters: &std::collections::HashMap<Vec<u8>, Filter>,
-    dnssec: bool,
+    online: Option<&OnlineSigner>,
     w: &mut Writer<'_>,
 ) -> Result<(Rcode, bool), Full> {
+    let Asked { qname, qkey, qtype } = *asked;
+    let dnssec = online.is_some();
     let mut key = KeyBuf::new();
     key.bytes[..qkey.len].copy_from_slice(qkey.get());
     key.len = qkey.len;
@@ -1054,18 +1077,35 @@ fn lookup(
         match filter.and_then(|filter| health::filtered(filter, set)) {
             Some((rdatas, ttl)) => {
                 let mark = w.mark();
-                for rdata in rdatas {
+                for rdata in rdatas.clone() {
                     if let Err(full) = w.record(Section::Answer, owner, set.rtype, ttl, rdata) {
                         w.rollback(mark);
                         return Err(full);
                     }
                 }
+                // The part that is up is an RRset of its own: signed as it is answered.
+                if let Some(online) = online {
+                    let rdatas: Vec<&[u8]> = rdatas.collect();
+                    let (section, rtype) = (Section::Answer, set.rtype);
+                    online.sign_written(
+                        zone,
+                        section,
+                        owner,
+                        name.get(),
+                        rtype,
+                        ttl,
+                        &rdatas,
+                        w,
+                    )?;
+                }
             }
-            None => w.rrset(Section::Answer, owner, &set)?,
-        }
-        if dnssec {
-            dnssec::signatures(zone, node, set.rtype, Section::Answer, owner, w)?;
-            expansion_proof(w)?;
+            None => {
+                w.rrset(Section::Answer, owner, &set)?;
+                if dnssec {
+                    dnssec::signatures(zone, node, set.rtype, Section::Answer, owner, w)?;
+                    expansion_proof(w)?;
+                }
+            }
         }
         additional(zone, &set, name.get(), w, false);
         return Ok((Rcode::NOERROR, true));
@@ -1079,13 +1119,28 @@ fn lookup(
 /// at a challenge name the zone does not have. `None`: the zone answers.
 fn added(
     zone: &Zone,
-    qkey: &KeyBuf,
-    qtype: Rtype,
+    asked: &Asked<'_>,
     extra: &overlay::Added,
     filters: &std::collections::HashMap<Vec<u8>, Filter>,
+    online: Option<&OnlineSigner>,
     w: &mut Writer<'_>,
 ) -> Option<Result<(Rcode, bool), Full>> {
+    let Asked { qname, qkey, qtype } = *asked;
     let node = zone.find(qkey.get()).ok();
+    // What is added is signed as it is answered (`online`).
+    let sign = |w: &mut Writer<'_>, rtype: Rtype, ttl: u32, rdatas: &[&[u8]]| match online {
+        Some(online) => online.sign_written(
+            zone,
+            Section::Answer,
+            Owner::At(12),
+            qname,
+            rtype,
+            ttl,
+            rdatas,
+            w,
+        ),
+        None => Ok(()),
+    };
     if !extra.txt.is_empty() && matches!(qtype, rtype::TXT | rtype::ANY) {
         let written = extra.txt.iter().try_for_each(|rdata| {
             w.record(
@@ -1096,6 +1151,8 @@ fn added(
                 rdata,
             )
         });
+        let rdatas: Vec<&[u8]> = extra.txt.iter().map(Vec::as_slice).collect();
+        let written = written.and_then(|()| sign(w, rtype::TXT, overlay::TXT_TTL, &rdatas));
         return Some(written.map(|()| (Rcode::NOERROR, true)));
     }
     if let (Some(https), Some(node), rtype::HTTPS) = (&extra.https, node, qtype)
@@ -1113,17 +1170,23 @@ fn added(
             }
         };
         let rdata = overlay::https_rdata(https, &addresses(rtype::A), &addresses(rtype::AAAA));
-        let written = w.record(
-            Section::Answer,
-            Owner::At(12),
-            rtype::HTTPS,
-            https.ttl,
-            &rdata,
-        );
+        let written = w
+            .record(
+                Section::Answer,
+                Owner::At(12),
+                rtype::HTTPS,
+                https.ttl,
+                &rdata,
+            )
+            .and_then(|()| sign(w, rtype::HTTPS, https.ttl, &[&rdata]));
         return Some(written.map(|()| (Rcode::NOERROR, true)));
     }
     if node.is_none() && !extra.txt.is_empty() {
-        return Some(negative(zone, false, w).map(|()| (Rcode::NOERROR, true)));
+        let written = negative(zone, online.is_some(), w).and_then(|()| match online {
+            Some(online) => online.deny_types(zone, qname, &[rtype::TXT], w),
+            None => Ok(()),
+        });
+        return Some(written.map(|()| (Rcode::NOERROR, true)));
     }
     None
 }

@@ -34,7 +34,7 @@ impl Default for Validity {
 }
 
 /// Inception is set this far in the past, for validators whose clocks run behind.
-const INCEPTION_SKEW: u64 = 3600;
+pub(crate) const INCEPTION_SKEW: u64 = 3600;
 
 /// Why a zone could not be signed.
 #[derive(Debug, thiserror::Error)]

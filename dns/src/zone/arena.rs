@@ -196,7 +196,7 @@ pub struct RRset<'z> {
 
 impl<'z> RRset<'z> {
     /// Each RDATA in wire form, names uncompressed.
-    pub fn rdatas(&self) -> impl Iterator<Item = &'z [u8]> + use<'z> {
+    pub fn rdatas(&self) -> impl Iterator<Item = &'z [u8]> + Clone + use<'z> {
         let mut rest = self.data;
         (0..self.count).map(move |_| {
             // The arena was built from checked records: each RDATA has its length.
