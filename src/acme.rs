@@ -115,7 +115,7 @@ impl foobar_acme::Shared for Shared {
 
 /// This process's name in leases: the host, the PID and the start time, so that a successor
 /// after an upgrade is another holder.
-fn node_id() -> String {
+pub(crate) fn node_id() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "host".to_string());

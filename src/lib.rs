@@ -10,6 +10,7 @@ mod admin;
 mod config;
 mod control;
 pub mod ctl;
+mod dnssec;
 mod health;
 mod inheritance;
 pub mod log;
@@ -66,14 +67,16 @@ pub async fn load(config: &Config, draining: &Draining) -> anyhow::Result<Loaded
         acme.check()?;
     }
     foobar_dns::log_queries(log.dns_queries);
-    let dns = Dns::load(dns, state_dir).context("loading zones")?;
-    let names = site_names(dns.origins());
-    let edge =
-        Edge::load(edge, site, state_dir, &names, acme.is_some()).context("loading the sites")?;
+    // The database first: the nodes of a cluster share the zones' signing keys through it.
     let app = foobar_app::load(app, state_dir)
         .await
         .context("opening the database")?;
     let store = app.store.clone();
+    dnssec::share_keys(config, &store, &acme::node_id()).await;
+    let dns = Dns::load(dns, state_dir).context("loading zones")?;
+    let names = site_names(dns.origins());
+    let edge =
+        Edge::load(edge, site, state_dir, &names, acme.is_some()).context("loading the sites")?;
     let ready = {
         let (draining, dns) = (draining.clone(), dns.clone());
         move || {

@@ -416,3 +416,59 @@ fn answers_made_while_answering_validate_too() {
     );
     assert!(!https.answer.contains("127.0.0.2"), "{}", https.answer);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nodes_on_one_database_sign_with_the_same_keys() {
+    let test = "nodes_on_one_database_sign_with_the_same_keys";
+    if let Some((tool, package)) = missing_tool() {
+        return skip_without(test, tool, &format!("apt-get install {package}"));
+    }
+    let Some(server_url) = support::mysql_url(test) else {
+        return;
+    };
+    // Dropped (the database with it) after the nodes, at the end of the test.
+    let fresh = support::Database::create(&server_url, "dnssec").await;
+    let database = fresh.url();
+    // Three nodes started at once: one makes the keys, the others take them.
+    let nodes: Vec<Foobar> = std::thread::scope(|scope| {
+        let starting: Vec<_> = (0..3)
+            .map(|_| {
+                let database = database.clone();
+                scope.spawn(move || {
+                    Foobar::setup()
+                        .zone("foobar.com.zone", &zone(1, ""))
+                        .app(&format!("database = \"{database}\""))
+                        .tables("[dns.zone.\"foobar.com\"]\ndnssec = true")
+                        .start()
+                })
+            })
+            .collect();
+        starting.into_iter().map(|s| s.join().unwrap()).collect()
+    });
+    let dnskeys: Vec<String> = nodes
+        .iter()
+        .map(|node| dig(node.dns, &["+short", "foobar.com", "DNSKEY"]))
+        .collect();
+    assert!(!dnskeys[0].trim().is_empty());
+    assert!(
+        dnskeys.iter().all(|keys| *keys == dnskeys[0]),
+        "{dnskeys:?}"
+    );
+    let made: usize = nodes
+        .iter()
+        .filter(|node| {
+            node.log()
+                .iter()
+                .any(|line| line.contains("DNSSEC keys put in the database"))
+        })
+        .count();
+    assert_eq!(made, 1, "one node makes the keys");
+    // The DS one node gives validates what every node answers.
+    let ds = ds_records(&nodes[0]);
+    for node in &nodes {
+        assert_eq!(ds_records(node), ds);
+        let resolver = peers::unbound("foobar.com", node.dns, &ds);
+        validates(resolver.address(), "www.foobar.com", "A", "NOERROR");
+        validates(resolver.address(), "nothere.foobar.com", "A", "NXDOMAIN");
+    }
+}

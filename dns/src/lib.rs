@@ -35,7 +35,7 @@ pub use crate::{
         rate_limit::Config as RateLimitConfig,
     },
     config::Config,
-    dnssec::{DsError, ds_records},
+    dnssec::{Algorithm as DnssecAlgorithm, DsError, ds_records, key_files, replace_key_files},
     error::{AddedError, Error, ZoneError, ZoneReloadError, ZoneReloaded},
     listener::{Sockets, bind},
     metrics::log_queries,

@@ -242,6 +242,51 @@ pub fn load_or_create(folder: &Path, algorithm: Algorithm, now: u64) -> Result<V
     Ok(keys)
 }
 
+/// The key files in `folder` as they are kept (name, bytes), each checked to read as a key:
+/// what the nodes of a cluster share.
+pub fn files(folder: &Path) -> Result<Vec<(String, Vec<u8>)>, KeyError> {
+    let mut files = Vec::new();
+    for key in load(folder)? {
+        let (name, text) = kept_form(&key)?;
+        files.push((name, text.into_bytes()));
+    }
+    Ok(files)
+}
+
+/// Makes `folder` hold exactly the key files `files` (as [`files`] gives them): the keys the
+/// nodes of a cluster share. Each is checked to read as a key before anything is written.
+pub fn replace_files(folder: &Path, files: &[(String, Vec<u8>)]) -> Result<(), KeyError> {
+    let mut keys = Vec::new();
+    for (name, bytes) in files {
+        let path = folder.join(name);
+        let malformed = |reason: String| KeyError::Malformed {
+            path: path.clone(),
+            reason,
+        };
+        if !name.ends_with(".key") || name.contains('/') {
+            return Err(malformed("not a key file name".to_string()));
+        }
+        let text = std::str::from_utf8(bytes).map_err(|e| malformed(e.to_string()))?;
+        keys.push(parse(&path, text)?);
+    }
+    let wanted: Vec<String> = keys
+        .iter()
+        .map(|key| kept_form(key).map(|(name, _)| name))
+        .collect::<Result<_, _>>()?;
+    for key in &keys {
+        store(folder, key)?;
+    }
+    if let Ok(entries) = std::fs::read_dir(folder) {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".key") && !wanted.contains(&name) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The keys kept in `folder` (none if it does not exist), oldest first.
 pub fn load(folder: &Path) -> Result<Vec<Key>, KeyError> {
     let entries = match std::fs::read_dir(folder) {
@@ -266,15 +311,20 @@ pub fn load(folder: &Path) -> Result<Vec<Key>, KeyError> {
 }
 
 fn read(path: &Path) -> Result<Key, KeyError> {
-    let malformed = |reason: String| KeyError::Malformed {
-        path: path.to_path_buf(),
-        reason,
-    };
     let text = std::fs::read_to_string(path).map_err(|error| KeyError::Io {
         path: path.to_path_buf(),
         error,
     })?;
-    let stored: Stored = toml::from_str(&text).map_err(|e| malformed(e.to_string()))?;
+    parse(path, &text)
+}
+
+/// A key file's text (`path` for messages).
+fn parse(path: &Path, text: &str) -> Result<Key, KeyError> {
+    let malformed = |reason: String| KeyError::Malformed {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let stored: Stored = toml::from_str(text).map_err(|e| malformed(e.to_string()))?;
     let algorithm = Algorithm::from_number(stored.algorithm).ok_or_else(|| {
         malformed(format!(
             "algorithm {} is not one made here",
@@ -288,8 +338,9 @@ fn read(path: &Path) -> Result<Key, KeyError> {
         .map_err(|e| malformed(format!("pkcs8: {e}")))
 }
 
-fn store(folder: &Path, key: &Key) -> Result<(), KeyError> {
-    let path = folder.join(format!("{}-{}.key", key.tag, key.algorithm.number()));
+/// A key's file name and text, as it is kept.
+fn kept_form(key: &Key) -> Result<(String, String), KeyError> {
+    let name = format!("{}-{}.key", key.tag, key.algorithm.number());
     let stored = Stored {
         algorithm: key.algorithm.number(),
         flags: key.flags,
@@ -297,9 +348,15 @@ fn store(folder: &Path, key: &Key) -> Result<(), KeyError> {
         pkcs8: BASE64.encode(&key.pkcs8),
     };
     let text = toml::to_string(&stored).map_err(|e| KeyError::Malformed {
-        path: path.clone(),
+        path: PathBuf::from(&name),
         reason: e.to_string(),
     })?;
+    Ok((name, text))
+}
+
+fn store(folder: &Path, key: &Key) -> Result<(), KeyError> {
+    let (name, text) = kept_form(key)?;
+    let path = folder.join(name);
     foobar_state::write(&path, text.as_bytes(), foobar_state::Access::Private)
         .map_err(|error| KeyError::Io { path, error })
 }

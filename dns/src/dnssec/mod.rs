@@ -114,6 +114,27 @@ impl Signing {
     }
 }
 
+/// The key files of `zone` (text, as `foobar.com`) kept in `state_dir`, as (name, bytes): what
+/// the nodes of a cluster share. A key of `algorithm` is made first if there is none.
+pub fn key_files(
+    state_dir: &Path,
+    zone: &str,
+    algorithm: Algorithm,
+) -> Result<Vec<(String, Vec<u8>)>, KeyError> {
+    let folder = key::folder(state_dir, zone);
+    key::load_or_create(&folder, algorithm, now())?;
+    key::files(&folder)
+}
+
+/// Makes the keys of `zone` in `state_dir` exactly `files` (from [`key_files`] on another node).
+pub fn replace_key_files(
+    state_dir: &Path,
+    zone: &str,
+    files: &[(String, Vec<u8>)],
+) -> Result<(), KeyError> {
+    key::replace_files(&key::folder(state_dir, zone), files)
+}
+
 /// The DS records of the signed zone `zone` (text, as `foobar.com`), in zone-file form, for
 /// the parent zone (a registrar): one per key kept in `state_dir`. Keys are only read here; the
 /// server makes them at its first start with the zone signed.

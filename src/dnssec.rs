@@ -1,0 +1,106 @@
+//! The signing keys of the zones signed here, shared by the nodes of a cluster through the
+//! app's database, so that every node signs with the same keys and one DS at the parent
+//! covers them all.
+//!
+//! At each load, for each signed zone: the keys in the database are the zone's keys (written
+//! to `state_dir`, replacing what is there); if the database has none, the node that takes the
+//! zone's lease puts its own there (made first if it has none) and the others wait for them.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use foobar_app::store::Store;
+use tracing::{info, warn};
+
+use crate::Config;
+
+/// How long a node waits for another to put a zone's first keys in the database.
+const WAIT_FOR_KEYS: Duration = Duration::from_secs(20);
+
+fn prefix(zone: &str) -> String {
+    format!(
+        "dnssec/{}/",
+        zone.trim_end_matches('.').to_ascii_lowercase()
+    )
+}
+
+/// Makes each signed zone's keys in `state_dir` those the database holds, putting them there
+/// first if no node has. A database that cannot be reached leaves the keys in `state_dir` as
+/// they are (logged): the zone is signed with them.
+pub async fn share_keys(config: &Config, store: &Store, holder: &str) {
+    for (zone, settings) in &config.dns.zone {
+        if !settings.dnssec {
+            continue;
+        }
+        let algorithm = settings.dnssec_algorithm;
+        if let Err(e) = share_zone_keys(config, store, holder, zone, algorithm).await {
+            warn!(zone = %zone, error = format!("{e:#}"), "DNSSEC keys not shared through the database; the keys in state_dir sign");
+        }
+    }
+}
+
+async fn share_zone_keys(
+    config: &Config,
+    store: &Store,
+    holder: &str,
+    zone: &str,
+    algorithm: foobar_dns::DnssecAlgorithm,
+) -> anyhow::Result<()> {
+    let prefix = prefix(zone);
+    let lease = format!("{prefix}lease");
+    let mut shared = keys_in(store, &prefix).await?;
+    let started = std::time::Instant::now();
+    while shared.is_empty() {
+        let now = unix_now();
+        if store.take_lease(&lease, holder, now, now + 60).await? {
+            // Checked again under the lease: another node may have put them just before.
+            shared = keys_in(store, &prefix).await?;
+            if shared.is_empty() {
+                let state_dir = config.state_dir.clone();
+                let zone_name = zone.to_string();
+                let files = tokio::task::spawn_blocking(move || {
+                    foobar_dns::key_files(&state_dir, &zone_name, algorithm)
+                })
+                .await
+                .context("making the key")??;
+                for (name, bytes) in &files {
+                    store
+                        .put_shared(&format!("{prefix}{name}"), bytes, unix_now())
+                        .await?;
+                }
+                info!(zone = %zone, keys = files.len(), "DNSSEC keys put in the database for the other nodes");
+                shared = files;
+            }
+            store.release_lease(&lease, holder).await?;
+            break;
+        }
+        anyhow::ensure!(
+            started.elapsed() < WAIT_FOR_KEYS,
+            "another node holds the lease to make the keys and has not put them in {} s",
+            WAIT_FOR_KEYS.as_secs()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        shared = keys_in(store, &prefix).await?;
+    }
+    foobar_dns::replace_key_files(&config.state_dir, zone, &shared)?;
+    Ok(())
+}
+
+/// The key files under `prefix` in the database, by file name.
+async fn keys_in(store: &Store, prefix: &str) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+    Ok(store
+        .shared(prefix)
+        .await?
+        .into_iter()
+        .filter_map(|row| {
+            let name = row.name.strip_prefix(prefix)?.to_string();
+            name.ends_with(".key").then_some((name, row.value))
+        })
+        .collect())
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
