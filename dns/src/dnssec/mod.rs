@@ -17,9 +17,15 @@ use std::{
 
 pub use self::{
     key::{Algorithm, Key, KeyError},
-    sign::{SignError, Signed, Validity},
+    sign::{SignError, Validity},
 };
-use crate::{wire::name, zone::Zone};
+use crate::{
+    wire::name,
+    zone::{
+        Zone,
+        catalog::{SignFailed, Signed, Signer},
+    },
+};
 
 /// How one zone is signed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -101,16 +107,36 @@ impl Signing {
         keys.insert(origin_key, loaded.clone());
         Ok(loaded)
     }
+}
 
-    /// `zone` signed, if it is one signed here (`None` if not), keeping the signatures of
-    /// `previous` (the version served before) over what did not change.
-    pub fn sign(&self, zone: &Zone, previous: Option<&Zone>) -> Option<Result<Signed, SignError>> {
+impl Signer for Signing {
+    fn signs(&self, origin_key: &[u8]) -> bool {
+        self.policies.contains_key(origin_key)
+    }
+
+    fn sign(&self, zone: &Zone, previous: Option<&Zone>) -> Option<Result<Signed, SignFailed>> {
         let policy = *self.policies.get(zone.origin_key())?;
         Some(
             self.keys(zone.origin())
                 .map_err(SignError::from)
-                .and_then(|keys| sign::sign_zone(zone, &keys, policy.validity, now(), previous)),
+                .and_then(|keys| sign::sign_zone(zone, &keys, policy.validity, now(), previous))
+                .map_err(SignFailed::from),
         )
+    }
+
+    fn due(&self, origin_key: &[u8], expires: u64) -> Option<u64> {
+        let policy = self.policies.get(origin_key)?;
+        Some(expires.saturating_sub(u64::from(policy.validity.refresh)))
+    }
+
+    fn next_serial(&self, origin_key: &[u8], serial: u32, now: u64) -> u32 {
+        let policy = self.policies.get(origin_key).copied().unwrap_or_default();
+        policy.serial.next(serial, now)
+    }
+
+    fn expires(&self, zone: &Zone, now: u64) -> Option<u64> {
+        self.policies.get(zone.origin_key())?;
+        sign::earliest_expiration(zone, now)
     }
 }
 

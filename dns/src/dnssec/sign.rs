@@ -12,7 +12,7 @@ use std::borrow::Cow;
 use super::key::Key;
 use crate::{
     wire::{Rtype, name, rtype, types::push_type_bitmap},
-    zone::{NodeId, Rr, Zone, snapshot::SnapshotError},
+    zone::{NodeId, Rr, Zone, catalog::Signed, snapshot::SnapshotError},
 };
 
 /// How long signatures are good for, and when they are made again.
@@ -48,17 +48,6 @@ pub enum SignError {
     /// The signed zone does not build.
     #[error("the signed zone: {0}")]
     Build(#[from] SnapshotError),
-}
-
-/// What a signing made: the zone, and when its first signature expires.
-#[derive(Debug)]
-pub struct Signed {
-    /// The zone with its DNSSEC records.
-    pub zone: Zone,
-    /// How many RRSIGs were made.
-    pub signatures: usize,
-    /// The earliest expiration of a signature, in seconds since the epoch.
-    pub expires: u64,
 }
 
 /// The types that a signer replaces: what the zone file holds of them is left out.

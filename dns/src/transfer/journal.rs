@@ -22,7 +22,6 @@ use std::{
 use foobar_state::Access;
 use tracing::warn;
 
-use crate::zone::snapshot::SnapshotError;
 use crate::{
     wire::Rtype,
     wire::bytes,
@@ -148,25 +147,6 @@ fn same_node(old: &Zone, x: crate::zone::NodeId, new: &Zone, y: crate::zone::Nod
             _ => return false,
         }
     }
-}
-
-/// `zone` with `added` records and its SOA serial set to `serial`: the version that carries
-/// records the server adds at run time (ACME challenges) to the zone's secondaries by IXFR.
-pub fn with_added(zone: &Zone, added: &[Rr], serial: u32) -> Result<Zone, SnapshotError> {
-    let mut all: Vec<Rr> = zone.nodes().flat_map(|node| records(zone, node)).collect();
-    let malformed = || SnapshotError::Check("no SOA, or a malformed one".to_string());
-    let mut soa = soa(zone).ok_or_else(malformed)?;
-    let mname = crate::wire::name::wire_len(&soa.rdata).ok_or_else(malformed)?;
-    let rname = crate::wire::name::wire_len(soa.rdata.get(mname..).ok_or_else(malformed)?)
-        .ok_or_else(malformed)?;
-    let at = mname + rname;
-    soa.rdata
-        .get_mut(at..at + 4)
-        .ok_or_else(malformed)?
-        .copy_from_slice(&serial.to_be_bytes());
-    all.push(soa);
-    all.extend(added.iter().cloned());
-    crate::zone::snapshot::checked(zone.origin(), &all)
 }
 
 /// The records of a node, but its SOA (the SOA travels apart in a difference).

@@ -20,7 +20,6 @@ use tracing::{error, info, warn};
 use foobar_state::Access;
 
 use crate::{
-    dnssec::Signing,
     error::{AddedError, Error, ZoneError},
     metrics::{ZoneCounters, metrics},
     wire::name,
@@ -145,6 +144,65 @@ pub struct Change {
     pub last_good: Option<PathBuf>,
 }
 
+/// How the zones signed here are signed: the `dnssec` layer, above this one, implements it.
+pub trait Signer: std::fmt::Debug + Send + Sync {
+    /// Whether the zone `origin_key` is signed here.
+    fn signs(&self, origin_key: &[u8]) -> bool;
+    /// `zone` signed, if it is signed here (`None` if not), keeping the signatures of
+    /// `previous` (a version served before) over what did not change.
+    fn sign(&self, zone: &Zone, previous: Option<&Zone>) -> Option<Result<Signed, SignFailed>>;
+    /// For a zone signed here whose first signature expires at `expires`: when it is due to
+    /// be signed again.
+    fn due(&self, origin_key: &[u8], expires: u64) -> Option<u64>;
+    /// The serial of a version signed again at `now`, after `serial`.
+    fn next_serial(&self, origin_key: &[u8], serial: u32, now: u64) -> u32;
+    /// When the first signature of `zone` (a signed copy) expires, if it is signed here.
+    fn expires(&self, zone: &Zone, now: u64) -> Option<u64>;
+}
+
+/// Why a zone could not be signed, as the signer says it.
+pub type SignFailed = Box<dyn std::error::Error + Send + Sync>;
+
+/// A zone signed.
+#[derive(Debug)]
+pub struct Signed {
+    /// The zone with its DNSSEC records.
+    pub zone: Zone,
+    /// How many signatures were made (the others were kept).
+    pub signatures: usize,
+    /// When its first signature expires, in seconds since the epoch.
+    pub expires: u64,
+}
+
+/// Signs nothing.
+impl Signer for () {
+    fn signs(&self, _: &[u8]) -> bool {
+        false
+    }
+
+    fn sign(&self, _: &Zone, _: Option<&Zone>) -> Option<Result<Signed, SignFailed>> {
+        None
+    }
+
+    fn due(&self, _: &[u8], _: u64) -> Option<u64> {
+        None
+    }
+
+    fn next_serial(&self, _: &[u8], serial: u32, _: u64) -> u32 {
+        serial.wrapping_add(1)
+    }
+
+    fn expires(&self, _: &Zone, _: u64) -> Option<u64> {
+        None
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
+}
+
 /// The zones folder and what is served from it, with the secondary zones beside it.
 #[derive(Debug)]
 pub struct Zones {
@@ -165,7 +223,7 @@ pub struct Zones {
     /// Records added at run time to zones of files, by origin key (`set_added`).
     added: Mutex<HashMap<Vec<u8>, Vec<Rr>>>,
     /// The zones signed here, and their keys.
-    signing: Arc<Signing>,
+    signing: Arc<dyn Signer>,
 }
 
 /// What a reload changed.
@@ -210,7 +268,7 @@ impl Zones {
         last_good: &Path,
         secondaries: Vec<Arc<Zone>>,
         changes: Option<tokio::sync::mpsc::UnboundedSender<Change>>,
-        signing: Arc<Signing>,
+        signing: Arc<dyn Signer>,
     ) -> Result<Zones, Error> {
         zone_files(folder)?;
         let zones = Zones {
@@ -315,7 +373,7 @@ impl Zones {
         let file = entry.file.clone().unwrap_or_else(|| entry.zone.clone());
         let serial = entry.zone.serial().wrapping_add(1);
         let zone = Arc::new(
-            crate::transfer::journal::with_added(&file, &records, serial)
+            snapshot::with_added(&file, &records, serial)
                 .map_err(|e| AddedError::Zone(e.to_string()))?,
         );
         let (zone, expires) = self.signed(zone, Some(&entry.zone));
@@ -361,12 +419,12 @@ impl Zones {
         let mut next_due: Option<u64> = None;
         let mut refreshed = Vec::new();
         for (path, entry) in served.iter_mut() {
-            let (Some(expires), Some(policy)) =
-                (entry.expires, self.signing.policy(entry.zone.origin_key()))
+            let Some(due) = entry
+                .expires
+                .and_then(|expires| self.signing.due(entry.zone.origin_key(), expires))
             else {
                 continue;
             };
-            let due = expires.saturating_sub(u64::from(policy.validity.refresh));
             if due > now {
                 next_due = Some(next_due.map_or(due, |next| next.min(due)));
                 continue;
@@ -379,8 +437,10 @@ impl Zones {
                 .get(file.origin_key())
                 .cloned()
                 .unwrap_or_default();
-            let serial = policy.serial.next(entry.zone.serial(), now);
-            let zone = match crate::transfer::journal::with_added(&file, &added, serial) {
+            let serial =
+                self.signing
+                    .next_serial(entry.zone.origin_key(), entry.zone.serial(), now);
+            let zone = match snapshot::with_added(&file, &added, serial) {
                 Ok(zone) => Arc::new(zone),
                 Err(e) => {
                     error!(zone = %file.origin_text(), error = %e, "signatures not refreshed");
@@ -390,8 +450,9 @@ impl Zones {
             let (zone, expires) = self.signed(zone, Some(&entry.zone));
             let Some(expires) = expires else { continue };
             info!(zone = %zone.origin_text(), serial, "signatures refreshed");
-            let due = expires.saturating_sub(u64::from(policy.validity.refresh));
-            next_due = Some(next_due.map_or(due, |next| next.min(due)));
+            if let Some(due) = self.signing.due(zone.origin_key(), expires) {
+                next_due = Some(next_due.map_or(due, |next| next.min(due)));
+            }
             let old = std::mem::replace(&mut entry.zone, zone.clone());
             entry.file = Some(file);
             entry.expires = Some(expires);
@@ -467,7 +528,7 @@ impl Zones {
             Some(last) if behind => last.wrapping_add(1),
             _ => loaded.serial(),
         };
-        match crate::transfer::journal::with_added(&loaded, &added, serial) {
+        match snapshot::with_added(&loaded, &added, serial) {
             Ok(zone) => {
                 if behind {
                     info!(zone = %loaded.origin_text(), file = %path.display(), file_serial = loaded.serial(), serial,
@@ -575,7 +636,7 @@ impl Zones {
                         // The version served before, else (at start) the last good copy: its
                         // signatures over what did not change are kept.
                         let kept = match &previous {
-                            None if self.signing.policy(zone.origin_key()).is_some() => {
+                            None if self.signing.signs(zone.origin_key()) => {
                                 self.last_good_copy(&path).map(Arc::new)
                             }
                             _ => previous.as_ref().map(|p| p.zone.clone()),
@@ -655,9 +716,7 @@ impl Zones {
                     copy.display()
                 );
                 // A signed copy is kept signed while the file stays broken.
-                let expires = self.signing.policy(zone.origin_key()).and_then(|_| {
-                    crate::dnssec::sign::earliest_expiration(&zone, crate::dnssec::now())
-                });
+                let expires = self.signing.expires(&zone, unix_now());
                 return Some(Served {
                     zone: Arc::new(zone),
                     file: None,
@@ -849,8 +908,8 @@ mod tests {
         ZONE.replace("SERIAL", &serial.to_string()) + extra
     }
 
-    fn no_signing() -> Arc<Signing> {
-        Arc::new(Signing::new(Path::new("/nonexistent"), []))
+    fn no_signing() -> Arc<dyn Signer> {
+        Arc::new(())
     }
 
     fn challenge() -> Rr {

@@ -133,6 +133,29 @@ fn build_checked(origin: &[u8], records: &Records) -> Result<Zone, SnapshotError
     Ok(Zone::build(origin, records, &sorted))
 }
 
+/// `zone` with `added` records and its SOA serial set to `serial`: the version that carries
+/// records the server adds at run time (ACME challenges) to the zone's secondaries by IXFR.
+pub fn with_added(zone: &Zone, added: &[Rr], serial: u32) -> Result<Zone, SnapshotError> {
+    let mut all: Vec<Rr> = zone
+        .nodes()
+        .flat_map(|node| crate::zone::node_records(zone, node))
+        .filter(|rr| rr.rtype != rtype::SOA)
+        .collect();
+    let malformed = || SnapshotError::Check("no SOA, or a malformed one".to_string());
+    let mut soa = crate::zone::soa(zone).ok_or_else(malformed)?;
+    let mname = crate::wire::name::wire_len(&soa.rdata).ok_or_else(malformed)?;
+    let rname = crate::wire::name::wire_len(soa.rdata.get(mname..).ok_or_else(malformed)?)
+        .ok_or_else(malformed)?;
+    let at = mname + rname;
+    soa.rdata
+        .get_mut(at..at + 4)
+        .ok_or_else(malformed)?
+        .copy_from_slice(&serial.to_be_bytes());
+    all.push(soa);
+    all.extend(added.iter().cloned());
+    checked(zone.origin(), &all)
+}
+
 /// Every record of `zone`, its SOA included.
 pub fn records(zone: &Zone) -> Vec<Rr> {
     zone.nodes()
