@@ -4,12 +4,16 @@
 # the ratio to Knot, for UDP and TCP.
 #
 #   benches/dns-compare.sh [--rounds N] [--seconds S] [--zone FILE --origin NAME --queries FILE]
+#                          [--dnssec]
 #
 # Defaults: 5 rounds of 10 s per server and transport, the bench zone below with a realistic
 # query mix (www A mostly, AAAA/MX/HTTPS, ~5% NXDOMAIN, wildcards, referrals, out-of-zone).
+# --dnssec: the zone signed by foobar (dnssec = true) and by Knot (dnssec-signing: on, its
+# default policy), every query with DO; NSD, which does not sign, is left out.
 source "$(dirname "$0")/lib.sh"
 
 rounds=5 seconds=10 zone_file="" origin="foobar.com" queries_file="" transports="udp tcp"
+dnssec="" servers="foobar knot nsd"
 while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) rounds=$2; shift 2 ;;
@@ -19,11 +23,12 @@ while [ $# -gt 0 ]; do
     --queries) queries_file=$2; shift 2 ;;
     --transports) transports=$2; shift 2 ;;
     --smoke) rounds=1 seconds=2; shift ;;
+    --dnssec) dnssec=1 servers="foobar knot"; shift ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
 
-ensure_packages knot nsd dnsperf
+ensure_packages knot nsd dnsperf bind9-dnsutils
 foobar=$(foobar_binary)
 work=$(mktemp -d)
 trap 'for p in ${pids:-}; do stop "$p"; done; rm -rf "$work"' EXIT
@@ -55,29 +60,55 @@ if [ -z "$queries_file" ]; then
 fi
 
 port_foobar=25353 port_knot=25354 port_nsd=25355
-write_foobar_conf "$work" "$port_foobar" 0 "$BENCH_ROOT/public"
-write_knot_conf "$work/knot" $port_knot "$origin" "$work/zones/$origin.zone"
-write_nsd_conf "$work/nsd" $port_nsd "$origin" "$work/zones"
+# Knot gets a copy of its own: when it signs, it writes the signed zone back to its file.
+cp "$work/zones/$origin.zone" "$work/knot/$origin.zone"
+if [ -n "$dnssec" ]; then
+  write_foobar_conf "$work" "$port_foobar" 0 "$BENCH_ROOT/public" \
+    "[dns.zone.\"$origin\"]
+dnssec = true"
+  write_knot_conf "$work/knot" $port_knot "$origin" "$work/knot/$origin.zone"
+  printf '    dnssec-signing: on\n' >> "$work/knot/knot.conf"
+  perf_flags="-D"
+else
+  write_foobar_conf "$work" "$port_foobar" 0 "$BENCH_ROOT/public"
+  write_knot_conf "$work/knot" $port_knot "$origin" "$work/knot/$origin.zone"
+  write_nsd_conf "$work/nsd" $port_nsd "$origin" "$work/zones"
+  perf_flags=""
+fi
 
 pids=""
 taskset -c "$SERVER_CORE" "$foobar" serve --config "$work/foobar.toml" 2>"$work/foobar.log" & pid_foobar=$!
 taskset -c "$SERVER_CORE" knotd -c "$work/knot/knot.conf" 2>"$work/knot.log" & pid_knot=$!
-taskset -c "$SERVER_CORE" nsd -d -c "$work/nsd/nsd.conf" 2>"$work/nsd.log" & pid_nsd=$!
-pids="$pid_foobar $pid_knot $pid_nsd"
-for port in $port_foobar $port_knot $port_nsd; do wait_port "$port"; done
+pids="$pid_foobar $pid_knot"
+if [ -z "$dnssec" ]; then
+  taskset -c "$SERVER_CORE" nsd -d -c "$work/nsd/nsd.conf" 2>"$work/nsd.log" & pid_nsd=$!
+  pids="$pids $pid_nsd"
+fi
+for server in $servers; do eval "wait_port \$port_$server"; done
+if [ -n "$dnssec" ]; then
+  # Both serve the zone signed before the first round.
+  for server in $servers; do
+    eval "port=\$port_$server"
+    for _ in $(seq 100); do
+      dig +short +norec @127.0.0.1 -p "$port" "$origin" DNSKEY | grep -q . && break
+      sleep 0.2
+    done
+  done
+fi
 sleep 1
 
 declare -A qps cps
 for transport in $transports; do
-  for server in foobar knot nsd; do qps[$server/$transport]="" cps[$server/$transport]=""; done
+  for server in $servers; do qps[$server/$transport]="" cps[$server/$transport]=""; done
 done
 for round in $(seq "$rounds"); do
   for transport in $transports; do
-    for server in foobar knot nsd; do
+    for server in $servers; do
       eval "port=\$port_$server pid=\$pid_$server"
       before=$(cpu_seconds "$pid")
+      # shellcheck disable=SC2086 # no flags, or -D
       out=$(taskset -c "$CLIENT_CORE" dnsperf -s 127.0.0.1 -p "$port" -m "$transport" \
-              -d "$queries_file" -l "$seconds" -c 8 -q 500 -T 1 2>&1)
+              -d "$queries_file" -l "$seconds" -c 8 -q 500 -T 1 $perf_flags 2>&1)
       after=$(cpu_seconds "$pid")
       answered=$(awk '/Queries completed:/ {print $3}' <<<"$out")
       rate=$(awk '/Queries per second:/ {print $4}' <<<"$out")
@@ -90,11 +121,11 @@ for round in $(seq "$rounds"); do
 done
 
 echo
-echo "DNS, $rounds rounds x ${seconds}s, servers on core $SERVER_CORE, dnsperf on core $CLIENT_CORE"
+echo "DNS${dnssec:+ signed, DO set}, $rounds rounds x ${seconds}s, servers on core $SERVER_CORE, dnsperf on core $CLIENT_CORE"
 printf '%-4s %-7s %22s %30s %14s\n' proto server "answers/s (min-max)" "answers/CPU-s (min-max)" "vs Knot /CPU"
 for transport in $transports; do
   read -r knot_cps _ _ < <(tr ' ' '\n' <<<"${cps[knot/$transport]}" | grep . | summarize)
-  for server in foobar knot nsd; do
+  for server in $servers; do
     read -r q qmin qmax < <(tr ' ' '\n' <<<"${qps[$server/$transport]}" | grep . | summarize)
     read -r c cmin cmax < <(tr ' ' '\n' <<<"${cps[$server/$transport]}" | grep . | summarize)
     ratio=$(awk -v a="$c" -v b="$knot_cps" 'BEGIN { printf "%.2fx", (b > 0 ? a / b : 0) }')

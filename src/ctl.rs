@@ -111,6 +111,34 @@ fn zones_text(value: &Value) -> String {
             zone["state"].as_str().unwrap_or("?"),
             loaded,
         ));
+        let dnssec = &zone["dnssec"];
+        if dnssec.is_object() {
+            let keys: Vec<String> = dnssec["keys"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|key| {
+                    format!(
+                        "key {} (algorithm {}, {}, {})",
+                        key["tag"],
+                        key["algorithm"],
+                        key["role"].as_str().unwrap_or("?"),
+                        key["state"].as_str().unwrap_or("?"),
+                    )
+                })
+                .collect();
+            let time = |field: &str| {
+                dnssec[field]
+                    .as_u64()
+                    .map_or_else(|| "-".to_string(), time_text)
+            };
+            out.push_str(&format!(
+                "  signed: {}; signatures expire {}, signed again {}\n",
+                keys.join(", "),
+                time("signatures_expire"),
+                time("next_signing"),
+            ));
+        }
     }
     if out.is_empty() {
         out.push_str("no zones\n");

@@ -174,6 +174,34 @@ fn a_signed_zone_verifies_and_validates_through_edits_and_restarts() {
     let ds = ds_records(&server);
     assert_eq!(ds.len(), 1, "{ds:?}");
     assert!(ds[0].starts_with("foobar.com. IN DS "), "{ds:?}");
+    let tag = ds[0].split_whitespace().nth(3).unwrap();
+
+    // The key and the schedule, in `foobar ctl` and /metrics.
+    let admin = server.admin();
+    let ctl = output_within(Command::new(support::binary()).args([
+        "ctl",
+        "--admin",
+        &admin.to_string(),
+        "zone",
+        "list",
+    ]));
+    let listed = String::from_utf8_lossy(&ctl.stdout);
+    assert!(
+        listed.contains(&format!("signed: key {tag} (algorithm 13, csk, active)")),
+        "{listed}"
+    );
+    assert!(listed.contains("signed again"), "{listed}");
+    let (_, metrics) = support::admin_get(admin, "/metrics");
+    assert!(
+        metrics.contains(&format!(
+            "foobar_dns_dnssec_key{{zone=\"foobar.com.\",tag=\"{tag}\",algorithm=\"13\",role=\"csk\",state=\"active\"}} 1"
+        )),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("foobar_dns_dnssec_next_signing_timestamp_seconds{zone=\"foobar.com.\"}"),
+        "{metrics}"
+    );
     let resolver = peers::unbound("foobar.com", server.dns, &ds);
     let resolver = resolver.address();
 

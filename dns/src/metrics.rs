@@ -419,6 +419,56 @@ impl Collector for DnsCollector {
                 .iter()
                 .filter_map(|z| Some(([("zone", z.zone.as_str())], z.loaded_at? as i64))),
         )?;
+        let signed = || {
+            status
+                .iter()
+                .filter_map(|z| Some((z.zone.as_str(), z.dnssec.as_ref()?)))
+        };
+        gauges(
+            &mut encoder,
+            "foobar_dns_dnssec_signatures_expire_timestamp_seconds",
+            "When the first signature of a zone signed here expires (Unix time).",
+            None,
+            signed().map(|(zone, d)| ([("zone", zone)], d.signatures_expire as i64)),
+        )?;
+        gauges(
+            &mut encoder,
+            "foobar_dns_dnssec_next_signing_timestamp_seconds",
+            "When a zone signed here is signed again to refresh its signatures (Unix time).",
+            None,
+            signed().map(|(zone, d)| ([("zone", zone)], d.next_signing as i64)),
+        )?;
+        let keys: Vec<(String, String, String, &'static str, &'static str)> = signed()
+            .flat_map(|(zone, d)| {
+                d.keys.iter().map(move |key| {
+                    (
+                        zone.to_string(),
+                        key.tag.to_string(),
+                        key.algorithm.to_string(),
+                        key.role,
+                        key.state,
+                    )
+                })
+            })
+            .collect();
+        gauges(
+            &mut encoder,
+            "foobar_dns_dnssec_key",
+            "1 for each key of a zone signed here, by tag, algorithm, role and state.",
+            None,
+            keys.iter().map(|(zone, tag, algorithm, role, state)| {
+                (
+                    [
+                        ("zone", zone.as_str()),
+                        ("tag", tag.as_str()),
+                        ("algorithm", algorithm.as_str()),
+                        ("role", *role),
+                        ("state", *state),
+                    ],
+                    1,
+                )
+            }),
+        )?;
         Ok(())
     }
 }

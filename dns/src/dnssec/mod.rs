@@ -23,7 +23,7 @@ use crate::{
     wire::name,
     zone::{
         Zone,
-        catalog::{SignFailed, Signed, Signer},
+        catalog::{DnssecStatus, KeyStatus, SignFailed, Signed, Signer},
     },
 };
 
@@ -137,6 +137,25 @@ impl Signer for Signing {
     fn expires(&self, zone: &Zone, now: u64) -> Option<u64> {
         self.policies.get(zone.origin_key())?;
         sign::earliest_expiration(zone, now)
+    }
+
+    fn status(&self, origin: &[u8], expires: u64) -> Option<DnssecStatus> {
+        let next_signing = self.due(&name::key_of(origin), expires)?;
+        let keys = self.keys(origin).ok()?;
+        Some(DnssecStatus {
+            keys: keys
+                .iter()
+                .map(|key| KeyStatus {
+                    tag: key.tag,
+                    algorithm: key.algorithm.number(),
+                    role: "csk",
+                    state: "active",
+                    created: key.created,
+                })
+                .collect(),
+            signatures_expire: expires,
+            next_signing,
+        })
     }
 }
 

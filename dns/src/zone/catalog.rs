@@ -158,6 +158,9 @@ pub trait Signer: std::fmt::Debug + Send + Sync {
     fn next_serial(&self, origin_key: &[u8], serial: u32, now: u64) -> u32;
     /// When the first signature of `zone` (a signed copy) expires, if it is signed here.
     fn expires(&self, zone: &Zone, now: u64) -> Option<u64>;
+    /// The keys and schedule of the zone `origin` (wire form), signed here, whose first
+    /// signature expires at `expires`.
+    fn status(&self, origin: &[u8], expires: u64) -> Option<DnssecStatus>;
 }
 
 /// Why a zone could not be signed, as the signer says it.
@@ -193,6 +196,10 @@ impl Signer for () {
     }
 
     fn expires(&self, _: &Zone, _: u64) -> Option<u64> {
+        None
+    }
+
+    fn status(&self, _: &[u8], _: u64) -> Option<DnssecStatus> {
         None
     }
 }
@@ -300,7 +307,19 @@ impl Zones {
     /// Every zone served, with its last load.
     pub fn status(&self) -> Vec<ZoneStatus> {
         let loads = self.loads.lock().unwrap_or_else(PoisonError::into_inner);
-        zone_status(&self.live, &loads)
+        let mut status = zone_status(&self.live, &loads);
+        drop(loads);
+        let served = self.served.lock().unwrap_or_else(PoisonError::into_inner);
+        for entry in served.values() {
+            let Some(expires) = entry.expires else {
+                continue;
+            };
+            let origin = entry.zone.origin_text();
+            if let Some(zone) = status.iter_mut().find(|zone| zone.zone == origin) {
+                zone.dnssec = self.signing.status(entry.zone.origin(), expires);
+            }
+        }
+        status
     }
 
     fn record_load(&self, origin_key: &[u8], ok: bool, secondary: bool) {
@@ -858,6 +877,35 @@ pub struct ZoneStatus {
     pub state: ZoneState,
     /// Unix seconds of the last load of its file or transfer, when known.
     pub loaded_at: Option<u64>,
+    /// For a zone signed here: its keys and when it is signed next.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dnssec: Option<DnssecStatus>,
+}
+
+/// A signed zone's keys and signatures, as `foobar ctl` and `/metrics` show them.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DnssecStatus {
+    /// Its keys, oldest first.
+    pub keys: Vec<KeyStatus>,
+    /// Unix seconds when its first signature expires.
+    pub signatures_expire: u64,
+    /// Unix seconds when it is signed again (the signatures' refresh).
+    pub next_signing: u64,
+}
+
+/// One key of a signed zone.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct KeyStatus {
+    /// Its key tag.
+    pub tag: u16,
+    /// Its algorithm number (13: ECDSA P-256, 15: Ed25519).
+    pub algorithm: u8,
+    /// `csk`: it signs everything.
+    pub role: &'static str,
+    /// `active`: published and signing.
+    pub state: &'static str,
+    /// Unix seconds when it was made.
+    pub created: u64,
 }
 
 /// The last load of a zone's file, or transfer of a secondary zone.
@@ -888,6 +936,7 @@ fn zone_status(catalog: &ArcSwap<Catalog>, loads: &HashMap<Vec<u8>, Load>) -> Ve
                 records: zone.record_count(),
                 state,
                 loaded_at: load.map(|load| load.at),
+                dnssec: None,
             }
         })
         .collect();
