@@ -3,8 +3,9 @@
 //! covers them all.
 //!
 //! At each load, for each signed zone: the keys in the database are the zone's keys (written
-//! to `state_dir`, replacing what is there); if the database has none, the node that takes the
-//! zone's lease puts its own there (made first if it has none) and the others wait for them.
+//! to `state_dir`, replacing what is there); keys the zone's policy wants and the database
+//! lacks (all of them, the first time) are made by the node that takes the zone's lease and put
+//! there, and the others take them.
 
 use std::time::Duration;
 
@@ -32,8 +33,8 @@ pub async fn share_keys(config: &Config, store: &Store, holder: &str) {
         if !settings.dnssec {
             continue;
         }
-        let algorithm = settings.dnssec_algorithm;
-        if let Err(e) = share_zone_keys(config, store, holder, zone, algorithm).await {
+        let keys = (settings.dnssec_algorithm, settings.dnssec_keys);
+        if let Err(e) = share_zone_keys(config, store, holder, zone, keys).await {
             warn!(zone = %zone, error = format!("{e:#}"), "DNSSEC keys not shared through the database; the keys in state_dir sign");
         }
     }
@@ -44,46 +45,54 @@ async fn share_zone_keys(
     store: &Store,
     holder: &str,
     zone: &str,
-    algorithm: foobar_dns::DnssecAlgorithm,
+    (algorithm, scheme): (foobar_dns::DnssecAlgorithm, foobar_dns::DnssecKeys),
 ) -> anyhow::Result<()> {
     let prefix = prefix(zone);
     let lease = format!("{prefix}lease");
-    let mut shared = keys_in(store, &prefix).await?;
     let started = std::time::Instant::now();
-    while shared.is_empty() {
+    loop {
+        let shared = keys_in(store, &prefix).await?;
+        if !shared.is_empty() {
+            foobar_dns::replace_key_files(&config.state_dir, zone, &shared)?;
+        }
+        // The keys the zone's policy wants, made where missing (all of them at the first start).
+        let (state_dir, name) = (config.state_dir.clone(), zone.to_string());
+        let local = tokio::task::spawn_blocking(move || {
+            foobar_dns::key_files(&state_dir, &name, algorithm, scheme)
+        })
+        .await
+        .context("making the keys")??;
+        let missing: Vec<&(String, Vec<u8>)> =
+            local.iter().filter(|file| !shared.contains(file)).collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        // Keys made here that the database lacks: they go there under the lease, unless another
+        // node put others first (then this node takes those, next time round).
         let now = unix_now();
         if store.take_lease(&lease, holder, now, now + 60).await? {
-            // Checked again under the lease: another node may have put them just before.
-            shared = keys_in(store, &prefix).await?;
-            if shared.is_empty() {
-                let state_dir = config.state_dir.clone();
-                let zone_name = zone.to_string();
-                let files = tokio::task::spawn_blocking(move || {
-                    foobar_dns::key_files(&state_dir, &zone_name, algorithm)
-                })
-                .await
-                .context("making the key")??;
-                for (name, bytes) in &files {
+            let unchanged = keys_in(store, &prefix).await? == shared;
+            if unchanged {
+                for (name, bytes) in &missing {
                     store
                         .put_shared(&format!("{prefix}{name}"), bytes, unix_now())
                         .await?;
                 }
-                info!(zone = %zone, keys = files.len(), "DNSSEC keys put in the database for the other nodes");
-                shared = files;
+                info!(zone = %zone, keys = missing.len(), "DNSSEC keys put in the database for the other nodes");
             }
             store.release_lease(&lease, holder).await?;
-            break;
+            if unchanged {
+                return Ok(());
+            }
+        } else {
+            anyhow::ensure!(
+                started.elapsed() < WAIT_FOR_KEYS,
+                "another node holds the lease to make the keys and has not put them in {} s",
+                WAIT_FOR_KEYS.as_secs()
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
         }
-        anyhow::ensure!(
-            started.elapsed() < WAIT_FOR_KEYS,
-            "another node holds the lease to make the keys and has not put them in {} s",
-            WAIT_FOR_KEYS.as_secs()
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        shared = keys_in(store, &prefix).await?;
     }
-    foobar_dns::replace_key_files(&config.state_dir, zone, &shared)?;
-    Ok(())
 }
 
 /// The key files under `prefix` in the database, by file name.

@@ -56,13 +56,19 @@ fn transfer(server: SocketAddr) -> String {
 /// Runs `dnssec-verify` and `ldns-verify-zone` on `zone_text`; panics with their output unless
 /// both accept it.
 fn verify(zone_text: &str) {
+    verify_keys(zone_text, true);
+}
+
+/// [`verify`], for a zone whose key is a CSK (`csk`) or whose keys are a KSK and a ZSK.
+fn verify_keys(zone_text: &str, csk: bool) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("foobar.com.zone");
     std::fs::write(&file, zone_text).unwrap();
     // -z: the key is a CSK (flags 257), signing everything, as BIND's own policies make them.
     let bind = output_within(
         Command::new("dnssec-verify")
-            .args(["-z", "-o", "foobar.com"])
+            .args(if csk { &["-z"][..] } else { &[][..] })
+            .args(["-o", "foobar.com"])
             .arg(&file),
     );
     let bind_said =
@@ -499,4 +505,52 @@ async fn nodes_on_one_database_sign_with_the_same_keys() {
         validates(resolver.address(), "www.foobar.com", "A", "NOERROR");
         validates(resolver.address(), "nothere.foobar.com", "A", "NXDOMAIN");
     }
+}
+
+#[test]
+fn a_ksk_and_a_zsk_as_an_option() {
+    if let Some((tool, package)) = missing_tool() {
+        return skip_without(
+            "a_ksk_and_a_zsk_as_an_option",
+            tool,
+            &format!("apt-get install {package}"),
+        );
+    }
+    let server = Foobar::setup()
+        .zone("foobar.com.zone", &zone(1, ""))
+        .dns("allow_transfer = [\"127.0.0.1\"]")
+        .tables("[dns.zone.\"foobar.com\"]\ndnssec = true\ndnssec_keys = \"ksk-zsk\"")
+        .start();
+    server.wait_for_log("zone signed");
+    let dnskeys = dig(server.dns, &["+short", "foobar.com", "DNSKEY"]);
+    let flags: Vec<&str> = dnskeys
+        .lines()
+        .filter_map(|line| line.split_whitespace().next())
+        .collect();
+    assert_eq!(flags.len(), 2, "{dnskeys}");
+    assert!(
+        flags.contains(&"257") && flags.contains(&"256"),
+        "{dnskeys}"
+    );
+    let text = transfer(server.dns);
+    // Without -z: the DNSKEY set signed by the KSK, everything else by the ZSK.
+    verify_keys(&text, false);
+    let signers = |covered: &str| -> Vec<String> {
+        text.lines()
+            .filter(|line| line.contains(&format!("\tRRSIG\t{covered} ")))
+            .filter_map(|line| line.split_whitespace().nth(10).map(str::to_string))
+            .collect()
+    };
+    let (dnskey_signers, a_signers) = (signers("DNSKEY"), signers("A"));
+    assert_eq!(dnskey_signers.len(), 1, "{text}");
+    assert!(!a_signers.is_empty() && a_signers.iter().all(|tag| *tag != dnskey_signers[0]));
+    let ds = ds_records(&server);
+    assert_eq!(ds.len(), 1, "only the KSK has a DS: {ds:?}");
+    assert!(
+        ds[0].contains(&format!(" DS {} 13 2 ", dnskey_signers[0])),
+        "{ds:?}"
+    );
+    let resolver = peers::unbound("foobar.com", server.dns, &ds);
+    validates(resolver.address(), "www.foobar.com", "A", "NOERROR");
+    validates(resolver.address(), "nothere.foobar.com", "A", "NXDOMAIN");
 }

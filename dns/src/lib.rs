@@ -35,7 +35,10 @@ pub use crate::{
         rate_limit::Config as RateLimitConfig,
     },
     config::Config,
-    dnssec::{Algorithm as DnssecAlgorithm, DsError, ds_records, key_files, replace_key_files},
+    dnssec::{
+        Algorithm as DnssecAlgorithm, DsError, Scheme as DnssecKeys, ds_records, key_files,
+        replace_key_files,
+    },
     error::{AddedError, Error, ZoneError, ZoneReloadError, ZoneReloaded},
     listener::{Sockets, bind},
     metrics::log_queries,

@@ -91,8 +91,8 @@ impl OnlineSigner {
         let expiration = now + u64::from(policy.validity.lifetime);
         let records: Vec<Cow<'_, [u8]>> = sorted.iter().map(|r| Cow::Borrowed(*r)).collect();
         let owner = name::lowercase(owner);
-        let signatures: Arc<[Vec<u8>]> = keys
-            .iter()
+        let signatures: Arc<[Vec<u8>]> = crate::dnssec::key::zone_signing(&keys)
+            .into_iter()
             .filter_map(|key| {
                 sign::rrsig(
                     key,

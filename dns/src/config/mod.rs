@@ -117,6 +117,9 @@ pub struct ZoneSettings {
     pub dnssec: bool,
     /// The algorithm of the key made: `"ecdsap256sha256"` (13, the default) or `"ed25519"` (15).
     pub dnssec_algorithm: crate::dnssec::Algorithm,
+    /// The keys made: `"csk"` (one key signs everything, the default) or `"ksk-zsk"` (a KSK
+    /// signs the DNSKEY set, a ZSK the rest).
+    pub dnssec_keys: crate::dnssec::Scheme,
     /// How long a signature is valid for, in the zone file's TTL syntax (`"14d"`, as BIND's
     /// default policy).
     #[serde(deserialize_with = "period")]
@@ -145,6 +148,7 @@ impl ZoneSettings {
         let default = crate::dnssec::Validity::default();
         self.dnssec.then(|| crate::dnssec::Policy {
             algorithm: self.dnssec_algorithm,
+            scheme: self.dnssec_keys,
             validity: crate::dnssec::Validity {
                 lifetime: self.signature_validity.unwrap_or(default.lifetime),
                 refresh: self.signature_refresh.unwrap_or(default.refresh),

@@ -16,8 +16,23 @@ use serde::{Deserialize, Serialize};
 
 use crate::wire::name;
 
-/// DNSKEY flags of a key that signs the whole zone (a CSK): Zone Key and Secure Entry Point.
+/// DNSKEY flags of a key the parent's DS points at (a KSK, or a CSK that signs the whole
+/// zone): Zone Key and Secure Entry Point.
 pub const CSK_FLAGS: u16 = 257;
+/// DNSKEY flags of a key that signs the zone's data (a ZSK): Zone Key only.
+pub const ZSK_FLAGS: u16 = 256;
+
+/// Which keys a zone has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+pub enum Scheme {
+    /// One key signs everything (a CSK), as BIND's default policy has it.
+    #[default]
+    #[serde(rename = "csk")]
+    Csk,
+    /// A KSK signs the DNSKEY set (the parent's DS points at it), a ZSK the rest.
+    #[serde(rename = "ksk-zsk")]
+    KskZsk,
+}
 
 /// The DNSSEC algorithms keys are made with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
@@ -172,6 +187,22 @@ impl Key {
         })
     }
 
+    /// Whether the parent's DS points at it (the SEP flag: a KSK or a CSK).
+    pub fn is_sep(&self) -> bool {
+        self.flags & 1 == 1
+    }
+
+    /// What it signs: `csk` (everything) when it is the zone's only kind of key, else `ksk`
+    /// (the DNSKEY set) or `zsk` (the rest).
+    pub fn role(&self, keys: &[Key]) -> &'static str {
+        let split = keys.iter().any(|key| !key.is_sep());
+        match (self.is_sep(), split) {
+            (true, false) => "csk",
+            (true, true) => "ksk",
+            (false, _) => "zsk",
+        }
+    }
+
     /// Signs `data`: the signature as RRSIG carries it (`r || s` for ECDSA, RFC 6605).
     pub fn sign(&self, data: &[u8]) -> Result<Vec<u8>, KeyError> {
         match &self.pair {
@@ -208,6 +239,16 @@ impl Key {
     }
 }
 
+/// The keys that sign a zone's data (all but its DNSKEY set): its ZSKs, else its CSKs.
+pub fn zone_signing(keys: &[Key]) -> Vec<&Key> {
+    let zsks: Vec<&Key> = keys.iter().filter(|key| !key.is_sep()).collect();
+    if zsks.is_empty() {
+        keys.iter().filter(|key| key.is_sep()).collect()
+    } else {
+        zsks
+    }
+}
+
 /// RFC 4034 appendix B: the key tag of a DNSKEY RDATA.
 pub fn key_tag(dnskey: &[u8]) -> u16 {
     let mut sum: u32 = 0;
@@ -232,10 +273,22 @@ pub fn folder(state_dir: &Path, zone: &str) -> PathBuf {
 
 /// The zone's keys in `folder`, oldest first; a CSK of `algorithm` is made and kept when there
 /// is none.
-pub fn load_or_create(folder: &Path, algorithm: Algorithm, now: u64) -> Result<Vec<Key>, KeyError> {
+pub fn load_or_create(
+    folder: &Path,
+    algorithm: Algorithm,
+    scheme: Scheme,
+    now: u64,
+) -> Result<Vec<Key>, KeyError> {
     let mut keys = load(folder)?;
-    if keys.is_empty() {
-        let key = Key::generate(algorithm, CSK_FLAGS, now)?;
+    let mut wanted = Vec::new();
+    if !keys.iter().any(Key::is_sep) {
+        wanted.push(CSK_FLAGS);
+    }
+    if scheme == Scheme::KskZsk && !keys.iter().any(|key| !key.is_sep()) {
+        wanted.push(ZSK_FLAGS);
+    }
+    for flags in wanted {
+        let key = Key::generate(algorithm, flags, now)?;
         store(folder, &key)?;
         keys.push(key);
     }

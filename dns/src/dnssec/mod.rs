@@ -16,7 +16,7 @@ use std::{
 };
 
 pub use self::{
-    key::{Algorithm, Key, KeyError},
+    key::{Algorithm, Key, KeyError, Scheme},
     sign::{SignError, Validity},
 };
 use crate::{
@@ -32,6 +32,8 @@ use crate::{
 pub struct Policy {
     /// The algorithm of the keys made for it.
     pub algorithm: Algorithm,
+    /// A CSK, or a KSK and a ZSK.
+    pub scheme: Scheme,
     /// Signature lifetime and refresh.
     pub validity: Validity,
     /// The serial of a version made by re-signing.
@@ -103,7 +105,12 @@ impl Signing {
             return Ok(found.clone());
         }
         let folder = key::folder(&self.state_dir, &name::to_text(origin));
-        let loaded = Arc::new(key::load_or_create(&folder, policy.algorithm, now())?);
+        let loaded = Arc::new(key::load_or_create(
+            &folder,
+            policy.algorithm,
+            policy.scheme,
+            now(),
+        )?);
         keys.insert(origin_key, loaded.clone());
         Ok(loaded)
     }
@@ -148,7 +155,7 @@ impl Signer for Signing {
                 .map(|key| KeyStatus {
                     tag: key.tag,
                     algorithm: key.algorithm.number(),
-                    role: "csk",
+                    role: key.role(&keys),
                     state: "active",
                     created: key.created,
                 })
@@ -165,9 +172,10 @@ pub fn key_files(
     state_dir: &Path,
     zone: &str,
     algorithm: Algorithm,
+    scheme: Scheme,
 ) -> Result<Vec<(String, Vec<u8>)>, KeyError> {
     let folder = key::folder(state_dir, zone);
-    key::load_or_create(&folder, algorithm, now())?;
+    key::load_or_create(&folder, algorithm, scheme, now())?;
     key::files(&folder)
 }
 
@@ -196,6 +204,7 @@ pub fn ds_records(state_dir: &Path, zone: &str) -> Result<Vec<String>, DsError> 
     let owner = name::to_text(&origin);
     Ok(keys
         .iter()
+        .filter(|key| key.is_sep())
         .map(|key| format!("{owner} IN DS {}", key.ds_text(&origin)))
         .collect())
 }

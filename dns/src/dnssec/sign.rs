@@ -114,9 +114,18 @@ pub fn sign_zone(
     let mut signatures = 0usize;
     let mut earliest = expiration;
     let refresh_before = now + u64::from(validity.refresh);
+    // The DNSKEY set (and CDS, CDNSKEY) is signed by the keys the parent points at, the rest by
+    // the zone-signing keys: the ZSKs where there are, else the CSKs.
+    let sep: Vec<&Key> = keys.iter().filter(|key| key.is_sep()).collect();
+    let zone_signing = super::key::zone_signing(keys);
     let mut sign =
         |owner: &[u8], rtype: Rtype, ttl: u32, rdatas: &[Cow<'_, [u8]>], out: &mut Vec<Rr>| {
-            for key in keys {
+            let signers = if matches!(rtype, rtype::DNSKEY | rtype::CDS | rtype::CDNSKEY) {
+                &sep
+            } else {
+                &zone_signing
+            };
+            for &key in signers {
                 if let Some(kept) = previous
                     .and_then(|previous| {
                         kept_signature(previous, owner, rtype, ttl, rdatas, key.tag)
@@ -176,11 +185,15 @@ pub fn sign_zone(
                 .iter()
                 .map(|key| Cow::Borrowed(&key.dnskey[..]))
                 .collect();
+            let cdnskeys: Vec<Cow<'_, [u8]>> = sep
+                .iter()
+                .map(|key| Cow::Borrowed(&key.dnskey[..]))
+                .collect();
             let cds: Vec<Cow<'_, [u8]>> =
-                keys.iter().map(|key| Cow::Owned(key.ds(origin))).collect();
+                sep.iter().map(|key| Cow::Owned(key.ds(origin))).collect();
             for (rtype, rdatas) in [
                 (rtype::DNSKEY, &dnskeys),
-                (rtype::CDNSKEY, &dnskeys),
+                (rtype::CDNSKEY, &cdnskeys),
                 (rtype::CDS, &cds),
             ] {
                 types.push(rtype.0);
