@@ -298,28 +298,23 @@ fn a_tampered_signature_is_refused_by_the_validator() {
 }
 
 #[test]
-fn knot_as_a_secondary_serves_the_signed_zone_and_its_edits() {
+fn knot_and_nsd_as_secondaries_serve_the_signed_zone_and_its_edits() {
+    let test = "knot_and_nsd_as_secondaries_serve_the_signed_zone_and_its_edits";
     if let Some((tool, package)) = missing_tool() {
-        return skip_without(
-            "knot_as_a_secondary_serves_the_signed_zone_and_its_edits",
-            tool,
-            &format!("apt-get install {package}"),
-        );
+        return skip_without(test, tool, &format!("apt-get install {package}"));
     }
-    if !installed("knotd", &["-V"]) {
-        return skip_without(
-            "knot_as_a_secondary_serves_the_signed_zone_and_its_edits",
-            "knotd",
-            "apt-get install knot",
-        );
+    for (tool, flag, package) in [("knotd", "-V", "knot"), ("nsd", "-v", "nsd")] {
+        if !installed(tool, &[flag]) {
+            return skip_without(test, tool, &format!("apt-get install {package}"));
+        }
     }
-    let knot_port = peers::free_port();
+    let (knot_port, nsd_port) = (peers::free_port(), peers::free_port());
     let server = Foobar::setup()
         .zone("foobar.com.zone", &zone(1, ""))
         .dns("allow_transfer = [\"127.0.0.1\"]")
         .tables(&format!(
             "[dns.zone.\"foobar.com\"]\ndnssec = true\nallow_transfer = [\"127.0.0.1\"]\n\
-             notify = [\"127.0.0.1:{knot_port}\"]"
+             notify = [\"127.0.0.1:{knot_port}\", \"127.0.0.1:{nsd_port}\"]"
         ))
         .start();
     server.wait_for_log("zone signed");
@@ -335,13 +330,25 @@ fn knot_as_a_secondary_serves_the_signed_zone_and_its_edits() {
         ),
         &[],
     );
-    let resolver = peers::unbound("foobar.com", knot.address(), &ds);
-    let resolver = resolver.address();
-    wait_until("Knot serves the zone", || {
-        resolve(resolver, "www.foobar.com", "A").ad
-    });
-    validates(resolver, "nothere.foobar.com", "A", "NXDOMAIN");
-    validates(resolver, "any.wild.foobar.com", "TXT", "NOERROR");
+    let nsd = peers::nsd(
+        nsd_port,
+        &format!(
+            "zone:\n    name: foobar.com\n    zonefile: foobar.com.zone\n    \
+             allow-notify: 127.0.0.1 NOKEY\n    request-xfr: 127.0.0.1@{} NOKEY\n    \
+             provide-xfr: 127.0.0.1 NOKEY\n",
+            server.dns.port()
+        ),
+    );
+    let through_knot = peers::unbound("foobar.com", knot.address(), &ds);
+    let through_nsd = peers::unbound("foobar.com", nsd.address(), &ds);
+    let resolvers = [through_knot.address(), through_nsd.address()];
+    for resolver in resolvers {
+        wait_until("the secondary serves the zone", || {
+            resolve(resolver, "www.foobar.com", "A").ad
+        });
+        validates(resolver, "nothere.foobar.com", "A", "NXDOMAIN");
+        validates(resolver, "any.wild.foobar.com", "TXT", "NOERROR");
+    }
 
     // The edit reaches Knot by NOTIFY and IXFR: the signed differences.
     std::fs::write(
@@ -349,18 +356,22 @@ fn knot_as_a_secondary_serves_the_signed_zone_and_its_edits() {
         zone(2, "blog             IN A    192.0.2.80\n"),
     )
     .unwrap();
-    wait_until("Knot serves the edit", || {
-        let answer = dig(knot.address(), &["+short", "blog.foobar.com", "A"]);
-        answer.contains("192.0.2.80")
-    });
-    let blog = validates(resolver, "blog.foobar.com", "A", "NOERROR");
-    assert!(blog.answer.contains("192.0.2.80"), "{}", blog.answer);
+    for secondary in [knot.address(), nsd.address()] {
+        wait_until("the secondary serves the edit", || {
+            let answer = dig(secondary, &["+short", "blog.foobar.com", "A"]);
+            answer.contains("192.0.2.80")
+        });
+        verify(&transfer(secondary));
+    }
+    for resolver in resolvers {
+        let blog = validates(resolver, "blog.foobar.com", "A", "NOERROR");
+        assert!(blog.answer.contains("192.0.2.80"), "{}", blog.answer);
+    }
     assert!(
         knot.log().contains("IXFR") || knot.log().contains("incremental"),
         "{}",
         knot.log()
     );
-    verify(&transfer(knot.address()));
 }
 
 #[test]

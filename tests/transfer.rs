@@ -19,19 +19,8 @@ use hickory_proto::{
 
 use support::{
     Foobar,
-    peers::{Peer, knot},
+    peers::{Peer, free_port, knot, nsd},
 };
-
-/// A port free on 127.0.0.1 for both UDP and TCP just now.
-fn free_port() -> u16 {
-    loop {
-        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = udp.local_addr().unwrap().port();
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
 
 fn secret() -> String {
     let bytes: Vec<u8> = (0..32).map(|_| rand_byte()).collect();
@@ -69,33 +58,6 @@ fn knotc(peer: &Peer, args: &[&str]) {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-}
-
-/// nsd on `port` (its own configuration text for keys and zones).
-fn nsd(port: u16, config: &str) -> Peer {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path();
-    let conf = root.join("nsd.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "server:\n    ip-address: 127.0.0.1@{port}\n    port: {port}\n    username: \"\"\n    \
-             chroot: \"\"\n    zonesdir: \"{root}\"\n    pidfile: \"{root}/nsd.pid\"\n    \
-             database: \"\"\n    xfrdfile: \"{root}/xfrd.state\"\n    zonelistfile: \"{root}/zone.list\"\n    \
-             logfile: \"{root}/nsd.log\"\n    verbosity: 2\n\
-             remote-control:\n    control-enable: no\n{config}",
-            root = root.display()
-        ),
-    )
-    .unwrap();
-    let mut nsd = Command::new("nsd");
-    nsd.args(["-d", "-c"]).arg(&conf);
-    Peer::start(
-        nsd,
-        SocketAddr::from(([127, 0, 0, 1], port)),
-        dir,
-        "nsd.log",
-    )
 }
 
 /// named (BIND) on `port` (its own configuration text for keys and zones).

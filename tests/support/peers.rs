@@ -104,6 +104,33 @@ pub fn knot_at(address: SocketAddr, config: &str, zone_files: &[(&str, &str)]) -
     Peer::start(knotd, address, dir, "knot.log")
 }
 
+/// nsd on `port` (its own configuration text for keys and zones).
+pub fn nsd(port: u16, config: &str) -> Peer {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let conf = root.join("nsd.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "server:\n    ip-address: 127.0.0.1@{port}\n    port: {port}\n    username: \"\"\n    \
+             chroot: \"\"\n    zonesdir: \"{root}\"\n    pidfile: \"{root}/nsd.pid\"\n    \
+             database: \"\"\n    xfrdfile: \"{root}/xfrd.state\"\n    zonelistfile: \"{root}/zone.list\"\n    \
+             logfile: \"{root}/nsd.log\"\n    verbosity: 2\n\
+             remote-control:\n    control-enable: no\n{config}",
+            root = root.display()
+        ),
+    )
+    .unwrap();
+    let mut nsd = Command::new("nsd");
+    nsd.args(["-d", "-c"]).arg(&conf);
+    Peer::start(
+        nsd,
+        SocketAddr::from(([127, 0, 0, 1], port)),
+        dir,
+        "nsd.log",
+    )
+}
+
 /// Whether something answers DNS on `server`.
 pub fn answers(server: SocketAddr) -> bool {
     let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
