@@ -12,7 +12,7 @@ use std::borrow::Cow;
 use super::key::Key;
 use crate::{
     wire::{Rtype, name, rtype, types::push_type_bitmap},
-    zone::{NodeId, Rr, Zone, catalog::Signed, snapshot::SnapshotError},
+    zone::{NodeId, Records, Zone, catalog::Signed, snapshot::SnapshotError},
 };
 
 /// How long signatures are good for, and when they are made again.
@@ -110,7 +110,9 @@ pub fn sign_zone(
         })
         .collect();
 
-    let mut out: Vec<Rr> = Vec::with_capacity(zone.record_count() * 2);
+    // Records go straight into the compact form a zone is built from: a signed zone has about
+    // twice the records of its file, and owned records for each would be the peak of memory.
+    let mut out = Records::default();
     let mut signatures = 0usize;
     let mut earliest = expiration;
     let refresh_before = now + u64::from(validity.refresh);
@@ -119,7 +121,7 @@ pub fn sign_zone(
     let sep: Vec<&Key> = keys.iter().filter(|key| key.is_sep()).collect();
     let zone_signing = super::key::zone_signing(keys);
     let mut sign =
-        |owner: &[u8], rtype: Rtype, ttl: u32, rdatas: &[Cow<'_, [u8]>], out: &mut Vec<Rr>| {
+        |owner: &[u8], rtype: Rtype, ttl: u32, rdatas: &[Cow<'_, [u8]>], out: &mut Records| {
             let signers = if matches!(rtype, rtype::DNSKEY | rtype::CDS | rtype::CDNSKEY) {
                 &sep
             } else {
@@ -133,23 +135,13 @@ pub fn sign_zone(
                     .filter(|sig| signature_expiration(sig, now) > refresh_before)
                 {
                     earliest = earliest.min(signature_expiration(&kept, now));
-                    out.push(Rr {
-                        owner: owner.to_vec(),
-                        rtype: rtype::RRSIG,
-                        ttl,
-                        rdata: kept,
-                    });
+                    out.push(owner, rtype::RRSIG, ttl, &kept);
                     continue;
                 }
                 let rdata = rrsig(
                     key, origin, owner, rtype, ttl, rdatas, inception, expiration,
                 )?;
-                out.push(Rr {
-                    owner: owner.to_vec(),
-                    rtype: rtype::RRSIG,
-                    ttl,
-                    rdata,
-                });
+                out.push(owner, rtype::RRSIG, ttl, &rdata);
                 signatures += 1;
             }
             Ok::<(), SignError>(())
@@ -163,12 +155,7 @@ pub fn sign_zone(
             types.push(set.rtype.0);
             let rdatas: Vec<Cow<'_, [u8]>> = set.rdatas().map(Cow::Borrowed).collect();
             for rdata in &rdatas {
-                out.push(Rr {
-                    owner: owner.to_vec(),
-                    rtype: set.rtype,
-                    ttl: set.ttl,
-                    rdata: rdata.to_vec(),
-                });
+                out.push(owner, set.rtype, set.ttl, rdata);
             }
             let signed = match at {
                 Place::Authoritative => true,
@@ -198,12 +185,7 @@ pub fn sign_zone(
             ] {
                 types.push(rtype.0);
                 for rdata in rdatas {
-                    out.push(Rr {
-                        owner: owner.to_vec(),
-                        rtype,
-                        ttl: soa.ttl,
-                        rdata: rdata.to_vec(),
-                    });
+                    out.push(owner, rtype, soa.ttl, rdata);
                 }
                 sign(owner, rtype, soa.ttl, rdatas, &mut out)?;
             }
@@ -221,14 +203,9 @@ pub fn sign_zone(
         push_type_bitmap(&mut types, &mut nsec);
         let rdatas = [Cow::Borrowed(&nsec[..])];
         sign(owner, rtype::NSEC, nsec_ttl, &rdatas, &mut out)?;
-        out.push(Rr {
-            owner: owner.to_vec(),
-            rtype: rtype::NSEC,
-            ttl: nsec_ttl,
-            rdata: nsec,
-        });
+        out.push(owner, rtype::NSEC, nsec_ttl, &nsec);
     }
-    let zone = crate::zone::snapshot::checked(origin, &out)?;
+    let zone = crate::zone::snapshot::build_checked(origin, &out)?;
     Ok(Signed {
         zone,
         signatures,

@@ -125,7 +125,8 @@ pub fn checked(origin: &[u8], records: &[Rr]) -> Result<Zone, SnapshotError> {
     build_checked(origin, &all)
 }
 
-fn build_checked(origin: &[u8], records: &Records) -> Result<Zone, SnapshotError> {
+/// Checks `records` as a zone of `origin` (as a zone file is checked) and builds it.
+pub fn build_checked(origin: &[u8], records: &Records) -> Result<Zone, SnapshotError> {
     let sorted = records.sort();
     if let Some((_, reason)) = check::check(origin, records, &sorted).error {
         return Err(SnapshotError::Check(reason));
