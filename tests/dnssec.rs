@@ -22,17 +22,21 @@ fn zone(serial: u32, extra: &str) -> String {
         + extra
 }
 
-/// The tools the test drives; the first one missing, if any.
-fn missing_tool() -> Option<(&'static str, &'static str)> {
-    [
+/// Whether a tool the tests drive is missing: then `test` is skipped, saying why (or fails
+/// where FOOBAR_REQUIRE_INTEROP=1 makes the tools required).
+fn tools_missing(test: &str) -> bool {
+    let missing = [
         ("dig", "-v", "bind9-dnsutils"),
         ("dnssec-verify", "-V", "bind9-utils"),
         ("ldns-verify-zone", "-v", "ldnsutils"),
         ("unbound", "-V", "unbound"),
     ]
     .into_iter()
-    .find(|(tool, flag, _)| !installed(tool, &[flag]))
-    .map(|(tool, _, package)| (tool, package))
+    .find(|(tool, flag, _)| !installed(tool, &[flag]));
+    if let Some((tool, _, package)) = missing {
+        skip_without(test, tool, &format!("apt-get install {package}"));
+    }
+    missing.is_some()
 }
 
 fn dig(server: SocketAddr, args: &[&str]) -> String {
@@ -156,25 +160,26 @@ fn serial(server: SocketAddr) -> u32 {
     soa.split_whitespace().nth(2).unwrap().parse().unwrap()
 }
 
-fn signed_server(text: &str) -> Foobar {
-    Foobar::setup()
+/// A server with `text` as foobar.com, signed with `settings` beside `dnssec = true`, started
+/// once the zone is signed; AXFR open to loopback.
+fn signed_server(text: &str, settings: &str) -> Foobar {
+    let server = Foobar::setup()
         .zone("foobar.com.zone", text)
         .dns("allow_transfer = [\"127.0.0.1\"]")
-        .tables("[dns.zone.\"foobar.com\"]\ndnssec = true")
-        .start()
+        .tables(&format!(
+            "[dns.zone.\"foobar.com\"]\ndnssec = true\n{settings}"
+        ))
+        .start();
+    server.wait_for_log("zone signed");
+    server
 }
 
 #[test]
 fn a_signed_zone_verifies_and_validates_through_edits_and_restarts() {
-    if let Some((tool, package)) = missing_tool() {
-        return skip_without(
-            "a_signed_zone_verifies_and_validates_through_edits_and_restarts",
-            tool,
-            &format!("apt-get install {package}"),
-        );
+    if tools_missing("a_signed_zone_verifies_and_validates_through_edits_and_restarts") {
+        return;
     }
-    let server = signed_server(&zone(1, ""));
-    server.wait_for_log("zone signed");
+    let server = signed_server(&zone(1, ""), "");
     verify(&transfer(server.dns));
 
     let ds = ds_records(&server);
@@ -259,15 +264,10 @@ fn a_signed_zone_verifies_and_validates_through_edits_and_restarts() {
 
 #[test]
 fn a_tampered_signature_is_refused_by_the_validator() {
-    if let Some((tool, package)) = missing_tool() {
-        return skip_without(
-            "a_tampered_signature_is_refused_by_the_validator",
-            tool,
-            &format!("apt-get install {package}"),
-        );
+    if tools_missing("a_tampered_signature_is_refused_by_the_validator") {
+        return;
     }
-    let signer = signed_server(&zone(1, ""));
-    signer.wait_for_log("zone signed");
+    let signer = signed_server(&zone(1, ""), "");
     let ds = ds_records(&signer);
     // The signed zone, served as it is by a server that does not sign it, with one byte of
     // the signature over www's address changed.
@@ -300,8 +300,8 @@ fn a_tampered_signature_is_refused_by_the_validator() {
 #[test]
 fn knot_and_nsd_as_secondaries_serve_the_signed_zone_and_its_edits() {
     let test = "knot_and_nsd_as_secondaries_serve_the_signed_zone_and_its_edits";
-    if let Some((tool, package)) = missing_tool() {
-        return skip_without(test, tool, &format!("apt-get install {package}"));
+    if tools_missing(test) {
+        return;
     }
     for (tool, flag, package) in [("knotd", "-V", "knot"), ("nsd", "-v", "nsd")] {
         if !installed(tool, &[flag]) {
@@ -309,15 +309,13 @@ fn knot_and_nsd_as_secondaries_serve_the_signed_zone_and_its_edits() {
         }
     }
     let (knot_port, nsd_port) = (peers::free_port(), peers::free_port());
-    let server = Foobar::setup()
-        .zone("foobar.com.zone", &zone(1, ""))
-        .dns("allow_transfer = [\"127.0.0.1\"]")
-        .tables(&format!(
-            "[dns.zone.\"foobar.com\"]\ndnssec = true\nallow_transfer = [\"127.0.0.1\"]\n\
+    let server = signed_server(
+        &zone(1, ""),
+        &format!(
+            "allow_transfer = [\"127.0.0.1\"]\n\
              notify = [\"127.0.0.1:{knot_port}\", \"127.0.0.1:{nsd_port}\"]"
-        ))
-        .start();
-    server.wait_for_log("zone signed");
+        ),
+    );
     let ds = ds_records(&server);
     let knot = peers::knot(
         knot_port,
@@ -376,23 +374,14 @@ fn knot_and_nsd_as_secondaries_serve_the_signed_zone_and_its_edits() {
 
 #[test]
 fn signatures_are_made_again_before_they_expire() {
-    if let Some((tool, package)) = missing_tool() {
-        return skip_without(
-            "signatures_are_made_again_before_they_expire",
-            tool,
-            &format!("apt-get install {package}"),
-        );
+    if tools_missing("signatures_are_made_again_before_they_expire") {
+        return;
     }
     // Signatures valid for 36 s, refreshed 30 s before they expire: due 6 s after signing.
-    let server = Foobar::setup()
-        .zone("foobar.com.zone", &zone(1, ""))
-        .dns("allow_transfer = [\"127.0.0.1\"]")
-        .tables(
-            "[dns.zone.\"foobar.com\"]\ndnssec = true\nsignature_validity = \"36s\"\n\
-             signature_refresh = \"30s\"",
-        )
-        .start();
-    server.wait_for_log("zone signed");
+    let server = signed_server(
+        &zone(1, ""),
+        "signature_validity = \"36s\"\nsignature_refresh = \"30s\"",
+    );
     let before = transfer(server.dns);
     assert_eq!(serial(server.dns), 1);
     let line = server.wait_for_log("signatures refreshed");
@@ -416,12 +405,8 @@ fn signatures_are_made_again_before_they_expire() {
 
 #[test]
 fn answers_made_while_answering_validate_too() {
-    if let Some((tool, package)) = missing_tool() {
-        return skip_without(
-            "answers_made_while_answering_validate_too",
-            tool,
-            &format!("apt-get install {package}"),
-        );
+    if tools_missing("answers_made_while_answering_validate_too") {
+        return;
     }
     // www has two addresses; nothing serves on 127.0.0.2, so the health check takes it out.
     let zone = "$TTL 300\n\
@@ -465,8 +450,8 @@ fn answers_made_while_answering_validate_too() {
 #[tokio::test(flavor = "multi_thread")]
 async fn nodes_on_one_database_sign_with_the_same_keys() {
     let test = "nodes_on_one_database_sign_with_the_same_keys";
-    if let Some((tool, package)) = missing_tool() {
-        return skip_without(test, tool, &format!("apt-get install {package}"));
+    if tools_missing(test) {
+        return;
     }
     let Some(server_url) = support::mysql_url(test) else {
         return;
@@ -520,19 +505,10 @@ async fn nodes_on_one_database_sign_with_the_same_keys() {
 
 #[test]
 fn a_ksk_and_a_zsk_as_an_option() {
-    if let Some((tool, package)) = missing_tool() {
-        return skip_without(
-            "a_ksk_and_a_zsk_as_an_option",
-            tool,
-            &format!("apt-get install {package}"),
-        );
+    if tools_missing("a_ksk_and_a_zsk_as_an_option") {
+        return;
     }
-    let server = Foobar::setup()
-        .zone("foobar.com.zone", &zone(1, ""))
-        .dns("allow_transfer = [\"127.0.0.1\"]")
-        .tables("[dns.zone.\"foobar.com\"]\ndnssec = true\ndnssec_keys = \"ksk-zsk\"")
-        .start();
-    server.wait_for_log("zone signed");
+    let server = signed_server(&zone(1, ""), "dnssec_keys = \"ksk-zsk\"");
     let dnskeys = dig(server.dns, &["+short", "foobar.com", "DNSKEY"]);
     let flags: Vec<&str> = dnskeys
         .lines()
