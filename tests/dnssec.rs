@@ -541,3 +541,43 @@ fn a_ksk_and_a_zsk_as_an_option() {
     validates(resolver.address(), "www.foobar.com", "A", "NOERROR");
     validates(resolver.address(), "nothere.foobar.com", "A", "NXDOMAIN");
 }
+
+#[test]
+fn ed25519_keys_and_signed_answers_too_big_for_udp() {
+    if tools_missing("ed25519_keys_and_signed_answers_too_big_for_udp") {
+        return;
+    }
+    // 40 TXT records of 60 bytes: with its signature, past 1232 bytes.
+    let big: String = (0..40)
+        .map(|i| format!("big              IN TXT  \"{i:02}{}\"\n", "x".repeat(58)))
+        .collect();
+    let server = signed_server(&zone(1, &big), "dnssec_algorithm = \"ed25519\"");
+    let dnskey = dig(server.dns, &["+short", "foobar.com", "DNSKEY"]);
+    assert!(dnskey.starts_with("257 3 15 "), "{dnskey}");
+    verify(&transfer(server.dns));
+    // Over UDP with the common 1232-byte limit: truncated, nothing half-written.
+    let udp = dig(
+        server.dns,
+        &[
+            "+dnssec",
+            "+bufsize=1232",
+            "+notcp",
+            "+ignore",
+            "big.foobar.com",
+            "TXT",
+        ],
+    );
+    assert!(udp.contains("flags: qr aa tc"), "{udp}");
+    assert!(!udp.contains("RRSIG"), "{udp}");
+    // Over TCP, whole; the validator retries there and validates it.
+    let ds = ds_records(&server);
+    let resolver = peers::unbound("foobar.com", server.dns, &ds);
+    let answer = validates(resolver.address(), "big.foobar.com", "TXT", "NOERROR");
+    assert_eq!(
+        answer.answer.matches("\tTXT\t").count(),
+        40,
+        "{}",
+        answer.answer
+    );
+    validates(resolver.address(), "www.foobar.com", "A", "NOERROR");
+}
