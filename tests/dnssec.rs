@@ -581,3 +581,32 @@ fn ed25519_keys_and_signed_answers_too_big_for_udp() {
     );
     validates(resolver.address(), "www.foobar.com", "A", "NOERROR");
 }
+
+#[test]
+fn a_zone_that_cannot_be_signed_keeps_serving_its_signed_version() {
+    if tools_missing("a_zone_that_cannot_be_signed_keeps_serving_its_signed_version") {
+        return;
+    }
+    let server = signed_server(&zone(1, ""), "");
+    let ds = ds_records(&server);
+    // While it is down: the keys' folder made unusable (a file where it was; the copy in the
+    // database would repair broken key files), and the zone edited.
+    let keys = server.dir.path().join("data/dns/keys/foobar.com");
+    let zone_file = server.zone_path("foobar.com.zone");
+    let server = {
+        let mut server = server;
+        server.signal("TERM");
+        assert!(server.wait().success());
+        std::fs::remove_dir_all(&keys).unwrap();
+        std::fs::write(&keys, "not a folder").unwrap();
+        std::fs::write(&zone_file, zone(2, "blog             IN A    192.0.2.80\n")).unwrap();
+        server.respawn()
+    };
+    let line = server.wait_for_log("cannot be signed");
+    assert!(line.contains("last good copy"), "{line}");
+    // Not the new version unsigned: the last signed one, which still validates.
+    assert_eq!(serial(server.dns), 1);
+    verify(&transfer(server.dns));
+    let resolver = peers::unbound("foobar.com", server.dns, &ds);
+    validates(resolver.address(), "www.foobar.com", "A", "NOERROR");
+}

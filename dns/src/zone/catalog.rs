@@ -25,7 +25,7 @@ use crate::{
     wire::name,
     zone::Rr,
     zone::Zone,
-    zone::load::{Loaded, Stamp, default_origin, load_zone, stamp},
+    zone::load::{Stamp, default_origin, load_zone, stamp},
     zone::snapshot,
 };
 
@@ -118,16 +118,6 @@ struct Served {
 }
 
 impl Served {
-    fn new(loaded: Loaded) -> Self {
-        Served {
-            zone: Arc::new(loaded.zone),
-            file: None,
-            sources: loaded.files,
-            failed: false,
-            expires: None,
-        }
-    }
-
     fn unchanged(&self) -> bool {
         !self.failed && self.sources.iter().all(|(path, was)| stamp(path) == *was)
     }
@@ -260,7 +250,7 @@ impl Zones {
                     second: path,
                 });
             }
-            log_loaded(&path, &loaded);
+            log_loaded(&path, &loaded.zone, &loaded.warnings);
             zones.push(loaded.zone);
         }
         Ok(zones)
@@ -395,7 +385,9 @@ impl Zones {
             snapshot::with_added(&file, &records, serial)
                 .map_err(|e| AddedError::Zone(e.to_string()))?,
         );
-        let (zone, expires) = self.signed(zone, Some(&entry.zone));
+        let (zone, expires) = self
+            .signed(zone, Some(&entry.zone))
+            .map_err(|e| AddedError::Zone(format!("the zone cannot be signed: {e}")))?;
         entry.expires = expires;
         let old = std::mem::replace(&mut entry.zone, zone.clone());
         entry.file = Some(file);
@@ -413,21 +405,62 @@ impl Zones {
     }
 
     /// `zone` as it is served: signed, where it is a zone signed here, keeping the signatures of
-    /// `previous` over what did not change. A zone that cannot be signed (its keys unreadable)
-    /// is served unsigned, and the log says why.
-    /// With it, when its first signature expires.
-    fn signed(&self, zone: Arc<Zone>, previous: Option<&Zone>) -> (Arc<Zone>, Option<u64>) {
+    /// `previous` over what did not change; with it, when its first signature expires.
+    fn signed(
+        &self,
+        zone: Arc<Zone>,
+        previous: Option<&Zone>,
+    ) -> Result<(Arc<Zone>, Option<u64>), SignFailed> {
         match self.signing.sign(&zone, previous) {
-            None => (zone, None),
+            None => Ok((zone, None)),
             Some(Ok(signed)) => {
                 info!(zone = %zone.origin_text(), serial = zone.serial(), signatures_made = signed.signatures, "zone signed");
-                (Arc::new(signed.zone), Some(signed.expires))
+                Ok((Arc::new(signed.zone), Some(signed.expires)))
             }
-            Some(Err(e)) => {
-                error!(zone = %zone.origin_text(), error = %e, "the zone cannot be signed; it is served unsigned");
-                (zone, None)
-            }
+            Some(Err(e)) => Err(e),
         }
+    }
+
+    /// What a file that just loaded is served as (the zone, the file's own version where that
+    /// differs, when its signatures expire): with the records added at run time, the serial
+    /// moved past the last one served where needed, and signed where it is signed here. A zone
+    /// that cannot be signed (its keys unreadable) is an error like a broken file: what served
+    /// before, or its last good copy, keeps serving rather than the zone unsigned.
+    #[allow(clippy::type_complexity)]
+    fn as_served(
+        &self,
+        path: &Path,
+        loaded: Arc<Zone>,
+        previous: Option<&Served>,
+    ) -> Result<(Arc<Zone>, Option<Arc<Zone>>, Option<u64>), ZoneError> {
+        // The last serial served, where it may be past the file's: a version with additions
+        // before; at the first load, what an earlier process kept (one file read, only then).
+        let last = match previous {
+            None => self.kept_serial(path),
+            Some(p) if p.file.is_some() && !p.failed => Some(p.zone.serial()),
+            Some(_) => None,
+        };
+        let (zone, file) = self.served_as(path, loaded, last);
+        // The version served before, else (at start) the last good copy: its signatures over
+        // what did not change are kept.
+        let kept = match previous {
+            None if self.signing.signs(zone.origin_key()) => {
+                self.last_good_copy(path).map(Arc::new)
+            }
+            _ => previous.map(|p| p.zone.clone()),
+        };
+        let (signed, expires) =
+            self.signed(zone.clone(), kept.as_deref())
+                .map_err(|e| ZoneError::Zone {
+                    file: path.to_path_buf(),
+                    reason: format!("the zone cannot be signed: {e}"),
+                })?;
+        let file = if expires.is_some() {
+            file.or(Some(zone))
+        } else {
+            file
+        };
+        Ok((signed, file, expires))
     }
 
     /// Signs again, with the next serial, every zone signed here whose signatures are due for
@@ -466,7 +499,13 @@ impl Zones {
                     continue;
                 }
             };
-            let (zone, expires) = self.signed(zone, Some(&entry.zone));
+            let (zone, expires) = match self.signed(zone, Some(&entry.zone)) {
+                Ok(signed) => signed,
+                Err(e) => {
+                    error!(zone = %file.origin_text(), error = %e, "signatures not refreshed; the zone cannot be signed");
+                    continue;
+                }
+            };
             let Some(expires) = expires else { continue };
             info!(zone = %zone.origin_text(), serial, "signatures refreshed");
             if let Some(due) = self.signing.due(zone.origin_key(), expires) {
@@ -633,40 +672,27 @@ impl Zones {
             let entry = if keep {
                 previous
             } else {
-                match load_zone(&path, None) {
-                    Ok(loaded) => {
+                let prepared = load_zone(&path, None).and_then(|loaded| {
+                    let zone = Arc::new(loaded.zone);
+                    let served = self.as_served(&path, zone.clone(), previous.as_ref())?;
+                    Ok((zone, loaded.files, loaded.warnings, served))
+                });
+                match prepared {
+                    Ok((loaded, files, warnings, (zone, file, expires))) => {
                         let before = previous.as_ref().filter(|p| !p.failed);
                         if let Some(old) = before.filter(|p| p.file.is_none()) {
-                            warn_serial(&path, &old.zone, &loaded.zone);
+                            warn_serial(&path, &old.zone, &loaded);
                         }
-                        log_loaded(&path, &loaded);
-                        self.record_load(loaded.zone.origin_key(), true, false);
+                        log_loaded(&path, &loaded, &warnings);
+                        self.record_load(loaded.origin_key(), true, false);
                         report.loaded += 1;
-                        let mut entry = Served::new(loaded);
-                        // The last serial served, where it may be past the file's: a version
-                        // with additions before; at the first load, what an earlier process
-                        // kept (one file read, only then).
-                        let last = match &previous {
-                            None => self.kept_serial(&path),
-                            Some(p) if p.file.is_some() && !p.failed => Some(p.zone.serial()),
-                            Some(_) => None,
+                        let entry = Served {
+                            zone,
+                            file,
+                            sources: files,
+                            failed: false,
+                            expires,
                         };
-                        let (zone, mut file) = self.served_as(&path, entry.zone.clone(), last);
-                        // The version served before, else (at start) the last good copy: its
-                        // signatures over what did not change are kept.
-                        let kept = match &previous {
-                            None if self.signing.signs(zone.origin_key()) => {
-                                self.last_good_copy(&path).map(Arc::new)
-                            }
-                            _ => previous.as_ref().map(|p| p.zone.clone()),
-                        };
-                        let (signed, expires) = self.signed(zone.clone(), kept.as_deref());
-                        if expires.is_some() {
-                            file = file.or(Some(zone));
-                        }
-                        entry.zone = signed;
-                        entry.file = file;
-                        entry.expires = expires;
                         to_save.push((path.clone(), entry.zone.clone()));
                         changes.push(Change {
                             old: previous.as_ref().map(|p| p.zone.clone()),
@@ -799,11 +825,10 @@ impl Zones {
     }
 }
 
-fn log_loaded(path: &Path, loaded: &Loaded) {
-    for warning in &loaded.warnings {
+fn log_loaded(path: &Path, zone: &Zone, warnings: &[crate::zone::load::Warning]) {
+    for warning in warnings {
         warn!("{warning}");
     }
-    let zone = &loaded.zone;
     info!(
         zone = %zone.origin_text(),
         serial = zone.serial(),
