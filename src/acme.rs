@@ -71,7 +71,7 @@ fn shared(error: foobar_app::store::StoreError) -> Error {
     Error::Shared(error.to_string())
 }
 
-fn unix_now() -> i64 {
+pub(crate) fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)

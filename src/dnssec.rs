@@ -13,7 +13,7 @@ use anyhow::Context;
 use foobar_app::store::Store;
 use tracing::{info, warn};
 
-use crate::Config;
+use crate::{Config, acme::unix_now};
 
 /// How long a node waits for another to put a zone's first keys in the database.
 const WAIT_FOR_KEYS: Duration = Duration::from_secs(20);
@@ -106,10 +106,4 @@ async fn keys_in(store: &Store, prefix: &str) -> anyhow::Result<Vec<(String, Vec
             name.ends_with(".key").then_some((name, row.value))
         })
         .collect())
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }

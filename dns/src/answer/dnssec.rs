@@ -40,9 +40,11 @@ pub(super) fn nsec(zone: &Zone, node: NodeId, w: &mut Writer<'_>) -> Result<(), 
     signatures(zone, node, rtype::NSEC, Section::Authority, owner, w)
 }
 
-/// The node whose NSEC covers the name with key `key`, which is not in the zone: the last node
-/// with an NSEC before the place `at` where the name would be.
+/// The node whose NSEC covers a name that is not in the zone: the last node with an NSEC before
+/// the place `at` where the name would be (only glue, below delegations, has none).
 pub(super) fn covering(zone: &Zone, at: usize) -> Option<NodeId> {
+    // A zone signed with NSEC3 (it came signed) has no NSEC chain: no walk through it.
+    zone.apex().and_then(|apex| zone.rrset(apex, rtype::NSEC))?;
     (0..at)
         .rev()
         .find(|&node| zone.rrset(node, rtype::NSEC).is_some())
@@ -66,14 +68,6 @@ pub(super) fn cover(
         nsec(zone, node, w)?;
     }
     Ok(node)
-}
-
-/// The key of the wildcard `*.<closest encloser>` of `key`, where `encloser` is the length of
-/// the closest encloser's key.
-pub(super) fn wildcard_key(key: &[u8], encloser: usize, out: &mut Vec<u8>) {
-    out.clear();
-    out.extend_from_slice(&key[..encloser]);
-    out.extend_from_slice(b"*\0\0");
 }
 
 /// Whether the zone answers DNSSEC for this client: it is signed and the client set DO.

@@ -1012,15 +1012,13 @@ fn lookup(
                     expanded_from = Some(at);
                     node
                 }
-                (encloser, None) => {
+                (star, None) => {
                     negative(zone, dnssec, w)?;
                     if dnssec {
                         // RFC 4035 section 3.1.3.2: the name, and any wildcard that could
                         // have made it, do not exist.
                         let covered = dnssec::cover(zone, key.get(), None, w)?;
-                        let mut star = Vec::with_capacity(encloser + 3);
-                        dnssec::wildcard_key(key.get(), encloser, &mut star);
-                        dnssec::cover(zone, &star, covered, w)?;
+                        dnssec::cover(zone, star.get(), covered, w)?;
                     }
                     return Ok((Rcode::NXDOMAIN, true));
                 }
@@ -1191,9 +1189,9 @@ fn added(
     None
 }
 
-/// RFC 4592: the closest encloser of a name that does not exist (the length of its key), and
-/// the source of synthesis `*.<closest encloser>` if there is one.
-fn wildcard(zone: &Zone, key: &[u8]) -> (usize, Option<NodeId>) {
+/// RFC 4592: the key of `*.<closest encloser>` for a name that does not exist, and that node,
+/// the source of synthesis, if there is one.
+fn wildcard(zone: &Zone, key: &[u8]) -> (KeyBuf, Option<NodeId>) {
     let apex_len = zone.origin_key().len();
     let mut encloser = apex_len;
     for len in name::key_prefixes(key).filter(|&len| len > apex_len && len < key.len()) {
@@ -1207,7 +1205,8 @@ fn wildcard(zone: &Zone, key: &[u8]) -> (usize, Option<NodeId>) {
     star.bytes[..encloser].copy_from_slice(&key[..encloser]);
     star.bytes[encloser..encloser + 3].copy_from_slice(b"*\0\0");
     star.len = encloser + 3;
-    (encloser, zone.find(star.get()).ok())
+    let node = zone.find(star.get()).ok();
+    (star, node)
 }
 
 /// The SOA in the authority section, with the negative-caching TTL (RFC 2308 section 3), and

@@ -295,15 +295,11 @@ pub fn load_or_create(
     Ok(keys)
 }
 
-/// The key files in `folder` as they are kept (name, bytes), each checked to read as a key:
-/// what the nodes of a cluster share.
-pub fn files(folder: &Path) -> Result<Vec<(String, Vec<u8>)>, KeyError> {
-    let mut files = Vec::new();
-    for key in load(folder)? {
-        let (name, text) = kept_form(&key)?;
-        files.push((name, text.into_bytes()));
-    }
-    Ok(files)
+/// `keys` as their files are kept (name, bytes): what the nodes of a cluster share.
+pub fn files(keys: &[Key]) -> Result<Vec<(String, Vec<u8>)>, KeyError> {
+    keys.iter()
+        .map(|key| kept_form(key).map(|(name, text)| (name, text.into_bytes())))
+        .collect()
 }
 
 /// Makes `folder` hold exactly the key files `files` (as [`files`] gives them): the keys the

@@ -175,8 +175,7 @@ pub fn key_files(
     scheme: Scheme,
 ) -> Result<Vec<(String, Vec<u8>)>, KeyError> {
     let folder = key::folder(state_dir, zone);
-    key::load_or_create(&folder, algorithm, scheme, now())?;
-    key::files(&folder)
+    key::files(&key::load_or_create(&folder, algorithm, scheme, now())?)
 }
 
 /// Makes the keys of `zone` in `state_dir` exactly `files` (from [`key_files`] on another node).
