@@ -124,6 +124,9 @@ pub enum Error {
     /// A setting of `[dns]` that cannot be used (a TSIG key, a rule naming an unknown key).
     #[error("[dns] {0}")]
     Config(String),
+    /// A signed zone's keys cannot be read or kept.
+    #[error(transparent)]
+    DnssecKey(#[from] crate::dnssec::KeyError),
     /// The zones folder cannot be watched.
     #[error("cannot watch {}: {source}", path.display())]
     Watch {

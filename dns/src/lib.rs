@@ -36,8 +36,8 @@ pub use crate::{
     },
     config::Config,
     dnssec::{
-        Algorithm as DnssecAlgorithm, DsError, Scheme as DnssecKeys, ds_records, key_files,
-        replace_key_files,
+        Algorithm as DnssecAlgorithm, DsError, Scheme as DnssecKeys, ds_records, kept_key_files,
+        key_files, replace_key_files,
     },
     error::{AddedError, Error, ZoneError, ZoneReloadError, ZoneReloaded},
     listener::{Sockets, bind},

@@ -469,6 +469,34 @@ impl Collector for DnsCollector {
                 )
             }),
         )?;
+        let events: Vec<(String, String, &'static str, u64)> = signed()
+            .flat_map(|(zone, d)| {
+                d.keys.iter().filter_map(move |key| {
+                    Some((
+                        zone.to_string(),
+                        key.tag.to_string(),
+                        key.next_event?,
+                        key.next_event_at?,
+                    ))
+                })
+            })
+            .collect();
+        gauges(
+            &mut encoder,
+            "foobar_dns_dnssec_key_next_event_timestamp_seconds",
+            "When a key of a zone signed here next changes (Unix time), by tag and event: active, retire or remove.",
+            None,
+            events.iter().map(|(zone, tag, event, at)| {
+                (
+                    [
+                        ("zone", zone.as_str()),
+                        ("tag", tag.as_str()),
+                        ("event", *event),
+                    ],
+                    *at as i64,
+                )
+            }),
+        )?;
         Ok(())
     }
 }

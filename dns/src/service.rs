@@ -64,6 +64,10 @@ pub struct Live {
     checks: Vec<answer::health::Check>,
     /// The addresses NOTIFY and queries to primaries come from.
     sources: transfer::notify::Sources,
+    /// The zones signed here.
+    signing: Arc<crate::dnssec::Signing>,
+    /// Wakes the task that signs again when keys change.
+    keys_changed: Arc<tokio::sync::Notify>,
     secondaries: Vec<Arc<Secondary>>,
     /// Changes of served versions and NOTIFYs from primaries, for the background tasks.
     changes: Mutex<Option<mpsc::UnboundedReceiver<Change>>>,
@@ -129,7 +133,7 @@ impl Dns {
             .with_notify_sink(notify_sink)
             .with_health(health.clone())
             .with_overlay(overlay.clone())
-            .with_signing(signing)
+            .with_signing(signing.clone())
             .with_nsid(nsid.as_deref())
             .with_chaos(identity.as_deref(), version.as_deref())
             .with_rate_limit(rate_limit);
@@ -158,6 +162,8 @@ impl Dns {
                     .collect(),
                 checks: checks.clone(),
                 sources: config::settings::sources(config),
+                signing,
+                keys_changed: Arc::default(),
                 secondaries,
                 changes: Mutex::new(Some(changed)),
                 notified: Mutex::new(Some(notified)),
@@ -180,6 +186,9 @@ impl Dns {
             .collect();
         state.health.carry_over(&self.live.load().health, &checked);
         state.overlay.carry_over(&self.live.load().overlay);
+        state
+            .signing
+            .set_planning(self.live.load().signing.planning());
         self.live.store(state.clone());
         let mut background = self
             .background
@@ -201,6 +210,28 @@ impl Dns {
         config::settings::signing(config, state_dir)?;
         let zones = Zones::check(&config.zones)?;
         Ok(origin_names(zones.iter()))
+    }
+
+    /// Whether this node moves the signed zones' keys on (rollovers): in a cluster, only the
+    /// node that holds the keys' lease; the others sign with the keys it shares.
+    pub fn set_dnssec_planning(&self, plans: bool) {
+        self.live.load().signing.set_planning(plans);
+    }
+
+    /// Told each time this node changes the key files of a signed zone (a rollover's step).
+    pub fn dnssec_key_changes(&self) -> Arc<tokio::sync::Notify> {
+        self.live.load().signing.changes()
+    }
+
+    /// The keys of the signed zone `zone` (text) in `state_dir` were replaced (by another
+    /// node's, from the database): they are read again and the zone signed with them at once.
+    pub fn dnssec_keys_replaced(&self, zone: &str) -> Result<(), Error> {
+        let origin = wire::name::from_text(zone)
+            .map_err(|e| Error::Config(format!("zone name {zone:?}: {e}")))?;
+        let live = self.live.load();
+        live.signing.reload_keys(&origin)?;
+        live.keys_changed.notify_one();
+        Ok(())
     }
 
     /// Every zone served now, with its serial, records and last load, sorted by name.
@@ -587,7 +618,7 @@ fn spawn_background(live: &Arc<Live>, token: &CancellationToken) {
             }
         });
     }
-    tokio::spawn(refresh_signatures(live.zones.clone(), token.clone()));
+    tokio::spawn(refresh_signatures(live.clone(), token.clone()));
     for secondary in &live.secondaries {
         let zones = live.zones.clone();
         let publish = {
@@ -598,24 +629,77 @@ fn spawn_background(live: &Arc<Live>, token: &CancellationToken) {
     }
 }
 
-/// Keeps the signed zones' signatures fresh: each is signed again when its first signature is
-/// due for refresh. Checked at least every minute, since reloads and edits move the due times.
-async fn refresh_signatures(zones: Arc<Zones>, token: CancellationToken) {
+/// Keeps the signed zones' signatures fresh and their keys rolling: each is signed again when
+/// its first signature is due for refresh or one of its keys' events comes, and the parent's
+/// servers are asked for the DS of a new KSK or CSK. Checked at least every minute, since
+/// reloads and edits move the due times, and at once when keys change.
+async fn refresh_signatures(live: Arc<Live>, token: CancellationToken) {
     const CHECK_AT_LEAST_EVERY: u64 = 60;
     loop {
-        let zones_now = zones.clone();
+        check_parents(&live).await;
+        let zones = live.zones.clone();
         let now = crate::dnssec::now();
-        let next = tokio::task::spawn_blocking(move || zones_now.refresh_signatures(now))
+        let next = tokio::task::spawn_blocking(move || zones.refresh_signatures(now))
             .await
             .ok()
             .flatten();
+        let next = [next, live.signing.next_ds_check(now)]
+            .into_iter()
+            .flatten()
+            .min();
         let wait = next.map_or(CHECK_AT_LEAST_EVERY, |due| {
             due.saturating_sub(crate::dnssec::now())
                 .clamp(1, CHECK_AT_LEAST_EVERY)
         });
         tokio::select! {
             () = tokio::time::sleep(Duration::from_secs(wait)) => {}
+            () = live.keys_changed.notified() => {}
             () = token.cancelled() => return,
+        }
+    }
+}
+
+/// Asks the parent's servers of each zone whose new KSK or CSK waits for its DS: once every one
+/// of them serves it, the old key is scheduled to leave.
+async fn check_parents(live: &Live) {
+    let now = crate::dnssec::now();
+    for check in live.signing.ds_checks(now) {
+        let zone = wire::name::to_text(&check.origin);
+        let mut ttl = None;
+        for &parent in &check.parents {
+            let seen = match transfer::notify::ask(
+                &check.origin,
+                wire::rtype::DS,
+                parent,
+                None,
+                &live.sources,
+            )
+            .await
+            {
+                Ok(records) => records
+                    .iter()
+                    .filter(|record| {
+                        record.rtype == wire::rtype::DS && check.wanted.contains(&record.rdata)
+                    })
+                    .map(|record| record.ttl)
+                    .max(),
+                Err(e) => {
+                    info!(zone = %zone, parent = %parent, error = %e, "DNSSEC: the parent's DS not read");
+                    None
+                }
+            };
+            match seen {
+                Some(seen) => ttl = Some(ttl.map_or(seen, |ttl: u32| ttl.max(seen))),
+                None => {
+                    info!(zone = %zone, parent = %parent, key = check.tag, "DNSSEC: the parent does not serve the new key's DS yet");
+                    ttl = None;
+                    break;
+                }
+            }
+        }
+        let Some(ttl) = ttl else { continue };
+        if let Err(e) = live.signing.ds_seen(&check.origin, check.tag, ttl, now) {
+            error!(zone = %zone, error = %e, "DNSSEC: the parent's DS seen, but the keys not kept");
         }
     }
 }

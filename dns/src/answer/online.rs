@@ -69,14 +69,20 @@ impl OnlineSigner {
         let mut sorted: Vec<&[u8]> = rdatas.to_vec();
         sorted.sort_unstable();
         sorted.dedup();
+        let now = now();
+        let keys = signing.keys(zone.origin()).ok()?;
+        let signers = crate::dnssec::key::zone_signing(&keys, now);
+        // The signing keys are part of what is cached: a rollover makes new signatures.
         let mut key = name::key_of(owner);
+        for signer in &signers {
+            key.extend_from_slice(&signer.tag.to_be_bytes());
+        }
         key.extend_from_slice(&rtype.0.to_be_bytes());
         key.extend_from_slice(&ttl.to_be_bytes());
         for rdata in &sorted {
             key.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
             key.extend_from_slice(rdata);
         }
-        let now = now();
         if let Some(cached) = self
             .cache
             .lock()
@@ -86,12 +92,11 @@ impl OnlineSigner {
         {
             return Some(cached.signatures.clone());
         }
-        let keys = signing.keys(zone.origin()).ok()?;
         let inception = now.saturating_sub(sign::INCEPTION_SKEW);
         let expiration = now + u64::from(policy.validity.lifetime);
         let records: Vec<Cow<'_, [u8]>> = sorted.iter().map(|r| Cow::Borrowed(*r)).collect();
         let owner = name::lowercase(owner);
-        let signatures: Arc<[Vec<u8>]> = crate::dnssec::key::zone_signing(&keys)
+        let signatures: Arc<[Vec<u8>]> = signers
             .into_iter()
             .filter_map(|key| {
                 sign::rrsig(

@@ -130,6 +130,26 @@ pub struct ZoneSettings {
     /// The serial of a version made by re-signing: `"increment"` (the default) or
     /// `"unixtime"` (seconds since the epoch, or the next serial if that is not newer).
     pub serial_policy: crate::dnssec::SerialPolicy,
+    /// How long a ZSK signs before a new one replaces it (`"30d"`, Knot's default; `"0"`:
+    /// never). Only with `dnssec_keys = "ksk-zsk"`.
+    #[serde(deserialize_with = "period")]
+    pub zsk_lifetime: Option<u32>,
+    /// How long a KSK or CSK serves before a new one replaces it (`"0"`, the default: never,
+    /// as Knot's and BIND's default). Needs `dnssec_parent`: the old key leaves only once the
+    /// parent serves the new one's DS.
+    #[serde(deserialize_with = "period")]
+    pub ksk_lifetime: Option<u32>,
+    /// How long a change takes to reach every secondary, waited out with each TTL during a
+    /// rollover (`"1h"`).
+    #[serde(deserialize_with = "period")]
+    pub propagation_delay: Option<u32>,
+    /// The parent zone's servers (`"192.0.2.1:53"`), asked for the new KSK's or CSK's DS during
+    /// a rollover; all of them must serve it before the old key leaves.
+    #[serde(deserialize_with = "parsed")]
+    pub dnssec_parent: Vec<Peer>,
+    /// How often they are asked (`"1h"`, as Knot's `check-interval`).
+    #[serde(deserialize_with = "period")]
+    pub parent_check_interval: Option<u32>,
 }
 
 /// A period in the zone file's TTL syntax: `"14d"`, `"1h30m"`, `"3600"`.
@@ -146,6 +166,7 @@ impl ZoneSettings {
     /// How the zone is signed, if it is.
     pub fn dnssec_policy(&self) -> Option<crate::dnssec::Policy> {
         let default = crate::dnssec::Validity::default();
+        let schedule = crate::dnssec::Schedule::default();
         self.dnssec.then(|| crate::dnssec::Policy {
             algorithm: self.dnssec_algorithm,
             scheme: self.dnssec_keys,
@@ -154,6 +175,13 @@ impl ZoneSettings {
                 refresh: self.signature_refresh.unwrap_or(default.refresh),
             },
             serial: self.serial_policy,
+            schedule: crate::dnssec::Schedule {
+                zsk_lifetime: self.zsk_lifetime.unwrap_or(schedule.zsk_lifetime),
+                ksk_lifetime: self.ksk_lifetime.unwrap_or(schedule.ksk_lifetime),
+                propagation_delay: self.propagation_delay.unwrap_or(schedule.propagation_delay),
+            },
+            parents: self.dnssec_parent.iter().map(|peer| peer.address).collect(),
+            parent_check: self.parent_check_interval.unwrap_or(3600),
         })
     }
 }

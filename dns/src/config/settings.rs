@@ -195,6 +195,16 @@ pub fn signing(config: &Config, state_dir: &Path) -> Result<crate::dnssec::Signi
                 "{place}: signature_refresh must be shorter than signature_validity"
             )));
         }
+        if policy.schedule.ksk_lifetime > 0 && policy.parents.is_empty() {
+            return Err(Error::Config(format!(
+                "{place}: ksk_lifetime needs dnssec_parent, the parent zone's servers: the old key leaves only once they serve the new key's DS"
+            )));
+        }
+        if policy.parent_check == 0 {
+            return Err(Error::Config(format!(
+                "{place}: parent_check_interval must be more than 0"
+            )));
+        }
         policies.push((origin(zone)?, policy));
     }
     Ok(crate::dnssec::Signing::new(state_dir, policies))

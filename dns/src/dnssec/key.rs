@@ -97,6 +97,7 @@ enum Pair {
 }
 
 /// One signing key of a zone.
+#[derive(Clone)]
 pub struct Key {
     /// Its algorithm.
     pub algorithm: Algorithm,
@@ -104,11 +105,13 @@ pub struct Key {
     pub flags: u16,
     /// When it was made, in seconds since the epoch.
     pub created: u64,
+    /// Its timeline (RFC 7583): when it is published, signs, stops and goes.
+    pub times: Times,
     /// The DNSKEY RDATA.
     pub dnskey: Vec<u8>,
     /// Its key tag.
     pub tag: u16,
-    pair: Pair,
+    pair: std::sync::Arc<Pair>,
     /// The private key as it is kept (ring gives no way back to it from the pair).
     pkcs8: Vec<u8>,
     rng: SystemRandom,
@@ -124,6 +127,60 @@ impl std::fmt::Debug for Key {
     }
 }
 
+/// A key's timeline, in seconds since the epoch (RFC 7583's terms): what [`super::roll`]
+/// plans and signing follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Times {
+    /// Its DNSKEY is in the zone from then.
+    pub publish: u64,
+    /// It signs from then: the zone's data (a ZSK, a CSK); for a key the parent points at, it
+    /// is also the one CDS and CDNSKEY name from then.
+    pub active: u64,
+    /// It signs the zone's data, and is named by CDS, until then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retire: Option<u64>,
+    /// Its DNSKEY (and its signature over the DNSKEY set) leaves the zone then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remove: Option<u64>,
+    /// When the parent's servers were all seen serving its DS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ds_seen: Option<u64>,
+}
+
+impl Times {
+    /// A key published and signing from `at` on.
+    pub fn from(at: u64) -> Times {
+        Times {
+            publish: at,
+            active: at,
+            ..Times::default()
+        }
+    }
+
+    /// Whether its DNSKEY is in the zone at `now`.
+    pub fn published(&self, now: u64) -> bool {
+        self.publish <= now && self.remove.is_none_or(|remove| now < remove)
+    }
+
+    /// Whether it signs the zone's data (and is named by CDS) at `now`.
+    pub fn signs(&self, now: u64) -> bool {
+        self.published(now) && self.active <= now && self.retire.is_none_or(|retire| now < retire)
+    }
+
+    /// Its events, as (what, when).
+    pub fn events(&self) -> impl Iterator<Item = (&'static str, u64)> {
+        [
+            ("publish", Some(self.publish)),
+            ("active", Some(self.active)),
+            ("retire", self.retire),
+            ("remove", self.remove),
+        ]
+        .into_iter()
+        .filter_map(|(what, at)| Some((what, at?)))
+    }
+}
+
 /// The key file's contents.
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -131,6 +188,9 @@ struct Stored {
     algorithm: u8,
     flags: u16,
     created: u64,
+    /// Absent in files made before keys rolled: published and active since `created`.
+    #[serde(default)]
+    times: Option<Times>,
     /// The private key, PKCS#8 DER in base64.
     pkcs8: String,
 }
@@ -146,14 +206,21 @@ impl Key {
             Algorithm::Ed25519 => Ed25519KeyPair::generate_pkcs8(&rng),
         }
         .map_err(KeyError::Generate)?;
-        Key::from_pkcs8(algorithm, flags, created, pkcs8.as_ref())
-            .map_err(|_| KeyError::Generate(ring::error::Unspecified))
+        Key::from_pkcs8(
+            algorithm,
+            flags,
+            created,
+            Times::from(created),
+            pkcs8.as_ref(),
+        )
+        .map_err(|_| KeyError::Generate(ring::error::Unspecified))
     }
 
     fn from_pkcs8(
         algorithm: Algorithm,
         flags: u16,
         created: u64,
+        times: Times,
         pkcs8: &[u8],
     ) -> Result<Key, ring::error::KeyRejected> {
         let rng = SystemRandom::new();
@@ -179,9 +246,10 @@ impl Key {
             algorithm,
             flags,
             created,
+            times,
             tag: key_tag(&dnskey),
             dnskey,
-            pair,
+            pair: std::sync::Arc::new(pair),
             pkcs8: pkcs8.to_vec(),
             rng,
         })
@@ -205,7 +273,7 @@ impl Key {
 
     /// Signs `data`: the signature as RRSIG carries it (`r || s` for ECDSA, RFC 6605).
     pub fn sign(&self, data: &[u8]) -> Result<Vec<u8>, KeyError> {
-        match &self.pair {
+        match &*self.pair {
             Pair::Ecdsa(pair) => pair
                 .sign(&self.rng, data)
                 .map(|s| s.as_ref().to_vec())
@@ -216,15 +284,26 @@ impl Key {
 
     /// The DS RDATA for this key at `owner` (wire form), SHA-256 (digest type 2).
     pub fn ds(&self, owner: &[u8]) -> Vec<u8> {
+        self.ds_with(owner, 2).unwrap_or_default()
+    }
+
+    /// The DS RDATA for this key at `owner` with digest type `digest`: 2 (SHA-256) or 4
+    /// (SHA-384); `None` for another.
+    pub fn ds_with(&self, owner: &[u8], digest: u8) -> Option<Vec<u8>> {
+        let algorithm = match digest {
+            2 => &ring::digest::SHA256,
+            4 => &ring::digest::SHA384,
+            _ => return None,
+        };
         let mut data = name::lowercase(owner);
         data.extend_from_slice(&self.dnskey);
-        let digest = ring::digest::digest(&ring::digest::SHA256, &data);
-        let mut ds = Vec::with_capacity(4 + 32);
+        let hash = ring::digest::digest(algorithm, &data);
+        let mut ds = Vec::with_capacity(4 + hash.as_ref().len());
         ds.extend_from_slice(&self.tag.to_be_bytes());
         ds.push(self.algorithm.number());
-        ds.push(2);
-        ds.extend_from_slice(digest.as_ref());
-        ds
+        ds.push(digest);
+        ds.extend_from_slice(hash.as_ref());
+        Some(ds)
     }
 
     /// The DS in presentation format, as a registrar takes it: `TAG ALG 2 HEX`.
@@ -239,13 +318,35 @@ impl Key {
     }
 }
 
-/// The keys that sign a zone's data (all but its DNSKEY set): its ZSKs, else its CSKs.
-pub fn zone_signing(keys: &[Key]) -> Vec<&Key> {
-    let zsks: Vec<&Key> = keys.iter().filter(|key| !key.is_sep()).collect();
-    if zsks.is_empty() {
-        keys.iter().filter(|key| key.is_sep()).collect()
+/// The keys that sign a zone's data (all but its DNSKEY set) at `now`: its active ZSKs, else
+/// (a zone with no ZSK) its active CSKs. Never none while the zone has a key: the newest of the
+/// kind signs if none is active by its timeline.
+pub fn zone_signing(keys: &[Key], now: u64) -> Vec<&Key> {
+    let split = keys.iter().any(|key| !key.is_sep());
+    let kind = || keys.iter().filter(move |key| key.is_sep() != split);
+    let signing: Vec<&Key> = kind().filter(|key| key.times.signs(now)).collect();
+    if signing.is_empty() {
+        kind()
+            .max_by_key(|key| key.times.active)
+            .into_iter()
+            .collect()
     } else {
-        zsks
+        signing
+    }
+}
+
+/// The KSKs or CSKs the parent is to point at, at `now` (what CDS and CDNSKEY name): the active
+/// ones, else the newest.
+pub fn entry_points(keys: &[Key], now: u64) -> Vec<&Key> {
+    let sep = || keys.iter().filter(|key| key.is_sep());
+    let active: Vec<&Key> = sep().filter(|key| key.times.signs(now)).collect();
+    if active.is_empty() {
+        sep()
+            .max_by_key(|key| key.times.active)
+            .into_iter()
+            .collect()
+    } else {
+        active
     }
 }
 
@@ -383,7 +484,8 @@ fn parse(path: &Path, text: &str) -> Result<Key, KeyError> {
     let pkcs8 = BASE64
         .decode(stored.pkcs8.as_bytes())
         .map_err(|e| malformed(format!("pkcs8: {e}")))?;
-    Key::from_pkcs8(algorithm, stored.flags, stored.created, &pkcs8)
+    let times = stored.times.unwrap_or(Times::from(stored.created));
+    Key::from_pkcs8(algorithm, stored.flags, stored.created, times, &pkcs8)
         .map_err(|e| malformed(format!("pkcs8: {e}")))
 }
 
@@ -394,6 +496,7 @@ fn kept_form(key: &Key) -> Result<(String, String), KeyError> {
         algorithm: key.algorithm.number(),
         flags: key.flags,
         created: key.created,
+        times: Some(key.times),
         pkcs8: BASE64.encode(&key.pkcs8),
     };
     let text = toml::to_string(&stored).map_err(|e| KeyError::Malformed {

@@ -83,8 +83,10 @@ fn place(zone: &Zone, node: NodeId) -> Place {
     }
 }
 
-/// Signs `zone` with `keys` at `now` (seconds since the epoch): every key signs every RRset (each
-/// is a CSK). DNSSEC records in the zone as loaded are replaced. Where `previous` (the version
+/// Signs `zone` with `keys` at `now` (seconds since the epoch), each key as its timeline has it
+/// at `now`: the published ones are the DNSKEY set, which the published KSKs or CSKs sign; the
+/// active ZSKs (else CSKs) sign the rest; CDS and CDNSKEY name the active KSKs or CSKs. DNSSEC
+/// records in the zone as loaded are replaced. Where `previous` (the version
 /// served before, signed) has the same RRset with a signature by the same key that is not yet
 /// due for refresh, that signature is kept: an edit re-signs only what it changed and the NSEC
 /// records next to it, and the journal carries only those.
@@ -116,10 +118,16 @@ pub fn sign_zone(
     let mut signatures = 0usize;
     let mut earliest = expiration;
     let refresh_before = now + u64::from(validity.refresh);
-    // The DNSKEY set (and CDS, CDNSKEY) is signed by the keys the parent points at, the rest by
-    // the zone-signing keys: the ZSKs where there are, else the CSKs.
-    let sep: Vec<&Key> = keys.iter().filter(|key| key.is_sep()).collect();
-    let zone_signing = super::key::zone_signing(keys);
+    // The DNSKEY set (and CDS, CDNSKEY) is signed by the keys the parent may point at, the rest
+    // by the zone-signing keys: the ZSKs where there are, else the CSKs.
+    let published: Vec<&Key> = keys.iter().filter(|key| key.times.published(now)).collect();
+    let sep: Vec<&Key> = published
+        .iter()
+        .copied()
+        .filter(|key| key.is_sep())
+        .collect();
+    let entry_points = super::key::entry_points(keys, now);
+    let zone_signing = super::key::zone_signing(keys, now);
     let mut sign =
         |owner: &[u8], rtype: Rtype, ttl: u32, rdatas: &[Cow<'_, [u8]>], out: &mut Records| {
             let signers = if matches!(rtype, rtype::DNSKEY | rtype::CDS | rtype::CDNSKEY) {
@@ -168,16 +176,18 @@ pub fn sign_zone(
         }
         if node == zone.apex().unwrap_or(usize::MAX) {
             // The keys, and the same for the parent to take (RFC 7344, RFC 8078).
-            let dnskeys: Vec<Cow<'_, [u8]>> = keys
+            let dnskeys: Vec<Cow<'_, [u8]>> = published
                 .iter()
                 .map(|key| Cow::Borrowed(&key.dnskey[..]))
                 .collect();
-            let cdnskeys: Vec<Cow<'_, [u8]>> = sep
+            let cdnskeys: Vec<Cow<'_, [u8]>> = entry_points
                 .iter()
                 .map(|key| Cow::Borrowed(&key.dnskey[..]))
                 .collect();
-            let cds: Vec<Cow<'_, [u8]>> =
-                sep.iter().map(|key| Cow::Owned(key.ds(origin))).collect();
+            let cds: Vec<Cow<'_, [u8]>> = entry_points
+                .iter()
+                .map(|key| Cow::Owned(key.ds(origin)))
+                .collect();
             for (rtype, rdatas) in [
                 (rtype::DNSKEY, &dnskeys),
                 (rtype::CDNSKEY, &cdnskeys),

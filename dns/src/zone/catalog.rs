@@ -927,10 +927,15 @@ pub struct KeyStatus {
     pub algorithm: u8,
     /// `csk`: it signs everything.
     pub role: &'static str,
-    /// `active`: published and signing.
+    /// `published` (not signing yet), `active`, `submitted` (its DS awaited at the parent),
+    /// `retired` (published, no longer signing the zone's data).
     pub state: &'static str,
     /// Unix seconds when it was made.
     pub created: u64,
+    /// Its next event: `active`, `retire` or `remove`.
+    pub next_event: Option<&'static str>,
+    /// Unix seconds when that is.
+    pub next_event_at: Option<u64>,
 }
 
 /// The last load of a zone's file, or transfer of a secondary zone.
