@@ -118,8 +118,12 @@ fn zones_text(value: &Value) -> String {
                 .into_iter()
                 .flatten()
                 .map(|key| {
+                    let next = match (key["next_event"].as_str(), key["next_event_at"].as_u64()) {
+                        (Some(event), Some(at)) => format!(", {event} {}", time_text(at)),
+                        _ => String::new(),
+                    };
                     format!(
-                        "key {} (algorithm {}, {}, {})",
+                        "key {} (algorithm {}, {}, {}{next})",
                         key["tag"],
                         key["algorithm"],
                         key["role"].as_str().unwrap_or("?"),

@@ -6,11 +6,18 @@
 //! to `state_dir`, replacing what is there); keys the zone's policy wants and the database
 //! lacks (all of them, the first time) are made by the node that takes the zone's lease and put
 //! there, and the others take them.
+//!
+//! From then on, every few seconds ([`spawn`]): one node holds the planner's lease and moves
+//! the keys on (rollovers), putting its key files in the database after each change; the
+//! others take those files and sign with them. A node that loses the lease stops planning; one
+//! that takes it starts from the database's files.
 
 use std::time::Duration;
 
 use anyhow::Context;
 use foobar_app::store::Store;
+use foobar_dns::Dns;
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::{Config, acme::unix_now};
@@ -93,6 +100,123 @@ async fn share_zone_keys(
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }
+}
+
+/// How often the keys are compared with the database's. A rollover's propagation delay is
+/// meant to exceed it.
+const SYNC_EVERY: Duration = Duration::from_secs(5);
+/// How long the planner's lease lasts without renewal.
+const PLANNER_LEASE: i64 = 20;
+const PLANNER: &str = "dnssec/planner";
+
+/// Starts keeping the signed zones' keys the same on every node, until `stop`.
+pub fn spawn(config: &Config, dns: &Dns, store: &Store, stop: &CancellationToken) {
+    let zones: Vec<String> = config
+        .dns
+        .zone
+        .iter()
+        .filter(|(_, settings)| settings.dnssec)
+        .map(|(zone, _)| zone.clone())
+        .collect();
+    if zones.is_empty() {
+        return;
+    }
+    // Until this node holds the lease, another may be planning.
+    dns.set_dnssec_planning(false);
+    let (state_dir, dns, store, holder, stop) = (
+        config.state_dir.clone(),
+        dns.clone(),
+        store.clone(),
+        planner_id(config),
+        stop.clone(),
+    );
+    let changes = dns.dnssec_key_changes();
+    tokio::spawn(async move {
+        let mut planning = false;
+        loop {
+            match sync_round(&state_dir, &dns, &store, &holder, &zones, planning).await {
+                Ok(plans) => planning = plans,
+                Err(e) => {
+                    warn!(
+                        error = format!("{e:#}"),
+                        "DNSSEC keys not compared with the database; this node stops moving them on"
+                    );
+                    planning = false;
+                }
+            }
+            dns.set_dnssec_planning(planning);
+            tokio::select! {
+                () = tokio::time::sleep(SYNC_EVERY) => {}
+                // A rollover's step here: shared at once.
+                () = changes.notified() => {}
+                () = stop.cancelled() => {
+                    if planning {
+                        let _ = store.release_lease(PLANNER, &holder).await;
+                    }
+                    return;
+                }
+            }
+        }
+    });
+}
+
+/// This node in the planner's lease: its host and `state_dir`, the same across its restarts and
+/// upgrades, so that a restarted planner goes on planning at once (a process's own id would
+/// leave the keys unplanned until the old lease ran out).
+fn planner_id(config: &Config) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "host".to_string());
+    let dir = std::fs::canonicalize(&config.state_dir).unwrap_or_else(|_| config.state_dir.clone());
+    format!("{host}:{}", dir.display())
+}
+
+/// One round: takes or renews the planner's lease, then for each zone either puts this node's
+/// key files in the database (the planner) or takes the database's. Returns whether this
+/// node is the planner.
+async fn sync_round(
+    state_dir: &std::path::Path,
+    dns: &Dns,
+    store: &Store,
+    holder: &str,
+    zones: &[String],
+    was_planning: bool,
+) -> anyhow::Result<bool> {
+    let now = unix_now();
+    let plans = store
+        .take_lease(PLANNER, holder, now, now + PLANNER_LEASE)
+        .await?;
+    for zone in zones {
+        let prefix = prefix(zone);
+        let mut shared = keys_in(store, &prefix).await?;
+        shared.sort();
+        let mut local = foobar_dns::kept_key_files(state_dir, zone)?;
+        local.sort();
+        if shared == local {
+            continue;
+        }
+        if plans && was_planning {
+            for (name, bytes) in &local {
+                if !shared.contains(&(name.clone(), bytes.clone())) {
+                    store
+                        .put_shared(&format!("{prefix}{name}"), bytes, unix_now())
+                        .await?;
+                }
+            }
+            for (name, _) in &shared {
+                if !local.iter().any(|(kept, _)| kept == name) {
+                    store.delete_shared(&format!("{prefix}{name}")).await?;
+                }
+            }
+            info!(zone = %zone, "DNSSEC key changes put in the database for the other nodes");
+        } else if !shared.is_empty() {
+            // A follower, or a planner starting from where the last one left the keys.
+            foobar_dns::replace_key_files(state_dir, zone, &shared)?;
+            dns.dnssec_keys_replaced(zone)?;
+            info!(zone = %zone, "DNSSEC keys taken from the database");
+        }
+    }
+    Ok(plans)
 }
 
 /// The key files under `prefix` in the database, by file name.

@@ -158,6 +158,7 @@ async fn start(
     let checks = shutdown.child_token();
     let memory = health::Memory::default();
     health::spawn(&config.dns.health, https_port, &dns, &memory, &checks);
+    crate::dnssec::spawn(config, &dns, &store, &checks);
     crate::acme::spawn_https_records(&dns, &edge, &shutdown);
     let acme_stop = shutdown.child_token();
     if let Some(acme) = &config.acme {

@@ -61,6 +61,7 @@ impl Supervisor {
                     &self.inner.health,
                     &stop,
                 );
+                crate::dnssec::spawn(&config, &self.inner.dns, &store, &stop);
             }
             let before = lock(&self.inner.config).clone();
             if before.acme != config.acme || before.app != config.app {
