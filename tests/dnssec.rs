@@ -51,10 +51,12 @@ fn dig(server: SocketAddr, args: &[&str]) -> String {
 
 /// The zone as AXFR gives it, in zone-file form.
 fn transfer(server: SocketAddr) -> String {
-    dig(
-        server,
-        &["+nocmd", "+nostats", "+onesoa", "foobar.com", "AXFR"],
-    )
+    transfer_zone(server, "foobar.com")
+}
+
+/// The zone `zone` as AXFR gives it, in zone-file form.
+fn transfer_zone(server: SocketAddr, zone: &str) -> String {
+    dig(server, &["+nocmd", "+nostats", "+onesoa", zone, "AXFR"])
 }
 
 /// Runs `dnssec-verify` and `ldns-verify-zone` on `zone_text`; panics with their output unless
@@ -65,14 +67,19 @@ fn verify(zone_text: &str) {
 
 /// [`verify`], for a zone whose key is a CSK (`csk`) or whose keys are a KSK and a ZSK.
 fn verify_keys(zone_text: &str, csk: bool) {
+    verify_zone(zone_text, "foobar.com", csk);
+}
+
+/// [`verify_keys`] for the zone `zone`.
+fn verify_zone(zone_text: &str, zone: &str, csk: bool) {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("foobar.com.zone");
+    let file = dir.path().join(format!("{zone}.zone"));
     std::fs::write(&file, zone_text).unwrap();
     // -z: the key is a CSK (flags 257), signing everything, as BIND's own policies make them.
     let bind = output_within(
         Command::new("dnssec-verify")
             .args(if csk { &["-z"][..] } else { &[][..] })
-            .args(["-o", "foobar.com"])
+            .args(["-o", zone])
             .arg(&file),
     );
     let bind_said =
@@ -132,11 +139,16 @@ fn validates(resolver: SocketAddr, name: &str, rtype: &str, status: &str) -> Res
 }
 
 fn ds_records(server: &Foobar) -> Vec<String> {
+    ds_of(server, "foobar.com")
+}
+
+/// What `foobar dnssec ds` prints for `zone` served by `server`.
+fn ds_of(server: &Foobar, zone: &str) -> Vec<String> {
     let output = output_within(
         Command::new(support::binary())
             .args(["dnssec", "ds", "--config"])
             .arg(server.config_path())
-            .arg("foobar.com"),
+            .arg(zone),
     );
     assert!(output.status.success(), "{output:?}");
     String::from_utf8_lossy(&output.stdout)
@@ -459,7 +471,8 @@ async fn nodes_on_one_database_sign_with_the_same_keys() {
     // Dropped (the database with it) after the nodes, at the end of the test.
     let fresh = support::Database::create(&server_url, "dnssec").await;
     let database = fresh.url();
-    // Three nodes started at once: one makes the keys, the others take them.
+    // Three nodes started at once: one makes the keys, the others take them. The ZSK rolls 6 s
+    // after: one node plans it, and every node publishes the new key.
     let nodes: Vec<Foobar> = std::thread::scope(|scope| {
         let starting: Vec<_> = (0..3)
             .map(|_| {
@@ -468,7 +481,10 @@ async fn nodes_on_one_database_sign_with_the_same_keys() {
                     Foobar::setup()
                         .zone("foobar.com.zone", &zone(1, ""))
                         .app(&format!("database = \"{database}\""))
-                        .tables("[dns.zone.\"foobar.com\"]\ndnssec = true")
+                        .tables(
+                            "[dns.zone.\"foobar.com\"]\ndnssec = true\n\
+                             dnssec_keys = \"ksk-zsk\"\nzsk_lifetime = \"6s\"",
+                        )
                         .start()
                 })
             })
@@ -501,6 +517,29 @@ async fn nodes_on_one_database_sign_with_the_same_keys() {
         validates(resolver.address(), "www.foobar.com", "A", "NOERROR");
         validates(resolver.address(), "nothere.foobar.com", "A", "NXDOMAIN");
     }
+    let logged = |node: &Foobar| {
+        node.raw_log()
+            .into_iter()
+            .find(|line| line.contains("zsk rollover: key"))
+    };
+    wait_until("a node plans the ZSK rollover", || {
+        nodes.iter().any(|node| logged(node).is_some())
+    });
+    let started = nodes.iter().find_map(logged).unwrap();
+    let new_zsk = started
+        .split("key ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap();
+    for node in &nodes {
+        support::wait_until("every node publishes the new ZSK", || {
+            dnskey_tags(node.dns, "foobar.com").contains(&new_zsk.to_string())
+        });
+    }
+    let planned = nodes.iter().filter(|node| logged(node).is_some()).count();
+    assert_eq!(planned, 1, "one node plans the rollover");
 }
 
 #[test]
@@ -609,4 +648,238 @@ fn a_zone_that_cannot_be_signed_keeps_serving_its_signed_version() {
     verify(&transfer(server.dns));
     let resolver = peers::unbound("foobar.com", server.dns, &ds);
     validates(resolver.address(), "www.foobar.com", "A", "NOERROR");
+}
+
+/// A zone `origin` whose TTLs are all 2 s, so that a rollover's waits take seconds.
+fn short_zone(origin: &str, serial: u32, extra: &str) -> String {
+    format!(
+        "$ORIGIN {origin}.\n$TTL 2\n\
+         @    IN SOA ns.{origin}. hostmaster.{origin}. {serial} 2 2 2 2\n\
+         @    IN NS  ns\nns   IN A   127.0.0.1\nwww  IN A   8.8.8.8\n{extra}"
+    )
+}
+
+/// The parent `com.`: delegations to foobar.com and zsk.com, with `ds` (zone-file lines).
+fn parent_zone(serial: u32, ds: &str) -> String {
+    short_zone(
+        "com",
+        serial,
+        &format!(
+            "foobar.com.  IN NS ns.foobar.com.\nns.foobar.com. IN A 127.0.0.1\n\
+             zsk.com.  IN NS ns.zsk.com.\nns.zsk.com. IN A 127.0.0.1\n{ds}"
+        ),
+    )
+}
+
+/// The DNSKEY tags of `zone` in its transfer.
+fn dnskey_tags(server: SocketAddr, zone: &str) -> Vec<String> {
+    let mut tags: Vec<String> = dig(server, &["+noall", "+answer", "+multiline", zone, "DNSKEY"])
+        .split("key id = ")
+        .skip(1)
+        .filter_map(|rest| rest.split_whitespace().next().map(str::to_string))
+        .collect();
+    tags.sort();
+    tags
+}
+
+/// The `key N` after `what` in a log line ("... key 1234 published ...").
+fn tag_after(line: &str, what: &str) -> String {
+    line.split(what)
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap()
+        .trim_end_matches(',')
+        .to_string()
+}
+
+/// Asks the resolver, until stopped, for names of both children; every answer must validate.
+/// Returns what did not.
+fn keep_validating(
+    resolver: SocketAddr,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<(usize, Vec<String>)> {
+    std::thread::spawn(move || {
+        let questions = [
+            ("www.foobar.com", "A", "NOERROR"),
+            ("foobar.com", "DNSKEY", "NOERROR"),
+            ("nothere.foobar.com", "A", "NXDOMAIN"),
+            ("www.zsk.com", "A", "NOERROR"),
+            ("zsk.com", "DNSKEY", "NOERROR"),
+        ];
+        let (mut asked, mut failed) = (0, Vec::new());
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            for (name, rtype, status) in questions {
+                let got = resolve(resolver, name, rtype);
+                asked += 1;
+                if got.status != status || !got.ad {
+                    failed.push(format!("{name} {rtype}: {} ad={}", got.status, got.ad));
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        (asked, failed)
+    })
+}
+
+#[test]
+fn a_zsk_and_a_csk_roll_while_a_validator_keeps_validating() {
+    if tools_missing("a_zsk_and_a_csk_roll_while_a_validator_keeps_validating") {
+        return;
+    }
+    // The parent, signed, with the children delegated (their DS comes once they have keys).
+    let parent = Foobar::setup()
+        .zone("com.zone", &parent_zone(1, ""))
+        .dns("allow_transfer = [\"127.0.0.1\"]")
+        .tables("[dns.zone.\"com\"]\ndnssec = true\n")
+        .start();
+    parent.wait_for_log("zone signed");
+    // A ZSK that rolls every 8 s; a CSK every 12 s, checked at the parent every second. With
+    // TTLs of 2 s and a propagation delay of 1 s, each step waits 3 s.
+    let zsk = Foobar::setup()
+        .zone("zsk.com.zone", &short_zone("zsk.com", 1, ""))
+        .dns("allow_transfer = [\"127.0.0.1\"]")
+        .tables(
+            "[dns.zone.\"zsk.com\"]\ndnssec = true\ndnssec_keys = \"ksk-zsk\"\n\
+             zsk_lifetime = \"8s\"\npropagation_delay = \"1s\"\n",
+        )
+        .start();
+    let csk_settings = format!(
+        "[dns.zone.\"foobar.com\"]\ndnssec = true\nksk_lifetime = \"12s\"\n\
+         propagation_delay = \"1s\"\ndnssec_parent = [\"{}\"]\nparent_check_interval = \"1s\"\n",
+        parent.dns
+    );
+    let csk = Foobar::setup()
+        .zone("foobar.com.zone", &short_zone("foobar.com", 1, ""))
+        .dns("allow_transfer = [\"127.0.0.1\"]")
+        .tables(&csk_settings)
+        .start();
+    zsk.wait_for_log("zone signed");
+    csk.wait_for_log("zone signed");
+    let old_csk_ds = ds_of(&csk, "foobar.com");
+    let ds = |records: &[String]| records.join("\n") + "\n";
+    std::fs::write(
+        parent.zone_path("com.zone"),
+        parent_zone(2, &(ds(&old_csk_ds) + &ds(&ds_of(&zsk, "zsk.com")))),
+    )
+    .unwrap();
+    wait_until("the parent serves the children's DS", || {
+        dig(parent.dns, &["+short", "foobar.com", "DS"]).contains(" 13 2 ")
+    });
+
+    let resolver = peers::unbound_stubs(
+        &[
+            ("com", parent.dns),
+            ("foobar.com", csk.dns),
+            ("zsk.com", zsk.dns),
+        ],
+        &ds_of(&parent, "com"),
+    );
+    validates(resolver.address(), "www.foobar.com", "A", "NOERROR");
+    validates(resolver.address(), "www.zsk.com", "A", "NOERROR");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let validating = keep_validating(resolver.address(), stop.clone());
+
+    // The ZSK: published beside the old one, then signing, then the old one gone.
+    let started = zsk.wait_for_log("zsk rollover: key");
+    let (new_zsk, old_zsk) = (
+        tag_after(&started, "key "),
+        tag_after(&started, "replacing key "),
+    );
+    // Until the new key signs (3 s), the next events are its activation and the old key's
+    // retirement, in /metrics and `ctl`.
+    let (_, metrics) = support::admin_get(zsk.admin(), "/metrics");
+    for (tag, event) in [(&old_zsk, "retire"), (&new_zsk, "active")] {
+        let line = format!(
+            "foobar_dns_dnssec_key_next_event_timestamp_seconds{{zone=\"zsk.com.\",tag=\"{tag}\",event=\"{event}\"}}"
+        );
+        assert!(metrics.contains(&line), "{metrics}");
+    }
+    let ctl = output_within(Command::new(support::binary()).args([
+        "ctl",
+        "--admin",
+        &zsk.admin().to_string(),
+        "zone",
+        "list",
+    ]));
+    let listed = String::from_utf8_lossy(&ctl.stdout);
+    assert!(
+        listed.contains(&format!(
+            "key {new_zsk} (algorithm 13, zsk, published, active "
+        )),
+        "{listed}"
+    );
+    let text = transfer_zone(zsk.dns, "zsk.com");
+    verify_zone(&text, "zsk.com", false);
+    assert_eq!(dnskey_tags(zsk.dns, "zsk.com").len(), 3, "{text}");
+    zsk.wait_for_log(&format!("key {old_zsk} removed"));
+    let tags = dnskey_tags(zsk.dns, "zsk.com");
+    assert!(
+        tags.contains(&new_zsk) && !tags.contains(&old_zsk),
+        "{tags:?}"
+    );
+    verify_zone(&transfer_zone(zsk.dns, "zsk.com"), "zsk.com", false);
+
+    // The CSK: published, and the server restarted in the middle; CDS names the new key once
+    // caches can hold it; the parent (as a registrar reading CDS would) takes its DS; the old
+    // key leaves once the parent serves it and the old DS is gone from caches.
+    let started = csk.wait_for_log("csk rollover: key");
+    let (new_csk, old_csk) = (
+        tag_after(&started, "key "),
+        tag_after(&started, "replacing key "),
+    );
+    verify_zone(&transfer_zone(csk.dns, "foobar.com"), "foobar.com", true);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (asked, failed) = validating.join().unwrap();
+    assert!(
+        failed.is_empty(),
+        "{} of {asked} did not validate: {failed:?}",
+        failed.len()
+    );
+    let csk = csk.restart();
+    csk.wait_for_log("zone signed");
+    assert_eq!(dnskey_tags(csk.dns, "foobar.com").len(), 2);
+    let resolver = peers::unbound_stubs(
+        &[
+            ("com", parent.dns),
+            ("foobar.com", csk.dns),
+            ("zsk.com", zsk.dns),
+        ],
+        &ds_of(&parent, "com"),
+    );
+    stop.store(false, std::sync::atomic::Ordering::Relaxed);
+    let validating = keep_validating(resolver.address(), stop.clone());
+
+    let mut cds = String::new();
+    wait_until("CDS names the new key", || {
+        cds = dig(csk.dns, &["+short", "foobar.com", "CDS"]);
+        cds.starts_with(&format!("{new_csk} "))
+    });
+    assert_eq!(cds.lines().count(), 1, "{cds}");
+    let new_ds = format!("foobar.com. IN DS {}", cds.trim());
+    std::fs::write(
+        parent.zone_path("com.zone"),
+        parent_zone(3, &(new_ds + "\n" + &ds(&ds_of(&zsk, "zsk.com")))),
+    )
+    .unwrap();
+    csk.wait_for_log("the parent serves the new key's DS");
+    assert!(
+        csk.raw_log()
+            .iter()
+            .all(|line| !line.contains("csk rollover: key") || line.contains(&new_csk)),
+        "the restart went on with the rollover it found, not another"
+    );
+    csk.wait_for_log(&format!("key {old_csk} removed"));
+    let tags = dnskey_tags(csk.dns, "foobar.com");
+    assert_eq!(tags, vec![new_csk.clone()]);
+    verify_zone(&transfer_zone(csk.dns, "foobar.com"), "foobar.com", true);
+    assert_eq!(ds_of(&csk, "foobar.com").len(), 1);
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (asked, failed) = validating.join().unwrap();
+    assert!(
+        failed.is_empty(),
+        "{} of {asked} did not validate: {failed:?}",
+        failed.len()
+    );
+    assert!(asked > 50, "{asked}");
 }

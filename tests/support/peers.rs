@@ -158,6 +158,12 @@ pub fn free_port() -> u16 {
 /// and `trust_anchors` (DS records in zone-file form) are its only trust anchors. Aggressive
 /// NSEC is off, so that each answer is what the server said to that question.
 pub fn unbound(zone: &str, server: SocketAddr, trust_anchors: &[String]) -> Peer {
+    unbound_stubs(&[(zone, server)], trust_anchors)
+}
+
+/// [`unbound`] with several stub zones, each asked of its server: a parent zone and its
+/// children, validated down from the parent's trust anchor.
+pub fn unbound_stubs(stubs: &[(&str, SocketAddr)], trust_anchors: &[String]) -> Peer {
     let port = free_port();
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().display().to_string();
@@ -174,10 +180,15 @@ pub fn unbound(zone: &str, server: SocketAddr, trust_anchors: &[String]) -> Peer
              pidfile: \"{root}/unbound.pid\"\n    use-syslog: no\n    logfile: \"\"\n    \
              verbosity: 1\n    val-log-level: 2\n    do-not-query-localhost: no\n    \
              module-config: \"validator iterator\"\n    qname-minimisation: no\n    \
-             aggressive-nsec: no\n    harden-referral-path: no\n{anchors}\
-             stub-zone:\n    name: \"{zone}\"\n    stub-addr: {ip}@{server_port}\n",
-            ip = server.ip(),
-            server_port = server.port(),
+             aggressive-nsec: no\n    harden-referral-path: no\n{anchors}{stubs}",
+            stubs = stubs
+                .iter()
+                .map(|(zone, server)| format!(
+                    "stub-zone:\n    name: \"{zone}\"\n    stub-addr: {}@{}\n",
+                    server.ip(),
+                    server.port()
+                ))
+                .collect::<String>(),
         ),
     )
     .unwrap();
