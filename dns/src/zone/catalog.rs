@@ -142,7 +142,7 @@ pub trait Signer: std::fmt::Debug + Send + Sync {
     /// `previous` (a version served before) over what did not change.
     fn sign(&self, zone: &Zone, previous: Option<&Zone>) -> Option<Result<Signed, SignFailed>>;
     /// For a zone signed here whose first signature expires at `expires`: when it is due to
-    /// be signed again.
+    /// be signed again (its signatures' refresh, or the next event of its keys' timelines).
     fn due(&self, origin_key: &[u8], expires: u64) -> Option<u64>;
     /// The serial of a version signed again at `now`, after `serial`.
     fn next_serial(&self, origin_key: &[u8], serial: u32, now: u64) -> u32;
@@ -464,7 +464,7 @@ impl Zones {
     }
 
     /// Signs again, with the next serial, every zone signed here whose signatures are due for
-    /// refresh at `now` (seconds since the epoch); the new versions go out as edits do
+    /// refresh, or whose keys change, at `now` (seconds since the epoch); the new versions go out as edits do
     /// (journal, NOTIFY). Returns when the next signatures are due, if any zone is signed.
     pub fn refresh_signatures(&self, now: u64) -> Option<u64> {
         let mut served = self.served.lock().unwrap_or_else(PoisonError::into_inner);
