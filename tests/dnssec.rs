@@ -883,3 +883,56 @@ fn a_zsk_and_a_csk_roll_while_a_validator_keeps_validating() {
     );
     assert!(asked > 50, "{asked}");
 }
+
+#[test]
+fn nsec3_as_an_option() {
+    if tools_missing("nsec3_as_an_option") {
+        return;
+    }
+    let server = signed_server(&zone(1, ""), "nsec3 = true");
+    let text = transfer(server.dns);
+    assert!(text.contains("IN\tNSEC3PARAM 1 0 0 -"), "{text}");
+    assert!(!text.contains("\tNSEC\t"), "{text}");
+    verify(&text);
+
+    let ds = ds_records(&server);
+    let resolver = peers::unbound("foobar.com", server.dns, &ds);
+    let resolver = resolver.address();
+    let www = validates(resolver, "www.foobar.com", "A", "NOERROR");
+    assert!(www.answer.contains("8.8.8.8"), "{}", www.answer);
+    // NXDOMAIN (the closest encloser proof), NODATA, NODATA at an empty non-terminal, a name
+    // below one (its closest encloser is the empty non-terminal).
+    validates(resolver, "nothere.foobar.com", "A", "NXDOMAIN");
+    validates(resolver, "a.b.nothere.foobar.com", "A", "NXDOMAIN");
+    validates(resolver, "www.foobar.com", "TXT", "NOERROR");
+    validates(resolver, "_tcp.foobar.com", "A", "NOERROR");
+    validates(resolver, "x._tcp.foobar.com", "A", "NXDOMAIN");
+    // A wildcard's expansion, and a type it does not have.
+    let wild = validates(resolver, "any.wild.foobar.com", "TXT", "NOERROR");
+    assert!(wild.answer.contains("from the wildcard"), "{}", wild.answer);
+    validates(resolver, "a.b.wild.foobar.com", "TXT", "NOERROR");
+    validates(resolver, "other.wild.foobar.com", "A", "NOERROR");
+    // Delegations: a signed DS, and the NSEC3 that proves a delegation has none.
+    let secure = validates(resolver, "secure.foobar.com", "DS", "NOERROR");
+    assert!(secure.answer.contains("12345 13 2"), "{}", secure.answer);
+    validates(resolver, "sub.foobar.com", "DS", "NOERROR");
+
+    // An edit re-signs only its neighbourhood: the new A, its NSEC3, the NSEC3 before it in
+    // hash order, and the SOA.
+    let before = server.log_len();
+    std::fs::write(
+        server.zone_path("foobar.com.zone"),
+        zone(2, "blog             IN A    192.0.2.80\n"),
+    )
+    .unwrap();
+    let line = server.wait_for_log_after(before, "zone signed");
+    let made = signatures_made(&line);
+    assert!(
+        made <= 4,
+        "an edit of one record made {made} signatures: {line}"
+    );
+    verify(&transfer(server.dns));
+    let blog = validates(resolver, "blog.foobar.com", "A", "NOERROR");
+    assert!(blog.answer.contains("192.0.2.80"), "{}", blog.answer);
+    validates(resolver, "blog.foobar.com", "AAAA", "NOERROR");
+}

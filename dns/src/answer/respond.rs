@@ -1002,8 +1002,8 @@ fn lookup(
             Err(at) if zone.has_descendant_at(at, key.get()) => {
                 // An empty non-terminal exists: NODATA, and no wildcard may match it.
                 negative(zone, dnssec, w)?;
-                if dnssec && let Some(node) = dnssec::covering(zone, at) {
-                    dnssec::nsec(zone, node, w)?;
+                if dnssec {
+                    dnssec::empty_non_terminal(zone, at, name.get(), w)?;
                 }
                 return Ok((Rcode::NOERROR, true));
             }
@@ -1015,24 +1015,19 @@ fn lookup(
                 (star, None) => {
                     negative(zone, dnssec, w)?;
                     if dnssec {
-                        // RFC 4035 section 3.1.3.2: the name, and any wildcard that could
-                        // have made it, do not exist.
-                        let covered = dnssec::cover(zone, key.get(), None, w)?;
-                        dnssec::cover(zone, star.get(), covered, w)?;
+                        // The name, and any wildcard that could have made it, do not exist.
+                        dnssec::nxdomain(zone, (key.get(), name.get()), star.get(), w)?;
                     }
                     return Ok((Rcode::NXDOMAIN, true));
                 }
             },
         };
-        // RFC 4035 section 3.1.3.3: a wildcard answer proves that the name itself is absent.
-        let expansion_proof = |w: &mut Writer<'_>| -> Result<(), Full> {
-            if dnssec
-                && let Some(at) = expanded_from
-                && let Some(node) = dnssec::covering(zone, at)
-            {
-                dnssec::nsec(zone, node, w)?;
+        // A wildcard answer proves that the name itself is absent.
+        let expansion_proof = |w: &mut Writer<'_>, nodata: bool| -> Result<(), Full> {
+            match expanded_from {
+                Some(at) if dnssec => dnssec::expansion(zone, (at, name.get()), node, nodata, w),
+                _ => Ok(()),
             }
-            Ok(())
         };
 
         if qtype != rtype::CNAME
@@ -1041,7 +1036,7 @@ fn lookup(
             w.rrset(Section::Answer, owner, &cname)?;
             if dnssec {
                 dnssec::signatures(zone, node, rtype::CNAME, Section::Answer, owner, w)?;
-                expansion_proof(w)?;
+                expansion_proof(w, false)?;
             }
             let Some(target) = cname.rdatas().next() else {
                 return Ok((Rcode::NOERROR, true));
@@ -1064,7 +1059,7 @@ fn lookup(
             if dnssec {
                 // RFC 4035 section 3.1.3.1: the name's NSEC shows the type absent.
                 dnssec::nsec(zone, node, w)?;
-                expansion_proof(w)?;
+                expansion_proof(w, true)?;
             }
             return Ok((Rcode::NOERROR, true));
         };
@@ -1101,7 +1096,7 @@ fn lookup(
                 w.rrset(Section::Answer, owner, &set)?;
                 if dnssec {
                     dnssec::signatures(zone, node, set.rtype, Section::Answer, owner, w)?;
-                    expansion_proof(w)?;
+                    expansion_proof(w, false)?;
                 }
             }
         }

@@ -130,6 +130,9 @@ pub struct ZoneSettings {
     /// The serial of a version made by re-signing: `"increment"` (the default) or
     /// `"unixtime"` (seconds since the epoch, or the next serial if that is not newer).
     pub serial_policy: crate::dnssec::SerialPolicy,
+    /// Prove names absent with NSEC3 (RFC 5155, with RFC 9276's parameters: no salt, no extra
+    /// iterations, no opt-out) rather than NSEC.
+    pub nsec3: bool,
     /// How long a ZSK signs before a new one replaces it (`"30d"`, Knot's default; `"0"`:
     /// never). Only with `dnssec_keys = "ksk-zsk"`.
     #[serde(deserialize_with = "period")]
@@ -175,6 +178,11 @@ impl ZoneSettings {
                 refresh: self.signature_refresh.unwrap_or(default.refresh),
             },
             serial: self.serial_policy,
+            denial: if self.nsec3 {
+                crate::dnssec::Denial::Nsec3
+            } else {
+                crate::dnssec::Denial::Nsec
+            },
             schedule: crate::dnssec::Schedule {
                 zsk_lifetime: self.zsk_lifetime.unwrap_or(schedule.zsk_lifetime),
                 ksk_lifetime: self.ksk_lifetime.unwrap_or(schedule.ksk_lifetime),

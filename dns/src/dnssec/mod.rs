@@ -7,6 +7,7 @@
 //! carry signatures and denial proofs to clients that ask (DO), from `answer`.
 
 pub mod key;
+pub mod nsec3;
 pub mod roll;
 pub mod sign;
 
@@ -26,7 +27,7 @@ use tracing::info;
 pub use self::{
     key::{Algorithm, Key, KeyError, Scheme},
     roll::{Schedule, Ttls},
-    sign::{SignError, Validity},
+    sign::{Denial, SignError, Validity},
 };
 use crate::{
     wire::name,
@@ -47,6 +48,8 @@ pub struct Policy {
     pub validity: Validity,
     /// The serial of a version made by re-signing.
     pub serial: SerialPolicy,
+    /// NSEC or NSEC3.
+    pub denial: Denial,
     /// When keys roll.
     pub schedule: Schedule,
     /// The parent zone's servers, asked for the DS of a new KSK or CSK before the old one
@@ -338,7 +341,10 @@ impl Signer for Signing {
         let signed = self
             .planned_keys(zone.origin(), policy, ttls, now)
             .map_err(SignError::from)
-            .and_then(|keys| sign::sign_zone(zone, &keys, policy.validity, now, previous));
+            .and_then(|keys| {
+                let how = (policy.validity, policy.denial);
+                sign::sign_zone(zone, &keys, how, now, previous)
+            });
         if signed.is_ok() {
             let mut zones = self.zones.lock().unwrap_or_else(PoisonError::into_inner);
             if let Some(entry) = zones.get_mut(zone.origin_key()) {

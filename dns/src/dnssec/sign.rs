@@ -1,5 +1,6 @@
 //! Signing a zone: DNSKEY, CDS and CDNSKEY at the apex, an NSEC chain over the authoritative
-//! names, and an RRSIG over every authoritative RRset (RFC 4034, RFC 4035 section 2).
+//! names (or an NSEC3 chain over their hashes, with NSEC3PARAM), and an RRSIG over every
+//! authoritative RRset (RFC 4034, RFC 4035 section 2, RFC 5155 section 7.1).
 //!
 //! Written here rather than taken from hickory-proto's or `domain`'s signers: the zone is
 //! already wire records in canonical order (the arena's key order is RFC 4034's), so the
@@ -9,10 +10,10 @@
 
 use std::borrow::Cow;
 
-use super::key::Key;
+use super::{key::Key, nsec3};
 use crate::{
     wire::{Rtype, name, rtype, types::push_type_bitmap},
-    zone::{NodeId, Records, Zone, catalog::Signed, snapshot::SnapshotError},
+    zone::{NSEC3_HASH_LEN, NodeId, Records, Zone, catalog::Signed, snapshot::SnapshotError},
 };
 
 /// How long signatures are good for, and when they are made again.
@@ -31,6 +32,17 @@ impl Default for Validity {
             refresh: 5 * 86_400,
         }
     }
+}
+
+/// How the zone proves names and types absent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Denial {
+    /// An NSEC chain over the zone's names (RFC 4034), the default, as Knot's and BIND's.
+    #[default]
+    Nsec,
+    /// An NSEC3 chain over their hashes (RFC 5155), with RFC 9276's parameters.
+    Nsec3,
 }
 
 /// Inception is set this far in the past, for validators whose clocks run behind.
@@ -93,7 +105,7 @@ fn place(zone: &Zone, node: NodeId) -> Place {
 pub fn sign_zone(
     zone: &Zone,
     keys: &[Key],
-    validity: Validity,
+    (validity, denial): (Validity, Denial),
     now: u64,
     previous: Option<&Zone>,
 ) -> Result<Signed, SignError> {
@@ -103,7 +115,7 @@ pub fn sign_zone(
     let inception = now.saturating_sub(INCEPTION_SKEW);
     let expiration = now + u64::from(validity.lifetime);
 
-    // The nodes of the NSEC chain, in canonical order.
+    // The nodes of the NSEC chain, in canonical order; or those the NSEC3 chain hashes.
     let chain: Vec<NodeId> = zone
         .nodes()
         .filter(|&node| {
@@ -111,6 +123,8 @@ pub fn sign_zone(
                 && zone.rrsets(node).any(|set| !made_here(set.rtype))
         })
         .collect();
+    // For NSEC3: each hashed name with its types (empty non-terminals have none).
+    let mut hashed: Vec<([u8; NSEC3_HASH_LEN], Vec<u16>)> = Vec::new();
 
     // Records go straight into the compact form a zone is built from: a signed zone has about
     // twice the records of its file, and owned records for each would be the peak of memory.
@@ -188,11 +202,15 @@ pub fn sign_zone(
                 .iter()
                 .map(|key| Cow::Owned(key.ds(origin)))
                 .collect();
+            let nsec3param = vec![Cow::Borrowed(&nsec3::PARAM[..])];
             for (rtype, rdatas) in [
                 (rtype::DNSKEY, &dnskeys),
                 (rtype::CDNSKEY, &cdnskeys),
                 (rtype::CDS, &cds),
-            ] {
+            ]
+            .into_iter()
+            .chain((denial == Denial::Nsec3).then_some((rtype::NSEC3PARAM, &nsec3param)))
+            {
                 types.push(rtype.0);
                 for rdata in rdatas {
                     out.push(owner, rtype, soa.ttl, rdata);
@@ -206,6 +224,13 @@ pub fn sign_zone(
         let Ok(position) = chain.binary_search(&node) else {
             continue;
         };
+        if denial == Denial::Nsec3 {
+            if at == Place::Authoritative || zone.rrset(node, rtype::DS).is_some() {
+                types.push(rtype::RRSIG.0);
+            }
+            hashed.push((nsec3::hash(owner), types));
+            continue;
+        }
         let next = chain[(position + 1) % chain.len()];
         types.push(rtype::RRSIG.0);
         types.push(rtype::NSEC.0);
@@ -215,12 +240,51 @@ pub fn sign_zone(
         sign(owner, rtype::NSEC, nsec_ttl, &rdatas, &mut out)?;
         out.push(owner, rtype::NSEC, nsec_ttl, &nsec);
     }
+    if denial == Denial::Nsec3 {
+        hashed.extend(
+            empty_non_terminals(zone, &chain)
+                .iter()
+                .map(|name| (nsec3::hash(name), Vec::new())),
+        );
+        hashed.sort_unstable_by_key(|(hash, _)| *hash);
+        hashed.dedup_by(|a, b| a.0 == b.0);
+        for at in 0..hashed.len() {
+            let next = hashed[(at + 1) % hashed.len()].0;
+            let (hash, types) = &mut hashed[at];
+            let owner = nsec3::owner(hash, origin);
+            let rdata = nsec3::rdata(&next, types);
+            let rdatas = [Cow::Borrowed(&rdata[..])];
+            out.push(&owner, rtype::NSEC3, nsec_ttl, &rdata);
+            sign(&owner, rtype::NSEC3, nsec_ttl, &rdatas, &mut out)?;
+        }
+    }
     let zone = crate::zone::snapshot::build_checked(origin, &out)?;
     Ok(Signed {
         zone,
         signatures,
         expires: earliest,
     })
+}
+
+/// The empty non-terminals above the names of `chain` (RFC 5155 section 7.1: each gets an NSEC3
+/// of its own, without types), in wire form.
+fn empty_non_terminals(zone: &Zone, chain: &[NodeId]) -> Vec<Vec<u8>> {
+    let origin_len = zone.origin().len();
+    let mut found: std::collections::HashSet<Vec<u8>> = std::collections::HashSet::new();
+    for &node in chain {
+        let mut owner = zone.name(node);
+        while owner.len() > origin_len {
+            let parent = &owner[1 + usize::from(owner[0])..];
+            if parent.len() <= origin_len
+                || zone.find(&name::key_of(parent)).is_ok()
+                || !found.insert(name::lowercase(parent))
+            {
+                break;
+            }
+            owner = parent;
+        }
+    }
+    found.into_iter().collect()
 }
 
 /// The signature by key `tag` over `owner`/`rtype` in `previous`, if that version had the same
@@ -415,7 +479,7 @@ mod tests {
         let signed = sign_zone(
             &zone,
             std::slice::from_ref(&key),
-            Validity::default(),
+            (Validity::default(), Denial::Nsec),
             1_800_000_000,
             None,
         )
@@ -453,9 +517,15 @@ mod tests {
     fn the_nsec_chain_goes_round_in_canonical_order() {
         let zone = crate::zone::fixture::zone(2);
         let key = Key::generate(Algorithm::Ed25519, CSK_FLAGS, 1).unwrap();
-        let zone = sign_zone(&zone, &[key], Validity::default(), 1_800_000_000, None)
-            .unwrap()
-            .zone;
+        let zone = sign_zone(
+            &zone,
+            &[key],
+            (Validity::default(), Denial::Nsec),
+            1_800_000_000,
+            None,
+        )
+        .unwrap()
+        .zone;
         let next: Vec<String> = zone
             .nodes()
             .map(|node| {
@@ -483,7 +553,7 @@ mod tests {
         let before = sign_zone(
             &crate::zone::fixture::zone(3),
             keys,
-            Validity::default(),
+            (Validity::default(), Denial::Nsec),
             now,
             None,
         )
@@ -491,7 +561,7 @@ mod tests {
         let after = sign_zone(
             &crate::zone::fixture::zone(4),
             keys,
-            Validity::default(),
+            (Validity::default(), Denial::Nsec),
             now + 60,
             Some(&before.zone),
         )
@@ -511,7 +581,7 @@ mod tests {
         let refreshed = sign_zone(
             &crate::zone::fixture::zone(4),
             keys,
-            Validity::default(),
+            (Validity::default(), Denial::Nsec),
             later,
             Some(&after.zone),
         )

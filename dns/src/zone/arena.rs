@@ -49,6 +49,21 @@ pub struct Zone {
     available: bool,
     /// The apex has DNSKEY and RRSIG records: answers carry signatures and proofs on DO.
     signed: bool,
+    /// For a zone with NSEC3PARAM at its apex: the nodes holding NSEC3 records by the hash
+    /// their owner's first label spells, in hash order (what proofs are found by: the tree's
+    /// canonical order interleaves hashed owners with the zone's own names).
+    nsec3: Vec<([u8; NSEC3_HASH_LEN], u32)>,
+}
+
+/// The length of an NSEC3 hash (SHA-1).
+pub const NSEC3_HASH_LEN: usize = 20;
+
+/// The hash an NSEC3 owner's first label spells in base32hex (RFC 4648 section 7), if it does.
+fn nsec3_label_hash(owner: &[u8]) -> Option<[u8; NSEC3_HASH_LEN]> {
+    let label = owner.get(1..1 + usize::from(*owner.first()?))?;
+    let upper = label.to_ascii_uppercase();
+    let bytes = data_encoding::BASE32HEX_NOPAD.decode(&upper).ok()?;
+    bytes.try_into().ok()
 }
 
 /// The hash of a lookup key (fixed seed: the index is rebuilt, never persisted).
@@ -246,6 +261,7 @@ impl Zone {
             records: 0,
             available: true,
             signed: false,
+            nsec3: Vec::new(),
         };
         zone.origin = zone.push_bytes(origin);
         let origin_key = name::key_of(origin);
@@ -340,6 +356,16 @@ impl Zone {
         zone.signed = zone.apex().is_some_and(|apex| {
             zone.rrset(apex, rtype::DNSKEY).is_some() && zone.rrset(apex, rtype::RRSIG).is_some()
         });
+        if zone
+            .apex()
+            .is_some_and(|apex| zone.rrset(apex, rtype::NSEC3PARAM).is_some())
+        {
+            zone.nsec3 = (0..zone.nodes.len())
+                .filter(|&id| zone.rrset(id, rtype::NSEC3).is_some())
+                .filter_map(|id| Some((nsec3_label_hash(zone.name(id))?, id as u32)))
+                .collect();
+            zone.nsec3.sort_unstable();
+        }
         zone.arena.shrink_to_fit();
         zone.nodes.shrink_to_fit();
         zone.sets.shrink_to_fit();
@@ -357,6 +383,24 @@ impl Zone {
     /// Whether the zone is signed (its apex has DNSKEY and RRSIG records).
     pub fn is_signed(&self) -> bool {
         self.signed
+    }
+
+    /// Whether its denial of existence is NSEC3 (its apex has NSEC3PARAM).
+    pub fn has_nsec3(&self) -> bool {
+        !self.nsec3.is_empty()
+    }
+
+    /// The node whose NSEC3 has the owner hash `hash` (`Ok`), or else the one whose NSEC3
+    /// covers it (`Err`: the last hash before it, wrapping round), if the zone has NSEC3.
+    pub fn nsec3(&self, hash: &[u8; NSEC3_HASH_LEN]) -> Option<Result<NodeId, NodeId>> {
+        let last = self.nsec3.len().checked_sub(1)?;
+        Some(
+            match self.nsec3.binary_search_by(|(owner, _)| owner.cmp(hash)) {
+                Ok(at) => Ok(self.nsec3[at].1 as usize),
+                Err(0) => Err(self.nsec3[last].1 as usize),
+                Err(at) => Err(self.nsec3[at - 1].1 as usize),
+            },
+        )
     }
 
     /// Whether the zone has data to answer from.

@@ -8,7 +8,9 @@ mod rr;
 pub mod snapshot;
 pub mod watch;
 
-pub use arena::{NodeId, RRset, Records, Sorted, Zone, rdata_name_offset, soa_serial_minimum};
+pub use arena::{
+    NSEC3_HASH_LEN, NodeId, RRset, Records, Sorted, Zone, rdata_name_offset, soa_serial_minimum,
+};
 pub use rr::{Rr, node_records, serial_newer, soa, soa_serial};
 
 /// A zone for tests: `example.com` with its SOA, NS and `hosts` A records.
