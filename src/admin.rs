@@ -116,6 +116,10 @@ impl Admin {
             .route("/zones", get(zones))
             .route("/reload", post(reload))
             .route("/zones/{name}/reload", post(reload_zone))
+            .route(
+                "/zones/{name}/dnssec/algorithm/{algorithm}",
+                post(algorithm_rollover),
+            )
             .route("/acme/renew", post(acme_renew))
             .with_state(self);
         let served = axum::serve(listener, router)
@@ -195,6 +199,14 @@ async fn reload(State(admin): State<Admin>) -> impl IntoResponse {
 
 async fn reload_zone(State(admin): State<Admin>, Path(name): Path<String>) -> impl IntoResponse {
     outcome(admin.dns.reload_zone(&name).await)
+}
+
+/// Starts an algorithm rollover (`foobar ctl dnssec algorithm ZONE ALGORITHM`).
+async fn algorithm_rollover(
+    State(admin): State<Admin>,
+    Path((name, algorithm)): Path<(String, String)>,
+) -> impl IntoResponse {
+    outcome(admin.dns.dnssec_algorithm_rollover(&name, &algorithm))
 }
 
 /// Orders every ACME certificate again now, due or not (`foobar ctl acme renew`).

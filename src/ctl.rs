@@ -16,6 +16,8 @@ pub enum Request {
     ZoneList,
     ZoneReload(String),
     AcmeRenew,
+    /// An algorithm rollover of a zone to an algorithm.
+    AlgorithmRollover(String, String),
 }
 
 /// The admin address: `admin` if given, else the configuration's `[admin] listen`.
@@ -48,6 +50,17 @@ pub fn run(admin: SocketAddr, request: Request, json: bool) -> anyhow::Result<bo
             format!(
                 "/zones/{}/reload",
                 percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC)
+            ),
+        ),
+        Request::AlgorithmRollover(name, algorithm) => (
+            "POST",
+            format!(
+                "/zones/{}/dnssec/algorithm/{}",
+                percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC),
+                percent_encoding::utf8_percent_encode(
+                    algorithm,
+                    percent_encoding::NON_ALPHANUMERIC
+                )
             ),
         ),
     };
@@ -88,12 +101,13 @@ fn human(request: &Request, value: &Value) -> String {
     match request {
         Request::Status => status_text(value),
         Request::ZoneList => zones_text(value),
-        Request::Reload | Request::ZoneReload(_) | Request::AcmeRenew => {
-            match value["ok"].as_bool() {
-                Some(true) => format!("{}\n", value["message"].as_str().unwrap_or("done")),
-                _ => format!("failed: {}\n", value["error"].as_str().unwrap_or("unknown")),
-            }
-        }
+        Request::Reload
+        | Request::ZoneReload(_)
+        | Request::AcmeRenew
+        | Request::AlgorithmRollover(..) => match value["ok"].as_bool() {
+            Some(true) => format!("{}\n", value["message"].as_str().unwrap_or("done")),
+            _ => format!("failed: {}\n", value["error"].as_str().unwrap_or("unknown")),
+        },
     }
 }
 

@@ -100,6 +100,19 @@ enum CtlCommand {
         #[command(subcommand)]
         request: AcmeCommand,
     },
+    /// The signed zones' keys.
+    Dnssec {
+        #[command(subcommand)]
+        request: CtlDnssecCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CtlDnssecCommand {
+    /// Roll ZONE's keys to ALGORITHM ("ecdsap256sha256" or "ed25519"): new keys sign at once,
+    /// are published once those signatures are cached, and replace the old ones once the
+    /// parent serves the new DS (RFC 6781 section 4.1.4). Set `dnssec_algorithm` to it too.
+    Algorithm { zone: String, algorithm: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -186,6 +199,9 @@ fn main() -> ExitCode {
                 CtlCommand::Acme {
                     request: AcmeCommand::Renew,
                 } => foobar::ctl::Request::AcmeRenew,
+                CtlCommand::Dnssec {
+                    request: CtlDnssecCommand::Algorithm { zone, algorithm },
+                } => foobar::ctl::Request::AlgorithmRollover(zone, algorithm),
             };
             foobar::ctl::address(config.as_deref(), admin)
                 .and_then(|admin| foobar::ctl::run(admin, request, json))

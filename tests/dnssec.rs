@@ -692,23 +692,24 @@ fn tag_after(line: &str, what: &str) -> String {
         .to_string()
 }
 
-/// Asks the resolver, until stopped, for names of both children; every answer must validate.
-/// Returns what did not.
+/// Questions for foobar.com, and their statuses.
+const FOOBAR_QUESTIONS: [(&str, &str, &str); 3] = [
+    ("www.foobar.com", "A", "NOERROR"),
+    ("foobar.com", "DNSKEY", "NOERROR"),
+    ("nothere.foobar.com", "A", "NXDOMAIN"),
+];
+
+/// Asks the resolver `questions` (name, type, status), over and over until stopped; every
+/// answer must validate. Returns how many were asked and what did not validate.
 fn keep_validating(
     resolver: SocketAddr,
+    questions: Vec<(&'static str, &'static str, &'static str)>,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> std::thread::JoinHandle<(usize, Vec<String>)> {
     std::thread::spawn(move || {
-        let questions = [
-            ("www.foobar.com", "A", "NOERROR"),
-            ("foobar.com", "DNSKEY", "NOERROR"),
-            ("nothere.foobar.com", "A", "NXDOMAIN"),
-            ("www.zsk.com", "A", "NOERROR"),
-            ("zsk.com", "DNSKEY", "NOERROR"),
-        ];
         let (mut asked, mut failed) = (0, Vec::new());
         while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-            for (name, rtype, status) in questions {
+            for &(name, rtype, status) in &questions {
                 let got = resolve(resolver, name, rtype);
                 asked += 1;
                 if got.status != status || !got.ad {
@@ -777,7 +778,15 @@ fn a_zsk_and_a_csk_roll_while_a_validator_keeps_validating() {
     validates(resolver.address(), "www.foobar.com", "A", "NOERROR");
     validates(resolver.address(), "www.zsk.com", "A", "NOERROR");
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let validating = keep_validating(resolver.address(), stop.clone());
+    let questions = || {
+        let mut questions = FOOBAR_QUESTIONS.to_vec();
+        questions.extend([
+            ("www.zsk.com", "A", "NOERROR"),
+            ("zsk.com", "DNSKEY", "NOERROR"),
+        ]);
+        questions
+    };
+    let validating = keep_validating(resolver.address(), questions(), stop.clone());
 
     // The ZSK: published beside the old one, then signing, then the old one gone.
     let started = zsk.wait_for_log("zsk rollover: key");
@@ -847,7 +856,7 @@ fn a_zsk_and_a_csk_roll_while_a_validator_keeps_validating() {
         &ds_of(&parent, "com"),
     );
     stop.store(false, std::sync::atomic::Ordering::Relaxed);
-    let validating = keep_validating(resolver.address(), stop.clone());
+    let validating = keep_validating(resolver.address(), questions(), stop.clone());
 
     let mut cds = String::new();
     wait_until("CDS names the new key", || {
@@ -935,4 +944,107 @@ fn nsec3_as_an_option() {
     let blog = validates(resolver, "blog.foobar.com", "A", "NOERROR");
     assert!(blog.answer.contains("192.0.2.80"), "{}", blog.answer);
     validates(resolver, "blog.foobar.com", "AAAA", "NOERROR");
+}
+
+#[test]
+fn an_algorithm_rollover_on_command_while_a_validator_keeps_validating() {
+    let test = "an_algorithm_rollover_on_command_while_a_validator_keeps_validating";
+    if tools_missing(test) {
+        return;
+    }
+    let parent = Foobar::setup()
+        .zone("com.zone", &parent_zone(1, ""))
+        .tables("[dns.zone.\"com\"]\ndnssec = true\n")
+        .start();
+    parent.wait_for_log("zone signed");
+    let child = Foobar::setup()
+        .zone("foobar.com.zone", &short_zone("foobar.com", 1, ""))
+        .dns("allow_transfer = [\"127.0.0.1\"]")
+        .tables(&format!(
+            "[dns.zone.\"foobar.com\"]\ndnssec = true\npropagation_delay = \"1s\"\n\
+             dnssec_parent = [\"{}\"]\nparent_check_interval = \"1s\"\n",
+            parent.dns
+        ))
+        .start();
+    child.wait_for_log("zone signed");
+    let old = ds_of(&child, "foobar.com");
+    let old_tag = old[0].split_whitespace().nth(3).unwrap().to_string();
+    std::fs::write(
+        parent.zone_path("com.zone"),
+        parent_zone(2, &(old.join("\n") + "\n")),
+    )
+    .unwrap();
+    wait_until("the parent serves the DS", || {
+        dig(parent.dns, &["+short", "foobar.com", "DS"]).contains(" 13 2 ")
+    });
+    let resolver = peers::unbound_stubs(
+        &[("com", parent.dns), ("foobar.com", child.dns)],
+        &ds_of(&parent, "com"),
+    );
+    validates(resolver.address(), "www.foobar.com", "A", "NOERROR");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let validating = keep_validating(resolver.address(), FOOBAR_QUESTIONS.to_vec(), stop.clone());
+
+    let ctl = |args: &[&str]| {
+        let admin = child.admin().to_string();
+        let output = output_within(
+            Command::new(support::binary())
+                .args(["ctl", "--admin", &admin, "dnssec", "algorithm"])
+                .args(args),
+        );
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+        )
+    };
+    let (ok, said) = ctl(&["foobar.com", "ecdsap256sha256"]);
+    assert!(!ok && said.contains("already"), "{said}");
+    let (ok, said) = ctl(&["foobar.com", "ed25519"]);
+    assert!(ok, "{said}");
+    assert!(
+        said.contains("algorithm rollover: key ") && said.contains("(algorithm 15)"),
+        "{said}"
+    );
+    let new_tag = tag_after(&said, "key ");
+    let (ok, said) = ctl(&["foobar.com", "ed25519"]);
+    assert!(!ok && said.contains("under way"), "{said}");
+
+    // Signed by both algorithms before the new key is published; the zone verifies at every
+    // step.
+    wait_until("signatures of both algorithms", || {
+        let text = transfer_zone(child.dns, "foobar.com");
+        text.contains("\tRRSIG\tA 15 ") && text.contains("\tRRSIG\tA 13 ")
+    });
+    assert_eq!(dnskey_tags(child.dns, "foobar.com"), vec![old_tag.clone()]);
+    verify_zone(&transfer_zone(child.dns, "foobar.com"), "foobar.com", true);
+    wait_until("the new key published", || {
+        dnskey_tags(child.dns, "foobar.com").contains(&new_tag)
+    });
+    verify_zone(&transfer_zone(child.dns, "foobar.com"), "foobar.com", true);
+    let mut cds = String::new();
+    wait_until("CDS names the new key", || {
+        cds = dig(child.dns, &["+short", "foobar.com", "CDS"]);
+        cds.starts_with(&format!("{new_tag} 15 2 "))
+    });
+    std::fs::write(
+        parent.zone_path("com.zone"),
+        parent_zone(3, &format!("foobar.com. IN DS {}\n", cds.trim())),
+    )
+    .unwrap();
+    child.wait_for_log("the parent serves the new key's DS");
+    let before = child.log_len();
+    child.wait_for_log_after(before, &format!("key {old_tag} removed"));
+    let text = transfer_zone(child.dns, "foobar.com");
+    assert!(!text.contains("\tRRSIG\tA 13 "), "{text}");
+    assert_eq!(dnskey_tags(child.dns, "foobar.com"), vec![new_tag]);
+    verify_zone(&text, "foobar.com", true);
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (asked, failed) = validating.join().unwrap();
+    assert!(
+        failed.is_empty(),
+        "{} of {asked} did not validate: {failed:?}",
+        failed.len()
+    );
+    assert!(asked > 50, "{asked}");
 }

@@ -218,6 +218,28 @@ impl Dns {
         self.live.load().signing.set_planning(plans);
     }
 
+    /// Starts an algorithm rollover of the signed zone `zone` (text) to `algorithm` (its
+    /// name, as `dnssec_algorithm` takes it): what it did, or why not.
+    pub fn dnssec_algorithm_rollover(
+        &self,
+        zone: &str,
+        algorithm: &str,
+    ) -> Result<String, crate::dnssec::roll::RolloverError> {
+        use crate::dnssec::roll::RolloverError;
+        let origin = wire::name::from_text(zone).map_err(|_| RolloverError::NotSigned)?;
+        let algorithm: crate::dnssec::Algorithm =
+            serde::Deserialize::deserialize(serde::de::value::StrDeserializer::<
+                serde::de::value::Error,
+            >::new(algorithm))
+            .map_err(|_| RolloverError::UnknownAlgorithm(algorithm.to_string()))?;
+        let live = self.live.load();
+        let said =
+            live.signing
+                .start_algorithm_rollover(&origin, algorithm, crate::dnssec::now())?;
+        live.keys_changed.notify_one();
+        Ok(said.join("; "))
+    }
+
     /// Told each time this node changes the key files of a signed zone (a rollover's step).
     pub fn dnssec_key_changes(&self) -> Arc<tokio::sync::Notify> {
         self.live.load().signing.changes()

@@ -134,13 +134,16 @@ impl std::fmt::Debug for Key {
 pub struct Times {
     /// Its DNSKEY is in the zone from then.
     pub publish: u64,
-    /// It signs from then: the zone's data (a ZSK, a CSK); for a key the parent points at, it
-    /// is also the one CDS and CDNSKEY name from then.
+    /// It signs the zone's data (a ZSK, a CSK) from then.
     pub active: u64,
-    /// It signs the zone's data, and is named by CDS, until then.
+    /// For a key the parent points at: CDS and CDNSKEY name it from then, once its DNSKEY is in
+    /// every cache (absent: from `active`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready: Option<u64>,
+    /// It signs until then.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retire: Option<u64>,
-    /// Its DNSKEY (and its signature over the DNSKEY set) leaves the zone then.
+    /// Its DNSKEY leaves the zone then.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remove: Option<u64>,
     /// When the parent's servers were all seen serving its DS.
@@ -163,9 +166,28 @@ impl Times {
         self.publish <= now && self.remove.is_none_or(|remove| now < remove)
     }
 
-    /// Whether it signs the zone's data (and is named by CDS) at `now`.
+    /// Whether it signs the zone's data at `now`: between `active` and `retire`, published or
+    /// not (an algorithm rollover signs with the new keys before they are published, and with
+    /// the old ones after they are gone, RFC 6781 section 4.1.4).
     pub fn signs(&self, now: u64) -> bool {
-        self.published(now) && self.active <= now && self.retire.is_none_or(|retire| now < retire)
+        self.active <= now && self.retire.is_none_or(|retire| now < retire)
+    }
+
+    /// Whether it signs the DNSKEY set (a KSK or CSK) at `now`: from when it is published or
+    /// signs, whichever comes first, to when it neither is nor does.
+    pub fn signs_keys(&self, now: u64) -> bool {
+        self.publish.min(self.active) <= now && (self.published(now) || self.signs(now))
+    }
+
+    /// When CDS and CDNSKEY may name it.
+    pub fn ready_at(&self) -> u64 {
+        self.ready.unwrap_or(self.active)
+    }
+
+    /// When it has left the zone altogether (no DNSKEY, no signature), if that is planned.
+    pub fn gone_at(&self) -> Option<u64> {
+        self.remove
+            .map(|remove| remove.max(self.retire.unwrap_or(remove)))
     }
 
     /// Its events, as (what, when).
@@ -173,6 +195,7 @@ impl Times {
         [
             ("publish", Some(self.publish)),
             ("active", Some(self.active)),
+            ("ready", self.ready),
             ("retire", self.retire),
             ("remove", self.remove),
         ]
@@ -335,18 +358,27 @@ pub fn zone_signing(keys: &[Key], now: u64) -> Vec<&Key> {
     }
 }
 
-/// The KSKs or CSKs the parent is to point at, at `now` (what CDS and CDNSKEY name): the active
-/// ones, else the newest.
+/// The KSKs or CSKs the parent is to point at, at `now` (what CDS and CDNSKEY name): of those
+/// published and ready, the newest (a rollover's new key replaces the old one there), else the
+/// newest of all.
 pub fn entry_points(keys: &[Key], now: u64) -> Vec<&Key> {
     let sep = || keys.iter().filter(|key| key.is_sep());
-    let active: Vec<&Key> = sep().filter(|key| key.times.signs(now)).collect();
-    if active.is_empty() {
-        sep()
-            .max_by_key(|key| key.times.active)
+    let ready = || {
+        sep().filter(|key| {
+            let times = &key.times;
+            times.published(now)
+                && times.ready_at() <= now
+                && times.retire.is_none_or(|retire| now < retire)
+        })
+    };
+    match ready().map(|key| key.times.ready_at()).max() {
+        Some(newest) => ready()
+            .filter(|key| key.times.ready_at() == newest)
+            .collect(),
+        None => sep()
+            .max_by_key(|key| key.times.ready_at())
             .into_iter()
-            .collect()
-    } else {
-        active
+            .collect(),
     }
 }
 

@@ -233,7 +233,7 @@ impl Signing {
             return Ok(entry.keys.clone());
         }
         let mut keys = entry.keys.to_vec();
-        let steps = roll::plan(&mut keys, policy.algorithm, &policy.schedule, ttls, now)?;
+        let steps = roll::plan(&mut keys, &policy.schedule, ttls, now)?;
         if !steps.is_empty() {
             key::replace_files(&self.folder(origin), &key::files(&keys)?)?;
             for step in &steps {
@@ -243,6 +243,36 @@ impl Signing {
             self.changed.notify_one();
         }
         Ok(entry.keys.clone())
+    }
+
+    /// Starts an algorithm rollover of the zone `origin` to `algorithm` at `now`; what it did,
+    /// for the log and the operator. Only the node that plans the keys can.
+    pub fn start_algorithm_rollover(
+        &self,
+        origin: &[u8],
+        algorithm: Algorithm,
+        now: u64,
+    ) -> Result<Vec<String>, roll::RolloverError> {
+        let policy = self
+            .policies
+            .get(&name::key_of(origin))
+            .ok_or(roll::RolloverError::NotSigned)?;
+        if !self.planning() {
+            return Err(roll::RolloverError::NotPlanner);
+        }
+        let mut zones = self.zones.lock().unwrap_or_else(PoisonError::into_inner);
+        let entry = self.entry(&mut zones, origin)?;
+        let mut keys = entry.keys.to_vec();
+        let steps = roll::start_algorithm(&mut keys, algorithm, &policy.schedule, entry.ttls, now)?;
+        key::replace_files(&self.folder(origin), &key::files(&keys)?)?;
+        let said: Vec<String> = steps.iter().map(ToString::to_string).collect();
+        for step in &said {
+            info!(zone = %name::to_text(origin), "DNSSEC {step}");
+        }
+        entry.keys = Arc::new(keys);
+        entry.signed_at = 0;
+        self.changed.notify_one();
+        Ok(said)
     }
 
     /// The KSK or CSK rollovers waiting for the parent's DS whose parent servers are due to be

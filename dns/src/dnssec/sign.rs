@@ -135,10 +135,9 @@ pub fn sign_zone(
     // The DNSKEY set (and CDS, CDNSKEY) is signed by the keys the parent may point at, the rest
     // by the zone-signing keys: the ZSKs where there are, else the CSKs.
     let published: Vec<&Key> = keys.iter().filter(|key| key.times.published(now)).collect();
-    let sep: Vec<&Key> = published
+    let sep: Vec<&Key> = keys
         .iter()
-        .copied()
-        .filter(|key| key.is_sep())
+        .filter(|key| key.is_sep() && key.times.signs_keys(now))
         .collect();
     let entry_points = super::key::entry_points(keys, now);
     let zone_signing = super::key::zone_signing(keys, now);
