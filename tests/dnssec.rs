@@ -1048,3 +1048,35 @@ fn an_algorithm_rollover_on_command_while_a_validator_keeps_validating() {
     );
     assert!(asked > 50, "{asked}");
 }
+
+#[test]
+fn a_zone_whose_signatures_expired_while_stopped_is_signed_again() {
+    if tools_missing("a_zone_whose_signatures_expired_while_stopped_is_signed_again") {
+        return;
+    }
+    // Signatures valid for 12 s; the server is stopped 13 s, past their expiry: what it kept
+    // (its last good copy) is signed again at start, not served expired.
+    let server = signed_server(
+        &zone(1, ""),
+        "signature_validity = \"12s\"\nsignature_refresh = \"4s\"",
+    );
+    let before = transfer(server.dns);
+    let server = server.restart_after(std::time::Duration::from_secs(13));
+    let line = server.wait_for_log("zone signed");
+    let after = transfer(server.dns);
+    let count = |text: &str| {
+        text.lines()
+            .filter(|line| line.contains("\tRRSIG\t"))
+            .count()
+    };
+    assert_eq!(signatures_made(&line), count(&after), "{line}");
+    assert!(
+        after
+            .lines()
+            .filter(|line| line.contains("\tRRSIG\t"))
+            .all(|sig| !before.contains(sig))
+    );
+    verify(&after);
+    let resolver = peers::unbound("foobar.com", server.dns, &ds_records(&server));
+    validates(resolver.address(), "www.foobar.com", "A", "NOERROR");
+}

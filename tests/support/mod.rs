@@ -387,9 +387,15 @@ impl Foobar {
     }
 
     /// Stops the server (SIGTERM) and starts it again on the same folder, config and data.
-    pub fn restart(mut self) -> Foobar {
+    pub fn restart(self) -> Foobar {
+        self.restart_after(Duration::ZERO)
+    }
+
+    /// [`Foobar::restart`], the server stopped for `pause` in between.
+    pub fn restart_after(mut self, pause: Duration) -> Foobar {
         self.signal("TERM");
         assert!(self.wait().success());
+        std::thread::sleep(pause);
         let dir = tempfile::TempDir::new().unwrap();
         let dir = std::mem::replace(&mut self.dir, dir);
         drop(self);
