@@ -86,6 +86,17 @@ rss_mb() { # rss_mb PID...
   awk -v k="$(rss_kb "$@")" 'BEGIN { printf "%.0f", k / 1024 }'
 }
 
+# The peak resident memory (VmHWM) of each PID and their descendants, summed, in MB.
+peak_mb() { # peak_mb PID...
+  local total=0
+  for pid in $(process_tree "$@"); do
+    local kb
+    kb=$(awk '/^VmHWM/ {print $2}' /proc/"$pid"/status 2>/dev/null || echo 0)
+    total=$((total + ${kb:-0}))
+  done
+  awk -v k="$total" 'BEGIN { printf "%.0f", k / 1024 }'
+}
+
 # Resident memory of each PID and their descendants, summed, in KiB.
 rss_kb() { # rss_kb PID...
   local total=0

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A large zone side by side: foobar, Knot DNS and NSD load a generated zone of N hosts
 # (1,000,000 hosts = ~1.26M records). Prints the time from start until the last record
-# answers, resident memory after loading, and answers per server CPU-second against it.
+# answers, resident memory after loading and its peak while loading, and answers per server
+# CPU-second against it.
 #
 #   benches/zone-scale.sh [--hosts N] [--seconds S] [--dnssec]
 #
@@ -55,7 +56,7 @@ else
 fi
 
 echo "zone: $records records ($hosts hosts)" >&2
-printf '%-7s %10s %10s %16s\n' server "load s" "RSS MB" "answers/CPU-s"
+printf '%-7s %10s %10s %10s %16s\n' server "load s" "RSS MB" "peak MB" "answers/CPU-s"
 for server in $servers; do
   start=$(date +%s.%N)
   case $server in
@@ -72,13 +73,14 @@ for server in $servers; do
   loaded=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.2f", e - s }')
   sleep 1
   rss=$(rss_mb "$pid")
+  peak=$(peak_mb "$pid")
   before=$(cpu_seconds "$pid")
   # shellcheck disable=SC2086
   out=$(taskset -c "$CLIENT_CORE" dnsperf -s 127.0.0.1 -p "$port" -d "$work/queries.txt" -l "$seconds" -c 8 -q 500 -T 1 $perf_flags 2>&1)
   after=$(cpu_seconds "$pid")
   answered=$(awk '/Queries completed:/ {print $3}' <<<"$out")
   per_cpu=$(awk -v a="$answered" -v b="$before" -v c="$after" 'BEGIN { d = c - b; printf "%.0f", (d > 0 ? a / d : 0) }')
-  printf '%-7s %10s %10s %16s\n' "$server" "$loaded" "$rss" "$per_cpu"
+  printf '%-7s %10s %10s %10s %16s\n' "$server" "$loaded" "$rss" "$peak" "$per_cpu"
   stop "$pid"
   pid=""
 done
