@@ -188,14 +188,25 @@ async fn sync_round(
         .await?;
     for zone in zones {
         let prefix = prefix(zone);
-        let mut shared = keys_in(store, &prefix).await?;
+        let rows = store.shared(&prefix).await?;
+        let writer = format!("{prefix}writer");
+        // The node that last put key files there: if this one, its own files are newer than
+        // the database's (a change it made while the database was out of reach, or before a
+        // restart) and go there, rather than being replaced.
+        let wrote_last = rows
+            .iter()
+            .any(|row| row.name == writer && row.value == holder.as_bytes());
+        let mut shared = key_rows(rows, &prefix);
         shared.sort();
         let mut local = foobar_dns::kept_key_files(state_dir, zone)?;
         local.sort();
         if shared == local {
             continue;
         }
-        if plans && was_planning {
+        if plans && (was_planning || wrote_last || shared.is_empty()) {
+            store
+                .put_shared(&writer, holder.as_bytes(), unix_now())
+                .await?;
             for (name, bytes) in &local {
                 if !shared.contains(&(name.clone(), bytes.clone())) {
                     store
@@ -221,13 +232,15 @@ async fn sync_round(
 
 /// The key files under `prefix` in the database, by file name.
 async fn keys_in(store: &Store, prefix: &str) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
-    Ok(store
-        .shared(prefix)
-        .await?
-        .into_iter()
+    Ok(key_rows(store.shared(prefix).await?, prefix))
+}
+
+/// The key files among `rows` (under `prefix`), by file name.
+fn key_rows(rows: Vec<foobar_app::store::Shared>, prefix: &str) -> Vec<(String, Vec<u8>)> {
+    rows.into_iter()
         .filter_map(|row| {
             let name = row.name.strip_prefix(prefix)?.to_string();
             name.ends_with(".key").then_some((name, row.value))
         })
-        .collect())
+        .collect()
 }

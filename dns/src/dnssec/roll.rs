@@ -248,18 +248,19 @@ pub fn start_algorithm(
     ttls: Ttls,
     now: u64,
 ) -> Result<Vec<Step>, RolloverError> {
-    if let Some(key) = keys
-        .iter()
-        .find(|key| key.times.retire.is_some() || key.times.remove.is_some())
-    {
-        return Err(RolloverError::Underway(key.tag));
+    // A rollover under way is a second key of a kind, until the old one has gone.
+    for sep in [true, false] {
+        if let [_, second, ..] = keys
+            .iter()
+            .filter(|key| key.is_sep() == sep)
+            .collect::<Vec<_>>()[..]
+        {
+            return Err(RolloverError::Underway(second.tag));
+        }
     }
     let [sep, ..] = entry_points(keys, now)[..] else {
         return Ok(Vec::new());
     };
-    if let Some(newer) = keys.iter().find(|key| key.times.active > sep.times.active) {
-        return Err(RolloverError::Underway(newer.tag));
-    }
     if sep.algorithm == algorithm {
         return Err(RolloverError::Same(algorithm));
     }

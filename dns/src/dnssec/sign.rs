@@ -8,7 +8,7 @@
 //! `ring` signature each; converting every record to another library's types and back would
 //! cost more code and memory than it saves.
 
-use std::borrow::Cow;
+use std::{borrow::Cow, hash::BuildHasher};
 
 use super::{key::Key, nsec3};
 use crate::{
@@ -31,6 +31,29 @@ impl Default for Validity {
             lifetime: 14 * 86_400,
             refresh: 5 * 86_400,
         }
+    }
+}
+
+impl Validity {
+    /// How far expirations are spread, so that a zone's signatures do not all expire in the
+    /// same second (BIND's `signatures-jitter`, 12 hours by default): an eighth of the time
+    /// between signing and refresh, at most 12 hours.
+    pub fn jitter(&self) -> u32 {
+        (self.lifetime.saturating_sub(self.refresh) / 8).min(12 * 3600)
+    }
+
+    /// The expiration of a signature made at `now` over `owner`/`rtype`: the lifetime less a
+    /// part of the jitter that depends on the RRset alone.
+    fn expiration(&self, now: u64, owner: &[u8], rtype: Rtype) -> u64 {
+        let jitter = u64::from(self.jitter());
+        let spread = if jitter == 0 {
+            0
+        } else {
+            let hash = foldhash::fast::FixedState::with_seed(0x0d15_5ec0)
+                .hash_one((name::lowercase(owner), rtype.0));
+            hash % jitter
+        };
+        now + u64::from(self.lifetime) - spread
     }
 }
 
@@ -113,7 +136,7 @@ pub fn sign_zone(
     let origin = zone.origin();
     let nsec_ttl = zone.negative_ttl();
     let inception = now.saturating_sub(INCEPTION_SKEW);
-    let expiration = now + u64::from(validity.lifetime);
+    let latest = now + u64::from(validity.lifetime);
 
     // The nodes of the NSEC chain, in canonical order; or those the NSEC3 chain hashes.
     let chain: Vec<NodeId> = zone
@@ -130,8 +153,10 @@ pub fn sign_zone(
     // twice the records of its file, and owned records for each would be the peak of memory.
     let mut out = Records::default();
     let mut signatures = 0usize;
-    let mut earliest = expiration;
-    let refresh_before = now + u64::from(validity.refresh);
+    let mut earliest = latest;
+    // Signatures that expire within the refresh and the jitter are made again together: a
+    // refresh is one pass over the zone, not one per spread-out expiration.
+    let refresh_before = now + u64::from(validity.refresh) + u64::from(validity.jitter());
     // The DNSKEY set (and CDS, CDNSKEY) is signed by the keys the parent may point at, the rest
     // by the zone-signing keys: the ZSKs where there are, else the CSKs.
     let published: Vec<&Key> = keys.iter().filter(|key| key.times.published(now)).collect();
@@ -159,6 +184,8 @@ pub fn sign_zone(
                     out.push(owner, rtype::RRSIG, ttl, &kept);
                     continue;
                 }
+                let expiration = validity.expiration(now, owner, rtype);
+                earliest = earliest.min(expiration);
                 let rdata = rrsig(
                     key, origin, owner, rtype, ttl, rdatas, inception, expiration,
                 )?;
@@ -586,5 +613,35 @@ mod tests {
         )
         .unwrap();
         assert!(sigs(&refreshed.zone).is_disjoint(&sigs(&after.zone)));
+    }
+
+    #[test]
+    fn expirations_are_spread_over_the_jitter_and_the_earliest_is_reported() {
+        let key = Key::generate(Algorithm::Ecdsap256sha256, CSK_FLAGS, 1).unwrap();
+        let validity = Validity::default();
+        assert_eq!(validity.jitter(), 12 * 3600);
+        let now = 1_800_000_000;
+        let signed = sign_zone(
+            &crate::zone::fixture::zone(20),
+            std::slice::from_ref(&key),
+            (validity, Denial::Nsec),
+            now,
+            None,
+        )
+        .unwrap();
+        let expirations: std::collections::BTreeSet<u64> = signed
+            .zone
+            .nodes()
+            .filter_map(|node| signed.zone.rrset(node, rtype::RRSIG))
+            .flat_map(|set| set.rdatas().map(|sig| signature_expiration(sig, now)))
+            .collect();
+        let latest = now + u64::from(validity.lifetime);
+        assert!(expirations.len() > 10, "{expirations:?}");
+        assert!(
+            expirations
+                .iter()
+                .all(|&at| at <= latest && at > latest - 12 * 3600)
+        );
+        assert_eq!(signed.expires, *expirations.first().unwrap());
     }
 }
