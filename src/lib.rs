@@ -44,6 +44,8 @@ pub struct Loaded {
 #[derive(Debug)]
 pub struct Bound {
     dns: Vec<foobar_dns::Sockets>,
+    /// DNS over TLS.
+    dot: Vec<std::net::TcpListener>,
     edge: foobar_edge::Sockets,
     admin: Option<std::net::TcpListener>,
 }
@@ -206,6 +208,22 @@ pub fn bind(
         handover.add(tcp_name, &sockets.tcp)?;
         dns.push(sockets);
     }
+    let mut dot = Vec::new();
+    for &addr in &config.dns.tls_listen {
+        let name = format!("dns-tls@{addr}");
+        let taken = match inherited.as_deref_mut() {
+            Some(inherited) => inherited.tcp(&name)?,
+            None => None,
+        };
+        let listener = match taken {
+            Some(listener) => listener,
+            None => std::net::TcpListener::bind(addr)
+                .with_context(|| format!("DNS over TLS listener on {addr}"))?,
+        };
+        listener.set_nonblocking(true)?;
+        handover.add(name, &listener)?;
+        dot.push(listener);
+    }
     let edge_config = &config.edge;
     let names = (
         format!("http@{}", edge_config.http),
@@ -243,7 +261,12 @@ pub fn bind(
         }
         None => None,
     };
-    Ok(Bound { dns, edge, admin })
+    Ok(Bound {
+        dns,
+        dot,
+        edge,
+        admin,
+    })
 }
 
 /// The log format the configuration asks for; text if it cannot be read.

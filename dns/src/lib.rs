@@ -40,7 +40,7 @@ pub use crate::{
         key_files, replace_key_files,
     },
     error::{AddedError, Error, ZoneError, ZoneReloadError, ZoneReloaded},
-    listener::{Sockets, bind},
+    listener::{Sockets, TlsSockets, bind},
     metrics::log_queries,
     service::{Dns, Live},
     transfer::{

@@ -59,7 +59,7 @@ const RCODES: [Rcode; 9] = [
     Rcode::BADVERS,
     Rcode::BADCOOKIE,
 ];
-const TRANSPORTS: [&str; 2] = ["udp", "tcp"];
+const TRANSPORTS: [&str; 3] = ["udp", "tcp", "dot"];
 /// Response size buckets, in bytes: the classic 512, the EDNS 1232, then TCP sizes.
 const SIZES: [u64; 8] = [64, 128, 256, 512, 1232, 4096, 16384, 65535];
 
@@ -99,13 +99,14 @@ fn transport_slot(transport: Transport) -> usize {
     match transport {
         Transport::Udp => 0,
         Transport::Tcp => 1,
+        Transport::Dot => 2,
     }
 }
 
 /// Queries of one zone (or of none) by transport, type and RCODE.
 #[derive(Debug)]
 pub struct ZoneCounters {
-    queries: [[[AtomicU64; RCODES.len() + 1]; TYPES.len() + 1]; 2],
+    queries: [[[AtomicU64; RCODES.len() + 1]; TYPES.len() + 1]; TRANSPORTS.len()],
 }
 
 impl ZoneCounters {
@@ -142,8 +143,8 @@ pub struct Metrics {
 /// answer path beyond the zone's counter); summed when scraped.
 #[derive(Debug)]
 struct Shard {
-    truncated: [AtomicU64; 2],
-    sizes: [Histogram<{ SIZES.len() }>; 2],
+    truncated: [AtomicU64; TRANSPORTS.len()],
+    sizes: [Histogram<{ SIZES.len() }>; TRANSPORTS.len()],
 }
 
 static SHARDS: Shards<Shard> = Shards::new();
@@ -151,7 +152,7 @@ static SHARDS: Shards<Shard> = Shards::new();
 thread_local! {
     static SHARD: Arc<Shard> = SHARDS.register(Shard {
         truncated: Default::default(),
-        sizes: [Histogram::new(SIZES), Histogram::new(SIZES)],
+        sizes: std::array::from_fn(|_| Histogram::new(SIZES)),
     });
 }
 

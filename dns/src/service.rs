@@ -84,6 +84,7 @@ impl Dns {
     pub fn load(config: &Config, state_dir: &Path) -> Result<Dns, Error> {
         let Config {
             listen: _,
+            tls_listen: _,
             zones,
             allow_transfer: _,
             tsig: _,
@@ -546,6 +547,7 @@ impl Dns {
     pub async fn run(
         self,
         sockets: Vec<Sockets>,
+        tls: listener::TlsSockets,
         shutdown: CancellationToken,
         drain: Duration,
     ) -> Result<(), Error> {
@@ -581,6 +583,30 @@ impl Dns {
             ));
             tasks.spawn(listener::serve_tcp(
                 tcp,
+                None,
+                self.live.clone(),
+                shutdown.clone(),
+                drain,
+            ));
+        }
+        let acceptor = tls.config.map(tokio_rustls::TlsAcceptor::from);
+        for listener in tls.listeners {
+            let Some(acceptor) = acceptor.clone() else {
+                return Err(Error::Config(
+                    "tls_listen needs the edge's certificates".to_string(),
+                ));
+            };
+            let addr = listener.local_addr().ok();
+            let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| {
+                let addr = addr.unwrap_or_else(|| ([0, 0, 0, 0], 0).into());
+                foobar_net::BindError::new("tls", addr, e)
+            })?;
+            if let Some(addr) = addr {
+                info!(%addr, "dns listening on tls (DNS over TLS)");
+            }
+            tasks.spawn(listener::serve_tcp(
+                listener,
+                Some(acceptor),
                 self.live.clone(),
                 shutdown.clone(),
                 drain,

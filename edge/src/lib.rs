@@ -260,6 +260,13 @@ impl Edge {
         Ok(edge_service(sites))
     }
 
+    /// A TLS server configuration with the sites' certificates (files, self-signed or ACME, as
+    /// they change), for another protocol on its own port, named by `alpn`: DNS over TLS takes
+    /// the edge's certificates this way. TLS 1.2 and 1.3, no 0-RTT.
+    pub fn tls_server_config(&self, alpn: &[&[u8]]) -> Result<rustls::ServerConfig, Error> {
+        self.certificates.server_config(alpn, true)
+    }
+
     /// How long stopping waits for requests in flight (`shutdown_timeout`).
     pub fn drain_timeout(&self) -> Duration {
         Duration::from_secs(self.live.config.load().shutdown_timeout)

@@ -170,12 +170,21 @@ async fn start(
             &acme_stop,
         );
     }
+    // DNS over TLS answers with the edge's certificates.
+    let dot = foobar_dns::TlsSockets {
+        config: if bound.dot.is_empty() {
+            None
+        } else {
+            Some(Arc::new(edge.tls_server_config(&[b"dot"])?))
+        },
+        listeners: bound.dot,
+    };
     let servers = {
         let (dns, edge, shutdown, quic) =
             (dns.clone(), edge.clone(), shutdown.clone(), quic.clone());
         tokio::spawn(async move {
             let (dns_result, edge_result) = tokio::join!(
-                dns.run(bound.dns, shutdown.clone(), drain),
+                dns.run(bound.dns, dot, shutdown.clone(), drain),
                 edge.run(bound.edge, app, shutdown.clone(), quic)
             );
             dns_result?;

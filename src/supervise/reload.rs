@@ -104,6 +104,7 @@ impl Supervisor {
 fn needs_new_sockets(current: &Config, new: &Config) -> bool {
     current.state_dir != new.state_dir
         || current.dns.listen != new.dns.listen
+        || current.dns.tls_listen != new.dns.tls_listen
         || current.edge.http != new.edge.http
         || current.edge.https != new.edge.https
         || current.admin.listen != new.admin.listen

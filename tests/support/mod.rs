@@ -368,7 +368,7 @@ impl Foobar {
         address_of(line)
     }
 
-    fn address_in(&self, needle: &str) -> SocketAddr {
+    pub fn address_in(&self, needle: &str) -> SocketAddr {
         address_of(&self.wait_for_log(needle))
     }
 

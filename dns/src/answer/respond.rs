@@ -49,6 +49,8 @@ pub enum Transport {
     Udp,
     /// Over TCP: up to 64 KiB, and transfers.
     Tcp,
+    /// Over TLS (RFC 7858): as over TCP.
+    Dot,
 }
 
 /// What to do with a query.
@@ -196,7 +198,7 @@ impl EdnsOptions<'_> {
 /// size within 512..1232.
 fn payload_limit(transport: Transport, edns: Option<Edns<'_>>) -> usize {
     match (transport, edns) {
-        (Transport::Tcp, _) => usize::from(u16::MAX),
+        (Transport::Tcp | Transport::Dot, _) => usize::from(u16::MAX),
         (Transport::Udp, None) => PLAIN_UDP_PAYLOAD,
         (Transport::Udp, Some(edns)) => usize::from(
             edns.payload

@@ -12,6 +12,9 @@ use crate::transfer::access::{Peer, Rule};
 pub struct Config {
     /// Addresses to answer on, each over UDP and TCP.
     pub listen: Vec<SocketAddr>,
+    /// Addresses to answer DNS over TLS on (RFC 7858; port 853 is its own), with the web edge's
+    /// certificates and ALPN `dot`. None by default.
+    pub tls_listen: Vec<SocketAddr>,
     /// Folder whose `*.zone` files are served.
     pub zones: PathBuf,
     /// Who may transfer zones (AXFR, IXFR) that have no rules of their own: addresses,
@@ -57,6 +60,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen: vec![SocketAddr::from(([127, 0, 0, 1], 5353))],
+            tls_listen: Vec::new(),
             zones: PathBuf::from("zones"),
             allow_transfer: Vec::new(),
             tsig: Vec::new(),

@@ -56,6 +56,16 @@ impl Sockets {
     }
 }
 
+/// The DNS-over-TLS listeners, and the TLS configuration they answer with (the edge's
+/// certificates, ALPN `dot`).
+#[derive(Debug, Default)]
+pub struct TlsSockets {
+    /// One TCP listener per `tls_listen` address.
+    pub listeners: Vec<std::net::TcpListener>,
+    /// Needed when there are listeners.
+    pub config: Option<Arc<rustls::ServerConfig>>,
+}
+
 /// Binds UDP and TCP on `addr` (one port for both; with port 0, one the system picks).
 pub fn bind(addr: SocketAddr) -> Result<Sockets, Error> {
     let (udp, tcp) = foobar_net::bind_same_port(addr)?;

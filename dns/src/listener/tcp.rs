@@ -1,16 +1,17 @@
-//! TCP (RFC 7766): connections bounded in all and per address, pipelined queries answered in
-//! order, transfers streamed.
+//! TCP (RFC 7766), and TLS over it (RFC 7858, DNS over TLS): connections bounded in all and
+//! per address, pipelined queries answered in order, transfers streamed.
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use arc_swap::ArcSwap;
 use foobar_net::PerAddress;
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::{TcpListener, TcpStream},
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
+    net::TcpListener,
     sync::Semaphore,
     task::JoinSet,
 };
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -52,9 +53,12 @@ impl Bounds {
 /// When stopping, how long a TCP connection that has not sent its first query is waited for.
 const FIRST_QUERY_GRACE: Duration = Duration::from_secs(1);
 
-/// Accepts TCP connections (RFC 7766) up to the configured bounds: in all, and per address.
+/// Accepts TCP connections (RFC 7766) up to the configured bounds: in all, and per address;
+/// with `tls`, each is a TLS connection (DNS over TLS, RFC 7858) whose handshake must end
+/// within the I/O timeout.
 pub async fn serve_tcp(
     listener: TcpListener,
+    tls: Option<TlsAcceptor>,
     live: Arc<ArcSwap<impl Serving>>,
     shutdown: CancellationToken,
     drain: Duration,
@@ -93,9 +97,19 @@ pub async fn serve_tcp(
         // to accept must not leave the new connection on the replaced zones.
         let shared = live.load().shared().clone();
         let shutdown = shutdown.clone();
+        let tls = tls.clone();
         crate::metrics::metrics().tcp_opened();
         connections.spawn(async move {
-            if let Err(e) = connection(stream, peer, &shared, &shutdown).await {
+            let served = match tls {
+                None => connection(stream, Transport::Tcp, peer, &shared, &shutdown).await,
+                Some(tls) => match handshake(&tls, stream, shared.tcp_io_timeout).await {
+                    Ok(stream) => {
+                        connection(stream, Transport::Dot, peer, &shared, &shutdown).await
+                    }
+                    Err(e) => Err(e),
+                },
+            };
+            if let Err(e) = served {
                 debug!(error = %e, %peer, "tcp connection");
             }
             crate::metrics::metrics().tcp_closed();
@@ -115,13 +129,31 @@ pub async fn serve_tcp(
     }
 }
 
+/// The TLS handshake of a DNS-over-TLS connection, within `timeout`.
+async fn handshake(
+    tls: &TlsAcceptor,
+    stream: tokio::net::TcpStream,
+    timeout: Duration,
+) -> std::io::Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>> {
+    stream.set_nodelay(true)?;
+    match tokio::time::timeout(timeout, tls.accept(stream)).await {
+        Ok(accepted) => accepted,
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "no TLS handshake within the I/O timeout",
+        )),
+    }
+}
+
+/// One connection's queries and answers, over TCP or TLS (`transport`).
 async fn connection(
-    mut stream: TcpStream,
+    mut stream: impl AsyncRead + AsyncWrite + Unpin + SetNodelay,
+    transport: Transport,
     peer: SocketAddr,
     shared: &Shared,
     shutdown: &CancellationToken,
 ) -> std::io::Result<()> {
-    stream.set_nodelay(true)?;
+    stream.set_nodelay()?;
     let io_timeout = shared.tcp_io_timeout;
     // What has arrived and is not answered yet: `input[start..end]`. Room for the largest
     // message and its length, and more, so that pipelined queries are read together.
@@ -136,7 +168,7 @@ async fn connection(
         // The queries that arrived together are answered from one version of the zones.
         let catalog = shared.catalog.load_full();
         let client = Client {
-            transport: Transport::Tcp,
+            transport,
             address: peer.ip(),
             now: unix_now(),
         };
@@ -244,9 +276,27 @@ fn frame(pending: &mut Vec<u8>, message: &[u8]) {
     pending.extend_from_slice(message);
 }
 
+/// A stream whose writes go out at once (`TCP_NODELAY`): answers are written whole.
+trait SetNodelay {
+    fn set_nodelay(&self) -> std::io::Result<()>;
+}
+
+impl SetNodelay for tokio::net::TcpStream {
+    fn set_nodelay(&self) -> std::io::Result<()> {
+        tokio::net::TcpStream::set_nodelay(self, true)
+    }
+}
+
+impl SetNodelay for tokio_rustls::server::TlsStream<tokio::net::TcpStream> {
+    /// Set on the TCP stream before the handshake.
+    fn set_nodelay(&self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Writes `bytes` (and empties it) within `timeout`.
 async fn write_pending(
-    stream: &mut TcpStream,
+    stream: &mut (impl AsyncWrite + Unpin),
     bytes: &mut Vec<u8>,
     timeout: Duration,
 ) -> std::io::Result<()> {

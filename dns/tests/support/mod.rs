@@ -52,7 +52,12 @@ impl Server {
         let sockets = vec![foobar_dns::bind(config.listen[0]).unwrap()];
         let addr = sockets[0].local_addr().unwrap();
         let shutdown = CancellationToken::new();
-        tokio::spawn(dns.run(sockets, shutdown.clone(), Duration::from_secs(10)));
+        tokio::spawn(dns.run(
+            sockets,
+            foobar_dns::TlsSockets::default(),
+            shutdown.clone(),
+            Duration::from_secs(10),
+        ));
         Server {
             addr,
             dir,
