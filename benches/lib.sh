@@ -88,21 +88,21 @@ rss_mb() { # rss_mb PID...
 
 # The peak resident memory (VmHWM) of each PID and their descendants, summed, in MB.
 peak_mb() { # peak_mb PID...
-  local total=0
-  for pid in $(process_tree "$@"); do
-    local kb
-    kb=$(awk '/^VmHWM/ {print $2}' /proc/"$pid"/status 2>/dev/null || echo 0)
-    total=$((total + ${kb:-0}))
-  done
-  awk -v k="$total" 'BEGIN { printf "%.0f", k / 1024 }'
+  awk -v k="$(status_kb VmHWM "$@")" 'BEGIN { printf "%.0f", k / 1024 }'
 }
 
 # Resident memory of each PID and their descendants, summed, in KiB.
 rss_kb() { # rss_kb PID...
-  local total=0
+  status_kb VmRSS "$@"
+}
+
+# A /proc/PID/status field in kB (VmRSS, VmHWM) of each PID and their descendants, summed.
+status_kb() { # status_kb FIELD PID...
+  local field=$1 total=0
+  shift
   for pid in $(process_tree "$@"); do
     local kb
-    kb=$(awk '/^VmRSS/ {print $2}' /proc/"$pid"/status 2>/dev/null || echo 0)
+    kb=$(awk -v f="$field:" '$1 == f {print $2}' /proc/"$pid"/status 2>/dev/null || echo 0)
     total=$((total + ${kb:-0}))
   done
   echo "$total"

@@ -211,15 +211,7 @@ pub fn bind(
     let mut dot = Vec::new();
     for &addr in &config.dns.tls_listen {
         let name = format!("dns-tls@{addr}");
-        let taken = match inherited.as_deref_mut() {
-            Some(inherited) => inherited.tcp(&name)?,
-            None => None,
-        };
-        let listener = match taken {
-            Some(listener) => listener,
-            None => std::net::TcpListener::bind(addr)
-                .with_context(|| format!("DNS over TLS listener on {addr}"))?,
-        };
+        let listener = tcp_listener(inherited.as_deref_mut(), &name, addr, "DNS over TLS")?;
         listener.set_nonblocking(true)?;
         handover.add(name, &listener)?;
         dot.push(listener);
@@ -247,15 +239,7 @@ pub fn bind(
     let admin = match config.admin.address()? {
         Some(addr) => {
             let name = format!("admin@{addr}");
-            let taken = match inherited {
-                Some(inherited) => inherited.tcp(&name)?,
-                None => None,
-            };
-            let listener = match taken {
-                Some(listener) => listener,
-                None => std::net::TcpListener::bind(addr)
-                    .with_context(|| format!("admin listener on {addr}"))?,
-            };
+            let listener = tcp_listener(inherited, &name, addr, "admin")?;
             handover.add(name, &listener)?;
             Some(listener)
         }
@@ -267,6 +251,24 @@ pub fn bind(
         edge,
         admin,
     })
+}
+
+/// The TCP listener `name` a predecessor hands over, else one bound on `addr` (`what` says
+/// which, in an error).
+fn tcp_listener(
+    inherited: Option<&mut Inherited>,
+    name: &str,
+    addr: std::net::SocketAddr,
+    what: &str,
+) -> anyhow::Result<std::net::TcpListener> {
+    if let Some(listener) = inherited
+        .map(|inherited| inherited.tcp(name))
+        .transpose()?
+        .flatten()
+    {
+        return Ok(listener);
+    }
+    std::net::TcpListener::bind(addr).with_context(|| format!("{what} listener on {addr}"))
 }
 
 /// The log format the configuration asks for; text if it cannot be read.

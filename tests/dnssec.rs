@@ -157,6 +157,49 @@ fn ds_of(server: &Foobar, zone: &str) -> Vec<String> {
         .collect()
 }
 
+/// Asserts that the resolver validates the answers and proofs of [`zone`]: a name, NXDOMAIN
+/// (also below a missing name), NODATA, NODATA at an empty non-terminal and a name below it, a
+/// wildcard's expansion (also two labels deep) and a type it lacks, a signed DS at a delegation
+/// and the proof that another has none.
+fn proofs_validate(resolver: SocketAddr) {
+    let www = validates(resolver, "www.foobar.com", "A", "NOERROR");
+    assert!(www.answer.contains("8.8.8.8"), "{}", www.answer);
+    validates(resolver, "nothere.foobar.com", "A", "NXDOMAIN");
+    validates(resolver, "a.b.nothere.foobar.com", "A", "NXDOMAIN");
+    validates(resolver, "www.foobar.com", "TXT", "NOERROR");
+    validates(resolver, "_tcp.foobar.com", "A", "NOERROR");
+    validates(resolver, "x._tcp.foobar.com", "A", "NXDOMAIN");
+    let wild = validates(resolver, "any.wild.foobar.com", "TXT", "NOERROR");
+    assert!(wild.answer.contains("from the wildcard"), "{}", wild.answer);
+    validates(resolver, "a.b.wild.foobar.com", "TXT", "NOERROR");
+    validates(resolver, "other.wild.foobar.com", "A", "NOERROR");
+    let secure = validates(resolver, "secure.foobar.com", "DS", "NOERROR");
+    assert!(secure.answer.contains("12345 13 2"), "{}", secure.answer);
+    let insecure = validates(resolver, "sub.foobar.com", "DS", "NOERROR");
+    assert!(insecure.answer.is_empty(), "{}", insecure.answer);
+}
+
+/// Adds one record to [`zone`] on `server`: served signed at once with at most 4 signatures
+/// made (the rest kept), the zone still verifies, and the new name and its NODATA validate.
+fn an_edit_is_signed_where_it_changed(server: &Foobar, resolver: SocketAddr) {
+    let before = server.log_len();
+    std::fs::write(
+        server.zone_path("foobar.com.zone"),
+        zone(2, "blog             IN A    192.0.2.80\n"),
+    )
+    .unwrap();
+    let line = server.wait_for_log_after(before, "zone signed");
+    let made = signatures_made(&line);
+    assert!(
+        made <= 4,
+        "an edit of one record made {made} signatures: {line}"
+    );
+    verify(&transfer(server.dns));
+    let blog = validates(resolver, "blog.foobar.com", "A", "NOERROR");
+    assert!(blog.answer.contains("192.0.2.80"), "{}", blog.answer);
+    validates(resolver, "blog.foobar.com", "AAAA", "NOERROR");
+}
+
 /// The `signatures_made` of a "zone signed" log line.
 fn signatures_made(line: &str) -> usize {
     line.split("signatures_made=")
@@ -228,42 +271,11 @@ fn a_signed_zone_verifies_and_validates_through_edits_and_restarts() {
     let resolver = peers::unbound("foobar.com", server.dns, &ds);
     let resolver = resolver.address();
 
-    let www = validates(resolver, "www.foobar.com", "A", "NOERROR");
-    assert!(www.answer.contains("8.8.8.8"), "{}", www.answer);
     validates(resolver, "foobar.com", "MX", "NOERROR");
     validates(resolver, "foobar.com", "DNSKEY", "NOERROR");
-    // NXDOMAIN, NODATA, NODATA at an empty non-terminal, a name below one.
-    validates(resolver, "nothere.foobar.com", "A", "NXDOMAIN");
-    validates(resolver, "www.foobar.com", "TXT", "NOERROR");
-    validates(resolver, "_tcp.foobar.com", "A", "NOERROR");
-    validates(resolver, "x._tcp.foobar.com", "A", "NXDOMAIN");
-    // A wildcard's expansion, and a type it does not have.
-    let wild = validates(resolver, "any.wild.foobar.com", "TXT", "NOERROR");
-    assert!(wild.answer.contains("from the wildcard"), "{}", wild.answer);
-    validates(resolver, "other.wild.foobar.com", "A", "NOERROR");
-    // Delegations: a signed DS, and the NSEC that proves a delegation has none.
-    let secure = validates(resolver, "secure.foobar.com", "DS", "NOERROR");
-    assert!(secure.answer.contains("12345 13 2"), "{}", secure.answer);
-    let insecure = validates(resolver, "sub.foobar.com", "DS", "NOERROR");
-    assert!(insecure.answer.is_empty(), "{}", insecure.answer);
-
-    // An edit: served signed within a second, the rest of the signatures kept.
-    let before = server.log_len();
-    std::fs::write(
-        server.zone_path("foobar.com.zone"),
-        zone(2, "blog             IN A    192.0.2.80\n"),
-    )
-    .unwrap();
-    let line = server.wait_for_log_after(before, "zone signed");
-    let made = signatures_made(&line);
+    proofs_validate(resolver);
     // The new A and its NSEC, the NSEC before it, and the SOA.
-    assert!(
-        made <= 4,
-        "an edit of one record made {made} signatures: {line}"
-    );
-    verify(&transfer(server.dns));
-    let blog = validates(resolver, "blog.foobar.com", "A", "NOERROR");
-    assert!(blog.answer.contains("192.0.2.80"), "{}", blog.answer);
+    an_edit_is_signed_where_it_changed(&server, resolver);
 
     // A restart keeps the key, so the DS at the parent stays right, and the signatures.
     let server = server.restart();
@@ -699,27 +711,48 @@ const FOOBAR_QUESTIONS: [(&str, &str, &str); 3] = [
     ("nothere.foobar.com", "A", "NXDOMAIN"),
 ];
 
-/// Asks the resolver `questions` (name, type, status), over and over until stopped; every
-/// answer must validate. Returns how many were asked and what did not validate.
-fn keep_validating(
-    resolver: SocketAddr,
-    questions: Vec<(&'static str, &'static str, &'static str)>,
+/// A thread asking a resolver `questions` (name, type, status) over and over, while keys
+/// roll: every answer must validate.
+struct Validating {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-) -> std::thread::JoinHandle<(usize, Vec<String>)> {
-    std::thread::spawn(move || {
-        let (mut asked, mut failed) = (0, Vec::new());
-        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-            for &(name, rtype, status) in &questions {
-                let got = resolve(resolver, name, rtype);
-                asked += 1;
-                if got.status != status || !got.ad {
-                    failed.push(format!("{name} {rtype}: {} ad={}", got.status, got.ad));
+    thread: std::thread::JoinHandle<(usize, Vec<String>)>,
+}
+
+impl Validating {
+    fn start(
+        resolver: SocketAddr,
+        questions: Vec<(&'static str, &'static str, &'static str)>,
+    ) -> Self {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let (mut asked, mut failed) = (0, Vec::new());
+            while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                for &(name, rtype, status) in &questions {
+                    let got = resolve(resolver, name, rtype);
+                    asked += 1;
+                    if got.status != status || !got.ad {
+                        failed.push(format!("{name} {rtype}: {} ad={}", got.status, got.ad));
+                    }
                 }
+                std::thread::sleep(std::time::Duration::from_millis(100));
             }
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-        (asked, failed)
-    })
+            (asked, failed)
+        });
+        Validating { stop, thread }
+    }
+
+    /// Stops asking; panics with the answers that did not validate. How many were asked.
+    fn finish(self) -> usize {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (asked, failed) = self.thread.join().unwrap();
+        assert!(
+            failed.is_empty(),
+            "{} of {asked} did not validate: {failed:?}",
+            failed.len()
+        );
+        asked
+    }
 }
 
 #[test]
@@ -777,7 +810,6 @@ fn a_zsk_and_a_csk_roll_while_a_validator_keeps_validating() {
     );
     validates(resolver.address(), "www.foobar.com", "A", "NOERROR");
     validates(resolver.address(), "www.zsk.com", "A", "NOERROR");
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let questions = || {
         let mut questions = FOOBAR_QUESTIONS.to_vec();
         questions.extend([
@@ -786,7 +818,7 @@ fn a_zsk_and_a_csk_roll_while_a_validator_keeps_validating() {
         ]);
         questions
     };
-    let validating = keep_validating(resolver.address(), questions(), stop.clone());
+    let validating = Validating::start(resolver.address(), questions());
 
     // The ZSK: published beside the old one, then signing, then the old one gone.
     let started = zsk.wait_for_log("zsk rollover: key");
@@ -837,13 +869,8 @@ fn a_zsk_and_a_csk_roll_while_a_validator_keeps_validating() {
         tag_after(&started, "replacing key "),
     );
     verify_zone(&transfer_zone(csk.dns, "foobar.com"), "foobar.com", true);
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let (asked, failed) = validating.join().unwrap();
-    assert!(
-        failed.is_empty(),
-        "{} of {asked} did not validate: {failed:?}",
-        failed.len()
-    );
+    // The resolver asks the restarted server's new port: one validator before, one after.
+    let mut asked = validating.finish();
     let csk = csk.restart();
     csk.wait_for_log("zone signed");
     assert_eq!(dnskey_tags(csk.dns, "foobar.com").len(), 2);
@@ -855,8 +882,7 @@ fn a_zsk_and_a_csk_roll_while_a_validator_keeps_validating() {
         ],
         &ds_of(&parent, "com"),
     );
-    stop.store(false, std::sync::atomic::Ordering::Relaxed);
-    let validating = keep_validating(resolver.address(), questions(), stop.clone());
+    let validating = Validating::start(resolver.address(), questions());
 
     let mut cds = String::new();
     wait_until("CDS names the new key", || {
@@ -883,13 +909,7 @@ fn a_zsk_and_a_csk_roll_while_a_validator_keeps_validating() {
     verify_zone(&transfer_zone(csk.dns, "foobar.com"), "foobar.com", true);
     assert_eq!(ds_of(&csk, "foobar.com").len(), 1);
     std::thread::sleep(std::time::Duration::from_secs(3));
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let (asked, failed) = validating.join().unwrap();
-    assert!(
-        failed.is_empty(),
-        "{} of {asked} did not validate: {failed:?}",
-        failed.len()
-    );
+    asked += validating.finish();
     assert!(asked > 50, "{asked}");
 }
 
@@ -907,42 +927,10 @@ fn nsec3_as_an_option() {
     let ds = ds_records(&server);
     let resolver = peers::unbound("foobar.com", server.dns, &ds);
     let resolver = resolver.address();
-    let www = validates(resolver, "www.foobar.com", "A", "NOERROR");
-    assert!(www.answer.contains("8.8.8.8"), "{}", www.answer);
-    // NXDOMAIN (the closest encloser proof), NODATA, NODATA at an empty non-terminal, a name
-    // below one (its closest encloser is the empty non-terminal).
-    validates(resolver, "nothere.foobar.com", "A", "NXDOMAIN");
-    validates(resolver, "a.b.nothere.foobar.com", "A", "NXDOMAIN");
-    validates(resolver, "www.foobar.com", "TXT", "NOERROR");
-    validates(resolver, "_tcp.foobar.com", "A", "NOERROR");
-    validates(resolver, "x._tcp.foobar.com", "A", "NXDOMAIN");
-    // A wildcard's expansion, and a type it does not have.
-    let wild = validates(resolver, "any.wild.foobar.com", "TXT", "NOERROR");
-    assert!(wild.answer.contains("from the wildcard"), "{}", wild.answer);
-    validates(resolver, "a.b.wild.foobar.com", "TXT", "NOERROR");
-    validates(resolver, "other.wild.foobar.com", "A", "NOERROR");
-    // Delegations: a signed DS, and the NSEC3 that proves a delegation has none.
-    let secure = validates(resolver, "secure.foobar.com", "DS", "NOERROR");
-    assert!(secure.answer.contains("12345 13 2"), "{}", secure.answer);
-    validates(resolver, "sub.foobar.com", "DS", "NOERROR");
-
-    // An edit re-signs only its neighbourhood: the new A, its NSEC3, the NSEC3 before it in
-    // hash order, and the SOA.
-    let before = server.log_len();
-    std::fs::write(
-        server.zone_path("foobar.com.zone"),
-        zone(2, "blog             IN A    192.0.2.80\n"),
-    )
-    .unwrap();
-    let line = server.wait_for_log_after(before, "zone signed");
-    let made = signatures_made(&line);
-    assert!(
-        made <= 4,
-        "an edit of one record made {made} signatures: {line}"
-    );
-    verify(&transfer(server.dns));
-    let blog = validates(resolver, "blog.foobar.com", "A", "NOERROR");
-    assert!(blog.answer.contains("192.0.2.80"), "{}", blog.answer);
+    // The closest encloser proof for NXDOMAIN, NSEC3 of empty non-terminals and wildcards.
+    proofs_validate(resolver);
+    // The new A, its NSEC3, the NSEC3 before it in hash order, and the SOA.
+    an_edit_is_signed_where_it_changed(&server, resolver);
     validates(resolver, "blog.foobar.com", "AAAA", "NOERROR");
 }
 
@@ -982,8 +970,7 @@ fn an_algorithm_rollover_on_command_while_a_validator_keeps_validating() {
         &ds_of(&parent, "com"),
     );
     validates(resolver.address(), "www.foobar.com", "A", "NOERROR");
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let validating = keep_validating(resolver.address(), FOOBAR_QUESTIONS.to_vec(), stop.clone());
+    let validating = Validating::start(resolver.address(), FOOBAR_QUESTIONS.to_vec());
 
     let ctl = |args: &[&str]| {
         let admin = child.admin().to_string();
@@ -1039,13 +1026,7 @@ fn an_algorithm_rollover_on_command_while_a_validator_keeps_validating() {
     assert_eq!(dnskey_tags(child.dns, "foobar.com"), vec![new_tag]);
     verify_zone(&text, "foobar.com", true);
     std::thread::sleep(std::time::Duration::from_secs(3));
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let (asked, failed) = validating.join().unwrap();
-    assert!(
-        failed.is_empty(),
-        "{} of {asked} did not validate: {failed:?}",
-        failed.len()
-    );
+    let asked = validating.finish();
     assert!(asked > 50, "{asked}");
 }
 

@@ -36,7 +36,7 @@ pub(super) fn signatures(
 /// signatures in the authority section.
 pub(super) fn nsec(zone: &Zone, node: NodeId, w: &mut Writer<'_>) -> Result<(), Full> {
     if zone.has_nsec3() {
-        return matching(zone, zone.name(node), &mut Vec::new(), w);
+        return nsec3(zone, zone.name(node), Nsec3Of::Matching, &mut Vec::new(), w);
     }
     written(zone, node, rtype::NSEC, w)
 }
@@ -51,17 +51,25 @@ fn written(zone: &Zone, node: NodeId, rtype: Rtype, w: &mut Writer<'_>) -> Resul
     signatures(zone, node, rtype, Section::Authority, owner, w)
 }
 
-/// Writes the NSEC3 matching (`exact`) or covering the hash of `name`, unless `done` has it.
-fn nsec3_for(
+/// Which NSEC3 of a name a proof wants.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Nsec3Of {
+    /// The one whose owner is the name's hash: the name exists, with these types.
+    Matching,
+    /// The one whose span holds the name's hash: the name does not exist.
+    Covering,
+}
+
+/// Writes the NSEC3 `of` `name`, unless `done` has it already.
+fn nsec3(
     zone: &Zone,
     name: &[u8],
-    exact: bool,
+    of: Nsec3Of,
     done: &mut Vec<NodeId>,
     w: &mut Writer<'_>,
 ) -> Result<(), Full> {
-    let node = match zone.nsec3(&nsec3::hash(name)) {
-        Some(Ok(node)) if exact => node,
-        Some(Err(node)) if !exact => node,
+    let node = match (zone.nsec3(&nsec3::hash(name)), of) {
+        (Some(Ok(node)), Nsec3Of::Matching) | (Some(Err(node)), Nsec3Of::Covering) => node,
         _ => return Ok(()),
     };
     if done.contains(&node) {
@@ -69,24 +77,6 @@ fn nsec3_for(
     }
     done.push(node);
     written(zone, node, rtype::NSEC3, w)
-}
-
-fn matching(
-    zone: &Zone,
-    name: &[u8],
-    done: &mut Vec<NodeId>,
-    w: &mut Writer<'_>,
-) -> Result<(), Full> {
-    nsec3_for(zone, name, true, done, w)
-}
-
-fn covering_nsec3(
-    zone: &Zone,
-    name: &[u8],
-    done: &mut Vec<NodeId>,
-    w: &mut Writer<'_>,
-) -> Result<(), Full> {
-    nsec3_for(zone, name, false, done, w)
 }
 
 /// `name` (wire) without its first `drop` labels.
@@ -122,7 +112,7 @@ pub(super) fn empty_non_terminal(
     w: &mut Writer<'_>,
 ) -> Result<(), Full> {
     if zone.has_nsec3() {
-        return matching(zone, name, &mut Vec::new(), w);
+        return nsec3(zone, name, Nsec3Of::Matching, &mut Vec::new(), w);
     }
     match covering(zone, at) {
         Some(node) => nsec(zone, node, w),
@@ -143,11 +133,11 @@ pub(super) fn nxdomain(
     if zone.has_nsec3() {
         let (encloser, next_closer) = closest_encloser(zone, name);
         let mut done = Vec::with_capacity(3);
-        matching(zone, encloser, &mut done, w)?;
-        covering_nsec3(zone, next_closer, &mut done, w)?;
+        nsec3(zone, encloser, Nsec3Of::Matching, &mut done, w)?;
+        nsec3(zone, next_closer, Nsec3Of::Covering, &mut done, w)?;
         let mut wildcard = b"\x01*".to_vec();
         wildcard.extend_from_slice(encloser);
-        return covering_nsec3(zone, &wildcard, &mut done, w);
+        return nsec3(zone, &wildcard, Nsec3Of::Covering, &mut done, w);
     }
     let covered = cover(zone, key, None, w)?;
     cover(zone, star, covered, w)?;
@@ -179,9 +169,9 @@ pub(super) fn expansion(
                 zone.nsec3(&nsec3::hash(zone.name(wildcard)))
                     .and_then(Result::ok),
             );
-            matching(zone, encloser, &mut done, w)?;
+            nsec3(zone, encloser, Nsec3Of::Matching, &mut done, w)?;
         }
-        return covering_nsec3(zone, next_closer, &mut done, w);
+        return nsec3(zone, next_closer, Nsec3Of::Covering, &mut done, w);
     }
     match covering(zone, at) {
         Some(node) => nsec(zone, node, w),
