@@ -11,6 +11,7 @@ mod config;
 mod control;
 pub mod ctl;
 mod dnssec;
+mod doh;
 mod health;
 mod inheritance;
 pub mod log;
@@ -105,10 +106,14 @@ pub async fn load(config: &Config, draining: &Draining) -> anyhow::Result<Loaded
             )
         }
     };
-    // Paths the app does not know are the site's static files.
-    let app = foobar_app::router(app.with_readiness(ready))
-        .fallback_service(foobar_edge::Fallthrough)
-        .layer(axum::middleware::map_request(client_address));
+    // DNS over HTTPS, where configured; paths the app does not know are the site's static files.
+    let app = doh::routes(
+        foobar_app::router(app.with_readiness(ready)),
+        &config.dns.https_path,
+        dns.clone(),
+    )
+    .fallback_service(foobar_edge::Fallthrough)
+    .layer(axum::middleware::map_request(client_address));
     Ok(Loaded {
         dns,
         edge,

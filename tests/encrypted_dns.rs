@@ -1,6 +1,7 @@
-//! DNS over TLS (RFC 7858) from the same process, with the edge's certificate: Knot's `kdig` and
-//! BIND's `dig` get the answers they get over UDP; pipelined queries come back in order on one
-//! connection; the metrics count the transport.
+//! DNS over TLS (RFC 7858) and over HTTPS (RFC 8484) from the same process, with the edge's
+//! certificate: Knot's `kdig` and BIND's `dig` get the answers they get over UDP; pipelined
+//! queries over TLS come back in order on one connection; GET and POST over HTTP/1.1, HTTP/2
+//! and HTTP/3, and the statuses of what is not a query; the metrics count each transport.
 #![allow(clippy::unwrap_used)]
 
 mod support;
@@ -142,4 +143,122 @@ async fn pipelined_queries_over_tls_come_back_in_order_on_one_connection() {
             .iter()
             .any(|rr| rr.data.to_string() == "8.8.8.8")
     );
+}
+
+fn doh_server() -> Foobar {
+    Foobar::setup()
+        .zone("foobar.com.zone", &shipped_zone())
+        .dns("https_path = \"/dns-query\"")
+        .start()
+}
+
+fn post(path: &str, media: &str, body: Vec<u8>) -> http::Request<bytes::Bytes> {
+    http::Request::post(format!("https://www.foobar.com{path}"))
+        .header("content-type", media)
+        .body(bytes::Bytes::from(body))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn dns_over_https_answers_get_and_post_over_http1_http2_and_http3() {
+    let server = doh_server();
+    let pem = server.certificate_pem();
+    let query = query_message("www.foobar.com", RecordType::A);
+    let encoded = data_encoding::BASE64URL_NOPAD.encode(&query);
+    for proto in web::ALL {
+        let got = web::fetch(
+            proto,
+            server.https,
+            &pem,
+            web::get(&format!("/dns-query?dns={encoded}"), &[]),
+        )
+        .await;
+        let posted = web::fetch(
+            proto,
+            server.https,
+            &pem,
+            post("/dns-query", "application/dns-message", query.clone()),
+        )
+        .await;
+        for reply in [got, posted] {
+            assert_eq!(reply.status, 200, "{proto:?}: {:?}", reply.body);
+            assert_eq!(
+                reply.header("content-type"),
+                Some("application/dns-message")
+            );
+            let message = Message::from_vec(&reply.body).unwrap();
+            // Fresh for as long as the answer's TTL.
+            let ttl = message.answers[0].ttl;
+            assert_eq!(
+                reply.header("cache-control"),
+                Some(&*format!("max-age={ttl}"))
+            );
+            assert!(
+                message
+                    .answers
+                    .iter()
+                    .any(|rr| rr.data.to_string() == "8.8.8.8"),
+                "{proto:?}: {message:?}"
+            );
+        }
+        // What is not a DNS query over HTTPS gets the status RFC 8484 and HTTP give it.
+        let statuses = [
+            (web::get("/dns-query", &[]), 400),
+            (web::get("/dns-query?dns=not*base64", &[]), 400),
+            (post("/dns-query", "application/json", query.clone()), 415),
+            (
+                post("/dns-query", "application/dns-message", vec![0; 70_000]),
+                413,
+            ),
+            (
+                post("/dns-query", "application/dns-message", b"xx".to_vec()),
+                400,
+            ),
+        ];
+        for (request, status) in statuses {
+            let uri = request.uri().clone();
+            let reply = web::fetch(proto, server.https, &pem, request).await;
+            assert_eq!(reply.status, status, "{proto:?} {uri}");
+        }
+    }
+    let (_, metrics) = support::admin_get(server.admin(), "/metrics");
+    assert!(
+        metrics.contains("transport=\"doh\",type=\"A\",rcode=\"NOERROR\""),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn kdig_and_dig_get_over_https_what_they_get_over_udp() {
+    let test = "kdig_and_dig_get_over_https_what_they_get_over_udp";
+    for (tool, package) in [("kdig", "knot-dnsutils"), ("dig", "bind9-dnsutils")] {
+        if !installed(tool, &["-v"]) {
+            skip_without(test, tool, &format!("apt-get install {package}"));
+            return;
+        }
+    }
+    let server = doh_server();
+    let at = |addr: SocketAddr| {
+        vec![
+            format!("@{}", addr.ip()),
+            "-p".into(),
+            addr.port().to_string(),
+        ]
+    };
+    for (name, rtype) in [("www.foobar.com", "A"), ("nothere.foobar.com", "A")] {
+        let question = [
+            name.to_string(),
+            rtype.to_string(),
+            "+noall".into(),
+            "+answer".into(),
+        ];
+        let udp = answers("kdig", &[at(server.dns), question.to_vec()].concat());
+        for tool in ["kdig", "dig"] {
+            let https = answers(
+                tool,
+                &[at(server.https), vec!["+https".into()], question.to_vec()].concat(),
+            );
+            assert_eq!(https, udp, "{name} {rtype} over HTTPS ({tool})");
+        }
+    }
 }

@@ -59,7 +59,7 @@ const RCODES: [Rcode; 9] = [
     Rcode::BADVERS,
     Rcode::BADCOOKIE,
 ];
-const TRANSPORTS: [&str; 3] = ["udp", "tcp", "dot"];
+const TRANSPORTS: [&str; 4] = ["udp", "tcp", "dot", "doh"];
 /// Response size buckets, in bytes: the classic 512, the EDNS 1232, then TCP sizes.
 const SIZES: [u64; 8] = [64, 128, 256, 512, 1232, 4096, 16384, 65535];
 
@@ -100,6 +100,7 @@ fn transport_slot(transport: Transport) -> usize {
         Transport::Udp => 0,
         Transport::Tcp => 1,
         Transport::Dot => 2,
+        Transport::Doh => 3,
     }
 }
 

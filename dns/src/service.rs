@@ -85,6 +85,7 @@ impl Dns {
         let Config {
             listen: _,
             tls_listen: _,
+            https_path: _,
             zones,
             allow_transfer: _,
             tsig: _,
@@ -102,6 +103,7 @@ impl Dns {
             cookie_secret,
             rate_limit,
         } = config;
+        config::settings::https_path(config)?;
         let access = config::settings::access(config, state_dir)?;
         let secondaries = config::settings::secondaries(config, state_dir, &access)?;
         let initial: Vec<Arc<Zone>> = secondaries
@@ -206,11 +208,36 @@ impl Dns {
     /// Checks every zone as `serve --check` does: fails on the first broken one and writes
     /// nothing. Returns the origins, as [`Dns::origins`] does.
     pub fn check(config: &Config, state_dir: &Path) -> Result<Vec<String>, Error> {
+        config::settings::https_path(config)?;
         let access = config::settings::access(config, state_dir)?;
         config::settings::secondaries(config, state_dir, &access)?;
         config::settings::signing(config, state_dir)?;
         let zones = Zones::check(&config.zones)?;
         Ok(origin_names(zones.iter()))
+    }
+
+    /// Answers `query`, a DNS message asked over HTTPS (RFC 8484) by `client`: the response and
+    /// the smallest TTL in it (what `Cache-Control` may allow), or `None` for a message that
+    /// gets no answer (not a query) or a zone transfer, which is not answered over HTTPS.
+    pub fn answer_https(&self, query: &[u8], client: std::net::IpAddr) -> Option<(Vec<u8>, u32)> {
+        let live = self.live.load();
+        let shared = &live.shared;
+        let client = answer::Client {
+            transport: answer::Transport::Doh,
+            address: client,
+            now: crate::dnssec::now() as u32,
+        };
+        let mut out = Vec::with_capacity(512);
+        match shared
+            .responder
+            .respond(&shared.catalog.load(), query, client, &mut out)
+        {
+            answer::Outcome::Reply => {
+                let ttl = smallest_ttl(&out);
+                Some((out, ttl))
+            }
+            answer::Outcome::Drop | answer::Outcome::Transfer(_) => None,
+        }
     }
 
     /// Whether this node moves the signed zones' keys on (rollovers): in a cluster, only the
@@ -758,6 +785,28 @@ impl listener::Serving for Live {
     fn shared(&self) -> &listener::Shared {
         &self.shared
     }
+}
+
+/// The smallest TTL of the records in `message` (its OPT left out), 0 if it has none.
+fn smallest_ttl(message: &[u8]) -> u32 {
+    let (Some(counts), Some(mut at)) = (
+        wire::read::counts(message),
+        wire::read::after_question(message),
+    ) else {
+        return 0;
+    };
+    let records = counts[1..].iter().map(|&n| usize::from(n)).sum::<usize>();
+    let mut smallest: Option<u32> = None;
+    for _ in 0..records {
+        let Some(record) = wire::read::read_record(message, at) else {
+            break;
+        };
+        at = record.end;
+        if record.rtype != wire::rtype::OPT {
+            smallest = Some(smallest.map_or(record.ttl, |ttl| ttl.min(record.ttl)));
+        }
+    }
+    smallest.unwrap_or(0)
 }
 
 /// Whether the TXT RDATA `rdata` (character-strings) says `value`, joined as RFC 7208 reads

@@ -51,6 +51,8 @@ pub enum Transport {
     Tcp,
     /// Over TLS (RFC 7858): as over TCP.
     Dot,
+    /// Over HTTPS (RFC 8484): up to 64 KiB, no transfers.
+    Doh,
 }
 
 /// What to do with a query.
@@ -198,7 +200,7 @@ impl EdnsOptions<'_> {
 /// size within 512..1232.
 fn payload_limit(transport: Transport, edns: Option<Edns<'_>>) -> usize {
     match (transport, edns) {
-        (Transport::Tcp | Transport::Dot, _) => usize::from(u16::MAX),
+        (Transport::Tcp | Transport::Dot | Transport::Doh, _) => usize::from(u16::MAX),
         (Transport::Udp, None) => PLAIN_UDP_PAYLOAD,
         (Transport::Udp, Some(edns)) => usize::from(
             edns.payload

@@ -15,6 +15,10 @@ pub struct Config {
     /// Addresses to answer DNS over TLS on (RFC 7858; port 853 is its own), with the web edge's
     /// certificates and ALPN `dot`. None by default.
     pub tls_listen: Vec<SocketAddr>,
+    /// The path DNS over HTTPS (RFC 8484) is answered at on the web edge (`"/dns-query"`),
+    /// wherever a site's routes send it to the built-in app (the default site's do). Off
+    /// (`""`) by default.
+    pub https_path: String,
     /// Folder whose `*.zone` files are served.
     pub zones: PathBuf,
     /// Who may transfer zones (AXFR, IXFR) that have no rules of their own: addresses,
@@ -61,6 +65,7 @@ impl Default for Config {
         Config {
             listen: vec![SocketAddr::from(([127, 0, 0, 1], 5353))],
             tls_listen: Vec::new(),
+            https_path: String::new(),
             zones: PathBuf::from("zones"),
             allow_transfer: Vec::new(),
             tsig: Vec::new(),

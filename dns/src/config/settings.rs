@@ -66,6 +66,18 @@ fn secret_in(text: &str) -> String {
         .to_string()
 }
 
+/// `https_path`, which must be empty (off) or a plain path.
+pub fn https_path(config: &Config) -> Result<(), Error> {
+    let path = &config.https_path;
+    let plain = |c: char| c.is_ascii_alphanumeric() || "/-._~".contains(c);
+    if !(path.is_empty() || path.starts_with('/') && path.chars().all(plain)) {
+        return Err(Error::Config(format!(
+            "https_path {path:?}: a path such as \"/dns-query\" (letters, digits, / - . _ ~)"
+        )));
+    }
+    Ok(())
+}
+
 /// Every transfer and NOTIFY rule of `config`, checked against its keys.
 pub fn access(config: &Config, state_dir: &Path) -> Result<Access, Error> {
     let keyring = keyring(&config.tsig, state_dir)?;
