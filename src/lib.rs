@@ -47,6 +47,8 @@ pub struct Bound {
     dns: Vec<foobar_dns::Sockets>,
     /// DNS over TLS.
     dot: Vec<std::net::TcpListener>,
+    /// DNS over QUIC.
+    doq: Vec<std::net::UdpSocket>,
     edge: foobar_edge::Sockets,
     admin: Option<std::net::TcpListener>,
 }
@@ -221,6 +223,22 @@ pub fn bind(
         handover.add(name, &listener)?;
         dot.push(listener);
     }
+    let mut doq = Vec::new();
+    for &addr in &config.dns.quic_listen {
+        let name = format!("dns-quic@{addr}");
+        let taken = match inherited.as_deref_mut() {
+            Some(inherited) => inherited.udp(&name)?,
+            None => None,
+        };
+        let socket = match taken {
+            Some(socket) => socket,
+            None => std::net::UdpSocket::bind(addr)
+                .with_context(|| format!("DNS over QUIC socket on {addr}"))?,
+        };
+        socket.set_nonblocking(true)?;
+        handover.add(name, &socket)?;
+        doq.push(socket);
+    }
     let edge_config = &config.edge;
     let names = (
         format!("http@{}", edge_config.http),
@@ -253,6 +271,7 @@ pub fn bind(
     Ok(Bound {
         dns,
         dot,
+        doq,
         edge,
         admin,
     })

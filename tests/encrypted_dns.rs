@@ -262,3 +262,76 @@ fn kdig_and_dig_get_over_https_what_they_get_over_udp() {
         }
     }
 }
+
+/// A DNS-over-QUIC connection to `server`'s `quic_listen` address, trusting its certificate.
+async fn doq_connect(server: &Foobar, addr: SocketAddr) -> (quinn::Endpoint, quinn::Connection) {
+    let endpoint = web::quic_client_for(&server.certificate_pem(), b"doq");
+    let connection = endpoint.connect(addr, "foobar.com").unwrap().await.unwrap();
+    (endpoint, connection)
+}
+
+/// One query on a new stream of `connection` (its ID 0, as RFC 9250 wants): the answer.
+async fn doq_query(connection: &quinn::Connection, message: &[u8]) -> Result<Message, String> {
+    let (mut send, mut receive) = connection.open_bi().await.map_err(|e| e.to_string())?;
+    let mut framed = (message.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(message);
+    send.write_all(&framed).await.map_err(|e| e.to_string())?;
+    send.finish().map_err(|e| e.to_string())?;
+    let bytes = receive
+        .read_to_end(65_537)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (length, answer) = bytes.split_first_chunk::<2>().ok_or("short answer")?;
+    assert_eq!(usize::from(u16::from_be_bytes(*length)), answer.len());
+    Message::from_vec(answer).map_err(|e| e.to_string())
+}
+
+#[tokio::test]
+async fn dns_over_quic_answers_a_query_per_stream_and_closes_on_a_protocol_error() {
+    let server = Foobar::setup()
+        .zone("foobar.com.zone", &shipped_zone())
+        .dns("quic_listen = [\"127.0.0.1:0\"]")
+        .start();
+    let doq = server.address_in("dns listening on quic");
+    let (_endpoint, connection) = doq_connect(&server, doq).await;
+    let with_id_zero = |name: &str, rtype: RecordType| {
+        let mut query = query_message(name, rtype);
+        query[..2].copy_from_slice(&[0, 0]);
+        query
+    };
+    // Queries on streams of their own, at once; each answer as over UDP.
+    let names = [
+        "www.foobar.com",
+        "foobar.com",
+        "mail.foobar.com",
+        "nothere.foobar.com",
+    ];
+    let asked = names.map(|name| {
+        let (connection, query) = (connection.clone(), with_id_zero(name, RecordType::A));
+        tokio::spawn(async move { doq_query(&connection, &query).await })
+    });
+    for (name, asked) in names.iter().zip(asked) {
+        let answer = asked.await.unwrap().unwrap();
+        let udp = support::query_udp(server.dns, name, RecordType::A);
+        assert_eq!(answer.metadata.id, 0);
+        assert_eq!(
+            answer.metadata.response_code, udp.metadata.response_code,
+            "{name}"
+        );
+        assert_eq!(answer.answers, udp.answers, "{name}");
+    }
+    let (_, metrics) = support::admin_get(server.admin(), "/metrics");
+    assert!(
+        metrics.contains("transport=\"doq\",type=\"A\",rcode=\"NOERROR\""),
+        "{metrics}"
+    );
+    // A message ID other than 0 is a protocol error: the connection is closed with
+    // DOQ_PROTOCOL_ERROR (RFC 9250 section 4.3).
+    let _ = doq_query(&connection, &query_message("www.foobar.com", RecordType::A)).await;
+    match connection.closed().await {
+        quinn::ConnectionError::ApplicationClosed(close) => {
+            assert_eq!(close.error_code, quinn::VarInt::from_u32(2));
+        }
+        other => panic!("closed with {other:?}"),
+    }
+}

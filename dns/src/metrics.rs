@@ -59,7 +59,7 @@ const RCODES: [Rcode; 9] = [
     Rcode::BADVERS,
     Rcode::BADCOOKIE,
 ];
-const TRANSPORTS: [&str; 4] = ["udp", "tcp", "dot", "doh"];
+const TRANSPORTS: [&str; 5] = ["udp", "tcp", "dot", "doh", "doq"];
 /// Response size buckets, in bytes: the classic 512, the EDNS 1232, then TCP sizes.
 const SIZES: [u64; 8] = [64, 128, 256, 512, 1232, 4096, 16384, 65535];
 
@@ -101,6 +101,7 @@ fn transport_slot(transport: Transport) -> usize {
         Transport::Tcp => 1,
         Transport::Dot => 2,
         Transport::Doh => 3,
+        Transport::Doq => 4,
     }
 }
 

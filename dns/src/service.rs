@@ -85,6 +85,7 @@ impl Dns {
         let Config {
             listen: _,
             tls_listen: _,
+            quic_listen: _,
             https_path: _,
             zones,
             allow_transfer: _,
@@ -634,6 +635,23 @@ impl Dns {
             tasks.spawn(listener::serve_tcp(
                 listener,
                 Some(acceptor),
+                self.live.clone(),
+                shutdown.clone(),
+                drain,
+            ));
+        }
+        for socket in tls.quic {
+            let Some(config) = tls.quic_config.clone() else {
+                return Err(Error::Config(
+                    "quic_listen needs the edge's certificates".to_string(),
+                ));
+            };
+            if let Ok(addr) = socket.local_addr() {
+                info!(%addr, "dns listening on quic (DNS over QUIC)");
+            }
+            tasks.spawn(listener::serve_quic(
+                socket,
+                config,
                 self.live.clone(),
                 shutdown.clone(),
                 drain,

@@ -261,10 +261,15 @@ impl Edge {
     }
 
     /// A TLS server configuration with the sites' certificates (files, self-signed or ACME, as
-    /// they change), for another protocol on its own port, named by `alpn`: DNS over TLS takes
-    /// the edge's certificates this way. TLS 1.2 and 1.3, no 0-RTT.
-    pub fn tls_server_config(&self, alpn: &[&[u8]]) -> Result<rustls::ServerConfig, Error> {
-        self.certificates.server_config(alpn, true)
+    /// they change), for another protocol on its own port, named by `alpn`: DNS over TLS and
+    /// over QUIC take the edge's certificates this way. TLS 1.3, and 1.2 too where `with_tls12`
+    /// (not for QUIC); no 0-RTT.
+    pub fn tls_server_config(
+        &self,
+        alpn: &[&[u8]],
+        with_tls12: bool,
+    ) -> Result<rustls::ServerConfig, Error> {
+        self.certificates.server_config(alpn, with_tls12)
     }
 
     /// How long stopping waits for requests in flight (`shutdown_timeout`).

@@ -175,9 +175,15 @@ async fn start(
         config: if bound.dot.is_empty() {
             None
         } else {
-            Some(Arc::new(edge.tls_server_config(&[b"dot"])?))
+            Some(Arc::new(edge.tls_server_config(&[b"dot"], true)?))
         },
         listeners: bound.dot,
+        quic_config: if bound.doq.is_empty() {
+            None
+        } else {
+            Some(Arc::new(edge.tls_server_config(&[b"doq"], false)?))
+        },
+        quic: bound.doq,
     };
     let servers = {
         let (dns, edge, shutdown, quic) =

@@ -105,6 +105,7 @@ fn needs_new_sockets(current: &Config, new: &Config) -> bool {
     current.state_dir != new.state_dir
         || current.dns.listen != new.dns.listen
         || current.dns.tls_listen != new.dns.tls_listen
+        || current.dns.quic_listen != new.dns.quic_listen
         || current.edge.http != new.edge.http
         || current.edge.https != new.edge.https
         || current.admin.listen != new.admin.listen

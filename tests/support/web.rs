@@ -231,7 +231,12 @@ pub async fn try_h2(
 }
 
 pub fn quic_client(pem: &[u8]) -> quinn::Endpoint {
-    let mut tls = tls_config(pem, &[b"h3"]);
+    quic_client_for(pem, b"h3")
+}
+
+/// A QUIC client endpoint trusting `pem`, offering `alpn`, without 0-RTT.
+pub fn quic_client_for(pem: &[u8], alpn: &[u8]) -> quinn::Endpoint {
+    let mut tls = tls_config(pem, &[alpn]);
     tls.enable_early_data = false;
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
     let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();

@@ -53,6 +53,8 @@ pub enum Transport {
     Dot,
     /// Over HTTPS (RFC 8484): up to 64 KiB, no transfers.
     Doh,
+    /// Over QUIC (RFC 9250): up to 64 KiB, no transfers.
+    Doq,
 }
 
 /// What to do with a query.
@@ -200,7 +202,9 @@ impl EdnsOptions<'_> {
 /// size within 512..1232.
 fn payload_limit(transport: Transport, edns: Option<Edns<'_>>) -> usize {
     match (transport, edns) {
-        (Transport::Tcp | Transport::Dot | Transport::Doh, _) => usize::from(u16::MAX),
+        (Transport::Tcp | Transport::Dot | Transport::Doh | Transport::Doq, _) => {
+            usize::from(u16::MAX)
+        }
         (Transport::Udp, None) => PLAIN_UDP_PAYLOAD,
         (Transport::Udp, Some(edns)) => usize::from(
             edns.payload

@@ -15,6 +15,9 @@ pub struct Config {
     /// Addresses to answer DNS over TLS on (RFC 7858; port 853 is its own), with the web edge's
     /// certificates and ALPN `dot`. None by default.
     pub tls_listen: Vec<SocketAddr>,
+    /// Addresses to answer DNS over QUIC on (RFC 9250; UDP port 853 is its own), with the web
+    /// edge's certificates and ALPN `doq`. None by default.
+    pub quic_listen: Vec<SocketAddr>,
     /// The path DNS over HTTPS (RFC 8484) is answered at on the web edge (`"/dns-query"`),
     /// wherever a site's routes send it to the built-in app (the default site's do). Off
     /// (`""`) by default.
@@ -65,6 +68,7 @@ impl Default for Config {
         Config {
             listen: vec![SocketAddr::from(([127, 0, 0, 1], 5353))],
             tls_listen: Vec::new(),
+            quic_listen: Vec::new(),
             https_path: String::new(),
             zones: PathBuf::from("zones"),
             allow_transfer: Vec::new(),

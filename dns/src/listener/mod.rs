@@ -8,9 +8,11 @@ use foobar_net::BindError;
 
 use crate::{answer::Responder, error::Error, transfer::journal::Journals, zone::catalog::Catalog};
 
+mod quic;
 mod tcp;
 mod udp;
 
+pub(crate) use quic::serve_quic;
 pub(crate) use tcp::serve_tcp;
 pub(crate) use udp::serve_udp;
 
@@ -56,14 +58,18 @@ impl Sockets {
     }
 }
 
-/// The DNS-over-TLS listeners, and the TLS configuration they answer with (the edge's
-/// certificates, ALPN `dot`).
+/// The DNS-over-TLS listeners and DNS-over-QUIC sockets, and the TLS configurations they
+/// answer with (the edge's certificates, ALPN `dot` and `doq`).
 #[derive(Debug, Default)]
 pub struct TlsSockets {
     /// One TCP listener per `tls_listen` address.
     pub listeners: Vec<std::net::TcpListener>,
     /// Needed when there are listeners.
     pub config: Option<Arc<rustls::ServerConfig>>,
+    /// One UDP socket per `quic_listen` address.
+    pub quic: Vec<std::net::UdpSocket>,
+    /// Needed when there are QUIC sockets: TLS 1.3 only, no 0-RTT.
+    pub quic_config: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// Binds UDP and TCP on `addr` (one port for both; with port 0, one the system picks).
