@@ -173,16 +173,33 @@ fn status_text(value: &Value) -> String {
         duration_text(uptime)
     );
     let listeners = &value["listeners"];
-    out.push_str(&format!(
-        "listening: dns {}, https {} (h1, h2, h3), http {}, admin {}\n",
-        listeners["dns"]
+    let addresses = |key: &str| {
+        listeners[key]
             .as_array()
-            .map(|list| list
-                .iter()
-                .filter_map(Value::as_str)
-                .collect::<Vec<_>>()
-                .join(" "))
-            .unwrap_or_default(),
+            .map(|list| {
+                list.iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .unwrap_or_default()
+    };
+    let mut encrypted = String::new();
+    for (key, name) in [("dns_tls", "dns over tls"), ("dns_quic", "dns over quic")] {
+        let list = addresses(key);
+        if !list.is_empty() {
+            encrypted.push_str(&format!(", {name} {list}"));
+        }
+    }
+    if let Some(path) = listeners["dns_https"]
+        .as_str()
+        .filter(|path| !path.is_empty())
+    {
+        encrypted.push_str(&format!(", dns over https {path}"));
+    }
+    out.push_str(&format!(
+        "listening: dns {}{encrypted}, https {} (h1, h2, h3), http {}, admin {}\n",
+        addresses("dns"),
         listeners["https"].as_str().unwrap_or("-"),
         listeners["http"].as_str().unwrap_or("-"),
         listeners["admin"].as_str().unwrap_or("-"),

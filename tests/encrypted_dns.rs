@@ -95,6 +95,15 @@ fn kdig_and_dig_get_over_tls_what_they_get_over_udp() {
         metrics.contains("transport=\"dot\",type=\"A\",rcode=\"NOERROR\""),
         "{metrics}"
     );
+    // `ctl status` lists the listener.
+    let status = output_within(Command::new(support::binary()).args([
+        "ctl",
+        "--admin",
+        &server.admin().to_string(),
+        "status",
+    ]));
+    let said = String::from_utf8_lossy(&status.stdout);
+    assert!(said.contains("dns over tls 127.0.0.1:0"), "{said}");
 }
 
 #[tokio::test]

@@ -241,6 +241,9 @@ fn admin_of(
     let started = crate::admin::unix_now();
     let listeners = serde_json::json!({
         "dns": config.dns.listen,
+        "dns_tls": config.dns.tls_listen,
+        "dns_quic": config.dns.quic_listen,
+        "dns_https": config.dns.https_path,
         "https": config.edge.https,
         "http": config.edge.http,
         "admin": config.admin.listen,
