@@ -344,3 +344,106 @@ async fn dns_over_quic_answers_a_query_per_stream_and_closes_on_a_protocol_error
         other => panic!("closed with {other:?}"),
     }
 }
+
+/// One DNS-over-TLS query for www.foobar.com A on a connection of its own: whether 8.8.8.8 came.
+async fn dot_once(dot: SocketAddr, pem: &[u8]) -> Result<(), String> {
+    let config = web::tls_config(pem, &[b"dot"]);
+    let mut stream = web::connect(dot, "foobar.com", config)
+        .await
+        .map_err(|e| e.to_string())?;
+    let query = query_message("www.foobar.com", RecordType::A);
+    let mut framed = (query.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(&query);
+    stream.write_all(&framed).await.map_err(|e| e.to_string())?;
+    let len = stream.read_u16().await.map_err(|e| e.to_string())?;
+    let mut answer = vec![0u8; usize::from(len)];
+    stream
+        .read_exact(&mut answer)
+        .await
+        .map_err(|e| e.to_string())?;
+    let message = Message::from_vec(&answer).map_err(|e| e.to_string())?;
+    has_www(&message)
+}
+
+fn has_www(message: &Message) -> Result<(), String> {
+    if message
+        .answers
+        .iter()
+        .any(|rr| rr.data.to_string() == "8.8.8.8")
+    {
+        Ok(())
+    } else {
+        Err(format!("{message:?}"))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrades_lose_no_query_over_tls_or_https_and_carry_the_quic_socket() {
+    let server = Foobar::setup()
+        .zone("foobar.com.zone", &shipped_zone())
+        .dns("tls_listen = [\"127.0.0.1:0\"]")
+        .dns("quic_listen = [\"127.0.0.1:0\"]")
+        .dns("https_path = \"/dns-query\"")
+        .start();
+    let (dot, doq) = (
+        server.address_in("dns listening on tls"),
+        server.address_in("dns listening on quic"),
+    );
+    let pem = server.certificate_pem();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Each client asks again and again, each time on a new connection, while the server is
+    // upgraded: every query must be answered.
+    let client = |transport: &'static str| {
+        let (stop, pem, https) = (stop.clone(), pem.clone(), server.https);
+        tokio::spawn(async move {
+            let (mut answered, mut failed) = (0usize, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let once = async {
+                    if transport == "dot" {
+                        return dot_once(dot, &pem).await;
+                    }
+                    let query = query_message("www.foobar.com", RecordType::A);
+                    let encoded = data_encoding::BASE64URL_NOPAD.encode(&query);
+                    let path = format!("/dns-query?dns={encoded}");
+                    let reply = web::fetch(web::Proto::H2, https, &pem, web::get(&path, &[])).await;
+                    if reply.status != 200 {
+                        return Err(format!("status {}", reply.status));
+                    }
+                    has_www(&Message::from_vec(&reply.body).map_err(|e| e.to_string())?)
+                };
+                match tokio::time::timeout(std::time::Duration::from_secs(5), once).await {
+                    Ok(Ok(())) => answered += 1,
+                    Ok(Err(e)) => failed.push(e),
+                    Err(_) => failed.push("no answer within 5 s".to_string()),
+                }
+            }
+            (transport, answered, failed)
+        })
+    };
+    let clients = [client("dot"), client("doh")];
+    for _ in 0..3 {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let old = server.serving_pid();
+        let (ok, stdout, stderr) = support::control_async(&server, "upgrade").await;
+        assert!(ok, "{stdout}{stderr}");
+        assert_ne!(server.serving_pid(), old);
+        while !support::exited(old) {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        // The QUIC socket went to the new process, which answers on it.
+        let (_endpoint, connection) = doq_connect(&server, doq).await;
+        let mut query = query_message("www.foobar.com", RecordType::A);
+        query[..2].copy_from_slice(&[0, 0]);
+        has_www(&doq_query(&connection, &query).await.unwrap()).unwrap();
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for client in clients {
+        let (transport, answered, failed) = client.await.unwrap();
+        assert!(
+            failed.is_empty(),
+            "{transport}: {answered} answered, failed: {failed:?}"
+        );
+        assert!(answered > 10, "{transport}: {answered}");
+    }
+}
