@@ -21,6 +21,18 @@ fn dot_server() -> (Foobar, SocketAddr) {
     (server, dot)
 }
 
+/// Whether Knot's `kdig` or BIND's `dig` is missing: then `test` is skipped, saying why (or fails
+/// where FOOBAR_REQUIRE_INTEROP=1 makes them required).
+fn clients_missing(test: &str) -> bool {
+    let missing = [("kdig", "knot-dnsutils"), ("dig", "bind9-dnsutils")]
+        .into_iter()
+        .find(|(tool, _)| !installed(tool, &["-v"]));
+    if let Some((tool, package)) = missing {
+        skip_without(test, tool, &format!("apt-get install {package}"));
+    }
+    missing.is_some()
+}
+
 /// The answer section of a `kdig` or `dig` run, records only, sorted.
 fn answers(tool: &str, args: &[String]) -> Vec<String> {
     let output = output_within(Command::new(tool).args(args));
@@ -37,12 +49,8 @@ fn answers(tool: &str, args: &[String]) -> Vec<String> {
 
 #[test]
 fn kdig_and_dig_get_over_tls_what_they_get_over_udp() {
-    let test = "kdig_and_dig_get_over_tls_what_they_get_over_udp";
-    for (tool, package) in [("kdig", "knot-dnsutils"), ("dig", "bind9-dnsutils")] {
-        if !installed(tool, &["-v"]) {
-            skip_without(test, tool, &format!("apt-get install {package}"));
-            return;
-        }
+    if clients_missing("kdig_and_dig_get_over_tls_what_they_get_over_udp") {
+        return;
     }
     let (server, dot) = dot_server();
     let at = |addr: SocketAddr| {
@@ -239,12 +247,8 @@ async fn dns_over_https_answers_get_and_post_over_http1_http2_and_http3() {
 
 #[test]
 fn kdig_and_dig_get_over_https_what_they_get_over_udp() {
-    let test = "kdig_and_dig_get_over_https_what_they_get_over_udp";
-    for (tool, package) in [("kdig", "knot-dnsutils"), ("dig", "bind9-dnsutils")] {
-        if !installed(tool, &["-v"]) {
-            skip_without(test, tool, &format!("apt-get install {package}"));
-            return;
-        }
+    if clients_missing("kdig_and_dig_get_over_https_what_they_get_over_udp") {
+        return;
     }
     let server = doh_server();
     let at = |addr: SocketAddr| {
