@@ -451,3 +451,44 @@ async fn upgrades_lose_no_query_over_tls_or_https_and_carry_the_quic_socket() {
         assert!(answered > 10, "{transport}: {answered}");
     }
 }
+
+#[tokio::test]
+async fn dns_over_quic_connections_are_bounded_per_address_as_tcp_ones_are() {
+    let server = Foobar::setup()
+        .zone("foobar.com.zone", &shipped_zone())
+        .dns("quic_listen = [\"127.0.0.1:0\"]")
+        .dns("max_tcp_connections_per_address = 2")
+        .start();
+    let doq = server.address_in("dns listening on quic");
+    let (_first_endpoint, first) = doq_connect(&server, doq).await;
+    let (_second_endpoint, second) = doq_connect(&server, doq).await;
+    let mut query = query_message("www.foobar.com", RecordType::A);
+    query[..2].copy_from_slice(&[0, 0]);
+    has_www(&doq_query(&second, &query).await.unwrap()).unwrap();
+    // A third from the same address is refused at once.
+    let endpoint = web::quic_client_for(&server.certificate_pem(), b"doq");
+    match endpoint.connect(doq, "foobar.com").unwrap().await {
+        Err(quinn::ConnectionError::ConnectionClosed(close)) => {
+            assert_eq!(
+                close.error_code,
+                quinn::TransportErrorCode::CONNECTION_REFUSED
+            );
+        }
+        other => panic!("a third connection: {other:?}"),
+    }
+    // Once one closes, another may come.
+    first.close(0u32.into(), b"");
+    drop(first);
+    let mut answered = false;
+    for _ in 0..50 {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        if let Ok(connecting) = endpoint.connect(doq, "foobar.com")
+            && let Ok(connection) = connecting.await
+        {
+            has_www(&doq_query(&connection, &query).await.unwrap()).unwrap();
+            answered = true;
+            break;
+        }
+    }
+    assert!(answered, "a connection after one closed");
+}

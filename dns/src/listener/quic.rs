@@ -1,10 +1,11 @@
 //! DNS over QUIC (RFC 9250): one query per bidirectional stream, each message with its two-byte
-//! length as over TCP, the message ID 0; connections bounded by the TCP settings (streams at
-//! once, idle timeout). On quinn, as the web edge's HTTP/3.
+//! length as over TCP, the message ID 0; connections bounded as TCP's are (in all and per
+//! address, idle timeout) and in streams at once. On quinn, as the web edge's HTTP/3.
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use arc_swap::ArcSwap;
+use foobar_net::PerAddress;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
@@ -68,6 +69,7 @@ pub async fn serve_quic(
         }
     };
     let mut connections = JoinSet::new();
+    let per_address = PerAddress::new(live.load().shared().max_tcp_connections_per_address);
     loop {
         let incoming = tokio::select! {
             incoming = endpoint.accept() => match incoming {
@@ -76,14 +78,26 @@ pub async fn serve_quic(
             },
             () = shutdown.cancelled() => break,
         };
+        while connections.try_join_next().is_some() {}
         let shared = live.load().shared().clone();
+        per_address.set_most(shared.max_tcp_connections_per_address);
+        let peer = incoming.remote_address();
+        // The TCP bounds: connections in all, and from one address.
+        let slot = (connections.len() < shared.max_tcp_connections)
+            .then(|| per_address.take(peer.ip()))
+            .flatten();
+        let Some(slot) = slot else {
+            debug!(%peer, "quic connection refused: too many");
+            incoming.refuse();
+            continue;
+        };
         connections.spawn(async move {
             match incoming.await {
                 Ok(connection) => serve_connection(connection, shared).await,
                 Err(e) => debug!(error = %e, "quic handshake"),
             }
+            drop(slot);
         });
-        while connections.try_join_next().is_some() {}
     }
     // Stopping (or handing over to a new process, which reads the same socket): new
     // connections are refused at once (CONNECTION_REFUSED), so that a client tries again and
