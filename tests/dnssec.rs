@@ -323,7 +323,23 @@ fn a_tampered_signature_is_refused_by_the_validator() {
 
 #[test]
 fn knot_and_nsd_as_secondaries_serve_the_signed_zone_and_its_edits() {
-    let test = "knot_and_nsd_as_secondaries_serve_the_signed_zone_and_its_edits";
+    secondaries_serve_the_signed_zone(
+        "knot_and_nsd_as_secondaries_serve_the_signed_zone_and_its_edits",
+        "",
+    );
+}
+
+#[test]
+fn knot_and_nsd_as_secondaries_serve_an_nsec3_zone_and_its_edits() {
+    secondaries_serve_the_signed_zone(
+        "knot_and_nsd_as_secondaries_serve_an_nsec3_zone_and_its_edits",
+        "nsec3 = true\n",
+    );
+}
+
+/// Knot and NSD follow the zone signed with `settings`; Unbound validates through each, before
+/// and after an edit that reaches them by NOTIFY and IXFR.
+fn secondaries_serve_the_signed_zone(test: &str, settings: &str) {
     if tools_missing(test) {
         return;
     }
@@ -336,7 +352,7 @@ fn knot_and_nsd_as_secondaries_serve_the_signed_zone_and_its_edits() {
     let server = signed_server(
         &zone(1, ""),
         &format!(
-            "allow_transfer = [\"127.0.0.1\"]\n\
+            "{settings}allow_transfer = [\"127.0.0.1\"]\n\
              notify = [\"127.0.0.1:{knot_port}\", \"127.0.0.1:{nsd_port}\"]"
         ),
     );
