@@ -33,6 +33,37 @@ fn clients_missing(test: &str) -> bool {
     missing.is_some()
 }
 
+/// The arguments that send `kdig` or `dig` to `addr`.
+fn at(addr: SocketAddr) -> Vec<String> {
+    vec![
+        format!("@{}", addr.ip()),
+        "-p".into(),
+        addr.port().to_string(),
+    ]
+}
+
+/// Asserts that `kdig` and `dig` with `flag` (`+tls`, `+https`) at `encrypted` get, for a name,
+/// a type at the apex and a name that does not exist, the answers `kdig` gets over UDP at `udp`.
+fn same_as_udp(udp: SocketAddr, encrypted: SocketAddr, flag: &str) {
+    for (name, rtype) in [
+        ("www.foobar.com", "A"),
+        ("foobar.com", "MX"),
+        ("nothere.foobar.com", "A"),
+    ] {
+        let question = [name, rtype, "+noall", "+answer"]
+            .map(String::from)
+            .to_vec();
+        let plain = answers("kdig", &[at(udp), question.clone()].concat());
+        for tool in ["kdig", "dig"] {
+            let got = answers(
+                tool,
+                &[at(encrypted), vec![flag.into()], question.clone()].concat(),
+            );
+            assert_eq!(got, plain, "{name} {rtype} with {flag} ({tool})");
+        }
+    }
+}
+
 /// The answer section of a `kdig` or `dig` run, records only, sorted.
 fn answers(tool: &str, args: &[String]) -> Vec<String> {
     let output = output_within(Command::new(tool).args(args));
@@ -53,46 +84,14 @@ fn kdig_and_dig_get_over_tls_what_they_get_over_udp() {
         return;
     }
     let (server, dot) = dot_server();
-    let at = |addr: SocketAddr| {
-        vec![
-            format!("@{}", addr.ip()),
-            "-p".into(),
-            addr.port().to_string(),
-        ]
-    };
-    for (name, rtype) in [
-        ("www.foobar.com", "A"),
-        ("foobar.com", "MX"),
-        ("nothere.foobar.com", "A"),
-    ] {
-        let question = [
-            name.to_string(),
-            rtype.to_string(),
-            "+noall".into(),
-            "+answer".into(),
-        ];
-        let udp = answers("kdig", &[at(server.dns), question.to_vec()].concat());
-        let kdig = answers(
-            "kdig",
-            &[at(dot), vec!["+tls".into()], question.to_vec()].concat(),
-        );
-        let dig = answers(
-            "dig",
-            &[at(dot), vec!["+tls".into()], question.to_vec()].concat(),
-        );
-        assert_eq!(kdig, udp, "{name} {rtype} over TLS (kdig)");
-        assert_eq!(dig, udp, "{name} {rtype} over TLS (dig)");
-    }
+    same_as_udp(server.dns, dot, "+tls");
     let www = answers(
         "kdig",
         &[
             at(dot),
-            vec![
-                "+tls".into(),
-                "www.foobar.com".into(),
-                "A".into(),
-                "+short".into(),
-            ],
+            ["+tls", "www.foobar.com", "A", "+short"]
+                .map(String::from)
+                .to_vec(),
         ]
         .concat(),
     );
@@ -251,29 +250,7 @@ fn kdig_and_dig_get_over_https_what_they_get_over_udp() {
         return;
     }
     let server = doh_server();
-    let at = |addr: SocketAddr| {
-        vec![
-            format!("@{}", addr.ip()),
-            "-p".into(),
-            addr.port().to_string(),
-        ]
-    };
-    for (name, rtype) in [("www.foobar.com", "A"), ("nothere.foobar.com", "A")] {
-        let question = [
-            name.to_string(),
-            rtype.to_string(),
-            "+noall".into(),
-            "+answer".into(),
-        ];
-        let udp = answers("kdig", &[at(server.dns), question.to_vec()].concat());
-        for tool in ["kdig", "dig"] {
-            let https = answers(
-                tool,
-                &[at(server.https), vec!["+https".into()], question.to_vec()].concat(),
-            );
-            assert_eq!(https, udp, "{name} {rtype} over HTTPS ({tool})");
-        }
-    }
+    same_as_udp(server.dns, server.https, "+https");
 }
 
 /// A DNS-over-QUIC connection to `server`'s `quic_listen` address, trusting its certificate.
