@@ -62,6 +62,11 @@ fn knotc(peer: &Peer, args: &[&str]) {
 
 /// named (BIND) on `port` (its own configuration text for keys and zones).
 fn bind(port: u16, config: &str) -> Peer {
+    bind_with(port, "", config)
+}
+
+/// [`bind`] with more lines for its `options` (each indented, ending in a newline).
+fn bind_with(port: u16, options: &str, config: &str) -> Peer {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     let conf = root.join("named.conf");
@@ -70,7 +75,7 @@ fn bind(port: u16, config: &str) -> Peer {
         format!(
             "options {{\n    directory \"{root}\";\n    listen-on port {port} {{ 127.0.0.1; }};\n    \
              listen-on-v6 {{ none; }};\n    pid-file \"{root}/named.pid\";\n    recursion no;\n    \
-             dnssec-validation no;\n}};\n{config}",
+             dnssec-validation no;\n{options}}};\n{config}",
             root = root.display()
         ),
     )
@@ -595,4 +600,221 @@ fn a_secondary_zone_expires_to_servfail_when_no_primary_answers() {
         gone.elapsed()
     );
     server.wait_for_log("no primary reached within the SOA expire time");
+}
+
+/// A CA and a certificate it issued for `name` and 127.0.0.1, in `dir` as `ca.pem`, `ns.crt`
+/// and `ns.key`; the certificate's SPKI pin (base64 of the SHA-256 of its public key).
+fn tls_identity(dir: &std::path::Path, name: &str) -> String {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "transfer test CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec![name.to_string(), "127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+    std::fs::write(dir.join("ns.crt"), cert.pem()).unwrap();
+    std::fs::write(dir.join("ns.key"), key.serialize_pem()).unwrap();
+    let digest = ring::digest::digest(
+        &ring::digest::SHA256,
+        &rcgen::PublicKeyData::subject_public_key_info(&key),
+    );
+    data_encoding::BASE64.encode(digest.as_ref())
+}
+
+/// `dig AXFR` of `zone` at `server`, over TLS or plain TCP: the records, or the failure dig
+/// prints.
+fn dig_axfr(server: SocketAddr, zone: &str, tls: bool) -> String {
+    let port = server.port().to_string();
+    let mut args = vec![
+        "+nocmd",
+        "+nostats",
+        "-p",
+        &port,
+        "@127.0.0.1",
+        zone,
+        "AXFR",
+    ];
+    if tls {
+        args.push("+tls");
+    }
+    let output = support::output_within(Command::new("dig").args(args));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn bind_and_nsd_follow_foobar_over_tls() {
+    if !available("bind_and_nsd_follow_foobar_over_tls") {
+        return;
+    }
+    let certs = tempfile::tempdir().unwrap();
+    tls_identity(certs.path(), "ns1.foobar.test");
+    let c = certs.path().display();
+    let (nsd_port, bind_port) = (free_port(), free_port());
+    let server = Foobar::setup()
+        .edge(&format!("cert = \"{c}/ns.crt\"\nkey = \"{c}/ns.key\""))
+        .dns(&format!(
+            "tls_listen = [\"127.0.0.1:0\"]\n\
+             [dns.zone.\"foobar.com\"]\nallow_transfer = [\"127.0.0.1 tls\"]\n\
+             notify = [\"127.0.0.1:{nsd_port}\", \"127.0.0.1:{bind_port}\"]"
+        ))
+        .start();
+    let dot = server.address_in("dns listening on tls");
+    let nsd = support::peers::nsd_with(
+        nsd_port,
+        &format!("    tls-cert-bundle: \"{c}/ca.pem\"\n"),
+        &format!(
+            "tls-auth:\n    name: foobar\n    auth-domain-name: ns1.foobar.test\n\
+             zone:\n    name: foobar.com\n    zonefile: foobar.com.zone\n    \
+             allow-notify: 127.0.0.1 NOKEY\n    request-xfr: 127.0.0.1@{} NOKEY foobar\n",
+            dot.port()
+        ),
+    );
+    let bind = bind(
+        bind_port,
+        &format!(
+            "tls foobar {{ ca-file \"{c}/ca.pem\"; remote-hostname \"ns1.foobar.test\"; }};\n\
+             zone \"foobar.com\" {{\n    type secondary;\n    \
+             primaries port {} {{ 127.0.0.1 tls foobar; }};\n    file \"foobar.com.db\";\n    \
+             allow-notify {{ 127.0.0.1; }};\n}};\n",
+            dot.port()
+        ),
+    );
+    for peer in [&nsd, &bind] {
+        until_answer(peer.address(), "www.foobar.com.", "8.8.8.8");
+    }
+
+    let skip = server.log_len();
+    support::save_by_rename(
+        &server.zone_path("foobar.com.zone"),
+        &edited(&support::shipped_zone(), "2026112902", "8.8.4.4"),
+    );
+    let edit = Instant::now();
+    until_answer(nsd.address(), "www.foobar.com.", "8.8.4.4");
+    until_answer(bind.address(), "www.foobar.com.", "8.8.4.4");
+    eprintln!(
+        "edit served by NSD and BIND over XoT after {:?}",
+        edit.elapsed()
+    );
+    // By NOTIFY, then a difference over TLS; nothing went out over plain TCP.
+    support::wait_until("both transfers are logged", || {
+        server
+            .log()
+            .iter()
+            .skip(skip)
+            .filter(|line| line.contains("transfer out") && line.contains("kind=\"IXFR\""))
+            .count()
+            >= 2
+    });
+    let out: Vec<String> = server
+        .log()
+        .into_iter()
+        .filter(|line| line.contains("transfer out"))
+        .collect();
+    assert!(out.iter().all(|line| line.contains("tls=true")), "{out:?}");
+
+    // The rule asks for TLS: dig gets the zone over TLS and is refused over TCP.
+    let over_tls = dig_axfr(dot, "foobar.com", true);
+    assert!(over_tls.contains("8.8.4.4"), "{over_tls}");
+    let over_tcp = dig_axfr(server.dns, "foobar.com", false);
+    assert!(over_tcp.contains("Transfer failed"), "{over_tcp}");
+}
+
+#[test]
+fn foobar_follows_bind_over_tls_and_trusts_only_the_right_key() {
+    if !available("foobar_follows_bind_over_tls_and_trusts_only_the_right_key") {
+        return;
+    }
+    let certs = tempfile::tempdir().unwrap();
+    let pin = tls_identity(certs.path(), "ns1.example.test");
+    let wrong_pin = data_encoding::BASE64.encode(&[7u8; 32]);
+    let c = certs.path().display();
+    let (bind_port, bind_tls) = (free_port(), free_port());
+    // example.net checked by its CA and name, example.org by the pin, example.com by a pin
+    // that is not its key's.
+    let server = Foobar::setup()
+        .dns(&format!(
+            "[[dns.tls_auth]]\nname = \"by-ca\"\nserver_name = \"ns1.example.test\"\n\
+             ca_file = \"{c}/ca.pem\"\n\
+             [[dns.tls_auth]]\nname = \"by-pin\"\npin = \"{pin}\"\n\
+             [[dns.tls_auth]]\nname = \"wrong\"\npin = \"{wrong_pin}\"\n\
+             [[dns.secondary]]\nzone = \"example.net\"\nprimaries = [\"127.0.0.1:{bind_tls} tls:by-ca\"]\n\
+             [[dns.secondary]]\nzone = \"example.org\"\nprimaries = [\"127.0.0.1:{bind_tls} tls:by-pin\"]\n\
+             [[dns.secondary]]\nzone = \"example.com\"\nprimaries = [\"127.0.0.1:{bind_tls} tls:wrong\"]"
+        ))
+        .start();
+    let zone = |origin: &str, serial: u32, address: &str| {
+        format!(
+            "$ORIGIN {origin}.\n$TTL 300\n@ SOA ns1 hostmaster {serial} 60 10 600 60\n  NS ns1\n\
+             ns1 A 192.0.2.1\nwww A {address}\n"
+        )
+    };
+    let zones = ["example.net", "example.org", "example.com"];
+    for origin in zones {
+        std::fs::write(
+            certs.path().join(format!("{origin}.db")),
+            zone(origin, 1, "192.0.2.10"),
+        )
+        .unwrap();
+    }
+    let bind = bind_with(
+        bind_port,
+        &format!("    listen-on port {bind_tls} tls primary {{ 127.0.0.1; }};\n"),
+        &format!(
+            "tls primary {{ key-file \"{c}/ns.key\"; cert-file \"{c}/ns.crt\"; }};\n{}",
+            zones
+                .iter()
+                .map(|origin| format!(
+                    "zone \"{origin}\" {{\n    type primary;\n    file \"{c}/{origin}.db\";\n    \
+                     allow-transfer transport tls {{ 127.0.0.1; }};\n    ixfr-from-differences yes;\n    \
+                     max-ixfr-ratio unlimited;\n    \
+                     notify explicit;\n    also-notify {{ 127.0.0.1 port {}; }};\n}};\n",
+                    server.dns.port()
+                ))
+                .collect::<String>()
+        ),
+    );
+    until_answer(server.dns, "www.example.net.", "192.0.2.10");
+    until_answer(server.dns, "www.example.org.", "192.0.2.10");
+
+    // An edit on BIND: NOTIFY over UDP, SOA query and IXFR over TLS.
+    for origin in zones {
+        std::fs::write(
+            certs.path().join(format!("{origin}.db")),
+            zone(origin, 2, "192.0.2.20"),
+        )
+        .unwrap();
+    }
+    let skip = server.log_len();
+    let reload =
+        support::output_within(Command::new("kill").args(["-HUP", &bind.child.id().to_string()]));
+    assert!(reload.status.success());
+    until_answer(server.dns, "www.example.net.", "192.0.2.20");
+    until_answer(server.dns, "www.example.org.", "192.0.2.20");
+    let line = server.wait_for_log_after(skip, "transfer in");
+    assert!(line.contains("kind=\"IXFR\""), "{line}");
+    assert!(line.contains("tls=\"by-"), "{line}");
+
+    // The primary whose key is not the pinned one is never trusted.
+    support::wait_until("the pinned primary is refused", || {
+        server.log().iter().any(|line| {
+            line.contains("refresh failed")
+                && line.contains("example.com")
+                && line.contains("not the one pinned")
+        })
+    });
+    assert_eq!(addresses(server.dns, "www.example.com."), Some(Vec::new()));
+    assert!(
+        !server
+            .log()
+            .iter()
+            .any(|line| line.contains("transfer in") && line.contains("example.com")),
+        "nothing came from the primary with the wrong key"
+    );
 }

@@ -90,6 +90,7 @@ impl Dns {
             zones,
             allow_transfer: _,
             tsig: _,
+            tls_auth: _,
             zone: zone_settings,
             secondary: _,
             health: checks,
@@ -464,7 +465,8 @@ impl Dns {
             let mut still = Vec::new();
             for (ns, server) in waiting {
                 let answers =
-                    transfer::notify::ask(&wire, wire::rtype::TXT, server, None, &sources).await;
+                    transfer::notify::ask(&wire, wire::rtype::TXT, server, None, None, &sources)
+                        .await;
                 let seen = answers.as_ref().is_ok_and(|records| {
                     records
                         .iter()
@@ -764,6 +766,7 @@ async fn check_parents(live: &Live) {
                 &check.origin,
                 wire::rtype::DS,
                 parent,
+                None,
                 None,
                 &live.sources,
             )

@@ -170,12 +170,13 @@ async fn start(
             &acme_stop,
         );
     }
-    // DNS over TLS answers with the edge's certificates.
+    // DNS over TLS answers with the edge's certificates; TLS 1.3 only, as RFC 9103 asks of the
+    // zone transfers it carries (and as Knot serves it).
     let dot = foobar_dns::TlsSockets {
         config: if bound.dot.is_empty() {
             None
         } else {
-            Some(Arc::new(edge.tls_server_config(&[b"dot"], true)?))
+            Some(Arc::new(edge.tls_server_config(&[b"dot"], false)?))
         },
         listeners: bound.dot,
         quic_config: if bound.doq.is_empty() {

@@ -106,6 +106,11 @@ pub fn knot_at(address: SocketAddr, config: &str, zone_files: &[(&str, &str)]) -
 
 /// nsd on `port` (its own configuration text for keys and zones).
 pub fn nsd(port: u16, config: &str) -> Peer {
+    nsd_with(port, "", config)
+}
+
+/// [`nsd`] with more lines for its `server:` clause (each indented, ending in a newline).
+pub fn nsd_with(port: u16, server: &str, config: &str) -> Peer {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     let conf = root.join("nsd.conf");
@@ -115,7 +120,7 @@ pub fn nsd(port: u16, config: &str) -> Peer {
             "server:\n    ip-address: 127.0.0.1@{port}\n    port: {port}\n    username: \"\"\n    \
              chroot: \"\"\n    zonesdir: \"{root}\"\n    pidfile: \"{root}/nsd.pid\"\n    \
              database: \"\"\n    xfrdfile: \"{root}/xfrd.state\"\n    zonelistfile: \"{root}/zone.list\"\n    \
-             logfile: \"{root}/nsd.log\"\n    verbosity: 2\n\
+             logfile: \"{root}/nsd.log\"\n    verbosity: 2\n{server}\
              remote-control:\n    control-enable: no\n{config}",
             root = root.display()
         ),

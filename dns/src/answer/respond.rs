@@ -49,7 +49,7 @@ pub enum Transport {
     Udp,
     /// Over TCP: up to 64 KiB, and transfers.
     Tcp,
-    /// Over TLS (RFC 7858): as over TCP.
+    /// Over TLS (RFC 7858, TLS 1.3): as over TCP; transfers over it are XoT (RFC 9103).
     Dot,
     /// Over HTTPS (RFC 8484): up to 64 KiB, no transfers.
     Doh,
@@ -817,9 +817,12 @@ impl Responder {
             rtype::AXFR | rtype::IXFR => {
                 let at_apex = qkey.get() == zone.origin_key();
                 let key = signed.map(|s| &*s.key);
-                let allowed = self
-                    .access
-                    .may_transfer(zone.origin_key(), client.address, key);
+                let allowed = self.access.may_transfer(
+                    zone.origin_key(),
+                    client.address,
+                    key,
+                    client.transport == Transport::Dot,
+                );
                 let ixfr = query.qtype == rtype::IXFR;
                 if !at_apex || !allowed {
                     w.set_rcode(Rcode::REFUSED);

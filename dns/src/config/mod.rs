@@ -13,7 +13,8 @@ pub struct Config {
     /// Addresses to answer on, each over UDP and TCP.
     pub listen: Vec<SocketAddr>,
     /// Addresses to answer DNS over TLS on (RFC 7858; port 853 is its own), with the web edge's
-    /// certificates and ALPN `dot`. None by default.
+    /// certificates, ALPN `dot` and TLS 1.3; zone transfers too (XoT, RFC 9103) where
+    /// `allow_transfer` allows them. None by default.
     pub tls_listen: Vec<SocketAddr>,
     /// Addresses to answer DNS over QUIC on (RFC 9250; UDP port 853 is its own), with the web
     /// edge's certificates and ALPN `doq`. None by default.
@@ -30,6 +31,9 @@ pub struct Config {
     pub allow_transfer: Vec<Rule>,
     /// TSIG keys (`[[dns.tsig]]`), as `tsig-keygen` and `keymgr` print them.
     pub tsig: Vec<TsigKey>,
+    /// How primaries reached over TLS are recognized (`[[dns.tls_auth]]`), named by their
+    /// `tls:NAME`.
+    pub tls_auth: Vec<TlsAuth>,
     /// Settings of zones from the zones folder (`[dns.zone."foobar.com"]`).
     pub zone: BTreeMap<String, ZoneSettings>,
     /// Zones followed from primaries instead of read from files (`[[dns.secondary]]`).
@@ -73,6 +77,7 @@ impl Default for Config {
             zones: PathBuf::from("zones"),
             allow_transfer: Vec::new(),
             tsig: Vec::new(),
+            tls_auth: Vec::new(),
             zone: BTreeMap::new(),
             secondary: Vec::new(),
             health: Vec::new(),
@@ -104,6 +109,25 @@ pub struct TsigKey {
     /// Or a file holding it (relative paths from `state_dir`): the base64 secret alone, or a
     /// BIND key file (`secret "...";`).
     pub secret_file: Option<PathBuf>,
+}
+
+/// `[[dns.tls_auth]]`: how a primary reached over TLS (XoT, RFC 9103) proves itself: a
+/// certificate for `server_name` issued by `ca_file`, or a public key with the pin `pin`, or
+/// both. NSD's `tls-auth`, BIND's `tls`, Knot's `cert-key`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsAuth {
+    /// As the primaries' `tls:NAME` name it.
+    pub name: String,
+    /// The name the certificate must be for (RFC 8310's authentication domain name), also sent
+    /// as SNI. Default: the primary's address, which the certificate must then carry.
+    pub server_name: Option<String>,
+    /// PEM certificates trusted to issue it: a CA's, or the primary's own (relative paths from
+    /// `state_dir`).
+    pub ca_file: Option<PathBuf>,
+    /// Base64 of the SHA-256 of its public key (SubjectPublicKeyInfo, RFC 7858's SPKI pin, as
+    /// `kdig +tls-pin` and Knot's `cert-key` take it).
+    pub pin: Option<String>,
 }
 
 fn default_algorithm() -> String {
@@ -212,7 +236,8 @@ impl ZoneSettings {
 #[serde(deny_unknown_fields)]
 pub struct Secondary {
     pub zone: String,
-    /// Tried in order: `"192.0.2.1:53"`.
+    /// Tried in order: `"192.0.2.1:53"`, or over TLS `"192.0.2.1:853 tls:NAME"` with a
+    /// `[[dns.tls_auth]]` of that name (SOA queries and transfers then go over TLS).
     #[serde(deserialize_with = "parsed")]
     pub primaries: Vec<Peer>,
     /// The TSIG key that signs requests to the primaries and their NOTIFY.

@@ -1,6 +1,6 @@
 //! The `[dns]` settings for transfers turned into what serves them: the TSIG keyring, each
 //! zone's transfer and NOTIFY policy, and the secondary zones. A rule or a zone that names a key
-//! no `[[dns.tsig]]` defines is an error, named.
+//! no `[[dns.tsig]]` defines, or a `tls:NAME` no `[[dns.tls_auth]]` does, is an error, named.
 
 use std::{path::Path, sync::Arc};
 
@@ -10,7 +10,8 @@ use crate::{
     Error,
     config::{Config, TsigKey},
     transfer::access::{Access, Peer, ZoneAccess},
-    transfer::secondary::Secondary,
+    transfer::secondary::{Primary, Secondary},
+    transfer::tls::TlsAuth,
     transfer::tsig::{Algorithm, Key, Keyring},
     wire::name,
 };
@@ -91,6 +92,14 @@ pub fn access(config: &Config, state_dir: &Path) -> Result<Access, Error> {
         known(&rule.key, "allow_transfer")?;
     }
     let mut zones = std::collections::HashMap::new();
+    // NOTIFY goes over UDP, and the parent's DS is asked over UDP: TLS is for primaries.
+    let plain = |peer: &Peer, place: &str| match &peer.tls {
+        Some(_) => Err(Error::Config(format!(
+            "{place}: {}: tls:NAME is for primaries (NOTIFY and DS queries go over UDP)",
+            peer.address
+        ))),
+        None => Ok(()),
+    };
     for (zone, settings) in &config.zone {
         let origin = origin(zone)?;
         for rule in &settings.allow_transfer {
@@ -98,6 +107,10 @@ pub fn access(config: &Config, state_dir: &Path) -> Result<Access, Error> {
         }
         for peer in &settings.notify {
             known(&peer.key, &format!("zone {zone:?} notify"))?;
+            plain(peer, &format!("zone {zone:?} notify"))?;
+        }
+        for peer in &settings.dnssec_parent {
+            plain(peer, &format!("zone {zone:?} dnssec_parent"))?;
         }
         zones.insert(
             name::key_of(&origin),
@@ -121,10 +134,14 @@ pub fn access(config: &Config, state_dir: &Path) -> Result<Access, Error> {
             .map(|peer| Peer {
                 address: peer.address,
                 key: peer.key.clone().or_else(|| secondary.key.clone()),
+                tls: peer.tls.clone(),
             })
             .collect();
         for peer in primaries.iter().chain(&secondary.notify) {
             known(&peer.key, &place)?;
+        }
+        for peer in &secondary.notify {
+            plain(peer, &format!("{place} notify"))?;
         }
         for rule in &secondary.allow_transfer {
             known(&rule.key, &place)?;
@@ -157,6 +174,18 @@ pub fn secondaries(
     state_dir: &Path,
     access: &Access,
 ) -> Result<Vec<Arc<Secondary>>, Error> {
+    let mut tls_auths: Vec<Arc<TlsAuth>> = Vec::new();
+    for settings in &config.tls_auth {
+        let auth = TlsAuth::new(settings, state_dir)
+            .map_err(|reason| Error::Config(format!("tls_auth {:?}: {reason}", settings.name)))?;
+        if tls_auths.iter().any(|known| known.name() == settings.name) {
+            return Err(Error::Config(format!(
+                "tls_auth {:?}: defined twice",
+                settings.name
+            )));
+        }
+        tls_auths.push(Arc::new(auth));
+    }
     let mut out: Vec<Arc<Secondary>> = Vec::new();
     for secondary in &config.secondary {
         let origin = origin(&secondary.zone)?;
@@ -170,8 +199,29 @@ pub fn secondaries(
         let primaries = zone
             .primaries
             .iter()
-            .map(|peer| (peer.address, access.key(peer.key.as_deref())))
-            .collect();
+            .map(|peer| {
+                let tls = match &peer.tls {
+                    None => None,
+                    Some(name) => Some(
+                        tls_auths
+                            .iter()
+                            .find(|auth| auth.name() == name)
+                            .cloned()
+                            .ok_or_else(|| {
+                                Error::Config(format!(
+                                    "secondary {:?}: no [[dns.tls_auth]] is named {name:?}",
+                                    secondary.zone
+                                ))
+                            })?,
+                    ),
+                };
+                Ok(Primary {
+                    address: peer.address,
+                    key: access.key(peer.key.as_deref()),
+                    tls,
+                })
+            })
+            .collect::<Result<_, Error>>()?;
         let file = format!("{}zone", name::to_text(&origin));
         out.push(Arc::new(Secondary {
             origin,

@@ -216,6 +216,7 @@ async fn connection(
                     info!(
                         zone = %origin,
                         %peer,
+                        tls = transport == Transport::Dot,
                         serial,
                         kind = answer.kind,
                         records = answer.records,

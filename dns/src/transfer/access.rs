@@ -4,7 +4,9 @@
 //!
 //! Rules are written as the configuration writes them: `"192.0.2.2"`, `"2001:db8::/64"`,
 //! `"key:xfr.foobar.com."`, or an address and a key together (`"192.0.2.0/24 key:xfr."`, both
-//! needed). A NOTIFY target or a primary is `"192.0.2.2:53"`, with an optional key.
+//! needed); `tls` added to a rule asks that the transfer come over TLS (RFC 9103, XoT). A
+//! NOTIFY target or a primary is `"192.0.2.2:53"`, with an optional key; a primary reached
+//! over TLS names how its certificate is checked (`"192.0.2.2:853 tls:NAME"`).
 
 use std::{
     collections::HashMap,
@@ -23,18 +25,21 @@ pub struct Rule {
     pub network: Option<IpNet>,
     /// The key's name, as configured.
     pub key: Option<String>,
+    /// Only over TLS (DNS over TLS, which is TLS 1.3 here as RFC 9103 asks of transfers).
+    pub tls: bool,
 }
 
 impl Rule {
-    /// Whether a request from `address`, signed with `key` (verified), is allowed by this rule.
-    pub fn allows(&self, address: IpAddr, key: Option<&Key>) -> bool {
+    /// Whether a request from `address`, signed with `key` (verified), is allowed by this rule;
+    /// `over_tls` if it came over TLS.
+    pub fn allows(&self, address: IpAddr, key: Option<&Key>, over_tls: bool) -> bool {
         let address_ok = self.network.is_none_or(|net| net.contains(&address));
         let key_ok = match (&self.key, key) {
             (None, _) => true,
             (Some(wanted), Some(key)) => same_key_name(wanted, &key.name()),
             (Some(_), None) => false,
         };
-        address_ok && key_ok
+        address_ok && key_ok && (over_tls || !self.tls)
     }
 }
 
@@ -45,8 +50,8 @@ pub enum AccessError {
     /// A rule with two `key:` parts, or an empty one.
     #[error("{0:?}: one key: name per rule")]
     OneKey(String),
-    /// A part that is neither an address, a network nor `key:NAME`.
-    #[error("{rule:?}: {part:?} is not an address, network or key:NAME")]
+    /// A part that is neither an address, a network, `key:NAME` nor `tls`.
+    #[error("{rule:?}: {part:?} is not an address, network, key:NAME or tls")]
     Part {
         /// The whole rule.
         rule: String,
@@ -56,8 +61,8 @@ pub enum AccessError {
     /// A rule with two addresses or networks.
     #[error("{0:?}: one address or network per rule")]
     OneNetwork(String),
-    /// A rule with nothing in it.
-    #[error("{0:?}: an empty rule")]
+    /// A rule with neither an address nor a key.
+    #[error("{0:?}: an address, a network or a key:NAME is needed")]
     EmptyRule(String),
     /// A primary given as nothing.
     #[error("an empty address")]
@@ -70,11 +75,11 @@ pub enum AccessError {
         /// The address part.
         address: String,
     },
-    /// Something other than `key:NAME` after a primary's address.
-    #[error("{0:?}: after the address, only key:NAME")]
+    /// Something other than `key:NAME` or `tls:NAME` after a primary's address.
+    #[error("{0:?}: after the address, only key:NAME and tls:NAME")]
     PeerKey(String),
-    /// More than an address and a key.
-    #[error("{0:?}: an address and at most one key:NAME")]
+    /// Two keys, or two TLS names.
+    #[error("{0:?}: an address, at most one key:NAME and at most one tls:NAME")]
     PeerExtra(String),
 }
 
@@ -85,9 +90,12 @@ impl FromStr for Rule {
         let mut rule = Rule {
             network: None,
             key: None,
+            tls: false,
         };
         for part in text.split_whitespace() {
-            if let Some(key) = part.strip_prefix("key:") {
+            if part == "tls" {
+                rule.tls = true;
+            } else if let Some(key) = part.strip_prefix("key:") {
                 if key.is_empty() || rule.key.replace(key.to_string()).is_some() {
                     return Err(AccessError::OneKey(text.to_string()));
                 }
@@ -111,11 +119,13 @@ impl FromStr for Rule {
 }
 
 /// A server to send NOTIFY to, or to transfer from: an address and port, and optionally the key
-/// that signs what goes there.
+/// that signs what goes there and (a primary) the `[[dns.tls_auth]]` it is reached over TLS
+/// with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Peer {
     pub address: SocketAddr,
     pub key: Option<String>,
+    pub tls: Option<String>,
 }
 
 impl FromStr for Peer {
@@ -130,19 +140,21 @@ impl FromStr for Peer {
                 peer: text.to_string(),
                 address: address.to_string(),
             })?;
-        let key = match parts.next() {
-            None => None,
-            Some(part) => Some(
-                part.strip_prefix("key:")
-                    .filter(|key| !key.is_empty())
-                    .ok_or_else(|| AccessError::PeerKey(text.to_string()))?
-                    .to_string(),
-            ),
-        };
-        if parts.next().is_some() {
-            return Err(AccessError::PeerExtra(text.to_string()));
+        let (mut key, mut tls) = (None, None);
+        for part in parts {
+            let (slot, name) = match part.split_once(':') {
+                Some(("key", name)) => (&mut key, name),
+                Some(("tls", name)) => (&mut tls, name),
+                _ => return Err(AccessError::PeerKey(text.to_string())),
+            };
+            if name.is_empty() {
+                return Err(AccessError::PeerKey(text.to_string()));
+            }
+            if slot.replace(name.to_string()).is_some() {
+                return Err(AccessError::PeerExtra(text.to_string()));
+            }
         }
-        Ok(Peer { address, key })
+        Ok(Peer { address, key, tls })
     }
 }
 
@@ -175,14 +187,21 @@ pub struct Access {
 }
 
 impl Access {
-    /// Whether a transfer of the zone at `origin_key` is allowed to `address` with `key`.
-    pub fn may_transfer(&self, origin_key: &[u8], address: IpAddr, key: Option<&Key>) -> bool {
+    /// Whether a transfer of the zone at `origin_key` is allowed to `address` with `key`,
+    /// asked over TLS or not.
+    pub fn may_transfer(
+        &self,
+        origin_key: &[u8],
+        address: IpAddr,
+        key: Option<&Key>,
+        over_tls: bool,
+    ) -> bool {
         let rules = self
             .zones
             .get(origin_key)
             .filter(|zone| !zone.transfer.is_empty())
             .map_or(&self.default_transfer, |zone| &zone.transfer);
-        rules.iter().any(|rule| rule.allows(address, key))
+        rules.iter().any(|rule| rule.allows(address, key, over_tls))
     }
 
     /// Whether a NOTIFY for the zone at `origin_key` comes from one of its primaries (with the
@@ -228,12 +247,22 @@ mod tests {
         let by_net: Rule = "192.0.2.0/24".parse().unwrap();
         let by_key: Rule = "key:XFR.foobar.com".parse().unwrap();
         let both: Rule = "192.0.2.0/24 key:xfr.foobar.com.".parse().unwrap();
-        assert!(by_net.allows(inside, None) && !by_net.allows(outside, Some(&key)));
-        assert!(by_key.allows(outside, Some(&key)) && !by_key.allows(inside, None));
-        assert!(!by_key.allows(inside, Some(&other)));
-        assert!(both.allows(inside, Some(&key)));
-        assert!(!both.allows(outside, Some(&key)) && !both.allows(inside, None));
-        for bad in ["", "key:", "bogus", "192.0.2.1 192.0.2.2", "key:a key:b"] {
+        let over_tls: Rule = "192.0.2.0/24 tls".parse().unwrap();
+        assert!(by_net.allows(inside, None, false) && !by_net.allows(outside, Some(&key), false));
+        assert!(by_key.allows(outside, Some(&key), false) && !by_key.allows(inside, None, true));
+        assert!(!by_key.allows(inside, Some(&other), false));
+        assert!(both.allows(inside, Some(&key), false));
+        assert!(!both.allows(outside, Some(&key), false) && !both.allows(inside, None, false));
+        assert!(over_tls.allows(inside, None, true) && !over_tls.allows(inside, None, false));
+        assert!(!over_tls.allows(outside, None, true) && by_net.allows(inside, None, true));
+        for bad in [
+            "",
+            "key:",
+            "bogus",
+            "192.0.2.1 192.0.2.2",
+            "key:a key:b",
+            "tls",
+        ] {
             assert!(bad.parse::<Rule>().is_err(), "{bad}");
         }
     }
@@ -245,6 +274,16 @@ mod tests {
         assert_eq!(peer.key.as_deref(), Some("xfr."));
         let plain: Peer = "2001:db8::1".parse().unwrap();
         assert_eq!(plain.address.port(), 53);
-        assert!("192.0.2.2:53 xfr".parse::<Peer>().is_err());
+        let over_tls: Peer = "192.0.2.2:853 tls:primary key:xfr.".parse().unwrap();
+        assert_eq!(over_tls.tls.as_deref(), Some("primary"));
+        assert_eq!(over_tls.key.as_deref(), Some("xfr."));
+        for bad in [
+            "192.0.2.2:53 xfr",
+            "192.0.2.2 tls",
+            "192.0.2.2 tls:",
+            "192.0.2.2 tls:a tls:b",
+        ] {
+            assert!(bad.parse::<Peer>().is_err(), "{bad}");
+        }
     }
 }

@@ -17,6 +17,8 @@ pub enum TransferError {
     NoConnection,
     #[error("TCP: {0}")]
     Tcp(std::io::Error),
+    #[error("TLS: {0}")]
+    Tls(std::io::Error),
     #[error("the transfer stopped: {0}")]
     Stopped(std::io::Error),
     #[error("the transfer took too long")]

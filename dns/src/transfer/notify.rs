@@ -1,5 +1,6 @@
 //! Telling secondaries a zone changed (NOTIFY, RFC 1996), and asking a primary for its SOA:
-//! small exchanges over UDP, retried, signed with TSIG where a key is set.
+//! small exchanges over UDP, retried, signed with TSIG where a key is set; over TLS with a
+//! primary reached over TLS.
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -8,6 +9,7 @@ use tracing::{debug, info, warn};
 
 use super::TransferError;
 use crate::{
+    transfer::tls::{self, TlsAuth},
     transfer::tsig::{self, Key, StreamVerifier},
     wire::Rcode,
     wire::Rtype,
@@ -159,14 +161,15 @@ async fn answer(socket: &UdpSocket, id: u16, from: SocketAddr) -> Vec<u8> {
 }
 
 /// Asks `primary` for the serial of the zone `origin` (wire form), over UDP, signed with `key`
-/// if any; falls back to TCP when the answer is truncated.
+/// if any; falls back to TCP when the answer is truncated. Over TLS with `tls`.
 pub async fn primary_serial(
     origin: &[u8],
     primary: SocketAddr,
     key: Option<&Arc<Key>>,
+    tls: Option<&TlsAuth>,
     sources: &Sources,
 ) -> Result<u32, TransferError> {
-    let answers = ask(origin, rtype::SOA, primary, key, sources).await?;
+    let answers = ask(origin, rtype::SOA, primary, key, tls, sources).await?;
     for record in answers {
         if record.rtype == rtype::SOA && crate::wire::name::eq_ignore_case(&record.owner, origin) {
             return crate::zone::soa_serial_minimum(&record.rdata)
@@ -178,36 +181,46 @@ pub async fn primary_serial(
 }
 
 /// The answer section `server` gives for `name` (wire form) and `qtype`, asked over UDP, signed
-/// with `key` if any; over TCP when the answer is truncated. An RCODE other than NOERROR is an
-/// error.
+/// with `key` if any; over TCP when the answer is truncated; only over TLS with `tls`. An
+/// RCODE other than NOERROR is an error.
 pub async fn ask(
     name: &[u8],
     qtype: Rtype,
     server: SocketAddr,
     key: Option<&Arc<Key>>,
+    tls: Option<&TlsAuth>,
     sources: &Sources,
 ) -> Result<Vec<read::Record>, TransferError> {
     let id = random_id();
     let mut message = Vec::with_capacity(512);
     Writer::new(&mut message, id, Flags::default(), 512).question(name, qtype, Class::IN);
     let mac = key.map(|key| tsig::sign(&mut message, key, None, unix_now()));
-    let socket = UdpSocket::bind(sources.towards(server)).await?;
-    let mut reply = None;
-    for wait in [2, 4] {
-        socket.send_to(&message, server).await?;
-        if let Ok(got) =
-            tokio::time::timeout(Duration::from_secs(wait), answer(&socket, id, server)).await
-        {
-            reply = Some(got);
-            break;
+    let reply = if tls.is_some() {
+        stream_exchange(&message, server, tls, sources).await?
+    } else {
+        let socket = UdpSocket::bind(sources.towards(server)).await?;
+        let mut reply = None;
+        for wait in [2, 4] {
+            socket.send_to(&message, server).await?;
+            if let Ok(got) =
+                tokio::time::timeout(Duration::from_secs(wait), answer(&socket, id, server)).await
+            {
+                reply = Some(got);
+                break;
+            }
         }
+        let reply = reply.ok_or(TransferError::NoAnswer(server))?;
+        if reply[2] & 0x02 == 0 {
+            reply
+        } else {
+            stream_exchange(&message, server, None, sources).await?
+        }
+    };
+    if reply.len() < 12 {
+        return Err(TransferError::Short);
     }
-    let mut reply = reply.ok_or(TransferError::NoAnswer(server))?;
-    if reply[2] & 0x02 != 0 {
-        reply = tcp_exchange(&message, server, sources).await?;
-        if reply.len() < 12 {
-            return Err(TransferError::Short);
-        }
+    if reply[..2] != id.to_be_bytes() {
+        return Err(TransferError::OtherQuery);
     }
     if let (Some(key), Some(mac)) = (key, mac) {
         StreamVerifier::new(key.clone(), mac).verify(&reply, unix_now())?;
@@ -230,25 +243,25 @@ pub async fn ask(
     Ok(records)
 }
 
-/// One query and its answer over TCP.
-async fn tcp_exchange(
+/// One query and its answer over TCP, or TLS with `tls`.
+async fn stream_exchange(
     message: &[u8],
     server: SocketAddr,
+    tls: Option<&TlsAuth>,
     sources: &Sources,
 ) -> Result<Vec<u8>, TransferError> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let exchange = async {
-        let mut stream = sources.connect(server).await?;
+        let mut stream = tls::open(sources, server, tls).await?;
         let mut framed = (message.len() as u16).to_be_bytes().to_vec();
         framed.extend_from_slice(message);
         stream.write_all(&framed).await?;
         let len = stream.read_u16().await?;
         let mut reply = vec![0u8; usize::from(len)];
         stream.read_exact(&mut reply).await?;
-        Ok::<_, std::io::Error>(reply)
+        Ok::<_, TransferError>(reply)
     };
     tokio::time::timeout(Duration::from_secs(10), exchange)
         .await
         .map_err(|_| TransferError::NoTcpAnswer)?
-        .map_err(TransferError::Io)
 }

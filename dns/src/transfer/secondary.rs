@@ -30,6 +30,7 @@ use super::{TransferError, Transferred};
 use crate::{
     transfer::journal::{self, Diff},
     transfer::notify::{Sources, primary_serial, unix_now},
+    transfer::tls::{self, TlsAuth},
     transfer::tsig::{self, Key, StreamVerifier},
     wire::Class,
     wire::Flags,
@@ -55,12 +56,21 @@ const MAX_TIMER: Duration = Duration::from_secs(7 * 86_400);
 /// How long one transfer may take.
 const TRANSFER_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// A primary of a secondary zone: where it is, the key that signs what we ask it, and how it
+/// is reached over TLS if it is.
+#[derive(Debug, Clone)]
+pub struct Primary {
+    pub address: SocketAddr,
+    pub key: Option<Arc<Key>>,
+    pub tls: Option<Arc<TlsAuth>>,
+}
+
 /// One secondary zone and how to follow it.
 #[derive(Debug)]
 pub struct Secondary {
     /// The origin in wire form.
     pub origin: Vec<u8>,
-    pub primaries: Vec<(SocketAddr, Option<Arc<Key>>)>,
+    pub primaries: Vec<Primary>,
     /// The addresses this server's queries to them come from.
     pub sources: Sources,
     /// Where the last transferred copy is kept.
@@ -174,22 +184,30 @@ impl Secondary {
     /// current.
     async fn refresh(&self, current: Option<&Zone>) -> Result<Option<Zone>, TransferError> {
         let mut reasons = Vec::new();
-        for (primary, key) in &self.primaries {
-            let serial =
-                match primary_serial(&self.origin, *primary, key.as_ref(), &self.sources).await {
-                    Ok(serial) => serial,
-                    Err(reason) => {
-                        reasons.push((*primary, reason));
-                        continue;
-                    }
-                };
+        for primary in &self.primaries {
+            let Primary { address, key, tls } = primary;
+            let serial = match primary_serial(
+                &self.origin,
+                *address,
+                key.as_ref(),
+                tls.as_deref(),
+                &self.sources,
+            )
+            .await
+            {
+                Ok(serial) => serial,
+                Err(reason) => {
+                    reasons.push((*address, reason));
+                    continue;
+                }
+            };
             if current.is_some_and(|zone| !crate::zone::serial_newer(serial, zone.serial())) {
                 return Ok(None);
             }
             let started = Instant::now();
             let transfer = tokio::time::timeout(
                 TRANSFER_TIMEOUT,
-                transfer_in(&self.origin, *primary, key.clone(), current, &self.sources),
+                transfer_in(&self.origin, primary, current, &self.sources),
             )
             .await
             .unwrap_or(Err(TransferError::TookTooLong));
@@ -201,7 +219,8 @@ impl Secondary {
                 }) => {
                     info!(
                         zone = %self.name(),
-                        peer = %primary,
+                        peer = %address,
+                        tls = tls.as_ref().map(|tls| tls.name()),
                         serial = zone.serial(),
                         kind,
                         records,
@@ -210,7 +229,7 @@ impl Secondary {
                     );
                     return Ok(Some(zone));
                 }
-                Err(reason) => reasons.push((*primary, reason)),
+                Err(reason) => reasons.push((*address, reason)),
             }
         }
         Err(TransferError::Primaries(reasons))
@@ -247,16 +266,16 @@ fn timers(zone: &Zone) -> Option<Timers> {
     })
 }
 
-/// Transfers the zone `origin` from `primary`: IXFR from `current` when there is one, else
-/// AXFR. The new version, checked like a zone file; how it came (`AXFR`, `IXFR`,
-/// `IXFR-as-AXFR`); and how many records were sent.
+/// Transfers the zone `origin` from `primary` (over TLS if it is reached so): IXFR from
+/// `current` when there is one, else AXFR. The new version, checked like a zone file; how it
+/// came (`AXFR`, `IXFR`, `IXFR-as-AXFR`); and how many records were sent.
 pub async fn transfer_in(
     origin: &[u8],
-    primary: SocketAddr,
-    key: Option<Arc<Key>>,
+    primary: &Primary,
     current: Option<&Zone>,
     sources: &Sources,
 ) -> Result<Transferred, TransferError> {
+    let key = primary.key.clone();
     let current_soa = current.and_then(crate::zone::soa);
     let qtype = if current_soa.is_some() {
         rtype::IXFR
@@ -287,10 +306,12 @@ pub async fn transfer_in(
         .map(|key| tsig::sign(&mut request, key, None, unix_now()));
     let mut verifier = key.zip(mac).map(|(key, mac)| StreamVerifier::new(key, mac));
 
-    let mut stream = tokio::time::timeout(Duration::from_secs(10), sources.connect(primary))
-        .await
-        .map_err(|_| TransferError::NoConnection)?
-        .map_err(TransferError::Tcp)?;
+    let mut stream = tokio::time::timeout(
+        Duration::from_secs(10),
+        tls::open(sources, primary.address, primary.tls.as_deref()),
+    )
+    .await
+    .map_err(|_| TransferError::NoConnection)??;
     let mut framed = (request.len() as u16).to_be_bytes().to_vec();
     framed.extend_from_slice(&request);
     stream.write_all(&framed).await?;
