@@ -30,7 +30,7 @@ use std::{
 
 use anyhow::{Context, anyhow, bail};
 use command_fds::{CommandFdExt, FdMapping};
-use foobar_edge::Generation;
+use foobar_net::quic::Generation;
 use listenfd::ListenFd;
 
 /// Names of the inherited descriptors, in order from fd 3, separated by ';'.

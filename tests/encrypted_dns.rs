@@ -359,7 +359,7 @@ fn has_www(message: &Message) -> Result<(), String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn upgrades_lose_no_query_over_tls_or_https_and_carry_the_quic_socket() {
+async fn upgrades_lose_no_query_over_tls_https_or_quic() {
     let server = Foobar::setup()
         .zone("foobar.com.zone", &shipped_zone())
         .dns("tls_listen = [\"127.0.0.1:0\"]")
@@ -401,6 +401,50 @@ async fn upgrades_lose_no_query_over_tls_or_https_and_carry_the_quic_socket() {
             (transport, answered, failed)
         })
     };
+    // A DNS-over-QUIC client keeps one connection and asks on it, stream after stream, until
+    // the server closes it with DOQ_NO_ERROR (RFC 9250 section 4.3: what the old process does
+    // once it has answered the queries in hand); then it connects again. Nothing else may
+    // fail: a packet of the old connection read by the new process goes back to the old one.
+    let doq_client = {
+        let (stop, pem) = (stop.clone(), pem.clone());
+        tokio::spawn(async move {
+            let endpoint = web::quic_client_for(&pem, b"doq");
+            let (mut answered, mut closed, mut failed) = (0usize, 0usize, Vec::new());
+            let mut query = query_message("www.foobar.com", RecordType::A);
+            query[..2].copy_from_slice(&[0, 0]);
+            let mut open: Option<quinn::Connection> = None;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let connection = match &open {
+                    Some(connection) => connection.clone(),
+                    None => match endpoint.connect(doq, "foobar.com").unwrap().await {
+                        Ok(connection) => open.insert(connection).clone(),
+                        Err(e) => {
+                            failed.push(format!("connect: {e}"));
+                            continue;
+                        }
+                    },
+                };
+                let asked = doq_query(&connection, &query);
+                match tokio::time::timeout(std::time::Duration::from_secs(5), asked).await {
+                    Ok(Ok(answer)) => match has_www(&answer) {
+                        Ok(()) => answered += 1,
+                        Err(e) => failed.push(e),
+                    },
+                    Ok(Err(e)) => match connection.close_reason() {
+                        Some(quinn::ConnectionError::ApplicationClosed(close))
+                            if close.error_code == quinn::VarInt::from_u32(0) =>
+                        {
+                            closed += 1;
+                            open = None;
+                        }
+                        _ => failed.push(e),
+                    },
+                    Err(_) => failed.push("no answer within 5 s".to_string()),
+                }
+            }
+            (answered, closed, failed)
+        })
+    };
     let clients = [client("dot"), client("doh")];
     for _ in 0..3 {
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
@@ -427,6 +471,13 @@ async fn upgrades_lose_no_query_over_tls_or_https_and_carry_the_quic_socket() {
         );
         assert!(answered > 10, "{transport}: {answered}");
     }
+    let (answered, closed, failed) = doq_client.await.unwrap();
+    assert!(
+        failed.is_empty(),
+        "doq: {answered} answered, failed: {failed:?}"
+    );
+    assert!(answered > 10, "doq: {answered}");
+    assert!(closed >= 3, "doq: closed {closed} times, once per upgrade");
 }
 
 #[tokio::test]

@@ -642,8 +642,16 @@ impl Dns {
                 drain,
             ));
         }
+        let routing = match (&tls.quic_routing, tls.quic.is_empty()) {
+            (Some(routing), _) => Some(routing.clone()),
+            (None, true) => None,
+            (None, false) => Some(foobar_net::quic::QuicRouting::new(
+                foobar_net::quic::Generation::random()
+                    .map_err(|_| Error::Randomness("a QUIC key"))?,
+            )),
+        };
         for socket in tls.quic {
-            let Some(config) = tls.quic_config.clone() else {
+            let (Some(config), Some(routing)) = (tls.quic_config.clone(), routing.clone()) else {
                 return Err(Error::Config(
                     "quic_listen needs the edge's certificates".to_string(),
                 ));
@@ -654,6 +662,7 @@ impl Dns {
             tasks.spawn(listener::serve_quic(
                 socket,
                 config,
+                routing,
                 self.live.clone(),
                 shutdown.clone(),
                 drain,

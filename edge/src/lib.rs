@@ -29,7 +29,6 @@ pub mod metrics;
 pub mod probe;
 mod proxy;
 mod quic;
-mod quic_routing;
 mod renewal;
 mod service;
 mod site;
@@ -46,6 +45,7 @@ use std::{
 
 use arc_swap::ArcSwap;
 
+use foobar_net::quic::QuicRouting;
 use foobar_net::{BindError, PerAddress};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{info, warn};
@@ -54,7 +54,6 @@ pub use crate::{
     config::Config,
     error::Error,
     files::{StaticFiles, static_files},
-    quic_routing::{Generation, QuicRouting},
     service::{EdgeService, Peer, Stamp, edge_service},
     site::{
         ClientIp, Fallthrough,

@@ -53,7 +53,8 @@ async fn echo_server() -> Running {
         Ok::<_, Infallible>(Response::new(request.into_body()))
     });
     let shutdown = CancellationToken::new();
-    let handoff = foobar_edge::QuicRouting::new(foobar_edge::Generation::random().unwrap());
+    let handoff =
+        foobar_net::quic::QuicRouting::new(foobar_net::quic::Generation::random().unwrap());
     tokio::spawn(edge.run(
         sockets,
         foobar_edge::EdgeService::new(echo),

@@ -1,6 +1,7 @@
 //! Socket mechanics that the DNS and the web edge share, so that neither needs the other:
-//! counting connections per client address, sizing UDP socket buffers, and binding UDP and TCP
-//! on one port (DNS serves both there; HTTPS is TCP, and HTTP/3 UDP, on one port).
+//! counting connections per client address, sizing UDP socket buffers, binding UDP and TCP
+//! on one port (DNS serves both there; HTTPS is TCP, and HTTP/3 UDP, on one port), and QUIC
+//! endpoints whose connections live through an upgrade (`quic`: HTTP/3 and DNS over QUIC).
 //!
 //! ```text
 //! accept ──▶ PerAddress::take(ip) ──▶ Slot (counted until dropped) ──▶ the connection's task
@@ -19,6 +20,8 @@ use std::{
 };
 
 use tracing::{info, warn};
+
+pub mod quic;
 
 /// Connections open per client address, up to a bound.
 #[derive(Debug, Clone)]

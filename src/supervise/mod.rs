@@ -18,7 +18,8 @@ use std::{
 
 use anyhow::Context;
 use foobar_dns::Dns;
-use foobar_edge::{Edge, Generation, QuicRouting};
+use foobar_edge::Edge;
+use foobar_net::quic::{Generation, QuicRouting};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -185,6 +186,7 @@ async fn start(
             Some(Arc::new(edge.tls_server_config(&[b"doq"], false)?))
         },
         quic: bound.doq,
+        quic_routing: Some(quic.clone()),
     };
     let servers = {
         let (dns, edge, shutdown, quic) =

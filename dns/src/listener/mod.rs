@@ -70,6 +70,9 @@ pub struct TlsSockets {
     pub quic: Vec<std::net::UdpSocket>,
     /// Needed when there are QUIC sockets: TLS 1.3 only, no 0-RTT.
     pub quic_config: Option<Arc<rustls::ServerConfig>>,
+    /// How their connections live through an upgrade (the process's, shared with HTTP/3);
+    /// none: a generation of their own.
+    pub quic_routing: Option<foobar_net::quic::QuicRouting>,
 }
 
 /// Binds UDP and TCP on `addr` (one port for both; with port 0, one the system picks).

@@ -5,7 +5,10 @@
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use arc_swap::ArcSwap;
-use foobar_net::PerAddress;
+use foobar_net::{
+    PerAddress,
+    quic::{Frames, QuicRouting},
+};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
@@ -21,15 +24,16 @@ const DOQ_REQUEST_CANCELLED: u32 = 0x3;
 /// Queries open at once on one connection.
 const STREAMS_PER_CONNECTION: u32 = 100;
 
-/// The QUIC server settings for DNS over QUIC: `tls` (ALPN `doq`, TLS 1.3, no 0-RTT) and the
-/// limits of `shared`.
+/// The QUIC server settings for DNS over QUIC: `tls` (ALPN `doq`, TLS 1.3, no 0-RTT), the
+/// token key of `routing`'s generations and the limits of `shared`.
 fn server_config(
     tls: Arc<rustls::ServerConfig>,
+    routing: &QuicRouting,
     shared: &Shared,
 ) -> Result<quinn::ServerConfig, String> {
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
         .map_err(|e| format!("DNS over QUIC needs TLS 1.3: {e}"))?;
-    let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    let mut server = foobar_net::quic::server_config(Arc::new(crypto), routing);
     let mut transport = quinn::TransportConfig::default();
     transport
         .max_concurrent_bidi_streams(STREAMS_PER_CONNECTION.into())
@@ -40,28 +44,27 @@ fn server_config(
 }
 
 /// Answers DNS over QUIC on `socket` until `shutdown`, then lets connections finish the
-/// queries in hand for at most `drain`.
+/// queries in hand for at most `drain`. Across an upgrade, `routing` passes each packet to the
+/// process that holds its connection.
 pub async fn serve_quic(
     socket: std::net::UdpSocket,
     tls: Arc<rustls::ServerConfig>,
+    routing: QuicRouting,
     live: Arc<ArcSwap<impl Serving>>,
     shutdown: CancellationToken,
     drain: Duration,
 ) {
-    let config = match server_config(tls, live.load().shared()) {
+    let config = match server_config(tls, &routing, live.load().shared()) {
         Ok(config) => config,
         Err(e) => {
             warn!(error = %e, "DNS over QUIC not served");
             return;
         }
     };
-    let runtime = Arc::new(quinn::TokioRuntime);
-    let endpoint = match quinn::Endpoint::new(
-        quinn::EndpointConfig::default(),
-        Some(config),
-        socket,
-        runtime,
-    ) {
+    let endpoint = match socket.local_addr().and_then(|addr| {
+        // Named on the link by its address: the process has other QUIC sockets.
+        foobar_net::quic::endpoint(config, socket, &routing, Frames::Named(addr))
+    }) {
         Ok(endpoint) => endpoint,
         Err(e) => {
             warn!(error = %e, "DNS over QUIC not served");
@@ -91,9 +94,10 @@ pub async fn serve_quic(
             incoming.refuse();
             continue;
         };
+        let stopping = shutdown.clone();
         connections.spawn(async move {
             match incoming.await {
-                Ok(connection) => serve_connection(connection, shared).await,
+                Ok(connection) => serve_connection(connection, shared, stopping).await,
                 Err(e) => debug!(error = %e, "quic handshake"),
             }
             drop(slot);
@@ -119,12 +123,26 @@ pub async fn serve_quic(
     endpoint.close(DOQ_NO_ERROR.into(), b"");
 }
 
-/// Each stream of `connection` is one query.
-async fn serve_connection(connection: quinn::Connection, shared: Shared) {
+/// Each stream of `connection` is one query. Once `stopping`, the queries in hand are answered
+/// and the connection closed with DOQ_NO_ERROR, so that the client asks again on a new one
+/// (which reaches the process that serves, after an upgrade).
+async fn serve_connection(
+    connection: quinn::Connection,
+    shared: Shared,
+    stopping: CancellationToken,
+) {
     let peer = connection.remote_address();
     let mut streams = JoinSet::new();
     loop {
-        let (send, receive) = match connection.accept_bi().await {
+        let accepted = tokio::select! {
+            accepted = connection.accept_bi() => accepted,
+            () = stopping.cancelled() => {
+                while streams.join_next().await.is_some() {}
+                connection.close(DOQ_NO_ERROR.into(), b"");
+                break;
+            }
+        };
+        let (send, receive) = match accepted {
             Ok(stream) => stream,
             Err(e) => {
                 debug!(error = %e, %peer, "quic connection");

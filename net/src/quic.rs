@@ -1,14 +1,15 @@
-//! QUIC across a binary upgrade. The old and the new process share one UDP socket, and the
-//! kernel hands each datagram to whichever of them reads first, so each datagram must find its
-//! way to the process that holds its connection, or that connection dies (QUIC answers a packet
-//! for a connection it does not know with a stateless reset).
+//! QUIC across a binary upgrade, for every QUIC endpoint of the process (the web edge's HTTP/3,
+//! DNS over QUIC). The old and the new process share each UDP socket, and the kernel hands each
+//! datagram to whichever of them reads first, so each datagram must find its way to the process
+//! that holds its connection, or that connection dies (QUIC answers a packet for a connection it
+//! does not know with a stateless reset, and the generations share the reset key).
 //!
 //! As QUIC load balancers do (draft-ietf-quic-load-balancers), the connection IDs say where
 //! their connection lives: every CID this server issues carries its process's *generation*,
 //! hidden so that only the server can read it (a 6-byte random nonce, then the generation
 //! XORed with a keyed SipHash of the nonce; the key is shared by the generations). During a
 //! handoff the two processes are joined by a Unix datagram socket, and each passes on what it
-//! reads for the other:
+//! reads for the other, naming the socket it came in on where there are several:
 //!
 //! ```text
 //!                      ┌─────────── shared UDP socket ───────────┐
@@ -21,15 +22,19 @@
 //! own choosing) starts a new connection: the process reading it keeps it, until the new process
 //! is ready; from then on the old one passes such packets on too, as it accepts no more. The new
 //! process's own connections are passed to it from the start (it accepts as soon as it runs).
+//!
+//! Besides the routing, the endpoint the generations share: the stateless reset key and the
+//! address validation (Retry) token key come from the key they share ([`endpoint`]).
 
 use std::{
+    collections::HashMap,
     fmt,
     hash::Hasher,
     io::{self, IoSliceMut},
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     pin::Pin,
     sync::{
-        Arc,
+        Arc, Mutex, PoisonError,
         atomic::{AtomicBool, Ordering},
     },
     task::{Context, Poll},
@@ -43,11 +48,11 @@ use quinn::{
 };
 use ring::rand::{SecureRandom, SystemRandom};
 use siphasher::sip::SipHasher13;
-use tokio::io::ReadBuf;
+use tokio::sync::mpsc;
 use tracing::{debug, info};
 
 /// Length of the connection IDs this server issues: a 6-byte nonce and the hidden generation.
-pub const CID_LEN: usize = 8;
+const CID_LEN: usize = 8;
 const NONCE_LEN: usize = 6;
 
 /// Which process issued a connection ID, and the key that hides it.
@@ -116,13 +121,13 @@ impl Generation {
 }
 
 /// quinn's source of connection IDs: random nonces, this process's generation.
-pub struct Cids {
+struct Cids {
     generation: Generation,
     random: SystemRandom,
 }
 
 impl Cids {
-    pub fn new(generation: Generation) -> Cids {
+    fn new(generation: Generation) -> Cids {
         Cids {
             generation,
             random: SystemRandom::new(),
@@ -169,7 +174,7 @@ fn destination_cid(packet: &[u8]) -> Option<&[u8]> {
 
 /// The other process during a handoff.
 struct Link {
-    socket: tokio::net::UnixDatagram,
+    socket: Arc<tokio::net::UnixDatagram>,
     /// Its generation.
     generation: u16,
     /// The new process, rather than the old one.
@@ -178,12 +183,31 @@ struct Link {
     ready: AtomicBool,
 }
 
+/// Passed-on packets waiting for the socket they are for.
+type Inboxes = Arc<Mutex<HashMap<Frames, mpsc::Sender<Vec<u8>>>>>;
+
+/// Packets passed on and not read yet, per socket; more are dropped, as a full network queue
+/// drops them (QUIC resends).
+const INBOX: usize = 1024;
+
 /// Where the process's QUIC packets go during a handoff; the binary attaches and detaches the
 /// other process as the handoff proceeds.
 #[derive(Clone)]
 pub struct QuicRouting {
     generation: Generation,
     link: Arc<ArcSwapOption<Link>>,
+    inboxes: Inboxes,
+}
+
+/// How the packets of one socket are told apart on the link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Frames {
+    /// Unnamed: the process's first QUIC socket (the web edge's), whose frames have always
+    /// been unnamed, so that the process before an upgrade and the one after understand each
+    /// other whichever is the newer.
+    Unnamed,
+    /// Named by the address of the socket they came in on.
+    Named(SocketAddr),
 }
 
 impl fmt::Debug for QuicRouting {
@@ -201,6 +225,7 @@ impl QuicRouting {
         QuicRouting {
             generation,
             link: Arc::new(ArcSwapOption::empty()),
+            inboxes: Arc::default(),
         }
     }
 
@@ -236,14 +261,26 @@ impl QuicRouting {
         successor: bool,
     ) -> io::Result<()> {
         socket.set_nonblocking(true)?;
-        let socket = tokio::net::UnixDatagram::from_std(socket)?;
-        self.link.store(Some(Arc::new(Link {
+        let socket = Arc::new(tokio::net::UnixDatagram::from_std(socket)?);
+        let link = Arc::new(Link {
             socket,
             generation,
             successor,
             ready: AtomicBool::new(false),
-        })));
+        });
+        self.link.store(Some(link.clone()));
+        tokio::spawn(deliver(link, self.link.clone(), self.inboxes.clone()));
         Ok(())
+    }
+
+    /// Where packets passed on for the socket of `frames` arrive.
+    fn inbox(&self, frames: Frames) -> mpsc::Receiver<Vec<u8>> {
+        let (sender, receiver) = mpsc::channel(INBOX);
+        self.inboxes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(frames, sender);
+        receiver
     }
 
     /// The successor serves: new connections are its from now on.
@@ -274,11 +311,56 @@ impl QuicRouting {
     }
 }
 
+/// Reads what the other process passes on over `link` and hands each packet to the socket it
+/// is for, until that process is gone (or another link replaces this one).
+async fn deliver(link: Arc<Link>, current: Arc<ArcSwapOption<Link>>, inboxes: Inboxes) {
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        let received = link.socket.recv(&mut buf).await;
+        let still = current
+            .load()
+            .as_ref()
+            .is_some_and(|now| Arc::ptr_eq(now, &link));
+        if !still {
+            return;
+        }
+        match received {
+            Ok(length) if length > 0 => {
+                let Some((frames, frame)) = unname(&buf[..length]) else {
+                    continue;
+                };
+                let inbox = inboxes
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .get(&frames)
+                    .cloned();
+                // No such socket here, or a full inbox: dropped, as the network may drop it.
+                if let Some(inbox) = inbox {
+                    let _ = inbox.try_send(frame);
+                }
+            }
+            other => {
+                if let Err(e) = other {
+                    debug!(error = %e, "quic handoff link");
+                }
+                info!(
+                    generation = link.generation,
+                    "quic handoff: the other process is gone"
+                );
+                current.compare_and_swap(&Some(link.clone()), None);
+                return;
+            }
+        }
+    }
+}
+
 /// The shared UDP socket as quinn sees it: packets for the other process are passed on, and
 /// packets the other process passed on are read as if they came from the network.
 pub struct RoutingSocket {
     inner: Arc<dyn AsyncUdpSocket>,
     routing: QuicRouting,
+    frames: Frames,
+    inbox: Mutex<mpsc::Receiver<Vec<u8>>>,
 }
 
 impl fmt::Debug for RoutingSocket {
@@ -291,36 +373,43 @@ impl fmt::Debug for RoutingSocket {
 }
 
 impl RoutingSocket {
-    pub fn new(inner: Arc<dyn AsyncUdpSocket>, routing: QuicRouting) -> RoutingSocket {
-        RoutingSocket { inner, routing }
+    /// `inner` routed by `routing`, its packets told apart on the link as `frames` says.
+    pub fn new(
+        inner: Arc<dyn AsyncUdpSocket>,
+        routing: QuicRouting,
+        frames: Frames,
+    ) -> RoutingSocket {
+        let inbox = Mutex::new(routing.inbox(frames));
+        RoutingSocket {
+            inner,
+            routing,
+            frames,
+            inbox,
+        }
     }
 
-    /// A packet the other process passed on, if one is waiting: read into `buf`, then the
-    /// packet moved to its start.
-    fn poll_link(
+    /// A packet the other process passed on, if one is waiting: copied into `buf`, with its
+    /// metadata.
+    fn poll_inbox(
         &self,
-        link: &Link,
         cx: &mut Context,
         buf: &mut IoSliceMut<'_>,
         meta: &mut RecvMeta,
-    ) -> Poll<bool> {
+    ) -> Poll<()> {
+        let mut inbox = self.inbox.lock().unwrap_or_else(PoisonError::into_inner);
         loop {
-            let mut read = ReadBuf::new(buf);
-            match link.socket.poll_recv(cx, &mut read) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Ok(())) if read.filled().is_empty() => return Poll::Ready(false),
-                Poll::Ready(Ok(())) => {
-                    let length = read.filled().len();
-                    if let Some(received) = decode(buf, length) {
+            match inbox.poll_recv(cx) {
+                Poll::Ready(Some(frame)) if frame.len() <= buf.len() => {
+                    buf[..frame.len()].copy_from_slice(&frame);
+                    if let Some(received) = decode(buf, frame.len()) {
                         *meta = received;
-                        return Poll::Ready(true);
+                        return Poll::Ready(());
                     }
                     // Not one of ours: dropped, as the network may drop it.
                 }
-                Poll::Ready(Err(e)) => {
-                    debug!(error = %e, "quic handoff link");
-                    return Poll::Ready(false);
-                }
+                Poll::Ready(Some(_)) => {}
+                // The routing (which holds the sender) outlives its sockets: never closed.
+                Poll::Ready(None) | Poll::Pending => return Poll::Pending,
             }
         }
     }
@@ -342,7 +431,7 @@ impl RoutingSocket {
                     let size = stride.min(meta.len - offset);
                     let packet = &buf[offset..offset + size];
                     if self.routing.for_link(link, packet) {
-                        let frame = encode(&meta, packet);
+                        let frame = encode(&meta, packet, self.frames);
                         // Full link: dropped, as a full network queue would (QUIC resends).
                         let _ = link.socket.try_send(&frame);
                     } else {
@@ -383,30 +472,16 @@ impl AsyncUdpSocket for RoutingSocket {
         meta: &mut [RecvMeta],
     ) -> Poll<io::Result<usize>> {
         loop {
-            let link = self.routing.link.load_full();
-            if let Some(link) = &link
-                && let (Some(buf), Some(first)) = (bufs.first_mut(), meta.first_mut())
+            if let (Some(buf), Some(first)) = (bufs.first_mut(), meta.first_mut())
+                && self.poll_inbox(cx, buf, first).is_ready()
             {
-                match self.poll_link(link, cx, buf, first) {
-                    Poll::Ready(true) => return Poll::Ready(Ok(1)),
-                    Poll::Ready(false) => {
-                        info!(
-                            generation = link.generation,
-                            "quic handoff: the other process is gone"
-                        );
-                        self.routing
-                            .link
-                            .compare_and_swap(&Some(link.clone()), None);
-                        continue;
-                    }
-                    Poll::Pending => {}
-                }
+                return Poll::Ready(Ok(1));
             }
             let received = match self.inner.poll_recv(cx, bufs, meta) {
                 Poll::Ready(Ok(received)) => received,
                 other => return other,
             };
-            let Some(link) = link else {
+            let Some(link) = self.routing.link.load_full() else {
                 return Poll::Ready(Ok(received));
             };
             let kept = self.route(&link, bufs, &mut meta[..received]);
@@ -434,19 +509,74 @@ impl AsyncUdpSocket for RoutingSocket {
     }
 }
 
-// A passed-on packet: flags (bit 0: source is IPv6; bits 1-2: destination address absent, v4,
-// v6), the ECN bits (0xff: none), the source address and port, the destination address, then
-// the packet.
+/// A QUIC endpoint on `socket` serving with `server` (see [`server_config`]), its packets
+/// routed by `routing` and told apart on the link as `frames` says; its connection IDs carry
+/// this process's generation, and its stateless resets use the key the generations share.
+pub fn endpoint(
+    server: quinn::ServerConfig,
+    socket: std::net::UdpSocket,
+    routing: &QuicRouting,
+    frames: Frames,
+) -> io::Result<quinn::Endpoint> {
+    let reset_key = ring::hmac::Key::new(
+        ring::hmac::HMAC_SHA256,
+        &derive(b"reset", &routing.generation().key),
+    );
+    let mut endpoint = quinn::EndpointConfig::new(Arc::new(reset_key));
+    let generation = routing.generation().clone();
+    endpoint.cid_generator(move || Box::new(Cids::new(generation.clone())));
+    let runtime =
+        quinn::default_runtime().ok_or_else(|| io::Error::other("no async runtime for QUIC"))?;
+    let socket = runtime.wrap_udp_socket(socket)?;
+    let socket = Arc::new(RoutingSocket::new(socket, routing.clone(), frames));
+    quinn::Endpoint::new_with_abstract_socket(endpoint, Some(server), socket, runtime)
+}
 
-fn encode(meta: &RecvMeta, packet: &[u8]) -> Vec<u8> {
-    let mut frame = Vec::with_capacity(packet.len() + 40);
+/// A QUIC server's settings with `crypto`, and the address validation (Retry) token key the
+/// generations share, so that a token from one process is good in the next.
+pub fn server_config(
+    crypto: Arc<dyn quinn::crypto::ServerConfig>,
+    routing: &QuicRouting,
+) -> quinn::ServerConfig {
+    let token_key = ring::hkdf::Prk::new_less_safe(
+        ring::hkdf::HKDF_SHA256,
+        &derive(b"token", &routing.generation().key),
+    );
+    quinn::ServerConfig::new(crypto, Arc::new(token_key))
+}
+
+/// A key for `purpose` from the key the generations of an upgrade share.
+fn derive(purpose: &[u8], key: &[u8; 16]) -> Vec<u8> {
+    [purpose, &key[..]].concat()
+}
+
+// A passed-on packet: flags (bit 0: source is IPv6; bits 1-2: destination address absent, v4,
+// v6; bit 3: named), for a named one the socket's address (its length, 4 or 16, the address,
+// the port), the ECN bits (0xff: none), the source address and port, the destination address,
+// then the packet.
+
+const NAMED: u8 = 0x08;
+
+fn encode(meta: &RecvMeta, packet: &[u8], frames: Frames) -> Vec<u8> {
+    let mut frame = Vec::with_capacity(packet.len() + 60);
     let source_v6 = u8::from(meta.addr.is_ipv6());
     let destination = match meta.dst_ip {
         None => 0,
         Some(IpAddr::V4(_)) => 1,
         Some(IpAddr::V6(_)) => 2,
     };
-    frame.push(source_v6 | destination << 1);
+    let named = match frames {
+        Frames::Unnamed => 0,
+        Frames::Named(_) => NAMED,
+    };
+    frame.push(source_v6 | destination << 1 | named);
+    if let Frames::Named(socket) = frames {
+        match socket.ip() {
+            IpAddr::V4(ip) => frame.extend_from_slice(&[&[4][..], &ip.octets()].concat()),
+            IpAddr::V6(ip) => frame.extend_from_slice(&[&[16][..], &ip.octets()].concat()),
+        }
+        frame.extend_from_slice(&socket.port().to_be_bytes());
+    }
     frame.push(meta.ecn.map_or(0xff, |ecn| ecn as u8));
     match meta.addr.ip() {
         IpAddr::V4(ip) => frame.extend_from_slice(&ip.octets()),
@@ -462,8 +592,29 @@ fn encode(meta: &RecvMeta, packet: &[u8]) -> Vec<u8> {
     frame
 }
 
-/// The packet of the passed-on frame in `buf[..length]`, moved to the start of `buf`, and its
-/// metadata.
+/// The socket a passed-on frame is for, and the frame without its name.
+fn unname(frame: &[u8]) -> Option<(Frames, Vec<u8>)> {
+    let (&flags, rest) = frame.split_first()?;
+    if flags & NAMED == 0 {
+        return Some((Frames::Unnamed, frame.to_vec()));
+    }
+    let (&length, rest) = rest.split_first()?;
+    let (ip, rest) = rest.split_at_checked(usize::from(length))?;
+    let ip = match length {
+        4 => IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(ip).ok()?)),
+        16 => IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(ip).ok()?)),
+        _ => return None,
+    };
+    let (port, rest) = rest.split_first_chunk::<2>()?;
+    let socket = SocketAddr::new(ip, u16::from_be_bytes(*port));
+    Some((
+        Frames::Named(socket),
+        [&[flags & !NAMED][..], rest].concat(),
+    ))
+}
+
+/// The packet of the passed-on frame in `buf[..length]` (without a name), moved to the start
+/// of `buf`, and its metadata.
 fn decode(buf: &mut [u8], length: usize) -> Option<RecvMeta> {
     let frame = buf.get(..length)?;
     let (&flags, rest) = frame.split_first()?;
@@ -601,7 +752,12 @@ mod tests {
                 ecn: Some(EcnCodepoint::Ect0),
                 dst_ip: destination.map(|d| d.parse().unwrap()),
             };
-            let frame = encode(&meta, b"hello");
+            let named = Frames::Named("192.0.2.53:853".parse().unwrap());
+            let (frames, unnamed) = unname(&encode(&meta, b"hello", named)).unwrap();
+            assert_eq!(frames, named);
+            let frame = encode(&meta, b"hello", Frames::Unnamed);
+            assert_eq!(unnamed, frame, "the same frame once its name is read");
+            assert_eq!(unname(&frame).unwrap(), (Frames::Unnamed, frame.clone()));
             let mut buf = frame.clone();
             let decoded = decode(&mut buf, frame.len()).unwrap();
             assert_eq!(&buf[..decoded.len], b"hello");
