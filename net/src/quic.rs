@@ -181,6 +181,8 @@ struct Link {
     successor: bool,
     /// For a successor: it is serving, and takes every new connection.
     ready: AtomicBool,
+    /// Told when the link is let go: its reader stops, and the socket closes.
+    dropped: tokio::sync::Notify,
 }
 
 /// Passed-on packets waiting for the socket they are for.
@@ -267,8 +269,11 @@ impl QuicRouting {
             generation,
             successor,
             ready: AtomicBool::new(false),
+            dropped: tokio::sync::Notify::new(),
         });
-        self.link.store(Some(link.clone()));
+        if let Some(replaced) = self.link.swap(Some(link.clone())) {
+            replaced.dropped.notify_one();
+        }
         tokio::spawn(deliver(link, self.link.clone(), self.inboxes.clone()));
         Ok(())
     }
@@ -294,7 +299,9 @@ impl QuicRouting {
 
     /// The other process is gone (or the upgrade failed): every packet is this process's.
     pub fn detach(&self) {
-        self.link.store(None);
+        if let Some(link) = self.link.swap(None) {
+            link.dropped.notify_one();
+        }
     }
 
     /// Whether a packet read here belongs to the other process.
@@ -316,14 +323,10 @@ impl QuicRouting {
 async fn deliver(link: Arc<Link>, current: Arc<ArcSwapOption<Link>>, inboxes: Inboxes) {
     let mut buf = vec![0u8; 65_536];
     loop {
-        let received = link.socket.recv(&mut buf).await;
-        let still = current
-            .load()
-            .as_ref()
-            .is_some_and(|now| Arc::ptr_eq(now, &link));
-        if !still {
-            return;
-        }
+        let received = tokio::select! {
+            received = link.socket.recv(&mut buf) => received,
+            () = link.dropped.notified() => return,
+        };
         match received {
             Ok(length) if length > 0 => {
                 let Some((frames, frame)) = unname(&buf[..length]) else {
@@ -694,6 +697,57 @@ mod tests {
             .collect();
         assert!(tails.len() > 32, "{}", tails.len());
         assert_eq!(old.of(&[1, 2, 3]), None, "another length is not ours");
+    }
+
+    #[tokio::test]
+    async fn passed_on_packets_reach_the_socket_they_came_in_on() {
+        let old = Generation::random().unwrap();
+        let (here, there) = std::os::unix::net::UnixDatagram::pair().unwrap();
+        let routing = QuicRouting::new(old.clone());
+        routing.attach_successor(here, old.next().id).unwrap();
+        let dns: SocketAddr = "127.0.0.1:853".parse().unwrap();
+        let mut inboxes = [
+            routing.inbox(Frames::Unnamed),
+            routing.inbox(Frames::Named(dns)),
+        ];
+        let meta = RecvMeta {
+            addr: "192.0.2.1:4433".parse().unwrap(),
+            len: 0,
+            stride: 0,
+            ecn: None,
+            dst_ip: None,
+        };
+        let elsewhere = Frames::Named("127.0.0.1:1".parse().unwrap());
+        for (packet, frames) in [
+            (&b"nowhere"[..], elsewhere),
+            (b"for the web", Frames::Unnamed),
+            (b"for the dns", Frames::Named(dns)),
+        ] {
+            there.send(&encode(&meta, packet, frames)).unwrap();
+        }
+        for (inbox, packet) in inboxes
+            .iter_mut()
+            .zip([&b"for the web"[..], b"for the dns"])
+        {
+            let frame = tokio::time::timeout(Duration::from_secs(5), inbox.recv())
+                .await
+                .unwrap()
+                .unwrap();
+            let mut buf = frame.clone();
+            let received = decode(&mut buf, frame.len()).unwrap();
+            assert_eq!(&buf[..received.len], packet);
+            assert_eq!(received.addr, meta.addr);
+            assert!(inbox.try_recv().is_err(), "one packet each");
+        }
+        // Let go, the link's socket closes (its reader stops).
+        routing.detach();
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while there.send(b"anyone?").is_ok() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .unwrap();
     }
 
     #[test]
