@@ -53,7 +53,7 @@ head -c 2048 /dev/zero | tr '\0' 'a' > "$work/page.html"
 
 # One certificate for all three (the DoQ client checks it).
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=$origin" \
-  -addext "subjectAltName=DNS:$origin" -keyout "$work/tls/key.pem" -out "$work/tls/cert.pem" 2>/dev/null
+  -addext "subjectAltName=DNS:$origin" -addext "basicConstraints=critical,CA:FALSE" -keyout "$work/tls/key.pem" -out "$work/tls/cert.pem" 2>/dev/null
 
 port_dns=25370 port_https=25371 port_dot=25372 port_doq=25377
 port_nsd=25373 port_nsd_dot=25374 port_knot=25375 port_dnsdist=25376

@@ -9,6 +9,7 @@ use foobar_net::{
     PerAddress,
     quic::{Frames, QuicRouting},
 };
+use futures_util::{StreamExt, stream::FuturesUnordered};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
@@ -132,12 +133,14 @@ async fn serve_connection(
     stopping: CancellationToken,
 ) {
     let peer = connection.remote_address();
-    let mut streams = JoinSet::new();
+    // The streams in hand, polled by this task (a task each would cost more than the answer).
+    let mut streams = FuturesUnordered::new();
     loop {
         let accepted = tokio::select! {
             accepted = connection.accept_bi() => accepted,
+            Some(()) = streams.next(), if !streams.is_empty() => continue,
             () = stopping.cancelled() => {
-                while streams.join_next().await.is_some() {}
+                while streams.next().await.is_some() {}
                 connection.close(DOQ_NO_ERROR.into(), b"");
                 break;
             }
@@ -149,16 +152,15 @@ async fn serve_connection(
                 break;
             }
         };
-        let (shared, connection) = (shared.clone(), connection.clone());
-        streams.spawn(async move {
-            if let Err(code) = answer_stream(send, receive, peer, &shared).await {
+        let (shared, connection) = (&shared, &connection);
+        streams.push(async move {
+            if let Err(code) = answer_stream(send, receive, peer, shared).await {
                 // RFC 9250 section 4.3: a protocol error closes the connection.
                 connection.close(code.into(), b"");
             }
         });
-        while streams.try_join_next().is_some() {}
     }
-    while streams.join_next().await.is_some() {}
+    while streams.next().await.is_some() {}
 }
 
 /// Reads the query of one stream and writes its answer; a protocol error is the code to close
