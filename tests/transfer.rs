@@ -155,6 +155,30 @@ fn edited(zone: &str, serial: &str, address: &str) -> String {
         .replace("IN A    8.8.8.8", &format!("IN A    {address}"))
 }
 
+/// Edits the shipped zone on `server` (a new serial, www at 8.8.4.4): the log lines before it,
+/// and when.
+fn edit_www(server: &Foobar) -> (usize, Instant) {
+    let skip = server.log_len();
+    support::save_by_rename(
+        &server.zone_path("foobar.com.zone"),
+        &edited(&support::shipped_zone(), "2026112902", "8.8.4.4"),
+    );
+    (skip, Instant::now())
+}
+
+/// Waits until `count` IXFRs out are logged after the first `skip` lines.
+fn ixfrs_out_logged(server: &Foobar, skip: usize, count: usize) {
+    support::wait_until("the transfers are logged", || {
+        server
+            .log()
+            .iter()
+            .skip(skip)
+            .filter(|line| line.contains("transfer out") && line.contains("kind=\"IXFR\""))
+            .count()
+            >= count
+    });
+}
+
 #[test]
 fn knot_nsd_and_bind_follow_foobar_over_tsig_notify_and_ixfr() {
     if !available("knot_nsd_and_bind_follow_foobar_over_tsig_notify_and_ixfr") {
@@ -209,12 +233,7 @@ fn knot_nsd_and_bind_follow_foobar_over_tsig_notify_and_ixfr() {
         until_answer(peer.address(), "www.foobar.com.", "8.8.8.8");
     }
 
-    let skip = server.log_len();
-    support::save_by_rename(
-        &server.zone_path("foobar.com.zone"),
-        &edited(&support::shipped_zone(), "2026112902", "8.8.4.4"),
-    );
-    let edit = Instant::now();
+    let (skip, edit) = edit_www(&server);
     until_answer(knot.address(), "www.foobar.com.", "8.8.4.4");
     let knot_took = edit.elapsed();
     until_answer(nsd.address(), "www.foobar.com.", "8.8.4.4");
@@ -228,15 +247,7 @@ fn knot_nsd_and_bind_follow_foobar_over_tsig_notify_and_ixfr() {
         assert!(took < Duration::from_secs(2), "{took:?}");
     }
     // Both came by NOTIFY then IXFR (a difference, not the whole zone).
-    support::wait_until("both transfers are logged", || {
-        server
-            .log()
-            .iter()
-            .skip(skip)
-            .filter(|line| line.contains("transfer out") && line.contains("kind=\"IXFR\""))
-            .count()
-            >= 3
-    });
+    ixfrs_out_logged(&server, skip, 3);
     assert!(knot.log().contains("IXFR, incoming"), "{}", knot.log());
 
     // The same zone everywhere.
@@ -690,12 +701,7 @@ fn bind_and_nsd_follow_foobar_over_tls() {
         until_answer(peer.address(), "www.foobar.com.", "8.8.8.8");
     }
 
-    let skip = server.log_len();
-    support::save_by_rename(
-        &server.zone_path("foobar.com.zone"),
-        &edited(&support::shipped_zone(), "2026112902", "8.8.4.4"),
-    );
-    let edit = Instant::now();
+    let (skip, edit) = edit_www(&server);
     until_answer(nsd.address(), "www.foobar.com.", "8.8.4.4");
     until_answer(bind.address(), "www.foobar.com.", "8.8.4.4");
     eprintln!(
@@ -703,15 +709,7 @@ fn bind_and_nsd_follow_foobar_over_tls() {
         edit.elapsed()
     );
     // By NOTIFY, then a difference over TLS; nothing went out over plain TCP.
-    support::wait_until("both transfers are logged", || {
-        server
-            .log()
-            .iter()
-            .skip(skip)
-            .filter(|line| line.contains("transfer out") && line.contains("kind=\"IXFR\""))
-            .count()
-            >= 2
-    });
+    ixfrs_out_logged(&server, skip, 2);
     let out: Vec<String> = server
         .log()
         .into_iter()
