@@ -1,7 +1,9 @@
-//! DNS over TLS (RFC 7858) and over HTTPS (RFC 8484) from the same process, with the edge's
-//! certificate: Knot's `kdig` and BIND's `dig` get the answers they get over UDP; pipelined
-//! queries over TLS come back in order on one connection; GET and POST over HTTP/1.1, HTTP/2
-//! and HTTP/3, and the statuses of what is not a query; the metrics count each transport.
+//! DNS over TLS (RFC 7858, TLS 1.3 only), over QUIC (RFC 9250) and over HTTPS (RFC 8484) from
+//! the same process, with the edge's certificate: Knot's `kdig` and BIND's `dig` get the answers
+//! they get over UDP; pipelined queries over TLS come back in order on one connection; a query
+//! per QUIC stream, and the RFC's errors; GET and POST over HTTP/1.1, HTTP/2 and HTTP/3, and the
+//! statuses of what is not a query; the metrics count each transport; upgrades lose no query
+//! over any of them.
 #![allow(clippy::unwrap_used)]
 
 mod support;
@@ -9,6 +11,7 @@ mod support;
 use std::{net::SocketAddr, process::Command};
 
 use hickory_proto::{op::Message, rr::RecordType};
+use rustls_pki_types::pem::PemObject;
 use support::{Foobar, installed, output_within, query_message, shipped_zone, skip_without, web};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -111,6 +114,31 @@ fn kdig_and_dig_get_over_tls_what_they_get_over_udp() {
     ]));
     let said = String::from_utf8_lossy(&status.stdout);
     assert!(said.contains("dns over tls 127.0.0.1:0"), "{said}");
+}
+
+#[tokio::test]
+async fn dns_over_tls_is_tls_1_3_as_zone_transfers_over_it_need() {
+    let (server, dot) = dot_server();
+    let pem = server.certificate_pem();
+    assert!(
+        web::connect(dot, "foobar.com", web::tls_config(&pem, &[b"dot"]))
+            .await
+            .is_ok()
+    );
+    // RFC 9103 section 9: XoT is TLS 1.3 or later; the listener serves nothing older.
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls12 = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tls12.alpn_protocols = vec![b"dot".to_vec()];
+    let refused = web::connect(dot, "foobar.com", tls12).await;
+    assert!(refused.is_err(), "a TLS 1.2 handshake went through");
 }
 
 #[tokio::test]
