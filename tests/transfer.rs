@@ -1,6 +1,7 @@
 //! Zone transfers with real peers: Knot and NSD following foobar, foobar following Knot, a chain
-//! of the three, all TSIG-signed, NOTIFY-driven and incremental; and what TSIG and the
-//! transfer rules refuse. Each peer runs from a temporary folder on loopback ports; without
+//! of the three, all TSIG-signed, NOTIFY-driven and incremental; over TLS (XoT, RFC 9103) BIND
+//! and NSD following foobar, foobar following BIND and another foobar, each primary's
+//! certificate checked; and what TSIG and the transfer rules refuse. Each peer runs from a temporary folder on loopback ports; without
 //! knotd or nsd the tests say why and skip, unless FOOBAR_REQUIRE_INTEROP=1.
 #![allow(clippy::unwrap_used)]
 
@@ -814,5 +815,37 @@ fn foobar_follows_bind_over_tls_and_trusts_only_the_right_key() {
             .iter()
             .any(|line| line.contains("transfer in") && line.contains("example.com")),
         "nothing came from the primary with the wrong key"
+    );
+}
+
+#[test]
+fn foobar_follows_foobar_over_tls_trusting_its_self_signed_certificate() {
+    let primary = Foobar::setup()
+        .dns(
+            "tls_listen = [\"127.0.0.1:0\"]\n\
+             [dns.zone.\"foobar.com\"]\nallow_transfer = [\"127.0.0.1 tls\"]",
+        )
+        .start();
+    let dot = primary.address_in("dns listening on tls");
+    let certs = tempfile::tempdir().unwrap();
+    let own = certs.path().join("primary.crt");
+    std::fs::write(&own, primary.certificate_pem()).unwrap();
+    let secondary = Foobar::setup()
+        .without_zone_files()
+        .dns(&format!(
+            "[[dns.tls_auth]]\nname = \"primary\"\nserver_name = \"foobar.com\"\n\
+             ca_file = \"{}\"\n\
+             [[dns.secondary]]\nzone = \"foobar.com\"\nprimaries = [\"{dot} tls:primary\"]",
+            own.display()
+        ))
+        .start();
+    until_answer(secondary.dns, "www.foobar.com.", "8.8.8.8");
+    let line = secondary.wait_for_log_after(0, "transfer in");
+    assert!(line.contains("tls=\"primary\""), "{line}");
+    // Over plain TCP the primary refuses: the rule asks for TLS.
+    let refused = support::query_tcp(primary.dns, "foobar.com", RecordType::AXFR);
+    assert_eq!(
+        refused.metadata.response_code,
+        hickory_proto::op::ResponseCode::Refused
     );
 }
