@@ -247,6 +247,19 @@ where
             payload.advance(cnt);
         }
     }
+
+    // [foobar patch] Once the frame header is out, the payload's own `copy_to_bytes`: for a
+    // `Bytes` payload a slice of it, not a copy (the QUIC stream takes it as it is).
+    fn copy_to_bytes(&mut self, len: usize) -> Bytes {
+        if self.len == self.pos {
+            if let Some(payload) = self.frame.as_mut().and_then(|f| f.payload_mut()) {
+                return payload.copy_to_bytes(len);
+            }
+        }
+        let mut copied = bytes::BytesMut::with_capacity(len);
+        copied.put((&mut *self).take(len));
+        copied.freeze()
+    }
 }
 
 pub(super) enum AcceptedRecvStream<S, B>
