@@ -101,14 +101,9 @@ pub async fn serve_h3(
             drop(slot);
         });
     }
-    // No new connections: each is refused at once (CONNECTION_REFUSED), so that a client tries
-    // another address rather than waiting for its own timeout, until the endpoint closes. Open
-    // connections drain through their own shutdown handling.
-    tokio::spawn(async move {
-        while let Some(incoming) = endpoint.accept().await {
-            incoming.refuse();
-        }
-    });
+    // No new connections until the endpoint closes; open connections drain through their own
+    // shutdown handling.
+    foobar_net::quic::refuse_new_connections(endpoint);
 }
 
 /// Waits until the client has taken what was sent on `quic`, or closes, or is gone.

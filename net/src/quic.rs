@@ -548,6 +548,17 @@ pub fn server_config(
     quinn::ServerConfig::new(crypto, Arc::new(token_key))
 }
 
+/// From now on, every new connection to `endpoint` is refused at once (CONNECTION_REFUSED), so
+/// that its client tries again (and reaches the process that serves, after an upgrade) rather
+/// than waiting for its own timeout; connections open go on. For a process that is stopping.
+pub fn refuse_new_connections(endpoint: quinn::Endpoint) {
+    tokio::spawn(async move {
+        while let Some(incoming) = endpoint.accept().await {
+            incoming.refuse();
+        }
+    });
+}
+
 /// A key for `purpose` from the key the generations of an upgrade share.
 fn derive(purpose: &[u8], key: &[u8; 16]) -> Vec<u8> {
     [purpose, &key[..]].concat()

@@ -104,16 +104,9 @@ pub async fn serve_quic(
             drop(slot);
         });
     }
-    // Stopping (or handing over to a new process, which reads the same socket): new
-    // connections are refused at once (CONNECTION_REFUSED), so that a client tries again and
-    // reaches the process that serves, rather than waiting for its own timeout; connections
+    // Stopping (or handing over to a new process, which reads the same socket): connections
     // open finish what they were asked.
-    let refusing = endpoint.clone();
-    tokio::spawn(async move {
-        while let Some(incoming) = refusing.accept().await {
-            incoming.refuse();
-        }
-    });
+    foobar_net::quic::refuse_new_connections(endpoint.clone());
     let drained = tokio::time::timeout(drain, async {
         while connections.join_next().await.is_some() {}
     })
