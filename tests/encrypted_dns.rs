@@ -548,3 +548,49 @@ async fn dns_over_quic_connections_are_bounded_per_address_as_tcp_ones_are() {
     }
     assert!(answered, "a connection after one closed");
 }
+
+#[tokio::test]
+async fn a_zone_transfer_over_quic_is_allowed_where_a_rule_asks_for_encryption() {
+    let server = Foobar::setup()
+        .zone("foobar.com.zone", &shipped_zone())
+        .dns("quic_listen = [\"127.0.0.1:0\"]")
+        .dns("[dns.zone.\"foobar.com\"]\nallow_transfer = [\"127.0.0.1 tls\"]")
+        .start();
+    let doq = server.address_in("dns listening on quic");
+    let (_endpoint, connection) = doq_connect(&server, doq).await;
+    let mut query = query_message("foobar.com", RecordType::AXFR);
+    query[..2].copy_from_slice(&[0, 0]);
+    // XoQ (RFC 9250 section 4.2): the answer's messages on the request's stream, each with its
+    // length, the zone between two SOAs.
+    let (mut send, mut receive) = connection.open_bi().await.unwrap();
+    send.write_all(&[&(query.len() as u16).to_be_bytes()[..], &query].concat())
+        .await
+        .unwrap();
+    send.finish().unwrap();
+    let bytes = receive.read_to_end(1 << 20).await.unwrap();
+    let mut records = Vec::new();
+    let mut rest = &bytes[..];
+    while let Some((length, after)) = rest.split_first_chunk::<2>() {
+        let (message, after) = after.split_at(usize::from(u16::from_be_bytes(*length)));
+        let message = Message::from_vec(message).unwrap();
+        assert_eq!(message.metadata.id, 0);
+        records.extend(message.answers);
+        rest = after;
+    }
+    assert!(rest.is_empty());
+    assert!(records.len() > 2, "{records:?}");
+    let soas = records
+        .iter()
+        .filter(|r| r.record_type() == RecordType::SOA)
+        .count();
+    assert_eq!(soas, 2, "{records:?}");
+    assert!(records.iter().any(|r| r.data.to_string() == "8.8.8.8"));
+    let line = server.wait_for_log_after(0, "transfer out");
+    assert!(line.contains("tls=true"), "{line}");
+    // Over plain TCP the rule refuses it.
+    let refused = support::query_tcp(server.dns, "foobar.com", RecordType::AXFR);
+    assert_eq!(
+        refused.metadata.response_code,
+        hickory_proto::op::ResponseCode::Refused
+    );
+}

@@ -53,7 +53,7 @@ pub enum Transport {
     Dot,
     /// Over HTTPS (RFC 8484): up to 64 KiB, no transfers.
     Doh,
-    /// Over QUIC (RFC 9250): up to 64 KiB, no transfers.
+    /// Over QUIC (RFC 9250): up to 64 KiB; transfers over it are XoQ (encrypted, as XoT).
     Doq,
 }
 
@@ -821,7 +821,7 @@ impl Responder {
                     zone.origin_key(),
                     client.address,
                     key,
-                    client.transport == Transport::Dot,
+                    matches!(client.transport, Transport::Dot | Transport::Doq),
                 );
                 let ixfr = query.qtype == rtype::IXFR;
                 if !at_apex || !allowed {

@@ -17,7 +17,8 @@ pub struct Config {
     /// `allow_transfer` allows them. None by default.
     pub tls_listen: Vec<SocketAddr>,
     /// Addresses to answer DNS over QUIC on (RFC 9250; UDP port 853 is its own), with the web
-    /// edge's certificates and ALPN `doq`. None by default.
+    /// edge's certificates and ALPN `doq`; zone transfers too (XoQ) where `allow_transfer`
+    /// allows them. None by default.
     pub quic_listen: Vec<SocketAddr>,
     /// The path DNS over HTTPS (RFC 8484) is answered at on the web edge (`"/dns-query"`),
     /// wherever a site's routes send it to the built-in app (the default site's do). Off

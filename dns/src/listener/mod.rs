@@ -95,6 +95,61 @@ pub struct Shared {
     pub tcp_io_timeout: Duration,
 }
 
+/// A zone transfer's answer, made off the serving threads, and what its log line says.
+struct Transfer {
+    answer: crate::transfer::xfr::Answer,
+    started: std::time::Instant,
+    serial: u32,
+    origin: String,
+}
+
+impl Transfer {
+    /// The answer to `query`, a transfer request that `request` describes, from the zones of
+    /// `catalog`; none if the zone is gone.
+    async fn make(
+        shared: &Shared,
+        catalog: &Catalog,
+        request: Box<crate::answer::TransferRequest>,
+        query: &[u8],
+        now: u32,
+    ) -> std::io::Result<Option<Transfer>> {
+        let Some(zone) = catalog.get(&request.origin_key).cloned() else {
+            return Ok(None);
+        };
+        let started = std::time::Instant::now();
+        let (serial, origin) = (zone.serial(), zone.origin_text());
+        let (journals, query) = (shared.journals.clone(), query.to_vec());
+        let answer = tokio::task::spawn_blocking(move || {
+            crate::transfer::xfr::answer(&zone, Some(&journals), &request, &query, u64::from(now))
+        })
+        .await
+        .map_err(std::io::Error::other)?;
+        crate::metrics::metrics().transferred_out();
+        Ok(Some(Transfer {
+            answer,
+            started,
+            serial,
+            origin,
+        }))
+    }
+
+    /// The log line, once every message went out to `peer` (over TLS or QUIC if `encrypted`).
+    fn log(&self, peer: SocketAddr, encrypted: bool) {
+        let bytes: usize = self.answer.messages.iter().map(Vec::len).sum();
+        tracing::info!(
+            zone = %self.origin,
+            %peer,
+            tls = encrypted,
+            serial = self.serial,
+            kind = self.answer.kind,
+            records = self.answer.records,
+            bytes,
+            ms = self.started.elapsed().as_millis() as u64,
+            "transfer out"
+        );
+    }
+}
+
 /// Seconds since the Unix epoch, modulo 2^32, as cookies count them.
 fn unix_now() -> u32 {
     std::time::SystemTime::now()

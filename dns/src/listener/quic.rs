@@ -14,7 +14,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use super::{MAX_MESSAGE, Serving, Shared, unix_now};
+use super::{MAX_MESSAGE, Serving, Shared, Transfer, unix_now};
 use crate::answer::{Client, Outcome, Transport};
 
 /// Application error codes (RFC 9250 section 4.3).
@@ -204,8 +204,30 @@ async fn answer_stream(
             }
             Ok(())
         }
-        // A message that is not a query, or a zone transfer, which is not answered here.
-        Outcome::Drop | Outcome::Transfer(_) => {
+        // A zone transfer (XoQ, RFC 9250 section 4.2): every message of the answer on this
+        // stream, each with its length.
+        Outcome::Transfer(request) => {
+            let made = Transfer::make(shared, &catalog, request, query, client.now).await;
+            let Ok(Some(transfer)) = made else {
+                let _ = send.reset(DOQ_REQUEST_CANCELLED.into());
+                return Ok(());
+            };
+            for message in &transfer.answer.messages {
+                let framed = [&(message.len() as u16).to_be_bytes()[..], message].concat();
+                let written =
+                    tokio::time::timeout(shared.tcp_io_timeout, send.write_all(&framed)).await;
+                if !matches!(written, Ok(Ok(()))) {
+                    let _ = send.reset(DOQ_REQUEST_CANCELLED.into());
+                    return Ok(());
+                }
+            }
+            if send.finish().is_ok() {
+                transfer.log(peer, true);
+            }
+            Ok(())
+        }
+        // A message that is not a query.
+        Outcome::Drop => {
             let _ = send.reset(DOQ_REQUEST_CANCELLED.into());
             Ok(())
         }

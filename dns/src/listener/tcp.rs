@@ -13,13 +13,10 @@ use tokio::{
 };
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
-use super::{MAX_MESSAGE, Serving, Shared, unix_now};
-use crate::{
-    answer::{Client, Outcome, Transport},
-    transfer::xfr,
-};
+use super::{MAX_MESSAGE, Serving, Shared, Transfer, unix_now};
+use crate::answer::{Client, Outcome, Transport};
 
 /// The TCP connection bounds in force, and the settings they were made for.
 struct Bounds {
@@ -193,37 +190,15 @@ async fn connection(
                 }
                 Outcome::Transfer(request) => {
                     write_pending(&mut stream, &mut pending, io_timeout).await?;
-                    let Some(zone) = catalog.get(&request.origin_key).cloned() else {
+                    let made = Transfer::make(shared, &catalog, request, &input[query], client.now);
+                    let Some(transfer) = made.await? else {
                         return Ok(());
                     };
-                    let started = std::time::Instant::now();
-                    let query = input[query].to_vec();
-                    let journals = shared.journals.clone();
-                    let serial = zone.serial();
-                    let origin = zone.origin_text();
-                    let now = u64::from(client.now);
-                    let answer = tokio::task::spawn_blocking(move || {
-                        xfr::answer(&zone, Some(&journals), &request, &query, now)
-                    })
-                    .await
-                    .map_err(std::io::Error::other)?;
-                    let bytes: usize = answer.messages.iter().map(Vec::len).sum();
-                    crate::metrics::metrics().transferred_out();
-                    for message in &answer.messages {
+                    for message in &transfer.answer.messages {
                         frame(&mut pending, message);
                         write_pending(&mut stream, &mut pending, io_timeout).await?;
                     }
-                    info!(
-                        zone = %origin,
-                        %peer,
-                        tls = transport == Transport::Dot,
-                        serial,
-                        kind = answer.kind,
-                        records = answer.records,
-                        bytes,
-                        ms = started.elapsed().as_millis() as u64,
-                        "transfer out"
-                    );
+                    transfer.log(peer, transport == Transport::Dot);
                 }
             }
         }

@@ -4,9 +4,10 @@
 //!
 //! Rules are written as the configuration writes them: `"192.0.2.2"`, `"2001:db8::/64"`,
 //! `"key:xfr.foobar.com."`, or an address and a key together (`"192.0.2.0/24 key:xfr."`, both
-//! needed); `tls` added to a rule asks that the transfer come over TLS (RFC 9103, XoT). A
-//! NOTIFY target or a primary is `"192.0.2.2:53"`, with an optional key; a primary reached
-//! over TLS names how its certificate is checked (`"192.0.2.2:853 tls:NAME"`).
+//! needed); `tls` added to a rule asks that the transfer come encrypted: over TLS (XoT, RFC
+//! 9103) or QUIC (XoQ, RFC 9250). A NOTIFY target or a primary is `"192.0.2.2:53"`, with an
+//! optional key; a primary reached over TLS names how its certificate is checked
+//! (`"192.0.2.2:853 tls:NAME"`).
 
 use std::{
     collections::HashMap,
@@ -25,13 +26,14 @@ pub struct Rule {
     pub network: Option<IpNet>,
     /// The key's name, as configured.
     pub key: Option<String>,
-    /// Only over TLS (DNS over TLS, which is TLS 1.3 here as RFC 9103 asks of transfers).
+    /// Only over TLS (DNS over TLS, which is TLS 1.3 here as RFC 9103 asks of transfers) or
+    /// QUIC.
     pub tls: bool,
 }
 
 impl Rule {
     /// Whether a request from `address`, signed with `key` (verified), is allowed by this rule;
-    /// `over_tls` if it came over TLS.
+    /// `over_tls` if it came over TLS or QUIC.
     pub fn allows(&self, address: IpAddr, key: Option<&Key>, over_tls: bool) -> bool {
         let address_ok = self.network.is_none_or(|net| net.contains(&address));
         let key_ok = match (&self.key, key) {
