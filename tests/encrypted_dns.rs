@@ -290,18 +290,31 @@ async fn doq_connect(server: &Foobar, addr: SocketAddr) -> (quinn::Endpoint, qui
 
 /// One query on a new stream of `connection` (its ID 0, as RFC 9250 wants): the answer.
 async fn doq_query(connection: &quinn::Connection, message: &[u8]) -> Result<Message, String> {
-    let (mut send, mut receive) = connection.open_bi().await.map_err(|e| e.to_string())?;
-    let mut framed = (message.len() as u16).to_be_bytes().to_vec();
-    framed.extend_from_slice(message);
-    send.write_all(&framed).await.map_err(|e| e.to_string())?;
-    send.finish().map_err(|e| e.to_string())?;
-    let bytes = receive
-        .read_to_end(65_537)
-        .await
-        .map_err(|e| e.to_string())?;
+    let bytes = doq_exchange(connection, message, 65_537).await?;
     let (length, answer) = bytes.split_first_chunk::<2>().ok_or("short answer")?;
     assert_eq!(usize::from(u16::from_be_bytes(*length)), answer.len());
     Message::from_vec(answer).map_err(|e| e.to_string())
+}
+
+/// `message` with its length on a new stream of `connection`, then all the stream brings back
+/// (at most `limit` bytes).
+async fn doq_exchange(
+    connection: &quinn::Connection,
+    message: &[u8],
+    limit: usize,
+) -> Result<Vec<u8>, String> {
+    let (mut send, mut receive) = connection.open_bi().await.map_err(|e| e.to_string())?;
+    let framed = [&(message.len() as u16).to_be_bytes()[..], message].concat();
+    send.write_all(&framed).await.map_err(|e| e.to_string())?;
+    send.finish().map_err(|e| e.to_string())?;
+    receive.read_to_end(limit).await.map_err(|e| e.to_string())
+}
+
+/// A query for `name` and `rtype` with the message ID 0 that DNS over QUIC wants.
+fn doq_message(name: &str, rtype: RecordType) -> Vec<u8> {
+    let mut query = query_message(name, rtype);
+    query[..2].copy_from_slice(&[0, 0]);
+    query
 }
 
 #[tokio::test]
@@ -312,11 +325,6 @@ async fn dns_over_quic_answers_a_query_per_stream_and_closes_on_a_protocol_error
         .start();
     let doq = server.address_in("dns listening on quic");
     let (_endpoint, connection) = doq_connect(&server, doq).await;
-    let with_id_zero = |name: &str, rtype: RecordType| {
-        let mut query = query_message(name, rtype);
-        query[..2].copy_from_slice(&[0, 0]);
-        query
-    };
     // Queries on streams of their own, at once; each answer as over UDP.
     let names = [
         "www.foobar.com",
@@ -325,7 +333,7 @@ async fn dns_over_quic_answers_a_query_per_stream_and_closes_on_a_protocol_error
         "nothere.foobar.com",
     ];
     let asked = names.map(|name| {
-        let (connection, query) = (connection.clone(), with_id_zero(name, RecordType::A));
+        let (connection, query) = (connection.clone(), doq_message(name, RecordType::A));
         tokio::spawn(async move { doq_query(&connection, &query).await })
     });
     for (name, asked) in names.iter().zip(asked) {
@@ -438,8 +446,7 @@ async fn upgrades_lose_no_query_over_tls_https_or_quic() {
         tokio::spawn(async move {
             let endpoint = web::quic_client_for(&pem, b"doq");
             let (mut answered, mut closed, mut failed) = (0usize, 0usize, Vec::new());
-            let mut query = query_message("www.foobar.com", RecordType::A);
-            query[..2].copy_from_slice(&[0, 0]);
+            let query = doq_message("www.foobar.com", RecordType::A);
             let mut open: Option<quinn::Connection> = None;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 let connection = match &open {
@@ -485,8 +492,7 @@ async fn upgrades_lose_no_query_over_tls_https_or_quic() {
         }
         // The QUIC socket went to the new process, which answers on it.
         let (_endpoint, connection) = doq_connect(&server, doq).await;
-        let mut query = query_message("www.foobar.com", RecordType::A);
-        query[..2].copy_from_slice(&[0, 0]);
+        let query = doq_message("www.foobar.com", RecordType::A);
         has_www(&doq_query(&connection, &query).await.unwrap()).unwrap();
     }
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
@@ -518,8 +524,7 @@ async fn dns_over_quic_connections_are_bounded_per_address_as_tcp_ones_are() {
     let doq = server.address_in("dns listening on quic");
     let (_first_endpoint, first) = doq_connect(&server, doq).await;
     let (_second_endpoint, second) = doq_connect(&server, doq).await;
-    let mut query = query_message("www.foobar.com", RecordType::A);
-    query[..2].copy_from_slice(&[0, 0]);
+    let query = doq_message("www.foobar.com", RecordType::A);
     has_www(&doq_query(&second, &query).await.unwrap()).unwrap();
     // A third from the same address is refused at once.
     let endpoint = web::quic_client_for(&server.certificate_pem(), b"doq");
@@ -558,16 +563,10 @@ async fn a_zone_transfer_over_quic_is_allowed_where_a_rule_asks_for_encryption()
         .start();
     let doq = server.address_in("dns listening on quic");
     let (_endpoint, connection) = doq_connect(&server, doq).await;
-    let mut query = query_message("foobar.com", RecordType::AXFR);
-    query[..2].copy_from_slice(&[0, 0]);
+    let query = doq_message("foobar.com", RecordType::AXFR);
     // XoQ (RFC 9250 section 4.2): the answer's messages on the request's stream, each with its
     // length, the zone between two SOAs.
-    let (mut send, mut receive) = connection.open_bi().await.unwrap();
-    send.write_all(&[&(query.len() as u16).to_be_bytes()[..], &query].concat())
-        .await
-        .unwrap();
-    send.finish().unwrap();
-    let bytes = receive.read_to_end(1 << 20).await.unwrap();
+    let bytes = doq_exchange(&connection, &query, 1 << 20).await.unwrap();
     let mut records = Vec::new();
     let mut rest = &bytes[..];
     while let Some((length, after)) = rest.split_first_chunk::<2>() {

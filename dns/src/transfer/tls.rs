@@ -47,22 +47,18 @@ impl TlsAuth {
             None => None,
             Some(file) => {
                 let path = state_dir.join(file);
+                let bad = |e: &dyn std::fmt::Display| format!("ca_file {}: {e}", path.display());
                 let mut roots = rustls::RootCertStore::empty();
-                for cert in CertificateDer::pem_file_iter(&path)
-                    .map_err(|e| format!("ca_file {}: {e}", path.display()))?
-                {
-                    let cert = cert.map_err(|e| format!("ca_file {}: {e}", path.display()))?;
-                    roots
-                        .add(cert)
-                        .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+                for cert in CertificateDer::pem_file_iter(&path).map_err(|e| bad(&e))? {
+                    roots.add(cert.map_err(|e| bad(&e))?).map_err(|e| bad(&e))?;
                 }
                 if roots.is_empty() {
-                    return Err(format!("ca_file {}: no certificate in it", path.display()));
+                    return Err(bad(&"no certificate in it"));
                 }
                 Some(
                     WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
                         .build()
-                        .map_err(|e| format!("ca_file {}: {e}", path.display()))?,
+                        .map_err(|e| bad(&e))?,
                 )
             }
         };
