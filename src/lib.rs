@@ -115,7 +115,8 @@ pub async fn load(config: &Config, draining: &Draining) -> anyhow::Result<Loaded
         dns.clone(),
     )
     .fallback_service(foobar_edge::Fallthrough)
-    .layer(axum::middleware::map_request(client_address));
+    // A plain function of the request: no future of its own per request.
+    .layer(tower::util::MapRequestLayer::new(client_address));
     Ok(Loaded {
         dns,
         edge,
@@ -141,7 +142,7 @@ impl Draining {
 
 /// Tells the app the client's address, which the edge knows from the connection (and, behind
 /// a trusted proxy, from what it forwards).
-async fn client_address(mut request: axum::extract::Request) -> axum::extract::Request {
+fn client_address(mut request: axum::extract::Request) -> axum::extract::Request {
     let address = match request.extensions().get::<ClientIp>() {
         Some(&ClientIp(address)) => Some(address),
         None => request.extensions().get::<Peer>().map(|peer| peer.0.ip()),
