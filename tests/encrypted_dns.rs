@@ -441,8 +441,11 @@ async fn upgrades_lose_no_query_over_tls_https_or_quic() {
     // the server closes it with DOQ_NO_ERROR (RFC 9250 section 4.3: what the old process does
     // once it has answered the queries in hand); then it connects again. Nothing else may
     // fail: a packet of the old connection read by the new process goes back to the old one.
+    // What the DNS-over-QUIC client has had answered so far: each upgrade waits for it to be
+    // asking the serving process, so that each upgrade closes its connection once.
+    let doq_answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let doq_client = {
-        let (stop, pem) = (stop.clone(), pem.clone());
+        let (stop, pem, progress) = (stop.clone(), pem.clone(), doq_answered.clone());
         tokio::spawn(async move {
             let endpoint = web::quic_client_for(&pem, b"doq");
             let (mut answered, mut closed, mut failed) = (0usize, 0usize, Vec::new());
@@ -462,7 +465,10 @@ async fn upgrades_lose_no_query_over_tls_https_or_quic() {
                 let asked = doq_query(&connection, &query);
                 match tokio::time::timeout(std::time::Duration::from_secs(5), asked).await {
                     Ok(Ok(answer)) => match has_www(&answer) {
-                        Ok(()) => answered += 1,
+                        Ok(()) => {
+                            answered += 1;
+                            progress.store(answered, std::sync::atomic::Ordering::Relaxed);
+                        }
                         Err(e) => failed.push(e),
                     },
                     Ok(Err(e)) => match connection.close_reason() {
@@ -481,7 +487,24 @@ async fn upgrades_lose_no_query_over_tls_https_or_quic() {
         })
     };
     let clients = [client("dot"), client("doh")];
+    // Answered from now on means answered by the process that serves now (the old one is gone).
+    let doq_asking_now = || {
+        let (progress, from) = (
+            doq_answered.clone(),
+            doq_answered.load(std::sync::atomic::Ordering::Relaxed),
+        );
+        async move {
+            for _ in 0..500 {
+                if progress.load(std::sync::atomic::Ordering::Relaxed) > from {
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            panic!("the DNS-over-QUIC client got no answer in 10 s");
+        }
+    };
     for _ in 0..3 {
+        doq_asking_now().await;
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
         let old = server.serving_pid();
         let (ok, stdout, stderr) = support::control_async(&server, "upgrade").await;
