@@ -1907,6 +1907,7 @@ mod tests {
         // Padded with zeros it is not (RFC 7541 section 5.2).
         assert!(canonical(&[0b0001_1000]).is_err());
         // Padding of eight bits or more.
+        assert!(canonical(&[0xff]).is_err());
         assert!(canonical(&[0b0001_1111, 0xff]).is_err());
         // The EOS symbol (30 ones), even at the end.
         assert!(canonical(&[0xff, 0xff, 0xff, 0xff]).is_err());
