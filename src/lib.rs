@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use foobar_dns::Dns;
-use foobar_edge::{ClientIp, Edge, Peer};
+use foobar_edge::{ClientIp, Edge};
 
 pub use crate::config::Config;
 use crate::inheritance::ListeningSockets;
@@ -115,8 +115,9 @@ pub async fn load(config: &Config, draining: &Draining) -> anyhow::Result<Loaded
         dns.clone(),
     )
     .fallback_service(foobar_edge::Fallthrough)
-    // A plain function of the request: no future of its own per request.
-    .layer(tower::util::MapRequestLayer::new(client_address));
+    // A plain function of the request: no future of its own per request. The app's routes
+    // only: the static files behind the fallback have no use for it.
+    .route_layer(tower::util::MapRequestLayer::new(client_address));
     Ok(Loaded {
         dns,
         edge,
@@ -145,7 +146,7 @@ impl Draining {
 fn client_address(mut request: axum::extract::Request) -> axum::extract::Request {
     let address = match request.extensions().get::<ClientIp>() {
         Some(&ClientIp(address)) => Some(address),
-        None => request.extensions().get::<Peer>().map(|peer| peer.0.ip()),
+        None => foobar_edge::peer(request.extensions()).map(|peer| peer.ip()),
     };
     if let Some(address) = address {
         request

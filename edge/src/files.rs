@@ -65,13 +65,13 @@ pub fn static_files(
         .not_found_service(not_found);
     let files =
         ServiceExt::<Request<Body>>::map_response(files, |response| response.map(Body::new));
-    Ok(StaticFiles {
+    Ok(StaticFiles(Arc::new(Shared {
         cache: ResponseCache::new(&canonical, cache_bytes).map(Arc::new),
         root: canonical,
         files: BoxCloneSyncService::new(files),
         cache_control: Arc::new(CacheControl(rules)),
         follow_symlinks: false,
-    })
+    })))
 }
 
 /// File access for `ServeDir` done in place rather than on tokio's blocking pool.
@@ -161,9 +161,13 @@ impl BackendFile for DirectFile {
     }
 }
 
-/// Static files with the containment guard.
+/// Static files with the containment guard. Shared: a site's routes and the built-in app's
+/// fallback each hold it, and a clone is taken per request where it is handed on.
 #[derive(Clone)]
-pub struct StaticFiles {
+pub struct StaticFiles(Arc<Shared>);
+
+#[derive(Clone)]
+struct Shared {
     root: PathBuf,
     cache: Option<Arc<ResponseCache>>,
     files: BoxCloneSyncService<Request<Body>, Response<Body>, Infallible>,
@@ -176,18 +180,18 @@ impl StaticFiles {
     /// Serves files reached through symbolic links wherever they lead (nginx's and Caddy's
     /// default): for a root assembled from links, as Debian's WordPress is.
     pub fn following_symlinks(mut self) -> StaticFiles {
-        self.follow_symlinks = true;
+        Arc::make_mut(&mut self.0).follow_symlinks = true;
         self
     }
 
     /// The root folder, canonical.
     pub fn root(&self) -> &Path {
-        &self.root
+        &self.0.root
     }
 
     /// Whether links leading outside the root are followed.
     pub(crate) fn follows_symlinks(&self) -> bool {
-        self.follow_symlinks
+        self.0.follow_symlinks
     }
 }
 
@@ -214,8 +218,8 @@ impl CacheControl {
 impl std::fmt::Debug for StaticFiles {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StaticFiles")
-            .field("root", &self.root)
-            .field("cache", &self.cache.is_some())
+            .field("root", &self.0.root)
+            .field("cache", &self.0.cache.is_some())
             .finish()
     }
 }
@@ -225,26 +229,27 @@ impl Service<Request<Body>> for StaticFiles {
     type Error = Infallible;
     type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.files.poll_ready(cx)
+    /// Always ready: a miss goes to a clone of `ServeDir`'s service, readied by `oneshot`.
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, request: Request<Body>) -> Self::Future {
+        let shared = &*self.0;
         // A kept response passed this guard when it was read, and any change under the root
         // since would have emptied the cache.
-        if let Some(hit) = self.cache.as_ref().and_then(|cache| cache.get(&request)) {
+        if let Some(hit) = shared.cache.as_ref().and_then(|cache| cache.get(&request)) {
             crate::metrics::metrics().cache(true);
             return Box::pin(std::future::ready(Ok(hit.response())));
         }
-        let refusal = match contained(&self.root, request.uri().path(), self.follow_symlinks) {
+        let refusal = match contained(&shared.root, request.uri().path(), shared.follow_symlinks) {
             Containment::Inside => {
-                let files = self.files.clone();
-                let files = std::mem::replace(&mut self.files, files);
-                let kept = self
+                let files = shared.files.clone();
+                let kept = shared
                     .cache
                     .as_ref()
                     .and_then(|cache| Some((cache.clone(), cache.ticket(&request)?)));
-                let rules = self.cache_control.clone();
+                let rules = shared.cache_control.clone();
                 return match kept {
                     Some((cache, ticket)) => {
                         crate::metrics::metrics().cache(false);

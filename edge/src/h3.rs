@@ -25,7 +25,7 @@ use tracing::debug;
 use crate::{
     Limits,
     activity::Activity,
-    service::{Connection, EdgeService, Peer},
+    service::{Connection, EdgeService},
     tcp::FIRST_REQUEST_GRACE,
 };
 
@@ -175,6 +175,7 @@ async fn connection(
         .await?;
     let activity = Activity::new();
     let connection_info = Connection {
+        peer,
         tls_name,
         activity: activity.clone(),
         streams,
@@ -239,13 +240,8 @@ async fn connection(
                         return;
                     }
                 };
-            let served = request_stream(
-                request_head,
-                stream,
-                service,
-                (peer, connection_info),
-                send_timeout,
-            );
+            let served =
+                request_stream(request_head, stream, service, connection_info, send_timeout);
             if let Err(e) = served.await {
                 debug!(%peer, error = %e, "h3 request");
             }
@@ -261,7 +257,7 @@ async fn request_stream<S>(
     request: Request<()>,
     stream: RequestStream<S, Bytes>,
     service: EdgeService,
-    (peer, connection): (std::net::SocketAddr, Connection),
+    connection: Connection,
     send_timeout: Duration,
 ) -> Result<(), BoxError>
 where
@@ -279,7 +275,6 @@ where
         request
             .extensions_mut()
             .insert(crate::tunnel::H3Upgrade::new(taken));
-        request.extensions_mut().insert(Peer(peer));
         request.extensions_mut().insert(connection);
         let response = service.oneshot(request).await?;
         let (parts, body) = response.into_parts();
@@ -316,7 +311,6 @@ where
         return Ok(());
     }
     let mut request = Request::from_parts(parts, Body::new(RequestBody::new(recv)));
-    request.extensions_mut().insert(Peer(peer));
     request.extensions_mut().insert(connection);
     let response = service.oneshot(request).await?;
     let (parts, body) = response.into_parts();

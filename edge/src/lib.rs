@@ -54,7 +54,7 @@ pub use crate::{
     config::Config,
     error::Error,
     files::{StaticFiles, static_files},
-    service::{EdgeService, Peer, Stamp, edge_service},
+    service::{EdgeService, Stamp, edge_service, peer},
     site::{
         ClientIp, Fallthrough,
         config::{RouteConfig, SiteConfig},

@@ -16,23 +16,26 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, Version, header};
 use http_body::{Frame, SizeHint};
 use tower::{Service, ServiceBuilder, ServiceExt, util::BoxCloneSyncService};
-use tower_http::compression::{CompressionLayer, Predicate, predicate::DefaultPredicate};
+use tower_http::compression::{CompressionLayer, Predicate};
 
 use crate::{config::Headers, error::Error};
 
 /// The service the transports call: `Request<Body>` in, `Response<Body>` out.
 pub type EdgeService = BoxCloneSyncService<Request<Body>, Response<Body>, Infallible>;
 
-/// Set by the transport on every request: who is asking.
-#[derive(Debug, Clone, Copy)]
-pub struct Peer(pub SocketAddr);
+/// The address of a request's peer (who is asking), from what its transport set.
+pub fn peer(extensions: &http::Extensions) -> Option<SocketAddr> {
+    extensions.get::<Connection>().map(|c| c.peer)
+}
 
-/// Set by the transport on every request: what it knows of the connection. The TLS server
-/// name (a site's requests over another site's certificate get 421), the requests in flight
-/// on it (a WebSocket keeps its connection counted while it lasts), and the signal that the
-/// server is stopping and long-lived streams must end.
+/// Set by the transport on every request: what it knows of the connection. The peer's
+/// address ([`peer`]), the TLS server name (a site's requests over another site's certificate
+/// get 421), the requests in flight on it (a WebSocket keeps its connection counted while it
+/// lasts), and the signal that the server is stopping and long-lived streams must end. One
+/// extension for all of it: each one a request carries is an allocation and a map entry.
 #[derive(Debug, Clone)]
 pub(crate) struct Connection {
+    pub peer: SocketAddr,
     pub tls_name: Option<Arc<str>>,
     pub activity: Arc<crate::activity::Activity>,
     pub streams: tokio_util::sync::CancellationToken,
@@ -145,63 +148,80 @@ where
 }
 
 /// What is compressed on the fly: responses of a compressible type (below) whose length is
-/// known. A response of unknown length is streamed as it comes (a proxied chunked response, a
-/// script's output, server-sent events): compressing it would hold its bytes back until the
-/// compressor's buffer fills.
+/// known and at least [`MIN_COMPRESSED`] bytes. A response of unknown length is streamed as it
+/// comes (a proxied chunked response, a script's output, server-sent events): compressing it
+/// would hold its bytes back until the compressor's buffer fills.
 #[derive(Debug, Clone, Copy)]
 struct Compressible;
+
+/// tower-http's default threshold: smaller bodies grow when compressed.
+const MIN_COMPRESSED: u64 = 32;
 
 impl Predicate for Compressible {
     fn should_compress<B>(&self, response: &http::Response<B>) -> bool
     where
         B: http_body::Body,
     {
-        let known_length = response.body().size_hint().exact().is_some()
-            || response.headers().contains_key(header::CONTENT_LENGTH);
-        known_length
-            && DefaultPredicate::new().should_compress(response)
-            && compressible(response.headers())
+        let length = response.body().size_hint().exact().or_else(|| {
+            response
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok())
+        });
+        length.is_some_and(|length| length >= MIN_COMPRESSED) && compressible(response.headers())
     }
 }
 
 /// Whether a response's type is one that compresses: text, and the structured formats sent as
 /// text. Images, video, archives and `application/octet-stream` are compressed already or at
 /// random; compressing them on every request costs CPU for nothing (nginx's `gzip_types` and
-/// Caddy's `encode` take the same view).
+/// Caddy's `encode` take the same view); gRPC compresses its own messages. Asked of every
+/// response, so it reads the type in place, without a lowercased copy.
 fn compressible(headers: &http::HeaderMap) -> bool {
-    let Some(content_type) = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-    else {
+    let Some(content_type) = headers.get(header::CONTENT_TYPE) else {
         return false;
     };
     let essence = content_type
-        .split(';')
+        .as_bytes()
+        .split(|&b| b == b';')
         .next()
         .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
-    (essence.starts_with("text/") && essence != "text/event-stream")
-        || essence.ends_with("+json")
-        || essence.ends_with("+xml")
-        || matches!(
-            essence.as_str(),
-            "application/json"
-                | "application/javascript"
-                | "application/xml"
-                | "application/wasm"
-                | "application/manifest+json"
-                | "image/svg+xml"
-                | "font/ttf"
-                | "font/otf"
-                | "application/vnd.ms-fontobject"
-        )
+        .trim_ascii();
+    let is = |name: &str| essence.eq_ignore_ascii_case(name.as_bytes());
+    let starts = |prefix: &str| {
+        essence
+            .get(..prefix.len())
+            .is_some_and(|start| start.eq_ignore_ascii_case(prefix.as_bytes()))
+    };
+    let ends = |suffix: &str| {
+        essence
+            .len()
+            .checked_sub(suffix.len())
+            .is_some_and(|at| essence[at..].eq_ignore_ascii_case(suffix.as_bytes()))
+    };
+    if starts("application/grpc") && !starts("application/grpc-web") {
+        return false;
+    }
+    if starts("image/") {
+        return is("image/svg+xml");
+    }
+    (starts("text/") && !is("text/event-stream"))
+        || ends("+json")
+        || ends("+xml")
+        || [
+            "application/json",
+            "application/javascript",
+            "application/xml",
+            "application/wasm",
+            "font/ttf",
+            "font/otf",
+            "application/vnd.ms-fontobject",
+        ]
+        .into_iter()
+        .any(is)
 }
 
-/// Boxes the compression layer's response body the moment its future has it. That body is
-/// large (it has room for every encoder's state), and each future that handed it on by value
-/// would copy it: through `map_response`, whose future also copies itself whole as it
-/// completes, these copies were 2% of a small static response's instructions.
 #[derive(Clone)]
 struct BoxBody<S> {
     inner: S,
@@ -284,7 +304,7 @@ where
                 user_agent: header(http::header::USER_AGENT),
                 referer: header(http::header::REFERER),
                 id: request_id(),
-                peer: request.extensions().get::<Peer>().map(|p| p.0),
+                peer: peer(request.extensions()),
             })
         });
         let line = Line {
@@ -418,5 +438,63 @@ impl http_body::Body for Counted {
 
     fn size_hint(&self) -> SizeHint {
         self.body.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn response(content_type: &str, body: &'static str) -> Response<Body> {
+        let mut response = Response::new(Body::from(body));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_str(content_type).expect("a valid header value"),
+        );
+        response
+    }
+
+    #[test]
+    fn compressible_types_are_text_and_structured_text() {
+        let page = "x".repeat(64).leak();
+        for (content_type, expected) in [
+            ("text/html", true),
+            ("Text/HTML; charset=utf-8", true),
+            (" text/css ;charset=utf-8", true),
+            ("text/event-stream", false),
+            ("application/json", true),
+            ("application/problem+json", true),
+            ("application/atom+XML", true),
+            ("image/svg+xml", true),
+            ("image/png", false),
+            ("image/x-custom+xml", false),
+            ("application/grpc", false),
+            ("application/grpc+json", false),
+            ("application/grpc-web+json", true),
+            ("application/octet-stream", false),
+            ("font/ttf", true),
+            ("font/woff2", false),
+            ("", false),
+        ] {
+            let response = response(content_type, page);
+            assert_eq!(
+                Compressible.should_compress(&response),
+                expected,
+                "{content_type:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn small_or_unknown_length_bodies_are_not_compressed() {
+        assert!(!Compressible.should_compress(&response("text/html", "short")));
+        let mut streamed = response("text/html", "");
+        *streamed.body_mut() =
+            Body::from_stream(futures_util::stream::empty::<Result<Bytes, std::io::Error>>());
+        assert!(!Compressible.should_compress(&streamed));
+        streamed
+            .headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from_static("4096"));
+        assert!(Compressible.should_compress(&streamed));
     }
 }

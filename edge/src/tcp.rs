@@ -33,7 +33,7 @@ use crate::{
     activity::{Activity, Tracked},
     coalesce::Coalesce,
     metrics::{Protocol, metrics},
-    service::{Connection, EdgeService, Peer},
+    service::{Connection, EdgeService},
 };
 
 /// How long a connection that has not yet sent its first request is waited for when the server
@@ -106,6 +106,7 @@ pub async fn serve_https(
             let tracked = activity.clone();
             let max_head = limits.max_header_bytes;
             let connection_info = Connection {
+                peer,
                 tls_name: stream.get_ref().1.server_name().map(Arc::from),
                 activity: activity.clone(),
                 streams,
@@ -113,7 +114,6 @@ pub async fn serve_https(
             let hyper_service = hyper::service::service_fn(move |request: Request<Incoming>| {
                 let too_large = head_too_large(&request, max_head);
                 let mut request = request.map(Body::new);
-                request.extensions_mut().insert(Peer(peer));
                 request.extensions_mut().insert(connection_info.clone());
                 let guard = tracked.begin();
                 let response = service.clone().oneshot(request);

@@ -45,7 +45,7 @@ use crate::{
     Error,
     files::StaticFiles,
     proxy::metrics::{Failure, UpstreamMetrics},
-    service::Peer,
+    service::peer,
     site::{ClientIp, Trusted, config::FastCgiConfig, plain, request_host, route::OriginalUri},
 };
 
@@ -521,7 +521,7 @@ impl FastCgi {
             .get::<OriginalUri>()
             .map_or_else(|| parts.uri.clone(), |o| o.0.clone());
         let request_uri = original.path_and_query().map_or("/", |p| p.as_str());
-        let peer = parts.extensions.get::<Peer>().map(|p| p.0);
+        let peer = peer(&parts.extensions);
         let client = parts
             .extensions
             .get::<ClientIp>()

@@ -54,7 +54,7 @@ use self::{
 use crate::probe::ProbeError;
 use crate::{
     Error,
-    service::{Connection, Peer},
+    service::{Connection, peer},
     site::{
         ClientIp, Trusted,
         config::{HealthConfig, Policy, ProxyConfig},
@@ -319,7 +319,7 @@ impl Proxy {
                     .extensions()
                     .get::<ClientIp>()
                     .map(|c| c.0)
-                    .or_else(|| request.extensions().get::<Peer>().map(|p| p.0.ip()));
+                    .or_else(|| peer(request.extensions()).map(|p| p.ip()));
                 (ip.map(|ip| ip.to_string().into_bytes()), None)
             }
             Policy::Header(name) => (
@@ -451,7 +451,7 @@ impl Proxy {
 
     /// Hop-by-hop fields out; forwarding fields in.
     fn outgoing_headers(&self, parts: &mut http::request::Parts) {
-        let peer = parts.extensions.get::<Peer>().map(|p| p.0.ip());
+        let peer = peer(&parts.extensions).map(|p| p.ip());
         // The host the client asked for, as sent: :authority (HTTP/2, HTTP/3), else Host.
         let host = match parts.uri.authority() {
             Some(authority) => HeaderValue::from_str(authority.as_str()).ok(),

@@ -43,7 +43,7 @@ use self::{
 use crate::{
     Config, Error,
     files::{StaticFiles, static_files},
-    service::{Connection, EdgeService, Peer, Stamp},
+    service::{Connection, EdgeService, Stamp, peer},
     tls::Source,
 };
 
@@ -371,7 +371,7 @@ pub(crate) fn request_host<B>(request: &Request<B>) -> Option<&str> {
 /// The client's address: the peer, or, when the peer is a trusted proxy, the last address in
 /// `X-Forwarded-For` that is not one.
 pub(crate) fn client_address<B>(request: &Request<B>, trusted: &Trusted) -> Option<IpAddr> {
-    let peer = request.extensions().get::<Peer>()?.0.ip();
+    let peer = peer(request.extensions())?.ip();
     if !trusted.contains(peer) {
         return Some(peer);
     }
@@ -442,7 +442,11 @@ impl Service<Request<Body>> for Sites {
                 });
             }
         };
-        if let Some(client) = client_address(&request, &self.trusted) {
+        // Set only where it is not the peer's own address (behind a trusted proxy): readers
+        // fall back to the peer, and most requests then carry one extension fewer.
+        if let Some(client) = client_address(&request, &self.trusted)
+            && Some(client) != peer(request.extensions()).map(|p| p.ip())
+        {
             request.extensions_mut().insert(ClientIp(client));
         }
         Box::pin(async move {
@@ -473,7 +477,8 @@ pub(crate) fn body_too_large(error: &(dyn std::error::Error + 'static)) -> bool 
     false
 }
 
-/// The client's address as the sites see it (after `trusted_proxies`).
+/// The client's address as the sites see it (after `trusted_proxies`), where it is not the
+/// peer's: absent, the client is the peer ([`crate::peer`]).
 #[derive(Debug, Clone, Copy)]
 pub struct ClientIp(pub IpAddr);
 

@@ -95,7 +95,7 @@ impl Rules {
 }
 
 /// What the request looked like before a route rewrote its path (FastCGI's `REQUEST_URI`, a
-/// redirect's `{uri}`).
+/// redirect's `{uri}`); only where a route did (`strip_prefix`), else the request's own URI.
 #[derive(Debug, Clone)]
 pub struct OriginalUri(pub Uri);
 
@@ -259,8 +259,8 @@ impl Route {
             request = request.map(|body| Body::new(http_body_util::Limited::new(body, limit)));
         }
         self.request_headers.apply(request.headers_mut());
-        let original = request.uri().clone();
         if self.strip_prefix {
+            let original = request.uri().clone();
             let rest = stripped(&self.path, original.path());
             let mut parts = original.clone().into_parts();
             let rewritten = match original.query() {
@@ -271,8 +271,8 @@ impl Route {
             if let Ok(uri) = Uri::from_parts(parts) {
                 *request.uri_mut() = uri;
             }
+            request.extensions_mut().insert(OriginalUri(original));
         }
-        request.extensions_mut().insert(OriginalUri(original));
         let mut response = match &self.handler {
             Handler::Files {
                 files,
