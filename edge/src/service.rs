@@ -15,7 +15,7 @@ use axum::body::Body;
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, Version, header};
 use http_body::{Frame, SizeHint};
-use tower::{Service, ServiceBuilder, ServiceExt, util::BoxCloneSyncService};
+use tower::{Service, ServiceBuilder, util::BoxCloneSyncService};
 use tower_http::compression::{CompressionLayer, Predicate};
 
 use crate::{config::Headers, error::Error};
@@ -288,8 +288,6 @@ where
     }
 
     fn call(&mut self, request: Request<Body>) -> Self::Future {
-        let clone = self.inner.clone();
-        let inner = std::mem::replace(&mut self.inner, clone);
         // What only the access line shows is kept only when access lines are written, and
         // kept without copies: the request's URI and header values share its buffers.
         let logged = crate::access::enabled().then(|| {
@@ -314,8 +312,11 @@ where
             status: 0,
             logged,
         };
+        // `poll_ready` readied `inner`, so it is called here and only its future goes into
+        // this one: no clone of the stack and no `Oneshot` state per request.
+        let response = self.inner.call(request);
         Box::pin(async move {
-            let response = inner.oneshot(request).await?;
+            let response = response.await?;
             let status = response.status().as_u16();
             Ok(response.map(|body| {
                 Body::new(Counted {
