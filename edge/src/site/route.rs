@@ -291,8 +291,10 @@ impl Route {
                     Err(never) => match never {},
                 }
             }
-            Handler::Proxy(proxy) => proxy.clone().handle(request).await,
-            Handler::FastCgi(fastcgi) => fastcgi.clone().handle(request).await,
+            // Boxed: their futures are kilobytes, and inline they would make every request's
+            // future (a static file's too) as large, copied whole as it is boxed.
+            Handler::Proxy(proxy) => Box::pin(proxy.clone().handle(request)).await,
+            Handler::FastCgi(fastcgi) => Box::pin(fastcgi.clone().handle(request)).await,
             Handler::Redirect { to, status } => redirect(to, *status, &request),
             Handler::Respond { status, body } => {
                 let mut response = Response::new(Body::from(body.clone()));
