@@ -135,6 +135,35 @@ impl Header {
     }
 }
 
+impl Header {
+    /// [foobar patch] The fields as `Header`'s owning iterator yields them (pseudo-header
+    /// fields first), borrowed.
+    pub fn fields(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        let Pseudo {
+            method,
+            scheme,
+            authority,
+            path,
+            status,
+            protocol,
+            ..
+        } = &self.pseudo;
+        let pseudo = [
+            method.as_ref().map(|m| (&b":method"[..], m.as_str().as_bytes())),
+            scheme.as_ref().map(|s| (&b":scheme"[..], s.as_str().as_bytes())),
+            authority.as_ref().map(|a| (&b":authority"[..], a.as_str().as_bytes())),
+            path.as_ref().map(|p| (&b":path"[..], p.as_str().as_bytes())),
+            status.as_ref().map(|s| (&b":status"[..], s.as_str().as_bytes())),
+            protocol.as_ref().map(|p| (&b":protocol"[..], p.as_str().as_bytes())),
+        ];
+        pseudo.into_iter().flatten().chain(
+            self.fields
+                .iter()
+                .map(|(name, value)| (name.as_str().as_bytes(), value.as_bytes())),
+        )
+    }
+}
+
 impl IntoIterator for Header {
     type Item = HeaderField;
     type IntoIter = HeaderIter;

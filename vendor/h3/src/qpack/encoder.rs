@@ -200,24 +200,42 @@ where
     HeaderPrefix::new(0, 0, 0, 0).encode(block);
     for field in fields {
         let field = field.as_ref();
-
-        // [foobar patch] Literals written straight from the field, without Huffman coding:
-        // no copies of the name or value (see `prefix_string::encode_raw`).
-        if let Some(index) = StaticTable::find(field) {
-            Indexed::Static(index).encode(block);
-        } else if let Some(index) = StaticTable::find_name(&field.name) {
-            // Literal field line with a static name reference: 01NT, N = 0, T = 1.
-            prefix_int::encode(4, 0b0101, index as u64, block);
-            prefix_string::encode_raw(8, 0, &field.value, block)?;
-        } else {
-            // Literal field line with a literal name: 001NH, N = 0.
-            prefix_string::encode_raw(4, 0b0010, &field.name, block)?;
-            prefix_string::encode_raw(8, 0, &field.value, block)?;
-        }
-
-        size += field.mem_size() as u64;
+        size += encode_field(block, &field.name, &field.value)?;
     }
     Ok(size)
+}
+
+/// [foobar patch] `encode_stateless` for fields as borrowed names and values
+/// (`Header::fields`): a server's response is encoded without a `HeaderField`, two vectors
+/// and two copies made for each of its fields, as `Header`'s owning iterator does.
+pub fn encode_stateless_parts<'a, W, T>(block: &mut W, fields: T) -> Result<u64, EncoderError>
+where
+    W: BufMut,
+    T: IntoIterator<Item = (&'a [u8], &'a [u8])>,
+{
+    let mut size = 0;
+    HeaderPrefix::new(0, 0, 0, 0).encode(block);
+    for (name, value) in fields {
+        size += encode_field(block, name, value)?;
+    }
+    Ok(size)
+}
+
+/// [foobar patch] One field line, a literal written straight from the field, without Huffman
+/// coding: no copies of the name or value (see `prefix_string::encode_raw`).
+fn encode_field<W: BufMut>(block: &mut W, name: &[u8], value: &[u8]) -> Result<u64, EncoderError> {
+    if let Some(index) = StaticTable::find_parts(name, value) {
+        Indexed::Static(index).encode(block);
+    } else if let Some(index) = StaticTable::find_name(name) {
+        // Literal field line with a static name reference: 01NT, N = 0, T = 1.
+        prefix_int::encode(4, 0b0101, index as u64, block);
+        prefix_string::encode_raw(8, 0, value, block)?;
+    } else {
+        // Literal field line with a literal name: 001NH, N = 0.
+        prefix_string::encode_raw(4, 0b0010, name, block)?;
+        prefix_string::encode_raw(8, 0, value, block)?;
+    }
+    Ok(super::field::mem_size(name, value) as u64)
 }
 
 #[cfg(test)]

@@ -28,7 +28,7 @@ impl HeaderField {
     }
 
     pub fn mem_size(&self) -> usize {
-        self.name.len() + self.value.len() + ESTIMATED_OVERHEAD_BYTES
+        mem_size(&self.name, &self.value)
     }
 
     pub fn with_value<T>(&self, value: T) -> Self
@@ -123,4 +123,9 @@ mod tests {
             }
         );
     }
+}
+
+/// [foobar patch] A field's size as SETTINGS_MAX_FIELD_SECTION_SIZE counts it, from its parts.
+pub fn mem_size(name: &[u8], value: &[u8]) -> usize {
+    name.len() + value.len() + ESTIMATED_OVERHEAD_BYTES
 }

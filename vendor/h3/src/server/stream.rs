@@ -124,7 +124,8 @@ where
         let headers = Header::response(status, headers);
 
         let mut block = BytesMut::new();
-        let mem_size = qpack::encode_stateless(&mut block, headers).map_err(|_e| {
+        // [foobar patch] Encoded from the borrowed fields (`encode_stateless_parts`).
+        let mem_size = qpack::encode_stateless_parts(&mut block, headers.fields()).map_err(|_e| {
             self.handle_connection_error_on_stream(InternalConnectionError {
                 code: Code::H3_INTERNAL_ERROR,
                 message: "Failed to encode headers".to_string(),
