@@ -19,15 +19,9 @@ use http::{Request, Response};
 use http_body::Frame;
 use http_body_util::BodyExt;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
-use tower::ServiceExt;
 use tracing::debug;
 
-use crate::{
-    Limits,
-    activity::Activity,
-    service::{Connection, EdgeService},
-    tcp::FIRST_REQUEST_GRACE,
-};
+use crate::{Current, Limits, activity::Activity, service::Connection, tcp::FIRST_REQUEST_GRACE};
 
 /// HTTP/3's "no error" code, for connections we close on purpose.
 const H3_NO_ERROR: u32 = 0x100;
@@ -36,7 +30,7 @@ const H3_NO_ERROR: u32 = 0x100;
 /// requests it has, and closes (at once when it has none).
 pub async fn serve_h3(
     endpoint: quinn::Endpoint,
-    service: EdgeService,
+    service: Current,
     current: Arc<ArcSwap<Limits>>,
     tasks: TaskTracker,
     (shutdown, streams): (CancellationToken, CancellationToken),
@@ -154,7 +148,7 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 async fn connection(
     incoming: quinn::Incoming,
     handshake: Counted,
-    service: EdgeService,
+    service: Current,
     limits: &Limits,
     tasks: TaskTracker,
     (shutdown, streams): (CancellationToken, CancellationToken),
@@ -256,7 +250,7 @@ async fn connection(
 async fn request_stream<S>(
     request: Request<()>,
     stream: RequestStream<S, Bytes>,
-    service: EdgeService,
+    service: Current,
     connection: Connection,
     send_timeout: Duration,
 ) -> Result<(), BoxError>
@@ -276,7 +270,7 @@ where
             .extensions_mut()
             .insert(crate::tunnel::H3Upgrade::new(taken));
         request.extensions_mut().insert(connection);
-        let response = service.oneshot(request).await?;
+        let response = service.respond(request).await?;
         let (parts, body) = response.into_parts();
         let opened = parts.status.is_success();
         send.send_response(Response::from_parts(parts, ())).await?;
@@ -312,7 +306,7 @@ where
     }
     let mut request = Request::from_parts(parts, Body::new(RequestBody::new(recv)));
     request.extensions_mut().insert(connection);
-    let response = service.oneshot(request).await?;
+    let response = service.respond(request).await?;
     let (parts, body) = response.into_parts();
     send.send_response(Response::from_parts(parts, ())).await?;
     let sent = send_body(&mut send, body, send_timeout).await;

@@ -50,6 +50,8 @@ use foobar_net::{BindError, PerAddress};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{info, warn};
 
+use crate::service::{ResponseFuture, Stack, stack};
+
 pub use crate::{
     config::Config,
     error::Error,
@@ -101,7 +103,7 @@ struct Live {
     plan: ArcSwap<site::Plan>,
     limits: Arc<ArcSwap<Limits>>,
     /// The sites behind the front layers; set by `run`.
-    service: Arc<ArcSwap<Option<EdgeService>>>,
+    service: Arc<ArcSwap<Option<Stack>>>,
     /// The upstreams and FastCGI servers in use, kept across reloads.
     upstreams: proxy::Registry,
     fastcgi: fastcgi::Registry,
@@ -221,7 +223,7 @@ impl Edge {
             running.endpoint.set_server_config(Some(server));
         }
         self.certificates.replace(&plan.certificates)?;
-        self.live.service.store(Arc::new(Some(edge_service(sites))));
+        self.live.service.store(Arc::new(Some(stack(sites))));
         self.live.plan.store(plan);
         self.live.limits.store(Arc::new(limits));
         self.live.config.store(config);
@@ -407,9 +409,9 @@ impl Edge {
             &self.live.upstreams,
             &self.live.fastcgi,
         )?;
-        self.live.service.store(Arc::new(Some(edge_service(sites))));
+        self.live.service.store(Arc::new(Some(stack(sites))));
         // The transports call the site in force at each request.
-        let service = EdgeService::new(Current(self.live.service.clone()));
+        let service = Current(self.live.service.clone());
 
         let tcp_tls = self
             .certificates
@@ -527,35 +529,23 @@ fn limits(config: &Config, per_address: PerAddress) -> Limits {
     }
 }
 
-/// The site in force, called per request.
+/// The sites in force, answering each request the transports hand on.
 #[derive(Clone)]
-struct Current(Arc<ArcSwap<Option<EdgeService>>>);
+pub(crate) struct Current(Arc<ArcSwap<Option<Stack>>>);
 
-impl tower::Service<http::Request<axum::body::Body>> for Current {
-    type Response = http::Response<axum::body::Body>;
-    type Error = std::convert::Infallible;
-    type Future = tower::util::Oneshot<EdgeService, http::Request<axum::body::Body>>;
-
-    fn poll_ready(
-        &mut self,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Self::Error>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: http::Request<axum::body::Body>) -> Self::Future {
-        use tower::ServiceExt;
-        let current = self.0.load();
-        match current.as_ref() {
-            Some(service) => service.clone().oneshot(request),
+impl Current {
+    /// Answers `request` with the sites in force: a clone of their stack (a few reference
+    /// counts) called directly, as every layer of it is always ready. Not through a boxed
+    /// service: that cost a boxed clone, a readiness step and a boxed future per request.
+    pub(crate) fn respond(&self, request: http::Request<axum::body::Body>) -> ResponseFuture {
+        use tower::Service;
+        match self.0.load().as_ref() {
+            Some(stack) => stack.clone().call(request),
             // `run` sets it before any transport starts.
-            None => EdgeService::new(tower::service_fn(|_| async {
-                Ok(http::Response::builder()
-                    .status(http::StatusCode::SERVICE_UNAVAILABLE)
-                    .body(axum::body::Body::empty())
-                    .unwrap_or_default())
-            }))
-            .oneshot(request),
+            None => Box::pin(std::future::ready(Ok(http::Response::builder()
+                .status(http::StatusCode::SERVICE_UNAVAILABLE)
+                .body(axum::body::Body::empty())
+                .unwrap_or_default()))),
         }
     }
 }

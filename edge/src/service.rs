@@ -16,9 +16,9 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, Version, header};
 use http_body::{Frame, SizeHint};
 use tower::{Service, ServiceBuilder, util::BoxCloneSyncService};
-use tower_http::compression::{CompressionLayer, Predicate};
+use tower_http::compression::{Compression, CompressionLayer, Predicate};
 
-use crate::{config::Headers, error::Error};
+use crate::{config::Headers, error::Error, site::Sites};
 
 /// The service the transports call: `Request<Body>` in, `Response<Body>` out.
 pub type EdgeService = BoxCloneSyncService<Request<Body>, Response<Body>, Infallible>;
@@ -128,23 +128,26 @@ impl Stamp {
     }
 }
 
-/// Wraps the sites' service with what the edge adds to every HTTPS request: the access log
-/// and compression.
-pub fn edge_service<S>(sites: S) -> EdgeService
-where
-    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send + Unpin + 'static,
-{
+/// The sites with what the edge adds to every HTTPS request (the access log and compression),
+/// as the transports call them. Every layer is always ready, as the sites are.
+pub(crate) type Stack = Front<BoxBody<Compression<Sites, Compressible>>>;
+
+/// The future of a response from the [`Stack`].
+pub(crate) type ResponseFuture =
+    Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+pub(crate) fn stack(sites: Sites) -> Stack {
     let service = ServiceBuilder::new()
         .layer(CompressionLayer::new().compress_when(Compressible))
         .service(sites);
-    BoxCloneSyncService::new(Front {
+    Front {
         inner: BoxBody { inner: service },
-    })
+    }
+}
+
+/// The [`Stack`] as one boxed service.
+pub fn edge_service(sites: Sites) -> EdgeService {
+    BoxCloneSyncService::new(stack(sites))
 }
 
 /// What is compressed on the fly: responses of a compressible type (below) whose length is
@@ -152,7 +155,7 @@ where
 /// comes (a proxied chunked response, a script's output, server-sent events): compressing it
 /// would hold its bytes back until the compressor's buffer fills.
 #[derive(Debug, Clone, Copy)]
-struct Compressible;
+pub(crate) struct Compressible;
 
 /// tower-http's default threshold: smaller bodies grow when compressed.
 const MIN_COMPRESSED: u64 = 32;
@@ -223,7 +226,7 @@ fn compressible(headers: &http::HeaderMap) -> bool {
 }
 
 #[derive(Clone)]
-struct BoxBody<S> {
+pub(crate) struct BoxBody<S> {
     inner: S,
 }
 
@@ -247,7 +250,7 @@ where
     }
 }
 
-struct BoxedBody<F>(F);
+pub(crate) struct BoxedBody<F>(F);
 
 impl<F, B> Future for BoxedBody<F>
 where
@@ -267,7 +270,7 @@ where
 /// The outermost layer: logs one line per request when its response body has been sent (or
 /// dropped): method, path, status, bytes, duration, protocol, peer.
 #[derive(Clone)]
-struct Front<S> {
+pub(crate) struct Front<S> {
     inner: S,
 }
 
@@ -281,7 +284,7 @@ where
 {
     type Response = Response<Body>;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+    type Future = ResponseFuture;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)

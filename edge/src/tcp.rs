@@ -25,15 +25,14 @@ use tokio::{
 };
 use tokio_rustls::TlsAcceptor;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
-use tower::ServiceExt;
 use tracing::{debug, warn};
 
 use crate::{
-    Limits,
+    Current, Limits,
     activity::{Activity, Tracked},
     coalesce::Coalesce,
     metrics::{Protocol, metrics},
-    service::{Connection, EdgeService},
+    service::Connection,
 };
 
 /// How long a connection that has not yet sent its first request is waited for when the server
@@ -45,7 +44,7 @@ pub(crate) const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(1);
 pub async fn serve_https(
     listener: TcpListener,
     tls: TlsAcceptor,
-    service: EdgeService,
+    service: Current,
     current: Arc<ArcSwap<Limits>>,
     tasks: TaskTracker,
     (shutdown, streams): (CancellationToken, CancellationToken),
@@ -116,7 +115,7 @@ pub async fn serve_https(
                 let mut request = request.map(Body::new);
                 request.extensions_mut().insert(connection_info.clone());
                 let guard = tracked.begin();
-                let response = service.clone().oneshot(request);
+                let response = service.respond(request);
                 async move {
                     if too_large {
                         return Ok(header_fields_too_large());
