@@ -21,7 +21,7 @@ use tower_http::compression::{Compression, CompressionLayer, Predicate};
 use crate::{config::Headers, error::Error, site::Sites};
 
 /// A boxed HTTP service, `Request<Body>` in, `Response<Body>` out: the built-in app as the
-/// binary hands it over, and the sites' [`Stack`] as one service (`Edge::service`).
+/// binary hands it over, and the sites' `Stack` as one service (`Edge::service`).
 pub type EdgeService = BoxCloneSyncService<Request<Body>, Response<Body>, Infallible>;
 
 /// The address of a request's peer (who is asking), from what its transport set.
