@@ -6,7 +6,10 @@
 # delivery) is not counted, so a change that sends more bytes must still be timed
 # (http-compare.sh, or two builds alternating).
 #
-#   benches/instructions.sh [--protocols "h1 h2 h3"] [--requests N]
+#   benches/instructions.sh [--protocols "h1 h2 h3"] [--requests N] [--proxy]
+#
+# With --proxy the page is proxied instead: foobar's route forwards to an nginx serving it over
+# plain HTTP/1.1 (the upstream of benches/proxy-compare.sh), whose instructions are not counted.
 #
 # Each protocol gets a fresh server under callgrind, a warm-up of 2,000 requests, then the
 # count is zeroed and N requests (20,000 by default; 5,000 over HTTP/3) are made: h2load with
@@ -17,10 +20,12 @@ source "$(dirname "$0")/lib.sh"
 
 protocols="h1 h2 h3"
 requests=""
+proxy=""
 while [ $# -gt 0 ]; do
   case $1 in
     --protocols) protocols=$2; shift 2 ;;
     --requests) requests=$2; shift 2 ;;
+    --proxy) proxy=1; shift ;;
     --smoke) requests=2000; shift ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
@@ -31,7 +36,38 @@ ensure_oha "$protocols"
 foobar=$(foobar_binary)
 bench_work
 port=28443
-write_foobar_conf "$work" 0 "$port" "$work/site"
+if [ -n "$proxy" ]; then
+  ensure_packages nginx
+  port_upstream=28444
+  mkdir -p "$work/upstream"
+  cat > "$work/upstream/nginx.conf" <<CONF
+$(nginx_head "$work/upstream")
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    keepalive_timeout 300s;
+    types { text/html html; }
+$(nginx_temp_paths "$work/upstream")
+    server {
+        listen 127.0.0.1:$port_upstream;
+        root $work/site;
+    }
+}
+CONF
+  nginx -c "$work/upstream/nginx.conf" -g 'daemon off;' 2>"$work/upstream.log" & pids="$pids $!"
+  wait_port "$port_upstream"
+  write_foobar_conf "$work" 0 "$port" "$work/site" "$(cat <<CONF
+[[site]]
+names = ["localhost"]
+[[site.route]]
+path = "/"
+proxy = ["http://127.0.0.1:$port_upstream"]
+max_idle = 64
+CONF
+)"
+else
+  write_foobar_conf "$work" 0 "$port" "$work/site"
+fi
 url="https://127.0.0.1:$port/page.html"
 
 load() { # load PROTOCOL N
@@ -63,8 +99,9 @@ for protocol in $protocols; do
   sleep 1
   dump=$(ls -t "$work"/callgrind."$pid".* | head -1)
   total=$(awk '/^(summary|totals):/ {print $2; exit}' "$dump")
-  cp "$dump" "/tmp/foobar-callgrind.$protocol"
+  name=$protocol${proxy:+-proxy}
+  cp "$dump" "/tmp/foobar-callgrind.$name"
   stop "$pid"
   printf '%s  %d requests  %d instructions per request  (profile: callgrind_annotate /tmp/foobar-callgrind.%s)\n' \
-    "$protocol" "$n" "$((total / n))" "$protocol"
+    "$name" "$n" "$((total / n))" "$name"
 done
