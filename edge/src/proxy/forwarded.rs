@@ -23,6 +23,11 @@ const HOP_BY_HOP: [HeaderName; 9] = [
 /// Removes the hop-by-hop fields, and those `Connection` names. With `keep_te_trailers`, a
 /// `TE: trailers` stays (gRPC needs it to reach the upstream).
 pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_te_trailers: bool) {
+    // Most messages carry none of them: one pass over the names present tells, where a removal
+    // of each of the nine cost a lookup apiece, both ways, on every proxied request.
+    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -62,48 +67,68 @@ pub struct Hop<'a> {
 /// sent is replaced (a client cannot choose the address the upstream sees); from a trusted one,
 /// its values are kept and the peer added.
 pub fn forward(headers: &mut HeaderMap, hop: Hop<'_>) {
-    let x_forwarded_for = HeaderName::from_static("x-forwarded-for");
-    let x_forwarded_proto = HeaderName::from_static("x-forwarded-proto");
-    let x_forwarded_host = HeaderName::from_static("x-forwarded-host");
-    let peer = hop.peer.to_string();
+    use std::fmt::Write;
+    // What an untrusted peer sent is replaced, so it is read only from a trusted one.
     let earlier = |headers: &HeaderMap, name: &HeaderName| -> Option<String> {
-        let values: Vec<&str> = headers
-            .get_all(name)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect();
-        (!values.is_empty()).then(|| values.join(", "))
+        let mut values = headers.get_all(name).iter().filter_map(|v| v.to_str().ok());
+        let mut list = values.next()?.to_string();
+        for value in values {
+            list.push_str(", ");
+            list.push_str(value);
+        }
+        Some(list)
     };
-    let for_list = match (hop.trusted, earlier(headers, &x_forwarded_for)) {
-        (true, Some(list)) => format!("{list}, {peer}"),
-        _ => peer.clone(),
+    let trusted_list = |headers: &HeaderMap, name: &HeaderName| match hop.trusted {
+        true => earlier(headers, name),
+        false => None,
     };
-    set(headers, x_forwarded_for, &for_list);
-    if !(hop.trusted && headers.contains_key(&x_forwarded_proto)) {
-        headers.insert(x_forwarded_proto, HeaderValue::from_static("https"));
+    // Room for the (up to) five fields below at once, not a growth of the map for each.
+    headers.reserve(5);
+    let mut peer = String::with_capacity(48);
+    let _ = write!(peer, "{}", hop.peer);
+    let mut for_list = trusted_list(headers, &X_FORWARDED_FOR).unwrap_or_default();
+    if !for_list.is_empty() {
+        for_list.push_str(", ");
     }
-    if !(hop.trusted && headers.contains_key(&x_forwarded_host))
+    for_list.push_str(&peer);
+    set(headers, X_FORWARDED_FOR, &for_list);
+    if !(hop.trusted && headers.contains_key(X_FORWARDED_PROTO)) {
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
+    }
+    if !(hop.trusted && headers.contains_key(X_FORWARDED_HOST))
         && let Some(host) = hop.host
     {
-        headers.insert(x_forwarded_host, host.clone());
+        headers.insert(X_FORWARDED_HOST, host.clone());
+    }
+    let mut forwarded = trusted_list(headers, &header::FORWARDED).unwrap_or_default();
+    if !forwarded.is_empty() {
+        forwarded.push_str(", ");
     }
     // RFC 7239: a node is quoted when it is an IPv6 address (or has a port).
-    let node = match hop.peer {
-        IpAddr::V6(v6) => format!("\"[{v6}]\""),
-        IpAddr::V4(v4) => v4.to_string(),
-    };
-    let mut element = format!("for={node};proto=https");
+    match hop.peer {
+        IpAddr::V6(_) => {
+            forwarded.push_str("for=\"[");
+            forwarded.push_str(&peer);
+            forwarded.push_str("]\"");
+        }
+        IpAddr::V4(_) => {
+            forwarded.push_str("for=");
+            forwarded.push_str(&peer);
+        }
+    }
+    forwarded.push_str(";proto=https");
     let host = hop.host.and_then(|h| h.to_str().ok());
     if let Some(host) = host.filter(|h| is_token(h)) {
-        element.push_str(";host=");
-        element.push_str(host);
+        forwarded.push_str(";host=");
+        forwarded.push_str(host);
     } else if let Some(host) = host {
-        element.push_str(&format!(";host=\"{}\"", host.replace(['"', '\\'], "")));
+        // A quoted string, without the two characters that would need escapes.
+        forwarded.push_str(";host=\"");
+        for piece in host.split(['"', '\\']) {
+            forwarded.push_str(piece);
+        }
+        forwarded.push('"');
     }
-    let forwarded = match (hop.trusted, earlier(headers, &header::FORWARDED)) {
-        (true, Some(list)) => format!("{list}, {element}"),
-        _ => element,
-    };
     set(headers, header::FORWARDED, &forwarded);
     match earlier(headers, &header::VIA) {
         Some(list) => set(
@@ -122,6 +147,10 @@ pub fn forward(headers: &mut HeaderMap, hop: Hop<'_>) {
         }
     }
 }
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 fn set(headers: &mut HeaderMap, name: HeaderName, value: &str) {
     match HeaderValue::from_str(value) {
@@ -250,5 +279,25 @@ mod tests {
             )
         );
         assert_eq!(get(&map, "via"), Some("1.1 lb, 1.1 foobar"));
+    }
+
+    #[test]
+    fn a_host_that_is_not_a_token_is_quoted_without_quotes_or_backslashes() {
+        let mut map = HeaderMap::new();
+        forward(
+            &mut map,
+            Hop {
+                peer: "192.0.2.7".parse().unwrap(),
+                trusted: false,
+                host: Some(&HeaderValue::from_static("odd\"host\\:1")),
+                version: "3",
+            },
+        );
+        assert_eq!(
+            get(&map, "forwarded"),
+            Some("for=192.0.2.7;proto=https;host=\"oddhost:1\"")
+        );
+        assert_eq!(get(&map, "x-forwarded-host"), Some("odd\"host\\:1"));
+        assert_eq!(get(&map, "via"), Some("3 foobar"));
     }
 }
