@@ -39,32 +39,8 @@ port=28443
 if [ -n "$proxy" ]; then
   ensure_packages nginx
   port_upstream=28444
-  mkdir -p "$work/upstream"
-  cat > "$work/upstream/nginx.conf" <<CONF
-$(nginx_head "$work/upstream")
-http {
-    access_log off;
-    keepalive_requests 1000000;
-    keepalive_timeout 300s;
-    types { text/html html; }
-$(nginx_temp_paths "$work/upstream")
-    server {
-        listen 127.0.0.1:$port_upstream;
-        root $work/site;
-    }
-}
-CONF
-  nginx -c "$work/upstream/nginx.conf" -g 'daemon off;' 2>"$work/upstream.log" & pids="$pids $!"
-  wait_port "$port_upstream"
-  write_foobar_conf "$work" 0 "$port" "$work/site" "$(cat <<CONF
-[[site]]
-names = ["localhost"]
-[[site.route]]
-path = "/"
-proxy = ["http://127.0.0.1:$port_upstream"]
-max_idle = 64
-CONF
-)"
+  start_upstream_nginx "$port_upstream"
+  write_foobar_conf "$work" 0 "$port" "$work/site" "$(proxy_site "$port_upstream" "max_idle = 64")"
 else
   write_foobar_conf "$work" 0 "$port" "$work/site"
 fi

@@ -257,3 +257,42 @@ stop() {
   kill "$1" 2>/dev/null || true
   wait "$1" 2>/dev/null || true
 }
+
+# Starts an nginx serving $work/site over plain HTTP/1.1 on PORT, keep-alive without end (the
+# upstream the proxy benchmarks put behind each proxy), pinned to the client core; adds it to
+# pids and waits for it.
+start_upstream_nginx() { # start_upstream_nginx PORT
+  mkdir -p "$work/upstream"
+  cat > "$work/upstream/nginx.conf" <<CONF
+$(nginx_head "$work/upstream")
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    keepalive_timeout 300s;
+    open_file_cache max=100 inactive=60s;
+    types { text/html html; }
+$(nginx_temp_paths "$work/upstream")
+    server {
+        listen 127.0.0.1:$1;
+        root $work/site;
+    }
+}
+CONF
+  taskset -c "$CLIENT_CORE" nginx -c "$work/upstream/nginx.conf" -g 'daemon off;' \
+    2>"$work/upstream.log" &
+  pids="$pids $!"
+  wait_port "$1"
+}
+
+# A foobar [[site]] whose one route proxies everything to 127.0.0.1:PORT, with EXTRA lines in
+# the route.
+proxy_site() { # proxy_site PORT [EXTRA]
+  cat <<CONF
+[[site]]
+names = ["localhost"]
+[[site.route]]
+path = "/"
+proxy = ["http://127.0.0.1:$1"]
+${2:-}
+CONF
+}

@@ -25,39 +25,13 @@ ensure_packages nginx caddy wrk nghttp2-client python3
 ensure_oha "$protocols"
 foobar=$(foobar_binary)
 bench_work
-mkdir -p "$work/upstream" "$work/nginx"
+mkdir -p "$work/nginx"
 
 port_upstream=28510 port_foobar=28511 port_nginx=28512 port_caddy=28513
 
 # The upstream: nginx with the page, plain HTTP, keep-alive without end.
-cat > "$work/upstream/nginx.conf" <<CONF
-$(nginx_head "$work/upstream")
-http {
-    access_log off;
-    keepalive_requests 1000000;
-    keepalive_timeout 300s;
-    open_file_cache max=100 inactive=60s;
-    types { text/html html; }
-$(nginx_temp_paths "$work/upstream")
-    server {
-        listen 127.0.0.1:$port_upstream;
-        root $work/site;
-    }
-}
-CONF
-taskset -c "$CLIENT_CORE" nginx -c "$work/upstream/nginx.conf" -g 'daemon off;' 2>"$work/upstream.log" & pid_upstream=$!
-pids="$pid_upstream"
-wait_port "$port_upstream"
-
-write_foobar_conf "$work" 0 "$port_foobar" "$work/site" "$(cat <<CONF
-[[site]]
-names = ["localhost"]
-[[site.route]]
-path = "/"
-proxy = ["http://127.0.0.1:$port_upstream"]
-max_idle = 64
-CONF
-)"
+start_upstream_nginx "$port_upstream"
+write_foobar_conf "$work" 0 "$port_foobar" "$work/site" "$(proxy_site "$port_upstream" "max_idle = 64")"
 run_foobar "$port_foobar"
 cert="$work/state/tls/self-signed.crt" key="$work/state/tls/self-signed.key"
 

@@ -37,17 +37,9 @@ taskset -c "$CLIENT_CORE" "$hold" echo "$port_upstream" & pid_upstream=$!
 pids="$pid_upstream"
 wait_port "$port_upstream"
 
-write_foobar_conf "$work" 0 "$port_foobar" "$work/site" "$(cat <<CONF
-max_connections = 100000
+write_foobar_conf "$work" 0 "$port_foobar" "$work/site" "max_connections = 100000
 max_connections_per_address = 100000
-[[site]]
-names = ["localhost"]
-[[site.route]]
-path = "/"
-proxy = ["http://127.0.0.1:$port_upstream"]
-max_connections = 100000
-CONF
-)"
+$(proxy_site "$port_upstream" "max_connections = 100000")"
 run_foobar "$port_foobar"
 cert="$work/state/tls/self-signed.crt" key="$work/state/tls/self-signed.key"
 
