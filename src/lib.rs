@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use foobar_dns::Dns;
-use foobar_edge::{ClientIp, Edge};
+use foobar_edge::Edge;
 
 pub use crate::config::Config;
 use crate::inheritance::ListeningSockets;
@@ -144,11 +144,7 @@ impl Draining {
 /// Tells the app the client's address, which the edge knows from the connection (and, behind
 /// a trusted proxy, from what it forwards).
 fn client_address(mut request: axum::extract::Request) -> axum::extract::Request {
-    let address = match request.extensions().get::<ClientIp>() {
-        Some(&ClientIp(address)) => Some(address),
-        None => foobar_edge::peer(request.extensions()).map(|peer| peer.ip()),
-    };
-    if let Some(address) = address {
+    if let Some(address) = foobar_edge::client_ip(request.extensions()) {
         request
             .extensions_mut()
             .insert(foobar_app::ClientAddress(address));

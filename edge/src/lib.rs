@@ -58,7 +58,7 @@ pub use crate::{
     files::{StaticFiles, static_files},
     service::{EdgeService, Stamp, edge_service, peer},
     site::{
-        ClientIp, Fallthrough,
+        ClientIp, Fallthrough, client_ip,
         config::{RouteConfig, SiteConfig},
     },
     tls::{AcmeCertificate, Source as CertificateSource, spki_sha256},

@@ -46,7 +46,7 @@ use crate::{
     files::StaticFiles,
     proxy::metrics::{Failure, UpstreamMetrics},
     service::peer,
-    site::{ClientIp, Trusted, config::FastCgiConfig, plain, request_host, route::OriginalUri},
+    site::{Trusted, client_ip, config::FastCgiConfig, plain, request_host, route::OriginalUri},
 };
 
 /// Where the FastCGI server listens.
@@ -522,12 +522,7 @@ impl FastCgi {
             .map_or_else(|| parts.uri.clone(), |o| o.0.clone());
         let request_uri = original.path_and_query().map_or("/", |p| p.as_str());
         let peer = peer(&parts.extensions);
-        let client = parts
-            .extensions
-            .get::<ClientIp>()
-            .map(|c| c.0)
-            .or(peer.map(|p| p.ip()))
-            .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
+        let client = client_ip(&parts.extensions).unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
         let head = Request::from_parts(parts, ());
         let host = request_host(&head).unwrap_or_default().to_string();
         // The body: streamed when its length is known, else read (memory, then a file) first.

@@ -56,7 +56,7 @@ use crate::{
     Error,
     service::{Connection, peer},
     site::{
-        ClientIp, Trusted,
+        Trusted, client_ip,
         config::{HealthConfig, Policy, ProxyConfig},
         plain,
     },
@@ -315,11 +315,7 @@ impl Proxy {
     fn sticky_key<B>(&self, request: &Request<B>) -> (Option<Vec<u8>>, Option<HeaderValue>) {
         match &self.config.policy {
             Policy::ClientIp => {
-                let ip = request
-                    .extensions()
-                    .get::<ClientIp>()
-                    .map(|c| c.0)
-                    .or_else(|| peer(request.extensions()).map(|p| p.ip()));
+                let ip = client_ip(request.extensions());
                 (ip.map(|ip| ip.to_string().into_bytes()), None)
             }
             Policy::Header(name) => (

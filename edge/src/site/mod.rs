@@ -368,27 +368,27 @@ pub(crate) fn request_host<B>(request: &Request<B>) -> Option<&str> {
     })
 }
 
-/// The client's address: the peer, or, when the peer is a trusted proxy, the last address in
-/// `X-Forwarded-For` that is not one.
-pub(crate) fn client_address<B>(request: &Request<B>, trusted: &Trusted) -> Option<IpAddr> {
+/// The client's address where it is not the peer's: when the peer is a trusted proxy, the last
+/// address in `X-Forwarded-For` that is not one. `None` where the client is the peer.
+fn forwarded_client<B>(request: &Request<B>, trusted: &Trusted) -> Option<IpAddr> {
     let peer = peer(request.extensions())?.ip();
     if !trusted.contains(peer) {
-        return Some(peer);
+        return None;
     }
     let mut client = peer;
-    for value in request.headers().get_all("x-forwarded-for").iter().rev() {
+    'values: for value in request.headers().get_all("x-forwarded-for").iter().rev() {
         let Ok(text) = value.to_str() else { break };
         for hop in text.rsplit(',') {
             let Ok(address) = hop.trim().parse::<IpAddr>() else {
-                return Some(client);
+                break 'values;
             };
             client = address;
             if !trusted.contains(address) {
-                return Some(client);
+                break 'values;
             }
         }
     }
-    Some(client)
+    (client != peer).then_some(client)
 }
 
 impl Sites {
@@ -442,11 +442,9 @@ impl Service<Request<Body>> for Sites {
                 });
             }
         };
-        // Set only where it is not the peer's own address (behind a trusted proxy): readers
-        // fall back to the peer, and most requests then carry one extension fewer.
-        if let Some(client) = client_address(&request, &self.trusted)
-            && Some(client) != peer(request.extensions()).map(|p| p.ip())
-        {
+        // Set only behind a trusted proxy: `client_ip` reads the peer otherwise, and most
+        // requests carry one extension fewer.
+        if let Some(client) = forwarded_client(&request, &self.trusted) {
             request.extensions_mut().insert(ClientIp(client));
         }
         Box::pin(async move {
@@ -478,9 +476,17 @@ pub(crate) fn body_too_large(error: &(dyn std::error::Error + 'static)) -> bool 
 }
 
 /// The client's address as the sites see it (after `trusted_proxies`), where it is not the
-/// peer's: absent, the client is the peer ([`crate::peer`]).
+/// peer's; read it with [`client_ip`].
 #[derive(Debug, Clone, Copy)]
 pub struct ClientIp(pub IpAddr);
+
+/// The client's address as the sites see it: the one a trusted proxy forwarded, else the peer.
+pub fn client_ip(extensions: &http::Extensions) -> Option<IpAddr> {
+    match extensions.get::<ClientIp>() {
+        Some(&ClientIp(address)) => Some(address),
+        None => peer(extensions).map(|p| p.ip()),
+    }
+}
 
 /// A short plain-text answer.
 pub(crate) fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
