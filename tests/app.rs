@@ -217,28 +217,40 @@ async fn errors_over_the_wire() {
 struct Switch {
     port: u16,
     to: std::net::SocketAddr,
+    /// Holds the port while nothing listens on it: bound, never listening, so a connection to it
+    /// is refused, and no other socket on the machine (a test binding port 0, a connect's own
+    /// ephemeral port) can take the port between `off` and `on`.
+    _hold: socket2::Socket,
     task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// A TCP socket with SO_REUSEPORT set, bound to `port` on 127.0.0.1 (0: any free port).
+fn reuseport_socket(port: u16) -> socket2::Socket {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_reuse_port(true).unwrap();
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    socket.bind(&addr.into()).unwrap();
+    socket
 }
 
 impl Switch {
     fn new(to: std::net::SocketAddr) -> Switch {
-        // Learn a free port, then leave it closed: nothing listens there until `on`.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let hold = reuseport_socket(0);
+        let port = hold.local_addr().unwrap().as_socket().unwrap().port();
         Switch {
             port,
             to,
+            _hold: hold,
             task: None,
         }
     }
 
     async fn on(&mut self) {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
-            .await
-            .unwrap();
+        let socket = reuseport_socket(self.port);
+        socket.listen(128).unwrap();
+        socket.set_nonblocking(true).unwrap();
+        let listener =
+            tokio::net::TcpListener::from_std(std::net::TcpListener::from(socket)).unwrap();
         let to = self.to;
         self.task = Some(tokio::spawn(async move {
             let mut links = tokio::task::JoinSet::new();
