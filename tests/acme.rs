@@ -39,9 +39,9 @@ fn start(test: &str) -> Option<Setup> {
         return None;
     }
     let (dns, https, http) = (
-        support::pebble::free_port(),
-        support::pebble::free_port(),
-        support::pebble::free_port(),
+        support::free_port(),
+        support::free_port(),
+        support::free_port(),
     );
     let pebble = Pebble::start(SocketAddr::from(([127, 0, 0, 1], dns)), http, https);
     let foobar = Foobar::setup()
@@ -392,19 +392,7 @@ fn ip(n: u8) -> std::net::IpAddr {
 
 /// A port free on 127.0.0.2, .3 and .4 for both TCP and UDP.
 fn port_on_all() -> u16 {
-    'search: loop {
-        let probe = std::net::UdpSocket::bind((ip(2), 0)).unwrap();
-        let port = probe.local_addr().unwrap().port();
-        drop(probe);
-        for n in 2..=4 {
-            if std::net::TcpListener::bind((ip(n), port)).is_err()
-                || std::net::UdpSocket::bind((ip(n), port)).is_err()
-            {
-                continue 'search;
-            }
-        }
-        return port;
-    }
+    support::free_port_on(&[ip(2), ip(3), ip(4)])
 }
 
 /// Three nodes on one database, each the authoritative DNS of the zone and its web edge: one
@@ -555,7 +543,7 @@ async fn chromium_trusting_the_ca_loads_the_site_over_http2_and_http3() {
 /// A port free on 127.0.0.1 and 127.0.0.2 for both TCP and UDP.
 fn port_on_one_and_two() -> u16 {
     'search: loop {
-        let port = support::pebble::free_port();
+        let port = support::free_port();
         for n in 1..=2 {
             if std::net::TcpListener::bind((ip(n), port)).is_err()
                 || std::net::UdpSocket::bind((ip(n), port)).is_err()
@@ -590,7 +578,7 @@ async fn dns01_reaches_a_knot_secondary_before_the_ca_asks() {
     let foobar = Foobar::setup()
         .zone("foobar.com.zone", zone)
         .file("index.html", PAGE)
-        .at(ip(1), port, support::pebble::free_port(), support::pebble::free_port())
+        .at(ip(1), port, support::free_port(), support::free_port())
         .dns(&format!(
             "[dns.zone.\"foobar.com\"]\nallow_transfer = [\"127.0.0.0/8\"]\nnotify = [\"127.0.0.2:{port}\"]"
         ))

@@ -32,18 +32,7 @@ fn ip(n: u8) -> IpAddr {
 
 /// A port free on 127.0.0.2, .3 and .4 for both TCP and UDP.
 fn port_on_all() -> u16 {
-    'search: loop {
-        let probe = std::net::UdpSocket::bind((ip(2), 0)).unwrap();
-        let port = probe.local_addr().unwrap().port();
-        for n in 2..=4 {
-            if std::net::TcpListener::bind((ip(n), port)).is_err()
-                || (n != 2 && std::net::UdpSocket::bind((ip(n), port)).is_err())
-            {
-                continue 'search;
-            }
-        }
-        return port;
-    }
+    support::free_port_on(&[ip(2), ip(3), ip(4)])
 }
 
 #[derive(Clone, Copy)]

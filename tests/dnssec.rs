@@ -348,7 +348,7 @@ fn secondaries_serve_the_signed_zone(test: &str, settings: &str) {
             return skip_without(test, tool, &format!("apt-get install {package}"));
         }
     }
-    let (knot_port, nsd_port) = (peers::free_port(), peers::free_port());
+    let (knot_port, nsd_port) = (support::free_port(), support::free_port());
     let server = signed_server(
         &zone(1, ""),
         &format!(

@@ -19,8 +19,8 @@ use hickory_proto::{
 };
 
 use support::{
-    Foobar,
-    peers::{Peer, free_port, knot, nsd},
+    Foobar, free_port,
+    peers::{Peer, knot, nsd},
 };
 
 fn secret() -> String {

@@ -69,14 +69,6 @@ pub fn missing() -> Option<&'static str> {
     None
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl Galera {
     /// A cluster of `size` nodes, all synced, with an empty database `foobar`.
     pub async fn start(size: usize) -> Galera {
@@ -120,10 +112,10 @@ impl Galera {
             nodes.push(Node {
                 child: None,
                 datadir,
-                port: free_port(),
-                gcomm: free_port(),
-                ist: free_port(),
-                sst: free_port(),
+                port: super::free_port(),
+                gcomm: super::free_port(),
+                ist: super::free_port(),
+                sst: super::free_port(),
             });
         }
         let cluster = nodes

@@ -643,6 +643,43 @@ pub async fn control_async(server: &Foobar, command: &'static str) -> (bool, Str
     )
 }
 
+/// A port free for both TCP and UDP on each of `ips` just now, for a process the test starts
+/// with the port in its configuration (a peer, or foobar on several addresses).
+///
+/// The port is chosen below the kernel's ephemeral range (`ip_local_port_range`), from which
+/// every connection's own port and every socket bound to port 0 is taken: a port learned by
+/// binding port 0 and closing it could be handed to such a socket before the process binds it
+/// (a CI run lost a test to that), where one below the range can only be taken by a socket
+/// asking for it by number. Each call of this process gives another port.
+pub fn free_port_on(ips: &[std::net::IpAddr]) -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOWEST: u32 = 10_000;
+    let ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32_768);
+    let span = ephemeral.saturating_sub(LOWEST).max(1);
+    // Processes run one after another start at different places in the span.
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let start = std::process::id().wrapping_mul(7_919) % span;
+    let _ = NEXT.compare_exchange(u32::MAX, start, Ordering::Relaxed, Ordering::Relaxed);
+    for _ in 0..span {
+        let port = (LOWEST + NEXT.fetch_add(1, Ordering::Relaxed) % span) as u16;
+        let free = ips.iter().all(|&ip| {
+            std::net::TcpListener::bind((ip, port)).is_ok() && UdpSocket::bind((ip, port)).is_ok()
+        });
+        if free {
+            return port;
+        }
+    }
+    panic!("no port below {ephemeral} is free on {ips:?}");
+}
+
+/// [`free_port_on`] 127.0.0.1.
+pub fn free_port() -> u16 {
+    free_port_on(&[std::net::IpAddr::from([127, 0, 0, 1])])
+}
+
 /// Kills process group `group` (a process started with `process_group(0)`, and all it started).
 pub fn kill_group(group: u32) {
     // The negative process ID names the group; `--` keeps `kill` from reading it as an option.

@@ -30,14 +30,6 @@ pub fn missing() -> Option<&'static str> {
     (!super::installed("pebble", &["-h"])).then_some("pebble")
 }
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Settings Pebble reads from its environment.
 pub struct Options {
     /// Percentage of authorizations reused (0: every order is validated again).
@@ -70,8 +62,8 @@ impl Pebble {
         let key_path = dir.path().join("endpoint.key");
         std::fs::write(&cert_path, cert.pem()).unwrap();
         std::fs::write(&key_path, key.serialize_pem()).unwrap();
-        let acme: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let management: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let acme: SocketAddr = format!("127.0.0.1:{}", super::free_port()).parse().unwrap();
+        let management: SocketAddr = format!("127.0.0.1:{}", super::free_port()).parse().unwrap();
         let config = serde_json::json!({
             "pebble": {
                 "listenAddress": acme.to_string(),

@@ -148,17 +148,6 @@ pub fn answers(server: SocketAddr) -> bool {
     socket.recv_from(&mut buf).is_ok()
 }
 
-/// A port free on 127.0.0.1 for both UDP and TCP just now.
-pub fn free_port() -> u16 {
-    loop {
-        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = udp.local_addr().unwrap().port();
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
 /// Unbound on 127.0.0.1 as a validating resolver: `zone` is asked of `server` (a stub zone),
 /// and `trust_anchors` (DS records in zone-file form) are its only trust anchors. Aggressive
 /// NSEC is off, so that each answer is what the server said to that question.
@@ -169,7 +158,7 @@ pub fn unbound(zone: &str, server: SocketAddr, trust_anchors: &[String]) -> Peer
 /// [`unbound`] with several stub zones, each asked of its server: a parent zone and its
 /// children, validated down from the parent's trust anchor.
 pub fn unbound_stubs(stubs: &[(&str, SocketAddr)], trust_anchors: &[String]) -> Peer {
-    let port = free_port();
+    let port = super::free_port();
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().display().to_string();
     let anchors: String = trust_anchors
