@@ -37,8 +37,11 @@ fn routing(c: &mut Criterion) {
                 .expect("store");
             let app = foobar_app::router(foobar_app::AppState::new(store, "token"))
                 .fallback_service(foobar_edge::Fallthrough);
-            edge.service(foobar_edge::EdgeService::new(app))
-                .expect("sites")
+            edge.service(&foobar_edge::App::new(
+                foobar_edge::EdgeService::new(app),
+                foobar_app::PATHS,
+            ))
+            .expect("sites")
         })
     };
     let (from_disk, kept) = (edge(0), edge(1 << 20));

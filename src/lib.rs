@@ -36,7 +36,7 @@ pub struct Loaded {
     dns: Dns,
     edge: Edge,
     /// The built-in app, which the edge serves where the sites' routes say.
-    app: foobar_edge::EdgeService,
+    app: foobar_edge::App,
     /// The app's database: also what the nodes of a cluster share (certificates, leases).
     store: foobar_app::store::Store,
 }
@@ -121,7 +121,13 @@ pub async fn load(config: &Config, draining: &Draining) -> anyhow::Result<Loaded
     Ok(Loaded {
         dns,
         edge,
-        app: foobar_edge::EdgeService::new(app),
+        app: foobar_edge::App::new(
+            foobar_edge::EdgeService::new(app),
+            foobar_app::PATHS
+                .iter()
+                .copied()
+                .chain(Some(config.dns.https_path.as_str()).filter(|path| !path.is_empty())),
+        ),
         store,
     })
 }

@@ -27,7 +27,7 @@ use axum::{
     extract::{DefaultBodyLimit, State},
     http::StatusCode,
     response::IntoResponse,
-    routing::get,
+    routing::{MethodRouter, get},
 };
 use serde::Deserialize;
 use serde_json::json;
@@ -222,22 +222,39 @@ fn database_url(config: &Config, state_dir: &Path) -> String {
         .unwrap_or_else(|| format!("sqlite://{}", state_dir.join("foobar.db").display()))
 }
 
+/// Where the app's routes are: each path [`router`] has a route for is one of these or below
+/// one (whole segments), so that a caller can send it only those requests.
+pub const PATHS: [&str; 4] = ["/healthz", "/readyz", "/posts", "/api/posts"];
+
 /// The app's routes. Paths it does not know fall through to whatever the caller adds.
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/posts", get(pages::list))
-        .route("/posts/{id}", get(pages::show))
-        .route("/api/posts", get(api::list).post(api::create))
-        .route(
+    let routes: [(&str, MethodRouter<AppState>); 7] = [
+        ("/healthz", get(healthz)),
+        ("/readyz", get(readyz)),
+        ("/posts", get(pages::list)),
+        ("/posts/{id}", get(pages::show)),
+        ("/api/posts", get(api::list).post(api::create)),
+        (
             "/api/posts/{id}",
             get(api::show).put(api::update).delete(api::delete),
-        )
-        .route(
+        ),
+        (
             "/api/posts/{id}/comments",
             get(api::comments).post(api::comment),
-        )
+        ),
+    ];
+    let mut router = Router::new();
+    for (path, methods) in routes {
+        assert!(
+            PATHS.iter().any(|under| path == *under
+                || path
+                    .strip_prefix(under)
+                    .is_some_and(|rest| rest.starts_with('/'))),
+            "the app's route {path} is outside its PATHS"
+        );
+        router = router.route(path, methods);
+    }
+    router
         .route_layer(axum::middleware::from_fn(metrics::count))
         .layer(DefaultBodyLimit::max(MAX_REQUEST))
         .with_state(state)

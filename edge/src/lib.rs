@@ -58,7 +58,7 @@ pub use crate::{
     files::{StaticFiles, static_files},
     service::{EdgeService, Stamp, edge_service, peer},
     site::{
-        ClientIp, Fallthrough, client_ip,
+        App, ClientIp, Fallthrough, client_ip,
         config::{RouteConfig, SiteConfig},
     },
     tls::{AcmeCertificate, Source as CertificateSource, spki_sha256},
@@ -203,7 +203,7 @@ impl Edge {
     /// they started with. Upstreams whose settings did not change are kept, with their
     /// connections and what their health checks know. The listen addresses are not changed
     /// here (that takes new sockets: an upgrade).
-    pub fn adopt(&self, loaded: &Edge, app: EdgeService) -> Result<(), Error> {
+    pub fn adopt(&self, loaded: &Edge, app: &App) -> Result<(), Error> {
         let config = loaded.live.config.load_full();
         let plan = loaded.live.plan.load_full();
         let running = self
@@ -214,7 +214,7 @@ impl Edge {
         let https_port = running
             .as_ref()
             .map_or(config.https.port(), |r| r.https_port);
-        let sites = plan.build(&app, https_port, &self.live.upstreams, &self.live.fastcgi)?;
+        let sites = plan.build(app, https_port, &self.live.upstreams, &self.live.fastcgi)?;
         let per_address = self.live.limits.load().per_address.clone();
         per_address.set_most(config.max_connections_per_address);
         let limits = limits(&config, per_address);
@@ -251,9 +251,9 @@ impl Edge {
 
     /// The sites as one service, with `app` as the built-in app, without sockets: what the
     /// transports would call (for benchmarks and tests of routing).
-    pub fn service(&self, app: EdgeService) -> Result<EdgeService, Error> {
+    pub fn service(&self, app: &App) -> Result<EdgeService, Error> {
         let sites = self.live.plan.load().build(
-            &app,
+            app,
             self.live.config.load().https.port(),
             &self.live.upstreams,
             &self.live.fastcgi,
@@ -389,7 +389,7 @@ impl Edge {
     pub async fn run(
         self,
         sockets: Sockets,
-        app: EdgeService,
+        app: App,
         shutdown: CancellationToken,
         routing: QuicRouting,
     ) -> Result<(), Error> {

@@ -57,7 +57,7 @@ async fn echo_server() -> Running {
         foobar_net::quic::QuicRouting::new(foobar_net::quic::Generation::random().unwrap());
     tokio::spawn(edge.run(
         sockets,
-        foobar_edge::EdgeService::new(echo),
+        foobar_edge::App::everywhere(foobar_edge::EdgeService::new(echo)),
         shutdown.clone(),
         handoff,
     ));

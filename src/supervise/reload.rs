@@ -45,7 +45,7 @@ impl Supervisor {
                 .map_err(|e| anyhow::anyhow!("{file}{e:#}"))?;
             self.inner
                 .edge
-                .adopt(&edge, app)
+                .adopt(&edge, &app)
                 .map_err(|e| anyhow::anyhow!("{file}{e:#}"))?;
             self.inner.dns.adopt(dns);
             {

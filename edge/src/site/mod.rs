@@ -35,7 +35,7 @@ use http::{HeaderValue, Request, Response, StatusCode, Version, header};
 use tower::{Service, ServiceExt};
 
 pub use self::name::{Name, NameIndex, strip_port};
-pub use self::route::Fallthrough;
+pub use self::route::{App, Fallthrough};
 use self::{
     config::{Action, SiteConfig},
     route::Route,
@@ -43,7 +43,7 @@ use self::{
 use crate::{
     Config, Error,
     files::{StaticFiles, static_files},
-    service::{Connection, EdgeService, Stamp, peer},
+    service::{Connection, Stamp, peer},
     tls::Source,
 };
 
@@ -240,7 +240,7 @@ impl Plan {
     /// change, with what their health checks learned.
     pub fn build(
         &self,
-        app: &EdgeService,
+        app: &App,
         https_port: u16,
         upstreams: &crate::proxy::Registry,
         fastcgi: &crate::fastcgi::Registry,
