@@ -113,18 +113,16 @@ impl Stamp {
             (header::CONTENT_SECURITY_POLICY, self.csp.as_ref()),
             (header::X_FRAME_OPTIONS, self.frame_options.as_ref()),
         ];
+        // One lookup each: a field the response has already is kept.
         for (name, value) in defaults {
             if let Some(value) = value
-                && !headers.contains_key(&name)
+                && let http::header::Entry::Vacant(vacant) = headers.entry(name)
             {
-                headers.insert(name, value.clone());
+                vacant.insert(value.clone());
             }
         }
-        if !headers.contains_key(header::X_CONTENT_TYPE_OPTIONS) {
-            headers.insert(
-                header::X_CONTENT_TYPE_OPTIONS,
-                HeaderValue::from_static("nosniff"),
-            );
+        if let http::header::Entry::Vacant(vacant) = headers.entry(header::X_CONTENT_TYPE_OPTIONS) {
+            vacant.insert(HeaderValue::from_static("nosniff"));
         }
     }
 }
