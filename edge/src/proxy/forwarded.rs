@@ -7,8 +7,10 @@ use std::net::IpAddr;
 
 use http::{HeaderMap, HeaderName, HeaderValue, header};
 
-/// Fields that describe one connection, never the message: not passed on by a proxy.
-const HOP_BY_HOP: [HeaderName; 9] = [
+/// Fields that describe one connection, never the message: not passed on by a proxy. In the
+/// order of the `match` in [`remove_hop_by_hop`]. A `static`, not a `const`: each use of a
+/// `const` array makes (and drops) a copy of it.
+static HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -23,18 +25,40 @@ const HOP_BY_HOP: [HeaderName; 9] = [
 /// Removes the hop-by-hop fields, and those `Connection` names. With `keep_te_trailers`, a
 /// `TE: trailers` stays (gRPC needs it to reach the upstream).
 pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_te_trailers: bool) {
-    // Most messages carry none of them: one pass over the names present tells, where a removal
-    // of each of the nine cost a lookup apiece, both ways, on every proxied request.
-    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+    // One pass over the names present tells which of the nine are there (most messages carry
+    // none, or only `Connection`, as nginx's responses): only those are looked up to be
+    // removed, where a removal of each cost a lookup apiece, both ways, on every request.
+    let mut present = 0u16;
+    for name in headers.keys() {
+        // By text: a `match` on it tells the nine apart at once, where comparing names one by
+        // one cost more than the rest of this function.
+        let at = match name.as_str() {
+            "connection" => 0,
+            "keep-alive" => 1,
+            "proxy-connection" => 2,
+            "te" => 3,
+            "trailer" => 4,
+            "transfer-encoding" => 5,
+            "upgrade" => 6,
+            "proxy-authenticate" => 7,
+            "proxy-authorization" => 8,
+            _ => continue,
+        };
+        present |= 1 << at;
+    }
+    if present == 0 {
         return;
     }
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
+    // What `Connection` names, read from its values' own copies (sharing their bytes; most
+    // messages have one value, kept without a vector): the names are removed as text, with no
+    // `HeaderName` made for each.
+    let (first, rest): (Option<HeaderValue>, Vec<HeaderValue>) = match present & 1 {
+        0 => (None, Vec::new()),
+        _ => {
+            let mut values = headers.get_all(header::CONNECTION).iter();
+            (values.next().cloned(), values.cloned().collect())
+        }
+    };
     let te_trailers = keep_te_trailers
         && headers
             .get_all(header::TE)
@@ -42,8 +66,16 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_te_trailers: bool) {
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
             .any(|t| t.trim().eq_ignore_ascii_case("trailers"));
-    for name in named.iter().chain(HOP_BY_HOP.iter()) {
-        headers.remove(name);
+    for value in first.iter().chain(&rest) {
+        for name in value.to_str().unwrap_or_default().split(',') {
+            // Not a field name (empty, or with a character no name has): nothing to remove.
+            headers.remove(name.trim());
+        }
+    }
+    for (at, name) in HOP_BY_HOP.iter().enumerate() {
+        if present & (1 << at) != 0 {
+            headers.remove(name);
+        }
     }
     if te_trailers {
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
@@ -67,31 +99,22 @@ pub struct Hop<'a> {
 /// sent is replaced (a client cannot choose the address the upstream sees); from a trusted one,
 /// its values are kept and the peer added.
 pub fn forward(headers: &mut HeaderMap, hop: Hop<'_>) {
-    use std::fmt::Write;
-    // What an untrusted peer sent is replaced, so it is read only from a trusted one.
-    let earlier = |headers: &HeaderMap, name: &HeaderName| -> Option<String> {
-        let mut values = headers.get_all(name).iter().filter_map(|v| v.to_str().ok());
-        let mut list = values.next()?.to_string();
-        for value in values {
-            list.push_str(", ");
+    // The values already there, each followed by ", ".
+    let earlier = |headers: &HeaderMap, name: &HeaderName, list: &mut String| {
+        for value in headers.get_all(name).iter().filter_map(|v| v.to_str().ok()) {
             list.push_str(value);
+            list.push_str(", ");
         }
-        Some(list)
-    };
-    let trusted_list = |headers: &HeaderMap, name: &HeaderName| match hop.trusted {
-        true => earlier(headers, name),
-        false => None,
     };
     // Room for the (up to) five fields below at once, not a growth of the map for each.
     headers.reserve(5);
-    let mut peer = String::with_capacity(48);
-    let _ = write!(peer, "{}", hop.peer);
-    let mut for_list = trusted_list(headers, &X_FORWARDED_FOR).unwrap_or_default();
-    if !for_list.is_empty() {
-        for_list.push_str(", ");
+    // What an untrusted peer sent is replaced, so it is read only from a trusted one.
+    let mut for_list = String::with_capacity(48);
+    if hop.trusted {
+        earlier(headers, &X_FORWARDED_FOR, &mut for_list);
     }
-    for_list.push_str(&peer);
-    set(headers, X_FORWARDED_FOR, &for_list);
+    push_address(&mut for_list, hop.peer);
+    set(headers, X_FORWARDED_FOR, for_list);
     if !(hop.trusted && headers.contains_key(X_FORWARDED_PROTO)) {
         headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
     }
@@ -100,20 +123,20 @@ pub fn forward(headers: &mut HeaderMap, hop: Hop<'_>) {
     {
         headers.insert(X_FORWARDED_HOST, host.clone());
     }
-    let mut forwarded = trusted_list(headers, &header::FORWARDED).unwrap_or_default();
-    if !forwarded.is_empty() {
-        forwarded.push_str(", ");
+    let mut forwarded = String::with_capacity(96);
+    if hop.trusted {
+        earlier(headers, &header::FORWARDED, &mut forwarded);
     }
     // RFC 7239: a node is quoted when it is an IPv6 address (or has a port).
     match hop.peer {
         IpAddr::V6(_) => {
             forwarded.push_str("for=\"[");
-            forwarded.push_str(&peer);
+            push_address(&mut forwarded, hop.peer);
             forwarded.push_str("]\"");
         }
         IpAddr::V4(_) => {
             forwarded.push_str("for=");
-            forwarded.push_str(&peer);
+            push_address(&mut forwarded, hop.peer);
         }
     }
     forwarded.push_str(";proto=https");
@@ -129,21 +152,45 @@ pub fn forward(headers: &mut HeaderMap, hop: Hop<'_>) {
         }
         forwarded.push('"');
     }
-    set(headers, header::FORWARDED, &forwarded);
-    match earlier(headers, &header::VIA) {
-        Some(list) => set(
-            headers,
-            header::VIA,
-            &format!("{list}, {} foobar", hop.version),
-        ),
-        None => {
-            let via = match hop.version {
-                "2" => "2 foobar",
-                "3" => "3 foobar",
-                "1.0" => "1.0 foobar",
-                _ => "1.1 foobar",
-            };
-            headers.insert(header::VIA, HeaderValue::from_static(via));
+    set(headers, header::FORWARDED, forwarded);
+    let mut via = String::new();
+    earlier(headers, &header::VIA, &mut via);
+    if via.is_empty() {
+        let via = match hop.version {
+            "2" => "2 foobar",
+            "3" => "3 foobar",
+            "1.0" => "1.0 foobar",
+            _ => "1.1 foobar",
+        };
+        headers.insert(header::VIA, HeaderValue::from_static(via));
+    } else {
+        via.push_str(hop.version);
+        via.push_str(" foobar");
+        set(headers, header::VIA, via);
+    }
+}
+
+/// An address as `Display` writes it; IPv4 without the formatting machinery, as every proxied
+/// request writes its client's address twice.
+fn push_address(out: &mut String, address: IpAddr) {
+    match address {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                if octet >= 100 {
+                    out.push(char::from(b'0' + octet / 100));
+                }
+                if octet >= 10 {
+                    out.push(char::from(b'0' + octet / 10 % 10));
+                }
+                out.push(char::from(b'0' + octet % 10));
+            }
+        }
+        IpAddr::V6(v6) => {
+            use std::fmt::Write;
+            let _ = write!(out, "{v6}");
         }
     }
 }
@@ -152,8 +199,9 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
-fn set(headers: &mut HeaderMap, name: HeaderName, value: &str) {
-    match HeaderValue::from_str(value) {
+/// `value` as the field `name`, its buffer moved into the field rather than copied.
+fn set(headers: &mut HeaderMap, name: HeaderName, value: String) {
+    match HeaderValue::from_maybe_shared(bytes::Bytes::from(value)) {
         Ok(value) => {
             headers.insert(name, value);
         }
@@ -279,6 +327,48 @@ mod tests {
             )
         );
         assert_eq!(get(&map, "via"), Some("1.1 lb, 1.1 foobar"));
+    }
+
+    #[test]
+    fn each_hop_by_hop_field_alone_goes() {
+        for name in &HOP_BY_HOP {
+            let mut map = headers(&[(name.as_str(), "x"), ("accept", "*/*")]);
+            remove_hop_by_hop(&mut map, false);
+            assert_eq!(map.len(), 1, "{name}: {map:?}");
+        }
+    }
+
+    #[test]
+    fn addresses_are_written_as_display_writes_them() {
+        for text in [
+            "0.0.0.0",
+            "9.10.99.100",
+            "192.0.2.7",
+            "255.255.255.255",
+            "2001:db8::1",
+            "::ffff:192.0.2.1",
+        ] {
+            let address: IpAddr = text.parse().unwrap();
+            let mut out = String::new();
+            push_address(&mut out, address);
+            assert_eq!(out, address.to_string());
+        }
+    }
+
+    #[test]
+    fn via_is_added_to_whoever_sent_it() {
+        let mut map = headers(&[("via", "1.1 lb")]);
+        forward(
+            &mut map,
+            Hop {
+                peer: "192.0.2.7".parse().unwrap(),
+                trusted: false,
+                host: None,
+                version: "2",
+            },
+        );
+        assert_eq!(get(&map, "via"), Some("1.1 lb, 2 foobar"));
+        assert_eq!(get(&map, "forwarded"), Some("for=192.0.2.7;proto=https"));
     }
 
     #[test]
