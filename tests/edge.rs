@@ -279,6 +279,16 @@ async fn precompressed_siblings_and_on_the_fly_compression() {
         let plain = fetch(proto, server.https, &pem, get("/pre.css", &[])).await;
         assert_eq!(plain.header("content-encoding"), None);
         assert!(plain.body.starts_with(b"body { color: red; }"));
+        // A client that asks for no encoding gets the page as it is, marked as one that
+        // varies by what is asked (a cache must not give it to one that asks for gzip).
+        let identity = fetch(proto, server.https, &pem, get("/big.txt", &[])).await;
+        assert_eq!(identity.header("content-encoding"), None, "{proto:?}");
+        assert_eq!(
+            identity.header("vary"),
+            Some("accept-encoding"),
+            "{proto:?}"
+        );
+        assert!(identity.body.len() > 10_000, "{proto:?}");
         // No sibling: compressed on the fly, for each encoding the client takes.
         for encoding in ["gzip", "br", "zstd"] {
             let reply = fetch(
@@ -293,6 +303,7 @@ async fn precompressed_siblings_and_on_the_fly_compression() {
                 Some(encoding),
                 "{proto:?}"
             );
+            assert_eq!(reply.header("vary"), Some("accept-encoding"), "{proto:?}");
             assert!(
                 reply.body.len() < 10_000,
                 "{encoding}: {} bytes",

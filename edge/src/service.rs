@@ -129,18 +129,21 @@ impl Stamp {
 
 /// The sites with what the edge adds to every HTTPS request (the access log and compression),
 /// as the transports call them. Every layer is always ready, as the sites are.
-pub(crate) type Stack = Front<BoxBody<Compression<Sites, Compressible>>>;
+pub(crate) type Stack = Front<Compress<Sites>>;
 
 /// The future of a response from the [`Stack`].
 pub(crate) type ResponseFuture =
     Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
 
 pub(crate) fn stack(sites: Sites) -> Stack {
-    let service = ServiceBuilder::new()
+    let compression = ServiceBuilder::new()
         .layer(CompressionLayer::new().compress_when(Compressible))
-        .service(sites);
+        .service(sites.clone());
     Front {
-        inner: BoxBody { inner: service },
+        inner: Compress {
+            plain: sites,
+            compression: BoxBody { inner: compression },
+        },
     }
 }
 
@@ -222,6 +225,92 @@ fn compressible(headers: &http::HeaderMap) -> bool {
         ]
         .into_iter()
         .any(is)
+}
+
+/// On-the-fly compression (tower-http's), entered only by requests that accept an encoding.
+/// Its response body has room for every encoder inline (5.8 KB) and is moved several times on
+/// the way out, over a thousand instructions a response where the client asked for no
+/// encoding (most clients but browsers). Those get what tower-http would have given them: the
+/// response as it is, with `Vary: Accept-Encoding` where it could have been compressed.
+#[derive(Clone)]
+pub(crate) struct Compress<S> {
+    plain: S,
+    compression: BoxBody<Compression<S, Compressible>>,
+}
+
+impl<S> Service<Request<Body>> for Compress<S>
+where
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Clone,
+    S::Future: Unpin,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Compressing<
+        S::Future,
+        BoxedBody<tower_http::compression::ResponseFuture<S::Future, Compressible>>,
+    >;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        if self.plain.poll_ready(cx)?.is_pending() {
+            return Poll::Pending;
+        }
+        self.compression.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        if request.headers().contains_key(header::ACCEPT_ENCODING) {
+            Compressing::Encoded(self.compression.call(request))
+        } else {
+            Compressing::Plain(self.plain.call(request))
+        }
+    }
+}
+
+/// The future of a [`Compress`] response.
+pub(crate) enum Compressing<P, E> {
+    Plain(P),
+    Encoded(E),
+}
+
+impl<P, E> Future for Compressing<P, E>
+where
+    P: Future<Output = Result<Response<Body>, Infallible>> + Unpin,
+    E: Future<Output = Result<Response<Body>, Infallible>> + Unpin,
+{
+    type Output = Result<Response<Body>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.get_mut() {
+            Compressing::Plain(future) => Pin::new(future).poll(cx).map_ok(|mut response| {
+                vary_if_compressible(&mut response);
+                response
+            }),
+            Compressing::Encoded(future) => Pin::new(future).poll(cx),
+        }
+    }
+}
+
+/// What tower-http's compression adds to a response it leaves as it is: `Vary:
+/// Accept-Encoding` where it would have compressed for a client that asked (caches must not
+/// give this response to one).
+fn vary_if_compressible(response: &mut Response<Body>) {
+    let headers = response.headers();
+    let could = !headers.contains_key(header::CONTENT_ENCODING)
+        && !headers.contains_key(header::CONTENT_RANGE)
+        && Compressible.should_compress(response);
+    let named = || {
+        headers.get_all(header::VARY).iter().any(|value| {
+            value
+                .as_bytes()
+                .windows(b"accept-encoding".len())
+                .any(|window| window.eq_ignore_ascii_case(b"accept-encoding"))
+        })
+    };
+    if could && !named() {
+        response
+            .headers_mut()
+            .append(header::VARY, HeaderValue::from_static("accept-encoding"));
+    }
 }
 
 #[derive(Clone)]
