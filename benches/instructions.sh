@@ -6,10 +6,12 @@
 # delivery) is not counted, so a change that sends more bytes must still be timed
 # (http-compare.sh, or two builds alternating).
 #
-#   benches/instructions.sh [--protocols "h1 h2 h3"] [--requests N] [--proxy]
+#   benches/instructions.sh [--protocols "h1 h2 h3"] [--requests N] [--proxy] [--logs]
 #
 # With --proxy the page is proxied instead: foobar's route forwards to an nginx serving it over
 # plain HTTP/1.1 (the upstream of benches/proxy-compare.sh), whose instructions are not counted.
+# With --logs the server writes its access lines (RUST_LOG=info; to a file), which it does not
+# otherwise: the difference is what they cost in user space.
 #
 # Each protocol gets a fresh server under callgrind, a warm-up of 2,000 requests, then the
 # count is zeroed and N requests (20,000 by default; 5,000 over HTTP/3) are made: h2load with
@@ -21,11 +23,13 @@ source "$(dirname "$0")/lib.sh"
 protocols="h1 h2 h3"
 requests=""
 proxy=""
+log_level=warn
 while [ $# -gt 0 ]; do
   case $1 in
     --protocols) protocols=$2; shift 2 ;;
     --requests) requests=$2; shift 2 ;;
     --proxy) proxy=1; shift ;;
+    --logs) log_level=info; shift ;;
     --smoke) requests=2000; shift ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
@@ -58,7 +62,7 @@ for protocol in $protocols; do
   n=${requests:-20000}
   [ "$protocol" = h3 ] && n=${requests:-5000}
   rm -rf "$work/state" "$work"/callgrind.*
-  RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$work/callgrind.%p" \
+  RUST_LOG=$log_level valgrind --tool=callgrind --callgrind-out-file="$work/callgrind.%p" \
     "$foobar" serve --config "$work/foobar.toml" 2>>"$work/valgrind.log" & pid=$!
   pids="$pids $pid"
   # Under valgrind the server takes several seconds to start.
@@ -76,6 +80,7 @@ for protocol in $protocols; do
   dump=$(ls -t "$work"/callgrind."$pid".* | head -1)
   total=$(awk '/^(summary|totals):/ {print $2; exit}' "$dump")
   name=$protocol${proxy:+-proxy}
+  [ "$log_level" = info ] && name=$name-logs
   cp "$dump" "/tmp/foobar-callgrind.$name"
   stop "$pid"
   printf '%s  %d requests  %d instructions per request  (profile: callgrind_annotate /tmp/foobar-callgrind.%s)\n' \
