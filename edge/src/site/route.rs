@@ -148,13 +148,24 @@ impl Service<Request<Body>> for Fallthrough {
     }
 
     fn call(&mut self, mut request: Request<Body>) -> Self::Future {
-        match request.extensions_mut().remove::<SiteFiles>() {
-            Some(SiteFiles(Some(files))) => Box::pin(files.oneshot(request)),
-            _ => Box::pin(std::future::ready(Ok(plain(
-                StatusCode::NOT_FOUND,
-                "not found\n",
-            )))),
-        }
+        let files = request
+            .extensions_mut()
+            .remove::<SiteFiles>()
+            .and_then(|SiteFiles(files)| files);
+        Box::pin(async move { Ok(not_the_apps(files.as_ref(), request).await) })
+    }
+}
+
+/// A request of an `app` route for a path the app has no route for: the site's static files,
+/// or a 404 where the site has none. Both ways there: through the app's router ([`Fallthrough`])
+/// and straight from the route, for paths outside the app's own ([`App`]).
+async fn not_the_apps(files: Option<&StaticFiles>, request: Request<Body>) -> Response<Body> {
+    match files {
+        Some(files) => match files.clone().oneshot(request).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        },
+        None => plain(StatusCode::NOT_FOUND, "not found\n"),
     }
 }
 
@@ -321,14 +332,7 @@ impl Route {
                     Err(never) => match never {},
                 }
             }
-            // What the app's router would hand its fallback.
-            Handler::App(_) => match site_files {
-                Some(files) => match files.clone().oneshot(request).await {
-                    Ok(response) => response,
-                    Err(never) => match never {},
-                },
-                None => plain(StatusCode::NOT_FOUND, "not found\n"),
-            },
+            Handler::App(_) => not_the_apps(site_files, request).await,
             // Boxed: their futures are kilobytes, and inline they would make every request's
             // future (a static file's too) as large, copied whole as it is boxed.
             Handler::Proxy(proxy) => Box::pin(proxy.clone().handle(request)).await,
