@@ -72,10 +72,15 @@ pub fn init(format: Format) -> Flusher {
             .with_span_list(false)
             .init(),
     }
-    foobar_edge::access::set_writer(AccessLines {
-        shared: batch.0.clone(),
-        format,
-    });
+    // The filter is fixed from here on: the edge asks it once, here, not per request.
+    if tracing::enabled!(target: "access", tracing::Level::INFO) {
+        foobar_edge::access::set_writer(AccessLines {
+            shared: batch.0.clone(),
+            format,
+        });
+    } else {
+        foobar_edge::access::set_off();
+    }
     let shared = batch.0.clone();
     let thread = std::thread::Builder::new()
         .name("log-flush".to_string())
@@ -130,20 +135,21 @@ struct Lines {
 }
 
 fn flush_until_stopped(shared: &Shared) {
+    // Two buffers take turns: the one just written out, emptied but with its room kept, is
+    // where the next batch gathers, so lines are not copied again as a batch grows.
+    let mut out = Vec::new();
     let mut lines = shared.lines.lock().unwrap_or_else(PoisonError::into_inner);
     loop {
         let stopped = lines.stopped;
-        let mut out = std::mem::take(&mut lines.bytes);
+        std::mem::swap(&mut lines.bytes, &mut out);
         drop(lines);
         write_out(&mut out);
+        // A burst's room is not kept for ever.
+        out.shrink_to(4 * SOON);
         if stopped {
             return;
         }
         lines = shared.lines.lock().unwrap_or_else(PoisonError::into_inner);
-        // Reuse the allocation for the next batch.
-        if lines.bytes.is_empty() {
-            lines.bytes = out;
-        }
         if lines.bytes.len() < SOON && !lines.stopped {
             lines = shared
                 .wake
@@ -286,7 +292,7 @@ fn access_json(line: &mut Vec<u8>, clock: &mut Clock, entry: &Entry<'_>) {
     ] {
         if let Some(value) = value {
             line.extend_from_slice(name);
-            json_string(line, value);
+            json_string(line, &String::from_utf8_lossy(value));
         }
     }
     line.extend_from_slice(b",\"request_id\":\"");
@@ -300,20 +306,17 @@ fn number(line: &mut Vec<u8>, n: impl itoa::Integer) {
 
 fn hex16(line: &mut Vec<u8>, n: u64) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for shift in (0..16).rev() {
-        line.push(DIGITS[((n >> (shift * 4)) & 0xf) as usize]);
+    let mut text = [0u8; 16];
+    for (i, digit) in text.iter_mut().enumerate() {
+        *digit = DIGITS[((n >> ((15 - i) * 4)) & 0xf) as usize];
     }
+    line.extend_from_slice(&text);
 }
 
 fn address(line: &mut Vec<u8>, peer: SocketAddr) {
     match peer {
         SocketAddr::V4(v4) => {
-            for (i, octet) in v4.ip().octets().into_iter().enumerate() {
-                if i > 0 {
-                    line.push(b'.');
-                }
-                number(line, octet);
-            }
+            foobar_edge::access::ipv4_text(*v4.ip(), |b| line.push(b));
             line.push(b':');
             number(line, v4.port());
         }
@@ -323,18 +326,20 @@ fn address(line: &mut Vec<u8>, peer: SocketAddr) {
     }
 }
 
-/// A string as `{:?}` writes it: quoted, with its quotes, backslashes and anything not plain
-/// printable ASCII escaped.
-fn quoted(line: &mut Vec<u8>, value: &str) {
-    if value
-        .bytes()
-        .all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\')
-    {
+/// A header value as `{:?}` writes it as a string: quoted, with its quotes, backslashes and
+/// anything not plain printable ASCII escaped (and what is not UTF-8 replaced).
+fn quoted(line: &mut Vec<u8>, value: &[u8]) {
+    // Every byte tested, with no early exit, so that the test runs many bytes at a time (an
+    // early exit went byte by byte: 9 instructions a byte).
+    let plain = value.iter().fold(true, |plain, &b| {
+        plain & (b' '..=b'~').contains(&b) & (b != b'"') & (b != b'\\')
+    });
+    if plain {
         line.push(b'"');
-        line.extend_from_slice(value.as_bytes());
+        line.extend_from_slice(value);
         line.push(b'"');
     } else {
-        let _ = write!(line, "{value:?}");
+        let _ = write!(line, "{:?}", String::from_utf8_lossy(value));
     }
 }
 
@@ -415,8 +420,8 @@ mod tests {
             micros: 913,
             version: http::Version::HTTP_2,
             peer: Some("192.0.2.7:51234".parse().unwrap()),
-            host: Some("www.foobar.com"),
-            user_agent: Some("curl/8.5.0"),
+            host: Some(b"www.foobar.com"),
+            user_agent: Some(b"curl/8.5.0"),
             referer: None,
             request_id: 0x00c2_64e7_a341_e8a0,
         };
@@ -425,8 +430,8 @@ mod tests {
             Entry {
                 peer: Some("[2001:db8::1]:443".parse().unwrap()),
                 host: None,
-                user_agent: Some("a \"quoted\" \\ agent \u{7f} é"),
-                referer: Some("https://example.org/from"),
+                user_agent: Some("a \"quoted\" \\ agent \u{7f} é".as_bytes()),
+                referer: Some(b"https://example.org/from"),
                 version: http::Version::HTTP_11,
                 status: 404,
                 ..base
@@ -434,6 +439,13 @@ mod tests {
             Entry {
                 peer: None,
                 version: http::Version::HTTP_3,
+                ..base
+            },
+            // Header values need not be UTF-8 (obs-text); such bytes are replaced.
+            Entry {
+                host: Some(b"caf\xe9.example"),
+                user_agent: Some(b"agent \xff\xfe/1"),
+                referer: Some(b"https://example.org/\x80"),
                 ..base
             },
         ]

@@ -425,6 +425,42 @@ async fn json_logs_parse_with_access_fields_and_sampled_dns_queries() {
     assert_eq!(queries[0]["rcode"], 0);
 }
 
+/// `RUST_LOG=info,access=off` switches access lines off (the server decides once, at start)
+/// and leaves the rest of the log as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_lines_switched_off_by_the_filter_are_not_written() {
+    use support::web::{self, Proto, fetch};
+    let server = Foobar::setup()
+        .shipped_site()
+        .log("dns_queries = 1")
+        .env("RUST_LOG", "info,access=off")
+        .start();
+    let pem = server.certificate_pem();
+    let request = http::Request::get("https://www.foobar.com/")
+        .header("user-agent", "unlogged-test/1")
+        .body(bytes::Bytes::new())
+        .unwrap();
+    assert_eq!(
+        fetch(Proto::H1, server.https, &pem, request).await.status,
+        200
+    );
+    let _ = fetch(Proto::H2, server.https, &pem, web::get("/", &[])).await;
+    support::query_udp(server.dns, "www.foobar.com.", RecordType::A);
+    // The query's line is gathered after any access line of the requests before it.
+    support::wait_until("the sampled query line", || {
+        server
+            .raw_log()
+            .iter()
+            .any(|line| line.contains("dns_query"))
+    });
+    let raw = server.raw_log();
+    assert!(
+        !raw.iter()
+            .any(|line| line.contains("access") || line.contains("unlogged-test")),
+        "{raw:#?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_zone_that_failed_to_load_is_reported_by_readyz_ctl_and_metrics() {
     use support::web::{self, Proto, fetch};

@@ -451,11 +451,6 @@ fn request_id() -> u64 {
     NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
-/// A header value as text, its bytes that are not UTF-8 replaced (borrowed when there are none).
-fn text(value: &HeaderValue) -> std::borrow::Cow<'_, str> {
-    String::from_utf8_lossy(value.as_bytes())
-}
-
 /// A response body that counts what it sends and logs the request when done.
 struct Counted {
     body: Body,
@@ -484,12 +479,11 @@ impl Counted {
                     version: line.version,
                     peer: logged.peer,
                     host: match logged.uri.authority() {
-                        Some(authority) => Some(authority.as_str().into()),
-                        None => logged.host.as_ref().map(text),
-                    }
-                    .as_deref(),
-                    user_agent: logged.user_agent.as_ref().map(text).as_deref(),
-                    referer: logged.referer.as_ref().map(text).as_deref(),
+                        Some(authority) => Some(authority.as_str().as_bytes()),
+                        None => logged.host.as_ref().map(HeaderValue::as_bytes),
+                    },
+                    user_agent: logged.user_agent.as_ref().map(HeaderValue::as_bytes),
+                    referer: logged.referer.as_ref().map(HeaderValue::as_bytes),
                     request_id: logged.id,
                 });
             }

@@ -291,12 +291,13 @@ impl Foobar {
         let mut child = Command::new(binary())
             .args(["serve", "--config"])
             .arg(&config)
-            .envs(env.iter().map(|(key, value)| (key, value)))
             .env(
                 "RUST_LOG",
                 std::env::var("FOOBAR_TEST_LOG")
                     .unwrap_or_else(|_| "info,foobar_dns::zone::watch=debug".to_string()),
             )
+            // After the default filter, so that a test can set its own.
+            .envs(env.iter().map(|(key, value)| (key, value)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
