@@ -18,6 +18,29 @@ pub struct Encoder {
     /// across frames instead of being allocated and freed per frame. See
     /// `take_scratch` / `return_scratch`.
     scratch: BytesMut,
+    /// [foobar patch] The last header block whose encoding left the table as it was, and what
+    /// it encoded to: the same fields again, with the table still as it was, encode to the same
+    /// bytes, so they are copied rather than looked up field by field. A server sends the same
+    /// response fields again and again (only `date` changes, once a second), and the lookups
+    /// were a fifth of a small response's instructions.
+    repeat: Option<Repeat>,
+    /// Whether the last block left the table as it was; when it did not (fields that differ in
+    /// every response), the next block is encoded without looking for a repeat.
+    settled: bool,
+    /// Reused for the fields of one block while it is compared.
+    fields: Vec<Header<Option<HeaderName>>>,
+    key: Vec<u8>,
+}
+
+/// [foobar patch] A header block that encoded without changing the table.
+#[derive(Debug)]
+struct Repeat {
+    /// Its fields, each as `push_key` writes it: names, values and sensitivity, in order.
+    key: Vec<u8>,
+    /// What they encoded to.
+    block: Vec<u8>,
+    /// The table's insertion count then (a resize drops the repeat).
+    inserted: usize,
 }
 
 #[derive(Debug, Copy, Clone, Eq, PartialEq)]
@@ -35,6 +58,10 @@ impl Encoder {
             max_allowed_size: DEFAULT_MAX_ALLOWED_SIZE,
             size_update: None,
             scratch: BytesMut::new(),
+            repeat: None,
+            settled: true,
+            fields: Vec::new(),
+            key: Vec::new(),
         }
     }
 
@@ -105,8 +132,66 @@ impl Encoder {
         let span = tracing::trace_span!("hpack::encode");
         let _e = span.enter();
 
+        if self.size_update.is_some() {
+            // [foobar patch] A resize evicts and renumbers.
+            self.repeat = None;
+        }
         self.encode_size_updates(dst);
 
+        // [foobar patch] The same fields as the last block, with the table as it left it,
+        // are that block's bytes again.
+        let inserted = self.table.inserted();
+        if !self.settled {
+            self.encode_fields(headers, dst);
+            self.settled = self.table.inserted() == inserted;
+            return;
+        }
+        let mut fields = std::mem::take(&mut self.fields);
+        let mut key = std::mem::take(&mut self.key);
+        fields.clear();
+        key.clear();
+        for header in headers {
+            push_key(&mut key, &header);
+            fields.push(header);
+        }
+        if let Some(repeat) = &self.repeat {
+            if repeat.inserted == inserted && repeat.key == key {
+                dst.extend_from_slice(&repeat.block);
+                fields.clear();
+                self.fields = fields;
+                self.key = key;
+                return;
+            }
+        }
+        let start = dst.len();
+        self.encode_fields(fields.drain(..), dst);
+        self.fields = fields;
+        self.settled = self.table.inserted() == inserted;
+        if !self.settled {
+            self.key = key;
+            return;
+        }
+        let mut block = match self.repeat.take() {
+            Some(old) => {
+                // Their room is reused.
+                self.key = old.key;
+                old.block
+            }
+            None => Vec::new(),
+        };
+        block.clear();
+        block.extend_from_slice(&dst[start..]);
+        self.repeat = Some(Repeat {
+            key,
+            block,
+            inserted,
+        });
+    }
+
+    fn encode_fields<I>(&mut self, headers: I, dst: &mut BytesMut)
+    where
+        I: IntoIterator<Item = Header<Option<HeaderName>>>,
+    {
         let mut last_index = None;
 
         for header in headers {
@@ -225,6 +310,29 @@ impl Encoder {
 impl Default for Encoder {
     fn default() -> Encoder {
         Encoder::new(4096, 0)
+    }
+}
+
+/// [foobar patch] One field as a repeat's key holds it: a tag (which pseudo-header, or a field
+/// and whether it is sensitive), then its name and value, each after its length.
+fn push_key(key: &mut Vec<u8>, header: &Header<Option<HeaderName>>) {
+    let (tag, name, value): (u8, &[u8], &[u8]) = match header {
+        Header::Field { name, value } => (
+            u8::from(value.is_sensitive()),
+            name.as_ref().map_or(&[][..], |name| name.as_str().as_bytes()),
+            value.as_bytes(),
+        ),
+        Header::Authority(v) => (2, &[], v.as_str().as_bytes()),
+        Header::Method(v) => (3, &[], v.as_str().as_bytes()),
+        Header::Scheme(v) => (4, &[], v.as_str().as_bytes()),
+        Header::Path(v) => (5, &[], v.as_str().as_bytes()),
+        Header::Protocol(v) => (6, &[], v.as_str().as_bytes()),
+        Header::Status(v) => (7, &[], v.as_str().as_bytes()),
+    };
+    key.push(tag);
+    for part in [name, value] {
+        key.extend_from_slice(&(part.len() as u32).to_le_bytes());
+        key.extend_from_slice(part);
     }
 }
 
@@ -749,6 +857,79 @@ mod test {
     #[ignore]
     fn test_evicted_overflow() {
         // Not sure what the best way to do this is.
+    }
+
+    /// [foobar patch] A block repeated with the table as it left it is copied, and decodes.
+    #[test]
+    fn test_repeated_block_is_copied_and_decodes() {
+        let mut encoder = Encoder::default();
+        let mut decoder = super::super::Decoder::new(4096);
+        let response = |date: &str| {
+            vec![
+                Header::Status(StatusCode::OK),
+                header("content-type", "text/html"),
+                header("etag", "\"6b152f91-800\""),
+                header("content-length", "2048"),
+                header("x-content-type-options", "nosniff"),
+                header("date", date),
+            ]
+        };
+        let mut round_trip = |encoder: &mut Encoder, block: Vec<Header<Option<HeaderName>>>| {
+            let mut dst = encode(encoder, block.clone());
+            let encoded = dst.clone();
+            let mut decoded = Vec::new();
+            decoder
+                .decode(&mut std::io::Cursor::new(&mut dst), |h| {
+                    decoded.push(h);
+                    std::ops::ControlFlow::Continue(())
+                })
+                .unwrap();
+            let sent: Vec<Header> = block.into_iter().map(|h| h.reify().unwrap()).collect();
+            assert_eq!(decoded, sent);
+            encoded
+        };
+        // The first inserts its fields; the second finds them all (after a block that changed
+        // the table none is kept); the third is kept; the fourth is the third's bytes, copied.
+        let date = "Sun, 06 Dec 2026 09:49:07 GMT";
+        let first = round_trip(&mut encoder, response(date));
+        let second = round_trip(&mut encoder, response(date));
+        assert!(second.len() < first.len());
+        assert!(encoder.repeat.is_none());
+        let third = round_trip(&mut encoder, response(date));
+        assert_eq!(third, second);
+        assert!(encoder.repeat.is_some());
+        let second = round_trip(&mut encoder, response(date));
+        assert_eq!(second, third);
+        // A new date is inserted: the kept block no longer matches the table.
+        let fourth = round_trip(&mut encoder, response("Sun, 06 Dec 2026 09:49:08 GMT"));
+        assert_ne!(fourth, second);
+        for _ in 0..3 {
+            round_trip(&mut encoder, response("Sun, 06 Dec 2026 09:49:08 GMT"));
+        }
+        // Another block between, then the first again.
+        round_trip(&mut encoder, vec![Header::Status(StatusCode::NOT_FOUND)]);
+        round_trip(&mut encoder, response("Sun, 06 Dec 2026 09:49:08 GMT"));
+        // The same value made sensitive is a never-indexed literal, not the kept block's
+        // literal without indexing.
+        let length = || vec![header("content-length", "2048")];
+        let plain = round_trip(&mut encoder, length());
+        assert_eq!(round_trip(&mut encoder, length()), plain);
+        assert_eq!(plain[0], 0x0f, "without indexing, name 28: {plain:?}");
+        let mut value = HeaderValue::from_static("2048");
+        value.set_sensitive(true);
+        let sensitive = vec![Header::Field {
+            name: Some(HeaderName::from_static("content-length")),
+            value,
+        }];
+        let res = round_trip(&mut encoder, sensitive);
+        assert_eq!(res[0], 0x1f, "never indexed, name 28: {res:?}");
+        // A size update after a kept block: the block is encoded again, with the update.
+        round_trip(&mut encoder, response("Sun, 06 Dec 2026 09:49:08 GMT"));
+        round_trip(&mut encoder, response("Sun, 06 Dec 2026 09:49:08 GMT"));
+        encoder.update_max_size(0);
+        let after = round_trip(&mut encoder, response("Sun, 06 Dec 2026 09:49:08 GMT"));
+        assert_eq!(after[0], 0b0010_0000, "size update first: {after:?}");
+        assert_eq!(encoder.table.len(), 0);
     }
 
     fn encode(e: &mut Encoder, hdrs: Vec<Header<Option<HeaderName>>>) -> BytesMut {

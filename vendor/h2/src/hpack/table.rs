@@ -105,6 +105,12 @@ impl Table {
         self.max_size
     }
 
+    /// [foobar patch] How many fields were inserted since the table was last emptied: the
+    /// table changes (between resizes) exactly when this does.
+    pub fn inserted(&self) -> usize {
+        self.inserted
+    }
+
     /// Gets the header stored in the table
     pub fn resolve<'a>(&'a self, index: &'a Index) -> &'a Header {
         use self::Index::*;
