@@ -94,7 +94,9 @@ fn answer(dns: &Dns, query: &[u8], client: Option<Extension<ClientAddress>>) -> 
     let mut response = message.into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(DNS_MESSAGE));
-    if let Ok(value) = HeaderValue::from_str(&format!("max-age={ttl}")) {
+    // Without `format!`: 440 instructions of a 58,000-instruction answer.
+    let max_age = ["max-age=", itoa::Buffer::new().format(ttl)].concat();
+    if let Ok(value) = HeaderValue::try_from(max_age) {
         headers.insert(header::CACHE_CONTROL, value);
     }
     response
