@@ -118,6 +118,8 @@ pub async fn load(config: &Config, draining: &Draining) -> anyhow::Result<Loaded
     // A plain function of the request: no future of its own per request. The app's routes
     // only: the static files behind the fallback have no use for it.
     .route_layer(tower::util::MapRequestLayer::new(client_address));
+    // A DoH GET is answered before the router (its other methods go through the route above).
+    let app = doh::Gets::new(app, &config.dns.https_path, dns.clone());
     Ok(Loaded {
         dns,
         edge,

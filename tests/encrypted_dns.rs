@@ -230,6 +230,11 @@ async fn dns_over_https_answers_get_and_post_over_http1_http2_and_http3() {
                 reply.header("content-type"),
                 Some("application/dns-message")
             );
+            assert_eq!(
+                reply.header("content-length"),
+                Some(&*reply.body.len().to_string()),
+                "{proto:?}"
+            );
             let message = Message::from_vec(&reply.body).unwrap();
             // Fresh for as long as the answer's TTL.
             let ttl = message.answers[0].ttl;
@@ -258,6 +263,14 @@ async fn dns_over_https_answers_get_and_post_over_http1_http2_and_http3() {
                 post("/dns-query", "application/dns-message", b"xx".to_vec()),
                 400,
             ),
+            (
+                http::Request::put("https://www.foobar.com/dns-query")
+                    .body(bytes::Bytes::new())
+                    .unwrap(),
+                405,
+            ),
+            // The path exactly: below it is the site's.
+            (web::get(&format!("/dns-query/x?dns={encoded}"), &[]), 404),
         ];
         for (request, status) in statuses {
             let uri = request.uri().clone();
