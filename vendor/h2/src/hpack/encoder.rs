@@ -21,8 +21,8 @@ pub struct Encoder {
     /// [foobar patch] The last header block whose encoding left the table as it was, and what
     /// it encoded to: the same fields again, with the table still as it was, encode to the same
     /// bytes, so they are copied rather than looked up field by field. A server sends the same
-    /// response fields again and again (only `date` changes, once a second), and the lookups
-    /// were a fifth of a small response's instructions.
+    /// response fields again and again (only `date` changes, once a second), and encoding them
+    /// was an eighth of a small response's instructions.
     repeat: Option<Repeat>,
     /// Whether the last block left the table as it was; when it did not (fields that differ in
     /// every response), the next block is encoded without looking for a repeat.
