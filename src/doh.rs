@@ -67,12 +67,11 @@ impl tower::Service<axum::extract::Request> for Gets {
     }
 
     fn call(&mut self, request: axum::extract::Request) -> Answer {
-        if request.method() == axum::http::Method::GET
-            && !self.path.is_empty()
-            && request.uri().path() == &*self.path
-        {
+        // (A request's path is never empty, so an empty `path`, DoH off, matches none.)
+        if request.method() == axum::http::Method::GET && request.uri().path() == &*self.path {
             let address = foobar_edge::client_ip(request.extensions());
-            return Answer::Now(Some(by_get(&self.dns, address, request.uri())));
+            let response = by_get(&self.dns, address, request.uri());
+            return Answer::Now(std::future::ready(Ok(response)));
         }
         Answer::App(self.app.call(request))
     }
@@ -80,7 +79,7 @@ impl tower::Service<axum::extract::Request> for Gets {
 
 /// What [`Gets`] answers with: a DoH GET's response at once, or the router's.
 pub enum Answer {
-    Now(Option<Response>),
+    Now(std::future::Ready<Result<Response, std::convert::Infallible>>),
     App(axum::routing::future::RouteFuture<std::convert::Infallible>),
 }
 
@@ -92,9 +91,7 @@ impl std::future::Future for Answer {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Self::Output> {
         match self.get_mut() {
-            Answer::Now(response) => std::task::Poll::Ready(Ok(response
-                .take()
-                .unwrap_or_else(|| StatusCode::INTERNAL_SERVER_ERROR.into_response()))),
+            Answer::Now(ready) => std::pin::Pin::new(ready).poll(cx),
             Answer::App(future) => std::pin::Pin::new(future).poll(cx),
         }
     }
