@@ -67,6 +67,44 @@ async fn https_responses_carry_alt_svc_hsts_and_nosniff() {
     }
 }
 
+/// The kept copy of a page carries the site's fields (`StaticFiles::stamped`) and a place for
+/// `Date`: each field must still come once, and `Date` be now, read from disk or from memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_response_has_each_field_once_and_the_current_date() {
+    let server = site();
+    let pem = server.certificate_pem();
+    for round in 0..2 {
+        for proto in ALL {
+            for (path, status) in [("/", StatusCode::OK), ("/missing", StatusCode::NOT_FOUND)] {
+                let reply = fetch(proto, server.https, &pem, get(path, &[])).await;
+                let what = format!("{proto:?} {path} round {round}");
+                assert_eq!(reply.status, status, "{what}");
+                for name in reply.headers.keys() {
+                    assert_eq!(
+                        reply.headers.get_all(name).iter().count(),
+                        1,
+                        "{what}: {name}"
+                    );
+                }
+                let date = reply
+                    .header("date")
+                    .unwrap_or_else(|| panic!("{what}: no date"));
+                let date = httpdate::parse_http_date(date).unwrap();
+                let off = date
+                    .duration_since(std::time::SystemTime::now())
+                    .unwrap_or_else(|late| late.duration());
+                assert!(off < Duration::from_secs(5), "{what}: {off:?} off");
+                if status == StatusCode::OK {
+                    assert_eq!(reply.header("vary"), Some("accept-encoding"), "{what}");
+                    assert_eq!(reply.header("x-content-type-options"), Some("nosniff"));
+                }
+            }
+        }
+        // A kept copy a second older is given the second it is sent in.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cache_control_and_security_headers_follow_the_configuration() {
     let server = Foobar::setup()

@@ -20,14 +20,14 @@ use std::{
 
 use axum::body::Body;
 use bytes::Bytes;
-use http::{HeaderMap, Method, Request, Response, StatusCode, header};
+use http::{HeaderMap, Method, Request, Response, StatusCode, Version, header};
 use notify::{RecursiveMode, Watcher};
 use tracing::{debug, warn};
 
 /// The largest file kept; larger ones are streamed from disk on every request.
 const MAX_FILE_BYTES: usize = 1024 * 1024;
 /// Counted per entry on top of its body, so that many tiny variants also hit the bound.
-const ENTRY_OVERHEAD: usize = 512;
+const ENTRY_OVERHEAD: usize = 1024;
 
 /// The responses kept, with the watcher that empties them.
 pub struct ResponseCache {
@@ -65,6 +65,8 @@ impl Drop for Entries {
 pub struct Cached {
     preference: Preference,
     headers: HeaderMap,
+    /// The same with a place for `Date`, for HTTP/2 and HTTP/3 (see `response`).
+    dated: HeaderMap,
     body: Bytes,
     /// When it was last answered from, on the cache's clock, for eviction.
     used: AtomicU64,
@@ -147,15 +149,25 @@ fn q_value(text: &str) -> Option<u16> {
 }
 
 impl Cached {
-    pub fn response(&self) -> Response<Body> {
+    /// The kept response, for a request of `version`.
+    ///
+    /// A field added to a copy of a kept table grows it (allocates it again and moves every
+    /// field: 2% of a small response's instructions, `benches/instructions.sh`), as the copy
+    /// has no spare room; so the site's own fields are kept with it already
+    /// (`StaticFiles::stamped`), and `Date` has its place in the copy for HTTP/2 and HTTP/3,
+    /// where hyper or the HTTP/3 stream would add it. hyper writes HTTP/1.1's own.
+    pub fn response(&self, version: Version) -> Response<Body> {
         let mut response = Response::new(chunked(self.body.clone()));
-        *response.headers_mut() = self.headers.clone();
+        let headers = response.headers_mut();
+        if version >= Version::HTTP_2 {
+            *headers = self.dated.clone();
+            headers.insert(header::DATE, crate::date::now());
+        } else {
+            *headers = self.headers.clone();
+        }
         response
     }
 }
-
-/// Fields the layers after the cache may add to a kept response.
-const ROOM_AFTER: usize = 6;
 
 /// The size of the pieces a kept body is sent in, as `ServeDir` reads files: one piece of a
 /// whole megabyte costs HTTP/3 (QUIC's send buffer) far more than sixteen of 64 KiB.
@@ -287,11 +299,7 @@ impl ResponseCache {
 
     /// Keeps a response read from disk, unless anything changed since its ticket was taken;
     /// the least recently used responses make room when the cache is full.
-    pub fn insert(&self, ticket: Ticket, mut headers: HeaderMap, body: Bytes) {
-        // Each response starts from a clone of these, which keeps their table's size: with room
-        // for the fields the layers after add (the site's Alt-Svc, HSTS, nosniff and policies,
-        // Vary), adding them does not grow the table (allocate it again and move every field).
-        headers.reserve(ROOM_AFTER);
+    pub fn insert(&self, ticket: Ticket, headers: HeaderMap, body: Bytes) {
         let Ticket {
             generation,
             path,
@@ -325,6 +333,11 @@ impl ResponseCache {
             .or_default()
             .push(Arc::new(Cached {
                 preference,
+                dated: {
+                    let mut dated = headers.clone();
+                    dated.insert(header::DATE, crate::date::now());
+                    dated
+                },
                 headers,
                 body,
                 used: AtomicU64::new(self.state.tick()),
@@ -508,7 +521,7 @@ mod tests {
         );
         assert!(cache.get(&get("/d", &[])).is_some(), "the new one is kept");
         let big = Response::builder()
-            .header(header::CONTENT_LENGTH, "2000")
+            .header(header::CONTENT_LENGTH, 4 * ENTRY_OVERHEAD)
             .body(Body::empty())
             .unwrap();
         assert!(!cache.wants(&big), "larger than the whole cache");

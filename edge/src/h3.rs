@@ -271,7 +271,8 @@ where
             .insert(crate::tunnel::H3Upgrade::new(taken));
         request.extensions_mut().insert(connection);
         let response = service.respond(request).await?;
-        let (parts, body) = response.into_parts();
+        let (mut parts, body) = response.into_parts();
+        dated(&mut parts.headers);
         let opened = parts.status.is_success();
         send.send_response(Response::from_parts(parts, ())).await?;
         if !opened {
@@ -307,7 +308,8 @@ where
     let mut request = Request::from_parts(parts, Body::new(RequestBody::new(recv)));
     request.extensions_mut().insert(connection);
     let response = service.respond(request).await?;
-    let (parts, body) = response.into_parts();
+    let (mut parts, body) = response.into_parts();
+    dated(&mut parts.headers);
     send.send_response(Response::from_parts(parts, ())).await?;
     let sent = send_body(&mut send, body, send_timeout).await;
     if sent.is_err() {
@@ -316,6 +318,14 @@ where
         send.stop_stream(h3::error::Code::H3_REQUEST_CANCELLED);
     }
     sent
+}
+
+/// A `Date` on a response that has none, as hyper gives the responses it sends over HTTP/1.1
+/// and HTTP/2 (RFC 9110 §6.6.1: an origin server with a clock sends one).
+fn dated(headers: &mut http::HeaderMap) {
+    if let http::header::Entry::Vacant(vacant) = headers.entry(http::header::DATE) {
+        vacant.insert(crate::date::now());
+    }
 }
 
 /// Sends a response body frame by frame, trailers included, then ends the stream.

@@ -20,6 +20,7 @@ mod activity;
 pub mod challenge;
 mod coalesce;
 mod config;
+mod date;
 mod error;
 mod fastcgi;
 mod file_cache;

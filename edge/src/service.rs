@@ -293,7 +293,7 @@ where
 /// What tower-http's compression adds to a response it leaves as it is: `Vary:
 /// Accept-Encoding` where it would have compressed for a client that asked (caches must not
 /// give this response to one).
-fn vary_if_compressible(response: &mut Response<Body>) {
+pub(crate) fn vary_if_compressible(response: &mut Response<Body>) {
     let headers = response.headers();
     let could = !headers.contains_key(header::CONTENT_ENCODING)
         && !headers.contains_key(header::CONTENT_RANGE)

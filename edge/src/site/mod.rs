@@ -263,8 +263,13 @@ impl Plan {
             if !own_readyz {
                 routes.push(Route::readyz(app.clone(), self.max_body_bytes));
             }
+            let stamp = Stamp::new(https_port, &planned.headers)?;
+            let site_files = planned.files.clone().map(|files| files.stamped(&stamp));
             for (route, files) in config.route.iter().zip(&planned.route_files) {
-                let files = files.clone().or_else(|| planned.files.clone());
+                let files = match files {
+                    Some(files) => Some(files.clone().stamped(&stamp)),
+                    None => site_files.clone(),
+                };
                 routes.push(Route::build(
                     &label,
                     route,
@@ -278,15 +283,12 @@ impl Plan {
                 )?);
             }
             if config.route.is_empty() {
-                routes.push(Route::files_only(
-                    planned.files.clone(),
-                    self.max_body_bytes,
-                ));
+                routes.push(Route::files_only(site_files.clone(), self.max_body_bytes));
             }
             sites.push(Arc::new(Site {
-                stamp: Stamp::new(https_port, &planned.headers)?,
+                stamp,
                 routes,
-                files: planned.files.clone(),
+                files: site_files,
                 certificate: planned.certificate,
             }));
         }
