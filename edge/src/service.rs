@@ -295,18 +295,19 @@ where
 /// give this response to one).
 pub(crate) fn vary_if_compressible(response: &mut Response<Body>) {
     let headers = response.headers();
-    let could = !headers.contains_key(header::CONTENT_ENCODING)
-        && !headers.contains_key(header::CONTENT_RANGE)
-        && Compressible.should_compress(response);
-    let named = || {
-        headers.get_all(header::VARY).iter().any(|value| {
-            value
-                .as_bytes()
-                .windows(b"accept-encoding".len())
-                .any(|window| window.eq_ignore_ascii_case(b"accept-encoding"))
-        })
+    // Asked first: a kept static response names it already (`StaticFiles::stamped`).
+    let named = headers.get_all(header::VARY).iter().any(|value| {
+        value
+            .as_bytes()
+            .windows(b"accept-encoding".len())
+            .any(|window| window.eq_ignore_ascii_case(b"accept-encoding"))
+    });
+    let could = || {
+        !headers.contains_key(header::CONTENT_ENCODING)
+            && !headers.contains_key(header::CONTENT_RANGE)
+            && Compressible.should_compress(response)
     };
-    if could && !named() {
+    if !named && could() {
         response
             .headers_mut()
             .append(header::VARY, HeaderValue::from_static("accept-encoding"));
