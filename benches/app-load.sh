@@ -128,13 +128,16 @@ measure() { # measure URL PID...
   curl -sfk -o /dev/null "$url" || { echo "no 200 from $url" >&2; return 1; }
   # A short warm-up (persistent connections, the cache, the buffer pool), not counted.
   taskset -c "$CLIENT_CORE" wrk -t1 -c64 -d1s "$url" >/dev/null
-  local before after db_before db_after
+  local before after db_before db_after db_cpu_before db_cpu_after
   db_before=$(db_counters)
   before=$(cpu_seconds "$@")
+  db_cpu_before=$(cpu_seconds "$pid_db")
   taskset -c "$CLIENT_CORE" wrk -t1 -c64 -d"${seconds}s" --latency "$url" > "$work/wrk.txt"
   after=$(cpu_seconds "$@")
+  db_cpu_after=$(cpu_seconds "$pid_db")
   db_after=$(db_counters)
-  awk -v b="$db_before" -v a="$db_after" '/requests in/ { n = $1 } END {
+  awk -v b="$db_before" -v a="$db_after" -v all="$(awk -v a="$after" -v b="$before" 'BEGIN { print a - b }')" \
+    -v db="$(awk -v a="$db_cpu_after" -v b="$db_cpu_before" 'BEGIN { print a - b }')" '/requests in/ { n = $1 } END {
     split(b, x, " "); split(a, y, " ")
     for (i in x) { split(x[i], kv, "="); from[kv[1]] = kv[2] }
     for (i in y) { split(y[i], kv, "="); to[kv[1]] = kv[2] }
@@ -142,6 +145,8 @@ measure() { # measure URL PID...
       (to["Questions"] - from["Questions"]) / n, (to["Com_stmt_prepare"] - from["Com_stmt_prepare"]) / n,
       (to["Com_stmt_execute"] - from["Com_stmt_execute"]) / n, (to["Com_stmt_close"] - from["Com_stmt_close"]) / n,
       (to["Com_admin_commands"] - from["Com_admin_commands"]) / n
+    printf "  per request, stack CPU: %.0f us, of which the database %.0f us (%.0f%%)\n",
+      all * 1e6 / n, db * 1e6 / n, (all > 0 ? 100 * db / all : 0)
   }' "$work/wrk.txt" >&2
   awk -v b="$before" -v a="$after" -v rss="$(rss_mb "$@")" '
     /requests in/ { n = $1 }
