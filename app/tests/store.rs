@@ -307,24 +307,39 @@ async fn comments_come_a_page_at_a_time_oldest_first() {
         let ids_of = |page: &foobar_app::store::CommentPage| {
             page.comments.iter().map(|c| c.id).collect::<Vec<_>>()
         };
-        let first = store.post_with_comments(post.id, 2, None).await.unwrap().1;
+        // Every page carries the post with the count of all its comments, however the page
+        // was cut: a first page that is only part of the thread, later pages, a first page
+        // that is exactly the thread, and one with room to spare.
+        let (read, first) = store.post_with_comments(post.id, 2, None).await.unwrap();
         assert_eq!(ids_of(&first), ids[..2], "{}", store.backend());
         assert_eq!(first.next, Some(ids[1]));
-        let second = store
+        assert_eq!(read.comment_count, 5, "{}: a first page", store.backend());
+        let (read, second) = store
             .post_with_comments(post.id, 2, first.next)
             .await
-            .unwrap()
-            .1;
+            .unwrap();
         assert_eq!(ids_of(&second), ids[2..4]);
-        let last = store
+        assert_eq!(read.comment_count, 5, "{}: a later page", store.backend());
+        let (read, last) = store
             .post_with_comments(post.id, 2, second.next)
             .await
-            .unwrap()
-            .1;
+            .unwrap();
         assert_eq!(ids_of(&last), ids[4..]);
         assert_eq!(last.next, None, "{}: last page", store.backend());
-        let exact = store.post_with_comments(post.id, 5, None).await.unwrap().1;
+        assert_eq!(read.comment_count, 5, "{}: the last page", store.backend());
+        let (read, exact) = store.post_with_comments(post.id, 5, None).await.unwrap();
         assert_eq!((exact.comments.len(), exact.next), (5, None));
+        assert_eq!(
+            read.comment_count,
+            5,
+            "{}: exactly one page",
+            store.backend()
+        );
+        let (read, roomy) = store.post_with_comments(post.id, 50, None).await.unwrap();
+        assert_eq!((roomy.comments.len(), read.comment_count), (5, 5));
+        let bare = store.create_post("Quiet", "body").await.unwrap();
+        let (read, none) = store.post_with_comments(bare.id, 2, None).await.unwrap();
+        assert_eq!((none.comments.len(), read.comment_count), (0, 0));
         cleanup.run().await;
     }
 }
