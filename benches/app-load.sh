@@ -52,22 +52,11 @@ start_foobar() { # start_foobar DATABASE_URL EXTRA
   wait_port "$port_foobar"
 }
 
-# The post every stack reads, written once through foobar's API (so both stacks read the rows
-# foobar's schema holds).
-seed() { # seed
-  curl -sk -o /dev/null "https://127.0.0.1:$port_foobar/api/posts" -H 'Authorization: Bearer bench' \
-    -H 'content-type: application/json' \
-    -d "{\"title\": \"A post under load\", \"body\": \"$(head -c 2000 /dev/zero | tr '\0' x)\"}"
-  for i in $(seq 10); do
-    curl -sk -o /dev/null "https://127.0.0.1:$port_foobar/api/posts/1/comments" \
-      -H 'content-type: application/json' -d "{\"author\": \"reader $i\", \"body\": \"comment $i\"}"
-  done
-}
 start_foobar "mysql://root@127.0.0.1:$port_db/bench" ""
-seed
+seed_post "$port_foobar"
 stop "$pid_foobar"
 start_foobar "sqlite://$work/foobar.db" ""
-seed
+seed_post "$port_foobar"
 stop "$pid_foobar"
 
 # PHP-FPM and nginx as a tuned classic deployment runs them: static FPM children with
@@ -172,7 +161,7 @@ for round in $(seq "$rounds"); do
   done
 done
 
-median() { tr ' ' '\n' | grep . | summarize | awk '{print $1}'; }
+median() { tr ' ' '\n' | { grep . || true; } | summarize | awk '{print $1}'; }
 echo
 echo "The app against the classic stack, $rounds rounds x ${seconds}s, wrk -c64 on core $CLIENT_CORE, each stack (with its mariadbd) on core $SERVER_CORE"
 printf '%-15s %-13s %9s %16s %9s %9s %8s\n' stack path "req/s" "req/stack-CPU-s" "p99 ms" "RSS MB" "vs classic"

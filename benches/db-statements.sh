@@ -27,17 +27,11 @@ start_private_mariadb "$work" "$port_db"
 pids="$pid_db"
 mariadb -h 127.0.0.1 -P "$port_db" -u root -e "CREATE DATABASE bench CHARACTER SET utf8mb4"
 
-# The post of benches/app-load.sh: a 2 KB body and 10 comments, written through foobar's API.
+# The post benches/app-load.sh reads.
 write_foobar_conf "$work" 0 "$port_foobar" "$BENCH_ROOT/public" \
   "$(printf '[app]\ndatabase = "mysql://root@127.0.0.1:%s/bench"\napi_token = "bench"' "$port_db")"
 run_foobar "$port_foobar"
-curl -sfk -o /dev/null "https://127.0.0.1:$port_foobar/api/posts" -H 'Authorization: Bearer bench' \
-  -H 'content-type: application/json' \
-  -d "{\"title\": \"A post under load\", \"body\": \"$(head -c 2000 /dev/zero | tr '\0' x)\"}"
-for i in $(seq 10); do
-  curl -sfk -o /dev/null "https://127.0.0.1:$port_foobar/api/posts/1/comments" \
-    -H 'content-type: application/json' -d "{\"author\": \"reader $i\", \"body\": \"comment $i\"}"
-done
+seed_post "$port_foobar"
 stop "$pid_foobar"
 
 echo "MariaDB's CPU per statement, $runs executions each, one client on core $CLIENT_CORE, mariadbd on core $SERVER_CORE"

@@ -47,6 +47,18 @@ start_private_mariadb() { # start_private_mariadb WORK PORT
   wait_port "$2"
 }
 
+# The post the app benchmarks read (a 2 KB body and 10 comments), written through the API of
+# the foobar on PORT (api_token "bench"), so every stack reads the rows foobar's schema holds.
+seed_post() { # seed_post PORT
+  curl -sfk -o /dev/null "https://127.0.0.1:$1/api/posts" -H 'Authorization: Bearer bench' \
+    -H 'content-type: application/json' \
+    -d "{\"title\": \"A post under load\", \"body\": \"$(head -c 2000 /dev/zero | tr '\0' x)\"}"
+  for i in $(seq 10); do
+    curl -sfk -o /dev/null "https://127.0.0.1:$1/api/posts/1/comments" \
+      -H 'content-type: application/json' -d "{\"author\": \"reader $i\", \"body\": \"comment $i\"}"
+  done
+}
+
 # Builds the release binary and prints its path.
 # The release binary, built from this tree; FOOBAR_BINARY=PATH measures another build instead
 # (e.g. a copy of the previous commit's, for before/after figures).
