@@ -475,7 +475,7 @@ impl Mysql {
     ///
     /// A page from the first comment (`after` 0) leaves the post's comment count out of the
     /// statement: when fewer than `limit` rows come back they are all the comments, so their
-    /// number is the count, and the correlated `COUNT(*)` was a fifth of the server's work for
+    /// number is the count, and the correlated `COUNT(*)` was a sixth of the server's work for
     /// the statement (`benches/db-statements.sh`). Only a first page that is not the whole
     /// thread asks for the count, in a second statement.
     pub async fn post_with_comments(
