@@ -125,8 +125,8 @@ measure() { # measure URL PID...
   after=$(cpu_seconds "$@")
   db_cpu_after=$(cpu_seconds "$pid_db")
   db_after=$(db_counters)
-  awk -v b="$db_before" -v a="$db_after" -v all="$(awk -v a="$after" -v b="$before" 'BEGIN { print a - b }')" \
-    -v db="$(awk -v a="$db_cpu_after" -v b="$db_cpu_before" 'BEGIN { print a - b }')" '/requests in/ { n = $1 } END {
+  awk -v b="$db_before" -v a="$db_after" -v cpu0="$before" -v cpu1="$after" \
+    -v db0="$db_cpu_before" -v db1="$db_cpu_after" '/requests in/ { n = $1 } END {
     split(b, x, " "); split(a, y, " ")
     for (i in x) { split(x[i], kv, "="); from[kv[1]] = kv[2] }
     for (i in y) { split(y[i], kv, "="); to[kv[1]] = kv[2] }
@@ -134,6 +134,7 @@ measure() { # measure URL PID...
       (to["Questions"] - from["Questions"]) / n, (to["Com_stmt_prepare"] - from["Com_stmt_prepare"]) / n,
       (to["Com_stmt_execute"] - from["Com_stmt_execute"]) / n, (to["Com_stmt_close"] - from["Com_stmt_close"]) / n,
       (to["Com_admin_commands"] - from["Com_admin_commands"]) / n
+    all = cpu1 - cpu0; db = db1 - db0
     printf "  per request, stack CPU: %.0f us, of which the database %.0f us (%.0f%%)\n",
       all * 1e6 / n, db * 1e6 / n, (all > 0 ? 100 * db / all : 0)
   }' "$work/wrk.txt" >&2

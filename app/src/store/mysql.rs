@@ -69,12 +69,21 @@ const VERSION_FOUND: &str = "SELECT COALESCE(MAX(version), 0) FROM schema_migrat
 /// The schema version this binary brings a database to.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
-/// A post's columns, its comment count last (a macro, so that statements are `concat!`ed
-/// constants rather than strings formatted on every request).
+/// A post's own columns (macros, so that statements are `concat!`ed constants rather than
+/// strings formatted on every request).
+macro_rules! post_fields {
+    () => {
+        "p.id, p.title, p.body, p.created_at, p.updated_at, p.version"
+    };
+}
+
+/// A post's columns with its comment count last.
 macro_rules! post_columns {
     () => {
-        "p.id, p.title, p.body, p.created_at, p.updated_at, p.version, \
-         (SELECT COUNT(*) FROM comments c WHERE c.post_id = p.id)"
+        concat!(
+            post_fields!(),
+            ", (SELECT COUNT(*) FROM comments c WHERE c.post_id = p.id)"
+        )
     };
 }
 
@@ -491,8 +500,9 @@ impl Mysql {
             comments_after!()
         );
         const FIRST: &str = concat!(
-            "(SELECT 0 AS part, p.id, p.title, p.body, p.created_at, p.updated_at, p.version, 0 \
-             FROM posts p WHERE p.id = ?) UNION ALL ",
+            "(SELECT 0 AS part, ",
+            post_fields!(),
+            ", 0 FROM posts p WHERE p.id = ?) UNION ALL ",
             comments_after!()
         );
         let first = after <= 0;
