@@ -32,13 +32,25 @@ pub enum Access {
 
 /// Replaces `path` with `bytes` atomically, creating its folder when missing.
 pub fn write(path: &Path, bytes: &[u8], access: Access) -> io::Result<()> {
+    write_with(path, access, |file| file.write_all(bytes))
+}
+
+/// Replaces `path` atomically with what `contents` writes, creating its folder when missing:
+/// for a file too large to build in memory first (a big zone's copy). A `contents` that fails
+/// leaves `path` as it was.
+pub fn write_with(
+    path: &Path,
+    access: Access,
+    contents: impl FnOnce(&mut File) -> io::Result<()>,
+) -> io::Result<()> {
     let folder = match path.parent() {
         Some(folder) if !folder.as_os_str().is_empty() => folder,
         _ => Path::new("."),
     };
     fs::create_dir_all(folder)?;
     let temporary = temporary_path(path);
-    let result = write_new(&temporary, bytes, access).and_then(|()| fs::rename(&temporary, path));
+    let result =
+        write_new(&temporary, contents, access).and_then(|()| fs::rename(&temporary, path));
     if result.is_err() {
         let _ = fs::remove_file(&temporary);
     }
@@ -58,7 +70,11 @@ fn temporary_path(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.tmp-{}-{write}", std::process::id()))
 }
 
-fn write_new(path: &Path, bytes: &[u8], access: Access) -> io::Result<()> {
+fn write_new(
+    path: &Path,
+    contents: impl FnOnce(&mut File) -> io::Result<()>,
+    access: Access,
+) -> io::Result<()> {
     let mut options = OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
@@ -66,7 +82,7 @@ fn write_new(path: &Path, bytes: &[u8], access: Access) -> io::Result<()> {
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     }
     let mut file = options.open(path)?;
-    file.write_all(bytes)?;
+    contents(&mut file)?;
     file.sync_all()
 }
 
@@ -88,6 +104,20 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, ["file"]);
+    }
+
+    #[test]
+    fn contents_that_fail_halfway_keep_the_previous_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("file");
+        write(&path, b"good", Access::Public).unwrap();
+        let failed = write_with(&path, Access::Public, |file| {
+            file.write_all(b"half of it")?;
+            Err(io::Error::other("the source broke off"))
+        });
+        assert_eq!(failed.unwrap_err().to_string(), "the source broke off");
+        assert_eq!(fs::read(&path).unwrap(), b"good");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
     #[cfg(unix)]

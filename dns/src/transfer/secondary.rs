@@ -237,8 +237,10 @@ impl Secondary {
 
     /// Keeps `zone` in `state_dir` so that it is served after a restart.
     fn keep(&self, zone: &Zone) {
-        if let Err(e) = foobar_state::write(&self.copy, &snapshot::encode(zone), FileAccess::Public)
-        {
+        let written = foobar_state::write_with(&self.copy, FileAccess::Public, |file| {
+            snapshot::write(zone, file)
+        });
+        if let Err(e) = written {
             warn!(zone = %self.name(), file = %self.copy.display(), error = %e, "cannot keep the secondary copy");
         }
     }

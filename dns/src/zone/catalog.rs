@@ -816,8 +816,10 @@ impl Zones {
         std::thread::spawn(move || {
             let _order = saving.lock();
             for (copy, zone) in jobs {
-                let bytes = snapshot::encode(&zone);
-                if let Err(e) = foobar_state::write(&copy, &bytes, Access::Public) {
+                let written = foobar_state::write_with(&copy, Access::Public, |file| {
+                    snapshot::write(&zone, file)
+                });
+                if let Err(e) = written {
                     warn!(file = %copy.display(), error = %e, "cannot keep the last good copy");
                 }
             }

@@ -10,6 +10,8 @@
 //! was torn or altered fails the checksum and the same checks as a zone file, so it is refused
 //! rather than trusted.
 
+use std::io::{self, BufWriter, Write};
+
 use crate::{
     wire::{Rtype, name, rtype},
     zone::Rr,
@@ -20,31 +22,67 @@ use crate::{
 const MAGIC: &[u8] = b"foobar-zone\0";
 const VERSION: u16 = 1;
 
-/// The zone's records in the snapshot format.
+/// The zone's records in the snapshot format, in memory.
 pub fn encode(zone: &Zone) -> Vec<u8> {
     let mut out = Vec::with_capacity(zone.heap_size());
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&VERSION.to_be_bytes());
+    // Writing into a vector cannot fail.
+    let _ = write(zone, &mut out);
+    out
+}
+
+/// Writes the zone's records in the snapshot format to `out` as they are read, so that a
+/// large zone's copy is never whole in memory beside the zone (a million signed hosts are
+/// some 150 MB of it).
+pub fn write(zone: &Zone, out: impl Write) -> io::Result<()> {
+    // The checksum is taken over the buffer's flushes, not record by record.
+    let mut out = BufWriter::with_capacity(
+        1 << 16,
+        Checksummed {
+            inner: out,
+            crc: crc32fast::Hasher::new(),
+        },
+    );
+    out.write_all(MAGIC)?;
+    out.write_all(&VERSION.to_be_bytes())?;
     let origin = zone.origin();
-    out.push(origin.len() as u8);
-    out.extend_from_slice(origin);
-    out.extend_from_slice(&(zone.record_count() as u32).to_be_bytes());
+    out.write_all(&[origin.len() as u8])?;
+    out.write_all(origin)?;
+    out.write_all(&(zone.record_count() as u32).to_be_bytes())?;
     for node in zone.nodes() {
         let owner = zone.name(node);
         for set in zone.rrsets(node) {
             for rdata in set.rdatas() {
-                out.push(owner.len() as u8);
-                out.extend_from_slice(owner);
-                out.extend_from_slice(&set.rtype.to_be_bytes());
-                out.extend_from_slice(&set.ttl_of(rdata).to_be_bytes());
-                out.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
-                out.extend_from_slice(rdata);
+                out.write_all(&[owner.len() as u8])?;
+                out.write_all(owner)?;
+                out.write_all(&set.rtype.to_be_bytes())?;
+                out.write_all(&set.ttl_of(rdata).to_be_bytes())?;
+                out.write_all(&(rdata.len() as u16).to_be_bytes())?;
+                out.write_all(rdata)?;
             }
         }
     }
-    let crc = crc32fast::hash(&out);
-    out.extend_from_slice(&crc.to_be_bytes());
-    out
+    let Checksummed { mut inner, crc } =
+        out.into_inner().map_err(io::IntoInnerError::into_error)?;
+    inner.write_all(&crc.finalize().to_be_bytes())?;
+    inner.flush()
+}
+
+/// A writer that keeps the CRC-32 of what went through it.
+struct Checksummed<W> {
+    inner: W,
+    crc: crc32fast::Hasher,
+}
+
+impl<W: Write> Write for Checksummed<W> {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        let written = self.inner.write(bytes)?;
+        self.crc.update(&bytes[..written]);
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// Why a zone's copy (a snapshot), or the records of a transfer, cannot be served.
@@ -230,14 +268,32 @@ mod tests {
     use crate::zone::load::load_zone;
 
     fn zone() -> Zone {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("example.com.zone");
-        std::fs::write(
-            &path,
+        zone_of(
             "$TTL 300\n@ SOA ns1 h 7 1 1 1 1\n NS ns1\nns1 A 192.0.2.1\nwww 60 TXT \"a\" \"b\"\nold DNAME new.example.net.\n",
         )
-        .unwrap();
+    }
+
+    fn zone_of(text: &str) -> Zone {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("example.com.zone");
+        std::fs::write(&path, text).unwrap();
         load_zone(&path, None).unwrap().zone
+    }
+
+    #[test]
+    fn a_zone_larger_than_the_buffer_comes_back_whole() {
+        let mut text = String::from("$TTL 300\n@ SOA ns1 h 7 1 1 1 1\n NS ns1\nns1 A 192.0.2.1\n");
+        for host in 0..5000 {
+            text.push_str(&format!("host{host} A 192.0.2.{}\n", host % 250));
+        }
+        let zone = zone_of(&text);
+        let bytes = encode(&zone);
+        // Two flushes of the 64 KiB buffer and part of a third.
+        assert!(bytes.len() > 2 << 16, "{} bytes", bytes.len());
+        let back = decode(&bytes).unwrap();
+        assert_eq!(back.record_count(), 5003);
+        let last = back.find(&name::key_of(&name::wire("host4999.example.com")));
+        assert!(last.is_ok());
     }
 
     #[test]
