@@ -456,6 +456,28 @@ fn a_broken_zone_at_start_is_served_from_its_last_good_copy_and_the_rest_starts(
     ));
     assert_eq!(reply.status, 200);
 
+    // An edit of another zone reloads the folder: the broken files, unchanged, are not
+    // reported again (each was loaded twice already: at start, and as the watch began).
+    save_by_rename(
+        &server.zone_path("other.test.zone"),
+        &other
+            .replace("1 1 1 1 1", "2 1 1 1 1")
+            .replace("192.0.2.2", "192.0.2.3"),
+    );
+    server.until("www.other.test.", RecordType::A, |reply| {
+        addresses(reply) == ["192.0.2.3"]
+    });
+    let log = server.log();
+    for error in ["serving the last good copy", "no good copy: new.test."] {
+        let times = log.iter().filter(|l| l.contains(error)).count();
+        assert_eq!(
+            times,
+            1,
+            "{error:?} logged {times} times:\n{}",
+            log.join("\n")
+        );
+    }
+
     // Fixing the file is picked up without a restart.
     save_by_rename(
         &server.zone_path("foobar.com.zone"),

@@ -15,7 +15,7 @@ use std::{
 type ZoneMap = hashbrown::HashMap<Box<[u8]>, (Arc<Zone>, Arc<ZoneCounters>)>;
 
 use arc_swap::ArcSwap;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use foobar_state::Access;
 
@@ -115,6 +115,9 @@ struct Served {
     failed: bool,
     /// For a zone signed here: when its first signature expires (seconds since the epoch).
     expires: Option<u64>,
+    /// The load error last logged for the file, and the file's stamp then: the same error from
+    /// the same file is not logged again when another change in the folder reloads it.
+    reported: Option<(String, Stamp)>,
 }
 
 impl Served {
@@ -692,6 +695,7 @@ impl Zones {
                             sources: files,
                             failed: false,
                             expires,
+                            reported: None,
                         };
                         to_save.push((path.clone(), entry.zone.clone()));
                         changes.push(Change {
@@ -703,13 +707,25 @@ impl Zones {
                     }
                     Err(e) => {
                         report.failed += 1;
-                        let kept = match previous {
+                        let failure = (e.to_string(), stamp(&path));
+                        let repeated = !force(&path)
+                            && previous
+                                .as_ref()
+                                .is_some_and(|p| p.reported.as_ref() == Some(&failure));
+                        let mut kept = match previous {
+                            Some(previous) if repeated => {
+                                debug!("{e}; unchanged since it was logged");
+                                Some(previous)
+                            }
                             Some(previous) if !previous.failed => {
                                 error!("{e}; the previous version keeps serving");
                                 Some(previous)
                             }
                             _ => self.fallback(&path, &e),
                         };
+                        if let Some(kept) = &mut kept {
+                            kept.reported = Some(failure);
+                        }
                         if let Some(kept) = &kept {
                             self.record_load(kept.zone.origin_key(), false, false);
                         }
@@ -768,6 +784,7 @@ impl Zones {
                     sources,
                     failed: true,
                     expires,
+                    reported: None,
                 });
             }
             Ok(Err(reason)) => warn!(file = %copy.display(), %reason, "last good copy refused"),
@@ -789,6 +806,7 @@ impl Zones {
             sources,
             failed: true,
             expires: None,
+            reported: None,
         })
     }
 
