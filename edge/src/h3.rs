@@ -175,6 +175,14 @@ async fn connection(
         streams,
     };
     let mut draining = false;
+    // Made once, not at each turn of the loop: made anew, the idle bound set a timer for every
+    // request, and waking at the end of each request polled the connection's streams again.
+    let idle = activity.idle_for(limits.idle_timeout);
+    let stopping = async {
+        shutdown.cancelled().await;
+        activity.first_request(FIRST_REQUEST_GRACE).await;
+    };
+    tokio::pin!(idle, stopping);
     loop {
         let resolver = tokio::select! {
             accepted = h3.accept() => match accepted? {
@@ -188,10 +196,7 @@ async fn connection(
             },
             // GOAWAY: requests already started finish, new ones go elsewhere; a connection
             // that has not sent its first request yet gets it in first.
-            () = async {
-                shutdown.cancelled().await;
-                activity.first_request(FIRST_REQUEST_GRACE).await;
-            }, if !draining => {
+            () = &mut stopping, if !draining => {
                 draining = true;
                 h3.shutdown(0).await?;
                 continue;
@@ -208,7 +213,7 @@ async fn connection(
                 return Ok(());
             }
             // No request for `idle_timeout`, whatever pings keep QUIC itself alive.
-            () = activity.idle_for(limits.idle_timeout) => {
+            () = &mut idle => {
                 delivered(&quic).await;
                 quic.close(H3_NO_ERROR.into(), b"idle");
                 return Ok(());
