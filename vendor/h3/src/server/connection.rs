@@ -176,7 +176,18 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Result<Option<C::BidiStream>, ConnectionError>> {
         let _ = self.poll_control(cx)?;
-        let _ = self.poll_requests_completion(cx);
+        if self.recv_closing.is_some() || self.sent_closing.is_some() {
+            let _ = self.poll_requests_completion(cx);
+        } else {
+            // [foobar patch] Until either side closes, the requests that ended are only
+            // counted off: no waker is left on the channel, so that the end of every request
+            // does not wake the connection to poll all of its streams again for nothing. The
+            // channel's waker is set once the connection closes, when the last request's end
+            // is what the accept waits for.
+            while let Ok(id) = self.request_end_recv.try_recv() {
+                self.ongoing_streams.remove(&id);
+            }
+        }
         loop {
             let conn = self.inner.poll_accept_bi(cx)?;
             return match conn {
