@@ -725,8 +725,6 @@ impl Zones {
                         };
                         if let Some(kept) = &mut kept {
                             kept.reported = Some(failure);
-                        }
-                        if let Some(kept) = &kept {
                             self.record_load(kept.zone.origin_key(), false, false);
                         }
                         kept
