@@ -873,6 +873,30 @@ async fn sigterm_finishes_an_http3_download_then_exits_zero() {
     sigterm_finishes_the_download_in_flight(Proto::H3).await;
 }
 
+/// RFC 9114 section 5.2: a client that sends a GOAWAY still gets the responses to the requests
+/// it sent, then the server closes the connection at once (not at the idle timeout).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http3_clients_goaway_lets_its_request_finish_then_the_connection_closes() {
+    let size = 8 * 1024 * 1024;
+    let server = Foobar::setup().file("large.bin", vec![3u8; size]).start();
+    let pem = server.certificate_pem();
+    let mut h3 = web::H3::connect(server.https, &pem, None).await;
+    let (status, mut stream) = h3.start("/large.bin").await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    h3.goaway();
+    // The GOAWAY arrives while most of the response waits on flow control.
+    let mut received = 0;
+    while let Some(chunk) = stream.recv_data().await.unwrap() {
+        received += bytes::Buf::remaining(&chunk);
+    }
+    assert_eq!(received, size, "the request in flight was cut short");
+    let closed = tokio::time::timeout(Duration::from_secs(5), h3.connection.closed()).await;
+    assert!(
+        closed.is_ok(),
+        "the connection is still open after its last request"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_connections_are_closed_and_busy_ones_are_not() {
     let server = Foobar::setup()

@@ -187,10 +187,12 @@ async fn connection(
         let resolver = tokio::select! {
             accepted = h3.accept() => match accepted? {
                 Some(resolver) => resolver,
-                // No more requests (after GOAWAY, at once): those in flight still need the
-                // connection, which closes when `h3` is dropped.
+                // No more requests (the client's GOAWAY): those in flight still need the
+                // connection, and what they sent must reach the client before it closes
+                // (when `h3` is dropped).
                 None => {
                     activity.quiet().await;
+                    delivered(&quic).await;
                     return Ok(());
                 }
             },

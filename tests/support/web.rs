@@ -307,6 +307,8 @@ pub struct H3 {
     pub connection: quinn::Connection,
     sender: h3::client::SendRequest<h3_quinn::OpenStreams, Bytes>,
     _driver: tokio::task::JoinHandle<()>,
+    /// Makes the driver send a GOAWAY.
+    goaway: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 /// What an HTTP/3 client may change about its connection.
@@ -366,7 +368,13 @@ impl H3 {
         let (mut driver, sender) = h3::client::new(h3_quinn::Connection::new(connection.clone()))
             .await
             .map_err(|e| e.to_string())?;
+        let (goaway, asked) = tokio::sync::oneshot::channel::<()>();
         let driver = tokio::spawn(async move {
+            tokio::select! {
+                _ = std::future::poll_fn(|cx| driver.poll_close(cx)) => return,
+                Ok(()) = asked => {}
+            }
+            let _ = driver.shutdown(0).await;
             let _ = std::future::poll_fn(|cx| driver.poll_close(cx)).await;
         });
         Ok(H3 {
@@ -374,7 +382,15 @@ impl H3 {
             connection,
             sender,
             _driver: driver,
+            goaway: Some(goaway),
         })
+    }
+
+    /// Sends a GOAWAY: the client will send no more requests on this connection.
+    pub fn goaway(&mut self) {
+        if let Some(goaway) = self.goaway.take() {
+            let _ = goaway.send(());
+        }
     }
 
     /// Sends a GET of `path` and waits for the response head; the body is the caller's to read.
