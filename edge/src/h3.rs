@@ -187,7 +187,7 @@ async fn connection(
         let resolver = tokio::select! {
             accepted = h3.accept() => match accepted? {
                 Some(resolver) => resolver,
-                // No more requests (the client's GOAWAY): those in flight still need the
+                // No more requests (a GOAWAY, from either side): those in flight still need the
                 // connection, and what they sent must reach the client before it closes
                 // (when `h3` is dropped).
                 None => {
