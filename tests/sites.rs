@@ -184,6 +184,7 @@ async fn routes_match_in_order_by_prefix_exact_path_and_method() {
         .file("spa/index.html", "the app shell\n")
         .file("spa/assets/x.js", "js\n")
         .file("docs/guide/start.htm", "start\n")
+        .file("static/kept.txt", "kept\n")
         .tables(&format!(
             r#"[[site]]
 names = ["www.foobar.com"]
@@ -217,6 +218,11 @@ try_files = ["{{path}}", "/index.html"]
 path = "/docs/"
 root = "{{dir}}/public"
 index = ["start.htm"]
+
+[[site.route]]
+path = "/static/"
+root = "{{dir}}/public"
+response_headers = {{ set = {{ "X-Route" = "static" }} }}
 
 [[site.route]]
 path = "/teapot"
@@ -253,6 +259,13 @@ status = 418
         assert_eq!(reply.body, "the app shell\n", "{proto:?}: try_files");
         let reply = get("/docs/guide/").await.unwrap();
         assert_eq!(reply.body, "start\n", "{proto:?}: index");
+        // A route's fields go on a static file's kept copy too (asked twice: the second comes
+        // from memory, as every one after the first protocol's).
+        for _ in 0..2 {
+            let reply = get("/static/kept.txt").await.unwrap();
+            assert_eq!(reply.body, "kept\n", "{proto:?}");
+            assert_eq!(reply.header("x-route"), Some("static"), "{proto:?}");
+        }
         let reply = get("/teapot").await.unwrap();
         assert_eq!(reply.status.as_u16(), 418, "{proto:?}");
         let reply = get("/teapot/more").await.unwrap();

@@ -24,6 +24,8 @@ use http::{HeaderMap, Method, Request, Response, StatusCode, Version, header};
 use notify::{RecursiveMode, Watcher};
 use tracing::{debug, warn};
 
+use crate::service::Stamp;
+
 /// The largest file kept; larger ones are streamed from disk on every request.
 const MAX_FILE_BYTES: usize = 1024 * 1024;
 /// Counted per entry on top of its body, so that many tiny variants also hit the bound.
@@ -68,6 +70,8 @@ pub struct Cached {
     /// The same with a place for `Date`, for HTTP/2 and HTTP/3 (see `response`).
     dated: HeaderMap,
     body: Bytes,
+    /// The site's fields it carries (`StaticFiles::stamped`), if it was stamped.
+    stamp: Option<Stamp>,
     /// When it was last answered from, on the cache's clock, for eviction.
     used: AtomicU64,
 }
@@ -166,6 +170,11 @@ impl Cached {
             *headers = self.headers.clone();
         }
         response
+    }
+
+    /// Whether it carries `stamp`'s fields already, and so needs them no more.
+    pub fn stamped_with(&self, stamp: &Stamp) -> bool {
+        self.stamp.as_ref() == Some(stamp)
     }
 }
 
@@ -299,7 +308,7 @@ impl ResponseCache {
 
     /// Keeps a response read from disk, unless anything changed since its ticket was taken;
     /// the least recently used responses make room when the cache is full.
-    pub fn insert(&self, ticket: Ticket, headers: HeaderMap, body: Bytes) {
+    pub fn insert(&self, ticket: Ticket, headers: HeaderMap, body: Bytes, stamp: Option<Stamp>) {
         let Ticket {
             generation,
             path,
@@ -340,6 +349,7 @@ impl ResponseCache {
                 },
                 headers,
                 body,
+                stamp,
                 used: AtomicU64::new(self.state.tick()),
             }));
         entries.bytes += cost;
@@ -437,7 +447,7 @@ mod tests {
     fn keep(cache: &ResponseCache, request: &Request<Body>, body: &'static str) {
         let ticket = cache.ticket(request).unwrap();
         let body = Bytes::from_static(body.as_bytes());
-        cache.insert(ticket, HeaderMap::new(), body);
+        cache.insert(ticket, HeaderMap::new(), body, None);
     }
 
     fn body(cached: &Cached) -> &[u8] {
@@ -488,7 +498,7 @@ mod tests {
         }
         // Read before the change, stored after it: refused.
         let stale = Bytes::from_static(b"old");
-        cache.insert(early, HeaderMap::new(), stale);
+        cache.insert(early, HeaderMap::new(), stale, None);
         assert!(cache.get(&request).is_none());
         // Read after it: kept. The watcher may report one write as several events, the last
         // after the first has emptied the cache, and each empties it again: a response kept

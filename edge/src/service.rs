@@ -44,7 +44,7 @@ pub(crate) struct Connection {
 
 /// The headers the front layer puts on every HTTPS response: Alt-Svc always (it names our
 /// HTTP/3 port), and the security headers of `[edge.headers]` unless the site set its own.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Stamp {
     alt_svc: HeaderValue,
     hsts: Option<HeaderValue>,

@@ -454,8 +454,17 @@ impl Service<Request<Body>> for Sites {
         if let Some(client) = forwarded_client(&request, &self.trusted) {
             request.extensions_mut().insert(ClientIp(client));
         }
+        let route = site.routes.iter().position(|route| route.matches(&request));
+        let files = match route.and_then(|at| site.routes.get(at)) {
+            Some(route) => route.untouched_files(&request, site.files.as_ref()),
+            None => site.files.as_ref(),
+        };
+        // A kept response carries the site's fields already (`StaticFiles::stamped`).
+        if let Some(kept) = files.and_then(|files| files.kept(&request, &site.stamp)) {
+            return Box::pin(std::future::ready(Ok(kept)));
+        }
         Box::pin(async move {
-            let route = site.routes.iter().find(|route| route.matches(&request));
+            let route = route.and_then(|at| site.routes.get(at));
             let mut response = match route {
                 Some(route) => route.handle(request, site.files.as_ref()).await,
                 None => match &site.files {

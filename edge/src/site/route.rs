@@ -84,6 +84,10 @@ impl Rules {
         }
     }
 
+    fn is_empty(&self) -> bool {
+        self.set.is_empty() && self.remove.is_empty()
+    }
+
     fn apply(&self, headers: &mut HeaderMap) {
         for name in &self.remove {
             headers.remove(name);
@@ -281,6 +285,33 @@ impl Route {
         path_matches && (self.methods.is_empty() || self.methods.contains(request.method()))
     }
 
+    /// The static files this route hands `request` to untouched, if it does: a files route as
+    /// `ServeDir` serves (no `try_files`, the plain index), or the app's route for a path the
+    /// app does not answer (`site_files`), with no header rules, no rewrite and no body to
+    /// limit. The site then answers from their kept responses at once (`Sites::call`).
+    pub(super) fn untouched_files<'a>(
+        &'a self,
+        request: &Request<Body>,
+        site_files: Option<&'a StaticFiles>,
+    ) -> Option<&'a StaticFiles> {
+        if self.strip_prefix
+            || !self.request_headers.is_empty()
+            || !self.response_headers.is_empty()
+            || !http_body::Body::is_end_stream(request.body())
+        {
+            return None;
+        }
+        match &self.handler {
+            Handler::Files {
+                files,
+                index,
+                try_files,
+            } if as_serve_dir(index, try_files) => files.as_ref(),
+            Handler::App(app) if !app.answers(request.uri().path()) => site_files,
+            _ => None,
+        }
+    }
+
     pub(super) async fn handle(
         &self,
         mut request: Request<Body>,
@@ -392,14 +423,18 @@ fn redirect(to: &str, status: StatusCode, request: &Request<Body>) -> Response<B
 
 /// Static files with `index` names for folders and `try_files`: the first candidate that names
 /// a file (or a folder with an index) is served; the last is served whatever it is.
+/// Whether a files route serves as `ServeDir` does by itself: `index.html`, no `try_files`.
+fn as_serve_dir(index: &[String], try_files: &[String]) -> bool {
+    try_files.is_empty() && matches!(index, [only] if only == "index.html")
+}
+
 async fn serve_files(
     files: &StaticFiles,
     index: &[String],
     try_files: &[String],
     mut request: Request<Body>,
 ) -> Response<Body> {
-    let plain_index = index.len() == 1 && index[0] == "index.html";
-    if try_files.is_empty() && plain_index {
+    if as_serve_dir(index, try_files) {
         // ServeDir's own behaviour: index.html, 404.html.
         return match files.clone().oneshot(request).await {
             Ok(response) => response,
