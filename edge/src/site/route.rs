@@ -285,10 +285,21 @@ impl Route {
         path_matches && (self.methods.is_empty() || self.methods.contains(request.method()))
     }
 
+    /// Whether `request` declares a body longer than the route takes (413).
+    fn declared_too_large(&self, request: &Request<Body>) -> bool {
+        request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .is_some_and(|length| length > self.max_body)
+    }
+
     /// The static files this route hands `request` to untouched, if it does: a files route as
     /// `ServeDir` serves (no `try_files`, the plain index), or the app's route for a path the
-    /// app does not answer (`site_files`), with no header rules, no rewrite and no body to
-    /// limit. The site then answers from their kept responses at once (`Sites::call`).
+    /// app does not answer (`site_files`), with no header rules, no rewrite and no declared
+    /// body over the limit (files never read a body). The site then answers from their kept
+    /// responses at once (`Sites::call`).
     pub(super) fn untouched_files<'a>(
         &'a self,
         request: &Request<Body>,
@@ -297,7 +308,7 @@ impl Route {
         if self.strip_prefix
             || !self.request_headers.is_empty()
             || !self.response_headers.is_empty()
-            || !http_body::Body::is_end_stream(request.body())
+            || (!http_body::Body::is_end_stream(request.body()) && self.declared_too_large(request))
         {
             return None;
         }
@@ -317,12 +328,7 @@ impl Route {
         mut request: Request<Body>,
         site_files: Option<&StaticFiles>,
     ) -> Response<Body> {
-        let declared = request
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|length| length > self.max_body) {
+        if self.declared_too_large(&request) {
             return plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n");
         }
         // A request without a body (most) needs no counting.
