@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use http::{HeaderMap, HeaderName, HeaderValue, header};
 
 /// Fields that describe one connection, never the message: not passed on by a proxy. In the
-/// order of the `match` in [`remove_hop_by_hop`]. A `static`, not a `const`: each use of a
+/// order of the `match` in [`hop_by_hop_at`]. A `static`, not a `const`: each use of a
 /// `const` array makes (and drops) a copy of it.
 static HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
@@ -30,21 +30,9 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_te_trailers: bool) {
     // removed, where a removal of each cost a lookup apiece, both ways, on every request.
     let mut present = 0u16;
     for name in headers.keys() {
-        // By text: a `match` on it tells the nine apart at once, where comparing names one by
-        // one cost more than the rest of this function.
-        let at = match name.as_str() {
-            "connection" => 0,
-            "keep-alive" => 1,
-            "proxy-connection" => 2,
-            "te" => 3,
-            "trailer" => 4,
-            "transfer-encoding" => 5,
-            "upgrade" => 6,
-            "proxy-authenticate" => 7,
-            "proxy-authorization" => 8,
-            _ => continue,
-        };
-        present |= 1 << at;
+        if let Some(at) = hop_by_hop_at(name.as_str()) {
+            present |= 1 << at;
+        }
     }
     if present == 0 {
         return;
@@ -68,8 +56,14 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_te_trailers: bool) {
             .any(|t| t.trim().eq_ignore_ascii_case("trailers"));
     for value in first.iter().chain(&rest) {
         for name in value.to_str().unwrap_or_default().split(',') {
+            let name = name.trim();
+            // One of the nine (most often `keep-alive`, as nginx sends it): removed below if it
+            // is there, with no lookup to make its name.
+            if hop_by_hop_at(name).is_some() {
+                continue;
+            }
             // Not a field name (empty, or with a character no name has): nothing to remove.
-            headers.remove(name.trim());
+            headers.remove(name);
         }
     }
     for (at, name) in HOP_BY_HOP.iter().enumerate() {
@@ -80,6 +74,24 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_te_trailers: bool) {
     if te_trailers {
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
     }
+}
+
+/// Where `name` (lower case, as field names are kept) is in [`HOP_BY_HOP`]. By text: a `match`
+/// on it tells the nine apart at once, where comparing names one by one cost more than the rest
+/// of [`remove_hop_by_hop`].
+fn hop_by_hop_at(name: &str) -> Option<usize> {
+    Some(match name {
+        "connection" => 0,
+        "keep-alive" => 1,
+        "proxy-connection" => 2,
+        "te" => 3,
+        "trailer" => 4,
+        "transfer-encoding" => 5,
+        "upgrade" => 6,
+        "proxy-authenticate" => 7,
+        "proxy-authorization" => 8,
+        _ => return None,
+    })
 }
 
 /// What the proxy knows of the request it forwards.
@@ -251,6 +263,18 @@ mod tests {
         remove_hop_by_hop(&mut map, false);
         assert_eq!(map.len(), 1, "{map:?}");
         assert_eq!(get(&map, "accept"), Some("*/*"));
+
+        // Names in `Connection` in any case, and the hop-by-hop ones among them.
+        let mut map = headers(&[
+            ("connection", "Keep-Alive, UPGRADE, x-a , X-B"),
+            ("keep-alive", "timeout=5"),
+            ("upgrade", "websocket"),
+            ("x-a", "1"),
+            ("x-b", "2"),
+            ("accept", "*/*"),
+        ]);
+        remove_hop_by_hop(&mut map, false);
+        assert_eq!(map.len(), 1, "{map:?}");
 
         let mut grpc = headers(&[("te", "trailers"), ("content-type", "application/grpc")]);
         remove_hop_by_hop(&mut grpc, true);
