@@ -193,8 +193,8 @@ impl StaticFiles {
     /// table has no spare room, and one more field would grow it (allocate it again and move
     /// every field), 2% of a small static response's instructions (`benches/instructions.sh`).
     /// A kept response that carries the site's stamp is sent as it is (`kept`); the site
-    /// applies its stamp to any other, as one kept by an earlier build (the cache outlives a
-    /// reload) whose stamp differed.
+    /// applies its stamp to any other, as one kept by another build of the same sites (one
+    /// cache serves the builds for each port, whose Alt-Svc differ).
     pub(crate) fn stamped(mut self, stamp: &Stamp) -> StaticFiles {
         Arc::make_mut(&mut self.0).stamp = Some(stamp.clone());
         self

@@ -427,13 +427,13 @@ fn redirect(to: &str, status: StatusCode, request: &Request<Body>) -> Response<B
     response
 }
 
-/// Static files with `index` names for folders and `try_files`: the first candidate that names
-/// a file (or a folder with an index) is served; the last is served whatever it is.
 /// Whether a files route serves as `ServeDir` does by itself: `index.html`, no `try_files`.
 fn as_serve_dir(index: &[String], try_files: &[String]) -> bool {
     try_files.is_empty() && matches!(index, [only] if only == "index.html")
 }
 
+/// Static files with `index` names for folders and `try_files`: the first candidate that names
+/// a file (or a folder with an index) is served; the last is served whatever it is.
 async fn serve_files(
     files: &StaticFiles,
     index: &[String],
