@@ -4,16 +4,22 @@
 # the ratio to Knot, for UDP and TCP.
 #
 #   benches/dns-compare.sh [--rounds N] [--seconds S] [--zone FILE --origin NAME --queries FILE]
-#                          [--dnssec]
+#                          [--dnssec] [--xdp]
 #
 # Defaults: 5 rounds of 10 s per server and transport, the bench zone below with a realistic
 # query mix (www A mostly, AAAA/MX/HTTPS, ~5% NXDOMAIN, wildcards, referrals, out-of-zone).
 # --dnssec: the zone signed by foobar (dnssec = true) and by Knot (dnssec-signing: on, its
 # default policy), every query with DO; NSD, which does not sign, is left out.
+# --xdp: UDP over a veth pair into a network namespace of the script's own, dnsperf inside it;
+# foobar answers in XDP mode (`[dns] xdp`) on the pair's outer end, Knot and NSD with sockets
+# on its address. In XDP mode part of a query's cost (the program, the copy into the socket's
+# ring) is spent in the sender's softirq, outside the server's process: the table then also
+# gives answers per CPU-second of the whole machine (both cores, dnsperf included), which
+# counts every cycle wherever it is spent.
 source "$(dirname "$0")/lib.sh"
 
 rounds=5 seconds=10 zone_file="" origin="foobar.com" queries_file="" transports="udp tcp"
-dnssec="" servers="foobar knot nsd"
+dnssec="" servers="foobar knot nsd" xdp=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) rounds=$2; shift 2 ;;
@@ -24,6 +30,7 @@ while [ $# -gt 0 ]; do
     --transports) transports=$2; shift 2 ;;
     --smoke) rounds=1 seconds=2; shift ;;
     --dnssec) dnssec=1 servers="foobar knot"; shift ;;
+    --xdp) xdp=1 transports=udp; shift ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -31,7 +38,7 @@ done
 ensure_packages knot nsd dnsperf bind9-dnsutils
 foobar=$(foobar_binary)
 work=$(mktemp -d)
-trap 'for p in ${pids:-}; do stop "$p"; done; rm -rf "$work"' EXIT
+trap 'for p in ${pids:-}; do stop "$p"; done; rm -rf "$work"; [ -z "${netns:-}" ] || ip netns del "$netns"' EXIT
 mkdir -p "$work/zones" "$work/knot" "$work/nsd"
 
 if [ -z "$zone_file" ]; then
@@ -76,6 +83,22 @@ else
   perf_flags=""
 fi
 
+# Where the servers listen and dnsperf sends from.
+address=127.0.0.1 client=()
+if [ -n "$xdp" ]; then
+  netns="foobar-bench-$$" outer="fbb$$" address=10.253.0.1
+  ip netns add "$netns"
+  ip link add "$outer" type veth peer name inner netns "$netns"
+  ip addr add "$address/24" dev "$outer"
+  ip link set "$outer" up
+  ip -n "$netns" addr add 10.253.0.2/24 dev inner
+  ip -n "$netns" link set inner up
+  client=(ip netns exec "$netns")
+  sed -i "s/127.0.0.1:$port_foobar\"\]/$address:$port_foobar\"]\nxdp = [\"$outer\"]/" "$work/foobar.toml"
+  sed -i "s/127.0.0.1@/$address@/" "$work/knot/knot.conf"
+  [ -n "$dnssec" ] || sed -i "s/127.0.0.1@/$address@/" "$work/nsd/nsd.conf"
+fi
+
 pids=""
 taskset -c "$SERVER_CORE" "$foobar" serve --config "$work/foobar.toml" 2>"$work/foobar.log" & pid_foobar=$!
 taskset -c "$SERVER_CORE" knotd -c "$work/knot/knot.conf" 2>"$work/knot.log" & pid_knot=$!
@@ -84,44 +107,50 @@ if [ -z "$dnssec" ]; then
   taskset -c "$SERVER_CORE" nsd -d -c "$work/nsd/nsd.conf" 2>"$work/nsd.log" & pid_nsd=$!
   pids="$pids $pid_nsd"
 fi
-for server in $servers; do eval "wait_port \$port_$server"; done
+for server in $servers; do eval "wait_port \$port_$server $address"; done
+if [ -n "$xdp" ]; then
+  for _ in $(seq 50); do grep -q "xdp mode" "$work/foobar.log" && break; sleep 0.1; done
+  grep -q "xdp mode" "$work/foobar.log" || { echo "foobar did not attach XDP:" >&2; grep -i xdp "$work/foobar.log" >&2; exit 1; }
+fi
 if [ -n "$dnssec" ]; then
   # Both serve the zone signed before the first round.
   for server in $servers; do
     eval "port=\$port_$server"
     for _ in $(seq 100); do
-      dig +short +norec @127.0.0.1 -p "$port" "$origin" DNSKEY | grep -q . && break
+      dig +short +norec @"$address" -p "$port" "$origin" DNSKEY | grep -q . && break
       sleep 0.2
     done
   done
 fi
 sleep 1
 
-declare -A qps cps
+declare -A qps cps mps
 for transport in $transports; do
-  for server in $servers; do qps[$server/$transport]="" cps[$server/$transport]=""; done
+  for server in $servers; do qps[$server/$transport]="" cps[$server/$transport]="" mps[$server/$transport]=""; done
 done
 for round in $(seq "$rounds"); do
   for transport in $transports; do
     for server in $servers; do
       eval "port=\$port_$server pid=\$pid_$server"
-      before=$(cpu_seconds "$pid")
+      before=$(cpu_seconds "$pid") machine_before=$(machine_cpu_seconds)
       # shellcheck disable=SC2086 # no flags, or -D
-      out=$(taskset -c "$CLIENT_CORE" dnsperf -s 127.0.0.1 -p "$port" -m "$transport" \
+      out=$("${client[@]}" taskset -c "$CLIENT_CORE" dnsperf -s "$address" -p "$port" -m "$transport" \
               -d "$queries_file" -l "$seconds" -c 8 -q 500 -T 1 $perf_flags 2>&1)
-      after=$(cpu_seconds "$pid")
+      after=$(cpu_seconds "$pid") machine_after=$(machine_cpu_seconds)
       answered=$(awk '/Queries completed:/ {print $3}' <<<"$out")
       rate=$(awk '/Queries per second:/ {print $4}' <<<"$out")
       per_cpu=$(awk -v a="$answered" -v b="$before" -v c="$after" 'BEGIN { d = c - b; printf "%.0f", (d > 0 ? a / d : 0) }')
+      per_machine=$(awk -v a="$answered" -v b="$machine_before" -v c="$machine_after" 'BEGIN { d = c - b; printf "%.0f", (d > 0 ? a / d : 0) }')
       qps[$server/$transport]+="$rate "
       cps[$server/$transport]+="$per_cpu "
-      printf 'round %d %-4s %-7s %10.0f answers/s %10s answers/CPU-s\n' "$round" "$transport" "$server" "$rate" "$per_cpu" >&2
+      mps[$server/$transport]+="$per_machine "
+      printf 'round %d %-4s %-7s %10.0f answers/s %10s answers/CPU-s %10s per machine CPU-s\n' "$round" "$transport" "$server" "$rate" "$per_cpu" "$per_machine" >&2
     done
   done
 done
 
 echo
-echo "DNS${dnssec:+ signed, DO set}, $rounds rounds x ${seconds}s, servers on core $SERVER_CORE, dnsperf on core $CLIENT_CORE"
+echo "DNS${dnssec:+ signed, DO set}${xdp:+, over a veth pair (foobar in XDP mode)}, $rounds rounds x ${seconds}s, servers on core $SERVER_CORE, dnsperf on core $CLIENT_CORE"
 printf '%-4s %-7s %22s %30s %14s\n' proto server "answers/s (min-max)" "answers/CPU-s (min-max)" "vs Knot /CPU"
 for transport in $transports; do
   read -r knot_cps _ _ < <(tr ' ' '\n' <<<"${cps[knot/$transport]}" | grep . | summarize)
@@ -132,3 +161,15 @@ for transport in $transports; do
     printf '%-4s %-7s %9s (%s-%s) %14s (%s-%s) %14s\n' "$transport" "$server" "$q" "$qmin" "$qmax" "$c" "$cmin" "$cmax" "$ratio"
   done
 done
+if [ -n "$xdp" ]; then
+  echo
+  printf '%-4s %-7s %36s %14s\n' proto server "answers per machine CPU-s (min-max)" "vs Knot"
+  for transport in $transports; do
+    read -r knot_mps _ _ < <(tr ' ' '\n' <<<"${mps[knot/$transport]}" | grep . | summarize)
+    for server in $servers; do
+      read -r m mmin mmax < <(tr ' ' '\n' <<<"${mps[$server/$transport]}" | grep . | summarize)
+      ratio=$(awk -v a="$m" -v b="$knot_mps" 'BEGIN { printf "%.2fx", (b > 0 ? a / b : 0) }')
+      printf '%-4s %-7s %20s (%s-%s) %14s\n' "$transport" "$server" "$m" "$mmin" "$mmax" "$ratio"
+    done
+  done
+fi

@@ -82,6 +82,11 @@ process_tree() { # process_tree PID...
 }
 
 # User plus system CPU seconds used so far by each PID and their descendants, summed.
+# CPU time the whole machine has spent busy (every core, user, system and interrupts), in s.
+machine_cpu_seconds() {
+  awk -v hz="$TICKS" '$1 == "cpu" { printf "%.3f", ($2 + $3 + $4 + $7 + $8 + $9) / hz }' /proc/stat
+}
+
 cpu_seconds() { # cpu_seconds PID...
   local total=0
   for pid in $(process_tree "$@"); do
@@ -121,9 +126,9 @@ status_kb() { # status_kb FIELD PID...
 }
 
 # Waits until TCP PORT on 127.0.0.1 accepts connections (at most 30 s).
-wait_port() {
+wait_port() { # wait_port PORT [ADDRESS]
   for _ in $(seq 1 300); do
-    if (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null; then return 0; fi
+    if (exec 3<>/dev/tcp/"${2:-127.0.0.1}"/"$1") 2>/dev/null; then return 0; fi
     sleep 0.1
   done
   echo "nothing listens on port $1" >&2

@@ -50,6 +50,8 @@ pub struct Dns {
     /// What stops the background tasks of the state served now (the zones-folder watch, the
     /// journal and NOTIFY, the secondary zones), and the service's own shutdown.
     background: Arc<Mutex<Option<(CancellationToken, CancellationToken)>>>,
+    /// The interfaces answered in XDP mode, as the listen addresses: fixed from the start.
+    xdp: Vec<String>,
 }
 
 /// What the listeners answer from, and what keeps it current.
@@ -86,6 +88,7 @@ impl Dns {
             listen: _,
             tls_listen: _,
             quic_listen: _,
+            xdp,
             https_path: _,
             zones,
             allow_transfer: _,
@@ -175,6 +178,7 @@ impl Dns {
             })),
             background: Arc::default(),
             challenges: Arc::default(),
+            xdp: xdp.clone(),
         })
     }
 
@@ -592,6 +596,18 @@ impl Dns {
             .unwrap_or_else(PoisonError::into_inner) = Some((token, shutdown.clone()));
         // Catch edits made between loading and the start of the watch, before serving.
         let _ = tokio::task::spawn_blocking(move || zones.reload(false)).await;
+        let xdp_port = sockets
+            .first()
+            .and_then(|s| s.udp.local_addr().ok())
+            .map(|addr| addr.port());
+        if let (Some(port), false) = (xdp_port, self.xdp.is_empty()) {
+            tasks.spawn(listener::serve_xdp(
+                self.xdp.clone(),
+                port,
+                self.live.clone(),
+                shutdown.clone(),
+            ));
+        }
         for Sockets { udp, tcp } in sockets {
             let addr = udp.local_addr().ok();
             let tcp = match (tokio::net::TcpListener::from_std(tcp), addr) {

@@ -106,6 +106,8 @@ fn needs_new_sockets(current: &Config, new: &Config) -> bool {
         || current.dns.listen != new.dns.listen
         || current.dns.tls_listen != new.dns.tls_listen
         || current.dns.quic_listen != new.dns.quic_listen
+        // XDP sockets and the program are attached once per process, as sockets are bound.
+        || current.dns.xdp != new.dns.xdp
         || current.edge.http != new.edge.http
         || current.edge.https != new.edge.https
         || current.admin.listen != new.admin.listen

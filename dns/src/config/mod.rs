@@ -20,6 +20,14 @@ pub struct Config {
     /// edge's certificates and ALPN `doq`; zone transfers too (XoQ) where `allow_transfer`
     /// allows them. None by default.
     pub quic_listen: Vec<SocketAddr>,
+    /// Network interfaces whose UDP queries to the port of the first `listen` address are
+    /// answered in XDP mode (AF_XDP, as Knot's `xdp` listen): taken off the card before the
+    /// kernel's IP and UDP stack, for several times less CPU per query. Needs CAP_NET_ADMIN,
+    /// CAP_BPF and CAP_NET_RAW (or root) and a kernel with XDP sockets; where it cannot attach,
+    /// the sockets answer as without it. IPv4 without options and IPv6 without extension
+    /// headers; anything else on the interface (ARP, TCP, other ports) goes to the kernel as
+    /// before. None by default.
+    pub xdp: Vec<String>,
     /// The path DNS over HTTPS (RFC 8484) is answered at on the web edge (`"/dns-query"`),
     /// wherever a site's routes send it to the built-in app (the default site's do). Off
     /// (`""`) by default.
@@ -74,6 +82,7 @@ impl Default for Config {
             listen: vec![SocketAddr::from(([127, 0, 0, 1], 5353))],
             tls_listen: Vec::new(),
             quic_listen: Vec::new(),
+            xdp: Vec::new(),
             https_path: String::new(),
             zones: PathBuf::from("zones"),
             allow_transfer: Vec::new(),

@@ -11,10 +11,12 @@ use crate::{answer::Responder, error::Error, transfer::journal::Journals, zone::
 mod quic;
 mod tcp;
 mod udp;
+mod xdp;
 
 pub(crate) use quic::serve_quic;
 pub(crate) use tcp::serve_tcp;
 pub(crate) use udp::serve_udp;
+pub(crate) use xdp::serve_xdp;
 
 /// What a listener answers with: the service hands it in, and may replace it whole while the
 /// listener runs (a reload); the listener reads it afresh for each batch or connection.
