@@ -65,7 +65,25 @@ impl Namespace {
         let o = &namespace.outer;
         let steps: [&[&str]; 8] = [
             &[
-                "link", "add", o, "type", "veth", "peer", "name", "inner", "netns", n,
+                // Two queues each way, as a card has several: a socket serves each.
+                "link",
+                "add",
+                o,
+                "numrxqueues",
+                "2",
+                "numtxqueues",
+                "2",
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "inner",
+                "numrxqueues",
+                "2",
+                "numtxqueues",
+                "2",
+                "netns",
+                n,
             ],
             &["addr", "add", &format!("{}/24", server[0]), "dev", o],
             &[
@@ -198,6 +216,7 @@ fn queries_over_xdp_are_answered_and_everything_else_goes_to_the_kernel() {
         .start();
     let attached = server.wait_for_log("dns listening on udp in xdp mode");
     assert!(attached.contains(&format!("interface={}", namespace.outer)));
+    assert!(attached.contains("queues=2"), "{attached}");
     assert!(namespace.steered());
     let port = server.dns.port();
     let v4 = SocketAddr::new(namespace.server[0], port);
