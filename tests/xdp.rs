@@ -19,7 +19,7 @@ use hickory_proto::{
     op::{Message, ResponseCode},
     rr::{RData, RecordType},
 };
-use support::{DEADLINE, Foobar, query_message, skip_without};
+use support::{DEADLINE, Foobar, admin_get, promtool_check, query_message, skip_without};
 
 /// A network namespace with one end of a veth pair in it; both gone when dropped.
 struct Namespace {
@@ -270,6 +270,50 @@ fn queries_over_xdp_are_answered_and_everything_else_goes_to_the_kernel() {
     let mut buf = [0u8; 64];
     let (len, _) = other.recv_from(&mut buf).unwrap();
     assert_eq!(&buf[..len], b"not dns");
+
+    // `/metrics` counts by interface and queue: both sockets serve, the answers above are
+    // counted, and the one-byte datagram was taken and not answered.
+    let (status, metrics) = admin_get(server.admin(), "/metrics");
+    assert_eq!(status, 200);
+    promtool_check(test, &metrics);
+    let sample = |name: &str, labels: &str| -> u64 {
+        let prefix = format!("{name}{{interface=\"{}\",{labels}}} ", namespace.outer);
+        metrics
+            .lines()
+            .filter_map(|line| line.strip_prefix(&prefix))
+            .map(|value| value.parse::<u64>().unwrap())
+            .sum()
+    };
+    for queue in ["0", "1"] {
+        assert_eq!(
+            sample("foobar_dns_xdp_attached", &format!("queue=\"{queue}\"")),
+            1
+        );
+    }
+    let answered: u64 = ["0", "1"]
+        .iter()
+        .map(|q| {
+            sample(
+                "foobar_dns_xdp_frames_total",
+                &format!("queue=\"{q}\",outcome=\"answered\""),
+            )
+        })
+        .sum();
+    let not_answered: u64 = ["0", "1"]
+        .iter()
+        .map(|q| {
+            sample(
+                "foobar_dns_xdp_frames_total",
+                &format!("queue=\"{q}\",outcome=\"not_answered\""),
+            )
+        })
+        .sum();
+    assert!(answered >= 7, "{metrics}");
+    assert!(not_answered >= 1, "{metrics}");
+    assert!(
+        metrics.contains("foobar_dns_xdp_kernel_drops_total{"),
+        "{metrics}"
+    );
 
     // The server's own sockets (127.0.0.1) answer as before.
     assert_eq!(

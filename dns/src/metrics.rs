@@ -139,7 +139,27 @@ pub struct Metrics {
     transfer_in_failures: AtomicU64,
     transfers_out: AtomicU64,
     notifies_sent: AtomicU64,
+    /// Each XDP socket's counters, registered when it is bound.
+    xdp: Mutex<Vec<Arc<XdpQueue>>>,
 }
+
+/// What one XDP socket (an interface's queue) counts.
+#[derive(Debug, Default)]
+pub(crate) struct XdpQueue {
+    interface: String,
+    queue: u32,
+    /// 1 while the socket serves.
+    pub(crate) attached: AtomicU64,
+    pub(crate) answered: AtomicU64,
+    /// Frames taken and not answered: not a query (malformed, or not for us), or dropped by
+    /// the responder (rate limits), or no room to send.
+    pub(crate) not_answered: AtomicU64,
+    /// The kernel's drops on the way to the socket, as last read: larger than a frame or
+    /// otherwise dropped, the rx ring full, no free frame.
+    pub(crate) kernel_drops: [AtomicU64; 3],
+}
+
+const XDP_DROPS: [&str; 3] = ["dropped", "ring_full", "fill_ring_empty"];
 
 /// What each thread that answers counts on its own (no atomic read-modify-write on the
 /// answer path beyond the zone's counter); summed when scraped.
@@ -169,6 +189,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
     transfer_in_failures: AtomicU64::new(0),
     transfers_out: AtomicU64::new(0),
     notifies_sent: AtomicU64::new(0),
+    xdp: Mutex::default(),
 });
 
 pub fn metrics() -> &'static Metrics {
@@ -255,6 +276,24 @@ impl Metrics {
 
     pub(crate) fn notified(&self) {
         self.notifies_sent.fetch_add(1, Relaxed);
+    }
+
+    /// The counters of queue `queue` of `interface`, made when its socket is first bound.
+    pub(crate) fn xdp_queue(&self, interface: &str, queue: u32) -> Arc<XdpQueue> {
+        let mut sockets = self.xdp.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(known) = sockets
+            .iter()
+            .find(|s| s.interface == interface && s.queue == queue)
+        {
+            return known.clone();
+        }
+        let made = Arc::new(XdpQueue {
+            interface: interface.to_string(),
+            queue,
+            ..XdpQueue::default()
+        });
+        sockets.push(made.clone());
+        made
     }
 }
 
@@ -377,6 +416,53 @@ impl Collector for DnsCollector {
                 [(foobar_metrics::NO_LABELS, count.load(Relaxed))],
             )?;
         }
+        let xdp: Vec<Arc<XdpQueue>> = m.xdp.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        // Each socket's labels: its interface and queue.
+        let queues: Vec<String> = xdp.iter().map(|s| s.queue.to_string()).collect();
+        let sockets = || {
+            xdp.iter().zip(&queues).map(|(s, queue)| {
+                let labels = [
+                    ("interface", s.interface.as_str()),
+                    ("queue", queue.as_str()),
+                ];
+                (labels, &**s)
+            })
+        };
+        gauges(
+            &mut encoder,
+            "foobar_dns_xdp_attached",
+            "1 while the AF_XDP socket of an interface's queue serves ([dns] xdp).",
+            None,
+            sockets().map(|(labels, s)| (labels, s.attached.load(Relaxed))),
+        )?;
+        counters(
+            &mut encoder,
+            "foobar_dns_xdp_frames",
+            "Frames taken from an XDP socket: answered, or not (not a query, dropped by the rate limit, or no room to send).",
+            sockets().flat_map(|([interface, queue], s)| {
+                [("answered", &s.answered), ("not_answered", &s.not_answered)].map(
+                    |(outcome, count)| {
+                        (
+                            [interface, queue, ("outcome", outcome)],
+                            count.load(Relaxed),
+                        )
+                    },
+                )
+            }),
+        )?;
+        counters(
+            &mut encoder,
+            "foobar_dns_xdp_kernel_drops",
+            "Frames the kernel dropped on the way to an XDP socket: larger than a frame or otherwise (dropped), the rx ring full, no free frame.",
+            sockets().flat_map(|([interface, queue], s)| {
+                XDP_DROPS
+                    .iter()
+                    .zip(&s.kernel_drops)
+                    .map(move |(reason, count)| {
+                        ([interface, queue, ("reason", *reason)], count.load(Relaxed))
+                    })
+            }),
+        )?;
         gauges(
             &mut encoder,
             "foobar_dns_tcp_connections_open",

@@ -20,4 +20,4 @@ mod program;
 mod socket;
 
 pub use program::{Steering, interface_index, interface_queues};
-pub use socket::{Frame, Xsk};
+pub use socket::{Frame, Statistics, Xsk};

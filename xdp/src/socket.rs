@@ -35,6 +35,17 @@ impl<'a> Frame<'a> {
     }
 }
 
+/// Frames the kernel dropped on the way to a socket, since it was bound (`XDP_STATISTICS`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Statistics {
+    /// Larger than a frame, or otherwise not taken.
+    pub dropped: u64,
+    /// The rx ring was full: the worker fell behind.
+    pub ring_full: u64,
+    /// No free frame in the fill ring to receive into.
+    pub fill_ring_empty: u64,
+}
+
 /// One AF_XDP socket with its own UMEM.
 #[derive(Debug)]
 pub struct Xsk {
@@ -118,6 +129,31 @@ impl Xsk {
         Ok(socket)
     }
 
+    /// What the kernel counted for this socket: frames it dropped rather than hand over.
+    pub fn statistics(&self) -> io::Result<Statistics> {
+        // SAFETY: all-zero is a valid value of this plain C struct.
+        let mut stats: libc::xdp_statistics = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::xdp_statistics>() as libc::socklen_t;
+        // SAFETY: the kernel writes at most `len` bytes into `stats`.
+        let got = unsafe {
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_XDP,
+                libc::XDP_STATISTICS,
+                (&raw mut stats).cast(),
+                &raw mut len,
+            )
+        };
+        if got < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Statistics {
+            dropped: stats.rx_dropped,
+            ring_full: stats.rx_ring_full,
+            fill_ring_empty: stats.rx_fill_ring_empty_descs,
+        })
+    }
+
     /// The socket's descriptor, for the steering program's map.
     pub fn raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()
@@ -149,12 +185,13 @@ impl Xsk {
 
     /// Takes up to `batch` received frames and hands each to `answer`, which returns the
     /// length of the answer it wrote over the packet, or none to send nothing; queues the
-    /// answers and has the kernel send them. The number of frames taken.
+    /// answers and has the kernel send them. The number of frames taken, and of answers
+    /// queued (fewer when `answer` sent nothing, or the tx ring had no room).
     pub fn answer(
         &mut self,
         batch: u32,
         mut answer: impl FnMut(Frame<'_>) -> Option<usize>,
-    ) -> io::Result<usize> {
+    ) -> io::Result<(usize, usize)> {
         self.reclaim();
         self.refill();
         let (first, received) = self.rx.available();
@@ -200,7 +237,7 @@ impl Xsk {
         if self.tx.needs_wakeup() {
             self.kick()?;
         }
-        Ok(received as usize)
+        Ok((received as usize, queued as usize))
     }
 
     /// Has the kernel send what the tx ring holds (copy mode sends only when asked).

@@ -11,8 +11,8 @@
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
     ops::Range,
-    sync::Arc,
-    time::Duration,
+    sync::{Arc, atomic::Ordering::Relaxed},
+    time::{Duration, Instant},
 };
 
 use arc_swap::ArcSwap;
@@ -21,12 +21,17 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::{Serving, unix_now};
-use crate::answer::{Client, Outcome, Transport};
+use crate::{
+    answer::{Client, Outcome, Transport},
+    metrics::XdpQueue,
+};
 
 /// How often a waiting worker looks at the shutdown token, and how often an interface held by
 /// another XDP program (an earlier process of ours, during an upgrade) is tried again.
 const POLL: Duration = Duration::from_millis(200);
 const RETRY_ATTACH: Duration = Duration::from_secs(1);
+/// How often a worker reads the kernel's drop counts of its socket for `/metrics`.
+const STATISTICS_EVERY: Duration = Duration::from_secs(1);
 /// Frames answered per pass over the rings.
 const BATCH: u32 = 64;
 const ETHERNET: usize = 14;
@@ -93,11 +98,14 @@ fn serve_interface(
     };
     info!(%interface, port, queues, native = steering.native, "dns listening on udp in xdp mode");
     std::thread::scope(|scope| {
-        for socket in &mut sockets {
+        for (queue, socket) in (0..).zip(&mut sockets) {
+            let counters = crate::metrics::metrics().xdp_queue(interface, queue);
             scope.spawn(move || {
-                if let Err(e) = worker(socket, live, shutdown) {
-                    warn!(%interface, error = %e, "dns xdp worker stopped");
+                counters.attached.store(1, Relaxed);
+                if let Err(e) = worker(socket, &counters, live, shutdown) {
+                    warn!(%interface, queue, error = %e, "dns xdp worker stopped");
                 }
+                counters.attached.store(0, Relaxed);
             });
         }
     });
@@ -118,12 +126,25 @@ fn attach(ifindex: u32, queues: u32, port: u16) -> std::io::Result<(Vec<Xsk>, St
 
 fn worker(
     socket: &mut Xsk,
+    counters: &XdpQueue,
     live: &ArcSwap<impl Serving>,
     shutdown: &CancellationToken,
 ) -> std::io::Result<()> {
     // Made once per worker: the answer is written here, then into the frame.
     let mut answer = Vec::with_capacity(4096);
+    let mut statistics_read = Instant::now();
     while !shutdown.is_cancelled() {
+        if statistics_read.elapsed() >= STATISTICS_EVERY {
+            statistics_read = Instant::now();
+            let drops = socket.statistics()?;
+            for (count, value) in counters.kernel_drops.iter().zip([
+                drops.dropped,
+                drops.ring_full,
+                drops.fill_ring_empty,
+            ]) {
+                count.store(value, Relaxed);
+            }
+        }
         if !socket.wait(POLL)? {
             continue;
         }
@@ -132,7 +153,7 @@ fn worker(
             let shared = live.shared();
             let catalog = shared.catalog.load();
             let now = unix_now();
-            let taken = socket.answer(BATCH, |frame| {
+            let (taken, sent) = socket.answer(BATCH, |frame| {
                 let (buffer, len) = frame.into_parts();
                 turn_around(buffer, len, &mut answer, |query, client, out| {
                     let client = Client {
@@ -143,6 +164,10 @@ fn worker(
                     shared.responder.respond(&catalog, query, client, out) == Outcome::Reply
                 })
             })?;
+            counters.answered.fetch_add(sent as u64, Relaxed);
+            counters
+                .not_answered
+                .fetch_add((taken - sent) as u64, Relaxed);
             if taken == 0 {
                 break;
             }
