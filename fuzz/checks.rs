@@ -3,7 +3,8 @@
 //!
 //! Beyond "no panic": a reply echoes the query's ID, fits the UDP limit, and parses as a DNS
 //! message; a zone that loads survives its snapshot; a snapshot that decodes encodes back to
-//! the same zone.
+//! the same zone; a frame answered in XDP mode goes back where it came from, its checksums
+//! holding.
 #![allow(dead_code)] // each fuzz target uses one of these checks
 
 use std::{
@@ -152,4 +153,84 @@ pub fn transfer_in(data: &[u8]) {
             Err(_) => return,
         }
     }
+}
+
+/// A frame as an AF_XDP socket hands it over (`[dns] xdp`), answered in place: the reply goes
+/// back to the addresses and port it came from, its IP and UDP checksums hold as a receiver
+/// checks them, and its DNS message passes `check_reply`.
+pub fn frame(data: &[u8]) {
+    let (catalog, responder) = &*SERVER;
+    let mut frame = [0u8; 2048];
+    let len = data.len().min(frame.len());
+    frame[..len].copy_from_slice(&data[..len]);
+    let original = frame;
+    let mut query = Vec::new();
+    let answered = internals::xdp_turn_around(&mut frame, len, &mut Vec::new(), |q, from, out| {
+        query = q.to_vec();
+        let client = Client {
+            transport: Transport::Udp,
+            address: from,
+            now: 0,
+        };
+        responder.respond(catalog, q, client, out) == Outcome::Reply
+    });
+    let Some(length) = answered else {
+        return;
+    };
+    let reply = &frame[..length];
+    assert_eq!(
+        reply[..6],
+        original[6..12],
+        "to the sender's Ethernet address"
+    );
+    assert_eq!(reply[6..12], original[..6], "from ours");
+    assert_eq!(reply[12..14], original[12..14], "the same IP version");
+    let (addresses, udp_at) = match &reply[12..14] {
+        [0x08, 0x00] => {
+            assert_eq!(
+                fold(sum(&reply[14..34])),
+                0,
+                "the IPv4 header checksum holds"
+            );
+            assert_eq!(reply[26..30], original[30..34]);
+            assert_eq!(reply[30..34], original[26..30]);
+            (&reply[26..34], 34)
+        }
+        [0x86, 0xdd] => {
+            assert_eq!(reply[22..38], original[38..54]);
+            assert_eq!(reply[38..54], original[22..38]);
+            (&reply[22..54], 54)
+        }
+        other => panic!("answered a frame of ethertype {other:02x?}"),
+    };
+    let udp = &reply[udp_at..];
+    assert_eq!(
+        udp[..2],
+        original[udp_at + 2..udp_at + 4],
+        "from the port asked"
+    );
+    assert_eq!(
+        udp[2..4],
+        original[udp_at..udp_at + 2],
+        "to the sender's port"
+    );
+    assert_eq!(usize::from(u16::from_be_bytes([udp[4], udp[5]])), udp.len());
+    let pseudo = sum(addresses) + 17 + udp.len() as u64;
+    assert_eq!(fold(pseudo + sum(udp)), 0, "the UDP checksum holds");
+    check_reply(&query, &udp[8..], Transport::Udp);
+}
+
+/// RFC 1071's sum, 16 bits at a time (an independent reckoning of what the server computes).
+fn sum(bytes: &[u8]) -> u64 {
+    bytes
+        .chunks(2)
+        .map(|pair| u64::from(pair[0]) << 8 | u64::from(pair.get(1).copied().unwrap_or(0)))
+        .sum()
+}
+
+fn fold(mut sum: u64) -> u16 {
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
 }

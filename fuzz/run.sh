@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(query zone_file snapshot transfer_in)
+[ ${#targets[@]} -gt 0 ] || targets=(query zone_file snapshot transfer_in frame)
 
 command -v cargo-fuzz >/dev/null || { echo "cargo-fuzz is missing: cargo install --locked cargo-fuzz" >&2; exit 2; }
 cargo fuzz build -s none --fuzz-dir fuzz

@@ -61,6 +61,7 @@ pub use crate::{
 /// as the journal records it, snapshots, lookup keys.
 pub mod internals {
     pub use crate::{
+        listener::turn_around as xdp_turn_around,
         transfer::xfr::answer as transfer_answer,
         wire::name::key_of,
         zone::{

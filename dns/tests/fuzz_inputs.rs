@@ -47,3 +47,8 @@ fn snapshot_inputs() {
 fn transfer_in_inputs() {
     replay("transfer_in", checks::transfer_in);
 }
+
+#[test]
+fn frame_inputs() {
+    replay("frame", checks::frame);
+}

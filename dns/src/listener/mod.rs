@@ -17,6 +17,7 @@ pub(crate) use quic::serve_quic;
 pub(crate) use tcp::serve_tcp;
 pub(crate) use udp::serve_udp;
 pub(crate) use xdp::serve_xdp;
+pub use xdp::turn_around;
 
 /// What a listener answers with: the service hands it in, and may replace it whole while the
 /// listener runs (a reload); the listener reads it afresh for each batch or connection.

@@ -240,7 +240,7 @@ impl Datagram {
 /// the client's address, the answer's buffer; whether to reply), and writes the reply over the
 /// query: the answer after headers turned around (addresses and ports swapped, lengths and
 /// checksums made anew). The reply's length, or none to send nothing.
-fn turn_around(
+pub fn turn_around(
     buffer: &mut [u8],
     len: usize,
     answer: &mut Vec<u8>,
