@@ -11,11 +11,11 @@
 # --dnssec: the zone signed by foobar (dnssec = true) and by Knot (dnssec-signing: on, its
 # default policy), every query with DO; NSD, which does not sign, is left out.
 # --xdp: UDP over a veth pair into a network namespace of the script's own, dnsperf inside it;
-# foobar answers in XDP mode (`[dns] xdp`) on the pair's outer end, Knot and NSD with sockets
-# on its address. In XDP mode part of a query's cost (the program, the copy into the socket's
-# ring) is spent in the sender's softirq, outside the server's process: the table then also
-# gives answers per CPU-second of the whole machine (both cores, dnsperf included), which
-# counts every cycle wherever it is spent.
+# foobar answers in XDP mode (`[dns] xdp`) on the pair's outer end; Knot, NSD and a second
+# foobar without XDP ("sockets") answer with sockets on its address. In XDP mode part of a
+# query's cost (the program, the copy into the socket's ring) is spent in the sender's softirq,
+# outside the server's process: the table then also gives answers per CPU-second of the whole
+# machine (both cores, dnsperf included), which counts every cycle wherever it is spent.
 source "$(dirname "$0")/lib.sh"
 
 rounds=5 seconds=10 zone_file="" origin="foobar.com" queries_file="" transports="udp tcp"
@@ -30,7 +30,7 @@ while [ $# -gt 0 ]; do
     --transports) transports=$2; shift 2 ;;
     --smoke) rounds=1 seconds=2; shift ;;
     --dnssec) dnssec=1 servers="foobar knot"; shift ;;
-    --xdp) xdp=1 transports=udp; shift ;;
+    --xdp) xdp=1 transports=udp servers="foobar sockets knot nsd"; shift ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -66,7 +66,7 @@ if [ -z "$queries_file" ]; then
   } | shuf --random-source=<(yes) > "$queries_file"
 fi
 
-port_foobar=25353 port_knot=25354 port_nsd=25355
+port_foobar=25353 port_knot=25354 port_nsd=25355 port_sockets=25356
 # Knot gets a copy of its own: when it signs, it writes the signed zone back to its file.
 cp "$work/zones/$origin.zone" "$work/knot/$origin.zone"
 if [ -n "$dnssec" ]; then
@@ -94,6 +94,10 @@ if [ -n "$xdp" ]; then
   ip -n "$netns" addr add 10.253.0.2/24 dev inner
   ip -n "$netns" link set inner up
   client=(ip netns exec "$netns")
+  mkdir -p "$work/sockets"
+  sed -e "s|$work/state|$work/sockets/state|; s/127.0.0.1:$port_foobar\"/$address:$port_sockets\"/" \
+    "$work/foobar.toml" > "$work/sockets/foobar.toml"
+  printf '[admin]\nlisten = "127.0.0.1:0"\n' >> "$work/sockets/foobar.toml"
   sed -i "s/127.0.0.1:$port_foobar\"\]/$address:$port_foobar\"]\nxdp = [\"$outer\"]/" "$work/foobar.toml"
   sed -i "s/127.0.0.1@/$address@/" "$work/knot/knot.conf"
   [ -n "$dnssec" ] || sed -i "s/127.0.0.1@/$address@/" "$work/nsd/nsd.conf"
@@ -103,6 +107,10 @@ pids=""
 taskset -c "$SERVER_CORE" "$foobar" serve --config "$work/foobar.toml" 2>"$work/foobar.log" & pid_foobar=$!
 taskset -c "$SERVER_CORE" knotd -c "$work/knot/knot.conf" 2>"$work/knot.log" & pid_knot=$!
 pids="$pid_foobar $pid_knot"
+if [ -n "$xdp" ]; then
+  taskset -c "$SERVER_CORE" "$foobar" serve --config "$work/sockets/foobar.toml" 2>"$work/sockets.log" & pid_sockets=$!
+  pids="$pids $pid_sockets"
+fi
 if [ -z "$dnssec" ]; then
   taskset -c "$SERVER_CORE" nsd -d -c "$work/nsd/nsd.conf" 2>"$work/nsd.log" & pid_nsd=$!
   pids="$pids $pid_nsd"
