@@ -26,8 +26,9 @@ struct Namespace {
     name: String,
     /// The pair's end outside, where the server listens.
     outer: String,
-    /// Its addresses (IPv4, IPv6) and the namespace end's.
+    /// Its addresses (IPv4, IPv6), and the namespace end's with their prefixes.
     server: [IpAddr; 2],
+    client: [String; 2],
 }
 
 impl Namespace {
@@ -60,41 +61,31 @@ impl Namespace {
             name,
             outer,
             server,
+            client,
         };
-        let n = &namespace.name;
-        let o = &namespace.outer;
+        namespace.link();
+        Some(namespace)
+    }
+
+    /// Makes the veth pair, with two queues each way (as a card has several: a socket serves
+    /// each), and its addresses.
+    fn link(&self) {
+        let (n, o, server, client) = (&self.name, &self.outer, &self.server, &self.client);
+        let queues = ["numrxqueues", "2", "numtxqueues", "2"];
+        let pair = [
+            &["link", "add", o][..],
+            &queues,
+            &["type", "veth", "peer", "name", "inner"],
+            &queues,
+            &["netns", n],
+        ]
+        .concat();
+        let v4 = format!("{}/24", server[0]);
+        let v6 = format!("{}/64", server[1]);
         let steps: [&[&str]; 8] = [
-            &[
-                // Two queues each way, as a card has several: a socket serves each.
-                "link",
-                "add",
-                o,
-                "numrxqueues",
-                "2",
-                "numtxqueues",
-                "2",
-                "type",
-                "veth",
-                "peer",
-                "name",
-                "inner",
-                "numrxqueues",
-                "2",
-                "numtxqueues",
-                "2",
-                "netns",
-                n,
-            ],
-            &["addr", "add", &format!("{}/24", server[0]), "dev", o],
-            &[
-                "-6",
-                "addr",
-                "add",
-                &format!("{}/64", server[1]),
-                "dev",
-                o,
-                "nodad",
-            ],
+            &pair,
+            &["addr", "add", &v4, "dev", o],
+            &["-6", "addr", "add", &v6, "dev", o, "nodad"],
             &["link", "set", o, "up"],
             &["-n", n, "addr", "add", &client[0], "dev", "inner"],
             &[
@@ -106,7 +97,6 @@ impl Namespace {
         for step in steps {
             assert!(ip(step), "ip {}", step.join(" "));
         }
-        Some(namespace)
     }
 
     /// Runs `f` on a thread inside the namespace (its sockets are the namespace's).
@@ -326,6 +316,34 @@ fn queries_over_xdp_are_answered_and_everything_else_goes_to_the_kernel() {
     server.signal("TERM");
     assert!(server.wait().success());
     assert!(!namespace.steered(), "the XDP program outlived the server");
+}
+
+#[test]
+fn an_interface_gone_and_back_is_attached_again() {
+    let test = "an_interface_gone_and_back_is_attached_again";
+    let Some(namespace) = Namespace::new(test) else {
+        return;
+    };
+    let server = Foobar::setup()
+        .zone("foobar.com.zone", &support::shipped_zone())
+        .dns(&format!("xdp = [\"{}\"]", namespace.outer))
+        .start();
+    server.wait_for_log("dns listening on udp in xdp mode");
+    let to = SocketAddr::new(namespace.server[0], server.dns.port());
+    assert_eq!(
+        addresses(&ask(&namespace, to, "www.foobar.com", RecordType::A)),
+        ["8.8.8.8"]
+    );
+    let skip = server.log_len();
+    assert!(ip(&["link", "del", &namespace.outer]));
+    server.wait_for_log_after(skip, "dns xdp: detached");
+    namespace.link();
+    server.wait_for_log_after(skip, "dns listening on udp in xdp mode");
+    assert!(namespace.steered());
+    assert_eq!(
+        addresses(&ask(&namespace, to, "www.foobar.com", RecordType::A)),
+        ["8.8.8.8"]
+    );
 }
 
 #[test]

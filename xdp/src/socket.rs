@@ -179,6 +179,9 @@ impl Xsk {
                 }
             }
             0 => Ok(false),
+            _ if poll.revents & (libc::POLLERR | libc::POLLNVAL) != 0 => {
+                Err(io::Error::other("the XDP socket reports an error"))
+            }
             _ => Ok(true),
         }
     }

@@ -27,10 +27,12 @@ use crate::{
 };
 
 /// How often a waiting worker looks at the shutdown token, and how often an interface held by
-/// another XDP program (an earlier process of ours, during an upgrade) is tried again.
+/// another XDP program (an earlier process of ours, during an upgrade), or gone, is tried
+/// again.
 const POLL: Duration = Duration::from_millis(200);
 const RETRY_ATTACH: Duration = Duration::from_secs(1);
-/// How often a worker reads the kernel's drop counts of its socket for `/metrics`.
+/// How often a worker reads the kernel's drop counts of its socket for `/metrics`, and checks
+/// that its interface is still there.
 const STATISTICS_EVERY: Duration = Duration::from_secs(1);
 /// Frames answered per pass over the rings.
 const BATCH: u32 = 64;
@@ -68,50 +70,95 @@ pub async fn serve_xdp(
     }
 }
 
-/// One interface: a socket per queue, the program attached, a worker thread per queue.
+/// One interface: a socket per queue, the program attached, a worker thread per queue; when
+/// the interface goes away (or a worker fails), detached, and attached again once it is back.
 fn serve_interface(
     interface: &str,
     port: u16,
     live: &ArcSwap<impl Serving>,
     shutdown: &CancellationToken,
 ) -> std::io::Result<()> {
-    let ifindex = foobar_xdp::interface_index(interface)?;
-    let queues = foobar_xdp::interface_queues(interface)?;
-    let mut waited = false;
-    // Queues take one socket each, and an interface one program: both may still be held by
-    // the process this one took over from, which lets go once it has stopped.
-    let (mut sockets, steering) = loop {
-        match attach(ifindex, queues, port) {
-            Ok(attached) => break attached,
-            Err(e) if e.raw_os_error() == Some(nix::errno::Errno::EBUSY as i32) => {
-                if !waited {
-                    info!(%interface, "dns xdp: the interface is held by another XDP program or socket; waiting for it to leave");
-                    waited = true;
-                }
-                if shutdown.is_cancelled() {
-                    return Ok(());
-                }
-                std::thread::sleep(RETRY_ATTACH);
+    let mut served = false;
+    loop {
+        let Some((ifindex, mut sockets, steering)) =
+            attach_when_free(interface, port, served, shutdown)?
+        else {
+            return Ok(());
+        };
+        let queues = sockets.len();
+        info!(%interface, port, queues, native = steering.native, "dns listening on udp in xdp mode");
+        served = true;
+        // One worker failing stops them all: the program then leaves the interface rather
+        // than steer queries to a socket nobody reads.
+        let stop = shutdown.child_token();
+        std::thread::scope(|scope| {
+            for (queue, socket) in (0..).zip(&mut sockets) {
+                let counters = crate::metrics::metrics().xdp_queue(interface, queue);
+                let stop = &stop;
+                scope.spawn(move || {
+                    counters.attached.store(1, Relaxed);
+                    let on = Interface {
+                        name: interface,
+                        index: ifindex,
+                    };
+                    if let Err(e) = worker(socket, &on, &counters, live, stop) {
+                        warn!(%interface, queue, error = %e, "dns xdp worker stopped");
+                        stop.cancel();
+                    }
+                    counters.attached.store(0, Relaxed);
+                });
             }
-            Err(e) => return Err(e),
+        });
+        // The program leaves the interface first, then the sockets close.
+        drop(steering);
+        drop(sockets);
+        if shutdown.is_cancelled() {
+            return Ok(());
         }
-    };
-    info!(%interface, port, queues, native = steering.native, "dns listening on udp in xdp mode");
-    std::thread::scope(|scope| {
-        for (queue, socket) in (0..).zip(&mut sockets) {
-            let counters = crate::metrics::metrics().xdp_queue(interface, queue);
-            scope.spawn(move || {
-                counters.attached.store(1, Relaxed);
-                if let Err(e) = worker(socket, &counters, live, shutdown) {
-                    warn!(%interface, queue, error = %e, "dns xdp worker stopped");
-                }
-                counters.attached.store(0, Relaxed);
-            });
+        warn!(%interface, "dns xdp: detached; the interface's UDP queries go to the sockets until it can attach again");
+    }
+}
+
+/// An interface served, by name and by the index it had when attached.
+struct Interface<'a> {
+    name: &'a str,
+    index: u32,
+}
+
+/// Sockets and the program attached to `interface`, waiting while another process holds it
+/// (the one this one took over from, which lets go once it has stopped) or, once it has been
+/// `served`, while it is gone; none if shut down meanwhile.
+fn attach_when_free(
+    interface: &str,
+    port: u16,
+    served: bool,
+    shutdown: &CancellationToken,
+) -> std::io::Result<Option<(u32, Vec<Xsk>, Steering)>> {
+    let mut waited = false;
+    loop {
+        let attached = foobar_xdp::interface_index(interface).and_then(|ifindex| {
+            let queues = foobar_xdp::interface_queues(interface)?;
+            let (sockets, steering) = attach(ifindex, queues, port)?;
+            Ok((ifindex, sockets, steering))
+        });
+        let error = match attached {
+            Ok(attached) => return Ok(Some(attached)),
+            Err(e) => e,
+        };
+        let busy = error.raw_os_error() == Some(nix::errno::Errno::EBUSY as i32);
+        let gone = error.raw_os_error() == Some(nix::errno::Errno::ENODEV as i32);
+        if !busy && !(served && gone) {
+            return Err(error);
         }
-    });
-    // The program leaves the interface first, then the sockets close.
-    drop(steering);
-    Ok(())
+        if !waited {
+            info!(%interface, error = %error, "dns xdp: waiting for the interface to be free");
+            waited = true;
+        }
+        if shutdown.is_cancelled() {
+            return Ok(None);
+        }
+        std::thread::sleep(RETRY_ATTACH);
+    }
 }
 
 /// A socket bound to each of the interface's `queues`, and the program steering `port` to them.
@@ -126,6 +173,7 @@ fn attach(ifindex: u32, queues: u32, port: u16) -> std::io::Result<(Vec<Xsk>, St
 
 fn worker(
     socket: &mut Xsk,
+    interface: &Interface<'_>,
     counters: &XdpQueue,
     live: &ArcSwap<impl Serving>,
     shutdown: &CancellationToken,
@@ -136,6 +184,10 @@ fn worker(
     while !shutdown.is_cancelled() {
         if statistics_read.elapsed() >= STATISTICS_EVERY {
             statistics_read = Instant::now();
+            // A socket whose interface is gone is told nothing: it only stops receiving.
+            if foobar_xdp::interface_index(interface.name).ok() != Some(interface.index) {
+                return Err(std::io::Error::other("the interface is gone"));
+            }
             let drops = socket.statistics()?;
             for (count, value) in counters.kernel_drops.iter().zip([
                 drops.dropped,
