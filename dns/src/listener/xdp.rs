@@ -147,7 +147,8 @@ fn attach_when_free(
         };
         let busy = error.raw_os_error() == Some(nix::errno::Errno::EBUSY as i32);
         let gone = error.raw_os_error() == Some(nix::errno::Errno::ENODEV as i32);
-        if !busy && !(served && gone) {
+        let worth_waiting = busy || (served && gone);
+        if !worth_waiting {
             return Err(error);
         }
         if !waited {
