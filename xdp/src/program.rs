@@ -153,7 +153,9 @@ fn update_map(map: &OwnedFd, queue: u32, socket: RawFd) -> io::Result<()> {
 
 fn load(map: &OwnedFd, port: u16) -> io::Result<OwnedFd> {
     let instructions = steer_port(map.as_raw_fd(), port);
-    let license = c"Dual MIT/GPL";
+    // The project's license: the kernel asks a GPL-compatible one only of programs calling
+    // GPL-only helpers, which `bpf_redirect_map` is not.
+    let license = c"Apache-2.0";
     let mut log = vec![0u8; 64 * 1024];
     let mut attr = Attr::new();
     attr.u32(0, BPF_PROG_TYPE_XDP)

@@ -198,15 +198,13 @@ fn worker(
                 count.store(value, Relaxed);
             }
         }
-        if !socket.wait(POLL)? {
-            continue;
-        }
-        loop {
+        // What answers is read afresh for each batch, and let go before sleeping.
+        let (taken, sent) = {
             let live = live.load();
             let shared = live.shared();
             let catalog = shared.catalog.load();
             let now = unix_now();
-            let (taken, sent) = socket.answer(BATCH, |frame| {
+            socket.answer(BATCH, |frame| {
                 let (buffer, len) = frame.into_parts();
                 turn_around(buffer, len, &mut answer, |query, client, out| {
                     let client = Client {
@@ -216,14 +214,16 @@ fn worker(
                     };
                     shared.responder.respond(&catalog, query, client, out) == Outcome::Reply
                 })
-            })?;
-            counters.answered.fetch_add(sent as u64, Relaxed);
-            counters
-                .not_answered
-                .fetch_add((taken - sent) as u64, Relaxed);
-            if taken == 0 {
-                break;
-            }
+            })?
+        };
+        counters.answered.fetch_add(sent as u64, Relaxed);
+        counters
+            .not_answered
+            .fetch_add((taken - sent) as u64, Relaxed);
+        // Nothing waiting: sleep until a frame arrives. Under load this is never reached, and
+        // each batch comes back round to the shutdown token and the statistics.
+        if taken == 0 {
+            socket.wait(POLL)?;
         }
     }
     Ok(())
