@@ -197,17 +197,20 @@ impl Xsk {
     ) -> io::Result<(usize, usize)> {
         self.reclaim();
         self.refill();
+        if self.fill.needs_wakeup() {
+            // A zero-copy driver that ran out of frames waits to be told there are more
+            // (copy mode never asks).
+            self.wake_receive()?;
+        }
         let (first, received) = self.rx.available();
         let received = received.min(batch);
         let (mut slot, room) = self.tx.room();
         let mut queued = 0;
         for i in 0..received {
             let desc = self.rx.read(first.wrapping_add(i));
-            let start = desc.addr as usize;
-            let end =
-                (desc.addr - desc.addr % u64::from(FRAME_SIZE)) as usize + FRAME_SIZE as usize;
-            let len = desc.len as usize;
             let base = desc.addr - desc.addr % u64::from(FRAME_SIZE);
+            let (start, end) = (desc.addr as usize, (base + u64::from(FRAME_SIZE)) as usize);
+            let len = desc.len as usize;
             if end > self.umem.len || start + len > end || queued == room {
                 self.free.push(base);
                 continue;
@@ -243,6 +246,22 @@ impl Xsk {
         Ok((received as usize, queued as usize))
     }
 
+    /// Tells the driver the fill ring has frames again.
+    fn wake_receive(&self) -> io::Result<()> {
+        // SAFETY: a receive of nothing, into no buffer: the kernel only looks at the rings.
+        let woken = unsafe {
+            libc::recvfrom(
+                self.fd.as_raw_fd(),
+                std::ptr::null_mut(),
+                0,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+            )
+        };
+        nudged(woken)
+    }
+
     /// Has the kernel send what the tx ring holds (copy mode sends only when asked).
     fn kick(&self) -> io::Result<()> {
         // SAFETY: a send of nothing, with no buffers: the kernel only looks at the rings.
@@ -256,15 +275,7 @@ impl Xsk {
                 0,
             )
         };
-        if sent < 0 {
-            let e = io::Error::last_os_error();
-            // The ring is being worked on, or the card is busy: sent at the next call.
-            return match e.raw_os_error() {
-                Some(libc::EAGAIN | libc::EBUSY | libc::ENOBUFS | libc::ENETDOWN) => Ok(()),
-                _ => Err(e),
-            };
-        }
-        Ok(())
+        nudged(sent)
     }
 
     /// Frames the kernel has sent are ours again.
@@ -441,6 +452,19 @@ impl Drop for Mapping {
         unsafe {
             libc::munmap(self.ptr.cast(), self.len);
         }
+    }
+}
+
+/// The outcome of a wake-up call: a ring being worked on, or a card busy, is no error (the next
+/// call does it).
+fn nudged(result: libc::ssize_t) -> io::Result<()> {
+    if result >= 0 {
+        return Ok(());
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EAGAIN | libc::EBUSY | libc::ENOBUFS | libc::ENETDOWN) => Ok(()),
+        _ => Err(e),
     }
 }
 
