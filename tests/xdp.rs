@@ -318,50 +318,45 @@ fn queries_over_xdp_are_answered_and_everything_else_goes_to_the_kernel() {
     assert!(!namespace.steered(), "the XDP program outlived the server");
 }
 
-#[test]
-fn an_interface_gone_and_back_is_attached_again() {
-    let test = "an_interface_gone_and_back_is_attached_again";
-    let Some(namespace) = Namespace::new(test) else {
-        return;
-    };
+/// A namespace and a server in XDP mode on its pair, asked once through it; none when skipped.
+fn served(test: &str) -> Option<(Namespace, Foobar, SocketAddr)> {
+    let namespace = Namespace::new(test)?;
     let server = Foobar::setup()
         .zone("foobar.com.zone", &support::shipped_zone())
         .dns(&format!("xdp = [\"{}\"]", namespace.outer))
         .start();
     server.wait_for_log("dns listening on udp in xdp mode");
     let to = SocketAddr::new(namespace.server[0], server.dns.port());
-    assert_eq!(
-        addresses(&ask(&namespace, to, "www.foobar.com", RecordType::A)),
-        ["8.8.8.8"]
-    );
+    answers_www(&namespace, to);
+    Some((namespace, server, to))
+}
+
+fn answers_www(namespace: &Namespace, to: SocketAddr) {
+    let answer = ask(namespace, to, "www.foobar.com", RecordType::A);
+    assert_eq!(addresses(&answer), ["8.8.8.8"]);
+}
+
+#[test]
+fn an_interface_gone_and_back_is_attached_again() {
+    let test = "an_interface_gone_and_back_is_attached_again";
+    let Some((namespace, server, to)) = served(test) else {
+        return;
+    };
     let skip = server.log_len();
     assert!(ip(&["link", "del", &namespace.outer]));
     server.wait_for_log_after(skip, "dns xdp: detached");
     namespace.link();
     server.wait_for_log_after(skip, "dns listening on udp in xdp mode");
     assert!(namespace.steered());
-    assert_eq!(
-        addresses(&ask(&namespace, to, "www.foobar.com", RecordType::A)),
-        ["8.8.8.8"]
-    );
+    answers_www(&namespace, to);
 }
 
 #[test]
 fn an_upgrade_hands_xdp_to_the_new_process() {
     let test = "an_upgrade_hands_xdp_to_the_new_process";
-    let Some(namespace) = Namespace::new(test) else {
+    let Some((namespace, server, to)) = served(test) else {
         return;
     };
-    let server = Foobar::setup()
-        .zone("foobar.com.zone", &support::shipped_zone())
-        .dns(&format!("xdp = [\"{}\"]", namespace.outer))
-        .start();
-    server.wait_for_log("dns listening on udp in xdp mode");
-    let to = SocketAddr::new(namespace.server[0], server.dns.port());
-    assert_eq!(
-        addresses(&ask(&namespace, to, "www.foobar.com", RecordType::A)),
-        ["8.8.8.8"]
-    );
     let old = server.serving_pid();
     let skip = server.log_len();
     let upgraded = server.control("upgrade");
@@ -375,8 +370,5 @@ fn an_upgrade_hands_xdp_to_the_new_process() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(namespace.steered());
-    assert_eq!(
-        addresses(&ask(&namespace, to, "www.foobar.com", RecordType::A)),
-        ["8.8.8.8"]
-    );
+    answers_www(&namespace, to);
 }
