@@ -362,13 +362,10 @@ fn encode<'d>(diffs: impl Iterator<Item = &'d Diff>) -> Vec<u8> {
     out
 }
 
+/// A record in the snapshot's layout.
 fn push_rr(out: &mut Vec<u8>, rr: &Rr) {
-    out.push(rr.owner.len() as u8);
-    out.extend_from_slice(&rr.owner);
-    out.extend_from_slice(&rr.rtype.to_be_bytes());
-    out.extend_from_slice(&rr.ttl.to_be_bytes());
-    out.extend_from_slice(&(rr.rdata.len() as u16).to_be_bytes());
-    out.extend_from_slice(&rr.rdata);
+    // Writing into a vector cannot fail.
+    let _ = crate::zone::snapshot::write_record(out, &rr.owner, rr.rtype, rr.ttl, &rr.rdata);
 }
 
 /// The differences in `bytes`, and why reading stopped early, if it did.
