@@ -22,7 +22,7 @@ pub struct Config {
     pub quic_listen: Vec<SocketAddr>,
     /// Network interfaces whose UDP queries to the port of the first `listen` address are
     /// answered in XDP mode (AF_XDP, as Knot's `xdp` listen): taken off the card before the
-    /// kernel's IP and UDP stack, for several times less CPU per query. Needs CAP_NET_ADMIN,
+    /// kernel's IP and UDP stack, for less CPU per query. Needs CAP_NET_ADMIN,
     /// CAP_BPF and CAP_NET_RAW (or root) and a kernel with XDP sockets; where it cannot attach,
     /// the sockets answer as without it. IPv4 without options and IPv6 without extension
     /// headers; anything else on the interface (ARP, TCP, other ports) goes to the kernel as
