@@ -52,8 +52,8 @@ impl Namespace {
         if !ip(&["netns", "add", &name]) {
             skip_without(
                 test,
-                "network namespaces (CAP_NET_ADMIN and CAP_BPF, as root)",
-                "run the tests as root",
+                "network namespaces (iproute2's ip, and root for CAP_NET_ADMIN and CAP_BPF)",
+                "apt-get install iproute2, and run the tests as root",
             );
             return None;
         }
