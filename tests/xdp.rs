@@ -36,7 +36,7 @@ impl Namespace {
     fn new(test: &str) -> Option<Namespace> {
         // Tests of this process side by side each have their own.
         static MADE: AtomicU32 = AtomicU32::new(0);
-        let id = std::process::id() * 4 + MADE.fetch_add(1, Ordering::Relaxed) % 4;
+        let id = std::process::id() * 8 + MADE.fetch_add(1, Ordering::Relaxed) % 8;
         let name = format!("foobar-xdp-{id}");
         let outer = format!("fbx{id}");
         // A subnet of this process's own, so that runs side by side do not meet.
@@ -348,6 +348,31 @@ fn an_interface_gone_and_back_is_attached_again() {
     namespace.link();
     server.wait_for_log_after(skip, "dns listening on udp in xdp mode");
     assert!(namespace.steered());
+    answers_www(&namespace, to);
+}
+
+#[test]
+fn a_reload_that_names_an_interface_attaches_it() {
+    let test = "a_reload_that_names_an_interface_attaches_it";
+    let Some(namespace) = Namespace::new(test) else {
+        return;
+    };
+    let server = Foobar::setup()
+        .zone("foobar.com.zone", &support::shipped_zone())
+        .start();
+    let to = SocketAddr::new(namespace.server[0], server.dns.port());
+    // No socket listens on the pair's address: without XDP nothing answers there.
+    let query = query_message("www.foobar.com", RecordType::A);
+    assert!(exchange(&namespace, to, &query).is_none());
+    let config = std::fs::read_to_string(server.config_path()).unwrap();
+    let xdp = format!("[dns]\nxdp = [\"{}\"]\n", namespace.outer);
+    assert!(config.contains("[dns]\n"));
+    std::fs::write(server.config_path(), config.replacen("[dns]\n", &xdp, 1)).unwrap();
+    let skip = server.log_len();
+    let reloaded = server.control("reload");
+    assert!(reloaded.status.success(), "{reloaded:?}");
+    // XDP is attached once per process: the reload is made by a new one.
+    server.wait_for_log_after(skip, "dns listening on udp in xdp mode");
     answers_www(&namespace, to);
 }
 
