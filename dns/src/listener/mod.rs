@@ -153,6 +153,29 @@ impl Transfer {
     }
 }
 
+/// Runs each of `works` on a thread of its own named `name` (the UDP and XDP workers: blocking
+/// system calls, kept off tokio's pools) and waits until all have ended, a panic included.
+async fn on_threads<F: FnOnce() + Send + 'static>(name: &str, works: impl Iterator<Item = F>) {
+    let mut done = Vec::new();
+    for work in works {
+        let (finished, finish) = tokio::sync::oneshot::channel::<()>();
+        let spawned = std::thread::Builder::new()
+            .name(name.to_string())
+            .spawn(move || {
+                work();
+                drop(finished);
+            });
+        match spawned {
+            Ok(_) => done.push(finish),
+            Err(e) => tracing::warn!(error = %e, thread = name, "worker thread"),
+        }
+    }
+    // Each thread drops its sender as it ends (a panic included).
+    for finish in done {
+        let _ = finish.await;
+    }
+}
+
 /// Seconds since the Unix epoch, modulo 2^32, as cookies count them.
 fn unix_now() -> u32 {
     std::time::SystemTime::now()

@@ -15,7 +15,7 @@ use nix::{
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use super::{MAX_MESSAGE, Serving, unix_now};
+use super::{MAX_MESSAGE, Serving, on_threads, unix_now};
 use crate::answer::{Client, Outcome, Transport};
 
 /// How often a blocked UDP worker looks at the shutdown token.
@@ -38,33 +38,15 @@ pub async fn serve_udp(
     shutdown: CancellationToken,
 ) {
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let mut done = Vec::with_capacity(workers);
-    for _ in 0..workers {
-        let socket = match socket.try_clone() {
-            Ok(socket) => socket,
-            Err(e) => {
-                warn!(error = %e, "udp worker");
-                continue;
-            }
-        };
-        let live = live.clone();
-        let shutdown = shutdown.clone();
-        let (finished, finish) = tokio::sync::oneshot::channel::<()>();
-        let spawned = std::thread::Builder::new()
-            .name("dns-udp".to_string())
-            .spawn(move || {
-                udp_worker(&socket, &live, &shutdown);
-                drop(finished);
-            });
-        match spawned {
-            Ok(_) => done.push(finish),
-            Err(e) => warn!(error = %e, "udp worker thread"),
-        }
-    }
-    // Each worker drops its sender as it ends (a panic included).
-    for finish in done {
-        let _ = finish.await;
-    }
+    let works = (0..workers).filter_map(|_| {
+        let socket = socket
+            .try_clone()
+            .map_err(|e| warn!(error = %e, "udp worker"))
+            .ok()?;
+        let (live, shutdown) = (live.clone(), shutdown.clone());
+        Some(move || udp_worker(&socket, &live, &shutdown))
+    });
+    on_threads("dns-udp", works).await;
 }
 
 /// The address a datagram came from.

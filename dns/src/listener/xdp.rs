@@ -20,7 +20,7 @@ use foobar_xdp::{Steering, Xsk};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::{Serving, unix_now};
+use super::{Serving, on_threads, unix_now};
 use crate::{
     answer::{Client, Outcome, Transport},
     metrics::XdpQueue,
@@ -48,26 +48,15 @@ pub async fn serve_xdp(
     live: Arc<ArcSwap<impl Serving>>,
     shutdown: CancellationToken,
 ) {
-    let mut done = Vec::new();
-    for interface in interfaces {
+    let works = interfaces.into_iter().map(|interface| {
         let (live, shutdown) = (live.clone(), shutdown.clone());
-        let (finished, finish) = tokio::sync::oneshot::channel::<()>();
-        let spawned = std::thread::Builder::new()
-            .name("dns-xdp".to_string())
-            .spawn(move || {
-                if let Err(e) = serve_interface(&interface, port, &live, &shutdown) {
-                    warn!(%interface, port, error = %e, "dns xdp: not attached; the interface's UDP queries go to the sockets");
-                }
-                drop(finished);
-            });
-        match spawned {
-            Ok(_) => done.push(finish),
-            Err(e) => warn!(error = %e, "dns xdp thread"),
+        move || {
+            if let Err(e) = serve_interface(&interface, port, &live, &shutdown) {
+                warn!(%interface, port, error = %e, "dns xdp: not attached; the interface's UDP queries go to the sockets");
+            }
         }
-    }
-    for finish in done {
-        let _ = finish.await;
-    }
+    });
+    on_threads("dns-xdp", works).await;
 }
 
 /// One interface: a socket per queue, the program attached, a worker thread per queue; when
@@ -233,9 +222,7 @@ fn worker(
 #[derive(Debug, PartialEq, Eq)]
 struct Datagram {
     source: IpAddr,
-    /// Bytes of Ethernet, IP and UDP headers.
-    headers: usize,
-    /// The DNS message.
+    /// The DNS message, after the Ethernet, IP and UDP headers.
     payload: Range<usize>,
 }
 
@@ -283,7 +270,6 @@ impl Datagram {
         }
         Some(Datagram {
             source,
-            headers: udp + 8,
             payload: udp + 8..end,
         })
     }
@@ -305,11 +291,11 @@ pub fn turn_around(
     if !respond(&packet[datagram.payload.clone()], datagram.source, answer) {
         return None;
     }
-    let udp_at = datagram.headers - 8;
-    let length = datagram.headers + answer.len();
-    buffer
-        .get_mut(datagram.headers..length)?
-        .copy_from_slice(answer);
+    // The headers end where the DNS message starts.
+    let headers = datagram.payload.start;
+    let udp_at = headers - 8;
+    let length = headers + answer.len();
+    buffer.get_mut(headers..length)?.copy_from_slice(answer);
     let (ethernet, rest) = buffer.split_at_mut(ETHERNET);
     let (destination, source) = ethernet.split_at_mut(6);
     destination.swap_with_slice(&mut source[..6]);
